@@ -1,0 +1,295 @@
+//! The encoding-independent half of decoding: a [`SpanDraft`] filled by a wire-format front end is
+//! validated and turned into a [`Span`] here, so the three encodings share one set of rules
+//! (signals.md "Identity of a span", "Outcome of a request", "Dependency spans").
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{DecodeStats, Interner, SpanReject};
+use crate::model::{Encoding, Origin, Span, SpanId, SpanKind, StatusCode, TraceId, MAX_SPAN_DURATION_NANOS};
+
+/// A span as read off the wire, borrowing its strings from the payload.
+pub(crate) struct SpanDraft<'a> {
+    /// `None` when missing, of the wrong length or all zero.
+    pub trace_id: Option<TraceId>,
+    pub span_id: Option<SpanId>,
+    /// `Ok(None)`: no parent; `Err(())`: a parent id of the wrong length.
+    pub parent_span_id: Result<Option<SpanId>, ()>,
+    pub kind: SpanKind,
+    pub status: StatusCode,
+    pub start_unix_nano: u64,
+    pub end_unix_nano: u64,
+    pub name: &'a str,
+    pub attrs: HotAttributes<'a>,
+}
+
+impl Default for SpanDraft<'_> {
+    fn default() -> Self {
+        Self {
+            trace_id: None,
+            span_id: None,
+            parent_span_id: Ok(None),
+            kind: SpanKind::Unspecified,
+            status: StatusCode::Unset,
+            start_unix_nano: 0,
+            end_unix_nano: 0,
+            name: "",
+            attrs: HotAttributes::default(),
+        }
+    }
+}
+
+/// The attributes the hot path needs, by their semantic-convention names.
+#[derive(Default)]
+pub(crate) struct HotAttributes<'a> {
+    http_method: Option<&'a str>,
+    http_method_legacy: Option<&'a str>,
+    http_route: Option<&'a str>,
+    url_template: Option<&'a str>,
+    http_status: Option<i64>,
+    http_status_legacy: Option<i64>,
+    grpc_status: Option<i64>,
+    peer_service: Option<&'a str>,
+    db_system: Option<&'a str>,
+    messaging_system: Option<&'a str>,
+    rpc_service: Option<&'a str>,
+    server_address: Option<&'a str>,
+    net_peer_name: Option<&'a str>,
+    db_operation: Option<&'a str>,
+    db_operation_legacy: Option<&'a str>,
+    messaging_operation: Option<&'a str>,
+    messaging_destination: Option<&'a str>,
+    rpc_method: Option<&'a str>,
+}
+
+/// A borrowed attribute value as a front end sees it.
+#[derive(Clone, Copy)]
+pub(crate) enum AttrRef<'a> {
+    Str(&'a str),
+    Int(i64),
+    Other,
+}
+
+impl<'a> AttrRef<'a> {
+    fn int(self) -> Option<i64> {
+        match self {
+            Self::Int(i) => Some(i),
+            Self::Str(s) => s.trim().parse().ok(),
+            Self::Other => None,
+        }
+    }
+
+    fn str(self) -> Option<&'a str> {
+        match self {
+            Self::Str(s) if !s.is_empty() => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl<'a> HotAttributes<'a> {
+    /// Records one attribute if the hot path needs it; every other key is ignored.
+    pub(crate) fn observe(&mut self, key: &str, value: AttrRef<'a>) {
+        match key {
+            "http.request.method" => self.http_method = value.str(),
+            "http.method" => self.http_method_legacy = value.str(),
+            "http.route" => self.http_route = value.str(),
+            "url.template" => self.url_template = value.str(),
+            "http.response.status_code" => self.http_status = value.int(),
+            "http.status_code" => self.http_status_legacy = value.int(),
+            "rpc.grpc.status_code" => self.grpc_status = value.int(),
+            "peer.service" => self.peer_service = value.str(),
+            "db.system" | "db.system.name" => self.db_system = self.db_system.or(value.str()),
+            "messaging.system" => self.messaging_system = value.str(),
+            "rpc.service" => self.rpc_service = value.str(),
+            "server.address" => self.server_address = value.str(),
+            "net.peer.name" => self.net_peer_name = value.str(),
+            "db.operation.name" => self.db_operation = value.str(),
+            "db.operation" => self.db_operation_legacy = value.str(),
+            "messaging.operation" | "messaging.operation.name" => {
+                self.messaging_operation = self.messaging_operation.or(value.str())
+            }
+            "messaging.destination.name" => self.messaging_destination = value.str(),
+            "rpc.method" => self.rpc_method = value.str(),
+            _ => {}
+        }
+    }
+
+    fn method(&self) -> Option<&'a str> {
+        self.http_method.or(self.http_method_legacy)
+    }
+}
+
+/// Whether an attribute key is one [`HotAttributes::observe`] keeps (lets front ends skip values).
+pub(crate) fn is_hot_key(key: &str) -> bool {
+    matches!(
+        key,
+        "http.request.method"
+            | "http.method"
+            | "http.route"
+            | "url.template"
+            | "http.response.status_code"
+            | "http.status_code"
+            | "rpc.grpc.status_code"
+            | "peer.service"
+            | "db.system"
+            | "db.system.name"
+            | "messaging.system"
+            | "rpc.service"
+            | "server.address"
+            | "net.peer.name"
+            | "db.operation.name"
+            | "db.operation"
+            | "messaging.operation"
+            | "messaging.operation.name"
+            | "messaging.destination.name"
+            | "rpc.method"
+    )
+}
+
+/// Resource identity collected while reading a resource's attributes.
+#[derive(Default)]
+pub(crate) struct ResourceIdentity<'a> {
+    pub service: Option<&'a str>,
+    pub environment: Option<&'a str>,
+    pub environment_legacy: Option<&'a str>,
+}
+
+impl<'a> ResourceIdentity<'a> {
+    pub(crate) fn observe(&mut self, key: &str, value: AttrRef<'a>) {
+        match key {
+            "service.name" => self.service = value.str(),
+            "deployment.environment.name" => self.environment = value.str(),
+            "deployment.environment" => self.environment_legacy = value.str(),
+            _ => {}
+        }
+    }
+}
+
+/// Interner plus scratch space, shared by the front ends.
+pub(crate) struct Names {
+    interner: Interner,
+    scratch: String,
+    unknown_service: Arc<str>,
+    default_environment: Arc<str>,
+}
+
+impl Names {
+    pub(crate) fn new() -> Self {
+        Self {
+            interner: Interner::new(),
+            scratch: String::new(),
+            unknown_service: Arc::from("unknown_service"),
+            default_environment: Arc::from("default"),
+        }
+    }
+
+    pub(crate) fn intern(&mut self, s: &str) -> Arc<str> {
+        self.interner.intern(s)
+    }
+
+    fn intern_pair(&mut self, a: &str, b: &str) -> Arc<str> {
+        self.scratch.clear();
+        self.scratch.push_str(a);
+        self.scratch.push(' ');
+        self.scratch.push_str(b);
+        self.interner.intern(&self.scratch)
+    }
+
+    pub(crate) fn origin(
+        &mut self,
+        encoding: Encoding,
+        identity: &ResourceIdentity<'_>,
+        resource_header: Bytes,
+        scope_header: Bytes,
+        resource: Bytes,
+    ) -> Arc<Origin> {
+        let service = match identity.service {
+            Some(s) => self.intern(s),
+            None => self.unknown_service.clone(),
+        };
+        let environment = match identity.environment.or(identity.environment_legacy) {
+            Some(e) => self.intern(e),
+            None => self.default_environment.clone(),
+        };
+        Arc::new(Origin { encoding, service, environment, resource_header, scope_header, resource })
+    }
+
+    /// Validates a draft and appends the span, or counts why it was rejected.
+    pub(crate) fn finish(
+        &mut self,
+        draft: SpanDraft<'_>,
+        origin: &Arc<Origin>,
+        raw: Bytes,
+        out: &mut Vec<Span>,
+        stats: &mut DecodeStats,
+    ) {
+        match self.build(draft, origin, raw) {
+            Ok(span) => out.push(span),
+            Err(why) => stats.reject(why),
+        }
+    }
+
+    fn build(&mut self, draft: SpanDraft<'_>, origin: &Arc<Origin>, raw: Bytes) -> Result<Span, SpanReject> {
+        let (Some(trace_id), Some(span_id), Ok(parent_span_id)) = (draft.trace_id, draft.span_id, draft.parent_span_id)
+        else {
+            return Err(SpanReject::InvalidId);
+        };
+        if draft.start_unix_nano == 0
+            || draft.end_unix_nano < draft.start_unix_nano
+            || draft.end_unix_nano - draft.start_unix_nano > MAX_SPAN_DURATION_NANOS
+        {
+            return Err(SpanReject::InvalidTime);
+        }
+        let attrs = &draft.attrs;
+        let method = attrs.method();
+        let operation = match (method, attrs.http_route) {
+            (Some(m), Some(r)) => self.intern_pair(m, r),
+            _ => self.intern(draft.name),
+        };
+        let http_status =
+            attrs.http_status.or(attrs.http_status_legacy).and_then(|s| u16::try_from(s).ok()).unwrap_or(0);
+        let grpc_status = attrs.grpc_status.and_then(|s| u8::try_from(s).ok());
+        let (remote_service, remote_operation) = if matches!(draft.kind, SpanKind::Client | SpanKind::Producer) {
+            let service = attrs
+                .peer_service
+                .or(attrs.db_system)
+                .or(attrs.messaging_system)
+                .or(attrs.rpc_service)
+                .or(attrs.server_address)
+                .or(attrs.net_peer_name)
+                .map(|s| self.intern(s));
+            let operation = if let Some(op) = attrs.db_operation.or(attrs.db_operation_legacy) {
+                self.intern(op)
+            } else if let (Some(op), Some(dest)) = (attrs.messaging_operation, attrs.messaging_destination) {
+                self.intern_pair(op, dest)
+            } else if let Some(m) = attrs.rpc_method {
+                self.intern(m)
+            } else if let (Some(m), Some(t)) = (method, attrs.url_template.or(attrs.http_route)) {
+                self.intern_pair(m, t)
+            } else {
+                self.intern(draft.name)
+            };
+            (service, Some(operation))
+        } else {
+            (None, None)
+        };
+        Ok(Span {
+            trace_id,
+            span_id,
+            parent_span_id,
+            kind: draft.kind,
+            status: draft.status,
+            start_unix_nano: draft.start_unix_nano,
+            end_unix_nano: draft.end_unix_nano,
+            operation,
+            http_status,
+            grpc_status,
+            remote_service,
+            remote_operation,
+            origin: origin.clone(),
+            raw,
+        })
+    }
+}

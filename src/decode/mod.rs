@@ -1,0 +1,230 @@
+//! Decoding: Kafka message payloads into validated [`Span`]s.
+//!
+//! One entry point, [`Decoder::decode`], reads a payload in `otlp_proto`, `otlp_json` or
+//! `zipkin_json` (or detects it per message with `auto`, kafka.md "Encodings") and appends the valid
+//! spans to a caller-owned vector. Invariants:
+//! - a payload that is not well-formed in its encoding is rejected whole ([`DecodeError`]) and appends
+//!   nothing: the caller dead-letters it;
+//! - a well-formed payload keeps its valid spans and counts the invalid ones by reason
+//!   ([`DecodeStats`]), never keeping a span with a broken id or time (signals.md);
+//! - every span keeps its wire bytes (`Span::raw`, a zero-copy slice of the payload for protobuf)
+//!   so that kept traces are forwarded in the encoding they arrived in;
+//! - names are interned: decoding a span allocates nothing once its names have been seen.
+
+mod draft;
+mod otlp_json;
+mod otlp_proto;
+mod zipkin;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Deserialize;
+
+use crate::model::{AttrValue, Encoding, Span};
+
+pub use otlp_proto::{ProtoError, WireField, WireReader};
+
+/// What `kafka.encoding` selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum InputEncoding {
+    /// Per message: first non-blank byte `{` → OTLP/JSON, `[` → Zipkin JSON, else OTLP protobuf.
+    #[default]
+    Auto,
+    OtlpProto,
+    OtlpJson,
+    ZipkinJson,
+}
+
+impl InputEncoding {
+    /// The encoding of one payload.
+    pub fn resolve(self, payload: &[u8]) -> Encoding {
+        match self {
+            Self::OtlpProto => Encoding::OtlpProto,
+            Self::OtlpJson => Encoding::OtlpJson,
+            Self::ZipkinJson => Encoding::ZipkinJson,
+            Self::Auto => match payload.iter().find(|b| !b.is_ascii_whitespace()) {
+                Some(b'{') => Encoding::OtlpJson,
+                Some(b'[') => Encoding::ZipkinJson,
+                _ => Encoding::OtlpProto,
+            },
+        }
+    }
+}
+
+/// Why a whole message was rejected; the `reason` label of `tracewarden_messages_rejected_total`.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("empty message")]
+    Empty,
+    #[error("malformed OTLP protobuf: {0}")]
+    Protobuf(#[from] ProtoError),
+    #[error("malformed {encoding} JSON: {source}")]
+    Json {
+        encoding: Encoding,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl DecodeError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Empty => "empty",
+            Self::Protobuf(_) => "malformed_protobuf",
+            Self::Json { encoding: Encoding::ZipkinJson, .. } => "malformed_zipkin_json",
+            Self::Json { .. } => "malformed_otlp_json",
+        }
+    }
+}
+
+/// Why a single span was rejected; the `reason` label of `tracewarden_spans_rejected_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpanReject {
+    InvalidId,
+    InvalidTime,
+}
+
+impl SpanReject {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::InvalidId => "invalid_id",
+            Self::InvalidTime => "invalid_time",
+        }
+    }
+}
+
+/// Counts of one decoded message.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DecodeStats {
+    pub encoding: Option<Encoding>,
+    pub accepted: u32,
+    pub invalid_id: u32,
+    pub invalid_time: u32,
+}
+
+impl DecodeStats {
+    fn reject(&mut self, why: SpanReject) {
+        match why {
+            SpanReject::InvalidId => self.invalid_id += 1,
+            SpanReject::InvalidTime => self.invalid_time += 1,
+        }
+    }
+}
+
+/// Interned names: service, operation and remote names repeat endlessly, so each distinct string
+/// is allocated once. Bounded: past `MAX_INTERNED` distinct strings the table starts over (handed-out
+/// `Arc`s stay valid), so a high-cardinality attribute cannot grow it without limit.
+pub(crate) struct Interner {
+    strings: HashSet<Arc<str>>,
+}
+
+const MAX_INTERNED: usize = 200_000;
+
+impl Interner {
+    fn new() -> Self {
+        Self { strings: HashSet::new() }
+    }
+
+    pub(crate) fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(found) = self.strings.get(s) {
+            return found.clone();
+        }
+        if self.strings.len() >= MAX_INTERNED {
+            self.strings.clear();
+        }
+        let arc: Arc<str> = Arc::from(s);
+        self.strings.insert(arc.clone());
+        arc
+    }
+}
+
+/// Decodes payloads; holds the interner and scratch space reused across messages.
+pub struct Decoder {
+    input: InputEncoding,
+    names: draft::Names,
+}
+
+impl Decoder {
+    pub fn new(input: InputEncoding) -> Self {
+        Self { input, names: draft::Names::new() }
+    }
+
+    /// Decodes one payload, appending its valid spans to `out`. On error nothing is appended.
+    pub fn decode(&mut self, payload: &Bytes, out: &mut Vec<Span>) -> Result<DecodeStats, DecodeError> {
+        if payload.iter().all(|b| b.is_ascii_whitespace()) {
+            return Err(DecodeError::Empty);
+        }
+        let encoding = self.input.resolve(payload);
+        let start_len = out.len();
+        let mut stats = DecodeStats { encoding: Some(encoding), ..Default::default() };
+        let result = match encoding {
+            Encoding::OtlpProto => {
+                otlp_proto::decode(payload, &mut self.names, out, &mut stats).map_err(DecodeError::from)
+            }
+            Encoding::OtlpJson => otlp_json::decode(payload, &mut self.names, out, &mut stats)
+                .map_err(|source| DecodeError::Json { encoding, source }),
+            Encoding::ZipkinJson => zipkin::decode(payload, &mut self.names, out, &mut stats)
+                .map_err(|source| DecodeError::Json { encoding, source }),
+        };
+        match result {
+            Ok(()) => {
+                stats.accepted = (out.len() - start_len) as u32;
+                Ok(stats)
+            }
+            Err(e) => {
+                out.truncate(start_len);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Looks an attribute up in a span's wire bytes.
+pub fn find_attribute(encoding: Encoding, raw: &[u8], key: &str) -> Option<AttrValue> {
+    match encoding {
+        Encoding::OtlpProto => otlp_proto::find_span_attribute(raw, key),
+        Encoding::OtlpJson => otlp_json::find_span_attribute(raw, key),
+        Encoding::ZipkinJson => zipkin::find_span_attribute(raw, key),
+    }
+}
+
+/// Looks an attribute up in a resource's wire bytes (empty for Zipkin, which has no resource).
+pub fn find_resource_attribute(encoding: Encoding, resource: &[u8], key: &str) -> Option<AttrValue> {
+    if resource.is_empty() {
+        return None;
+    }
+    match encoding {
+        Encoding::OtlpProto => otlp_proto::find_resource_attribute(resource, key),
+        Encoding::OtlpJson => otlp_json::find_resource_attribute(resource, key),
+        Encoding::ZipkinJson => None,
+    }
+}
+
+/// Parses a lowercase or uppercase hex id of exactly `N` bytes; `None` when malformed or all zero.
+pub(crate) fn parse_hex_id<const N: usize>(hex_str: &str) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    hex::decode_to_slice(hex_str, &mut out).ok()?;
+    (out != [0u8; N]).then_some(out)
+}
+
+/// Parses a hex parent span id: empty or all zero means no parent; malformed is `Err`.
+pub(crate) fn parse_parent_id(hex_str: &str) -> Result<Option<crate::model::SpanId>, ()> {
+    if hex_str.is_empty() {
+        return Ok(None);
+    }
+    let mut out = [0u8; 8];
+    hex::decode_to_slice(hex_str, &mut out).map_err(|_| ())?;
+    Ok((out != [0u8; 8]).then_some(out))
+}
+
+/// Copies a binary id of exactly `N` bytes; `None` when the length is wrong or it is all zero.
+pub(crate) fn binary_id<const N: usize>(bytes: &[u8]) -> Option<[u8; N]> {
+    let out: [u8; N] = bytes.try_into().ok()?;
+    (out != [0u8; N]).then_some(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,284 @@
+//! OTLP/JSON front end (the OTLP JSON mapping: hex ids, camelCase keys, enums as integers, 64-bit
+//! integers as strings or numbers). Unknown members are ignored, as OTLP receivers must.
+//!
+//! Spans, resources and scopes are captured as raw JSON text (`RawValue`) so a kept trace is
+//! forwarded with every member it arrived with.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::draft::{AttrRef, Names, ResourceIdentity, SpanDraft};
+use super::{parse_hex_id, parse_parent_id, DecodeStats};
+use crate::model::{AttrValue, Encoding, Span, SpanKind, StatusCode};
+
+#[derive(Deserialize)]
+struct TracesData<'a> {
+    #[serde(borrow, default, rename = "resourceSpans")]
+    resource_spans: Vec<ResourceSpans<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ResourceSpans<'a> {
+    #[serde(borrow, default)]
+    resource: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "scopeSpans")]
+    scope_spans: Vec<ScopeSpans<'a>>,
+    #[serde(borrow, default, rename = "schemaUrl")]
+    schema_url: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ScopeSpans<'a> {
+    #[serde(borrow, default)]
+    scope: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    spans: Vec<&'a RawValue>,
+    #[serde(borrow, default, rename = "schemaUrl")]
+    schema_url: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Resource<'a> {
+    #[serde(borrow, default)]
+    attributes: Vec<KeyValue<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonSpan<'a> {
+    #[serde(borrow, default)]
+    trace_id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    span_id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    parent_span_id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    name: Cow<'a, str>,
+    #[serde(default)]
+    kind: EnumValue,
+    #[serde(default)]
+    start_time_unix_nano: Uint64,
+    #[serde(default)]
+    end_time_unix_nano: Uint64,
+    #[serde(borrow, default)]
+    attributes: Vec<KeyValue<'a>>,
+    #[serde(default)]
+    status: Option<Status>,
+}
+
+#[derive(Deserialize, Default)]
+struct Status {
+    #[serde(default)]
+    code: EnumValue,
+}
+
+#[derive(Deserialize)]
+pub(super) struct KeyValue<'a> {
+    #[serde(borrow)]
+    key: Cow<'a, str>,
+    #[serde(borrow, default)]
+    value: AnyValue<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct AnyValue<'a> {
+    #[serde(borrow, default)]
+    string_value: Option<Cow<'a, str>>,
+    #[serde(default)]
+    int_value: Option<Int64>,
+    #[serde(default)]
+    bool_value: Option<bool>,
+    #[serde(default)]
+    double_value: Option<f64>,
+}
+
+impl AnyValue<'_> {
+    fn as_ref(&self) -> AttrRef<'_> {
+        if let Some(s) = &self.string_value {
+            AttrRef::Str(s)
+        } else if let Some(Int64(i)) = self.int_value {
+            AttrRef::Int(i)
+        } else {
+            AttrRef::Other
+        }
+    }
+
+    fn to_value(&self) -> AttrValue {
+        if let Some(s) = &self.string_value {
+            AttrValue::Str(s.to_string())
+        } else if let Some(Int64(i)) = self.int_value {
+            AttrValue::Int(i)
+        } else if let Some(b) = self.bool_value {
+            AttrValue::Bool(b)
+        } else if let Some(d) = self.double_value {
+            AttrValue::Double(d)
+        } else {
+            AttrValue::Other
+        }
+    }
+}
+
+/// An OTLP/JSON enum: an integer, or (leniently) its name.
+#[derive(Default, Clone, Copy)]
+struct EnumValue(i64, Option<NamedEnum>);
+
+#[derive(Clone, Copy)]
+enum NamedEnum {
+    Kind(SpanKind),
+    Status(StatusCode),
+}
+
+impl<'de> Deserialize<'de> for EnumValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw<'a> {
+            Int(i64),
+            Name(#[serde(borrow)] Cow<'a, str>),
+        }
+        Ok(match Raw::deserialize(d)? {
+            Raw::Int(i) => EnumValue(i, None),
+            Raw::Name(name) if name.starts_with("SPAN_KIND_") => {
+                EnumValue(0, Some(NamedEnum::Kind(SpanKind::from_otlp_name(&name))))
+            }
+            Raw::Name(name) => EnumValue(0, Some(NamedEnum::Status(StatusCode::from_otlp_name(&name)))),
+        })
+    }
+}
+
+/// A 64-bit unsigned integer written as a JSON string or number.
+#[derive(Default, Clone, Copy)]
+struct Uint64(u64);
+
+impl<'de> Deserialize<'de> for Uint64 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw<'a> {
+            Num(u64),
+            Text(#[serde(borrow)] Cow<'a, str>),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Num(n) => Ok(Uint64(n)),
+            Raw::Text(t) => t.parse().map(Uint64).map_err(|_| de::Error::custom(format!("not a uint64: {t:?}"))),
+        }
+    }
+}
+
+/// A 64-bit signed integer written as a JSON string or number.
+#[derive(Clone, Copy)]
+struct Int64(i64);
+
+impl<'de> Deserialize<'de> for Int64 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw<'a> {
+            Num(i64),
+            Text(#[serde(borrow)] Cow<'a, str>),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Num(n) => Ok(Int64(n)),
+            Raw::Text(t) => t.parse().map(Int64).map_err(|_| de::Error::custom(format!("not an int64: {t:?}"))),
+        }
+    }
+}
+
+/// `"name":<raw>` members joined by commas: the header of a resource or scope.
+fn members(parts: &[(&str, Option<&RawValue>)]) -> Bytes {
+    let mut out = String::new();
+    for (name, raw) in parts {
+        if let Some(raw) = raw {
+            if !out.is_empty() {
+                out.push(',');
+            }
+            out.push('"');
+            out.push_str(name);
+            out.push_str("\":");
+            out.push_str(raw.get());
+        }
+    }
+    Bytes::from(out)
+}
+
+pub(super) fn decode(
+    payload: &Bytes,
+    names: &mut Names,
+    out: &mut Vec<Span>,
+    stats: &mut DecodeStats,
+) -> Result<(), serde_json::Error> {
+    let data: TracesData<'_> = serde_json::from_slice(payload)?;
+    for resource_spans in &data.resource_spans {
+        let mut identity = ResourceIdentity::default();
+        let resource: Option<Resource<'_>> =
+            resource_spans.resource.map(|r| serde_json::from_str(r.get())).transpose()?;
+        if let Some(resource) = &resource {
+            for kv in &resource.attributes {
+                identity.observe(&kv.key, kv.value.as_ref());
+            }
+        }
+        let resource_header =
+            members(&[("resource", resource_spans.resource), ("schemaUrl", resource_spans.schema_url)]);
+        let resource_raw = resource_spans.resource.map(|r| payload.slice_ref(r.get().as_bytes())).unwrap_or_default();
+        for scope_spans in &resource_spans.scope_spans {
+            let scope_header = members(&[("scope", scope_spans.scope), ("schemaUrl", scope_spans.schema_url)]);
+            let origin = names.origin(
+                Encoding::OtlpJson,
+                &identity,
+                resource_header.clone(),
+                scope_header,
+                resource_raw.clone(),
+            );
+            for raw in &scope_spans.spans {
+                let span: JsonSpan<'_> = serde_json::from_str(raw.get())?;
+                let draft = draft_of(&span);
+                names.finish(draft, &origin, payload.slice_ref(raw.get().as_bytes()), out, stats);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn draft_of<'a>(span: &'a JsonSpan<'a>) -> SpanDraft<'a> {
+    let mut draft = SpanDraft {
+        trace_id: parse_hex_id(&span.trace_id),
+        span_id: parse_hex_id(&span.span_id),
+        parent_span_id: parse_parent_id(&span.parent_span_id),
+        kind: match span.kind {
+            EnumValue(_, Some(NamedEnum::Kind(k))) => k,
+            EnumValue(i, _) => SpanKind::from_otlp(i),
+        },
+        status: match span.status.as_ref().map(|s| s.code) {
+            Some(EnumValue(_, Some(NamedEnum::Status(s)))) => s,
+            Some(EnumValue(i, _)) => StatusCode::from_otlp(i),
+            None => StatusCode::Unset,
+        },
+        start_unix_nano: span.start_time_unix_nano.0,
+        end_unix_nano: span.end_time_unix_nano.0,
+        name: &span.name,
+        ..Default::default()
+    };
+    for kv in &span.attributes {
+        draft.attrs.observe(&kv.key, kv.value.as_ref());
+    }
+    draft
+}
+
+fn find_in(attributes: &[KeyValue<'_>], key: &str) -> Option<AttrValue> {
+    attributes.iter().find(|kv| kv.key == key).map(|kv| kv.value.to_value())
+}
+
+pub(super) fn find_span_attribute(raw: &[u8], key: &str) -> Option<AttrValue> {
+    let span: JsonSpan<'_> = serde_json::from_slice(raw).ok()?;
+    find_in(&span.attributes, key)
+}
+
+pub(super) fn find_resource_attribute(resource: &[u8], key: &str) -> Option<AttrValue> {
+    let resource: Resource<'_> = serde_json::from_slice(resource).ok()?;
+    find_in(&resource.attributes, key)
+}

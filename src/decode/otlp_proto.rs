@@ -1,0 +1,287 @@
+//! OTLP protobuf front end: a zero-copy walk over the wire format of `TracesData`
+//! (`ExportTraceServiceRequest` has the same shape), using prost's varint primitives.
+//!
+//! Why not prost's generated types: they copy every string and attribute of every span onto the
+//! heap, and drop the exact bytes a kept trace must be forwarded with. This walk reads only the
+//! fields the pipeline needs and slices each span's bytes out of the payload. Field numbers follow
+//! `opentelemetry/proto/trace/v1/trace.proto` and `common/v1/common.proto`; the property tests
+//! check this reader against prost's own encoder.
+
+use bytes::{Bytes, BytesMut};
+
+use super::draft::{is_hot_key, AttrRef, Names, ResourceIdentity, SpanDraft};
+use super::{binary_id, DecodeStats};
+use crate::model::{AttrValue, Encoding, Span, SpanKind, StatusCode};
+
+/// A protobuf wire-format violation.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProtoError {
+    #[error("truncated varint at byte {0}")]
+    Varint(usize),
+    #[error("invalid field key {key} at byte {at}")]
+    Key { key: u64, at: usize },
+    #[error("field {field} runs past the end of its message at byte {at}")]
+    Truncated { field: u32, at: usize },
+    #[error("unsupported wire type {wire_type} (groups) for field {field}")]
+    WireType { field: u32, wire_type: u8 },
+}
+
+/// One field's value as it sits on the wire.
+#[derive(Clone, Copy, Debug)]
+pub enum WireField<'a> {
+    Varint(u64),
+    Fixed64(u64),
+    Len(&'a [u8]),
+    Fixed32(u32),
+}
+
+/// Iterates the fields of one protobuf message.
+pub struct WireReader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> WireReader<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+
+    fn varint(&mut self) -> Result<u64, ProtoError> {
+        let mut rest = &self.buf[self.pos..];
+        let value = prost::encoding::decode_varint(&mut rest).map_err(|_| ProtoError::Varint(self.pos))?;
+        self.pos = self.buf.len() - rest.len();
+        Ok(value)
+    }
+
+    fn take(&mut self, n: usize, field: u32) -> Result<&'a [u8], ProtoError> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
+        let end = end.ok_or(ProtoError::Truncated { field, at: self.pos })?;
+        let out = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(out)
+    }
+
+    /// The next field: its number, value, and the byte range of the whole field (key included).
+    #[allow(clippy::type_complexity)]
+    pub fn next_field(&mut self) -> Result<Option<(u32, WireField<'a>, std::ops::Range<usize>)>, ProtoError> {
+        if self.pos >= self.buf.len() {
+            return Ok(None);
+        }
+        let start = self.pos;
+        let key = self.varint()?;
+        let field = (key >> 3) as u32;
+        if field == 0 || key >> 3 > u32::MAX as u64 >> 3 {
+            return Err(ProtoError::Key { key, at: start });
+        }
+        let value = match (key & 7) as u8 {
+            0 => WireField::Varint(self.varint()?),
+            1 => WireField::Fixed64(u64::from_le_bytes(self.take(8, field)?.try_into().expect("8 bytes"))),
+            2 => {
+                let len = self.varint()?;
+                let len = usize::try_from(len).map_err(|_| ProtoError::Truncated { field, at: self.pos })?;
+                WireField::Len(self.take(len, field)?)
+            }
+            5 => WireField::Fixed32(u32::from_le_bytes(self.take(4, field)?.try_into().expect("4 bytes"))),
+            wire_type => return Err(ProtoError::WireType { field, wire_type }),
+        };
+        Ok(Some((field, value, start..self.pos)))
+    }
+}
+
+pub(super) fn decode(
+    payload: &Bytes,
+    names: &mut Names,
+    out: &mut Vec<Span>,
+    stats: &mut DecodeStats,
+) -> Result<(), ProtoError> {
+    let mut traces = WireReader::new(payload);
+    while let Some((field, value, _)) = traces.next_field()? {
+        if let (1, WireField::Len(resource_spans)) = (field, value) {
+            decode_resource_spans(payload, resource_spans, names, out, stats)?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies every field of a message except the span list (`skip`) into one header.
+fn header_without(message: &[u8], skip: u32) -> Result<Bytes, ProtoError> {
+    let mut header = BytesMut::new();
+    let mut reader = WireReader::new(message);
+    while let Some((field, _, range)) = reader.next_field()? {
+        if field != skip {
+            header.extend_from_slice(&message[range]);
+        }
+    }
+    Ok(header.freeze())
+}
+
+fn decode_resource_spans(
+    payload: &Bytes,
+    message: &[u8],
+    names: &mut Names,
+    out: &mut Vec<Span>,
+    stats: &mut DecodeStats,
+) -> Result<(), ProtoError> {
+    // First pass: the resource (it may follow the scope spans on the wire).
+    let mut identity = ResourceIdentity::default();
+    let mut resource: &[u8] = &[];
+    let mut reader = WireReader::new(message);
+    while let Some((field, value, _)) = reader.next_field()? {
+        if let (1, WireField::Len(bytes)) = (field, value) {
+            resource = bytes;
+            for_each_attribute(bytes, 1, |key, value| identity.observe(key, value))?;
+        }
+    }
+    let resource_header = header_without(message, 2)?;
+    let resource = payload.slice_ref(resource);
+
+    let mut reader = WireReader::new(message);
+    while let Some((field, value, _)) = reader.next_field()? {
+        if let (2, WireField::Len(scope_spans)) = (field, value) {
+            let scope_header = header_without(scope_spans, 2)?;
+            let origin =
+                names.origin(Encoding::OtlpProto, &identity, resource_header.clone(), scope_header, resource.clone());
+            let mut spans = WireReader::new(scope_spans);
+            while let Some((field, value, _)) = spans.next_field()? {
+                if let (2, WireField::Len(span)) = (field, value) {
+                    let draft = read_span(span)?;
+                    names.finish(draft, &origin, payload.slice_ref(span), out, stats);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads a string; invalid UTF-8 reads as empty (prost would reject the message: we keep the span).
+fn utf8(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or("")
+}
+
+fn read_span(span: &[u8]) -> Result<SpanDraft<'_>, ProtoError> {
+    let mut draft = SpanDraft::default();
+    let mut reader = WireReader::new(span);
+    while let Some((field, value, _)) = reader.next_field()? {
+        match (field, value) {
+            (1, WireField::Len(b)) => draft.trace_id = binary_id(b),
+            (2, WireField::Len(b)) => draft.span_id = binary_id(b),
+            (4, WireField::Len(b)) => {
+                draft.parent_span_id = match b.len() {
+                    0 => Ok(None),
+                    8 => Ok(binary_id(b)),
+                    _ => Err(()),
+                }
+            }
+            (5, WireField::Len(b)) => draft.name = utf8(b),
+            (6, WireField::Varint(v)) => draft.kind = SpanKind::from_otlp(v as i64),
+            (7, WireField::Fixed64(v)) => draft.start_unix_nano = v,
+            (8, WireField::Fixed64(v)) => draft.end_unix_nano = v,
+            (9, WireField::Len(kv)) => {
+                if let Some((key, value)) = read_key_value(kv, true)? {
+                    draft.attrs.observe(key, value);
+                }
+            }
+            (15, WireField::Len(status)) => {
+                let mut reader = WireReader::new(status);
+                while let Some((field, value, _)) = reader.next_field()? {
+                    if let (3, WireField::Varint(code)) = (field, value) {
+                        draft.status = StatusCode::from_otlp(code as i64);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(draft)
+}
+
+/// Reads a `KeyValue`; with `hot_only`, values of keys the hot path ignores are not decoded.
+fn read_key_value(kv: &[u8], hot_only: bool) -> Result<Option<(&str, AttrRef<'_>)>, ProtoError> {
+    let mut key: Option<&str> = None;
+    let mut value: Option<&[u8]> = None;
+    let mut reader = WireReader::new(kv);
+    while let Some((field, v, _)) = reader.next_field()? {
+        match (field, v) {
+            (1, WireField::Len(b)) => key = Some(utf8(b)),
+            (2, WireField::Len(b)) => value = Some(b),
+            _ => {}
+        }
+    }
+    let Some(key) = key else { return Ok(None) };
+    if hot_only && !is_hot_key(key) {
+        return Ok(None);
+    }
+    Ok(Some((key, value.map(read_any_value).transpose()?.unwrap_or(AttrRef::Other))))
+}
+
+fn read_any_value(any: &[u8]) -> Result<AttrRef<'_>, ProtoError> {
+    let mut out = AttrRef::Other;
+    let mut reader = WireReader::new(any);
+    while let Some((field, v, _)) = reader.next_field()? {
+        out = match (field, v) {
+            (1, WireField::Len(b)) => AttrRef::Str(utf8(b)),
+            (3, WireField::Varint(i)) => AttrRef::Int(i as i64),
+            _ => AttrRef::Other,
+        };
+    }
+    Ok(out)
+}
+
+/// Calls `f` for every attribute (`KeyValue` field `field`) of a message.
+fn for_each_attribute<'a>(
+    message: &'a [u8],
+    field_number: u32,
+    mut f: impl FnMut(&'a str, AttrRef<'a>),
+) -> Result<(), ProtoError> {
+    let mut reader = WireReader::new(message);
+    while let Some((field, value, _)) = reader.next_field()? {
+        if let (true, WireField::Len(kv)) = (field == field_number, value) {
+            if let Some((key, value)) = read_key_value(kv, false)? {
+                f(key, value);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Full decoding of one attribute value, for on-demand look-ups.
+fn attribute_in(message: &[u8], field_number: u32, wanted: &str) -> Option<AttrValue> {
+    let mut reader = WireReader::new(message);
+    while let Ok(Some((field, value, _))) = reader.next_field() {
+        let (true, WireField::Len(kv)) = (field == field_number, value) else { continue };
+        let mut key = None;
+        let mut any = None;
+        let mut kv_reader = WireReader::new(kv);
+        while let Ok(Some((f, v, _))) = kv_reader.next_field() {
+            match (f, v) {
+                (1, WireField::Len(b)) => key = Some(b),
+                (2, WireField::Len(b)) => any = Some(b),
+                _ => {}
+            }
+        }
+        if key != Some(wanted.as_bytes()) {
+            continue;
+        }
+        let mut result = AttrValue::Other;
+        let mut any_reader = WireReader::new(any.unwrap_or_default());
+        while let Ok(Some((f, v, _))) = any_reader.next_field() {
+            result = match (f, v) {
+                (1, WireField::Len(b)) => AttrValue::Str(String::from_utf8_lossy(b).into_owned()),
+                (2, WireField::Varint(b)) => AttrValue::Bool(b != 0),
+                (3, WireField::Varint(i)) => AttrValue::Int(i as i64),
+                (4, WireField::Fixed64(d)) => AttrValue::Double(f64::from_bits(d)),
+                _ => AttrValue::Other,
+            };
+        }
+        return Some(result);
+    }
+    None
+}
+
+pub(super) fn find_span_attribute(raw: &[u8], key: &str) -> Option<AttrValue> {
+    attribute_in(raw, 9, key)
+}
+
+pub(super) fn find_resource_attribute(resource: &[u8], key: &str) -> Option<AttrValue> {
+    attribute_in(resource, 1, key)
+}

@@ -1,0 +1,145 @@
+//! Zipkin v2 JSON front end: a JSON array of spans.
+//!
+//! Mapping to the OpenTelemetry model (the OpenTelemetry Zipkin exporter's mapping, reversed):
+//! `localEndpoint.serviceName` → `service.name`; `kind` → span kind (absent → UNSPECIFIED);
+//! `timestamp`/`duration` (µs) → start/end; an `error` tag → status ERROR; tags → attributes;
+//! `remoteEndpoint.serviceName` → `peer.service`. 64-bit trace ids are widened with leading zeros.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::draft::{AttrRef, Names, ResourceIdentity, SpanDraft};
+use super::{parse_hex_id, parse_parent_id, DecodeStats};
+use crate::model::{AttrValue, Encoding, Origin, Span, SpanKind, StatusCode, TraceId};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ZipkinSpan<'a> {
+    #[serde(borrow, default)]
+    trace_id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    parent_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default)]
+    timestamp: Option<u64>,
+    #[serde(default)]
+    duration: Option<u64>,
+    #[serde(borrow, default)]
+    local_endpoint: Option<Endpoint<'a>>,
+    #[serde(borrow, default)]
+    remote_endpoint: Option<Endpoint<'a>>,
+    #[serde(borrow, default)]
+    tags: Tags<'a>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Endpoint<'a> {
+    #[serde(borrow, default)]
+    service_name: Option<Cow<'a, str>>,
+}
+
+/// Zipkin tags (a JSON object of strings), kept in order without a map allocation per key.
+#[derive(Default)]
+struct Tags<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Tags<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TagVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for TagVisitor<'a> {
+            type Value = Tags<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of string tags")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Tags<'a>, M::Error> {
+                let mut tags = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((k, v)) = map.next_entry::<Cow<'a, str>, Cow<'a, str>>()? {
+                    tags.push((k, v));
+                }
+                Ok(Tags(tags))
+            }
+        }
+        d.deserialize_map(TagVisitor(std::marker::PhantomData))
+    }
+}
+
+/// Widens a 64-bit (16 hex digits) Zipkin trace id to 128 bits; parses 128-bit ids as they are.
+fn trace_id(hex_str: &str) -> Option<TraceId> {
+    if hex_str.len() == 16 {
+        let low: [u8; 8] = parse_hex_id(hex_str)?;
+        let mut id = [0u8; 16];
+        id[8..].copy_from_slice(&low);
+        Some(id)
+    } else {
+        parse_hex_id(hex_str)
+    }
+}
+
+pub(super) fn decode(
+    payload: &Bytes,
+    names: &mut Names,
+    out: &mut Vec<Span>,
+    stats: &mut DecodeStats,
+) -> Result<(), serde_json::Error> {
+    let spans: Vec<&RawValue> = serde_json::from_slice(payload)?;
+    let mut origins: HashMap<Option<Cow<'_, str>>, Arc<Origin>> = HashMap::new();
+    let parsed: Vec<ZipkinSpan<'_>> =
+        spans.iter().map(|raw| serde_json::from_str(raw.get())).collect::<Result<_, _>>()?;
+    for (raw, span) in spans.iter().zip(&parsed) {
+        let service = span.local_endpoint.as_ref().and_then(|e| e.service_name.clone());
+        let origin = origins
+            .entry(service.clone())
+            .or_insert_with(|| {
+                let identity = ResourceIdentity { service: service.as_deref(), ..Default::default() };
+                names.origin(Encoding::ZipkinJson, &identity, Bytes::new(), Bytes::new(), Bytes::new())
+            })
+            .clone();
+        let start = span.timestamp.unwrap_or(0).saturating_mul(1000);
+        let mut draft = SpanDraft {
+            trace_id: trace_id(&span.trace_id),
+            span_id: parse_hex_id(&span.id),
+            parent_span_id: parse_parent_id(span.parent_id.as_deref().unwrap_or("")),
+            kind: match span.kind.as_deref() {
+                Some("SERVER") => SpanKind::Server,
+                Some("CLIENT") => SpanKind::Client,
+                Some("PRODUCER") => SpanKind::Producer,
+                Some("CONSUMER") => SpanKind::Consumer,
+                _ => SpanKind::Unspecified,
+            },
+            start_unix_nano: start,
+            end_unix_nano: start.saturating_add(span.duration.unwrap_or(0).saturating_mul(1000)),
+            name: span.name.as_deref().unwrap_or(""),
+            ..Default::default()
+        };
+        if let Some(remote) = span.remote_endpoint.as_ref().and_then(|e| e.service_name.as_deref()) {
+            draft.attrs.observe("peer.service", AttrRef::Str(remote));
+        }
+        for (key, value) in &span.tags.0 {
+            if key == "error" {
+                draft.status = StatusCode::Error;
+            }
+            draft.attrs.observe(key, AttrRef::Str(value));
+        }
+        names.finish(draft, &origin, payload.slice_ref(raw.get().as_bytes()), out, stats);
+    }
+    Ok(())
+}
+
+pub(super) fn find_span_attribute(raw: &[u8], key: &str) -> Option<AttrValue> {
+    let span: ZipkinSpan<'_> = serde_json::from_slice(raw).ok()?;
+    if key == "service.name" {
+        return span.local_endpoint.and_then(|e| e.service_name).map(|s| AttrValue::Str(s.into_owned()));
+    }
+    span.tags.0.into_iter().find(|(k, _)| k == key).map(|(_, v)| AttrValue::Str(v.into_owned()))
+}

@@ -1,0 +1,166 @@
+//! `tracewarden demo`: the whole product in one process with nothing installed.
+//!
+//! Starts librdkafka's mock cluster (the real Kafka protocol on a loopback port), creates the
+//! input topic, runs the PetClinic generator against it, runs the full pipeline and the HTTP
+//! endpoints, and prints where to look. Faults can be switched off and on while it runs with
+//! `POST /api/demo/faults?enabled=false` (see [`crate::http`]).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::mocking::MockCluster;
+
+use crate::clock::SystemClock;
+use crate::config::{Config, HumanDuration};
+use crate::generate::{GenerateProgress, GenerateSettings, TrafficProfile};
+use crate::model::Encoding;
+
+/// Options of the demo command.
+pub struct DemoOptions {
+    pub listen: SocketAddr,
+    pub duration: Option<Duration>,
+    /// Spans per second the generator produces.
+    pub rate: f64,
+    pub partitions: i32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("cannot start the in-process Kafka (librdkafka mock cluster): {0}")]
+    Cluster(#[source] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::PipelineError),
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
+    #[error(transparent)]
+    Generate(#[from] crate::generate::GenerateError),
+}
+
+/// The demo's configuration: defaults, a shorter decision wait so results show quickly, and a
+/// health-check exclusion like the one a real deployment would have.
+pub fn demo_config(brokers: &str, listen: SocketAddr) -> Config {
+    let mut config = Config::default();
+    config.kafka.brokers = brokers.into();
+    config.kafka.group_id = "tracewarden-demo".into();
+    config.window.decision_wait = HumanDuration(Duration::from_secs(2));
+    config.window.max_trace_age = HumanDuration(Duration::from_secs(10));
+    config.http.listen = listen;
+    config.metrics.exclude = vec![toml::from_str(
+        "name = \"elb-health-checks\"\nattribute = { key = \"user_agent.original\", matches = \"ELB-HealthChecker*\" }",
+    )
+    .expect("valid exclusion rule")];
+    config
+}
+
+pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
+    let cluster = MockCluster::new(1).map_err(DemoError::Cluster)?;
+    let brokers = cluster.bootstrap_servers();
+    let config = demo_config(&brokers, options.listen);
+    for topic in &config.kafka.input_topics {
+        cluster.create_topic(topic, options.partitions, 1).map_err(DemoError::Cluster)?;
+    }
+    let faults = Arc::new(AtomicBool::new(true));
+    let clock = SystemClock::shared();
+    let pipeline = crate::pipeline::start(&config, clock)?;
+    let stop_http = Arc::new(tokio::sync::Notify::new());
+    let (bound, server) = {
+        let stop = stop_http.clone();
+        let mut handles = pipeline.handles.clone();
+        handles.demo_faults = Some(faults.clone());
+        crate::http::serve(config.http.listen, handles, async move { stop.notified().await }).await?
+    };
+
+    let stop_generator = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(GenerateProgress::default());
+    let generator = {
+        let settings = GenerateSettings {
+            brokers: brokers.clone(),
+            topic: config.kafka.input_topics[0].clone(),
+            rate: options.rate,
+            duration: None,
+            encoding: Encoding::OtlpProto,
+            profile: TrafficProfile::default(),
+            seed: 7,
+            client: Vec::new(),
+        };
+        let (faults, stop, progress) = (faults.clone(), stop_generator.clone(), progress.clone());
+        std::thread::spawn(move || crate::generate::run(&settings, faults, stop, progress))
+    };
+
+    println!("tracewarden demo is running");
+    println!("  Kafka (in-process mock cluster): {brokers}");
+    println!("    input topic:  {}   output topic: {}", config.kafka.input_topics[0], config.kafka.output_topic);
+    println!("    watch it:     kcat -b {brokers} -C -t {} -f '%k\\n'", config.kafka.output_topic);
+    println!("  Prometheus metrics: http://{bound}/metrics");
+    println!("  Services (JSON):    http://{bound}/api/services");
+    println!("  Health / readiness: http://{bound}/healthz  http://{bound}/readyz");
+    println!("  Fault injection:    curl -X POST 'http://{bound}/api/demo/faults?enabled=false'");
+    println!("Press Ctrl-C to stop.");
+
+    let started = tokio::time::Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_secs(10));
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                print_summary(&pipeline.handles, &progress, faults.load(Ordering::Relaxed));
+            }
+            _ = crate::shutdown_signal() => break,
+            _ = async {
+                match options.duration {
+                    Some(d) => tokio::time::sleep_until(started + d).await,
+                    None => std::future::pending().await,
+                }
+            } => break,
+        }
+        if pipeline.is_finished() {
+            break;
+        }
+    }
+    println!("stopping: deciding buffered traces, flushing forwards, committing offsets");
+    stop_generator.store(true, Ordering::SeqCst);
+    let generated = tokio::task::spawn_blocking(move || generator.join()).await;
+    if let Ok(Ok(Err(e))) = generated {
+        tracing::error!(error = %e, "generator failed");
+    }
+    let handles = pipeline.handles.clone();
+    tokio::task::spawn_blocking(move || pipeline.stop()).await.expect("pipeline stop task")?;
+    print_summary(&handles, &progress, faults.load(Ordering::Relaxed));
+    stop_http.notify_waiters();
+    let _ = server.await;
+    drop(cluster);
+    Ok(())
+}
+
+fn print_summary(handles: &crate::pipeline::Handles, progress: &GenerateProgress, faults: bool) {
+    let t = &handles.telemetry;
+    let received = t.spans_received.with_label_values(&["otlp_proto"]).get();
+    println!(
+        "generated {} traces / {} spans (faults {}) | received {} spans | buffered {} traces | forwarded {} traces / {} spans",
+        progress.traces.load(Ordering::Relaxed),
+        progress.spans.load(Ordering::Relaxed),
+        if faults { "on" } else { "off" },
+        received,
+        t.buffered_traces.get(),
+        t.traces_forwarded.get(),
+        t.spans_forwarded.get(),
+    );
+    let now = handles.clock.now();
+    let mut store = handles.signals.lock().expect("signal store lock");
+    let rows = crate::signals::exposition::service_summaries(&mut store, now);
+    drop(store);
+    println!("  {:<20} {:<42} {:>8} {:>8} {:>9} {:>9}", "service", "operation", "req/win", "avail", "p50 ms", "p99 ms");
+    for row in rows {
+        println!(
+            "  {:<20} {:<42} {:>8} {:>8} {:>9} {:>9}",
+            row.service,
+            row.operation,
+            row.requests,
+            row.availability.map(|a| format!("{:.3}", a)).unwrap_or_else(|| "-".into()),
+            row.p50_seconds.map(|s| format!("{:.1}", s * 1e3)).unwrap_or_else(|| "-".into()),
+            row.p99_seconds.map(|s| format!("{:.1}", s * 1e3)).unwrap_or_else(|| "-".into()),
+        );
+    }
+}

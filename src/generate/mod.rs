@@ -1,0 +1,114 @@
+//! Traffic generation: a PetClinic-like application (frontend, customers, vets, visits, billing,
+//! insurance, a PostgreSQL database, a Kafka queue) emitting realistic traces with configurable
+//! faults (5xx), errors (4xx), throttles (429), a slow operation and health checks.
+//!
+//! [`PetClinic::trace`] builds one trace and encodes it the way an OpenTelemetry pipeline would
+//! deliver it: one message per service (each SDK exports its own spans), in `otlp_proto` (via the
+//! `opentelemetry-proto` types), `otlp_json` (the same types' OTLP/JSON serialisation) or
+//! `zipkin_json`. [`run`] drives a Kafka topic at a target span rate (`tracewarden generate`, and
+//! the demo).
+
+mod petclinic;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::ClientConfig;
+
+pub use petclinic::{GeneratedTrace, PetClinic, TrafficProfile};
+
+use crate::model::Encoding;
+
+/// Settings of a generator run.
+#[derive(Clone, Debug)]
+pub struct GenerateSettings {
+    pub brokers: String,
+    pub topic: String,
+    /// Target spans per second.
+    pub rate: f64,
+    /// Stop after this long (`None`: until stopped).
+    pub duration: Option<Duration>,
+    pub encoding: Encoding,
+    pub profile: TrafficProfile,
+    pub seed: u64,
+    /// Extra librdkafka properties.
+    pub client: Vec<(String, String)>,
+}
+
+/// Live counters of a generator run.
+#[derive(Default)]
+pub struct GenerateProgress {
+    pub traces: AtomicU64,
+    pub spans: AtomicU64,
+    pub messages: AtomicU64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("cannot create the Kafka producer for {brokers}: {source}")]
+    Producer {
+        brokers: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("cannot produce to {topic}: {source}")]
+    Produce {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+}
+
+/// Produces traces until the duration elapses or `stop` is set; `faults` switches fault injection
+/// (the demo's toggle). Prints nothing: callers report `progress`.
+pub fn run(
+    settings: &GenerateSettings,
+    faults: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    progress: Arc<GenerateProgress>,
+) -> Result<(), GenerateError> {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", &settings.brokers).set("linger.ms", "10");
+    for (k, v) in &settings.client {
+        client.set(k, v);
+    }
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        client.create().map_err(|source| GenerateError::Producer { brokers: settings.brokers.clone(), source })?;
+    let mut clinic = PetClinic::new(settings.seed, settings.profile.clone());
+    let started = Instant::now();
+    let mut produced_spans = 0f64;
+    while !stop.load(Ordering::SeqCst) && settings.duration.is_none_or(|d| started.elapsed() < d) {
+        let due = started.elapsed().as_secs_f64() * settings.rate;
+        if produced_spans >= due {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
+        clinic.set_faults(faults.load(Ordering::Relaxed));
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
+        let trace = clinic.trace(now, settings.encoding);
+        let key = hex::encode(trace.trace_id);
+        for payload in &trace.messages {
+            let mut record = BaseRecord::to(&settings.topic).key(&key).payload(&payload[..]);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                        record = returned;
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err((source, _)) => return Err(GenerateError::Produce { topic: settings.topic.clone(), source }),
+                }
+            }
+        }
+        produced_spans += trace.spans as f64;
+        progress.traces.fetch_add(1, Ordering::Relaxed);
+        progress.spans.fetch_add(trace.spans as u64, Ordering::Relaxed);
+        progress.messages.fetch_add(trace.messages.len() as u64, Ordering::Relaxed);
+    }
+    let _ = producer.flush(Duration::from_secs(30));
+    Ok(())
+}

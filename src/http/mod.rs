@@ -1,0 +1,101 @@
+//! HTTP: `/metrics`, `/healthz`, `/readyz`, `/api/services` (interfaces.md "HTTP").
+//!
+//! [`serve`] is the one entry point. Handlers only read shared state: the registry (which renders
+//! the signal store at scrape time), the readiness flag and the signal store.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use prometheus::{Encoder, TextEncoder};
+use tokio::net::TcpListener;
+
+use crate::pipeline::Handles;
+use crate::signals::exposition::service_summaries;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub fn router(handles: Handles) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/api/services", get(services))
+        .route("/api/demo/faults", axum::routing::post(demo_faults))
+        .with_state(handles)
+}
+
+/// Binds `addr` and serves until `shutdown` resolves. Returns the bound address (port 0 allowed)
+/// and the server task.
+pub async fn serve(
+    addr: SocketAddr,
+    handles: Handles,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), HttpError> {
+    let listener = TcpListener::bind(addr).await.map_err(|source| HttpError::Bind { addr, source })?;
+    let bound = listener.local_addr().map_err(|source| HttpError::Bind { addr, source })?;
+    let app = router(handles);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    Ok((bound, task))
+}
+
+async fn metrics(State(handles): State<Handles>) -> Response {
+    let families = tokio::task::spawn_blocking(move || handles.telemetry.registry.gather()).await.unwrap_or_default();
+    let mut body = Vec::new();
+    let encoder = TextEncoder::new();
+    if let Err(e) = encoder.encode(&families, &mut body) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+    }
+    ([(header::CONTENT_TYPE, encoder.format_type().to_string())], body).into_response()
+}
+
+async fn readyz(State(handles): State<Handles>) -> Response {
+    if handles.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: not yet consuming from Kafka\n").into_response()
+    }
+}
+
+async fn services(State(handles): State<Handles>) -> Response {
+    let summaries = tokio::task::spawn_blocking(move || {
+        let now = handles.clock.now();
+        let mut store = handles.signals.lock().expect("signal store lock");
+        service_summaries(&mut store, now)
+    })
+    .await
+    .unwrap_or_default();
+    Json(serde_json::json!({ "services": summaries })).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct FaultToggle {
+    enabled: bool,
+}
+
+/// The demo's fault-injection switch; 404 outside the demo.
+async fn demo_faults(State(handles): State<Handles>, Query(toggle): Query<FaultToggle>) -> Response {
+    match &handles.demo_faults {
+        Some(flag) => {
+            flag.store(toggle.enabled, Ordering::SeqCst);
+            Json(serde_json::json!({ "faults": toggle.enabled })).into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "fault injection exists only in `tracewarden demo`\n").into_response(),
+    }
+}

@@ -1,0 +1,234 @@
+//! The `tracewarden` command line (interfaces.md "Command line"). Exit codes: 0 clean,
+//! 1 configuration error, 2 fatal runtime error.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use tracewarden::clock::SystemClock;
+use tracewarden::config::{Config, LogFormat};
+use tracewarden::generate::{GenerateProgress, GenerateSettings, TrafficProfile};
+use tracewarden::model::Encoding;
+
+#[derive(Parser)]
+#[command(
+    name = "tracewarden",
+    version,
+    about = "Trace-analysis stream processor: service metrics, SLOs and tail sampling over Kafka"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Consume, assemble, measure, sample and forward (the main job).
+    Run {
+        /// Configuration file (TOML); environment variables TRACEWARDEN__SECTION__KEY override it.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Everything in one process: in-process Kafka, traffic generator, pipeline, HTTP endpoints.
+    Demo {
+        /// HTTP address of the endpoints.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        listen: SocketAddr,
+        /// Stop after this long (for example "2m"); default: until Ctrl-C.
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<Duration>,
+        /// Spans per second produced by the built-in generator.
+        #[arg(long, default_value_t = 2000.0)]
+        rate: f64,
+    },
+    /// Produce PetClinic-like traffic to a real Kafka.
+    Generate {
+        /// Bootstrap servers.
+        #[arg(long)]
+        brokers: String,
+        #[arg(long, default_value = "otlp_spans")]
+        topic: String,
+        /// Spans per second.
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        /// Stop after this long; default: until Ctrl-C.
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<Duration>,
+        /// otlp_proto | otlp_json | zipkin_json
+        #[arg(long, default_value = "otlp_proto", value_parser = parse_encoding)]
+        encoding: Encoding,
+        /// Share of fault-prone calls that fail with a 5xx (0–1).
+        #[arg(long, default_value_t = 0.05)]
+        fault_rate: f64,
+        /// Random seed (the same seed gives the same traffic).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Validate a configuration file and explain every problem; exit 1 when invalid.
+    CheckConfig { file: PathBuf },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e}: expected for example \"30s\", \"5m\""))
+}
+
+fn parse_encoding(s: &str) -> Result<Encoding, String> {
+    match s {
+        "otlp_proto" => Ok(Encoding::OtlpProto),
+        "otlp_json" => Ok(Encoding::OtlpJson),
+        "zipkin_json" => Ok(Encoding::ZipkinJson),
+        _ => Err(format!("unknown encoding {s:?}: otlp_proto, otlp_json or zipkin_json")),
+    }
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = std::env::var("RUST_LOG").ok().unwrap_or_else(|| level.to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Run { config } => {
+            let config = match Config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(1);
+                }
+            };
+            init_logging(&config.log.level, config.log.format);
+            exit(runtime().and_then(|rt| rt.block_on(run(config))))
+        }
+        Command::Demo { listen, duration, rate } => {
+            init_logging("info,librdkafka=warn,rdkafka=warn", LogFormat::Pretty);
+            let options = tracewarden::demo::DemoOptions { listen, duration, rate, partitions: 4 };
+            exit(runtime().and_then(|rt| rt.block_on(async { Ok(tracewarden::demo::run(options).await?) })))
+        }
+        Command::Generate { brokers, topic, rate, duration, encoding, fault_rate, seed } => {
+            init_logging("info", LogFormat::Pretty);
+            let settings = GenerateSettings {
+                brokers,
+                topic,
+                rate,
+                duration,
+                encoding,
+                profile: TrafficProfile { fault_rate, ..TrafficProfile::default() },
+                seed,
+                client: Vec::new(),
+            };
+            exit(runtime().and_then(|rt| rt.block_on(generate(settings))))
+        }
+    }
+}
+
+fn exit(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match Config::load(Some(file)) {
+        Ok(config) => {
+            println!("{}: valid", file.display());
+            println!(
+                "  consuming {} from {} as group {:?}; forwarding to {}",
+                config.kafka.input_topics.join(", "),
+                config.kafka.brokers,
+                config.kafka.group_id,
+                config.kafka.output_topic
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let clock = SystemClock::shared();
+    let mut pipeline = tracewarden::pipeline::start(&config, clock).context("cannot start the pipeline")?;
+    let stop_http = Arc::new(tokio::sync::Notify::new());
+    let (bound, server) = {
+        let stop = stop_http.clone();
+        tracewarden::http::serve(config.http.listen, pipeline.handles.clone(), async move { stop.notified().await })
+            .await?
+    };
+    tracing::info!(http = %bound, brokers = %config.kafka.brokers, topics = ?config.kafka.input_topics, "tracewarden running");
+    let shutdown = pipeline.shutdown_flag();
+    let watcher = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            tracewarden::shutdown_signal().await;
+            tracing::info!("signal received: shutting down");
+            shutdown.store(true, Ordering::SeqCst);
+        })
+    };
+    let result = tokio::task::spawn_blocking(move || pipeline.join()).await.context("pipeline thread")?;
+    watcher.abort();
+    stop_http.notify_waiters();
+    let _ = server.await;
+    result.context("pipeline failed")?;
+    Ok(())
+}
+
+async fn generate(settings: GenerateSettings) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(GenerateProgress::default());
+    let faults = Arc::new(AtomicBool::new(true));
+    let worker = {
+        let (stop, progress) = (stop.clone(), progress.clone());
+        tokio::task::spawn_blocking(move || tracewarden::generate::run(&settings, faults, stop, progress))
+    };
+    let mut ticker = tokio::time::interval(Duration::from_secs(5));
+    let started = std::time::Instant::now();
+    tokio::pin!(worker);
+    loop {
+        tokio::select! {
+            result = &mut worker => {
+                result.context("generator task")??;
+                break;
+            }
+            _ = ticker.tick() => {
+                let spans = progress.spans.load(Ordering::Relaxed);
+                println!("{:>6.0}s  {} traces  {} spans  {} messages  ({:.0} spans/s)",
+                    started.elapsed().as_secs_f64(), progress.traces.load(Ordering::Relaxed), spans,
+                    progress.messages.load(Ordering::Relaxed), spans as f64 / started.elapsed().as_secs_f64().max(1e-9));
+            }
+            _ = tracewarden::shutdown_signal() => stop.store(true, Ordering::SeqCst),
+        }
+    }
+    println!(
+        "done: {} traces, {} spans",
+        progress.traces.load(Ordering::Relaxed),
+        progress.spans.load(Ordering::Relaxed)
+    );
+    Ok(())
+}

@@ -1,0 +1,437 @@
+//! The pipeline, wired in one place.
+//!
+//! ```text
+//! Kafka ─▶ source ─▶ decode ─▶ assemble ─▶ signals ─▶ sampling ─▶ sink ─▶ Kafka
+//!                       │ (undecodable)                                   ▲
+//!                       └────────────────────── dead letter ──────────────┘
+//! ```
+//! One worker thread owns the span path ([`Stage`]): the consumer polls a message, the stage
+//! decodes it, buffers its spans, and — for every trace the window releases — records its metrics
+//! (all spans, before any decision), asks the sampler, and forwards or drops it. Offsets are
+//! released only when a trace is decided and, if kept, acknowledged by the broker. Keeping the
+//! span path on one thread means no locks or channels per span, and lets a rebalance callback
+//! decide and flush the revoked partitions' traces synchronously. Scale-out is Kafka's: more
+//! partitions, more instances. The HTTP server reads the shared [`SignalStore`] and registry.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rdkafka::ClientConfig;
+
+use crate::assemble::{DecisionReason, ReadyTrace, SourceRef, TraceBuffer};
+use crate::clock::{Nanos, SharedClock};
+use crate::config::Config;
+use crate::decode::Decoder;
+use crate::model::{trace_id_hex, Span};
+use crate::sampling::Sampler;
+use crate::signals::exposition::SignalCollector;
+use crate::signals::SignalStore;
+use crate::sink::encode::encode_trace;
+use crate::sink::{classify, Completion, Delivery, Destination, ErrorClass, Forwarder, SinkError};
+use crate::source::offsets::OffsetTracker;
+use crate::source::{Commit, MessageHandler, SourceError, SourceSettings};
+use crate::telemetry::PipelineMetrics;
+
+/// How long shutdown and revocation wait for the broker to acknowledge forwards.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often idle series are evicted and the summary line considered.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(1);
+const SUMMARY_EVERY: Duration = Duration::from_secs(30);
+
+/// The span path of one instance.
+pub struct Stage {
+    decoder: Decoder,
+    buffer: TraceBuffer,
+    sampler: Sampler,
+    offsets: OffsetTracker,
+    forwarder: Forwarder,
+    signals: Arc<Mutex<SignalStore>>,
+    telemetry: Arc<PipelineMetrics>,
+    clock: SharedClock,
+    spans: Vec<Span>,
+    ready: Vec<ReadyTrace>,
+    completions: Vec<Completion>,
+    last_maintenance: Nanos,
+    last_summary: Nanos,
+    last_reject_log: Option<Nanos>,
+}
+
+impl Stage {
+    pub fn new(
+        config: &Config,
+        forwarder: Forwarder,
+        signals: Arc<Mutex<SignalStore>>,
+        telemetry: Arc<PipelineMetrics>,
+        clock: SharedClock,
+    ) -> Self {
+        let now = clock.now();
+        Self {
+            decoder: Decoder::new(config.kafka.encoding),
+            buffer: TraceBuffer::new(config.window.limits()),
+            sampler: Sampler::new(),
+            offsets: OffsetTracker::new(),
+            forwarder,
+            signals,
+            telemetry,
+            clock,
+            spans: Vec::new(),
+            ready: Vec::new(),
+            completions: Vec::new(),
+            last_maintenance: now,
+            last_summary: now,
+            last_reject_log: None,
+        }
+    }
+
+    /// One input message.
+    pub fn handle(&mut self, topic: &str, partition: i32, offset: i64, key: Option<&[u8]>, payload: &[u8]) {
+        let now = self.clock.now();
+        let source = SourceRef { partition: self.offsets.index(topic, partition), offset };
+        self.offsets.begin(source);
+        let payload = Bytes::copy_from_slice(payload);
+        match self.decoder.decode(&payload, &mut self.spans) {
+            Ok(stats) => {
+                let t = &self.telemetry;
+                if let Some(encoding) = stats.encoding {
+                    t.spans_received.with_label_values(&[encoding.as_str()]).inc_by(stats.accepted as u64);
+                }
+                if stats.invalid_id > 0 {
+                    t.spans_rejected.with_label_values(&["invalid_id"]).inc_by(stats.invalid_id as u64);
+                }
+                if stats.invalid_time > 0 {
+                    t.spans_rejected.with_label_values(&["invalid_time"]).inc_by(stats.invalid_time as u64);
+                }
+                let references = self.buffer.insert(&mut self.spans, source, now, &mut self.ready);
+                self.offsets.acquire(source, references);
+                self.offsets.release(source);
+                self.process_ready(now);
+            }
+            Err(error) => {
+                self.telemetry.messages_rejected.with_label_values(&[error.reason()]).inc();
+                if self.last_reject_log.is_none_or(|t| now.since(t) > Duration::from_secs(10)) {
+                    tracing::warn!(%topic, partition, offset, %error, "undecodable message sent to the dead-letter topic");
+                    self.last_reject_log = Some(now);
+                }
+                let delivery = Delivery {
+                    destination: Destination::DeadLetter,
+                    key: key.map(Bytes::copy_from_slice).unwrap_or_default(),
+                    payload,
+                    dead_letter: Some((error.to_string(), format!("{topic}/{partition}/{offset}"))),
+                    sources: vec![source],
+                    spans: 0,
+                    attempts: 1,
+                };
+                self.forwarder.send(Box::new(delivery), &mut self.completions);
+            }
+        }
+    }
+
+    /// Metrics for every released trace (one lock for the batch), then decisions and forwards.
+    fn process_ready(&mut self, now: Nanos) {
+        if self.ready.is_empty() {
+            return;
+        }
+        {
+            let mut store = self.signals.lock().expect("signal store lock");
+            for trace in &self.ready {
+                store.record_trace(&trace.spans, now);
+            }
+        }
+        let mut ready = std::mem::take(&mut self.ready);
+        for trace in ready.drain(..) {
+            let decision = match &trace.prior {
+                Some(prior) => {
+                    self.telemetry.late_spans.with_label_values(&[prior.label()]).inc_by(trace.spans.len() as u64);
+                    prior.clone()
+                }
+                None => {
+                    let decision = self.sampler.decide(&trace, now);
+                    self.buffer.remember(trace.trace_id, &decision);
+                    self.telemetry.traces_closed.with_label_values(&[trace.reason.as_str()]).inc();
+                    self.telemetry.traces_decided.with_label_values(&[decision.label(), &decision.rule]).inc();
+                    decision
+                }
+            };
+            if !decision.keep {
+                for source in &trace.sources {
+                    self.offsets.release(*source);
+                }
+                continue;
+            }
+            let payloads = encode_trace(&trace.spans, &decision);
+            // Each payload holds its own reference on every source of the trace.
+            for source in &trace.sources {
+                self.offsets.acquire(*source, payloads.len().saturating_sub(1));
+            }
+            let key = Bytes::from(trace_id_hex(&trace.trace_id));
+            for (encoding, payload) in payloads {
+                let spans = trace.spans.iter().filter(|s| s.origin.encoding == encoding).count();
+                let delivery = Delivery {
+                    destination: Destination::Output,
+                    key: key.clone(),
+                    payload,
+                    dead_letter: None,
+                    sources: trace.sources.clone(),
+                    spans,
+                    attempts: 1,
+                };
+                self.forwarder.send(Box::new(delivery), &mut self.completions);
+            }
+        }
+        self.ready = ready;
+        self.settle();
+    }
+
+    /// Applies delivery reports: release offsets, resend retriable failures.
+    fn settle(&mut self) {
+        while !self.completions.is_empty() {
+            let completions = std::mem::take(&mut self.completions);
+            for completion in completions {
+                match completion {
+                    Completion::Delivered(delivery) => {
+                        match delivery.destination {
+                            Destination::Output => {
+                                self.telemetry.spans_forwarded.inc_by(delivery.spans as u64);
+                                self.telemetry.traces_forwarded.inc();
+                            }
+                            Destination::DeadLetter => self.telemetry.messages_dead_lettered.inc(),
+                        }
+                        for source in &delivery.sources {
+                            self.offsets.release(*source);
+                        }
+                    }
+                    Completion::Failed(mut delivery, error) => match classify(&error) {
+                        ErrorClass::Retriable => {
+                            if delivery.attempts % 10 == 1 {
+                                tracing::warn!(%error, attempts = delivery.attempts, destination = ?delivery.destination, "produce failed, retrying");
+                            }
+                            delivery.attempts += 1;
+                            self.telemetry.forward_retries.inc();
+                            self.forwarder.send(delivery, &mut self.completions);
+                        }
+                        ErrorClass::Permanent => {
+                            let destination = match delivery.destination {
+                                Destination::Output => "output",
+                                Destination::DeadLetter => "dead_letter",
+                            };
+                            tracing::error!(%error, destination, key = %String::from_utf8_lossy(&delivery.key), bytes = delivery.payload.len(), "record abandoned: the broker will never accept it");
+                            self.telemetry.forward_failures.with_label_values(&[destination]).inc();
+                            for source in &delivery.sources {
+                                self.offsets.release(*source);
+                            }
+                        }
+                    },
+                }
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        let deadline = std::time::Instant::now() + FLUSH_TIMEOUT;
+        while self.forwarder.in_flight() > 0 && std::time::Instant::now() < deadline {
+            self.forwarder.flush(Duration::from_millis(500), &mut self.completions);
+            self.settle();
+        }
+        if self.forwarder.in_flight() > 0 {
+            tracing::error!(
+                in_flight = self.forwarder.in_flight(),
+                "forwards not acknowledged in time; their offsets stay uncommitted"
+            );
+        }
+    }
+
+    fn commits_for(&mut self, only: Option<&[u32]>) -> Vec<Commit> {
+        let due = self.offsets.due(only);
+        due.into_iter()
+            .map(|(index, offset)| {
+                self.offsets.mark_committed(index, offset);
+                let (topic, partition) = self.offsets.topic_partition(index);
+                (topic.to_string(), partition, offset)
+            })
+            .collect()
+    }
+
+    fn publish_gauges(&self) {
+        self.telemetry.buffered_traces.set(self.buffer.buffered_traces() as i64);
+        self.telemetry.buffered_spans.set(self.buffer.buffered_spans() as i64);
+        self.telemetry.pending_messages.set(self.offsets.total_pending() as i64);
+    }
+}
+
+impl MessageHandler for Stage {
+    fn message(&mut self, topic: &str, partition: i32, offset: i64, key: Option<&[u8]>, payload: &[u8]) {
+        self.handle(topic, partition, offset, key, payload);
+    }
+
+    fn tick(&mut self) {
+        let now = self.clock.now();
+        self.buffer.expire(now, &mut self.ready);
+        self.process_ready(now);
+        self.forwarder.poll(Duration::ZERO, &mut self.completions);
+        self.settle();
+        if now.since(self.last_maintenance) >= MAINTENANCE_EVERY {
+            self.last_maintenance = now;
+            self.publish_gauges();
+            self.signals.lock().expect("signal store lock").evict_idle(now);
+        }
+        if now.since(self.last_summary) >= SUMMARY_EVERY {
+            self.last_summary = now;
+            let t = &self.telemetry;
+            let received: u64 = ["otlp_proto", "otlp_json", "zipkin_json"]
+                .iter()
+                .map(|e| t.spans_received.with_label_values(&[e]).get())
+                .sum();
+            tracing::info!(
+                spans_received = received,
+                spans_forwarded = t.spans_forwarded.get(),
+                traces_forwarded = t.traces_forwarded.get(),
+                buffered_traces = self.buffer.buffered_traces(),
+                buffered_spans = self.buffer.buffered_spans(),
+                pending_messages = self.offsets.total_pending(),
+                dead_lettered = t.messages_dead_lettered.get(),
+                "summary"
+            );
+        }
+    }
+
+    fn commits(&mut self) -> Vec<Commit> {
+        self.commits_for(None)
+    }
+
+    fn revoke(&mut self, partitions: &[(String, i32)]) -> Vec<Commit> {
+        let indices: Vec<u32> = partitions.iter().map(|(t, p)| self.offsets.index(t, *p)).collect();
+        let now = self.clock.now();
+        self.buffer.drain(DecisionReason::Rebalance, |s| indices.contains(&s.partition), &mut self.ready);
+        self.process_ready(now);
+        self.flush();
+        let commits = self.commits_for(Some(&indices));
+        for index in indices {
+            self.offsets.forget(index);
+        }
+        self.publish_gauges();
+        commits
+    }
+
+    fn shutdown(&mut self) -> Vec<Commit> {
+        let now = self.clock.now();
+        self.buffer.drain(DecisionReason::Shutdown, |_| true, &mut self.ready);
+        self.process_ready(now);
+        self.flush();
+        self.publish_gauges();
+        self.commits_for(None)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("cannot start the pipeline thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// What the HTTP server and the caller see of a running pipeline.
+#[derive(Clone)]
+pub struct Handles {
+    pub signals: Arc<Mutex<SignalStore>>,
+    pub telemetry: Arc<PipelineMetrics>,
+    pub ready: Arc<AtomicBool>,
+    pub clock: SharedClock,
+    /// The demo's fault-injection switch (`POST /api/demo/faults`); `None` outside the demo.
+    pub demo_faults: Option<Arc<AtomicBool>>,
+}
+
+/// A started pipeline.
+pub struct Pipeline {
+    pub handles: Handles,
+    shutdown: Arc<AtomicBool>,
+    worker: Option<JoinHandle<Result<(), SourceError>>>,
+}
+
+impl Pipeline {
+    /// Asks the worker to stop and waits: buffered traces decided, forwards flushed, offsets committed.
+    pub fn stop(mut self) -> Result<(), PipelineError> {
+        self.shutdown.store(true, Ordering::SeqCst);
+        self.join()
+    }
+
+    /// Waits for the worker to end (it ends early only on a fatal error).
+    pub fn join(&mut self) -> Result<(), PipelineError> {
+        if let Some(worker) = self.worker.take() {
+            worker.join().unwrap_or_else(|_| Ok(()))?;
+        }
+        Ok(())
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.worker.as_ref().is_none_or(|w| w.is_finished())
+    }
+
+    pub fn shutdown_flag(&self) -> Arc<AtomicBool> {
+        self.shutdown.clone()
+    }
+}
+
+/// The librdkafka properties shared by the consumer and the producers.
+pub fn client_config(config: &Config) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", &config.kafka.brokers);
+    for (key, value) in &config.kafka.client {
+        client.set(key, value);
+    }
+    client
+}
+
+fn consumer_config(config: &Config) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &config.kafka.brokers)
+        .set("group.id", &config.kafka.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("statistics.interval.ms", "5000")
+        .set("partition.assignment.strategy", "cooperative-sticky");
+    for (key, value) in &config.kafka.client {
+        client.set(key, value);
+    }
+    client
+}
+
+/// Builds the signal store and registry, then starts the worker thread.
+pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineError> {
+    let telemetry = Arc::new(PipelineMetrics::new());
+    let signals = Arc::new(Mutex::new(SignalStore::new(config.metrics.settings())));
+    telemetry
+        .registry
+        .register(Box::new(SignalCollector::new(signals.clone(), clock.clone())))
+        .expect("signal families are unique");
+    let mut producer = client_config(config);
+    producer.set("linger.ms", "5");
+    let forwarder = Forwarder::new(&producer, &config.kafka.output_topic, &config.kafka.dead_letter_topic)?;
+    let stage = Arc::new(Mutex::new(Stage::new(config, forwarder, signals.clone(), telemetry.clone(), clock.clone())));
+    let ready = Arc::new(AtomicBool::new(false));
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let settings = SourceSettings {
+        client: consumer_config(config),
+        brokers: config.kafka.brokers.clone(),
+        topics: config.kafka.input_topics.clone(),
+        commit_interval: config.kafka.commit_interval.0,
+    };
+    let worker = {
+        let (telemetry, ready, shutdown) = (telemetry.clone(), ready.clone(), shutdown.clone());
+        std::thread::Builder::new()
+            .name("tracewarden-pipeline".into())
+            .spawn(move || crate::source::run(settings, stage, telemetry, ready, shutdown))?
+    };
+    Ok(Pipeline {
+        handles: Handles { signals, telemetry, ready, clock, demo_faults: None },
+        shutdown,
+        worker: Some(worker),
+    })
+}

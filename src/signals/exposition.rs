@@ -1,0 +1,316 @@
+//! Prometheus exposition of the signal store, and the per-service summary of `/api/services`.
+//!
+//! [`SignalCollector`] is a `prometheus::core::Collector`: at each scrape it takes the store's lock
+//! once and renders every series of signals.md with the exact names and labels there.
+
+use std::sync::{Arc, Mutex};
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType};
+use serde::Serialize;
+
+use super::{DependencyKey, Family, SeriesKey, ServiceKey, SignalStore};
+use crate::clock::SharedClock;
+
+const SERVICE_LABELS: [&str; 3] = ["service", "operation", "environment"];
+const DEPENDENCY_LABELS: [&str; 5] = ["service", "operation", "remote_service", "remote_operation", "environment"];
+
+/// Renders the store at scrape time.
+pub struct SignalCollector {
+    store: Arc<Mutex<SignalStore>>,
+    clock: SharedClock,
+    descs: Vec<Desc>,
+}
+
+fn desc(name: &str, help: &str, labels: &[&str]) -> Desc {
+    Desc::new(name.into(), help.into(), labels.iter().map(|s| s.to_string()).collect(), Default::default())
+        .expect("valid metric descriptor")
+}
+
+struct FamilySpec {
+    name: &'static str,
+    help: &'static str,
+    kind: MetricType,
+}
+
+const SERVICE_FAMILIES: [FamilySpec; 7] = [
+    FamilySpec {
+        name: "tracewarden_requests_total",
+        help: "Entry spans (requests served).",
+        kind: MetricType::COUNTER,
+    },
+    FamilySpec {
+        name: "tracewarden_faults_total",
+        help: "Entry spans with outcome fault (5xx, span status ERROR).",
+        kind: MetricType::COUNTER,
+    },
+    FamilySpec {
+        name: "tracewarden_errors_total",
+        help: "Entry spans with outcome error (4xx, throttles included).",
+        kind: MetricType::COUNTER,
+    },
+    FamilySpec {
+        name: "tracewarden_throttles_total",
+        help: "Entry spans with outcome throttle (429, RESOURCE_EXHAUSTED).",
+        kind: MetricType::COUNTER,
+    },
+    FamilySpec { name: "tracewarden_latency_seconds", help: "Latency of entry spans.", kind: MetricType::HISTOGRAM },
+    FamilySpec {
+        name: "tracewarden_latency_quantile_seconds",
+        help: "HDR latency quantiles of entry spans over metrics.window.",
+        kind: MetricType::GAUGE,
+    },
+    FamilySpec {
+        name: "tracewarden_availability_ratio",
+        help: "1 - faults/requests of entry spans over metrics.window.",
+        kind: MetricType::GAUGE,
+    },
+];
+
+const DEPENDENCY_FAMILIES: [FamilySpec; 5] = [
+    FamilySpec {
+        name: "tracewarden_dependency_requests_total",
+        help: "Dependency (CLIENT/PRODUCER) spans.",
+        kind: MetricType::COUNTER,
+    },
+    FamilySpec {
+        name: "tracewarden_dependency_faults_total",
+        help: "Dependency spans with outcome fault.",
+        kind: MetricType::COUNTER,
+    },
+    FamilySpec {
+        name: "tracewarden_dependency_errors_total",
+        help: "Dependency spans with outcome error (throttles included).",
+        kind: MetricType::COUNTER,
+    },
+    FamilySpec {
+        name: "tracewarden_dependency_throttles_total",
+        help: "Dependency spans with outcome throttle.",
+        kind: MetricType::COUNTER,
+    },
+    FamilySpec {
+        name: "tracewarden_dependency_latency_seconds",
+        help: "Latency of dependency spans.",
+        kind: MetricType::HISTOGRAM,
+    },
+];
+
+const OVERFLOW: FamilySpec = FamilySpec {
+    name: "tracewarden_series_overflow_total",
+    help: "Spans counted under operation=\"__overflow__\" because a family reached metrics.max_series.",
+    kind: MetricType::COUNTER,
+};
+const EXCLUDED: FamilySpec = FamilySpec {
+    name: "tracewarden_spans_excluded_total",
+    help: "Spans excluded from metrics by a [[metrics.exclude]] rule.",
+    kind: MetricType::COUNTER,
+};
+
+impl SignalCollector {
+    pub fn new(store: Arc<Mutex<SignalStore>>, clock: SharedClock) -> Self {
+        let mut descs: Vec<Desc> = Vec::new();
+        for f in &SERVICE_FAMILIES {
+            let mut labels = SERVICE_LABELS.to_vec();
+            if f.name.ends_with("quantile_seconds") {
+                labels.push("quantile");
+            }
+            descs.push(desc(f.name, f.help, &labels));
+        }
+        for f in &DEPENDENCY_FAMILIES {
+            descs.push(desc(f.name, f.help, &DEPENDENCY_LABELS));
+        }
+        descs.push(desc(OVERFLOW.name, OVERFLOW.help, &[]));
+        descs.push(desc(EXCLUDED.name, EXCLUDED.help, &["rule"]));
+        Self { store, clock, descs }
+    }
+}
+
+fn family(spec: &FamilySpec, metrics: Vec<Metric>) -> MetricFamily {
+    let mut f = MetricFamily::default();
+    f.set_name(spec.name.to_string());
+    f.set_help(spec.help.to_string());
+    f.set_field_type(spec.kind);
+    f.set_metric(metrics);
+    f
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
+    pairs
+        .iter()
+        .map(|(n, v)| {
+            let mut l = LabelPair::default();
+            l.set_name(n.to_string());
+            l.set_value(v.to_string());
+            l
+        })
+        .collect()
+}
+
+fn counter(label_pairs: &[(&str, &str)], value: u64) -> Metric {
+    let mut c = Counter::default();
+    c.set_value(value as f64);
+    let mut m = Metric::from_label(labels(label_pairs));
+    m.set_counter(c);
+    m
+}
+
+fn gauge(label_pairs: &[(&str, &str)], value: f64) -> Metric {
+    let mut m = Metric::from_gauge({
+        let mut g = Gauge::default();
+        g.set_value(value);
+        g
+    });
+    m.set_label(labels(label_pairs));
+    m
+}
+
+fn histogram(label_pairs: &[(&str, &str)], bounds: &[f64], counts: &[u64], sum: f64) -> Metric {
+    let mut cumulative = 0;
+    let buckets = bounds
+        .iter()
+        .zip(counts)
+        .map(|(&le, &n)| {
+            cumulative += n;
+            let mut b = Bucket::default();
+            b.set_upper_bound(le);
+            b.set_cumulative_count(cumulative);
+            b
+        })
+        .collect();
+    let mut h = Histogram::default();
+    h.set_bucket(buckets);
+    h.set_sample_count(counts.iter().sum());
+    h.set_sample_sum(sum);
+    let mut m = Metric::from_label(labels(label_pairs));
+    m.set_histogram(h);
+    m
+}
+
+trait LabelSet {
+    fn pairs(&self) -> Vec<(&'static str, &str)>;
+}
+
+impl LabelSet for ServiceKey {
+    fn pairs(&self) -> Vec<(&'static str, &str)> {
+        vec![("service", &self.service), ("operation", &self.operation), ("environment", &self.environment)]
+    }
+}
+
+impl LabelSet for DependencyKey {
+    fn pairs(&self) -> Vec<(&'static str, &str)> {
+        vec![
+            ("service", &self.service),
+            ("operation", &self.operation),
+            ("remote_service", &self.remote_service),
+            ("remote_operation", &self.remote_operation),
+            ("environment", &self.environment),
+        ]
+    }
+}
+
+/// Counters and histograms of a family, in the order of `specs` (the first five of each table).
+fn render_basic<K: SeriesKey + LabelSet>(
+    family_data: &Family<K>,
+    bounds: &[f64],
+    specs: &[FamilySpec],
+) -> Vec<MetricFamily> {
+    let mut keys: Vec<&K> = family_data.series.keys().collect();
+    keys.sort();
+    let mut out: Vec<Vec<Metric>> = vec![Vec::new(); 5];
+    for key in keys {
+        let s = &family_data.series[key];
+        let pairs = key.pairs();
+        out[0].push(counter(&pairs, s.requests));
+        out[1].push(counter(&pairs, s.faults));
+        out[2].push(counter(&pairs, s.errors));
+        out[3].push(counter(&pairs, s.throttles));
+        out[4].push(histogram(&pairs, bounds, &s.bucket_counts, s.latency_sum_seconds));
+    }
+    specs.iter().zip(out).map(|(spec, metrics)| family(spec, metrics)).collect()
+}
+
+impl Collector for SignalCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let now = self.clock.now();
+        let mut store = self.store.lock().expect("signal store lock");
+        let mut bounds = store.settings.latency_buckets.clone();
+        bounds.push(f64::INFINITY);
+        let mut families = render_basic(&store.services, &bounds, &SERVICE_FAMILIES[..5]);
+        families.extend(render_basic(&store.dependencies, &bounds, &DEPENDENCY_FAMILIES));
+
+        let mut quantiles = Vec::new();
+        let mut availability = Vec::new();
+        let mut keys: Vec<ServiceKey> = store.services.series.keys().cloned().collect();
+        keys.sort();
+        for key in keys {
+            let snapshot = store.services.series.get_mut(&key).expect("key listed").window.snapshot(now);
+            let pairs = key.pairs();
+            for (q, seconds) in &snapshot.quantiles {
+                let q_text = q.to_string();
+                let mut with_q = pairs.clone();
+                with_q.push(("quantile", &q_text));
+                quantiles.push(gauge(&with_q, *seconds));
+            }
+            if let Some(a) = snapshot.availability() {
+                availability.push(gauge(&pairs, a));
+            }
+        }
+        families.push(family(&SERVICE_FAMILIES[5], quantiles));
+        families.push(family(&SERVICE_FAMILIES[6], availability));
+        families.push(family(&OVERFLOW, vec![counter(&[], store.overflowed)]));
+        let excluded = store.excluded.iter().map(|(rule, n)| counter(&[("rule", rule)], *n)).collect();
+        families.push(family(&EXCLUDED, excluded));
+        families.retain(|f| !f.get_metric().is_empty());
+        drop(store);
+        families
+    }
+}
+
+/// One row of `/api/services`.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct OperationSummary {
+    pub service: String,
+    pub operation: String,
+    pub environment: String,
+    /// Requests since the series was created (counter).
+    pub requests_total: u64,
+    /// Requests within `metrics.window`.
+    pub requests: u64,
+    pub availability: Option<f64>,
+    pub fault_rate: Option<f64>,
+    pub error_rate: Option<f64>,
+    pub p50_seconds: Option<f64>,
+    pub p90_seconds: Option<f64>,
+    pub p99_seconds: Option<f64>,
+    pub p999_seconds: Option<f64>,
+}
+
+/// Per service and operation figures over the window, sorted by service and operation.
+pub fn service_summaries(store: &mut SignalStore, now: crate::clock::Nanos) -> Vec<OperationSummary> {
+    let mut keys: Vec<ServiceKey> = store.services.series.keys().cloned().collect();
+    keys.sort();
+    keys.into_iter()
+        .map(|key| {
+            let series = store.services.series.get_mut(&key).expect("key listed");
+            let snapshot = series.window.snapshot(now);
+            OperationSummary {
+                service: key.service.to_string(),
+                operation: key.operation.to_string(),
+                environment: key.environment.to_string(),
+                requests_total: series.requests,
+                requests: snapshot.requests,
+                availability: snapshot.availability(),
+                fault_rate: snapshot.fault_rate(),
+                error_rate: snapshot.error_rate(),
+                p50_seconds: snapshot.quantile(0.5),
+                p90_seconds: snapshot.quantile(0.9),
+                p99_seconds: snapshot.quantile(0.99),
+                p999_seconds: snapshot.quantile(0.999),
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,330 @@
+//! Signals: service and dependency metrics computed from every span of every decided trace.
+//!
+//! [`SignalStore::record_trace`] is the one entry point; it runs before the sampling decision, so
+//! sampling never changes a metric. Semantics are those of signals.md:
+//! - entry spans → service series `(service, operation, environment)`;
+//! - CLIENT/PRODUCER spans → dependency series, with the remote side resolved through the
+//!   assembled trace when it holds the callee's SERVER/CONSUMER span;
+//! - counters are exact; latency goes to classic buckets (aggregatable) and to an HDR window
+//!   ([`LatencyWindow`]) for quantiles over `metrics.window`;
+//! - each family holds at most `max_series` series; spans beyond that are counted under
+//!   `operation="__overflow__"`, never dropped; series idle for `series_ttl` are removed.
+//!
+//! The store is owned by the pipeline worker and shared behind a mutex locked once per batch of
+//! traces; exposition ([`exposition`]) and the JSON API read it under the same lock.
+
+pub mod exposition;
+mod window;
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use window::{LatencyWindow, WindowSnapshot};
+
+use crate::clock::Nanos;
+use crate::matcher::{AttributeCondition, Wildcard};
+use crate::model::{Outcome, Span, SpanId};
+
+pub const OVERFLOW_OPERATION: &str = "__overflow__";
+pub const UNKNOWN_OPERATION: &str = "unknown_operation";
+pub const UNKNOWN_REMOTE: &str = "unknown_remote";
+
+/// One `[[metrics.exclude]]` rule: spans it matches are counted only in
+/// `tracewarden_spans_excluded_total{rule}`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExcludeRule {
+    /// The rule's name (label `rule`). Required.
+    pub name: String,
+    /// Service name wildcard (`*`, `?`); absent = any service.
+    pub service: Option<Wildcard>,
+    /// Operation wildcard; absent = any operation.
+    pub operation: Option<Wildcard>,
+    /// Attribute condition, for example `{ key = "user_agent.original", matches = "ELB-HealthChecker*" }`.
+    pub attribute: Option<AttributeCondition>,
+}
+
+impl ExcludeRule {
+    fn matches(&self, span: &Span) -> bool {
+        self.service.as_ref().is_none_or(|w| w.matches(span.service()))
+            && self.operation.as_ref().is_none_or(|w| w.matches(&span.operation))
+            && self.attribute.as_ref().is_none_or(|a| a.holds(span))
+    }
+}
+
+/// Settings of the store (`[metrics]`).
+#[derive(Clone, Debug)]
+pub struct SignalSettings {
+    pub window: Duration,
+    pub latency_buckets: Vec<f64>,
+    pub max_series: usize,
+    pub series_ttl: Duration,
+    pub exclude: Vec<ExcludeRule>,
+}
+
+/// Labels of a service series.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceKey {
+    pub service: Arc<str>,
+    pub operation: Arc<str>,
+    pub environment: Arc<str>,
+}
+
+/// Labels of a dependency series.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DependencyKey {
+    pub service: Arc<str>,
+    pub operation: Arc<str>,
+    pub remote_service: Arc<str>,
+    pub remote_operation: Arc<str>,
+    pub environment: Arc<str>,
+}
+
+/// Keys that can be folded into their family's overflow series.
+pub trait SeriesKey: Clone + Eq + Hash + Ord {
+    fn overflow(&self, overflow: &Arc<str>) -> Self;
+}
+
+impl SeriesKey for ServiceKey {
+    fn overflow(&self, overflow: &Arc<str>) -> Self {
+        Self { operation: overflow.clone(), ..self.clone() }
+    }
+}
+
+impl SeriesKey for DependencyKey {
+    fn overflow(&self, overflow: &Arc<str>) -> Self {
+        Self {
+            operation: overflow.clone(),
+            remote_service: overflow.clone(),
+            remote_operation: overflow.clone(),
+            ..self.clone()
+        }
+    }
+}
+
+/// Everything measured for one series.
+pub struct Series {
+    pub requests: u64,
+    pub faults: u64,
+    pub errors: u64,
+    pub throttles: u64,
+    /// Per-bucket (not cumulative) counts of the classic histogram; last = +Inf.
+    pub bucket_counts: Vec<u64>,
+    pub latency_sum_seconds: f64,
+    pub window: LatencyWindow,
+    pub last_seen: Nanos,
+}
+
+impl Series {
+    fn new(buckets: usize, window: Duration) -> Self {
+        Self {
+            requests: 0,
+            faults: 0,
+            errors: 0,
+            throttles: 0,
+            bucket_counts: vec![0; buckets + 1],
+            latency_sum_seconds: 0.0,
+            window: LatencyWindow::new(window),
+            last_seen: Nanos(0),
+        }
+    }
+
+    fn record(&mut self, outcome: Outcome, latency_nanos: u64, bucket: usize, now: Nanos) {
+        self.requests += 1;
+        self.faults += outcome.is_fault() as u64;
+        self.errors += outcome.is_error() as u64;
+        self.throttles += outcome.is_throttle() as u64;
+        self.bucket_counts[bucket] += 1;
+        self.latency_sum_seconds += latency_nanos as f64 / 1e9;
+        self.window.record(now, latency_nanos, outcome);
+        self.last_seen = now;
+    }
+}
+
+/// One metric family's series, capped at `max_series`.
+pub struct Family<K> {
+    pub series: HashMap<K, Series>,
+}
+
+impl<K: SeriesKey> Family<K> {
+    fn new() -> Self {
+        Self { series: HashMap::new() }
+    }
+
+    /// The series for `key`, or its overflow series when the family is full.
+    fn series_for(
+        &mut self,
+        key: K,
+        settings: &SignalSettings,
+        overflow: &Arc<str>,
+        overflowed: &mut u64,
+    ) -> &mut Series {
+        let key = if self.series.len() >= settings.max_series && !self.series.contains_key(&key) {
+            *overflowed += 1;
+            key.overflow(overflow)
+        } else {
+            key
+        };
+        self.series.entry(key).or_insert_with(|| Series::new(settings.latency_buckets.len(), settings.window))
+    }
+
+    fn evict_idle(&mut self, now: Nanos, ttl: Duration) -> usize {
+        let before = self.series.len();
+        self.series.retain(|_, s| s.last_seen.saturating_add(ttl) > now);
+        before - self.series.len()
+    }
+}
+
+/// Per-trace lookup tables, reused across traces so recording allocates nothing in steady state.
+#[derive(Default)]
+struct TraceIndex {
+    by_span_id: HashMap<SpanId, usize>,
+    /// SERVER/CONSUMER spans by their parent id: the callee side of a dependency call.
+    callee_by_parent: HashMap<SpanId, usize>,
+}
+
+/// The metric store.
+pub struct SignalStore {
+    settings: SignalSettings,
+    pub services: Family<ServiceKey>,
+    pub dependencies: Family<DependencyKey>,
+    /// Spans routed to an overflow series (`tracewarden_series_overflow_total`).
+    pub overflowed: u64,
+    /// Spans excluded, by rule name (`tracewarden_spans_excluded_total{rule}`).
+    pub excluded: Vec<(Arc<str>, u64)>,
+    overflow: Arc<str>,
+    unknown_operation: Arc<str>,
+    unknown_remote: Arc<str>,
+    index: TraceIndex,
+}
+
+impl SignalStore {
+    pub fn new(settings: SignalSettings) -> Self {
+        let excluded = settings.exclude.iter().map(|r| (Arc::from(r.name.as_str()), 0)).collect();
+        Self {
+            settings,
+            services: Family::new(),
+            dependencies: Family::new(),
+            overflowed: 0,
+            excluded,
+            overflow: Arc::from(OVERFLOW_OPERATION),
+            unknown_operation: Arc::from(UNKNOWN_OPERATION),
+            unknown_remote: Arc::from(UNKNOWN_REMOTE),
+            index: TraceIndex::default(),
+        }
+    }
+
+    pub fn settings(&self) -> &SignalSettings {
+        &self.settings
+    }
+
+    fn bucket_of(&self, latency_nanos: u64) -> usize {
+        let seconds = latency_nanos as f64 / 1e9;
+        self.settings.latency_buckets.partition_point(|&le| le < seconds)
+    }
+
+    fn excluded_by(&self, span: &Span) -> Option<usize> {
+        self.settings.exclude.iter().position(|rule| rule.matches(span))
+    }
+
+    /// Records every span of one assembled trace (or of a group of late spans) at time `now`.
+    pub fn record_trace(&mut self, spans: &[Span], now: Nanos) {
+        let needs_index = spans.iter().any(Span::is_dependency);
+        if needs_index {
+            self.index.by_span_id.clear();
+            self.index.callee_by_parent.clear();
+            for (i, span) in spans.iter().enumerate() {
+                self.index.by_span_id.insert(span.span_id, i);
+                if let (true, Some(parent)) = (span.is_entry() && !span.is_root(), span.parent_span_id) {
+                    self.index.callee_by_parent.insert(parent, i);
+                }
+            }
+        }
+        for span in spans {
+            let is_entry = span.is_entry();
+            let is_dependency = span.is_dependency();
+            if !is_entry && !is_dependency {
+                continue;
+            }
+            if !self.settings.exclude.is_empty() {
+                if let Some(rule) = self.excluded_by(span) {
+                    self.excluded[rule].1 += 1;
+                    continue;
+                }
+            }
+            let outcome = Outcome::of(span);
+            let latency = span.duration_nanos();
+            let bucket = self.bucket_of(latency);
+            if is_entry {
+                let key = ServiceKey {
+                    service: span.service().clone(),
+                    operation: span.operation.clone(),
+                    environment: span.environment().clone(),
+                };
+                self.services
+                    .series_for(key, &self.settings, &self.overflow, &mut self.overflowed)
+                    .record(outcome, latency, bucket, now);
+            } else {
+                let key = self.dependency_key(span, spans);
+                self.dependencies
+                    .series_for(key, &self.settings, &self.overflow, &mut self.overflowed)
+                    .record(outcome, latency, bucket, now);
+            }
+        }
+    }
+
+    fn dependency_key(&self, span: &Span, spans: &[Span]) -> DependencyKey {
+        let callee = self
+            .index
+            .callee_by_parent
+            .get(&span.span_id)
+            .map(|&i| &spans[i])
+            .filter(|callee| callee.service() != span.service());
+        let (remote_service, remote_operation) = match callee {
+            Some(callee) => (callee.service().clone(), callee.operation.clone()),
+            None => (
+                span.remote_service.clone().unwrap_or_else(|| self.unknown_remote.clone()),
+                span.remote_operation.clone().unwrap_or_else(|| span.operation.clone()),
+            ),
+        };
+        DependencyKey {
+            service: span.service().clone(),
+            operation: self.caller_operation(span, spans),
+            remote_service,
+            remote_operation,
+            environment: span.environment().clone(),
+        }
+    }
+
+    /// The operation of the nearest entry ancestor in the same service.
+    fn caller_operation(&self, span: &Span, spans: &[Span]) -> Arc<str> {
+        let mut current = span;
+        for _ in 0..spans.len() {
+            let Some(parent) = current.parent_span_id.and_then(|p| self.index.by_span_id.get(&p)).map(|&i| &spans[i])
+            else {
+                break;
+            };
+            if parent.service() != span.service() {
+                break;
+            }
+            if parent.is_entry() {
+                return parent.operation.clone();
+            }
+            current = parent;
+        }
+        self.unknown_operation.clone()
+    }
+
+    /// Removes series idle for `series_ttl`; returns how many were removed.
+    pub fn evict_idle(&mut self, now: Nanos) -> usize {
+        let ttl = self.settings.series_ttl;
+        self.services.evict_idle(now, ttl) + self.dependencies.evict_idle(now, ttl)
+    }
+}
+
+#[cfg(test)]
+mod tests;

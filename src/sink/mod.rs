@@ -1,0 +1,193 @@
+//! Sink: everything tracewarden writes to Kafka on the span path — kept traces to
+//! `kafka.output_topic` and undecodable messages to `kafka.dead_letter_topic`.
+//!
+//! [`Forwarder`] wraps one producer. Each record carries a [`Delivery`] naming the source messages
+//! it settles; the broker's acknowledgement comes back as a [`Completion`] from [`Forwarder::poll`],
+//! and only then may the caller release those sources' offsets (kafka.md "Delivery").
+//! Invariants: a full producer queue blocks the caller (back-pressure, nothing dropped); a
+//! retriable failure is sent again; a permanent one is reported, never ignored.
+
+pub mod encode;
+
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::ClientContext;
+
+use crate::assemble::SourceRef;
+
+/// Which topic a record goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Destination {
+    Output,
+    DeadLetter,
+}
+
+/// One record to write, and the sources it settles.
+#[derive(Debug)]
+pub struct Delivery {
+    pub destination: Destination,
+    pub key: Bytes,
+    pub payload: Bytes,
+    /// `(tracewarden.error, tracewarden.source)` for dead letters.
+    pub dead_letter: Option<(String, String)>,
+    pub sources: Vec<SourceRef>,
+    /// Spans in the record (for `tracewarden_spans_forwarded_total`).
+    pub spans: usize,
+    pub attempts: u32,
+}
+
+/// The broker's answer for one [`Delivery`].
+pub enum Completion {
+    Delivered(Box<Delivery>),
+    Failed(Box<Delivery>, KafkaError),
+}
+
+/// How a Kafka error should be handled: the one place Kafka errors are classified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Transient: try again (timeouts, leadership changes, full queues, broker down).
+    Retriable,
+    /// Will not succeed by retrying (too large, unauthorized, invalid).
+    Permanent,
+}
+
+pub fn classify(error: &KafkaError) -> ErrorClass {
+    use RDKafkaErrorCode as C;
+    match error.rdkafka_error_code() {
+        Some(
+            C::MessageSizeTooLarge
+            | C::InvalidMessage
+            | C::InvalidMessageSize
+            | C::TopicAuthorizationFailed
+            | C::ClusterAuthorizationFailed
+            | C::GroupAuthorizationFailed
+            | C::InvalidRecord
+            | C::InvalidRequiredAcks
+            | C::UnsupportedVersion
+            | C::InvalidTopic
+            | C::Fatal
+            | C::InvalidArgument
+            | C::Authentication
+            | C::SaslAuthenticationFailed,
+        ) => ErrorClass::Permanent,
+        _ => ErrorClass::Retriable,
+    }
+}
+
+/// Routes delivery reports to the forwarder's completion queue.
+pub struct DeliveryContext {
+    completions: Mutex<Sender<Completion>>,
+}
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = Box<Delivery>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, delivery: Box<Delivery>) {
+        let completion = match result {
+            Ok(_) => Completion::Delivered(delivery),
+            Err((error, _)) => Completion::Failed(delivery, error.clone()),
+        };
+        // The receiver lives as long as the forwarder that owns this producer.
+        let _ = self.completions.lock().expect("completion sender").send(completion);
+    }
+}
+
+/// Writes kept traces and dead letters.
+pub struct Forwarder {
+    producer: BaseProducer<DeliveryContext>,
+    completions: Receiver<Completion>,
+    output_topic: String,
+    dead_letter_topic: String,
+    in_flight: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("cannot create the Kafka producer: {0}")]
+    Create(#[source] KafkaError),
+}
+
+impl Forwarder {
+    pub fn new(client: &rdkafka::ClientConfig, output_topic: &str, dead_letter_topic: &str) -> Result<Self, SinkError> {
+        let (sender, completions) = channel();
+        let producer = client
+            .create_with_context(DeliveryContext { completions: Mutex::new(sender) })
+            .map_err(SinkError::Create)?;
+        Ok(Self {
+            producer,
+            completions,
+            output_topic: output_topic.into(),
+            dead_letter_topic: dead_letter_topic.into(),
+            in_flight: 0,
+        })
+    }
+
+    /// Records sent and not yet acknowledged.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Queues one record. When the producer's queue is full, serves delivery reports into
+    /// `completions` until there is room: the caller stalls rather than drop anything.
+    pub fn send(&mut self, delivery: Box<Delivery>, completions: &mut Vec<Completion>) {
+        let topic = match delivery.destination {
+            Destination::Output => self.output_topic.clone(),
+            Destination::DeadLetter => self.dead_letter_topic.clone(),
+        };
+        let key = delivery.key.clone();
+        let payload = delivery.payload.clone();
+        let headers = delivery.dead_letter.as_ref().map(|(error, source)| {
+            OwnedHeaders::new()
+                .insert(Header { key: "tracewarden.error", value: Some(error.as_bytes()) })
+                .insert(Header { key: "tracewarden.source", value: Some(source.as_bytes()) })
+        });
+        let mut record = BaseRecord::with_opaque_to(&topic, delivery).key(&key[..]).payload(&payload[..]);
+        if let Some(headers) = headers {
+            record = record.headers(headers);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => {
+                    self.in_flight += 1;
+                    return;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    record = returned;
+                    self.poll(Duration::from_millis(50), completions);
+                }
+                Err((error, returned)) => {
+                    // Rejected before queueing (for example larger than message.max.bytes).
+                    completions.push(Completion::Failed(returned.delivery_opaque, error));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Serves delivery reports, waiting up to `timeout` for the first.
+    pub fn poll(&mut self, timeout: Duration, completions: &mut Vec<Completion>) {
+        self.producer.poll(timeout);
+        self.collect(completions);
+    }
+
+    fn collect(&mut self, completions: &mut Vec<Completion>) {
+        while let Ok(completion) = self.completions.try_recv() {
+            self.in_flight = self.in_flight.saturating_sub(1);
+            completions.push(completion);
+        }
+    }
+
+    /// Waits (up to `timeout`) until every queued record is acknowledged or failed.
+    pub fn flush(&mut self, timeout: Duration, completions: &mut Vec<Completion>) {
+        let _ = self.producer.flush(timeout);
+        self.collect(completions);
+    }
+}

@@ -1,0 +1,208 @@
+//! Source: the Kafka consumer-group member that feeds the pipeline.
+//!
+//! [`run`] subscribes to `kafka.input_topics`, hands every message to a [`MessageHandler`] and
+//! commits the offsets the handler says are done. Invariants (kafka.md "Delivery"):
+//! - auto-commit is off: the only offsets committed are the handler's committable ones, every
+//!   `kafka.commit_interval`, on revocation (synchronously, inside the rebalance callback, after the
+//!   handler has decided and flushed the revoked partitions' traces) and on shutdown;
+//! - the consumer is polled from one thread; rebalance callbacks run inside that poll, so the
+//!   handler is never entered twice at once.
+
+pub mod offsets;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext, Message};
+
+use crate::telemetry::PipelineMetrics;
+
+/// A committable position: (topic, partition, next offset to read).
+pub type Commit = (String, i32, i64);
+
+/// What the consumer loop drives.
+pub trait MessageHandler: Send + 'static {
+    /// One consumed message (`payload` empty for a tombstone).
+    fn message(&mut self, topic: &str, partition: i32, offset: i64, key: Option<&[u8]>, payload: &[u8]);
+    /// Periodic work: decisions whose time came, delivery reports, gauges.
+    fn tick(&mut self);
+    /// Positions that moved since the last call.
+    fn commits(&mut self) -> Vec<Commit>;
+    /// The partitions are being revoked: decide and flush their traces; return their positions.
+    fn revoke(&mut self, partitions: &[(String, i32)]) -> Vec<Commit>;
+    /// The process is stopping: decide and flush everything; return every position.
+    fn shutdown(&mut self) -> Vec<Commit>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot create the Kafka consumer: {0}")]
+    Create(#[source] KafkaError),
+    #[error("cannot read metadata of the input topics from {brokers}: {source}")]
+    Metadata {
+        brokers: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("input topic(s) {0} do not exist: create them, or fix kafka.input_topics")]
+    MissingTopics(String),
+    #[error("cannot subscribe to {topics}: {source}")]
+    Subscribe {
+        topics: String,
+        #[source]
+        source: KafkaError,
+    },
+}
+
+/// Settings of the consumer loop.
+pub struct SourceSettings {
+    pub client: ClientConfig,
+    pub brokers: String,
+    pub topics: Vec<String>,
+    pub commit_interval: Duration,
+}
+
+struct SourceContext<H: MessageHandler> {
+    handler: Arc<Mutex<H>>,
+    ready: Arc<AtomicBool>,
+    telemetry: Arc<PipelineMetrics>,
+}
+
+fn partitions_of(list: &TopicPartitionList) -> Vec<(String, i32)> {
+    list.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect()
+}
+
+fn commit_list(commits: &[Commit]) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    for (topic, partition, offset) in commits {
+        let _ = list.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+    }
+    list
+}
+
+impl<H: MessageHandler> ClientContext for SourceContext<H> {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, stats) in &statistics.topics {
+            for (partition, p) in &stats.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    self.telemetry.consumer_lag.with_label_values(&[topic, &partition.to_string()]).set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl<H: MessageHandler> ConsumerContext for SourceContext<H> {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let partitions = partitions_of(list);
+            tracing::info!(partitions = ?partitions, "partitions revoked: deciding their traces");
+            let commits = self.handler.lock().expect("handler lock").revoke(&partitions);
+            if !commits.is_empty() {
+                if let Err(e) = consumer.commit(&commit_list(&commits), CommitMode::Sync) {
+                    tracing::warn!(error = %e, "commit on revocation failed");
+                }
+            }
+            for (topic, partition) in &partitions {
+                let _ = self.telemetry.consumer_lag.remove_label_values(&[topic, &partition.to_string()]);
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                tracing::info!(partitions = ?partitions_of(list), "partitions assigned");
+                self.ready.store(true, Ordering::SeqCst);
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+}
+
+/// Consumes until `shutdown` is set, then shuts the handler down and commits.
+pub fn run<H: MessageHandler>(
+    settings: SourceSettings,
+    handler: Arc<Mutex<H>>,
+    telemetry: Arc<PipelineMetrics>,
+    ready: Arc<AtomicBool>,
+    shutdown: Arc<AtomicBool>,
+) -> Result<(), SourceError> {
+    let context = SourceContext { handler: handler.clone(), ready: ready.clone(), telemetry };
+    let consumer: BaseConsumer<SourceContext<H>> =
+        settings.client.create_with_context(context).map_err(SourceError::Create)?;
+    check_topics(&consumer, &settings)?;
+    let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(|source| SourceError::Subscribe { topics: settings.topics.join(","), source })?;
+
+    let mut last_commit = Instant::now();
+    let mut last_error: Option<Instant> = None;
+    while !shutdown.load(Ordering::SeqCst) {
+        match consumer.poll(Duration::from_millis(20)) {
+            Some(Ok(message)) => {
+                let payload = message.payload().unwrap_or_default();
+                handler.lock().expect("handler lock").message(
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                    message.key(),
+                    payload,
+                );
+            }
+            // Transient consumer errors (broker down) repeat quickly: log rarely.
+            Some(Err(e)) if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) => {
+                tracing::warn!(error = %e, "consumer error");
+                last_error = Some(Instant::now());
+            }
+            Some(Err(_)) | None => {}
+        }
+        let mut handler = handler.lock().expect("handler lock");
+        handler.tick();
+        if last_commit.elapsed() >= settings.commit_interval {
+            last_commit = Instant::now();
+            let commits = handler.commits();
+            drop(handler);
+            if !commits.is_empty() {
+                if let Err(e) = consumer.commit(&commit_list(&commits), CommitMode::Async) {
+                    tracing::warn!(error = %e, "offset commit failed");
+                }
+            }
+        }
+    }
+
+    tracing::info!("shutting down: deciding buffered traces and flushing forwards");
+    ready.store(false, Ordering::SeqCst);
+    let commits = handler.lock().expect("handler lock").shutdown();
+    if !commits.is_empty() {
+        if let Err(e) = consumer.commit(&commit_list(&commits), CommitMode::Sync) {
+            tracing::warn!(error = %e, "final offset commit failed");
+        }
+    }
+    consumer.unsubscribe();
+    Ok(())
+}
+
+fn check_topics<C: ConsumerContext>(consumer: &BaseConsumer<C>, settings: &SourceSettings) -> Result<(), SourceError> {
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .map_err(|source| SourceError::Metadata { brokers: settings.brokers.clone(), source })?;
+    let missing: Vec<&str> = settings
+        .topics
+        .iter()
+        .filter(|t| !metadata.topics().iter().any(|m| m.name() == t.as_str() && m.error().is_none()))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(SourceError::MissingTopics(missing.join(", ")))
+    }
+}

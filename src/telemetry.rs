@@ -1,0 +1,132 @@
+//! Pipeline health metrics (signals.md "Pipeline health") and the registry `/metrics` renders.
+//!
+//! Counters are atomics: stages add their local counts once per message or batch, never per span.
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+pub struct PipelineMetrics {
+    pub registry: Registry,
+    pub spans_received: IntCounterVec,
+    pub spans_rejected: IntCounterVec,
+    pub messages_rejected: IntCounterVec,
+    pub messages_dead_lettered: IntCounter,
+    pub buffered_traces: IntGauge,
+    pub buffered_spans: IntGauge,
+    pub traces_decided: IntCounterVec,
+    pub traces_closed: IntCounterVec,
+    pub late_spans: IntCounterVec,
+    pub spans_forwarded: IntCounter,
+    pub traces_forwarded: IntCounter,
+    pub forward_retries: IntCounter,
+    pub forward_failures: IntCounterVec,
+    pub consumer_lag: IntGaugeVec,
+    pub pending_messages: IntGauge,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    registry.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    registry.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+impl PipelineMetrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let r = &registry;
+        Self {
+            spans_received: counter_vec(
+                r,
+                "tracewarden_spans_received_total",
+                "Spans decoded from input messages.",
+                &["encoding"],
+            ),
+            spans_rejected: counter_vec(
+                r,
+                "tracewarden_spans_rejected_total",
+                "Spans rejected by validation.",
+                &["reason"],
+            ),
+            messages_rejected: counter_vec(
+                r,
+                "tracewarden_messages_rejected_total",
+                "Input messages that could not be decoded (sent to the dead-letter topic).",
+                &["reason"],
+            ),
+            messages_dead_lettered: counter(
+                r,
+                "tracewarden_messages_dead_lettered_total",
+                "Messages written to the dead-letter topic (acknowledged).",
+            ),
+            buffered_traces: gauge(r, "tracewarden_buffered_traces", "Traces in the assembly window."),
+            buffered_spans: gauge(r, "tracewarden_buffered_spans", "Spans in the assembly window."),
+            traces_decided: counter_vec(
+                r,
+                "tracewarden_traces_decided_total",
+                "Sampling decisions, by decision and deciding rule.",
+                &["decision", "rule"],
+            ),
+            traces_closed: counter_vec(
+                r,
+                "tracewarden_traces_closed_total",
+                "Traces leaving the assembly window, by trigger.",
+                &["reason"],
+            ),
+            late_spans: counter_vec(
+                r,
+                "tracewarden_late_spans_total",
+                "Spans whose trace was already decided.",
+                &["decision"],
+            ),
+            spans_forwarded: counter(
+                r,
+                "tracewarden_spans_forwarded_total",
+                "Spans written to the output topic (acknowledged).",
+            ),
+            traces_forwarded: counter(
+                r,
+                "tracewarden_traces_forwarded_total",
+                "Trace messages written to the output topic (acknowledged).",
+            ),
+            forward_retries: counter(
+                r,
+                "tracewarden_forward_retries_total",
+                "Records sent again after a retriable Kafka error.",
+            ),
+            forward_failures: counter_vec(
+                r,
+                "tracewarden_forward_failures_total",
+                "Records abandoned after a permanent Kafka error.",
+                &["destination"],
+            ),
+            consumer_lag: {
+                let g = IntGaugeVec::new(
+                    Opts::new("tracewarden_consumer_lag", "Messages behind the partition end."),
+                    &["topic", "partition"],
+                )
+                .expect("valid metric");
+                registry.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            pending_messages: gauge(r, "tracewarden_pending_messages", "Input messages read and not yet committable."),
+            registry,
+        }
+    }
+}
+
+impl Default for PipelineMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
