@@ -284,7 +284,16 @@ impl Config {
         let merged = builder.build().map_err(|e| invalid("(file)", e.to_string()))?;
         let config: Config = serde_path_to_error::deserialize(merged).map_err(|e| {
             let key = e.path().to_string();
-            invalid(if key == "." { "(top level)" } else { &key }, e.into_inner().to_string())
+            let key = if key == "." { "(top level)".to_string() } else { key };
+            // The config crate appends " for key `…`"; the key is reported separately.
+            let mut message = e.into_inner().to_string();
+            if let Some(at) = message.rfind(" for key `") {
+                message.truncate(at);
+            }
+            if let Some(form) = expected_form(&key) {
+                message = format!("{message}: expected {form}");
+            }
+            invalid(&key, message)
         })?;
         let problems = config.validate();
         if problems.is_empty() {
@@ -393,12 +402,34 @@ impl Config {
             }
         }
         check(
-            tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
+            valid_log_filter(&self.log.level),
             "log.level",
             format!("{:?} is not a level or filter (error, warn, info, debug, trace)", self.log.level),
         );
         problems
     }
+}
+
+/// The expected form of keys whose deserialisation errors do not say it.
+fn expected_form(key: &str) -> Option<&'static str> {
+    match key {
+        "http.listen" => Some("an address such as \"127.0.0.1:9464\" or \"0.0.0.0:9464\""),
+        "kafka.encoding" => Some("one of auto, otlp_proto, otlp_json, zipkin_json"),
+        "log.format" => Some("pretty or json"),
+        _ => None,
+    }
+}
+
+/// Whether a log filter is made of levels and `target=level` directives only.
+fn valid_log_filter(filter: &str) -> bool {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    tracing_subscriber::EnvFilter::try_new(filter).is_ok()
+        && filter.split(',').map(str::trim).filter(|d| !d.is_empty()).all(|directive| {
+            match directive.rsplit_once('=') {
+                Some((_, level)) => LEVELS.contains(&level.to_ascii_lowercase().as_str()),
+                None => LEVELS.contains(&directive.to_ascii_lowercase().as_str()) || directive.contains("::"),
+            }
+        })
 }
 
 fn invalid(key: &str, message: String) -> ConfigError {

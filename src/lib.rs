@@ -20,6 +20,8 @@ pub mod signals;
 pub mod sink;
 pub mod source;
 pub mod telemetry;
+#[doc(hidden)]
+pub mod testing;
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {

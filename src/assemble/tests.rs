@@ -1,1 +1,229 @@
+use std::sync::Arc;
+use std::time::Duration;
 
+use bytes::Bytes;
+use proptest::prelude::*;
+
+use super::*;
+use crate::model::{Encoding, Origin, Span, SpanKind, StatusCode};
+
+fn limits() -> WindowLimits {
+    WindowLimits {
+        decision_wait: Duration::from_secs(5),
+        max_trace_age: Duration::from_secs(30),
+        max_spans_per_trace: 100,
+        max_buffered_spans: 1_000,
+        decision_cache_kept: 10,
+        decision_cache_dropped: 10,
+    }
+}
+
+fn span(trace: u8, id: u8, parent: Option<u8>) -> Span {
+    let origin = Arc::new(Origin {
+        encoding: Encoding::OtlpProto,
+        service: Arc::from("svc"),
+        environment: Arc::from("default"),
+        resource_header: Bytes::new(),
+        scope_header: Bytes::new(),
+        resource: Bytes::new(),
+    });
+    Span {
+        trace_id: [trace; 16],
+        span_id: [id; 8],
+        parent_span_id: parent.map(|p| [p; 8]),
+        kind: SpanKind::Server,
+        status: StatusCode::Unset,
+        start_unix_nano: 1,
+        end_unix_nano: 2,
+        operation: Arc::from("op"),
+        http_status: 0,
+        grpc_status: None,
+        remote_service: None,
+        remote_operation: None,
+        origin,
+        raw: Bytes::new(),
+    }
+}
+
+fn at(secs: f64) -> Nanos {
+    Nanos((secs * 1e9) as u64)
+}
+
+fn src(offset: i64) -> SourceRef {
+    SourceRef { partition: 0, offset }
+}
+
+#[test]
+fn complete_after_root_and_quiet_period() {
+    let mut buffer = TraceBuffer::new(limits());
+    let mut ready = Vec::new();
+    buffer.insert(&mut vec![span(1, 2, Some(1))], src(0), at(0.0), &mut ready);
+    buffer.insert(&mut vec![span(1, 1, None)], src(1), at(1.0), &mut ready);
+    buffer.expire(at(5.9), &mut ready);
+    assert!(ready.is_empty(), "quiet for only 4.9 s");
+    buffer.insert(&mut vec![span(1, 3, Some(1))], src(2), at(5.9), &mut ready);
+    buffer.expire(at(10.8), &mut ready);
+    assert!(ready.is_empty(), "a new span restarts the quiet period");
+    buffer.expire(at(10.9), &mut ready);
+    assert_eq!(ready.len(), 1);
+    assert_eq!(ready[0].reason, DecisionReason::Complete);
+    assert_eq!(ready[0].spans.len(), 3);
+    assert_eq!(ready[0].sources, vec![src(0), src(1), src(2)]);
+    assert!(ready[0].root_present);
+    assert_eq!(buffer.buffered_spans(), 0);
+}
+
+#[test]
+fn timeout_without_root() {
+    let mut buffer = TraceBuffer::new(limits());
+    let mut ready = Vec::new();
+    buffer.insert(&mut vec![span(1, 2, Some(1))], src(0), at(0.0), &mut ready);
+    buffer.insert(&mut vec![span(1, 3, Some(1))], src(1), at(20.0), &mut ready);
+    buffer.expire(at(29.9), &mut ready);
+    assert!(ready.is_empty(), "no root: waits for max_trace_age from the first span");
+    buffer.expire(at(30.0), &mut ready);
+    assert_eq!(ready.len(), 1);
+    assert_eq!(ready[0].reason, DecisionReason::Timeout);
+    assert!(!ready[0].root_present);
+}
+
+#[test]
+fn timeout_even_when_spans_keep_arriving() {
+    let mut buffer = TraceBuffer::new(limits());
+    let mut ready = Vec::new();
+    for i in 0..40 {
+        buffer.insert(
+            &mut vec![span(1, i + 1, if i == 0 { None } else { Some(1) })],
+            src(i as i64),
+            at(i as f64),
+            &mut ready,
+        );
+        buffer.expire(at(i as f64), &mut ready);
+    }
+    assert_eq!(ready.len(), 1);
+    assert_eq!(ready[0].reason, DecisionReason::Timeout);
+    assert_eq!(ready[0].spans.len(), 31, "spans at 0..=30 s");
+}
+
+#[test]
+fn too_large_is_decided_at_once() {
+    let mut buffer = TraceBuffer::new(WindowLimits { max_spans_per_trace: 3, ..limits() });
+    let mut ready = Vec::new();
+    let refs = buffer.insert(&mut (1..=4).map(|i| span(1, i, Some(9))).collect(), src(0), at(0.0), &mut ready);
+    assert_eq!(ready.len(), 1);
+    assert_eq!(ready[0].reason, DecisionReason::TooLarge);
+    assert_eq!(ready[0].spans.len(), 3);
+    assert_eq!(buffer.buffered_spans(), 1, "the fourth span starts a new trace");
+    assert_eq!(refs, 2, "one reference for the decided trace, one for the new buffered one");
+}
+
+#[test]
+fn memory_pressure_decides_oldest_first_and_bounds_the_store() {
+    let mut buffer = TraceBuffer::new(WindowLimits { max_buffered_spans: 4, max_spans_per_trace: 4, ..limits() });
+    let mut ready = Vec::new();
+    for trace in 1..=3u8 {
+        buffer.insert(
+            &mut vec![span(trace, 1, Some(9)), span(trace, 2, Some(9))],
+            src(trace as i64),
+            at(trace as f64),
+            &mut ready,
+        );
+        assert!(buffer.buffered_spans() <= 4);
+    }
+    assert_eq!(ready.len(), 1);
+    assert_eq!(ready[0].reason, DecisionReason::MemoryPressure);
+    assert_eq!(ready[0].trace_id, [1; 16], "the oldest trace goes first");
+    assert_eq!(buffer.buffered_spans(), 4);
+}
+
+#[test]
+fn late_spans_follow_the_cached_decision() {
+    let mut buffer = TraceBuffer::new(limits());
+    let mut ready = Vec::new();
+    buffer.insert(&mut vec![span(1, 1, None)], src(0), at(0.0), &mut ready);
+    buffer.expire(at(5.0), &mut ready);
+    let decided = ready.pop().unwrap();
+    let decision = Decision::keep(Arc::from("keep-all"), 1.0);
+    buffer.remember(decided.trace_id, &decision);
+    let refs = buffer.insert(
+        &mut vec![span(1, 2, Some(1)), span(1, 3, Some(1)), span(2, 1, None)],
+        src(1),
+        at(6.0),
+        &mut ready,
+    );
+    assert_eq!(ready.len(), 1, "late spans of one trace in one message form one group");
+    assert_eq!(ready[0].reason, DecisionReason::Late);
+    assert_eq!(ready[0].spans.len(), 2);
+    assert_eq!(ready[0].prior, Some(decision));
+    assert_eq!(refs, 2, "one for the late group, one for the new trace 2");
+    assert_eq!(buffer.buffered_traces(), 1);
+
+    // A dropped trace's late spans are dropped too.
+    buffer.remember([3; 16], &Decision { keep: false, rule: Arc::from("drop"), sample_rate: 0.0 });
+    ready.clear();
+    buffer.insert(&mut vec![span(3, 5, Some(1))], src(2), at(7.0), &mut ready);
+    assert!(!ready[0].prior.as_ref().unwrap().keep);
+}
+
+#[test]
+fn forgotten_decisions_start_a_new_trace() {
+    let mut buffer = TraceBuffer::new(WindowLimits { decision_cache_kept: 1, ..limits() });
+    let keep = Decision::keep(Arc::from("r"), 1.0);
+    buffer.remember([1; 16], &keep);
+    buffer.remember([2; 16], &keep);
+    let mut ready = Vec::new();
+    buffer.insert(&mut vec![span(1, 5, Some(1))], src(0), at(0.0), &mut ready);
+    assert!(ready.is_empty(), "trace 1 was evicted from the cache: buffered again");
+    assert_eq!(buffer.buffered_traces(), 1);
+    buffer.insert(&mut vec![span(2, 5, Some(1))], src(1), at(0.0), &mut ready);
+    assert_eq!(ready.len(), 1);
+}
+
+#[test]
+fn drain_by_partition() {
+    let mut buffer = TraceBuffer::new(limits());
+    let mut ready = Vec::new();
+    buffer.insert(&mut vec![span(1, 1, None)], SourceRef { partition: 0, offset: 0 }, at(0.0), &mut ready);
+    buffer.insert(&mut vec![span(2, 1, None)], SourceRef { partition: 1, offset: 0 }, at(0.0), &mut ready);
+    buffer.drain(DecisionReason::Rebalance, |s| s.partition == 1, &mut ready);
+    assert_eq!(ready.len(), 1);
+    assert_eq!(ready[0].trace_id, [2; 16]);
+    assert_eq!(ready[0].reason, DecisionReason::Rebalance);
+    buffer.drain(DecisionReason::Shutdown, |_| true, &mut ready);
+    assert_eq!(ready.len(), 2);
+    assert_eq!(buffer.buffered_spans(), 0);
+    // Stale queue entries of drained traces decide nothing later.
+    buffer.expire(at(100.0), &mut ready);
+    assert_eq!(ready.len(), 2);
+}
+
+proptest! {
+    /// Whatever the arrivals and limits: every span comes back exactly once, the store never
+    /// exceeds its bound, references taken match sources handed back, and nothing stays buffered
+    /// past max_trace_age.
+    #[test]
+    fn every_span_handed_back_once(
+        arrivals in proptest::collection::vec((0u8..12, any::<bool>(), 0u32..3000), 1..200),
+        max_buffered in 5usize..50,
+        max_per_trace in 1usize..10,
+    ) {
+        let limits = WindowLimits { max_buffered_spans: max_buffered.max(max_per_trace), max_spans_per_trace: max_per_trace, ..limits() };
+        let mut buffer = TraceBuffer::new(limits);
+        let mut ready = Vec::new();
+        let mut now_ms = 0u64;
+        let mut references = 0usize;
+        for (i, (trace, root, gap_ms)) in arrivals.iter().enumerate() {
+            now_ms += *gap_ms as u64;
+            let s = span(*trace, (i % 250) as u8 + 1, if *root { None } else { Some(200) });
+            references += buffer.insert(&mut vec![s], src(i as i64), Nanos(now_ms * 1_000_000), &mut ready);
+            prop_assert!(buffer.buffered_spans() <= max_buffered.max(max_per_trace));
+            buffer.expire(Nanos(now_ms * 1_000_000), &mut ready);
+        }
+        buffer.expire(Nanos((now_ms + 30_000) * 1_000_000), &mut ready);
+        prop_assert_eq!(buffer.buffered_spans(), 0, "max_trace_age decides everything");
+        let spans: usize = ready.iter().map(|r| r.spans.len()).sum();
+        prop_assert_eq!(spans, arrivals.len());
+        let sources: usize = ready.iter().map(|r| r.sources.len()).sum();
+        prop_assert_eq!(sources, references);
+    }
+}

@@ -1,1 +1,173 @@
+use super::*;
 
+fn problems(text: &str) -> Vec<Problem> {
+    match Config::from_toml(text) {
+        Ok(_) => panic!("expected an invalid configuration:\n{text}"),
+        Err(ConfigError::Invalid(p)) => p,
+        Err(e) => panic!("unexpected error {e}"),
+    }
+}
+
+#[test]
+fn empty_file_gives_documented_defaults() {
+    let c = Config::from_toml("").unwrap();
+    assert_eq!(c.kafka.brokers, "localhost:9092");
+    assert_eq!(c.kafka.input_topics, vec!["otlp_spans"]);
+    assert_eq!(c.kafka.output_topic, "sampled_spans");
+    assert_eq!(c.kafka.dead_letter_topic, "tracewarden_dead_letters");
+    assert_eq!(c.kafka.encoding, InputEncoding::Auto);
+    assert_eq!(c.window.decision_wait.0, Duration::from_secs(5));
+    assert_eq!(c.window.max_trace_age.0, Duration::from_secs(30));
+    assert_eq!(c.window.max_spans_per_trace, 10_000);
+    assert_eq!(c.window.max_buffered_spans, 2_000_000);
+    assert_eq!((c.window.decision_cache_kept, c.window.decision_cache_dropped), (100_000, 1_000_000));
+    assert_eq!(c.metrics.window.0, Duration::from_secs(60));
+    assert_eq!(c.metrics.max_series, 10_000);
+    assert_eq!(c.metrics.series_ttl.0, Duration::from_secs(900));
+    assert_eq!(c.http.listen.to_string(), "127.0.0.1:9464");
+}
+
+#[test]
+fn shipped_example_config_is_valid_and_matches_defaults() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/tracewarden.toml")).unwrap();
+    let shipped = Config::from_toml(&text).unwrap();
+    let defaults = Config::default();
+    assert_eq!(format!("{shipped:?}"), format!("{defaults:?}"), "config/tracewarden.toml documents the defaults");
+}
+
+#[test]
+fn full_literal_config() {
+    let c = Config::from_toml(
+        r#"
+        [kafka]
+        brokers = "k1:9092,k2:9092"
+        group_id = "tw"
+        input_topics = ["a", "b"]
+        encoding = "zipkin_json"
+        commit_interval = "250ms"
+        input_keyed_by_trace = false
+        client = { "security.protocol" = "SASL_SSL", "sasl.mechanisms" = "PLAIN" }
+
+        [window]
+        decision_wait = "2s"
+        max_trace_age = "1m"
+
+        [metrics]
+        window = "30s"
+        latency_buckets = [0.1, 0.5]
+
+        [[metrics.exclude]]
+        name = "health"
+        attribute = { key = "http.route", equals = "/health" }
+
+        [http]
+        listen = "0.0.0.0:9000"
+
+        [log]
+        level = "debug"
+        format = "json"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(c.kafka.input_topics, vec!["a", "b"]);
+    assert_eq!(c.kafka.encoding, InputEncoding::ZipkinJson);
+    assert_eq!(c.kafka.commit_interval.0, Duration::from_millis(250));
+    assert!(!c.kafka.input_keyed_by_trace);
+    assert_eq!(c.kafka.client["security.protocol"], "SASL_SSL");
+    assert_eq!(c.window.max_trace_age.0, Duration::from_secs(60));
+    assert_eq!(c.metrics.exclude[0].name, "health");
+    assert_eq!(c.log.format, LogFormat::Json);
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    let p = problems("[window]\ndecison_wait = \"5s\"\n");
+    assert_eq!(p[0].key, "window.decison_wait");
+    assert!(p[0].message.contains("decison_wait"), "{p:?}");
+    let p = problems("[kafak]\nbrokers = \"x\"\n");
+    assert!(p[0].message.contains("kafak"), "{p:?}");
+    let p = problems("[[metrics.exclude]]\nname = \"x\"\nservice = \"a\"\nwhat = 1\n");
+    assert!(p[0].key.starts_with("metrics.exclude"), "{p:?}");
+    assert!(p[0].message.contains("what"), "{p:?}");
+}
+
+#[test]
+fn bad_values_name_the_key_and_the_form() {
+    let p = problems("[window]\ndecision_wait = \"5 parsecs\"\n");
+    assert_eq!(p[0].key, "window.decision_wait");
+    assert!(p[0].message.contains("\"500ms\""), "{p:?}");
+    let p = problems("[kafka]\nencoding = \"protobuf\"\n");
+    assert_eq!(p[0].key, "kafka.encoding");
+    assert!(p[0].message.contains("otlp_proto"), "{p:?}");
+    let p = problems("[window]\nmax_spans_per_trace = -4\n");
+    assert_eq!(p[0].key, "window.max_spans_per_trace");
+    let p = problems("[http]\nlisten = \"nowhere\"\n");
+    assert_eq!(p[0].key, "http.listen");
+}
+
+#[test]
+fn cross_field_rules_report_every_problem() {
+    let p = problems(
+        r#"
+        [kafka]
+        input_topics = ["spans"]
+        output_topic = "spans"
+        [window]
+        decision_wait = "40s"
+        max_trace_age = "30s"
+        max_spans_per_trace = 100
+        max_buffered_spans = 10
+        [metrics]
+        latency_buckets = [0.5, 0.1]
+        series_ttl = "10s"
+        [[metrics.exclude]]
+        name = "a"
+        [log]
+        level = "loud"
+        "#,
+    );
+    let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+    for key in [
+        "kafka.output_topic",
+        "window.max_trace_age",
+        "window.max_buffered_spans",
+        "metrics.latency_buckets",
+        "metrics.series_ttl",
+        "metrics.exclude[0]",
+        "log.level",
+    ] {
+        assert!(keys.contains(&key), "{key} not reported in {keys:?}");
+    }
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let dir = std::env::temp_dir().join(format!("tw-env-{}", std::process::id()));
+    std::fs::write(&dir, "[kafka]\nbrokers = \"file:9092\"\n[window]\nmax_spans_per_trace = 7\n").unwrap();
+    let env = [
+        ("TRACEWARDEN__KAFKA__BROKERS", "kafka:9092"),
+        ("TRACEWARDEN__KAFKA__INPUT_TOPICS", "a,b"),
+        ("TRACEWARDEN__WINDOW__DECISION_WAIT", "2s"),
+        ("TRACEWARDEN__METRICS__MAX_SERIES", "5"),
+        ("UNRELATED", "x"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let c = Config::load_with_env(Some(&dir), env).unwrap();
+    std::fs::remove_file(&dir).unwrap();
+    assert_eq!(c.kafka.brokers, "kafka:9092");
+    assert_eq!(c.kafka.input_topics, vec!["a", "b"]);
+    assert_eq!(c.window.decision_wait.0, Duration::from_secs(2));
+    assert_eq!(c.window.max_spans_per_trace, 7);
+    assert_eq!(c.metrics.max_series, 5);
+
+    let bad = [("TRACEWARDEN__WINDOW__DECISION_WAIT".to_string(), "soon".to_string())];
+    match Config::load_with_env(None, bad) {
+        Err(ConfigError::Invalid(p)) => assert_eq!(p[0].key, "window.decision_wait"),
+        other => panic!("{other:?}"),
+    }
+    let unknown = [("TRACEWARDEN__WINDOW__NOPE".to_string(), "1".to_string())];
+    match Config::load_with_env(None, unknown) {
+        Err(ConfigError::Invalid(p)) => assert!(p[0].message.contains("nope"), "{p:?}"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -237,8 +237,8 @@ impl Collector for SignalCollector {
     fn collect(&self) -> Vec<MetricFamily> {
         let now = self.clock.now();
         let mut store = self.store.lock().expect("signal store lock");
-        let mut bounds = store.settings.latency_buckets.clone();
-        bounds.push(f64::INFINITY);
+        // The encoder adds the `+Inf` bucket (= the sample count) itself.
+        let bounds = store.settings.latency_buckets.clone();
         let mut families = render_basic(&store.services, &bounds, &SERVICE_FAMILIES[..5]);
         families.extend(render_basic(&store.dependencies, &bounds, &DEPENDENCY_FAMILIES));
 

@@ -1,1 +1,218 @@
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use proptest::prelude::*;
+
+use super::exposition::{service_summaries, SignalCollector};
+use super::*;
+use crate::clock::{ManualClock, SharedClock};
+use crate::testing::{spans, AttrSpec, SpanSpec, CLIENT, INTERNAL, SERVER};
+
+fn settings() -> SignalSettings {
+    SignalSettings {
+        window: Duration::from_secs(60),
+        latency_buckets: vec![0.005, 0.01, 0.1, 1.0],
+        max_series: 100,
+        series_ttl: Duration::from_secs(900),
+        exclude: Vec::new(),
+    }
+}
+
+fn key(service: &str, operation: &str) -> ServiceKey {
+    ServiceKey { service: Arc::from(service), operation: Arc::from(operation), environment: Arc::from("default") }
+}
+
+const T0: Nanos = Nanos(1_700_000_000_000_000_000);
+
+#[test]
+fn outcomes_are_counted_exactly() {
+    let mut store = SignalStore::new(settings());
+    let statuses = [200, 201, 404, 429, 500, 503, 302];
+    let specs: Vec<SpanSpec> = statuses
+        .iter()
+        .enumerate()
+        .map(|(i, s)| SpanSpec::new("api", i as u8 + 1, 1, None, SERVER, "x").http("GET", "/a", *s))
+        .collect();
+    for s in spans(&specs) {
+        store.record_trace(&[s], T0);
+    }
+    let series = &store.services.series[&key("api", "GET /a")];
+    assert_eq!((series.requests, series.faults, series.errors, series.throttles), (7, 2, 2, 1));
+    let snapshot = store.services.series.get_mut(&key("api", "GET /a")).unwrap().window.snapshot(T0);
+    assert_eq!(snapshot.availability(), Some(1.0 - 2.0 / 7.0));
+    assert_eq!(snapshot.error_rate(), Some(2.0 / 7.0));
+}
+
+#[test]
+fn entry_spans_only_and_internal_roots_count() {
+    let mut store = SignalStore::new(settings());
+    let trace = spans(&[
+        SpanSpec::new("job", 1, 1, None, INTERNAL, "nightly"),
+        SpanSpec::new("job", 1, 2, Some(1), INTERNAL, "step"),
+        SpanSpec::new("job", 1, 3, Some(2), SERVER, "rpc").error(),
+    ]);
+    store.record_trace(&trace, T0);
+    assert_eq!(store.services.series.len(), 2);
+    assert_eq!(store.services.series[&key("job", "nightly")].requests, 1);
+    assert_eq!(store.services.series[&key("job", "rpc")].faults, 1, "span status ERROR without HTTP status");
+}
+
+#[test]
+fn dependencies_resolve_through_the_trace() {
+    let mut store = SignalStore::new(settings());
+    let trace = spans(&[
+        SpanSpec::new("frontend", 1, 1, None, SERVER, "h").http("GET", "/owners", 200),
+        SpanSpec::new("frontend", 1, 2, Some(1), INTERNAL, "render"),
+        SpanSpec::new("frontend", 1, 3, Some(2), CLIENT, "GET").attr("server.address", AttrSpec::Str("10.0.0.7")),
+        SpanSpec::new("customers", 1, 4, Some(3), SERVER, "h").http("GET", "/owners/{id}", 503),
+        SpanSpec::new("customers", 1, 5, Some(4), CLIENT, "SELECT owners")
+            .attr("db.system", AttrSpec::Str("postgresql"))
+            .attr("db.operation.name", AttrSpec::Str("SELECT")),
+        SpanSpec::new("customers", 1, 6, Some(4), CLIENT, "GET").attr("http.response.status_code", AttrSpec::Int(429)),
+    ]);
+    store.record_trace(&trace, T0);
+    let dep = |s: &str, o: &str, rs: &str, ro: &str| DependencyKey {
+        service: Arc::from(s),
+        operation: Arc::from(o),
+        remote_service: Arc::from(rs),
+        remote_operation: Arc::from(ro),
+        environment: Arc::from("default"),
+    };
+    let deps = &store.dependencies.series;
+    assert_eq!(deps.len(), 3, "{:?}", deps.keys().collect::<Vec<_>>());
+    let call = &deps[&dep("frontend", "GET /owners", "customers", "GET /owners/{id}")];
+    assert_eq!((call.requests, call.faults), (1, 0), "the client span carries no status: ok");
+    assert_eq!(deps[&dep("customers", "GET /owners/{id}", "postgresql", "SELECT")].requests, 1);
+    let unknown = &deps[&dep("customers", "GET /owners/{id}", UNKNOWN_REMOTE, "GET")];
+    assert_eq!(unknown.throttles, 1);
+
+    // Without the caller's entry span the operation is unknown.
+    let orphan = spans(&[
+        SpanSpec::new("worker", 2, 9, Some(8), CLIENT, "publish").attr("messaging.system", AttrSpec::Str("kafka"))
+    ]);
+    store.record_trace(&orphan, T0);
+    assert!(store.dependencies.series.contains_key(&dep("worker", UNKNOWN_OPERATION, "kafka", "publish")));
+}
+
+#[test]
+fn series_cap_overflows_without_losing_counts() {
+    let mut store = SignalStore::new(SignalSettings { max_series: 2, ..settings() });
+    let names = ["a", "b", "c", "d"];
+    let specs: Vec<SpanSpec> =
+        names.iter().enumerate().map(|(i, n)| SpanSpec::new("api", i as u8 + 1, 1, None, SERVER, n)).collect();
+    for s in spans(&specs) {
+        store.record_trace(&[s], T0);
+    }
+    assert_eq!(store.overflowed, 2);
+    assert_eq!(store.services.series[&key("api", OVERFLOW_OPERATION)].requests, 2);
+    let total: u64 = store.services.series.values().map(|s| s.requests).sum();
+    assert_eq!(total, 4, "never dropped from the totals");
+}
+
+#[test]
+fn idle_series_expire() {
+    let mut store = SignalStore::new(SignalSettings { series_ttl: Duration::from_secs(60), ..settings() });
+    store.record_trace(&spans(&[SpanSpec::new("api", 1, 1, None, SERVER, "old")]), T0);
+    store.record_trace(
+        &spans(&[SpanSpec::new("api", 2, 1, None, SERVER, "new")]),
+        T0.saturating_add(Duration::from_secs(50)),
+    );
+    assert_eq!(store.evict_idle(T0.saturating_add(Duration::from_secs(60))), 1);
+    assert!(store.services.series.contains_key(&key("api", "new")));
+    assert!(!store.services.series.contains_key(&key("api", "old")));
+}
+
+#[test]
+fn exclusions_count_only_in_their_rule() {
+    let rule: ExcludeRule = toml::from_str(
+        "name = \"elb\"\nattribute = { key = \"user_agent.original\", matches = \"ELB-HealthChecker*\" }",
+    )
+    .unwrap();
+    let mut store = SignalStore::new(SignalSettings { exclude: vec![rule], ..settings() });
+    store.record_trace(
+        &spans(&[
+            SpanSpec::new("api", 1, 1, None, SERVER, "health")
+                .attr("user_agent.original", AttrSpec::Str("ELB-HealthChecker/2.0")),
+            SpanSpec::new("api", 1, 2, None, SERVER, "real").attr("user_agent.original", AttrSpec::Str("curl/8")),
+        ]),
+        T0,
+    );
+    assert_eq!(store.excluded, vec![(Arc::from("elb"), 1)]);
+    assert!(!store.services.series.contains_key(&key("api", "health")));
+    assert_eq!(store.services.series[&key("api", "real")].requests, 1);
+}
+
+#[test]
+fn window_forgets_old_requests() {
+    let mut window = LatencyWindow::new(Duration::from_secs(60));
+    window.record(T0, 1_000_000, crate::model::Outcome::Fault);
+    window.record(T0.saturating_add(Duration::from_secs(30)), 2_000_000, crate::model::Outcome::Ok);
+    let s = window.snapshot(T0.saturating_add(Duration::from_secs(31)));
+    assert_eq!((s.requests, s.faults), (2, 1));
+    let s = window.snapshot(T0.saturating_add(Duration::from_secs(75)));
+    assert_eq!((s.requests, s.faults), (1, 0), "the request at T0 is older than the window");
+    let s = window.snapshot(T0.saturating_add(Duration::from_secs(200)));
+    assert_eq!(s.requests, 0);
+    assert!(s.quantiles.is_empty() && s.availability().is_none());
+}
+
+proptest! {
+    /// Reported quantiles are within 0.1% of the true order statistic (signals.md).
+    #[test]
+    fn hdr_quantiles_within_a_tenth_of_a_percent(latencies in proptest::collection::vec(1u64..3_600_000_000, 1..2000)) {
+        let mut window = LatencyWindow::new(Duration::from_secs(60));
+        for micros in &latencies {
+            window.record(T0, micros * 1000, crate::model::Outcome::Ok);
+        }
+        let snapshot = window.snapshot(T0);
+        let mut sorted = latencies.clone();
+        sorted.sort_unstable();
+        for (q, seconds) in snapshot.quantiles {
+            let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+            let truth = sorted[rank - 1] as f64 / 1e6;
+            prop_assert!((seconds - truth).abs() <= truth * 0.001 + 1e-6, "q{} = {} vs true {}", q, seconds, truth);
+        }
+    }
+}
+
+#[test]
+fn exposition_uses_the_spec_names_and_labels() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = Arc::new(Mutex::new(SignalStore::new(settings())));
+    store.lock().unwrap().record_trace(
+        &spans(&[
+            SpanSpec::new("api", 1, 1, None, SERVER, "x").http("GET", "/a", 500).micros(7_000),
+            SpanSpec::new("api", 1, 2, Some(1), CLIENT, "q").attr("db.system", AttrSpec::Str("redis")),
+        ]),
+        T0,
+    );
+    let registry = prometheus::Registry::new();
+    let shared: SharedClock = clock;
+    registry.register(Box::new(SignalCollector::new(store.clone(), shared))).unwrap();
+    let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather()).unwrap();
+    let labels = r#"service="api",operation="GET /a",environment="default""#;
+    for line in [
+        format!("tracewarden_requests_total{{{labels}}} 1"),
+        format!("tracewarden_faults_total{{{labels}}} 1"),
+        format!("tracewarden_errors_total{{{labels}}} 0"),
+        format!("tracewarden_throttles_total{{{labels}}} 0"),
+        format!("tracewarden_latency_seconds_bucket{{{labels},le=\"0.005\"}} 0"),
+        format!("tracewarden_latency_seconds_bucket{{{labels},le=\"0.01\"}} 1"),
+        format!("tracewarden_latency_seconds_bucket{{{labels},le=\"+Inf\"}} 1"),
+        format!("tracewarden_latency_seconds_count{{{labels}}} 1"),
+        format!("tracewarden_availability_ratio{{{labels}}} 0"),
+        r#"tracewarden_dependency_requests_total{service="api",operation="GET /a",remote_service="redis",remote_operation="q",environment="default"} 1"#.to_string(),
+    ] {
+        assert!(text.contains(&line), "missing {line}\n{text}");
+    }
+    let quantile_line = text
+        .lines()
+        .find(|l| l.starts_with("tracewarden_latency_quantile_seconds") && l.contains("quantile=\"0.99\""))
+        .unwrap();
+    let p99: f64 = quantile_line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!((p99 - 0.007).abs() <= 0.007 * 0.001, "{quantile_line}");
+    let rows = service_summaries(&mut store.lock().unwrap(), T0);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].availability, Some(0.0));
+    assert!((rows[0].p50_seconds.unwrap() - 0.007).abs() <= 0.007 * 0.001);
+}

@@ -1,0 +1,141 @@
+//! Test helpers: spans built as OTLP protobuf with the `opentelemetry-proto` types and decoded by
+//! the real decoder, so tests exercise the same path as production input.
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as ProtoSpan, Status, TracesData};
+use prost::Message;
+
+use crate::decode::{Decoder, InputEncoding};
+use crate::model::Span;
+
+/// One span to build.
+#[derive(Clone)]
+pub struct SpanSpec {
+    pub service: &'static str,
+    pub trace: u8,
+    pub id: u8,
+    pub parent: Option<u8>,
+    pub kind: i32,
+    pub name: &'static str,
+    pub duration_micros: u64,
+    pub attributes: Vec<(&'static str, AttrSpec)>,
+    pub error_status: bool,
+}
+
+#[derive(Clone)]
+pub enum AttrSpec {
+    Str(&'static str),
+    Int(i64),
+}
+
+pub const SERVER: i32 = 2;
+pub const CLIENT: i32 = 3;
+pub const INTERNAL: i32 = 1;
+
+impl SpanSpec {
+    pub fn new(service: &'static str, trace: u8, id: u8, parent: Option<u8>, kind: i32, name: &'static str) -> Self {
+        Self {
+            service,
+            trace,
+            id,
+            parent,
+            kind,
+            name,
+            duration_micros: 1000,
+            attributes: Vec::new(),
+            error_status: false,
+        }
+    }
+
+    pub fn attr(mut self, key: &'static str, value: AttrSpec) -> Self {
+        self.attributes.push((key, value));
+        self
+    }
+
+    pub fn http(self, method: &'static str, route: &'static str, status: i64) -> Self {
+        self.attr("http.request.method", AttrSpec::Str(method))
+            .attr("http.route", AttrSpec::Str(route))
+            .attr("http.response.status_code", AttrSpec::Int(status))
+    }
+
+    pub fn micros(mut self, d: u64) -> Self {
+        self.duration_micros = d;
+        self
+    }
+
+    pub fn error(mut self) -> Self {
+        self.error_status = true;
+        self
+    }
+
+    fn proto(&self) -> ProtoSpan {
+        let start = 1_700_000_000_000_000_000u64;
+        ProtoSpan {
+            trace_id: vec![self.trace; 16],
+            span_id: vec![self.id; 8],
+            parent_span_id: self.parent.map(|p| vec![p; 8]).unwrap_or_default(),
+            name: self.name.into(),
+            kind: self.kind,
+            start_time_unix_nano: start,
+            end_time_unix_nano: start + self.duration_micros * 1000,
+            attributes: self
+                .attributes
+                .iter()
+                .map(|(k, v)| KeyValue {
+                    key: k.to_string(),
+                    value: Some(AnyValue {
+                        value: Some(match v {
+                            AttrSpec::Str(s) => any_value::Value::StringValue(s.to_string()),
+                            AttrSpec::Int(i) => any_value::Value::IntValue(*i),
+                        }),
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+            status: Some(Status { code: if self.error_status { 2 } else { 0 }, message: String::new() }),
+            ..Default::default()
+        }
+    }
+}
+
+/// Encodes specs as one `TracesData`, one `ResourceSpans` per service (in first-seen order).
+pub fn encode(specs: &[SpanSpec]) -> Bytes {
+    let mut services: Vec<&str> = Vec::new();
+    for s in specs {
+        if !services.contains(&s.service) {
+            services.push(s.service);
+        }
+    }
+    let data = TracesData {
+        resource_spans: services
+            .iter()
+            .map(|service| ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![KeyValue {
+                        key: "service.name".into(),
+                        value: Some(AnyValue { value: Some(any_value::Value::StringValue(service.to_string())) }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    scope: None,
+                    spans: specs.iter().filter(|s| s.service == *service).map(SpanSpec::proto).collect(),
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            })
+            .collect(),
+    };
+    Bytes::from(data.encode_to_vec())
+}
+
+/// Builds and decodes spans.
+pub fn spans(specs: &[SpanSpec]) -> Vec<Span> {
+    let mut out = Vec::new();
+    Decoder::new(InputEncoding::OtlpProto).decode(&encode(specs), &mut out).expect("valid protobuf");
+    assert_eq!(out.len(), specs.len(), "every test span is valid");
+    out
+}

@@ -1,0 +1,192 @@
+//! Shared harness of the Kafka integration tests: librdkafka's mock cluster (the real Kafka
+//! protocol, in process), a pipeline driven by a manual clock, and helpers to produce and read.
+#![allow(dead_code)]
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
+
+use tracewarden::clock::{ManualClock, Nanos};
+use tracewarden::config::{Config, HumanDuration};
+use tracewarden::pipeline::Pipeline;
+
+pub const INPUT: &str = "otlp_spans";
+pub const PARTITIONS: i32 = 3;
+pub const T0: Nanos = Nanos(1_800_000_000_000_000_000);
+
+pub struct Harness {
+    pub cluster: MockCluster<'static, DefaultProducerContext>,
+    pub brokers: String,
+    pub config: Config,
+    pub clock: Arc<ManualClock>,
+    producer: ThreadedProducer<DefaultProducerContext>,
+}
+
+/// A read-back record.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Harness {
+    pub fn new(group: &str) -> Self {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        let brokers = cluster.bootstrap_servers();
+        cluster.create_topic(INPUT, PARTITIONS, 1).expect("input topic");
+        let mut config = Config::default();
+        config.kafka.brokers = brokers.clone();
+        config.kafka.group_id = group.into();
+        config.kafka.commit_interval = HumanDuration(Duration::from_millis(50));
+        config.window.decision_wait = HumanDuration(Duration::from_secs(5));
+        config.window.max_trace_age = HumanDuration(Duration::from_secs(30));
+        let producer = ClientConfig::new().set("bootstrap.servers", &brokers).create().expect("producer");
+        Self { cluster, brokers, config, clock: Arc::new(ManualClock::new(T0)), producer }
+    }
+
+    pub fn start(&self) -> Pipeline {
+        let pipeline = tracewarden::pipeline::start(&self.config, self.clock.clone()).expect("pipeline starts");
+        wait_for("the pipeline to join the group", || pipeline.handles.ready.load(Ordering::SeqCst));
+        pipeline
+    }
+
+    /// Produces one message to the input topic (key = 32-hex trace id) and waits for the ack.
+    pub fn produce(&self, key: &str, payload: &[u8]) {
+        self.producer.send(BaseRecord::to(INPUT).key(key).payload(payload)).expect("queued");
+        self.producer.flush(Duration::from_secs(10)).expect("acknowledged");
+    }
+
+    pub fn advance(&self, d: Duration) {
+        self.clock.advance(d);
+    }
+
+    /// Every record of `topic` (waits until at least `expected` are there).
+    pub fn read_all(&self, topic: &str, expected: usize) -> Vec<Record> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", format!("reader-{}", rand_suffix()))
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("reader");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut records = Vec::new();
+        loop {
+            let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).expect("metadata");
+            let partitions = metadata.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
+            if partitions > 0 {
+                let mut list = TopicPartitionList::new();
+                for p in 0..partitions as i32 {
+                    list.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+                }
+                consumer.assign(&list).unwrap();
+                records.clear();
+                let quiet_until = Instant::now() + Duration::from_millis(700);
+                while Instant::now() < quiet_until || records.len() < expected {
+                    if Instant::now() > deadline {
+                        break;
+                    }
+                    if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                        let headers = m
+                            .headers()
+                            .map(|h| {
+                                h.iter()
+                                    .map(|h| {
+                                        (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into())
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        records.push(Record {
+                            partition: m.partition(),
+                            offset: m.offset(),
+                            key: m.key().map(|k| k.to_vec()),
+                            payload: m.payload().unwrap_or_default().to_vec(),
+                            headers,
+                        });
+                    }
+                }
+                if records.len() >= expected || Instant::now() > deadline {
+                    return records;
+                }
+            }
+            if Instant::now() > deadline {
+                return records;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The group's committed offsets on the input topic, per partition (-1001 = none).
+    pub fn committed(&self) -> Vec<i64> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", &self.config.kafka.group_id)
+            .create()
+            .expect("offset reader");
+        let mut list = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            list.add_partition(INPUT, p);
+        }
+        let committed = consumer.committed_offsets(list, Duration::from_secs(5)).expect("committed offsets");
+        (0..PARTITIONS)
+            .map(|p| match committed.find_partition(INPUT, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => -1001,
+            })
+            .collect()
+    }
+
+    /// The end offset (high watermark) of each input partition.
+    pub fn end_offsets(&self) -> Vec<i64> {
+        let consumer: BaseConsumer =
+            ClientConfig::new().set("bootstrap.servers", &self.brokers).create().expect("watermark reader");
+        (0..PARTITIONS)
+            .map(|p| consumer.fetch_watermarks(INPUT, p, Duration::from_secs(5)).expect("watermarks").1)
+            .collect()
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+/// Polls a condition for up to 30 s.
+pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A counter or gauge value from the pipeline's registry, by name and label values.
+pub fn metric(pipeline: &Pipeline, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let families = pipeline.handles.telemetry.registry.gather();
+    let family = families.iter().find(|f| f.name() == name)?;
+    family
+        .get_metric()
+        .iter()
+        .find(|m| labels.iter().all(|(k, v)| m.get_label().iter().any(|l| l.name() == *k && l.value() == *v)))
+        .map(|m| {
+            if m.get_counter().get_value() != 0.0 || family.get_field_type() == prometheus::proto::MetricType::COUNTER {
+                m.get_counter().get_value()
+            } else {
+                m.get_gauge().get_value()
+            }
+        })
+}
+
+pub fn bytes(b: &[u8]) -> Bytes {
+    Bytes::copy_from_slice(b)
+}

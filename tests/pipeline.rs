@@ -1,0 +1,299 @@
+//! End to end through Kafka (librdkafka's mock cluster): known traces in, exact metrics,
+//! forwarded traces, dead letters and committed offsets out.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::common::v1::any_value;
+use opentelemetry_proto::tonic::trace::v1::TracesData;
+use prost::Message;
+
+use common::*;
+use tracewarden::testing::{encode, AttrSpec, SpanSpec, CLIENT, SERVER};
+
+const TRACES: u8 = 20;
+
+/// Trace `t`: frontend GET /owners/{id} → customers-service → database. The customers service
+/// answers 500 for t ≤ 4, 404 for 5 ≤ t ≤ 7, 429 for t = 8, else 200; the frontend passes it on.
+fn owner_trace(t: u8) -> (Vec<SpanSpec>, Vec<SpanSpec>) {
+    let status = match t {
+        1..=4 => 500,
+        5..=7 => 404,
+        8 => 429,
+        _ => 200,
+    };
+    let frontend = vec![
+        SpanSpec::new("frontend", t, 1, None, SERVER, "GET")
+            .http("GET", "/owners/{id}", status)
+            .micros(10_000 + t as u64 * 1_000),
+        SpanSpec::new("frontend", t, 2, Some(1), CLIENT, "GET")
+            .attr("http.request.method", AttrSpec::Str("GET"))
+            .attr("server.address", AttrSpec::Str("customers"))
+            .attr("http.response.status_code", AttrSpec::Int(status))
+            .micros(8_000),
+    ];
+    let customers = vec![
+        SpanSpec::new("customers", t, 3, Some(2), SERVER, "GET").http("GET", "/owners/{id}", status).micros(7_000),
+        SpanSpec::new("customers", t, 4, Some(3), CLIENT, "SELECT owners")
+            .attr("db.system", AttrSpec::Str("postgresql"))
+            .attr("db.operation.name", AttrSpec::Str("SELECT"))
+            .micros(2_000),
+    ];
+    (frontend, customers)
+}
+
+fn key(t: u8) -> String {
+    hex::encode([t; 16])
+}
+
+fn labels<'a>(service: &'a str, operation: &'a str) -> Vec<(&'static str, &'a str)> {
+    vec![("service", service), ("operation", operation), ("environment", "default")]
+}
+
+const OTLP_JSON_TRACE: &str = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"json-svc"}}]},
+  "scopeSpans":[{"scope":{"name":"json-lib","version":"9"},"spans":[{"traceId":"1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e","spanId":"0101010101010101",
+  "name":"GET /j","kind":2,"startTimeUnixNano":"1700000000000000000","endTimeUnixNano":"1700000000005000000",
+  "attributes":[{"key":"http.response.status_code","value":{"intValue":"503"}}]}]}]}]}"#;
+
+const ZIPKIN_TRACE: &str = r#"[{"traceId":"1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f","id":"0202020202020202","name":"get /z","kind":"SERVER",
+  "timestamp":1700000000000000,"duration":3000,"localEndpoint":{"serviceName":"zipkin-svc"},"tags":{"http.status_code":"200"}}]"#;
+
+#[test]
+fn known_traffic_gives_exact_metrics_forwards_dead_letters_and_offsets() {
+    let harness = Harness::new("exact-metrics");
+    let pipeline = harness.start();
+
+    let mut input_spans: HashMap<String, Vec<SpanSpec>> = HashMap::new();
+    for t in 1..=TRACES {
+        let (frontend, customers) = owner_trace(t);
+        // Each service exports its own spans: two messages per trace, the callee's first.
+        harness.produce(&key(t), &encode(&customers));
+        harness.produce(&key(t), &encode(&frontend));
+        input_spans.insert(key(t), [frontend, customers].concat());
+    }
+    harness.produce(&hex::encode([0x1e; 16]), OTLP_JSON_TRACE.as_bytes());
+    harness.produce(&hex::encode([0x1f; 16]), ZIPKIN_TRACE.as_bytes());
+    let garbage = b"\x0a\xff\xff\xff\x0f\x01";
+    harness.produce("garbage", garbage);
+    // A valid message with one span of a broken id: the span is rejected, the message is not.
+    let mut broken = SpanSpec::new("frontend", 0, 1, None, SERVER, "broken");
+    broken.trace = 0;
+    harness.produce("broken", &encode(&[broken]));
+
+    let total_spans = TRACES as f64 * 4.0;
+    wait_for("every span to be received", || {
+        metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]) == Some(total_spans)
+            && metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "zipkin_json")]) == Some(1.0)
+            && metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_json")]) == Some(1.0)
+    });
+    wait_for("the garbage to be dead-lettered", || {
+        metric(&pipeline, "tracewarden_messages_dead_lettered_total", &[]) == Some(1.0)
+    });
+    assert_eq!(
+        metric(&pipeline, "tracewarden_messages_rejected_total", &[("reason", "malformed_protobuf")]),
+        Some(1.0)
+    );
+    assert_eq!(metric(&pipeline, "tracewarden_spans_rejected_total", &[("reason", "invalid_id")]), Some(1.0));
+
+    // Nothing is decided yet (the clock has not moved): no commit may pass a trace's message.
+    std::thread::sleep(Duration::from_millis(300));
+    let input = harness.read_all(INPUT, TRACES as usize * 2 + 4);
+    let committed = harness.committed();
+    for p in 0..PARTITIONS {
+        let first_trace_message = input
+            .iter()
+            .filter(|r| r.partition == p && r.key.as_deref() != Some(b"garbage") && r.key.as_deref() != Some(b"broken"))
+            .map(|r| r.offset)
+            .min();
+        if let Some(first) = first_trace_message {
+            assert!(
+                committed[p as usize] <= first,
+                "partition {p}: committed {} passes undecided offset {first}",
+                committed[p as usize]
+            );
+        }
+    }
+    assert!(harness.read_all("sampled_spans", 0).is_empty(), "nothing forwarded before the decision");
+
+    // The quiet period passes: every trace is complete, decided and forwarded.
+    harness.advance(Duration::from_secs(6));
+    let expected_traces = TRACES as f64 + 2.0;
+    wait_for("every trace to be forwarded", || {
+        metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(expected_traces)
+    });
+    assert_eq!(metric(&pipeline, "tracewarden_traces_closed_total", &[("reason", "complete")]), Some(expected_traces));
+    assert_eq!(
+        metric(&pipeline, "tracewarden_traces_decided_total", &[("decision", "kept"), ("rule", "no_match")]),
+        Some(expected_traces)
+    );
+    assert_eq!(metric(&pipeline, "tracewarden_spans_forwarded_total", &[]), Some(total_spans + 2.0));
+
+    // Exact service metrics.
+    for service in ["frontend", "customers"] {
+        let l = labels(service, "GET /owners/{id}");
+        assert_eq!(metric(&pipeline, "tracewarden_requests_total", &l), Some(20.0), "{service}");
+        assert_eq!(metric(&pipeline, "tracewarden_faults_total", &l), Some(4.0), "{service}");
+        assert_eq!(metric(&pipeline, "tracewarden_errors_total", &l), Some(4.0), "{service}: 404 ×3 and 429");
+        assert_eq!(metric(&pipeline, "tracewarden_throttles_total", &l), Some(1.0), "{service}");
+        assert_eq!(metric(&pipeline, "tracewarden_availability_ratio", &l), Some(0.8), "{service}");
+    }
+    assert_eq!(metric(&pipeline, "tracewarden_faults_total", &labels("json-svc", "GET /j")), Some(1.0));
+    assert_eq!(metric(&pipeline, "tracewarden_requests_total", &labels("zipkin-svc", "get /z")), Some(1.0));
+    // Frontend latencies are 11 ms … 30 ms: the true p50 (10th of 20) is 20 ms, p90 (18th) 28 ms.
+    let quantile = |q: &str| {
+        let mut l = labels("frontend", "GET /owners/{id}");
+        l.push(("quantile", q));
+        metric(&pipeline, "tracewarden_latency_quantile_seconds", &l).unwrap()
+    };
+    assert!((quantile("0.5") - 0.020).abs() <= 0.020 * 0.001, "p50 {}", quantile("0.5"));
+    assert!((quantile("0.9") - 0.028).abs() <= 0.028 * 0.001, "p90 {}", quantile("0.9"));
+    // Dependency metrics: the callee is resolved through the trace.
+    let dep = [
+        ("service", "frontend"),
+        ("operation", "GET /owners/{id}"),
+        ("remote_service", "customers"),
+        ("remote_operation", "GET /owners/{id}"),
+        ("environment", "default"),
+    ];
+    assert_eq!(metric(&pipeline, "tracewarden_dependency_requests_total", &dep), Some(20.0));
+    assert_eq!(metric(&pipeline, "tracewarden_dependency_faults_total", &dep), Some(4.0));
+    let db = [
+        ("service", "customers"),
+        ("operation", "GET /owners/{id}"),
+        ("remote_service", "postgresql"),
+        ("remote_operation", "SELECT"),
+        ("environment", "default"),
+    ];
+    assert_eq!(metric(&pipeline, "tracewarden_dependency_requests_total", &db), Some(20.0));
+
+    // Forwarded: one message per trace, keyed by trace id, in the arrival encoding.
+    let output = harness.read_all("sampled_spans", TRACES as usize + 2);
+    assert_eq!(output.len(), TRACES as usize + 2);
+    let keys: BTreeSet<String> = output.iter().map(|r| String::from_utf8(r.key.clone().unwrap()).unwrap()).collect();
+    let mut expected_keys: BTreeSet<String> = (1..=TRACES).map(key).collect();
+    expected_keys.insert(hex::encode([0x1e; 16]));
+    expected_keys.insert(hex::encode([0x1f; 16]));
+    assert_eq!(keys, expected_keys);
+    for record in &output {
+        let k = String::from_utf8(record.key.clone().unwrap()).unwrap();
+        if let Some(specs) = input_spans.get(&k) {
+            let data = TracesData::decode(&record.payload[..]).expect("forwarded protobuf decodes");
+            let original = TracesData::decode(&encode(specs)[..]).unwrap();
+            let original_spans: Vec<_> =
+                original.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans).collect();
+            let mut services = BTreeSet::new();
+            let mut forwarded = 0;
+            for resource_spans in &data.resource_spans {
+                let service = resource_spans
+                    .resource
+                    .as_ref()
+                    .unwrap()
+                    .attributes
+                    .iter()
+                    .find(|a| a.key == "service.name")
+                    .unwrap();
+                services.insert(format!("{:?}", service.value));
+                for span in resource_spans.scope_spans.iter().flat_map(|s| &s.spans) {
+                    forwarded += 1;
+                    let mut stripped = span.clone();
+                    let extra: Vec<_> = stripped.attributes.drain(stripped.attributes.len() - 2..).collect();
+                    assert_eq!(extra[0].key, "sampling.rule");
+                    assert_eq!(
+                        extra[0].value.as_ref().unwrap().value,
+                        Some(any_value::Value::StringValue("no_match".into()))
+                    );
+                    assert_eq!(extra[1].key, "sampling.sample_rate");
+                    assert_eq!(extra[1].value.as_ref().unwrap().value, Some(any_value::Value::DoubleValue(1.0)));
+                    assert!(original_spans.contains(&&stripped), "forwarded span differs from its input");
+                }
+            }
+            assert_eq!(forwarded, 4);
+            assert_eq!(services.len(), 2, "both resources preserved");
+        } else if k == hex::encode([0x1e; 16]) {
+            let json: serde_json::Value = serde_json::from_slice(&record.payload).expect("OTLP/JSON stays JSON");
+            let rs = &json["resourceSpans"][0];
+            assert_eq!(rs["resource"]["attributes"][0]["value"]["stringValue"], "json-svc");
+            assert_eq!(rs["scopeSpans"][0]["scope"]["name"], "json-lib");
+            let attrs = rs["scopeSpans"][0]["spans"][0]["attributes"].as_array().unwrap();
+            assert!(attrs.iter().any(|a| a["key"] == "sampling.rule" && a["value"]["stringValue"] == "no_match"));
+            assert!(attrs.iter().any(|a| a["key"] == "http.response.status_code"));
+        } else {
+            let json: serde_json::Value = serde_json::from_slice(&record.payload).expect("Zipkin stays Zipkin JSON");
+            assert_eq!(json[0]["localEndpoint"]["serviceName"], "zipkin-svc");
+            assert_eq!(json[0]["tags"]["sampling.sample_rate"], "1");
+        }
+    }
+
+    // Dead letters: the garbage, unchanged, with its reason and source.
+    let dead = harness.read_all("tracewarden_dead_letters", 1);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].payload, garbage);
+    assert_eq!(dead[0].key.as_deref(), Some(&b"garbage"[..]));
+    let header = |name: &str| dead[0].headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap();
+    assert!(header("tracewarden.error").contains("protobuf"), "{}", header("tracewarden.error"));
+    let garbage_in = input.iter().find(|r| r.key.as_deref() == Some(b"garbage")).unwrap();
+    assert_eq!(header("tracewarden.source"), format!("{INPUT}/{}/{}", garbage_in.partition, garbage_in.offset));
+
+    // Everything decided and acknowledged: commits reach the end of every partition.
+    let end = harness.end_offsets();
+    wait_for("offsets committed to the end", || harness.committed() == end);
+    assert!(end.iter().all(|&e| e > 0), "every partition had traffic: {end:?}");
+    pipeline.stop().unwrap();
+}
+
+#[test]
+fn late_spans_follow_and_shutdown_decides_everything() {
+    let harness = Harness::new("late-and-shutdown");
+    let pipeline = harness.start();
+    let root = SpanSpec::new("api", 1, 1, None, SERVER, "GET /a");
+    harness.produce(&key(1), &encode(&[root]));
+    wait_for("the root", || {
+        metric(&pipeline, "tracewarden_buffered_spans", &[]) == Some(1.0)
+            || metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]) == Some(1.0)
+    });
+    harness.advance(Duration::from_secs(6));
+    wait_for("the trace to be forwarded", || metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(1.0));
+
+    // A late child: follows the kept decision at once, forwarded as its own message.
+    let late = SpanSpec::new("api", 1, 2, Some(1), CLIENT, "SELECT").attr("db.system", AttrSpec::Str("mysql"));
+    harness.produce(&key(1), &encode(&[late]));
+    wait_for("the late span to be forwarded", || {
+        metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(2.0)
+    });
+    assert_eq!(metric(&pipeline, "tracewarden_late_spans_total", &[("decision", "kept")]), Some(1.0));
+    assert_eq!(
+        metric(&pipeline, "tracewarden_traces_decided_total", &[("decision", "kept"), ("rule", "no_match")]),
+        Some(1.0),
+        "late spans are not a new decision"
+    );
+
+    // A trace without its root is still buffered at shutdown: decided, forwarded, committed.
+    let orphan = SpanSpec::new("api", 2, 5, Some(4), SERVER, "GET /b");
+    harness.produce(&key(2), &encode(&[orphan]));
+    wait_for("the orphan to be buffered", || {
+        metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]) == Some(3.0)
+    });
+    let telemetry = pipeline.handles.telemetry.clone();
+    pipeline.stop().unwrap();
+    assert_eq!(telemetry.traces_closed.with_label_values(&["shutdown"]).get(), 1);
+    assert_eq!(telemetry.traces_forwarded.get(), 3);
+    let output = harness.read_all("sampled_spans", 3);
+    assert_eq!(output.len(), 3);
+    let committed = harness.committed();
+    for (p, end) in harness.end_offsets().into_iter().enumerate() {
+        // An empty partition has nothing to commit.
+        assert_eq!(committed[p], if end == 0 { -1001 } else { end }, "partition {p}");
+    }
+}
+
+#[test]
+fn missing_input_topic_is_named() {
+    let mut harness = Harness::new("missing-topic");
+    harness.config.kafka.input_topics = vec!["no_such_topic".into()];
+    harness.config.kafka.client.insert("allow.auto.create.topics".into(), "false".into());
+    let mut pipeline = tracewarden::pipeline::start(&harness.config, harness.clock.clone()).unwrap();
+    let error = pipeline.join().unwrap_err().to_string();
+    assert!(error.contains("no_such_topic"), "{error}");
+}
