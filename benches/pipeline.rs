@@ -1,1 +1,129 @@
-fn main() {}
+//! Criterion benches of the hot path: decode, window insert/decide, metric recording, and the
+//! three together per message. Run: `cargo bench --bench pipeline`.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+
+use tracewarden::assemble::{SourceRef, TraceBuffer, WindowLimits};
+use tracewarden::clock::Nanos;
+use tracewarden::config::Config;
+use tracewarden::decode::{Decoder, InputEncoding};
+use tracewarden::generate::{PetClinic, TrafficProfile};
+use tracewarden::model::{Encoding, Span};
+use tracewarden::signals::SignalStore;
+
+/// A Collector-style batch: the messages of `traces` PetClinic traces concatenated into one
+/// `TracesData` (protobuf concatenation appends the repeated `resource_spans`).
+fn batch(traces: usize, seed: u64) -> (Bytes, usize) {
+    let mut clinic = PetClinic::new(seed, TrafficProfile::default());
+    let mut out = BytesMut::new();
+    let mut spans = 0;
+    for _ in 0..traces {
+        let trace = clinic.trace(1_800_000_000_000_000_000, Encoding::OtlpProto);
+        spans += trace.spans;
+        for m in trace.messages {
+            out.extend_from_slice(&m);
+        }
+    }
+    (out.freeze(), spans)
+}
+
+fn decoded(payload: &Bytes) -> Vec<Span> {
+    let mut spans = Vec::new();
+    Decoder::new(InputEncoding::OtlpProto).decode(payload, &mut spans).unwrap();
+    spans
+}
+
+fn limits() -> WindowLimits {
+    Config::default().window.limits()
+}
+
+fn benches(c: &mut Criterion) {
+    let (payload, span_count) = batch(100, 1);
+
+    let mut group = c.benchmark_group("decode");
+    group.throughput(Throughput::Elements(span_count as u64));
+    let mut decoder = Decoder::new(InputEncoding::OtlpProto);
+    let mut out = Vec::with_capacity(span_count);
+    group.bench_function("otlp_proto_batch", |b| {
+        b.iter(|| {
+            out.clear();
+            decoder.decode(black_box(&payload), &mut out).unwrap();
+        })
+    });
+    group.finish();
+
+    let spans = decoded(&payload);
+    let mut group = c.benchmark_group("window");
+    group.throughput(Throughput::Elements(span_count as u64));
+    group.bench_function("insert_then_decide", |b| {
+        b.iter_batched(
+            || (TraceBuffer::new(limits()), spans.clone()),
+            |(mut buffer, mut spans)| {
+                let mut ready = Vec::new();
+                buffer.insert(&mut spans, SourceRef { partition: 0, offset: 0 }, Nanos(1), &mut ready);
+                buffer.expire(Nanos(60_000_000_000), &mut ready);
+                black_box(ready.len())
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+
+    let mut buffer = TraceBuffer::new(limits());
+    let mut ready = Vec::new();
+    buffer.insert(&mut spans.clone(), SourceRef { partition: 0, offset: 0 }, Nanos(1), &mut ready);
+    buffer.expire(Nanos(60_000_000_000), &mut ready);
+    let mut group = c.benchmark_group("signals");
+    group.throughput(Throughput::Elements(span_count as u64));
+    let mut store = SignalStore::new(Config::default().metrics.settings());
+    let mut now = 1_800_000_000_000_000_000u64;
+    group.bench_function("record_traces", |b| {
+        b.iter(|| {
+            now += 1_000_000;
+            for trace in &ready {
+                store.record_trace(black_box(&trace.spans), Nanos(now));
+            }
+        })
+    });
+    group.finish();
+
+    // Decode + assemble + metrics, as the worker does per message.
+    let messages: Vec<Bytes> = (0..50).map(|i| batch(20, i).0).collect();
+    let total: usize = messages.iter().map(|m| decoded(m).len()).sum();
+    let mut group = c.benchmark_group("span_path");
+    group.throughput(Throughput::Elements(total as u64));
+    group.bench_function("decode_assemble_record", |b| {
+        let mut decoder = Decoder::new(InputEncoding::OtlpProto);
+        let mut store = SignalStore::new(Config::default().metrics.settings());
+        let mut spans = Vec::new();
+        let mut ready = Vec::new();
+        let mut clock = 1_800_000_000_000_000_000u64;
+        b.iter_batched(
+            || TraceBuffer::new(limits()),
+            |mut buffer| {
+                for (i, message) in messages.iter().enumerate() {
+                    clock += 1_000_000;
+                    decoder.decode(message, &mut spans).unwrap();
+                    buffer.insert(&mut spans, SourceRef { partition: 0, offset: i as i64 }, Nanos(clock), &mut ready);
+                }
+                buffer.expire(Nanos(clock + 31_000_000_000), &mut ready);
+                for trace in ready.drain(..) {
+                    store.record_trace(&trace.spans, Nanos(clock));
+                }
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = pipeline;
+    config = Criterion::default().measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
+    targets = benches
+}
+criterion_main!(pipeline);

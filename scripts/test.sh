@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need, then runs every check and every test.
+# Used by developers and by CI (.ci/run). Safe to re-run; installs are skipped when present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "toolchain"
+cargo --version
+rustup component list --installed 2>/dev/null | grep -qE '^(rustfmt|clippy)' || rustup component add rustfmt clippy
+
+step "OpenTelemetry Python SDK (real-SDK protobuf fixture)"
+python3 -m pip install --quiet --disable-pip-version-check \
+  'opentelemetry-sdk>=1.20' 'opentelemetry-exporter-otlp-proto-common>=1.20' 2>&1 | grep -v 'as the .root. user' || true
+fixture_dir="target/python-sdk-fixture"
+mkdir -p "$fixture_dir"
+python3 tests/fixtures/python_sdk.py "$fixture_dir"
+export TRACEWARDEN_PYTHON_FIXTURE_DIR="$PWD/$fixture_dir"
+
+step "format"
+cargo fmt --check
+
+step "lint"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "tests (unit, property, Kafka mock cluster, CLI and demo; benches run once each)"
+cargo test --all-targets --locked

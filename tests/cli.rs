@@ -1,0 +1,118 @@
+//! The binary as a user runs it: `check-config` and `demo` with its HTTP endpoints.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tracewarden");
+
+#[test]
+fn check_config_accepts_the_example_and_names_bad_keys() {
+    let ok = Command::new(BIN).args(["check-config", "config/tracewarden.toml"]).output().unwrap();
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("valid"));
+
+    let path = std::env::temp_dir().join(format!("tw-bad-{}.toml", std::process::id()));
+    std::fs::write(&path, "[window]\ndecision_wait = \"soon\"\n[metrics]\nmax_series = 0\n").unwrap();
+    let bad = Command::new(BIN).arg("check-config").arg(&path).output().unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("window.decision_wait"), "{stderr}");
+
+    let path = std::env::temp_dir().join(format!("tw-bad2-{}.toml", std::process::id()));
+    std::fs::write(&path, "[metrics]\nmax_series = 0\nseries_ttl = \"1s\"\n").unwrap();
+    let bad = Command::new(BIN).arg("check-config").arg(&path).output().unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr.contains("metrics.max_series") && stderr.contains("metrics.series_ttl"), "every problem: {stderr}");
+}
+
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn demo_serves_metrics_and_services() {
+    let mut child = Command::new(BIN)
+        .args(["demo", "--duration", "40s", "--listen", "127.0.0.1:0", "--rate", "1500"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut addr = None;
+    let mut broker = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("http://").nth(1).filter(|_| line.contains("Prometheus metrics")) {
+            addr = Some(rest.trim_end_matches("/metrics").to_string());
+        }
+        if line.contains("in-process mock cluster") {
+            broker = line.rsplit(' ').next().map(String::from);
+        }
+        if line.starts_with("Press Ctrl-C") {
+            break;
+        }
+    }
+    let addr = addr.expect("the demo prints its metrics URL");
+    assert!(broker.is_some_and(|b| b.contains(':')), "the demo prints the broker address");
+    let (status, _) = get(&addr, "/healthz");
+    assert_eq!(status, 200);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        let (_, body) = get(&addr, "/metrics");
+        if body.contains("tracewarden_latency_quantile_seconds{")
+            && body.contains("tracewarden_dependency_requests_total{")
+        {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "no service metrics after 30 s:\n{body}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(get(&addr, "/readyz").0, 200);
+    for family in [
+        "tracewarden_requests_total{service=\"frontend\",operation=\"GET /owners/{ownerId}\",environment=\"demo\"}",
+        "tracewarden_faults_total{",
+        "tracewarden_errors_total{",
+        "tracewarden_throttles_total{",
+        "tracewarden_latency_seconds_bucket{",
+        "tracewarden_availability_ratio{",
+        "tracewarden_spans_received_total{encoding=\"otlp_proto\"}",
+        "tracewarden_spans_excluded_total{rule=\"elb-health-checks\"}",
+        "tracewarden_spans_forwarded_total",
+    ] {
+        assert!(metrics.contains(family), "missing {family}");
+    }
+    assert!(!metrics.contains("operation=\"GET /health\""), "health checks are excluded from metrics");
+
+    let (status, body) = get(&addr, "/api/services");
+    assert_eq!(status, 200);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let rows = json["services"].as_array().unwrap();
+    let owners = rows
+        .iter()
+        .find(|r| r["service"] == "frontend" && r["operation"] == "GET /owners/{ownerId}")
+        .expect("frontend owner page listed");
+    assert!(owners["requests"].as_u64().unwrap() > 0);
+    assert!(owners["availability"].as_f64().unwrap() < 1.0, "the demo injects faults");
+    assert!(owners["p99_seconds"].as_f64().is_some());
+
+    terminate(&child);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "SIGTERM is a clean shutdown: {status:?}");
+}
+
+/// Sends SIGTERM (graceful shutdown) without extra dependencies.
+fn terminate(child: &std::process::Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+}
