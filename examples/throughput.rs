@@ -75,6 +75,7 @@ fn memory(spans: usize) {
     let mut scratch = Vec::new();
     let mut ready = Vec::new();
     let mut encoded = 0usize;
+    let mut message_bytes = 0usize;
     let mut count = 0usize;
     // Warm the interner and the decoder first, so the measurement is of buffered spans only.
     decoder.decode(&messages[0].1, &mut scratch).unwrap();
@@ -83,6 +84,7 @@ fn memory(spans: usize) {
     for (i, (_, payload)) in messages.iter().enumerate() {
         // The payload arrives as a copy out of librdkafka, as in the pipeline.
         let payload = Bytes::copy_from_slice(payload);
+        message_bytes += payload.len();
         decoder.decode(&payload, &mut scratch).unwrap();
         encoded += scratch.iter().map(|s| s.raw.len()).sum::<usize>();
         count += scratch.len();
@@ -91,11 +93,14 @@ fn memory(spans: usize) {
     let held = LIVE.load(Ordering::Relaxed) - baseline;
     assert!(ready.is_empty());
     println!(
-        "memory: {count} spans buffered in {} traces; encoded {:.1} B/span; heap held {:.1} B/span = {:.2}x the encoded size",
+        "memory: {count} spans buffered in {} traces; heap held {:.1} B/span; a span's own encoding is {:.1} B ({:.2}x), \
+         its share of the Kafka message it arrived in {:.1} B ({:.2}x)",
         buffer.buffered_traces(),
-        encoded as f64 / count as f64,
         held as f64 / count as f64,
-        held as f64 / encoded as f64
+        encoded as f64 / count as f64,
+        held as f64 / encoded as f64,
+        message_bytes as f64 / count as f64,
+        held as f64 / message_bytes as f64,
     );
 }
 

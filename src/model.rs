@@ -132,8 +132,10 @@ impl fmt::Display for Encoding {
 ///
 /// `resource_header` and `scope_header` are the encoded members of the enclosing `ResourceSpans` and
 /// `ScopeSpans` messages other than their span lists, exactly as received: protobuf fields for
-/// `otlp_proto`, comma-separated JSON members for `otlp_json`, empty for `zipkin_json`. Forwarding
-/// writes them back unchanged, which is how resource and scope data survive the round trip.
+/// `otlp_proto`, comma-separated JSON members for `otlp_json`. Forwarding writes them back
+/// unchanged, which is how resource and scope data survive the round trip. For `zipkin_json` the
+/// resource header is the local service name (a Zipkin span's whole resource) and is never written.
+/// Origins are shared by every span reported under the same headers, across messages.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Origin {
     pub encoding: Encoding,

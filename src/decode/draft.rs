@@ -2,6 +2,8 @@
 //! validated and turned into a [`Span`] here, so the three encodings share one set of rules
 //! (signals.md "Identity of a span", "Outcome of a request", "Dependency spans").
 
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -148,23 +150,16 @@ pub(crate) fn is_hot_key(key: &str) -> bool {
     )
 }
 
-/// Resource identity collected while reading a resource's attributes.
-#[derive(Default)]
-pub(crate) struct ResourceIdentity<'a> {
-    pub service: Option<&'a str>,
-    pub environment: Option<&'a str>,
-    pub environment_legacy: Option<&'a str>,
-}
-
-impl<'a> ResourceIdentity<'a> {
-    pub(crate) fn observe(&mut self, key: &str, value: AttrRef<'a>) {
-        match key {
-            "service.name" => self.service = value.str(),
-            "deployment.environment.name" => self.environment = value.str(),
-            "deployment.environment" => self.environment_legacy = value.str(),
-            _ => {}
-        }
-    }
+/// Collects `service.name`, `deployment.environment.name`, `deployment.environment` from a
+/// resource's attributes (the order of [`Identify`]'s answer).
+pub(crate) fn observe_identity(identity: &mut [Option<String>; 3], key: &str, value: AttrRef<'_>) {
+    let slot = match key {
+        "service.name" => 0,
+        "deployment.environment.name" => 1,
+        "deployment.environment" => 2,
+        _ => return,
+    };
+    identity[slot] = value.str().map(String::from);
 }
 
 /// Interner plus scratch space, shared by the front ends.
@@ -173,7 +168,22 @@ pub(crate) struct Names {
     scratch: String,
     unknown_service: Arc<str>,
     default_environment: Arc<str>,
+    /// Origins by a hash of their encoding and headers. Resources repeat in message after message;
+    /// sharing one `Origin` means a message allocates nothing for them and does not pin its
+    /// payload through them. Bounded like the interner.
+    origins: HashMap<u64, Arc<Origin>>,
+    hasher: RandomState,
+    /// Reused buffers for the headers of the message being decoded.
+    pub(crate) resource_scratch: Vec<u8>,
+    pub(crate) scope_scratch: Vec<u8>,
 }
+
+/// How a front end reads the identity of a resource from its (owned) header, on a cache miss:
+/// returns the encoded resource (a slice of the header) and its `service.name`,
+/// `deployment.environment.name` and `deployment.environment`.
+pub(crate) type Identify = fn(&Bytes) -> (Bytes, [Option<String>; 3]);
+
+const MAX_ORIGINS: usize = 10_000;
 
 impl Names {
     pub(crate) fn new() -> Self {
@@ -182,6 +192,10 @@ impl Names {
             scratch: String::new(),
             unknown_service: Arc::from("unknown_service"),
             default_environment: Arc::from("default"),
+            origins: HashMap::new(),
+            hasher: RandomState::new(),
+            resource_scratch: Vec::new(),
+            scope_scratch: Vec::new(),
         }
     }
 
@@ -197,23 +211,46 @@ impl Names {
         self.interner.intern(&self.scratch)
     }
 
+    /// The shared origin of spans reported under these headers.
     pub(crate) fn origin(
         &mut self,
         encoding: Encoding,
-        identity: &ResourceIdentity<'_>,
-        resource_header: Bytes,
-        scope_header: Bytes,
-        resource: Bytes,
+        resource_header: &[u8],
+        scope_header: &[u8],
+        identify: Identify,
     ) -> Arc<Origin> {
-        let service = match identity.service {
-            Some(s) => self.intern(s),
+        let key = self.hasher.hash_one((encoding.as_str(), resource_header, scope_header));
+        if let Some(origin) = self.origins.get(&key) {
+            if origin.resource_header == resource_header
+                && origin.scope_header == scope_header
+                && origin.encoding == encoding
+            {
+                return origin.clone();
+            }
+        }
+        let resource_header = Bytes::copy_from_slice(resource_header);
+        let (resource, [service, environment, environment_legacy]) = identify(&resource_header);
+        let service = match service.filter(|s| !s.is_empty()) {
+            Some(s) => self.intern(&s),
             None => self.unknown_service.clone(),
         };
-        let environment = match identity.environment.or(identity.environment_legacy) {
-            Some(e) => self.intern(e),
+        let environment = match environment.filter(|e| !e.is_empty()).or(environment_legacy.filter(|e| !e.is_empty())) {
+            Some(e) => self.intern(&e),
             None => self.default_environment.clone(),
         };
-        Arc::new(Origin { encoding, service, environment, resource_header, scope_header, resource })
+        let origin = Arc::new(Origin {
+            encoding,
+            service,
+            environment,
+            resource_header,
+            scope_header: Bytes::copy_from_slice(scope_header),
+            resource,
+        });
+        if self.origins.len() >= MAX_ORIGINS {
+            self.origins.clear();
+        }
+        self.origins.insert(key, origin.clone());
+        origin
     }
 
     /// Validates a draft and appends the span, or counts why it was rejected.

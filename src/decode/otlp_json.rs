@@ -11,7 +11,7 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::draft::{AttrRef, Names, ResourceIdentity, SpanDraft};
+use super::draft::{observe_identity, AttrRef, Names, SpanDraft};
 use super::{parse_hex_id, parse_parent_id, DecodeStats};
 use crate::model::{AttrValue, Encoding, Span, SpanKind, StatusCode};
 
@@ -190,7 +190,7 @@ impl<'de> Deserialize<'de> for Int64 {
 }
 
 /// `"name":<raw>` members joined by commas: the header of a resource or scope.
-fn members(parts: &[(&str, Option<&RawValue>)]) -> Bytes {
+fn members(parts: &[(&str, Option<&RawValue>)]) -> String {
     let mut out = String::new();
     for (name, raw) in parts {
         if let Some(raw) = raw {
@@ -203,7 +203,30 @@ fn members(parts: &[(&str, Option<&RawValue>)]) -> Bytes {
             out.push_str(raw.get());
         }
     }
-    Bytes::from(out)
+    out
+}
+
+/// [`Identify`] for OTLP/JSON: the resource is the `"resource"` member of the header.
+fn identify(resource_header: &Bytes) -> (Bytes, [Option<String>; 3]) {
+    #[derive(Deserialize)]
+    struct Header<'a> {
+        #[serde(borrow, default)]
+        resource: Option<&'a RawValue>,
+    }
+    let mut identity = [None, None, None];
+    let Ok(text) = std::str::from_utf8(resource_header) else { return (Bytes::new(), identity) };
+    let wrapped = format!("{{{text}}}");
+    let Ok(header) = serde_json::from_str::<Header<'_>>(&wrapped) else { return (Bytes::new(), identity) };
+    let Some(raw) = header.resource else { return (Bytes::new(), identity) };
+    // `wrapped` is the header with one leading brace: shift the raw value's position back by one.
+    let start = raw.get().as_ptr() as usize - wrapped.as_ptr() as usize - 1;
+    let resource_bytes = resource_header.slice(start..start + raw.get().len());
+    if let Ok(resource) = serde_json::from_str::<Resource<'_>>(raw.get()) {
+        for kv in &resource.attributes {
+            observe_identity(&mut identity, &kv.key, kv.value.as_ref());
+        }
+    }
+    (resource_bytes, identity)
 }
 
 pub(super) fn decode(
@@ -214,26 +237,16 @@ pub(super) fn decode(
 ) -> Result<(), serde_json::Error> {
     let data: TracesData<'_> = serde_json::from_slice(payload)?;
     for resource_spans in &data.resource_spans {
-        let mut identity = ResourceIdentity::default();
-        let resource: Option<Resource<'_>> =
-            resource_spans.resource.map(|r| serde_json::from_str(r.get())).transpose()?;
-        if let Some(resource) = &resource {
-            for kv in &resource.attributes {
-                identity.observe(&kv.key, kv.value.as_ref());
-            }
+        if let Some(resource) = resource_spans.resource {
+            // Validate the resource even when its origin is cached.
+            serde_json::from_str::<Resource<'_>>(resource.get())?;
         }
         let resource_header =
             members(&[("resource", resource_spans.resource), ("schemaUrl", resource_spans.schema_url)]);
-        let resource_raw = resource_spans.resource.map(|r| payload.slice_ref(r.get().as_bytes())).unwrap_or_default();
         for scope_spans in &resource_spans.scope_spans {
             let scope_header = members(&[("scope", scope_spans.scope), ("schemaUrl", scope_spans.schema_url)]);
-            let origin = names.origin(
-                Encoding::OtlpJson,
-                &identity,
-                resource_header.clone(),
-                scope_header,
-                resource_raw.clone(),
-            );
+            let origin =
+                names.origin(Encoding::OtlpJson, resource_header.as_bytes(), scope_header.as_bytes(), identify);
             for raw in &scope_spans.spans {
                 let span: JsonSpan<'_> = serde_json::from_str(raw.get())?;
                 let draft = draft_of(&span);

@@ -7,9 +7,9 @@
 //! `opentelemetry/proto/trace/v1/trace.proto` and `common/v1/common.proto`; the property tests
 //! check this reader against prost's own encoder.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
-use super::draft::{is_hot_key, AttrRef, Names, ResourceIdentity, SpanDraft};
+use super::draft::{is_hot_key, observe_identity, AttrRef, Names, SpanDraft};
 use super::{binary_id, DecodeStats};
 use crate::model::{AttrValue, Encoding, Span, SpanKind, StatusCode};
 
@@ -103,16 +103,30 @@ pub(super) fn decode(
     Ok(())
 }
 
-/// Copies every field of a message except the span list (`skip`) into one header.
-fn header_without(message: &[u8], skip: u32) -> Result<Bytes, ProtoError> {
-    let mut header = BytesMut::new();
+/// Copies every field of a message except the span list (`skip`) into `header`.
+fn header_without(message: &[u8], skip: u32, header: &mut Vec<u8>) -> Result<(), ProtoError> {
+    header.clear();
     let mut reader = WireReader::new(message);
     while let Some((field, _, range)) = reader.next_field()? {
         if field != skip {
             header.extend_from_slice(&message[range]);
         }
     }
-    Ok(header.freeze())
+    Ok(())
+}
+
+/// [`Identify`] for protobuf: the `Resource` is field 1 of the resource header.
+fn identify(resource_header: &Bytes) -> (Bytes, [Option<String>; 3]) {
+    let mut identity = [None, None, None];
+    let mut resource = Bytes::new();
+    let mut reader = WireReader::new(resource_header);
+    while let Ok(Some((field, value, _))) = reader.next_field() {
+        if let (1, WireField::Len(bytes)) = (field, value) {
+            resource = resource_header.slice_ref(bytes);
+            let _ = for_each_attribute(bytes, 1, |key, value| observe_identity(&mut identity, key, value));
+        }
+    }
+    (resource, identity)
 }
 
 fn decode_resource_spans(
@@ -122,35 +136,29 @@ fn decode_resource_spans(
     out: &mut Vec<Span>,
     stats: &mut DecodeStats,
 ) -> Result<(), ProtoError> {
-    // First pass: the resource (it may follow the scope spans on the wire).
-    let mut identity = ResourceIdentity::default();
-    let mut resource: &[u8] = &[];
-    let mut reader = WireReader::new(message);
-    while let Some((field, value, _)) = reader.next_field()? {
-        if let (1, WireField::Len(bytes)) = (field, value) {
-            resource = bytes;
-            for_each_attribute(bytes, 1, |key, value| identity.observe(key, value))?;
-        }
-    }
-    let resource_header = header_without(message, 2)?;
-    let resource = payload.slice_ref(resource);
-
-    let mut reader = WireReader::new(message);
-    while let Some((field, value, _)) = reader.next_field()? {
-        if let (2, WireField::Len(scope_spans)) = (field, value) {
-            let scope_header = header_without(scope_spans, 2)?;
-            let origin =
-                names.origin(Encoding::OtlpProto, &identity, resource_header.clone(), scope_header, resource.clone());
-            let mut spans = WireReader::new(scope_spans);
-            while let Some((field, value, _)) = spans.next_field()? {
-                if let (2, WireField::Len(span)) = (field, value) {
-                    let draft = read_span(span)?;
-                    names.finish(draft, &origin, payload.slice_ref(span), out, stats);
+    let mut resource_header = std::mem::take(&mut names.resource_scratch);
+    let mut scope_header = std::mem::take(&mut names.scope_scratch);
+    let result = (|| {
+        header_without(message, 2, &mut resource_header)?;
+        let mut reader = WireReader::new(message);
+        while let Some((field, value, _)) = reader.next_field()? {
+            if let (2, WireField::Len(scope_spans)) = (field, value) {
+                header_without(scope_spans, 2, &mut scope_header)?;
+                let origin = names.origin(Encoding::OtlpProto, &resource_header, &scope_header, identify);
+                let mut spans = WireReader::new(scope_spans);
+                while let Some((field, value, _)) = spans.next_field()? {
+                    if let (2, WireField::Len(span)) = (field, value) {
+                        let draft = read_span(span)?;
+                        names.finish(draft, &origin, payload.slice_ref(span), out, stats);
+                    }
                 }
             }
         }
-    }
-    Ok(())
+        Ok(())
+    })();
+    names.resource_scratch = resource_header;
+    names.scope_scratch = scope_header;
+    result
 }
 
 /// Reads a string; invalid UTF-8 reads as empty (prost would reject the message: we keep the span).

@@ -312,3 +312,26 @@ proptest! {
         let _ = decode_all(InputEncoding::OtlpProto, &bytes[..n]);
     }
 }
+
+#[test]
+fn origins_are_shared_across_messages_and_keep_their_identity() {
+    let mut decoder = Decoder::new(InputEncoding::Auto);
+    let mut out = Vec::new();
+    for t in 1..=3 {
+        let payload = Bytes::from(traces("customers", vec![server_span(t, 1, None, 200)]).encode_to_vec());
+        decoder.decode(&payload, &mut out).unwrap();
+    }
+    let other = Bytes::from(traces("billing", vec![server_span(9, 1, None, 200)]).encode_to_vec());
+    decoder.decode(&other, &mut out).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&out[0].origin, &out[2].origin), "same resource and scope: one origin");
+    assert!(!std::sync::Arc::ptr_eq(&out[0].origin, &out[3].origin));
+    assert_eq!(&**out[3].service(), "billing");
+    assert_eq!(&**out[0].environment(), "prod");
+    assert_eq!(out[0].attribute("deployment.environment.name"), Some(AttrValue::Str("prod".into())));
+    // Zipkin: one origin per local service.
+    let zipkin = br#"[{"traceId":"463ac35c9f6413ad","id":"a2fb4a1d1a96d312","timestamp":1,"duration":1,"localEndpoint":{"serviceName":"a"}},
+                      {"traceId":"463ac35c9f6413ad","id":"a2fb4a1d1a96d313","timestamp":1,"duration":1,"localEndpoint":{"serviceName":"b"}}]"#;
+    out.clear();
+    decoder.decode(&Bytes::from_static(zipkin), &mut out).unwrap();
+    assert_eq!((&**out[0].service(), &**out[1].service()), ("a", "b"));
+}

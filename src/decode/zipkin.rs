@@ -6,17 +6,15 @@
 //! `remoteEndpoint.serviceName` → `peer.service`. 64-bit trace ids are widened with leading zeros.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::draft::{AttrRef, Names, ResourceIdentity, SpanDraft};
+use super::draft::{AttrRef, Names, SpanDraft};
 use super::{parse_hex_id, parse_parent_id, DecodeStats};
-use crate::model::{AttrValue, Encoding, Origin, Span, SpanKind, StatusCode, TraceId};
+use crate::model::{AttrValue, Encoding, Span, SpanKind, StatusCode, TraceId};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -93,18 +91,13 @@ pub(super) fn decode(
     stats: &mut DecodeStats,
 ) -> Result<(), serde_json::Error> {
     let spans: Vec<&RawValue> = serde_json::from_slice(payload)?;
-    let mut origins: HashMap<Option<Cow<'_, str>>, Arc<Origin>> = HashMap::new();
     let parsed: Vec<ZipkinSpan<'_>> =
         spans.iter().map(|raw| serde_json::from_str(raw.get())).collect::<Result<_, _>>()?;
     for (raw, span) in spans.iter().zip(&parsed) {
-        let service = span.local_endpoint.as_ref().and_then(|e| e.service_name.clone());
-        let origin = origins
-            .entry(service.clone())
-            .or_insert_with(|| {
-                let identity = ResourceIdentity { service: service.as_deref(), ..Default::default() };
-                names.origin(Encoding::ZipkinJson, &identity, Bytes::new(), Bytes::new(), Bytes::new())
-            })
-            .clone();
+        // A Zipkin span's whole resource is its local service name: it keys the origin (and is
+        // never written back: forwarding writes Zipkin span objects only).
+        let service = span.local_endpoint.as_ref().and_then(|e| e.service_name.as_deref()).unwrap_or("");
+        let origin = names.origin(Encoding::ZipkinJson, service.as_bytes(), b"", identify);
         let start = span.timestamp.unwrap_or(0).saturating_mul(1000);
         let mut draft = SpanDraft {
             trace_id: trace_id(&span.trace_id),
@@ -134,6 +127,11 @@ pub(super) fn decode(
         names.finish(draft, &origin, payload.slice_ref(raw.get().as_bytes()), out, stats);
     }
     Ok(())
+}
+
+/// [`Identify`] for Zipkin: the header is the local service name.
+fn identify(service: &Bytes) -> (Bytes, [Option<String>; 3]) {
+    (Bytes::new(), [Some(String::from_utf8_lossy(service).into_owned()), None, None])
 }
 
 pub(super) fn find_span_attribute(raw: &[u8], key: &str) -> Option<AttrValue> {
