@@ -25,4 +25,13 @@ step "lint"
 cargo clippy --all-targets --locked -- -D warnings
 
 step "tests (unit, property, Kafka mock cluster, CLI and demo; benches run once each)"
-cargo test --all-targets --locked
+mkdir -p target
+set +e
+cargo test --all-targets --locked 2>&1 | tee target/test-output.log
+status=${PIPESTATUS[0]}
+set -e
+
+# One closing line for the whole run (cargo prints one per test binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "\ntests: %d passed, %d failed\n", p, f }' target/test-output.log
+exit "$status"

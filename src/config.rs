@@ -79,7 +79,8 @@ pub struct KafkaConfig {
     pub commit_interval: HumanDuration,
     /// Whether input messages are keyed (partitioned) by trace id. Default `true`.
     pub input_keyed_by_trace: bool,
-    /// Any librdkafka property, passed through unchanged (SASL, TLS, timeouts). Default empty.
+    /// Any librdkafka property, passed through unchanged (SASL, TLS, timeouts). Default empty. From
+    /// the environment: `TRACEWARDEN__KAFKA__CLIENT__SASL_PASSWORD` sets `sasl.password`.
     pub client: BTreeMap<String, String>,
 }
 
@@ -269,8 +270,12 @@ impl Config {
                 .map_err(|e| ConfigError::Read { path: path.display().to_string(), message: e.to_string() })?;
             builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
         }
-        let env: std::collections::HashMap<String, String> =
-            env.into_iter().filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__"))).collect();
+        let prefix = format!("{ENV_PREFIX}__");
+        let client_prefix = format!("{ENV_PREFIX}__KAFKA__CLIENT__");
+        type Vars = Vec<(String, String)>;
+        let (client_env, env): (Vars, Vars) =
+            env.into_iter().filter(|(k, _)| k.starts_with(&prefix)).partition(|(k, _)| k.starts_with(&client_prefix));
+        let env: std::collections::HashMap<String, String> = env.into_iter().collect();
         builder = builder.add_source(
             config::Environment::with_prefix(ENV_PREFIX)
                 .prefix_separator("__")
@@ -282,7 +287,7 @@ impl Config {
                 .source(Some(env)),
         );
         let merged = builder.build().map_err(|e| invalid("(file)", e.to_string()))?;
-        let config: Config = serde_path_to_error::deserialize(merged).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(merged).map_err(|e| {
             let key = e.path().to_string();
             let key = if key == "." { "(top level)".to_string() } else { key };
             // The config crate appends " for key `…`"; the key is reported separately.
@@ -295,6 +300,12 @@ impl Config {
             }
             invalid(&key, message)
         })?;
+        // librdkafka property names use dots, never underscores; environment names cannot hold
+        // dots: TRACEWARDEN__KAFKA__CLIENT__SASL_PASSWORD sets `sasl.password`.
+        for (key, value) in client_env {
+            let property = key[client_prefix.len()..].to_ascii_lowercase().replace('_', ".");
+            config.kafka.client.insert(property, value);
+        }
         let problems = config.validate();
         if problems.is_empty() {
             Ok(config)

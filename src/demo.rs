@@ -58,7 +58,9 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     let cluster = MockCluster::new(1).map_err(DemoError::Cluster)?;
     let brokers = cluster.bootstrap_servers();
     let config = demo_config(&brokers, options.listen);
-    for topic in &config.kafka.input_topics {
+    // The mock cluster does not serve CreateTopics: create every topic through its own API.
+    let topics = config.kafka.input_topics.iter().chain([&config.kafka.output_topic, &config.kafka.dead_letter_topic]);
+    for topic in topics {
         cluster.create_topic(topic, options.partitions, 1).map_err(DemoError::Cluster)?;
     }
     let faults = Arc::new(AtomicBool::new(true));

@@ -422,6 +422,8 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         brokers: config.kafka.brokers.clone(),
         topics: config.kafka.input_topics.clone(),
         commit_interval: config.kafka.commit_interval.0,
+        admin: client_config(config),
+        output_topics: vec![config.kafka.output_topic.clone(), config.kafka.dead_letter_topic.clone()],
     };
     let worker = {
         let (telemetry, ready, shutdown) = (telemetry.clone(), ready.clone(), shutdown.clone());

@@ -116,3 +116,73 @@ fn demo_serves_metrics_and_services() {
 fn terminate(child: &std::process::Child) {
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
 }
+
+mod common;
+
+#[test]
+fn run_consumes_serves_and_shuts_down_cleanly_on_sigterm() {
+    use tracewarden::testing::{encode, SpanSpec, SERVER};
+    let harness = common::Harness::new("cli-run");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(BIN)
+        .arg("run")
+        .env("TRACEWARDEN__KAFKA__BROKERS", &harness.brokers)
+        .env("TRACEWARDEN__KAFKA__GROUP_ID", "cli-run")
+        .env("TRACEWARDEN__HTTP__LISTEN", &listen)
+        .env("TRACEWARDEN__WINDOW__DECISION_WAIT", "300ms")
+        .env("TRACEWARDEN__LOG__FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(&listen).is_err() || get(&listen, "/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for t in 1..=5u8 {
+        let spans = [SpanSpec::new("api", t, 1, None, SERVER, "x").http("GET", "/r", if t == 1 { 500 } else { 200 })];
+        harness.produce(&hex::encode([t; 16]), &encode(&spans));
+    }
+    let requests = "tracewarden_requests_total{service=\"api\",operation=\"GET /r\",environment=\"default\"} 5";
+    loop {
+        let (_, body) = get(&listen, "/metrics");
+        if body.contains(requests) && body.contains("tracewarden_traces_forwarded_total 5") {
+            assert!(body
+                .contains("tracewarden_faults_total{service=\"api\",operation=\"GET /r\",environment=\"default\"} 1"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "metrics never reached the expected values:\n{body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // One more trace, still buffered when SIGTERM arrives: decided and forwarded on the way out.
+    harness.produce(&hex::encode([9u8; 16]), &encode(&[SpanSpec::new("api", 9, 2, Some(1), SERVER, "late")]));
+    std::thread::sleep(Duration::from_millis(500));
+    terminate(&child);
+    let status = child.wait().unwrap();
+    let mut logs = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
+    assert!(status.success(), "exit code {status:?}\n{logs}");
+    assert!(logs.lines().any(|l| l.starts_with('{') && l.contains("tracewarden running")), "JSON logs: {logs}");
+    assert_eq!(harness.read_all("sampled_spans", 6).len(), 6);
+    let committed = harness.committed();
+    for (p, end) in harness.end_offsets().into_iter().enumerate() {
+        assert_eq!(committed[p], if end == 0 { -1001 } else { end }, "partition {p}");
+    }
+}
+
+#[test]
+fn run_names_a_missing_input_topic_and_exits_2() {
+    let harness = common::Harness::new("cli-missing");
+    let output = Command::new(BIN)
+        .arg("run")
+        .env("TRACEWARDEN__KAFKA__BROKERS", &harness.brokers)
+        .env("TRACEWARDEN__KAFKA__INPUT_TOPICS", "nope_spans")
+        .env("TRACEWARDEN__KAFKA__CLIENT__ALLOW_AUTO_CREATE_TOPICS", "false")
+        .env("TRACEWARDEN__HTTP__LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("nope_spans"));
+}

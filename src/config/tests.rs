@@ -149,6 +149,7 @@ fn environment_overrides_the_file() {
         ("TRACEWARDEN__KAFKA__INPUT_TOPICS", "a,b"),
         ("TRACEWARDEN__WINDOW__DECISION_WAIT", "2s"),
         ("TRACEWARDEN__METRICS__MAX_SERIES", "5"),
+        ("TRACEWARDEN__KAFKA__CLIENT__SASL_PASSWORD", "s3cret"),
         ("UNRELATED", "x"),
     ]
     .map(|(k, v)| (k.to_string(), v.to_string()));
@@ -159,6 +160,7 @@ fn environment_overrides_the_file() {
     assert_eq!(c.window.decision_wait.0, Duration::from_secs(2));
     assert_eq!(c.window.max_spans_per_trace, 7);
     assert_eq!(c.metrics.max_series, 5);
+    assert_eq!(c.kafka.client["sasl.password"], "s3cret");
 
     let bad = [("TRACEWARDEN__WINDOW__DECISION_WAIT".to_string(), "soon".to_string())];
     match Config::load_with_env(None, bad) {

@@ -101,7 +101,7 @@ impl AnyValue<'_> {
     fn as_ref(&self) -> AttrRef<'_> {
         if let Some(s) = &self.string_value {
             AttrRef::Str(s)
-        } else if let Some(Int64(i)) = self.int_value {
+        } else if let Some(JsonInt(i)) = self.int_value {
             AttrRef::Int(i)
         } else {
             AttrRef::Other
@@ -111,7 +111,7 @@ impl AnyValue<'_> {
     fn to_value(&self) -> AttrValue {
         if let Some(s) = &self.string_value {
             AttrValue::Str(s.to_string())
-        } else if let Some(Int64(i)) = self.int_value {
+        } else if let Some(JsonInt(i)) = self.int_value {
             AttrValue::Int(i)
         } else if let Some(b) = self.bool_value {
             AttrValue::Bool(b)
@@ -151,40 +151,30 @@ impl<'de> Deserialize<'de> for EnumValue {
     }
 }
 
-/// A 64-bit unsigned integer written as a JSON string or number.
+/// A 64-bit integer written as a JSON string or number (OTLP/JSON writes 64-bit integers as
+/// strings; numbers are accepted too).
 #[derive(Default, Clone, Copy)]
-struct Uint64(u64);
+struct JsonInt<T>(T);
 
-impl<'de> Deserialize<'de> for Uint64 {
+type Uint64 = JsonInt<u64>;
+type Int64 = JsonInt<i64>;
+
+impl<'de, T> Deserialize<'de> for JsonInt<T>
+where
+    T: Deserialize<'de> + std::str::FromStr,
+{
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
-        enum Raw<'a> {
-            Num(u64),
+        enum Raw<'a, T> {
+            Num(T),
             Text(#[serde(borrow)] Cow<'a, str>),
         }
-        match Raw::deserialize(d)? {
-            Raw::Num(n) => Ok(Uint64(n)),
-            Raw::Text(t) => t.parse().map(Uint64).map_err(|_| de::Error::custom(format!("not a uint64: {t:?}"))),
-        }
-    }
-}
-
-/// A 64-bit signed integer written as a JSON string or number.
-#[derive(Clone, Copy)]
-struct Int64(i64);
-
-impl<'de> Deserialize<'de> for Int64 {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw<'a> {
-            Num(i64),
-            Text(#[serde(borrow)] Cow<'a, str>),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Num(n) => Ok(Int64(n)),
-            Raw::Text(t) => t.parse().map(Int64).map_err(|_| de::Error::custom(format!("not an int64: {t:?}"))),
+        match Raw::<T>::deserialize(d)? {
+            Raw::Num(n) => Ok(JsonInt(n)),
+            Raw::Text(t) => {
+                t.parse().map(JsonInt).map_err(|_| de::Error::custom(format!("not a 64-bit integer: {t:?}")))
+            }
         }
     }
 }

@@ -141,6 +141,14 @@ fn http_client(method: &str, template: &str, host: &str, status: i64) -> Vec<(&'
     ]
 }
 
+fn kafka(operation: &str, topic: &str) -> Vec<(&'static str, Val)> {
+    vec![
+        ("messaging.system", Val::Str("kafka".into())),
+        ("messaging.operation", Val::Str(operation.into())),
+        ("messaging.destination.name", Val::Str(topic.into())),
+    ]
+}
+
 fn db(operation: &str, table: &str) -> Vec<(&'static str, Val)> {
     vec![
         ("db.system", Val::Str("postgresql".into())),
@@ -306,11 +314,7 @@ impl PetClinic {
                 Producer,
                 start + 12 * MS,
                 3 * MS,
-                vec![
-                    ("messaging.system", Val::Str("kafka".into())),
-                    ("messaging.operation", Val::Str("publish".into())),
-                    ("messaging.destination.name", Val::Str("billing-events".into())),
-                ],
+                kafka("publish", "billing-events"),
             );
             let consume = b.span(
                 "billing-service",
@@ -319,11 +323,7 @@ impl PetClinic {
                 Consumer,
                 start + 60 * MS,
                 90 * MS,
-                vec![
-                    ("messaging.system", Val::Str("kafka".into())),
-                    ("messaging.operation", Val::Str("process".into())),
-                    ("messaging.destination.name", Val::Str("billing-events".into())),
-                ],
+                kafka("process", "billing-events"),
             );
             let claim = b.span(
                 "billing-service",

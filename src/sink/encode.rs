@@ -129,30 +129,28 @@ fn span_object(raw: &[u8]) -> Map<String, Value> {
     }
 }
 
+/// Opens the `index`-th object of a JSON list with its header members, then its `list` member.
+fn open_member_list(out: &mut String, index: usize, header: &[u8], list: &str) {
+    if index > 0 {
+        out.push(',');
+    }
+    out.push('{');
+    let header = std::str::from_utf8(header).unwrap_or("");
+    out.push_str(header);
+    if !header.is_empty() {
+        out.push(',');
+    }
+    out.push('"');
+    out.push_str(list);
+    out.push_str("\":[");
+}
+
 fn encode_otlp_json(spans: &[&Span], decision: &Decision) -> Bytes {
     let mut out = String::from("{\"resourceSpans\":[");
     for (ri, (resource_header, scopes)) in group(spans).iter().enumerate() {
-        if ri > 0 {
-            out.push(',');
-        }
-        out.push('{');
-        let header = std::str::from_utf8(resource_header).unwrap_or("");
-        out.push_str(header);
-        if !header.is_empty() {
-            out.push(',');
-        }
-        out.push_str("\"scopeSpans\":[");
+        open_member_list(&mut out, ri, resource_header, "scopeSpans");
         for (si, (scope_header, spans)) in scopes.iter().enumerate() {
-            if si > 0 {
-                out.push(',');
-            }
-            out.push('{');
-            let header = std::str::from_utf8(scope_header).unwrap_or("");
-            out.push_str(header);
-            if !header.is_empty() {
-                out.push(',');
-            }
-            out.push_str("\"spans\":[");
+            open_member_list(&mut out, si, scope_header, "spans");
             for (i, span) in spans.iter().enumerate() {
                 if i > 0 {
                     out.push(',');

@@ -80,6 +80,61 @@ pub fn classify(error: &KafkaError) -> ErrorClass {
     }
 }
 
+/// Creates missing topics tracewarden writes to (kafka.md "Topics"), with the partition count of
+/// the input and the broker's default replication, on a background thread: consumption never waits
+/// for it. A topic that cannot be created is reported, not fatal: the broker may still create it on
+/// first write.
+pub fn create_missing_topics(client: rdkafka::ClientConfig, topics: Vec<String>, partitions: i32) {
+    if topics.is_empty() {
+        return;
+    }
+    let spawned = std::thread::Builder::new().name("tracewarden-topics".into()).spawn(move || {
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        create_topics(&client, &names, partitions);
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the topic creation thread");
+    }
+}
+
+fn create_topics(client: &rdkafka::ClientConfig, topics: &[&str], partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = match client.create() {
+        Ok(admin) => admin,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot create the admin client; topics are left to the broker");
+            return;
+        }
+    };
+    let new_topics: Vec<NewTopic<'_>> =
+        topics.iter().map(|t| NewTopic::new(t, partitions.max(1), TopicReplication::Fixed(-1))).collect();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot create topics");
+            return;
+        }
+    };
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(15)));
+    match runtime.block_on(admin.create_topics(&new_topics, &options)) {
+        Ok(results) => {
+            for result in results {
+                match result {
+                    Ok(topic) => tracing::info!(%topic, partitions, "created topic"),
+                    Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                    Err((topic, code)) => {
+                        tracing::warn!(%topic, error = %code, "cannot create topic; create it, or let the broker auto-create it")
+                    }
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot create topics"),
+    }
+}
+
 /// Routes delivery reports to the forwarder's completion queue.
 pub struct DeliveryContext {
     completions: Mutex<Sender<Completion>>,

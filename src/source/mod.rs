@@ -65,6 +65,10 @@ pub struct SourceSettings {
     pub brokers: String,
     pub topics: Vec<String>,
     pub commit_interval: Duration,
+    /// Client settings for creating `output_topics` when missing.
+    pub admin: ClientConfig,
+    /// Topics this instance writes to, created at start when missing.
+    pub output_topics: Vec<String>,
 }
 
 struct SourceContext<H: MessageHandler> {
@@ -137,7 +141,8 @@ pub fn run<H: MessageHandler>(
     let context = SourceContext { handler: handler.clone(), ready: ready.clone(), telemetry };
     let consumer: BaseConsumer<SourceContext<H>> =
         settings.client.create_with_context(context).map_err(SourceError::Create)?;
-    check_topics(&consumer, &settings)?;
+    let (partitions, missing_outputs) = check_topics(&consumer, &settings)?;
+    crate::sink::create_missing_topics(settings.admin.clone(), missing_outputs, partitions);
     let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
@@ -190,7 +195,12 @@ pub fn run<H: MessageHandler>(
     Ok(())
 }
 
-fn check_topics<C: ConsumerContext>(consumer: &BaseConsumer<C>, settings: &SourceSettings) -> Result<(), SourceError> {
+/// Checks the input topics exist; returns the largest partition count among them and the output
+/// topics that do not exist yet.
+fn check_topics<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    settings: &SourceSettings,
+) -> Result<(i32, Vec<String>), SourceError> {
     let metadata = consumer
         .fetch_metadata(None, Duration::from_secs(10))
         .map_err(|source| SourceError::Metadata { brokers: settings.brokers.clone(), source })?;
@@ -201,7 +211,20 @@ fn check_topics<C: ConsumerContext>(consumer: &BaseConsumer<C>, settings: &Sourc
         .map(String::as_str)
         .collect();
     if missing.is_empty() {
-        Ok(())
+        let partitions = metadata
+            .topics()
+            .iter()
+            .filter(|m| settings.topics.iter().any(|t| t == m.name()))
+            .map(|m| m.partitions().len() as i32)
+            .max()
+            .unwrap_or(1);
+        let missing_outputs = settings
+            .output_topics
+            .iter()
+            .filter(|t| !metadata.topics().iter().any(|m| m.name() == t.as_str() && m.error().is_none()))
+            .cloned()
+            .collect();
+        Ok((partitions, missing_outputs))
     } else {
         Err(SourceError::MissingTopics(missing.join(", ")))
     }
