@@ -31,8 +31,12 @@ fn check_config_accepts_the_example_and_names_bad_keys() {
 }
 
 fn get(addr: &str, path: &str) -> (u16, String) {
+    get_with(addr, path, "")
+}
+
+fn get_with(addr: &str, path: &str, headers: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let status = response.split(' ').nth(1).unwrap().parse().unwrap();
@@ -94,6 +98,11 @@ fn demo_serves_metrics_and_services() {
         assert!(metrics.contains(family), "missing {family}");
     }
     assert!(!metrics.contains("operation=\"GET /health\""), "health checks are excluded from metrics");
+
+    let (status, openmetrics) = get_with(&addr, "/metrics", "Accept: application/openmetrics-text; version=1.0.0\r\n");
+    assert_eq!(status, 200);
+    assert!(openmetrics.ends_with("# EOF\n"), "OpenMetrics when asked for");
+    assert!(openmetrics.contains("tracewarden_latency_seconds_bucket{") && openmetrics.contains(" # {trace_id=\""));
 
     let (status, body) = get(&addr, "/api/services");
     assert_eq!(status, 200);

@@ -15,7 +15,7 @@ use prometheus::{Encoder, TextEncoder};
 use tokio::net::TcpListener;
 
 use crate::pipeline::Handles;
-use crate::signals::exposition::service_summaries;
+use crate::signals::exposition::{render_openmetrics, service_summaries, OPENMETRICS_CONTENT_TYPE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -55,7 +55,21 @@ pub async fn serve(
     Ok((bound, task))
 }
 
-async fn metrics(State(handles): State<Handles>) -> Response {
+async fn metrics(State(handles): State<Handles>, headers: axum::http::HeaderMap) -> Response {
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/openmetrics-text"));
+    if openmetrics {
+        let body = tokio::task::spawn_blocking(move || {
+            let families = handles.telemetry.registry.gather();
+            let store = handles.signals.lock().expect("signal store lock");
+            render_openmetrics(&families, &store)
+        })
+        .await
+        .unwrap_or_default();
+        return ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], body).into_response();
+    }
     let families = tokio::task::spawn_blocking(move || handles.telemetry.registry.gather()).await.unwrap_or_default();
     let mut body = Vec::new();
     let encoder = TextEncoder::new();

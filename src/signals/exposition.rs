@@ -314,3 +314,121 @@ pub fn service_summaries(store: &mut SignalStore, now: crate::clock::Nanos) -> V
         })
         .collect()
 }
+
+/// The content type of [`render_openmetrics`].
+pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn number(v: f64) -> String {
+    if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else if v.is_nan() {
+        "NaN".into()
+    } else {
+        v.to_string()
+    }
+}
+
+fn label_text(labels: &[LabelPair], extra: Option<(&str, &str)>) -> String {
+    let mut parts: Vec<String> = labels.iter().map(|l| format!("{}=\"{}\"", l.name(), escape(l.value()))).collect();
+    if let Some((name, value)) = extra {
+        parts.push(format!("{name}=\"{}\"", escape(value)));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", parts.join(","))
+    }
+}
+
+/// Exemplars of one histogram series, found by its label values.
+type ExemplarIndex<'a> = std::collections::HashMap<Vec<&'a str>, &'a [Option<super::Exemplar>]>;
+
+fn exemplar_index<'a, K: SeriesKey + LabelSet>(family: &'a Family<K>) -> ExemplarIndex<'a> {
+    family
+        .series
+        .iter()
+        .map(|(key, series)| (key.pairs().into_iter().map(|(_, v)| v).collect(), series.exemplars.as_slice()))
+        .collect()
+}
+
+/// Renders gathered families in the OpenMetrics text format, with the trace id of the latest
+/// request of each latency bucket as its exemplar.
+pub fn render_openmetrics(families: &[MetricFamily], store: &SignalStore) -> String {
+    use std::fmt::Write;
+    let services = exemplar_index(&store.services);
+    let dependencies = exemplar_index(&store.dependencies);
+    let mut out = String::new();
+    for family in families {
+        let name = family.name();
+        let kind = family.get_field_type();
+        let base = match kind {
+            MetricType::COUNTER => name.strip_suffix("_total").unwrap_or(name),
+            _ => name,
+        };
+        let type_name = match kind {
+            MetricType::COUNTER => "counter",
+            MetricType::GAUGE => "gauge",
+            MetricType::HISTOGRAM => "histogram",
+            MetricType::SUMMARY => "summary",
+            _ => "unknown",
+        };
+        let _ = writeln!(out, "# TYPE {base} {type_name}");
+        let _ = writeln!(out, "# HELP {base} {}", escape(family.help()));
+        let exemplars = match name {
+            "tracewarden_latency_seconds" => Some(&services),
+            "tracewarden_dependency_latency_seconds" => Some(&dependencies),
+            _ => None,
+        };
+        for metric in family.get_metric() {
+            let labels = metric.get_label();
+            match kind {
+                MetricType::COUNTER => {
+                    let _ = writeln!(
+                        out,
+                        "{base}_total{} {}",
+                        label_text(labels, None),
+                        number(metric.get_counter().get_value())
+                    );
+                }
+                MetricType::HISTOGRAM => {
+                    let h = metric.get_histogram();
+                    let values: Vec<&str> = labels.iter().map(|l| l.value()).collect();
+                    let series_exemplars = exemplars.and_then(|index| index.get(&values));
+                    let mut buckets: Vec<(f64, u64)> =
+                        h.get_bucket().iter().map(|b| (b.upper_bound(), b.cumulative_count())).collect();
+                    if buckets.last().is_none_or(|(le, _)| *le != f64::INFINITY) {
+                        buckets.push((f64::INFINITY, h.get_sample_count()));
+                    }
+                    for (i, (le, count)) in buckets.iter().enumerate() {
+                        let le_text = number(*le);
+                        let _ = write!(out, "{base}_bucket{} {count}", label_text(labels, Some(("le", &le_text))));
+                        if let Some(Some(e)) = series_exemplars.and_then(|ex| ex.get(i)) {
+                            let _ = write!(
+                                out,
+                                " # {{trace_id=\"{}\"}} {} {:.3}",
+                                hex::encode(e.trace_id),
+                                number(e.seconds),
+                                e.at.0 as f64 / 1e9
+                            );
+                        }
+                        out.push('\n');
+                    }
+                    let _ = writeln!(out, "{base}_count{} {}", label_text(labels, None), h.get_sample_count());
+                    let _ = writeln!(out, "{base}_sum{} {}", label_text(labels, None), number(h.get_sample_sum()));
+                }
+                _ => {
+                    let _ =
+                        writeln!(out, "{base}{} {}", label_text(labels, None), number(metric.get_gauge().get_value()));
+                }
+            }
+        }
+    }
+    out.push_str("# EOF\n");
+    out
+}

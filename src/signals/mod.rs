@@ -115,8 +115,18 @@ pub struct Series {
     /// Per-bucket (not cumulative) counts of the classic histogram; last = +Inf.
     pub bucket_counts: Vec<u64>,
     pub latency_sum_seconds: f64,
+    /// The latest request of each bucket, for OpenMetrics exemplars.
+    pub exemplars: Vec<Option<Exemplar>>,
     pub window: LatencyWindow,
     pub last_seen: Nanos,
+}
+
+/// A request that fell in a histogram bucket: links a latency bucket to a trace.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Exemplar {
+    pub trace_id: crate::model::TraceId,
+    pub seconds: f64,
+    pub at: Nanos,
 }
 
 impl Series {
@@ -128,18 +138,21 @@ impl Series {
             throttles: 0,
             bucket_counts: vec![0; buckets + 1],
             latency_sum_seconds: 0.0,
+            exemplars: vec![None; buckets + 1],
             window: LatencyWindow::new(window),
             last_seen: Nanos(0),
         }
     }
 
-    fn record(&mut self, outcome: Outcome, latency_nanos: u64, bucket: usize, now: Nanos) {
+    fn record(&mut self, span: &Span, outcome: Outcome, latency_nanos: u64, bucket: usize, now: Nanos) {
         self.requests += 1;
         self.faults += outcome.is_fault() as u64;
         self.errors += outcome.is_error() as u64;
         self.throttles += outcome.is_throttle() as u64;
         self.bucket_counts[bucket] += 1;
-        self.latency_sum_seconds += latency_nanos as f64 / 1e9;
+        let seconds = latency_nanos as f64 / 1e9;
+        self.latency_sum_seconds += seconds;
+        self.exemplars[bucket] = Some(Exemplar { trace_id: span.trace_id, seconds, at: now });
         self.window.record(now, latency_nanos, outcome);
         self.last_seen = now;
     }
@@ -267,12 +280,12 @@ impl SignalStore {
                 };
                 self.services
                     .series_for(key, &self.settings, &self.overflow, &mut self.overflowed)
-                    .record(outcome, latency, bucket, now);
+                    .record(span, outcome, latency, bucket, now);
             } else {
                 let key = self.dependency_key(span, spans);
                 self.dependencies
                     .series_for(key, &self.settings, &self.overflow, &mut self.overflowed)
-                    .record(outcome, latency, bucket, now);
+                    .record(span, outcome, latency, bucket, now);
             }
         }
     }

@@ -216,3 +216,37 @@ fn exposition_uses_the_spec_names_and_labels() {
     assert_eq!(rows[0].availability, Some(0.0));
     assert!((rows[0].p50_seconds.unwrap() - 0.007).abs() <= 0.007 * 0.001);
 }
+
+#[test]
+fn openmetrics_carries_trace_id_exemplars() {
+    let clock: SharedClock = Arc::new(ManualClock::new(T0));
+    let store = Arc::new(Mutex::new(SignalStore::new(settings())));
+    store.lock().unwrap().record_trace(
+        &spans(&[
+            SpanSpec::new("api", 7, 1, None, SERVER, "x").http("GET", "/a", 200).micros(7_000),
+            SpanSpec::new("api", 7, 2, Some(1), CLIENT, "q")
+                .attr("db.system", AttrSpec::Str("redis"))
+                .micros(2_000_000),
+        ]),
+        T0,
+    );
+    let registry = prometheus::Registry::new();
+    registry.register(Box::new(SignalCollector::new(store.clone(), clock))).unwrap();
+    let text = super::exposition::render_openmetrics(&registry.gather(), &store.lock().unwrap());
+    let trace = hex::encode([7u8; 16]);
+    let labels = r#"service="api",operation="GET /a",environment="default""#;
+    assert!(text.contains("# TYPE tracewarden_requests counter\n"), "{text}");
+    assert!(text.contains(&format!("tracewarden_requests_total{{{labels}}} 1\n")), "{text}");
+    let bucket =
+        format!("tracewarden_latency_seconds_bucket{{{labels},le=\"0.01\"}} 1 # {{trace_id=\"{trace}\"}} 0.007 ");
+    assert!(text.contains(&bucket), "exemplar on the bucket the request fell in:\n{text}");
+    assert!(
+        text.contains(&format!("le=\"+Inf\"}} 1 # {{trace_id=\"{trace}\"}} 2 ")),
+        "dependency 2 s request in +Inf:\n{text}"
+    );
+    assert!(
+        text.contains(&format!("tracewarden_latency_seconds_bucket{{{labels},le=\"0.005\"}} 0\n")),
+        "no exemplar where nothing fell"
+    );
+    assert!(text.ends_with("# EOF\n"));
+}
