@@ -40,6 +40,8 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often idle series are evicted and the summary line considered.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(1);
 const SUMMARY_EVERY: Duration = Duration::from_secs(30);
+/// librdkafka's default `message.max.bytes`.
+const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
 
 /// The span path of one instance.
 pub struct Stage {
@@ -57,6 +59,8 @@ pub struct Stage {
     last_maintenance: Nanos,
     last_summary: Nanos,
     last_reject_log: Option<Nanos>,
+    /// The producer's `message.max.bytes`: larger traces are forwarded in several records.
+    max_message_bytes: usize,
 }
 
 impl Stage {
@@ -83,6 +87,12 @@ impl Stage {
             last_maintenance: now,
             last_summary: now,
             last_reject_log: None,
+            max_message_bytes: config
+                .kafka
+                .client
+                .get("message.max.bytes")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES),
         }
     }
 
@@ -161,21 +171,20 @@ impl Stage {
                 }
                 continue;
             }
-            let payloads = encode_trace(&trace.spans, &decision);
+            let payloads = encode_trace(&trace.spans, &decision, self.max_message_bytes);
             // Each payload holds its own reference on every source of the trace.
             for source in &trace.sources {
                 self.offsets.acquire(*source, payloads.len().saturating_sub(1));
             }
             let key = Bytes::from(trace_id_hex(&trace.trace_id));
-            for (encoding, payload) in payloads {
-                let spans = trace.spans.iter().filter(|s| s.origin.encoding == encoding).count();
+            for part in payloads {
                 let delivery = Delivery {
                     destination: Destination::Output,
                     key: key.clone(),
-                    payload,
+                    payload: part.payload,
                     dead_letter: None,
                     sources: trace.sources.clone(),
-                    spans,
+                    spans: part.spans,
                     attempts: 1,
                 };
                 self.forwarder.send(Box::new(delivery), &mut self.completions);

@@ -17,6 +17,7 @@ const TRACES: u8 = 20;
 
 /// Trace `t`: frontend GET /owners/{id} → customers-service → database. The customers service
 /// answers 500 for t ≤ 4, 404 for 5 ≤ t ≤ 7, 429 for t = 8, else 200; the frontend passes it on.
+/// The frontend takes 10 + t ms, except trace 20, which is slow: 2.5 s.
 fn owner_trace(t: u8) -> (Vec<SpanSpec>, Vec<SpanSpec>) {
     let status = match t {
         1..=4 => 500,
@@ -24,16 +25,17 @@ fn owner_trace(t: u8) -> (Vec<SpanSpec>, Vec<SpanSpec>) {
         8 => 429,
         _ => 200,
     };
-    let frontend = vec![
-        SpanSpec::new("frontend", t, 1, None, SERVER, "GET")
-            .http("GET", "/owners/{id}", status)
-            .micros(10_000 + t as u64 * 1_000),
-        SpanSpec::new("frontend", t, 2, Some(1), CLIENT, "GET")
-            .attr("http.request.method", AttrSpec::Str("GET"))
-            .attr("server.address", AttrSpec::Str("customers"))
-            .attr("http.response.status_code", AttrSpec::Int(status))
-            .micros(8_000),
-    ];
+    let frontend =
+        vec![
+            SpanSpec::new("frontend", t, 1, None, SERVER, "GET")
+                .http("GET", "/owners/{id}", status)
+                .micros(if t == 20 { 2_500_000 } else { 10_000 + t as u64 * 1_000 }),
+            SpanSpec::new("frontend", t, 2, Some(1), CLIENT, "GET")
+                .attr("http.request.method", AttrSpec::Str("GET"))
+                .attr("server.address", AttrSpec::Str("customers"))
+                .attr("http.response.status_code", AttrSpec::Int(status))
+                .micros(8_000),
+        ];
     let customers = vec![
         SpanSpec::new("customers", t, 3, Some(2), SERVER, "GET").http("GET", "/owners/{id}", status).micros(7_000),
         SpanSpec::new("customers", t, 4, Some(3), CLIENT, "SELECT owners")
@@ -141,7 +143,8 @@ fn known_traffic_gives_exact_metrics_forwards_dead_letters_and_offsets() {
     }
     assert_eq!(metric(&pipeline, "tracewarden_faults_total", &labels("json-svc", "GET /j")), Some(1.0));
     assert_eq!(metric(&pipeline, "tracewarden_requests_total", &labels("zipkin-svc", "get /z")), Some(1.0));
-    // Frontend latencies are 11 ms … 30 ms: the true p50 (10th of 20) is 20 ms, p90 (18th) 28 ms.
+    // Frontend latencies are 11 ms … 29 ms and one of 2.5 s: the true p50 (10th of 20) is 20 ms,
+    // p90 (18th) 28 ms, p99 (20th) 2.5 s.
     let quantile = |q: &str| {
         let mut l = labels("frontend", "GET /owners/{id}");
         l.push(("quantile", q));
@@ -149,6 +152,21 @@ fn known_traffic_gives_exact_metrics_forwards_dead_letters_and_offsets() {
     };
     assert!((quantile("0.5") - 0.020).abs() <= 0.020 * 0.001, "p50 {}", quantile("0.5"));
     assert!((quantile("0.9") - 0.028).abs() <= 0.028 * 0.001, "p90 {}", quantile("0.9"));
+    assert!((quantile("0.99") - 2.5).abs() <= 2.5 * 0.001, "p99 {}", quantile("0.99"));
+    let slow_bucket = pipeline.handles.telemetry.registry.gather();
+    let histogram = slow_bucket.iter().find(|f| f.name() == "tracewarden_latency_seconds").unwrap();
+    let frontend = histogram
+        .get_metric()
+        .iter()
+        .find(|m| m.get_label().iter().any(|l| l.value() == "frontend"))
+        .unwrap()
+        .get_histogram();
+    let cumulative = |le: f64| frontend.get_bucket().iter().find(|b| b.upper_bound() == le).unwrap().cumulative_count();
+    assert_eq!(
+        (cumulative(0.025), cumulative(1.0), cumulative(2.5)),
+        (15, 19, 20),
+        "11–25 ms, then ≤ 1 s, then the slow one"
+    );
     // Dependency metrics: the callee is resolved through the trace.
     let dep = [
         ("service", "frontend"),

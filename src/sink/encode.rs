@@ -1,7 +1,8 @@
 //! Re-encoding a kept trace in the encoding its spans arrived in (sampling.md "What is forwarded").
 //!
 //! Spans are written back from their wire bytes, grouped under their original resource and scope
-//! headers, with the two sampling attributes appended:
+//! headers (one record per trace, split only past the producer's message size limit), with the two
+//! sampling attributes appended:
 //! - protobuf: the attributes are appended as two more `attributes` (field 9) entries of each
 //!   `Span`; protobuf concatenation semantics make that exactly "the span plus two attributes";
 //! - OTLP/JSON and Zipkin JSON: each span object is parsed and the attributes (tags) added.
@@ -17,26 +18,56 @@ use crate::sampling::Decision;
 pub const RULE_ATTRIBUTE: &str = "sampling.rule";
 pub const SAMPLE_RATE_ATTRIBUTE: &str = "sampling.sample_rate";
 
-/// Encodes the spans of one trace; one payload per encoding present (almost always exactly one).
-pub fn encode_trace(spans: &[Span], decision: &Decision) -> Vec<(Encoding, Bytes)> {
+/// One record of a forwarded trace.
+#[derive(Debug)]
+pub struct TracePayload {
+    pub encoding: Encoding,
+    /// Spans in this record.
+    pub spans: usize,
+    pub payload: Bytes,
+}
+
+/// Encodes the spans of one trace: one record per encoding present (almost always exactly one),
+/// split further only when a record would exceed `max_bytes` (the producer's `message.max.bytes`),
+/// so a very large trace is forwarded in several records with the same key rather than rejected.
+pub fn encode_trace(spans: &[Span], decision: &Decision, max_bytes: usize) -> Vec<TracePayload> {
     let mut encodings: Vec<Encoding> = Vec::with_capacity(1);
     for span in spans {
         if !encodings.contains(&span.origin.encoding) {
             encodings.push(span.origin.encoding);
         }
     }
-    encodings
-        .into_iter()
-        .map(|encoding| {
-            let of_encoding: Vec<&Span> = spans.iter().filter(|s| s.origin.encoding == encoding).collect();
-            let payload = match encoding {
-                Encoding::OtlpProto => encode_proto(&of_encoding, decision),
-                Encoding::OtlpJson => encode_otlp_json(&of_encoding, decision),
-                Encoding::ZipkinJson => encode_zipkin(&of_encoding, decision),
-            };
-            (encoding, payload)
-        })
-        .collect()
+    // Room for headers, the sampling attributes and JSON re-serialisation.
+    let budget = max_bytes / 2;
+    let mut out = Vec::with_capacity(encodings.len());
+    for encoding in encodings {
+        let mut chunk: Vec<&Span> = Vec::new();
+        let mut size = 0;
+        let of_encoding = spans.iter().filter(|s| s.origin.encoding == encoding);
+        for span in of_encoding {
+            let span_size = span.raw.len() + span.origin.resource_header.len() + span.origin.scope_header.len();
+            if !chunk.is_empty() && size + span_size > budget {
+                out.push(encode_chunk(encoding, &chunk, decision));
+                chunk.clear();
+                size = 0;
+            }
+            chunk.push(span);
+            size += span_size;
+        }
+        if !chunk.is_empty() {
+            out.push(encode_chunk(encoding, &chunk, decision));
+        }
+    }
+    out
+}
+
+fn encode_chunk(encoding: Encoding, spans: &[&Span], decision: &Decision) -> TracePayload {
+    let payload = match encoding {
+        Encoding::OtlpProto => encode_proto(spans, decision),
+        Encoding::OtlpJson => encode_otlp_json(spans, decision),
+        Encoding::ZipkinJson => encode_zipkin(spans, decision),
+    };
+    TracePayload { encoding, spans: spans.len(), payload }
 }
 
 /// Spans under one scope header.
@@ -185,4 +216,36 @@ fn encode_zipkin(spans: &[&Span], decision: &Decision) -> Bytes {
         })
         .collect();
     Bytes::from(Value::Array(list).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use opentelemetry_proto::tonic::trace::v1::TracesData;
+    use prost::Message;
+
+    use super::*;
+    use crate::testing::{spans, SpanSpec, SERVER};
+
+    #[test]
+    fn large_traces_are_split_under_the_message_limit() {
+        let specs: Vec<SpanSpec> = (1..=200u8).map(|i| SpanSpec::new("api", 1, i, Some(0), SERVER, "op")).collect();
+        let spans = spans(&specs);
+        let decision = Decision::keep(Arc::from("r"), 1.0);
+        let whole = encode_trace(&spans, &decision, 1_000_000);
+        assert_eq!(whole.len(), 1);
+        assert_eq!(whole[0].spans, 200);
+        let limit = whole[0].payload.len() / 3;
+        let parts = encode_trace(&spans, &decision, limit);
+        assert!(parts.len() >= 3, "{} parts", parts.len());
+        assert_eq!(parts.iter().map(|p| p.spans).sum::<usize>(), 200);
+        let mut decoded = 0;
+        for part in &parts {
+            assert!(part.payload.len() <= limit, "{} > {limit}", part.payload.len());
+            let data = TracesData::decode(&part.payload[..]).unwrap();
+            decoded += data.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum::<usize>();
+        }
+        assert_eq!(decoded, 200);
+    }
 }
