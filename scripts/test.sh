@@ -10,13 +10,17 @@ step "toolchain"
 cargo --version
 rustup component list --installed 2>/dev/null | grep -qE '^(rustfmt|clippy)' || rustup component add rustfmt clippy
 
-step "OpenTelemetry Python SDK (real-SDK protobuf fixture)"
+step "Python tools: OpenTelemetry SDK (real-SDK protobuf fixture), Compose validation"
 python3 -m pip install --quiet --disable-pip-version-check \
-  'opentelemetry-sdk>=1.20' 'opentelemetry-exporter-otlp-proto-common>=1.20' 2>&1 | grep -v 'as the .root. user' || true
+  'opentelemetry-sdk>=1.20' 'opentelemetry-exporter-otlp-proto-common>=1.20' pyyaml jsonschema 2>&1 \
+  | grep -v 'as the .root. user' || true
 fixture_dir="target/python-sdk-fixture"
 mkdir -p "$fixture_dir"
 python3 tests/fixtures/python_sdk.py "$fixture_dir"
 export TRACEWARDEN_PYTHON_FIXTURE_DIR="$PWD/$fixture_dir"
+
+step "docker-compose.yml (no Docker engine here: validated against the Compose schema)"
+python3 scripts/validate-compose.py
 
 step "format"
 cargo fmt --check
