@@ -77,7 +77,9 @@ pub struct KafkaConfig {
     pub slo_state_topic: String,
     /// How often consumed offsets are committed. Default `1s`; at least `10ms`.
     pub commit_interval: HumanDuration,
-    /// Whether input messages are keyed (partitioned) by trace id. Default `true`.
+    /// Whether input messages are keyed (partitioned) by trace id. Default `true`. When `false`,
+    /// each instance first re-keys spans by trace id through the topic `{group_id}-repartition`
+    /// (created at start with the input's partition count) and assembles from there.
     pub input_keyed_by_trace: bool,
     /// Any librdkafka property, passed through unchanged (SASL, TLS, timeouts). Default empty. From
     /// the environment: `TRACEWARDEN__KAFKA__CLIENT__SASL_PASSWORD` sets `sasl.password`.
@@ -133,6 +135,13 @@ impl Default for WindowConfig {
             decision_cache_kept: 100_000,
             decision_cache_dropped: 1_000_000,
         }
+    }
+}
+
+impl KafkaConfig {
+    /// The repartition topic used when the input is not keyed by trace id.
+    pub fn repartition_topic(&self) -> String {
+        format!("{}-repartition", self.group_id)
     }
 }
 

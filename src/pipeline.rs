@@ -29,10 +29,10 @@ use crate::model::{trace_id_hex, Span};
 use crate::sampling::Sampler;
 use crate::signals::exposition::SignalCollector;
 use crate::signals::SignalStore;
-use crate::sink::encode::encode_trace;
+use crate::sink::encode::{encode_spans, encode_trace};
 use crate::sink::{classify, Completion, Delivery, Destination, ErrorClass, Forwarder, SinkError};
 use crate::source::offsets::OffsetTracker;
-use crate::source::{Commit, MessageHandler, SourceError, SourceSettings};
+use crate::source::{Commit, MessageHandler, Readiness, SourceError, SourceSettings};
 use crate::telemetry::PipelineMetrics;
 
 /// How long shutdown and revocation wait for the broker to acknowledge forwards.
@@ -61,6 +61,8 @@ pub struct Stage {
     last_reject_log: Option<Nanos>,
     /// The producer's `message.max.bytes`: larger traces are forwarded in several records.
     max_message_bytes: usize,
+    /// Input topics whose messages are re-keyed by trace id first (input not keyed by trace).
+    repartition_from: Vec<String>,
 }
 
 impl Stage {
@@ -93,6 +95,11 @@ impl Stage {
                 .get("message.max.bytes")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES),
+            repartition_from: if config.kafka.input_keyed_by_trace {
+                Vec::new()
+            } else {
+                config.kafka.input_topics.clone()
+            },
         }
     }
 
@@ -102,17 +109,17 @@ impl Stage {
         let source = SourceRef { partition: self.offsets.index(topic, partition), offset };
         self.offsets.begin(source);
         let payload = Bytes::copy_from_slice(payload);
-        match self.decoder.decode(&payload, &mut self.spans) {
+        let repartition = self.repartition_from.iter().any(|t| t == topic);
+        match self.decoder.decode_at(&payload, &mut self.spans, now) {
+            Ok(stats) if repartition => {
+                self.count_rejected(&stats);
+                self.repartition(source);
+            }
             Ok(stats) => {
+                self.count_rejected(&stats);
                 let t = &self.telemetry;
                 if let Some(encoding) = stats.encoding {
                     t.spans_received.with_label_values(&[encoding.as_str()]).inc_by(stats.accepted as u64);
-                }
-                if stats.invalid_id > 0 {
-                    t.spans_rejected.with_label_values(&["invalid_id"]).inc_by(stats.invalid_id as u64);
-                }
-                if stats.invalid_time > 0 {
-                    t.spans_rejected.with_label_values(&["invalid_time"]).inc_by(stats.invalid_time as u64);
                 }
                 let references = self.buffer.insert(&mut self.spans, source, now, &mut self.ready);
                 self.offsets.acquire(source, references);
@@ -137,6 +144,45 @@ impl Stage {
                 self.forwarder.send(Box::new(delivery), &mut self.completions);
             }
         }
+    }
+
+    fn count_rejected(&self, stats: &crate::decode::DecodeStats) {
+        let t = &self.telemetry;
+        if stats.invalid_id > 0 {
+            t.spans_rejected.with_label_values(&["invalid_id"]).inc_by(stats.invalid_id as u64);
+        }
+        if stats.invalid_time > 0 {
+            t.spans_rejected.with_label_values(&["invalid_time"]).inc_by(stats.invalid_time as u64);
+        }
+    }
+
+    /// Re-keys the decoded spans of an input message by trace id (kafka.md "Scale-out"): one
+    /// record per trace to the repartition topic, in the arrival encoding. The message's offset is
+    /// released when every record is acknowledged.
+    fn repartition(&mut self, source: SourceRef) {
+        let mut spans = std::mem::take(&mut self.spans);
+        spans.sort_unstable_by_key(|s| s.trace_id);
+        for trace in spans.chunk_by(|a, b| a.trace_id == b.trace_id) {
+            let key = Bytes::from(trace_id_hex(&trace[0].trace_id));
+            for part in encode_spans(trace, None, self.max_message_bytes) {
+                self.offsets.acquire(source, 1);
+                self.telemetry.spans_repartitioned.inc_by(part.spans as u64);
+                let delivery = Delivery {
+                    destination: Destination::Repartition,
+                    key: key.clone(),
+                    payload: part.payload,
+                    dead_letter: None,
+                    sources: vec![source],
+                    spans: part.spans,
+                    attempts: 1,
+                };
+                self.forwarder.send(Box::new(delivery), &mut self.completions);
+            }
+        }
+        spans.clear();
+        self.spans = spans;
+        self.offsets.release(source);
+        self.settle();
     }
 
     /// Metrics for every released trace (one lock for the batch), then decisions and forwards.
@@ -207,6 +253,7 @@ impl Stage {
                                 self.telemetry.traces_forwarded.inc();
                             }
                             Destination::DeadLetter => self.telemetry.messages_dead_lettered.inc(),
+                            Destination::Repartition => {}
                         }
                         for source in &delivery.sources {
                             self.offsets.release(*source);
@@ -225,6 +272,7 @@ impl Stage {
                             let destination = match delivery.destination {
                                 Destination::Output => "output",
                                 Destination::DeadLetter => "dead_letter",
+                                Destination::Repartition => "repartition",
                             };
                             tracing::error!(%error, destination, key = %String::from_utf8_lossy(&delivery.key), bytes = delivery.payload.len(), "record abandoned: the broker will never accept it");
                             self.telemetry.forward_failures.with_label_values(&[destination]).inc();
@@ -349,7 +397,7 @@ pub enum PipelineError {
 pub struct Handles {
     pub signals: Arc<Mutex<SignalStore>>,
     pub telemetry: Arc<PipelineMetrics>,
-    pub ready: Arc<AtomicBool>,
+    pub ready: Arc<Readiness>,
     pub clock: SharedClock,
     /// The demo's fault-injection switch (`POST /api/demo/faults`); `None` outside the demo.
     pub demo_faults: Option<Arc<AtomicBool>>,
@@ -422,14 +470,23 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         .expect("signal families are unique");
     let mut producer = client_config(config);
     producer.set("linger.ms", "5");
-    let forwarder = Forwarder::new(&producer, &config.kafka.output_topic, &config.kafka.dead_letter_topic)?;
+    let repartition_topic = config.kafka.repartition_topic();
+    let forwarder =
+        Forwarder::new(&producer, &config.kafka.output_topic, &config.kafka.dead_letter_topic, &repartition_topic)?;
     let stage = Arc::new(Mutex::new(Stage::new(config, forwarder, signals.clone(), telemetry.clone(), clock.clone())));
-    let ready = Arc::new(AtomicBool::new(false));
+    let ready = Arc::new(Readiness::default());
     let shutdown = Arc::new(AtomicBool::new(false));
+    let mut topics = config.kafka.input_topics.clone();
+    let mut required_topics = Vec::new();
+    if !config.kafka.input_keyed_by_trace {
+        topics.push(repartition_topic.clone());
+        required_topics.push(repartition_topic);
+    }
     let settings = SourceSettings {
         client: consumer_config(config),
         brokers: config.kafka.brokers.clone(),
-        topics: config.kafka.input_topics.clone(),
+        topics,
+        required_topics,
         commit_interval: config.kafka.commit_interval.0,
         admin: client_config(config),
         output_topics: vec![config.kafka.output_topic.clone(), config.kafka.dead_letter_topic.clone()],

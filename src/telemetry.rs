@@ -16,6 +16,7 @@ pub struct PipelineMetrics {
     pub traces_closed: IntCounterVec,
     pub late_spans: IntCounterVec,
     pub spans_forwarded: IntCounter,
+    pub spans_repartitioned: IntCounter,
     pub traces_forwarded: IntCounter,
     pub forward_retries: IntCounter,
     pub forward_failures: IntCounterVec,
@@ -93,6 +94,11 @@ impl PipelineMetrics {
                 r,
                 "tracewarden_spans_forwarded_total",
                 "Spans written to the output topic (acknowledged).",
+            ),
+            spans_repartitioned: counter(
+                r,
+                "tracewarden_spans_repartitioned_total",
+                "Spans re-keyed by trace id to the repartition topic (input not keyed by trace id).",
             ),
             traces_forwarded: counter(
                 r,

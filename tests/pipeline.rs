@@ -46,6 +46,15 @@ fn owner_trace(t: u8) -> (Vec<SpanSpec>, Vec<SpanSpec>) {
     (frontend, customers)
 }
 
+/// Labels of the frontend → customers dependency series of [`owner_trace`].
+const FRONTEND_TO_CUSTOMERS: [(&str, &str); 5] = [
+    ("service", "frontend"),
+    ("operation", "GET /owners/{id}"),
+    ("remote_service", "customers"),
+    ("remote_operation", "GET /owners/{id}"),
+    ("environment", "default"),
+];
+
 fn key(t: u8) -> String {
     hex::encode([t; 16])
 }
@@ -168,13 +177,7 @@ fn known_traffic_gives_exact_metrics_forwards_dead_letters_and_offsets() {
         "11–25 ms, then ≤ 1 s, then the slow one"
     );
     // Dependency metrics: the callee is resolved through the trace.
-    let dep = [
-        ("service", "frontend"),
-        ("operation", "GET /owners/{id}"),
-        ("remote_service", "customers"),
-        ("remote_operation", "GET /owners/{id}"),
-        ("environment", "default"),
-    ];
+    let dep = FRONTEND_TO_CUSTOMERS;
     assert_eq!(metric(&pipeline, "tracewarden_dependency_requests_total", &dep), Some(20.0));
     assert_eq!(metric(&pipeline, "tracewarden_dependency_faults_total", &dep), Some(4.0));
     let db = [
@@ -265,6 +268,13 @@ fn known_traffic_gives_exact_metrics_forwards_dead_letters_and_offsets() {
 fn late_spans_follow_and_shutdown_decides_everything() {
     let harness = Harness::new("late-and-shutdown");
     let pipeline = harness.start();
+    let mut held = pipeline.handles.ready.assignment();
+    held.sort();
+    assert_eq!(
+        held,
+        (0..PARTITIONS).map(|p| (INPUT.to_string(), p)).collect::<Vec<_>>(),
+        "/readyz lists the assignment"
+    );
     let root = SpanSpec::new("api", 1, 1, None, SERVER, "GET /a");
     harness.produce(&key(1), &encode(&[root]));
     wait_for("the root", || {
@@ -294,7 +304,9 @@ fn late_spans_follow_and_shutdown_decides_everything() {
         metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]) == Some(3.0)
     });
     let telemetry = pipeline.handles.telemetry.clone();
+    let ready = pipeline.handles.ready.clone();
     pipeline.stop().unwrap();
+    assert!(!ready.is_ready() && ready.assignment().is_empty(), "not ready once stopped");
     assert_eq!(telemetry.traces_closed.with_label_values(&["shutdown"]).get(), 1);
     assert_eq!(telemetry.traces_forwarded.get(), 3);
     let output = harness.read_all("sampled_spans", 3);
@@ -314,4 +326,41 @@ fn missing_input_topic_is_named() {
     let mut pipeline = tracewarden::pipeline::start(&harness.config, harness.clock.clone()).unwrap();
     let error = pipeline.join().unwrap_err().to_string();
     assert!(error.contains("no_such_topic"), "{error}");
+}
+
+#[test]
+fn unkeyed_input_is_repartitioned_so_traces_assemble_whole() {
+    let mut harness = Harness::new("repartition");
+    harness.config.kafka.input_keyed_by_trace = false;
+    // The mock cluster does not serve CreateTopics (a real broker does: tracewarden creates it).
+    harness.cluster.create_topic(&harness.config.kafka.repartition_topic(), PARTITIONS, 1).unwrap();
+    let pipeline = harness.start();
+    // Every message mixes halves of two traces, under keys unrelated to traces: without the
+    // repartition step the halves would land on different partitions.
+    let traces: Vec<(Vec<SpanSpec>, Vec<SpanSpec>)> = (1..=12u8).map(owner_trace).collect();
+    for (i, pair) in traces.chunks(2).enumerate() {
+        let (a, b) = (&pair[0], &pair[1]);
+        harness.produce(&format!("batch-{i}-x"), &encode(&[a.0.clone(), b.1.clone()].concat()));
+        harness.produce(&format!("batch-{i}-y"), &encode(&[a.1.clone(), b.0.clone()].concat()));
+    }
+    wait_for("every span to be repartitioned and received", || {
+        metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]) == Some(48.0)
+    });
+    assert_eq!(metric(&pipeline, "tracewarden_spans_repartitioned_total", &[]), Some(48.0));
+    harness.advance(Duration::from_secs(6));
+    wait_for("every trace forwarded", || metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(12.0));
+    assert_eq!(metric(&pipeline, "tracewarden_traces_closed_total", &[("reason", "complete")]), Some(12.0));
+    let output = harness.read_all("sampled_spans", 12);
+    assert_eq!(output.len(), 12, "one message per trace: no trace split in two");
+    for record in &output {
+        let data = TracesData::decode(&record.payload[..]).unwrap();
+        let spans: usize = data.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
+        assert_eq!(spans, 4, "the whole trace in one message");
+    }
+    assert_eq!(metric(&pipeline, "tracewarden_requests_total", &labels("customers", "GET /owners/{id}")), Some(12.0));
+    let dep = FRONTEND_TO_CUSTOMERS;
+    assert_eq!(metric(&pipeline, "tracewarden_dependency_requests_total", &dep), Some(12.0), "resolved across halves");
+    let end = harness.end_offsets();
+    wait_for("input offsets committed", || harness.committed() == end);
+    pipeline.stop().unwrap();
 }

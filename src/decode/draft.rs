@@ -173,6 +173,8 @@ pub(crate) struct Names {
     /// payload through them. Bounded like the interner.
     origins: HashMap<u64, Arc<Origin>>,
     hasher: RandomState,
+    /// Spans ending after this (Unix ns) are rejected: arrival time plus the allowed clock skew.
+    pub(crate) latest_end: u64,
     /// Reused buffers for the headers of the message being decoded.
     pub(crate) resource_scratch: Vec<u8>,
     pub(crate) scope_scratch: Vec<u8>,
@@ -185,6 +187,9 @@ pub(crate) type Identify = fn(&Bytes) -> (Bytes, [Option<String>; 3]);
 
 const MAX_ORIGINS: usize = 10_000;
 
+/// Spans starting before 2000-01-01 are rejected (`invalid_time`): unset or corrupt timestamps.
+pub(crate) const EARLIEST_START: u64 = 946_684_800 * 1_000_000_000;
+
 impl Names {
     pub(crate) fn new() -> Self {
         Self {
@@ -194,6 +199,7 @@ impl Names {
             default_environment: Arc::from("default"),
             origins: HashMap::new(),
             hasher: RandomState::new(),
+            latest_end: u64::MAX,
             resource_scratch: Vec::new(),
             scope_scratch: Vec::new(),
         }
@@ -273,7 +279,8 @@ impl Names {
         else {
             return Err(SpanReject::InvalidId);
         };
-        if draft.start_unix_nano == 0
+        if draft.start_unix_nano < EARLIEST_START
+            || draft.end_unix_nano > self.latest_end
             || draft.end_unix_nano < draft.start_unix_nano
             || draft.end_unix_nano - draft.start_unix_nano > MAX_SPAN_DURATION_NANOS
         {

@@ -141,6 +141,10 @@ impl Interner {
     }
 }
 
+/// How far in the future of its arrival a span may end (producers' clocks are skewed; more than
+/// this is a corrupt timestamp).
+pub const MAX_FUTURE_SKEW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// Decodes payloads; holds the interner and scratch space reused across messages.
 pub struct Decoder {
     input: InputEncoding,
@@ -152,7 +156,22 @@ impl Decoder {
         Self { input, names: draft::Names::new() }
     }
 
+    /// Decodes one payload that arrived at `arrival`: as [`Decoder::decode`], and spans ending more
+    /// than [`MAX_FUTURE_SKEW`] after their arrival are rejected as `invalid_time`.
+    pub fn decode_at(
+        &mut self,
+        payload: &Bytes,
+        out: &mut Vec<Span>,
+        arrival: crate::clock::Nanos,
+    ) -> Result<DecodeStats, DecodeError> {
+        self.names.latest_end = arrival.saturating_add(MAX_FUTURE_SKEW).0;
+        let result = self.decode(payload, out);
+        self.names.latest_end = u64::MAX;
+        result
+    }
+
     /// Decodes one payload, appending its valid spans to `out`. On error nothing is appended.
+    /// Spans starting before 2000 are rejected as `invalid_time`.
     pub fn decode(&mut self, payload: &Bytes, out: &mut Vec<Span>) -> Result<DecodeStats, DecodeError> {
         if payload.iter().all(|b| b.is_ascii_whitespace()) {
             return Err(DecodeError::Empty);

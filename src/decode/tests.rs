@@ -264,7 +264,8 @@ proptest! {
         let data = traces(&service, spans.clone());
         let (decoded, stats) = decode_all(InputEncoding::OtlpProto, &data.encode_to_vec()).unwrap();
         let valid: Vec<&ProtoSpan> = spans.iter().filter(|s| {
-            s.trace_id != [0; 16] && s.span_id != [0; 8] && s.end_time_unix_nano - s.start_time_unix_nano <= 24 * 3600 * 1_000_000_000
+            s.trace_id != [0; 16] && s.span_id != [0; 8] && s.start_time_unix_nano >= draft::EARLIEST_START
+                && s.end_time_unix_nano - s.start_time_unix_nano <= 24 * 3600 * 1_000_000_000
         }).collect();
         prop_assert_eq!(decoded.len(), valid.len());
         prop_assert_eq!((stats.invalid_id + stats.invalid_time) as usize, spans.len() - valid.len());
@@ -329,9 +330,48 @@ fn origins_are_shared_across_messages_and_keep_their_identity() {
     assert_eq!(&**out[0].environment(), "prod");
     assert_eq!(out[0].attribute("deployment.environment.name"), Some(AttrValue::Str("prod".into())));
     // Zipkin: one origin per local service.
-    let zipkin = br#"[{"traceId":"463ac35c9f6413ad","id":"a2fb4a1d1a96d312","timestamp":1,"duration":1,"localEndpoint":{"serviceName":"a"}},
-                      {"traceId":"463ac35c9f6413ad","id":"a2fb4a1d1a96d313","timestamp":1,"duration":1,"localEndpoint":{"serviceName":"b"}}]"#;
+    let zipkin = br#"[{"traceId":"463ac35c9f6413ad","id":"a2fb4a1d1a96d312","timestamp":1700000000000000,"duration":1,"localEndpoint":{"serviceName":"a"}},
+                      {"traceId":"463ac35c9f6413ad","id":"a2fb4a1d1a96d313","timestamp":1700000000000000,"duration":1,"localEndpoint":{"serviceName":"b"}}]"#;
     out.clear();
     decoder.decode(&Bytes::from_static(zipkin), &mut out).unwrap();
     assert_eq!((&**out[0].service(), &**out[1].service()), ("a", "b"));
+}
+
+#[test]
+fn timestamps_far_in_the_past_or_future_are_invalid() {
+    let arrival = crate::clock::Nanos(1_700_000_000_000_000_000);
+    let mut ancient = server_span(1, 1, None, 200);
+    ancient.start_time_unix_nano = 1_000_000_000; // 1970
+    ancient.end_time_unix_nano = 2_000_000_000;
+    let mut future = server_span(1, 2, None, 200);
+    future.start_time_unix_nano = arrival.0 + 25 * 3600 * 1_000_000_000;
+    future.end_time_unix_nano = future.start_time_unix_nano + 1;
+    let mut skewed = server_span(1, 3, None, 200);
+    skewed.start_time_unix_nano = arrival.0 + 3600 * 1_000_000_000; // an hour ahead: tolerated
+    skewed.end_time_unix_nano = skewed.start_time_unix_nano + 1;
+    let payload = Bytes::from(traces("svc", vec![ancient, future, skewed]).encode_to_vec());
+    let mut out = Vec::new();
+    let stats = Decoder::new(InputEncoding::Auto).decode_at(&payload, &mut out, arrival).unwrap();
+    assert_eq!((stats.accepted, stats.invalid_time), (1, 2));
+    assert_eq!(out[0].span_id, [3; 8]);
+}
+
+#[test]
+fn fuzz_property_holds_on_the_fixtures() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    crate::testing::fuzz_decode(
+        InputEncoding::OtlpProto,
+        &std::fs::read(format!("{dir}/python-sdk-traces.pb")).unwrap(),
+    );
+    let official =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/otlp-trace-example.json")).unwrap();
+    crate::testing::fuzz_decode(InputEncoding::OtlpJson, &official);
+    crate::testing::fuzz_decode(InputEncoding::ZipkinJson, br#"[{"traceId":"463ac35c9f6413ad","id":"a2fb4a1d1a96d312","timestamp":1700000000000000,"duration":5,"kind":"CLIENT","localEndpoint":{"serviceName":"a"},"remoteEndpoint":{"serviceName":"db"},"tags":{"http.status_code":"503"}}]"#);
+}
+
+proptest! {
+    #[test]
+    fn fuzz_property_holds_on_generated_protobuf(spans in proptest::collection::vec(arb_span(), 0..8)) {
+        crate::testing::fuzz_decode(InputEncoding::OtlpProto, &traces("svc", spans).encode_to_vec());
+    }
 }

@@ -80,10 +80,13 @@ async fn metrics(State(handles): State<Handles>, headers: axum::http::HeaderMap)
 }
 
 async fn readyz(State(handles): State<Handles>) -> Response {
-    if handles.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ready\n").into_response()
+    let partitions: Vec<String> =
+        handles.ready.assignment().into_iter().map(|(topic, partition)| format!("{topic}/{partition}")).collect();
+    if handles.ready.is_ready() {
+        (StatusCode::OK, Json(serde_json::json!({ "status": "ready", "partitions": partitions }))).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: not yet consuming from Kafka\n").into_response()
+        let body = serde_json::json!({ "status": "not ready: not (or no longer) a member of the consumer group", "partitions": partitions });
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }
 }
 

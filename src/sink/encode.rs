@@ -31,6 +31,12 @@ pub struct TracePayload {
 /// split further only when a record would exceed `max_bytes` (the producer's `message.max.bytes`),
 /// so a very large trace is forwarded in several records with the same key rather than rejected.
 pub fn encode_trace(spans: &[Span], decision: &Decision, max_bytes: usize) -> Vec<TracePayload> {
+    encode_spans(spans, Some(decision), max_bytes)
+}
+
+/// As [`encode_trace`], with the sampling attributes only when a decision is given (the
+/// repartition step re-keys spans before any decision and writes them unchanged).
+pub fn encode_spans(spans: &[Span], decision: Option<&Decision>, max_bytes: usize) -> Vec<TracePayload> {
     let mut encodings: Vec<Encoding> = Vec::with_capacity(1);
     for span in spans {
         if !encodings.contains(&span.origin.encoding) {
@@ -61,7 +67,7 @@ pub fn encode_trace(spans: &[Span], decision: &Decision, max_bytes: usize) -> Ve
     out
 }
 
-fn encode_chunk(encoding: Encoding, spans: &[&Span], decision: &Decision) -> TracePayload {
+fn encode_chunk(encoding: Encoding, spans: &[&Span], decision: Option<&Decision>) -> TracePayload {
     let payload = match encoding {
         Encoding::OtlpProto => encode_proto(spans, decision),
         Encoding::OtlpJson => encode_otlp_json(spans, decision),
@@ -95,7 +101,8 @@ fn group<'a>(spans: &[&'a Span]) -> Vec<ResourceGroup<'a>> {
     groups
 }
 
-fn sampling_attributes_proto(decision: &Decision) -> Bytes {
+fn sampling_attributes_proto(decision: Option<&Decision>) -> Bytes {
+    let Some(decision) = decision else { return Bytes::new() };
     let attributes = [
         KeyValue {
             key: RULE_ATTRIBUTE.into(),
@@ -124,7 +131,7 @@ fn put_len_field(out: &mut BytesMut, field: u32, len: usize) {
     encode_varint(len as u64, out);
 }
 
-fn encode_proto(spans: &[&Span], decision: &Decision) -> Bytes {
+fn encode_proto(spans: &[&Span], decision: Option<&Decision>) -> Bytes {
     let suffix = sampling_attributes_proto(decision);
     let groups = group(spans);
     let span_len = |s: &Span| s.raw.len() + suffix.len();
@@ -176,7 +183,7 @@ fn open_member_list(out: &mut String, index: usize, header: &[u8], list: &str) {
     out.push_str("\":[");
 }
 
-fn encode_otlp_json(spans: &[&Span], decision: &Decision) -> Bytes {
+fn encode_otlp_json(spans: &[&Span], decision: Option<&Decision>) -> Bytes {
     let mut out = String::from("{\"resourceSpans\":[");
     for (ri, (resource_header, scopes)) in group(spans).iter().enumerate() {
         open_member_list(&mut out, ri, resource_header, "scopeSpans");
@@ -186,6 +193,10 @@ fn encode_otlp_json(spans: &[&Span], decision: &Decision) -> Bytes {
                 if i > 0 {
                     out.push(',');
                 }
+                let Some(decision) = decision else {
+                    out.push_str(std::str::from_utf8(&span.raw).unwrap_or("{}"));
+                    continue;
+                };
                 let mut object = span_object(&span.raw);
                 let attributes = object.entry("attributes").or_insert_with(|| Value::Array(Vec::new()));
                 if let Value::Array(list) = attributes {
@@ -202,7 +213,11 @@ fn encode_otlp_json(spans: &[&Span], decision: &Decision) -> Bytes {
     Bytes::from(out)
 }
 
-fn encode_zipkin(spans: &[&Span], decision: &Decision) -> Bytes {
+fn encode_zipkin(spans: &[&Span], decision: Option<&Decision>) -> Bytes {
+    let Some(decision) = decision else {
+        let raw: Vec<&str> = spans.iter().map(|s| std::str::from_utf8(&s.raw).unwrap_or("{}")).collect();
+        return Bytes::from(format!("[{}]", raw.join(",")));
+    };
     let list: Vec<Value> = spans
         .iter()
         .map(|span| {

@@ -26,6 +26,8 @@ use crate::assemble::SourceRef;
 pub enum Destination {
     Output,
     DeadLetter,
+    /// The repartition topic (input not keyed by trace id).
+    Repartition,
 }
 
 /// One record to write, and the sources it settles.
@@ -90,48 +92,39 @@ pub fn create_missing_topics(client: rdkafka::ClientConfig, topics: Vec<String>,
     }
     let spawned = std::thread::Builder::new().name("tracewarden-topics".into()).spawn(move || {
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        create_topics(&client, &names, partitions);
+        if let Err(reason) = create_topics(&client, &names, partitions) {
+            tracing::warn!(topics = ?names, %reason, "cannot create topics; create them, or let the broker auto-create them");
+        }
     });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "cannot start the topic creation thread");
     }
 }
 
-fn create_topics(client: &rdkafka::ClientConfig, topics: &[&str], partitions: i32) {
+/// Creates topics (the existing ones are left alone); `Err` names what failed.
+pub fn create_topics(client: &rdkafka::ClientConfig, topics: &[&str], partitions: i32) -> Result<(), String> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
-    let admin: AdminClient<DefaultClientContext> = match client.create() {
-        Ok(admin) => admin,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot create the admin client; topics are left to the broker");
-            return;
-        }
-    };
+    let admin: AdminClient<DefaultClientContext> = client.create().map_err(|e| format!("admin client: {e}"))?;
     let new_topics: Vec<NewTopic<'_>> =
         topics.iter().map(|t| NewTopic::new(t, partitions.max(1), TopicReplication::Fixed(-1))).collect();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot create topics");
-            return;
-        }
-    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().map_err(|e| e.to_string())?;
     let options = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(10)))
         .request_timeout(Some(Duration::from_secs(15)));
-    match runtime.block_on(admin.create_topics(&new_topics, &options)) {
-        Ok(results) => {
-            for result in results {
-                match result {
-                    Ok(topic) => tracing::info!(%topic, partitions, "created topic"),
-                    Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                    Err((topic, code)) => {
-                        tracing::warn!(%topic, error = %code, "cannot create topic; create it, or let the broker auto-create it")
-                    }
-                }
-            }
+    let results = runtime.block_on(admin.create_topics(&new_topics, &options)).map_err(|e| e.to_string())?;
+    let mut failed = Vec::new();
+    for result in results {
+        match result {
+            Ok(topic) => tracing::info!(%topic, partitions, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => failed.push(format!("{topic}: {code}")),
         }
-        Err(e) => tracing::warn!(error = %e, "cannot create topics"),
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; "))
     }
 }
 
@@ -161,6 +154,7 @@ pub struct Forwarder {
     completions: Receiver<Completion>,
     output_topic: String,
     dead_letter_topic: String,
+    repartition_topic: String,
     in_flight: usize,
 }
 
@@ -171,7 +165,12 @@ pub enum SinkError {
 }
 
 impl Forwarder {
-    pub fn new(client: &rdkafka::ClientConfig, output_topic: &str, dead_letter_topic: &str) -> Result<Self, SinkError> {
+    pub fn new(
+        client: &rdkafka::ClientConfig,
+        output_topic: &str,
+        dead_letter_topic: &str,
+        repartition_topic: &str,
+    ) -> Result<Self, SinkError> {
         let (sender, completions) = channel();
         let producer = client
             .create_with_context(DeliveryContext { completions: Mutex::new(sender) })
@@ -181,6 +180,7 @@ impl Forwarder {
             completions,
             output_topic: output_topic.into(),
             dead_letter_topic: dead_letter_topic.into(),
+            repartition_topic: repartition_topic.into(),
             in_flight: 0,
         })
     }
@@ -196,6 +196,7 @@ impl Forwarder {
         let topic = match delivery.destination {
             Destination::Output => self.output_topic.clone(),
             Destination::DeadLetter => self.dead_letter_topic.clone(),
+            Destination::Repartition => self.repartition_topic.clone(),
         };
         let key = delivery.key.clone();
         let payload = delivery.payload.clone();

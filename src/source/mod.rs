@@ -22,6 +22,43 @@ use rdkafka::{ClientConfig, ClientContext, Message};
 
 use crate::telemetry::PipelineMetrics;
 
+/// Whether this instance is a consuming member of its group, and what it holds (`/readyz`).
+#[derive(Default)]
+pub struct Readiness {
+    joined: AtomicBool,
+    assignment: Mutex<std::collections::BTreeSet<(String, i32)>>,
+}
+
+impl Readiness {
+    /// Ready once the consumer has joined its group (an assignment arrived, even an empty one),
+    /// until shutdown starts.
+    pub fn is_ready(&self) -> bool {
+        self.joined.load(Ordering::SeqCst)
+    }
+
+    /// The partitions this instance holds now.
+    pub fn assignment(&self) -> Vec<(String, i32)> {
+        self.assignment.lock().expect("assignment lock").iter().cloned().collect()
+    }
+
+    fn assign(&self, partitions: &[(String, i32)]) {
+        self.assignment.lock().expect("assignment lock").extend(partitions.iter().cloned());
+        self.joined.store(true, Ordering::SeqCst);
+    }
+
+    fn revoke(&self, partitions: &[(String, i32)]) {
+        let mut assignment = self.assignment.lock().expect("assignment lock");
+        for p in partitions {
+            assignment.remove(p);
+        }
+    }
+
+    fn leave(&self) {
+        self.joined.store(false, Ordering::SeqCst);
+        self.assignment.lock().expect("assignment lock").clear();
+    }
+}
+
 /// A committable position: (topic, partition, next offset to read).
 pub type Commit = (String, i32, i64);
 
@@ -51,6 +88,8 @@ pub enum SourceError {
     },
     #[error("input topic(s) {0} do not exist: create them, or fix kafka.input_topics")]
     MissingTopics(String),
+    #[error("cannot create {topics} ({reason}): create it with as many partitions as the input")]
+    CreateTopics { topics: String, reason: String },
     #[error("cannot subscribe to {topics}: {source}")]
     Subscribe {
         topics: String,
@@ -65,6 +104,9 @@ pub struct SourceSettings {
     pub brokers: String,
     pub topics: Vec<String>,
     pub commit_interval: Duration,
+    /// Topics consumed besides the inputs, created before subscribing when missing (the
+    /// repartition topic).
+    pub required_topics: Vec<String>,
     /// Client settings for creating `output_topics` when missing.
     pub admin: ClientConfig,
     /// Topics this instance writes to, created at start when missing.
@@ -73,7 +115,7 @@ pub struct SourceSettings {
 
 struct SourceContext<H: MessageHandler> {
     handler: Arc<Mutex<H>>,
-    ready: Arc<AtomicBool>,
+    ready: Arc<Readiness>,
     telemetry: Arc<PipelineMetrics>,
 }
 
@@ -115,14 +157,16 @@ impl<H: MessageHandler> ConsumerContext for SourceContext<H> {
             for (topic, partition) in &partitions {
                 let _ = self.telemetry.consumer_lag.remove_label_values(&[topic, &partition.to_string()]);
             }
+            self.ready.revoke(&partitions);
         }
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(list) => {
-                tracing::info!(partitions = ?partitions_of(list), "partitions assigned");
-                self.ready.store(true, Ordering::SeqCst);
+                let partitions = partitions_of(list);
+                tracing::info!(partitions = ?partitions, "partitions assigned");
+                self.ready.assign(&partitions);
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
@@ -135,14 +179,19 @@ pub fn run<H: MessageHandler>(
     settings: SourceSettings,
     handler: Arc<Mutex<H>>,
     telemetry: Arc<PipelineMetrics>,
-    ready: Arc<AtomicBool>,
+    ready: Arc<Readiness>,
     shutdown: Arc<AtomicBool>,
 ) -> Result<(), SourceError> {
     let context = SourceContext { handler: handler.clone(), ready: ready.clone(), telemetry };
     let consumer: BaseConsumer<SourceContext<H>> =
         settings.client.create_with_context(context).map_err(SourceError::Create)?;
-    let (partitions, missing_outputs) = check_topics(&consumer, &settings)?;
-    crate::sink::create_missing_topics(settings.admin.clone(), missing_outputs, partitions);
+    let check = check_topics(&consumer, &settings)?;
+    if !check.missing_required.is_empty() {
+        let names: Vec<&str> = check.missing_required.iter().map(String::as_str).collect();
+        crate::sink::create_topics(&settings.admin, &names, check.partitions)
+            .map_err(|reason| SourceError::CreateTopics { topics: check.missing_required.join(", "), reason })?;
+    }
+    crate::sink::create_missing_topics(settings.admin.clone(), check.missing_outputs, check.partitions);
     let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
@@ -184,7 +233,7 @@ pub fn run<H: MessageHandler>(
     }
 
     tracing::info!("shutting down: deciding buffered traces and flushing forwards");
-    ready.store(false, Ordering::SeqCst);
+    ready.leave();
     let commits = handler.lock().expect("handler lock").shutdown();
     if !commits.is_empty() {
         if let Err(e) = consumer.commit(&commit_list(&commits), CommitMode::Sync) {
@@ -195,37 +244,41 @@ pub fn run<H: MessageHandler>(
     Ok(())
 }
 
-/// Checks the input topics exist; returns the largest partition count among them and the output
-/// topics that do not exist yet.
+/// What the broker's metadata says of the topics this instance needs.
+struct TopicCheck {
+    /// The largest partition count among the input topics.
+    partitions: i32,
+    /// Output topics that do not exist yet (created in the background).
+    missing_outputs: Vec<String>,
+    /// Topics this instance also consumes (the repartition topic) that do not exist yet.
+    missing_required: Vec<String>,
+}
+
+/// Checks the input topics exist and lists the topics to create.
 fn check_topics<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     settings: &SourceSettings,
-) -> Result<(i32, Vec<String>), SourceError> {
+) -> Result<TopicCheck, SourceError> {
     let metadata = consumer
         .fetch_metadata(None, Duration::from_secs(10))
         .map_err(|source| SourceError::Metadata { brokers: settings.brokers.clone(), source })?;
-    let missing: Vec<&str> = settings
-        .topics
-        .iter()
-        .filter(|t| !metadata.topics().iter().any(|m| m.name() == t.as_str() && m.error().is_none()))
-        .map(String::as_str)
-        .collect();
-    if missing.is_empty() {
-        let partitions = metadata
-            .topics()
-            .iter()
-            .filter(|m| settings.topics.iter().any(|t| t == m.name()))
-            .map(|m| m.partitions().len() as i32)
-            .max()
-            .unwrap_or(1);
-        let missing_outputs = settings
-            .output_topics
-            .iter()
-            .filter(|t| !metadata.topics().iter().any(|m| m.name() == t.as_str() && m.error().is_none()))
-            .cloned()
-            .collect();
-        Ok((partitions, missing_outputs))
-    } else {
-        Err(SourceError::MissingTopics(missing.join(", ")))
+    let exists = |topic: &str| metadata.topics().iter().any(|m| m.name() == topic && m.error().is_none());
+    let inputs = settings.topics.iter().filter(|t| !settings.required_topics.contains(t));
+    let missing: Vec<&str> = inputs.clone().filter(|t| !exists(t)).map(String::as_str).collect();
+    if !missing.is_empty() {
+        return Err(SourceError::MissingTopics(missing.join(", ")));
     }
+    let partitions = metadata
+        .topics()
+        .iter()
+        .filter(|m| inputs.clone().any(|t| t == m.name()))
+        .map(|m| m.partitions().len() as i32)
+        .max()
+        .unwrap_or(1);
+    let missing_of = |topics: &[String]| topics.iter().filter(|t| !exists(t)).cloned().collect::<Vec<_>>();
+    Ok(TopicCheck {
+        partitions,
+        missing_outputs: missing_of(&settings.output_topics),
+        missing_required: missing_of(&settings.required_topics),
+    })
 }

@@ -2,7 +2,6 @@
 //! protocol, in process), a pipeline driven by a manual clock, and helpers to produce and read.
 #![allow(dead_code)]
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,7 +56,7 @@ impl Harness {
 
     pub fn start(&self) -> Pipeline {
         let pipeline = tracewarden::pipeline::start(&self.config, self.clock.clone()).expect("pipeline starts");
-        wait_for("the pipeline to join the group", || pipeline.handles.ready.load(Ordering::SeqCst));
+        wait_for("the pipeline to join the group", || pipeline.handles.ready.is_ready());
         pipeline
     }
 
