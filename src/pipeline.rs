@@ -358,6 +358,14 @@ impl MessageHandler for Stage {
         self.commits_for(None)
     }
 
+    fn saturated(&self) -> bool {
+        self.forwarder.saturated()
+    }
+
+    fn relieved(&self) -> bool {
+        self.forwarder.relieved()
+    }
+
     fn revoke(&mut self, partitions: &[(String, i32)]) -> Vec<Commit> {
         let indices: Vec<u32> = partitions.iter().map(|(t, p)| self.offsets.index(t, *p)).collect();
         let now = self.clock.now();
@@ -453,6 +461,8 @@ fn consumer_config(config: &Config) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("statistics.interval.ms", "5000")
+        // Prefetch at most 32 MiB (librdkafka's default is 64 MiB per consumer).
+        .set("queued.max.messages.kbytes", "32768")
         .set("partition.assignment.strategy", "cooperative-sticky");
     for (key, value) in &config.kafka.client {
         client.set(key, value);
@@ -468,8 +478,15 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         .registry
         .register(Box::new(SignalCollector::new(signals.clone(), clock.clone())))
         .expect("signal families are unique");
-    let mut producer = client_config(config);
-    producer.set("linger.ms", "5");
+    let mut producer = ClientConfig::new();
+    producer
+        .set("bootstrap.servers", &config.kafka.brokers)
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", crate::sink::QUEUE_MAX_MESSAGES.to_string())
+        .set("queue.buffering.max.kbytes", crate::sink::QUEUE_MAX_KBYTES.to_string());
+    for (key, value) in &config.kafka.client {
+        producer.set(key, value);
+    }
     let repartition_topic = config.kafka.repartition_topic();
     let forwarder =
         Forwarder::new(&producer, &config.kafka.output_topic, &config.kafka.dead_letter_topic, &repartition_topic)?;

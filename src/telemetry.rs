@@ -22,6 +22,7 @@ pub struct PipelineMetrics {
     pub forward_failures: IntCounterVec,
     pub consumer_lag: IntGaugeVec,
     pub pending_messages: IntGauge,
+    pub consumption_paused: IntGauge,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -126,6 +127,11 @@ impl PipelineMetrics {
                 g
             },
             pending_messages: gauge(r, "tracewarden_pending_messages", "Input messages read and not yet committable."),
+            consumption_paused: gauge(
+                r,
+                "tracewarden_consumption_paused",
+                "1 while consumption is paused because forwarding is not keeping up.",
+            ),
             registry,
         }
     }

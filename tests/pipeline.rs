@@ -364,3 +364,58 @@ fn unkeyed_input_is_repartitioned_so_traces_assemble_whole() {
     wait_for("input offsets committed", || harness.committed() == end);
     pipeline.stop().unwrap();
 }
+
+#[test]
+fn a_stalled_output_pauses_consumption_and_loses_nothing() {
+    use rdkafka::mocking::MockCoordinator;
+    let mut harness = Harness::with_brokers("backpressure", 2);
+    // Input and the group on broker 1; the output topic on broker 2, which goes down.
+    harness.cluster.coordinator(MockCoordinator::Group("backpressure".into()), 1).unwrap();
+    harness.cluster.create_topic("sampled_spans", PARTITIONS, 1).unwrap();
+    harness.cluster.create_topic("tracewarden_dead_letters", PARTITIONS, 1).unwrap();
+    for p in 0..PARTITIONS {
+        harness.cluster.partition_leader("sampled_spans", p, Some(2)).unwrap();
+        harness.cluster.partition_leader("tracewarden_dead_letters", p, Some(1)).unwrap();
+    }
+    harness.config.kafka.client.insert("queue.buffering.max.messages".into(), "50".into());
+    harness.config.kafka.client.insert("reconnect.backoff.max.ms".into(), "500".into());
+    harness.config.window.max_buffered_spans = 100;
+    harness.config.window.max_spans_per_trace = 100;
+    let pipeline = harness.start();
+    harness.cluster.broker_down(2).unwrap();
+
+    const TRACES_IN: u8 = 240;
+    let messages: Vec<(String, bytes::Bytes)> = (1..=TRACES_IN)
+        .flat_map(|t| {
+            let (frontend, customers) = owner_trace(t);
+            [(key(t), encode(&customers)), (key(t), encode(&frontend))]
+        })
+        .collect();
+    harness.produce_all(&messages);
+    let total = TRACES_IN as f64 * 4.0;
+    wait_for("consumption to pause", || metric(&pipeline, "tracewarden_consumption_paused", &[]) == Some(1.0));
+    let received =
+        || metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]).unwrap_or(0.0);
+    let at_pause = received();
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(received(), at_pause, "no consumption while paused");
+    assert!(at_pause < total, "paused before the end of the input: {at_pause} of {total}");
+    assert!(metric(&pipeline, "tracewarden_buffered_spans", &[]).unwrap() <= 100.0, "the window bound holds");
+    assert!(
+        metric(&pipeline, "tracewarden_traces_closed_total", &[("reason", "memory_pressure")]).unwrap_or(0.0) > 0.0,
+        "max_buffered_spans decided traces early"
+    );
+
+    harness.cluster.broker_up(2).unwrap();
+    wait_for("every span received and forwarded", || {
+        harness.advance(Duration::from_secs(6));
+        received() == total && metric(&pipeline, "tracewarden_spans_forwarded_total", &[]) == Some(total)
+    });
+    let output = harness.read_all("sampled_spans", TRACES_IN as usize);
+    let keys: BTreeSet<Vec<u8>> = output.iter().filter_map(|r| r.key.clone()).collect();
+    assert_eq!(keys.len(), TRACES_IN as usize, "every trace reached the output");
+    assert_eq!(metric(&pipeline, "tracewarden_consumption_paused", &[]), Some(0.0));
+    let end = harness.end_offsets();
+    wait_for("offsets committed to the end", || harness.committed() == end);
+    pipeline.stop().unwrap();
+}

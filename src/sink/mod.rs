@@ -156,7 +156,16 @@ pub struct Forwarder {
     dead_letter_topic: String,
     repartition_topic: String,
     in_flight: usize,
+    in_flight_bytes: usize,
+    /// Back-pressure thresholds: 80% of the producer queue's message and byte limits.
+    high_records: usize,
+    high_bytes: usize,
 }
+
+/// librdkafka producer queue limits tracewarden sets unless `[kafka.client]` does: the message
+/// count is librdkafka's default; the bytes are 64 MiB instead of 1 GiB, to bound memory.
+pub const QUEUE_MAX_MESSAGES: usize = 100_000;
+pub const QUEUE_MAX_KBYTES: usize = 65_536;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -171,6 +180,9 @@ impl Forwarder {
         dead_letter_topic: &str,
         repartition_topic: &str,
     ) -> Result<Self, SinkError> {
+        let limit = |key: &str, default: usize| client.get(key).and_then(|v| v.parse().ok()).unwrap_or(default);
+        let high_records = limit("queue.buffering.max.messages", QUEUE_MAX_MESSAGES) * 4 / 5;
+        let high_bytes = limit("queue.buffering.max.kbytes", QUEUE_MAX_KBYTES) * 1024 * 4 / 5;
         let (sender, completions) = channel();
         let producer = client
             .create_with_context(DeliveryContext { completions: Mutex::new(sender) })
@@ -182,12 +194,25 @@ impl Forwarder {
             dead_letter_topic: dead_letter_topic.into(),
             repartition_topic: repartition_topic.into(),
             in_flight: 0,
+            in_flight_bytes: 0,
+            high_records: high_records.max(1),
+            high_bytes: high_bytes.max(1),
         })
     }
 
     /// Records sent and not yet acknowledged.
     pub fn in_flight(&self) -> usize {
         self.in_flight
+    }
+
+    /// Whether the producer is not keeping up: the caller should stop consuming.
+    pub fn saturated(&self) -> bool {
+        self.in_flight >= self.high_records || self.in_flight_bytes >= self.high_bytes
+    }
+
+    /// Whether a saturated producer has caught up enough to consume again (hysteresis: half).
+    pub fn relieved(&self) -> bool {
+        self.in_flight < self.high_records / 2 && self.in_flight_bytes < self.high_bytes / 2
     }
 
     /// Queues one record. When the producer's queue is full, serves delivery reports into
@@ -213,6 +238,7 @@ impl Forwarder {
             match self.producer.send(record) {
                 Ok(()) => {
                     self.in_flight += 1;
+                    self.in_flight_bytes += payload.len();
                     return;
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
@@ -236,7 +262,11 @@ impl Forwarder {
 
     fn collect(&mut self, completions: &mut Vec<Completion>) {
         while let Ok(completion) = self.completions.try_recv() {
+            let delivery = match &completion {
+                Completion::Delivered(d) | Completion::Failed(d, _) => d,
+            };
             self.in_flight = self.in_flight.saturating_sub(1);
+            self.in_flight_bytes = self.in_flight_bytes.saturating_sub(delivery.payload.len());
             completions.push(completion);
         }
     }

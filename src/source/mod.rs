@@ -70,6 +70,10 @@ pub trait MessageHandler: Send + 'static {
     fn tick(&mut self);
     /// Positions that moved since the last call.
     fn commits(&mut self) -> Vec<Commit>;
+    /// Whether downstream is not keeping up: consumption pauses (back-pressure).
+    fn saturated(&self) -> bool;
+    /// Whether a saturated downstream has caught up: consumption resumes.
+    fn relieved(&self) -> bool;
     /// The partitions are being revoked: decide and flush their traces; return their positions.
     fn revoke(&mut self, partitions: &[(String, i32)]) -> Vec<Commit>;
     /// The process is stopping: decide and flush everything; return every position.
@@ -199,6 +203,9 @@ pub fn run<H: MessageHandler>(
 
     let mut last_commit = Instant::now();
     let mut last_error: Option<Instant> = None;
+    // While paused the consumer is still polled (group membership, rebalances); partitions
+    // assigned meanwhile are paused on the next pass.
+    let mut paused_at: Option<Instant> = None;
     while !shutdown.load(Ordering::SeqCst) {
         match consumer.poll(Duration::from_millis(20)) {
             Some(Ok(message)) => {
@@ -220,6 +227,26 @@ pub fn run<H: MessageHandler>(
         }
         let mut handler = handler.lock().expect("handler lock");
         handler.tick();
+        let (saturated, relieved) = (handler.saturated(), handler.relieved());
+        match paused_at {
+            None if saturated => {
+                tracing::warn!("back-pressure: forwarding is not keeping up, pausing consumption");
+                pause_all(&consumer, true);
+                telemetry_paused(&consumer, 1);
+                paused_at = Some(Instant::now());
+            }
+            Some(_) if relieved => {
+                tracing::info!("back-pressure relieved: resuming consumption");
+                pause_all(&consumer, false);
+                telemetry_paused(&consumer, 0);
+                paused_at = None;
+            }
+            Some(at) if at.elapsed() > Duration::from_millis(200) => {
+                pause_all(&consumer, true);
+                paused_at = Some(Instant::now());
+            }
+            _ => {}
+        }
         if last_commit.elapsed() >= settings.commit_interval {
             last_commit = Instant::now();
             let commits = handler.commits();
@@ -242,6 +269,19 @@ pub fn run<H: MessageHandler>(
     }
     consumer.unsubscribe();
     Ok(())
+}
+
+/// Pauses (or resumes) every partition currently assigned.
+fn pause_all<C: ConsumerContext>(consumer: &BaseConsumer<C>, pause: bool) {
+    let Ok(assignment) = consumer.assignment() else { return };
+    let result = if pause { consumer.pause(&assignment) } else { consumer.resume(&assignment) };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, pause, "cannot pause or resume partitions");
+    }
+}
+
+fn telemetry_paused<H: MessageHandler>(consumer: &BaseConsumer<SourceContext<H>>, value: i64) {
+    consumer.context().telemetry.consumption_paused.set(value);
 }
 
 /// What the broker's metadata says of the topics this instance needs.

@@ -41,9 +41,17 @@ pub struct Record {
 
 impl Harness {
     pub fn new(group: &str) -> Self {
-        let cluster = MockCluster::new(1).expect("mock cluster");
+        Self::with_brokers(group, 1)
+    }
+
+    /// A cluster of `brokers` brokers; the input topic's partitions are led by broker 1.
+    pub fn with_brokers(group: &str, brokers: i32) -> Self {
+        let cluster = MockCluster::new(brokers).expect("mock cluster");
         let brokers = cluster.bootstrap_servers();
         cluster.create_topic(INPUT, PARTITIONS, 1).expect("input topic");
+        for p in 0..PARTITIONS {
+            cluster.partition_leader(INPUT, p, Some(1)).expect("input leader");
+        }
         let mut config = Config::default();
         config.kafka.brokers = brokers.clone();
         config.kafka.group_id = group.into();
@@ -64,6 +72,14 @@ impl Harness {
     pub fn produce(&self, key: &str, payload: &[u8]) {
         self.producer.send(BaseRecord::to(INPUT).key(key).payload(payload)).expect("queued");
         self.producer.flush(Duration::from_secs(10)).expect("acknowledged");
+    }
+
+    /// Produces many messages, waiting once for all acknowledgements.
+    pub fn produce_all(&self, messages: &[(String, Bytes)]) {
+        for (key, payload) in messages {
+            self.producer.send(BaseRecord::to(INPUT).key(key).payload(&payload[..])).expect("queued");
+        }
+        self.producer.flush(Duration::from_secs(30)).expect("acknowledged");
     }
 
     pub fn advance(&self, d: Duration) {
