@@ -28,6 +28,9 @@ cargo fmt --check
 step "lint"
 cargo clippy --all-targets --locked -- -D warnings
 
+step "fuzz every decoder (${FUZZ_SECONDS:-20}s each)"
+scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
+
 step "tests (unit, property, Kafka mock cluster, CLI and demo; benches run once each)"
 mkdir -p target
 set +e

@@ -366,6 +366,9 @@ fn fuzz_property_holds_on_the_fixtures() {
     let official =
         std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/otlp-trace-example.json")).unwrap();
     crate::testing::fuzz_decode(InputEncoding::OtlpJson, &official);
+    // Found by the fuzzer: an unknown member with a number serde_json's Value cannot hold.
+    let regression = std::fs::read(format!("{dir}/fuzz-regressions/zipkin-out-of-range-number.json")).unwrap();
+    crate::testing::fuzz_decode(InputEncoding::ZipkinJson, &regression);
     crate::testing::fuzz_decode(InputEncoding::ZipkinJson, br#"[{"traceId":"463ac35c9f6413ad","id":"a2fb4a1d1a96d312","timestamp":1700000000000000,"duration":5,"kind":"CLIENT","localEndpoint":{"serviceName":"a"},"remoteEndpoint":{"serviceName":"db"},"tags":{"http.status_code":"503"}}]"#);
 }
 

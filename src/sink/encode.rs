@@ -5,12 +5,18 @@
 //! sampling attributes appended:
 //! - protobuf: the attributes are appended as two more `attributes` (field 9) entries of each
 //!   `Span`; protobuf concatenation semantics make that exactly "the span plus two attributes";
-//! - OTLP/JSON and Zipkin JSON: each span object is parsed and the attributes (tags) added.
+//! - OTLP/JSON and Zipkin JSON: the attributes (tags) are added to each span object by rewriting
+//!   that one member; every other member is copied byte for byte, never re-parsed.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
-use serde_json::{json, Map, Value};
+use std::borrow::Cow;
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
 
 use crate::model::{Encoding, Span};
 use crate::sampling::Decision;
@@ -159,12 +165,101 @@ fn encode_proto(spans: &[&Span], decision: Option<&Decision>) -> Bytes {
     out.freeze()
 }
 
-/// Parses a span object kept as raw JSON. The decoder accepted it, so it is an object.
-fn span_object(raw: &[u8]) -> Map<String, Value> {
-    match serde_json::from_slice(raw) {
-        Ok(Value::Object(map)) => map,
-        _ => Map::new(),
+/// The members of a JSON object, in order, values untouched (never re-parsed: a value serde_json
+/// could not represent, such as an out-of-range number in an unknown member, passes through).
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct MemberVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for MemberVisitor<'a> {
+            type Value = Members<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Members<'a>, M::Error> {
+                let mut members = Vec::new();
+                while let Some((k, v)) = map.next_entry::<Cow<'a, str>, &'a RawValue>()? {
+                    members.push((k, v));
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(MemberVisitor(std::marker::PhantomData))
     }
+}
+
+fn push_member(out: &mut String, first: &mut bool, name: &str, value: &str) {
+    if !*first {
+        out.push(',');
+    }
+    *first = false;
+    out.push_str(&serde_json::to_string(name).expect("a string serialises"));
+    out.push(':');
+    out.push_str(value);
+}
+
+/// Rewrites the member `name` of a JSON object with `update(old value)`, adding it when absent;
+/// every other member is copied byte for byte.
+fn with_member(object: &str, name: &str, update: impl FnOnce(Option<&RawValue>) -> String) -> String {
+    let Ok(Members(members)) = serde_json::from_str::<Members<'_>>(object) else { return object.to_string() };
+    let mut update = Some(update);
+    let mut out = String::with_capacity(object.len() + 128);
+    out.push('{');
+    let mut first = true;
+    for (key, value) in &members {
+        if key == name {
+            if let Some(update) = update.take() {
+                push_member(&mut out, &mut first, key, &update(Some(value)));
+            }
+        } else {
+            push_member(&mut out, &mut first, key, value.get());
+        }
+    }
+    if let Some(update) = update.take() {
+        push_member(&mut out, &mut first, name, &update(None));
+    }
+    out.push('}');
+    out
+}
+
+/// An OTLP/JSON span with the sampling attributes appended to its `attributes`.
+fn annotate_otlp_json(span: &str, decision: &Decision) -> String {
+    with_member(span, "attributes", |old| {
+        let mut items: Vec<String> = old
+            .and_then(|raw| serde_json::from_str::<Vec<&RawValue>>(raw.get()).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| item.get().to_string())
+            .collect();
+        items.push(json!({"key": RULE_ATTRIBUTE, "value": {"stringValue": &*decision.rule}}).to_string());
+        items.push(json!({"key": SAMPLE_RATE_ATTRIBUTE, "value": {"doubleValue": decision.sample_rate}}).to_string());
+        format!("[{}]", items.join(","))
+    })
+}
+
+/// A Zipkin span with the sampling attributes set in its `tags`.
+fn annotate_zipkin(span: &str, decision: &Decision) -> String {
+    with_member(span, "tags", |old| {
+        let tags =
+            old.and_then(|raw| serde_json::from_str::<Members<'_>>(raw.get()).ok()).map(|m| m.0).unwrap_or_default();
+        let mut out = String::from("{");
+        let mut first = true;
+        for (key, value) in &tags {
+            if key != RULE_ATTRIBUTE && key != SAMPLE_RATE_ATTRIBUTE {
+                push_member(&mut out, &mut first, key, value.get());
+            }
+        }
+        push_member(&mut out, &mut first, RULE_ATTRIBUTE, &Value::String(decision.rule.to_string()).to_string());
+        push_member(
+            &mut out,
+            &mut first,
+            SAMPLE_RATE_ATTRIBUTE,
+            &Value::String(decision.sample_rate.to_string()).to_string(),
+        );
+        out.push('}');
+        out
+    })
 }
 
 /// Opens the `index`-th object of a JSON list with its header members, then its `list` member.
@@ -193,17 +288,11 @@ fn encode_otlp_json(spans: &[&Span], decision: Option<&Decision>) -> Bytes {
                 if i > 0 {
                     out.push(',');
                 }
-                let Some(decision) = decision else {
-                    out.push_str(std::str::from_utf8(&span.raw).unwrap_or("{}"));
-                    continue;
-                };
-                let mut object = span_object(&span.raw);
-                let attributes = object.entry("attributes").or_insert_with(|| Value::Array(Vec::new()));
-                if let Value::Array(list) = attributes {
-                    list.push(json!({"key": RULE_ATTRIBUTE, "value": {"stringValue": &*decision.rule}}));
-                    list.push(json!({"key": SAMPLE_RATE_ATTRIBUTE, "value": {"doubleValue": decision.sample_rate}}));
+                let raw = std::str::from_utf8(&span.raw).unwrap_or("{}");
+                match decision {
+                    Some(decision) => out.push_str(&annotate_otlp_json(raw, decision)),
+                    None => out.push_str(raw),
                 }
-                out.push_str(&Value::Object(object).to_string());
             }
             out.push_str("]}");
         }
@@ -214,23 +303,17 @@ fn encode_otlp_json(spans: &[&Span], decision: Option<&Decision>) -> Bytes {
 }
 
 fn encode_zipkin(spans: &[&Span], decision: Option<&Decision>) -> Bytes {
-    let Some(decision) = decision else {
-        let raw: Vec<&str> = spans.iter().map(|s| std::str::from_utf8(&s.raw).unwrap_or("{}")).collect();
-        return Bytes::from(format!("[{}]", raw.join(",")));
-    };
-    let list: Vec<Value> = spans
+    let spans: Vec<String> = spans
         .iter()
         .map(|span| {
-            let mut object = span_object(&span.raw);
-            let tags = object.entry("tags").or_insert_with(|| Value::Object(Map::new()));
-            if let Value::Object(tags) = tags {
-                tags.insert(RULE_ATTRIBUTE.into(), Value::String(decision.rule.to_string()));
-                tags.insert(SAMPLE_RATE_ATTRIBUTE.into(), Value::String(decision.sample_rate.to_string()));
+            let raw = std::str::from_utf8(&span.raw).unwrap_or("{}");
+            match decision {
+                Some(decision) => annotate_zipkin(raw, decision),
+                None => raw.to_string(),
             }
-            Value::Object(object)
         })
         .collect();
-    Bytes::from(Value::Array(list).to_string())
+    Bytes::from(format!("[{}]", spans.join(",")))
 }
 
 #[cfg(test)]
@@ -242,6 +325,29 @@ mod tests {
 
     use super::*;
     use crate::testing::{spans, SpanSpec, SERVER};
+
+    #[test]
+    fn json_spans_keep_every_member_they_arrived_with() {
+        let decision = Decision::keep(Arc::from("slow"), 4.0);
+        let span =
+            r#"{"traceId":"ab","odd":1E888,"attributes":[{"key":"k","value":{"intValue":"1"}}],"name":"n\u00e9"}"#;
+        let out = annotate_otlp_json(span, &decision);
+        assert!(
+            out.starts_with(r#"{"traceId":"ab","odd":1E888,"attributes":[{"key":"k","value":{"intValue":"1"}},"#),
+            "{out}"
+        );
+        assert!(out.contains(r#"{"key":"sampling.rule","value":{"stringValue":"slow"}}"#), "{out}");
+        assert!(out.ends_with(r#""name":"n\u00e9"}"#), "{out}");
+        let zipkin = annotate_zipkin(r#"{"id":"1","tags":{"a":"b","sampling.rule":"old"},"big":9E999}"#, &decision);
+        assert_eq!(
+            zipkin,
+            r#"{"id":"1","tags":{"a":"b","sampling.rule":"slow","sampling.sample_rate":"4"},"big":9E999}"#
+        );
+        assert_eq!(
+            annotate_zipkin(r#"{"id":"1"}"#, &decision),
+            r#"{"id":"1","tags":{"sampling.rule":"slow","sampling.sample_rate":"4"}}"#
+        );
+    }
 
     #[test]
     fn large_traces_are_split_under_the_message_limit() {
