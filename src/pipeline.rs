@@ -366,11 +366,23 @@ impl MessageHandler for Stage {
         self.forwarder.relieved()
     }
 
-    fn revoke(&mut self, partitions: &[(String, i32)]) -> Vec<Commit> {
+    /// Traces with their root are decided at once: the root span ends last, so they are complete.
+    /// Root-less traces wholly in the revoked partitions are handed over undecided: the commit
+    /// stops before their first span, so the next owner assembles them whole and no trace is split
+    /// in two by a rebalance (traces that also hold spans of kept partitions are decided too).
+    fn revoke(&mut self, partitions: &[(String, i32)], leaving: bool) -> Vec<Commit> {
         let indices: Vec<u32> = partitions.iter().map(|(t, p)| self.offsets.index(t, *p)).collect();
+        let revoked = |s: &SourceRef| indices.contains(&s.partition);
         let now = self.clock.now();
-        self.buffer.drain(DecisionReason::Rebalance, |s| indices.contains(&s.partition), &mut self.ready);
+        let reason = if leaving { DecisionReason::Shutdown } else { DecisionReason::Rebalance };
+        self.buffer.drain(
+            reason,
+            |sources, root_present| sources.iter().any(revoked) && (root_present || !sources.iter().all(revoked)),
+            &mut self.ready,
+        );
         self.process_ready(now);
+        let handed_over = self.buffer.hand_over(revoked);
+        self.telemetry.traces_handed_over.inc_by(handed_over as u64);
         self.flush();
         let commits = self.commits_for(Some(&indices));
         for index in indices {
@@ -382,7 +394,7 @@ impl MessageHandler for Stage {
 
     fn shutdown(&mut self) -> Vec<Commit> {
         let now = self.clock.now();
-        self.buffer.drain(DecisionReason::Shutdown, |_| true, &mut self.ready);
+        self.buffer.drain(DecisionReason::Shutdown, |_, _| true, &mut self.ready);
         self.process_ready(now);
         self.flush();
         self.publish_gauges();

@@ -15,6 +15,7 @@ pub struct PipelineMetrics {
     pub traces_decided: IntCounterVec,
     pub traces_closed: IntCounterVec,
     pub late_spans: IntCounterVec,
+    pub traces_handed_over: IntCounter,
     pub spans_forwarded: IntCounter,
     pub spans_repartitioned: IntCounter,
     pub traces_forwarded: IntCounter,
@@ -90,6 +91,11 @@ impl PipelineMetrics {
                 "tracewarden_late_spans_total",
                 "Spans whose trace was already decided.",
                 &["decision"],
+            ),
+            traces_handed_over: counter(
+                r,
+                "tracewarden_traces_handed_over_total",
+                "Root-less traces of revoked partitions left undecided for the partition's next owner.",
             ),
             spans_forwarded: counter(
                 r,

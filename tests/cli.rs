@@ -165,9 +165,10 @@ fn run_consumes_serves_and_shuts_down_cleanly_on_sigterm() {
         assert!(Instant::now() < deadline, "metrics never reached the expected values:\n{body}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    // One more trace, still buffered when SIGTERM arrives: decided and forwarded on the way out.
-    harness.produce(&hex::encode([9u8; 16]), &encode(&[SpanSpec::new("api", 9, 2, Some(1), SERVER, "late")]));
-    std::thread::sleep(Duration::from_millis(500));
+    // One more trace, with its root, still buffered when SIGTERM arrives (the decision wait is
+    // 300 ms): decided and forwarded on the way out.
+    harness.produce(&hex::encode([9u8; 16]), &encode(&[SpanSpec::new("api", 9, 1, None, SERVER, "last")]));
+    std::thread::sleep(Duration::from_millis(100));
     terminate(&child);
     let status = child.wait().unwrap();
     let mut logs = String::new();

@@ -265,7 +265,7 @@ fn known_traffic_gives_exact_metrics_forwards_dead_letters_and_offsets() {
 }
 
 #[test]
-fn late_spans_follow_and_shutdown_decides_everything() {
+fn late_spans_follow_and_shutdown_hands_root_less_traces_over() {
     let harness = Harness::new("late-and-shutdown");
     let pipeline = harness.start();
     let mut held = pipeline.handles.ready.assignment();
@@ -297,25 +297,40 @@ fn late_spans_follow_and_shutdown_decides_everything() {
         "late spans are not a new decision"
     );
 
-    // A trace without its root is still buffered at shutdown: decided, forwarded, committed.
+    // At shutdown, a trace with its root is decided; a root-less one (its root may still be on its
+    // way) is handed over undecided: the committed offset stays before it, and the next instance
+    // of the group reads it whole.
+    let rooted = SpanSpec::new("api", 3, 1, None, SERVER, "GET /c");
+    harness.produce(&key(3), &encode(&[rooted]));
     let orphan = SpanSpec::new("api", 2, 5, Some(4), SERVER, "GET /b");
     harness.produce(&key(2), &encode(&[orphan]));
-    wait_for("the orphan to be buffered", || {
-        metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]) == Some(3.0)
+    wait_for("both buffered", || {
+        metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]) == Some(4.0)
     });
     let telemetry = pipeline.handles.telemetry.clone();
     let ready = pipeline.handles.ready.clone();
     pipeline.stop().unwrap();
     assert!(!ready.is_ready() && ready.assignment().is_empty(), "not ready once stopped");
-    assert_eq!(telemetry.traces_closed.with_label_values(&["shutdown"]).get(), 1);
+    assert_eq!(telemetry.traces_closed.with_label_values(&["shutdown"]).get(), 1, "the rooted trace");
+    assert_eq!(telemetry.traces_handed_over.get(), 1, "the root-less trace");
     assert_eq!(telemetry.traces_forwarded.get(), 3);
-    let output = harness.read_all("sampled_spans", 3);
-    assert_eq!(output.len(), 3);
-    let committed = harness.committed();
-    for (p, end) in harness.end_offsets().into_iter().enumerate() {
-        // An empty partition has nothing to commit.
-        assert_eq!(committed[p], if end == 0 { -1001 } else { end }, "partition {p}");
-    }
+    let end = harness.end_offsets();
+    assert_ne!(harness.committed(), end, "the handed-over trace's message is not committed");
+
+    let restarted = harness.start();
+    wait_for("the handed-over trace to be read again", || {
+        metric(&restarted, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]) == Some(1.0)
+    });
+    harness.advance(Duration::from_secs(31));
+    wait_for("it to be forwarded", || metric(&restarted, "tracewarden_traces_forwarded_total", &[]) == Some(1.0));
+    assert_eq!(metric(&restarted, "tracewarden_traces_closed_total", &[("reason", "timeout")]), Some(1.0));
+    let output = harness.read_all("sampled_spans", 4);
+    assert_eq!(output.len(), 4, "nothing lost, nothing forwarded twice");
+    wait_for("everything committed", || {
+        let committed = harness.committed();
+        harness.end_offsets().iter().enumerate().all(|(p, &e)| committed[p] == if e == 0 { -1001 } else { e })
+    });
+    restarted.stop().unwrap();
 }
 
 #[test]

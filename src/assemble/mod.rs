@@ -4,7 +4,8 @@
 //! [`ReadyTrace`] at the first of: root present and quiet for `decision_wait` (`complete`),
 //! `max_trace_age` since its first span (`timeout`), `max_spans_per_trace` spans (`too_large`), the
 //! store at `max_buffered_spans` (oldest first, `memory_pressure`), or an explicit drain
-//! (`rebalance`, `shutdown`). Invariants:
+//! (`rebalance`, `shutdown`); or it is handed over undecided to its partition's next owner
+//! ([`TraceBuffer::hand_over`]). Invariants:
 //! - time is arrival time read from the caller (`now`), never span timestamps;
 //! - the store never holds more than `max_buffered_spans` spans;
 //! - a span whose trace was already decided is handed back at once with the cached decision
@@ -242,19 +243,40 @@ impl TraceBuffer {
         }
     }
 
-    /// Decides every buffered trace that holds spans from a source matching `affected`
-    /// (revoked partitions), or every trace when `affected` always holds (shutdown).
+    /// Decides every buffered trace for which `affected(sources, root_present)` holds.
     pub fn drain(
         &mut self,
         reason: DecisionReason,
-        affected: impl Fn(&SourceRef) -> bool,
+        affected: impl Fn(&[SourceRef], bool) -> bool,
         ready: &mut Vec<ReadyTrace>,
     ) {
         let ids: Vec<TraceId> =
-            self.traces.iter().filter(|(_, t)| t.sources.iter().any(&affected)).map(|(id, _)| *id).collect();
+            self.traces.iter().filter(|(_, t)| affected(&t.sources, t.root_present)).map(|(id, _)| *id).collect();
         for trace_id in ids {
             self.take(&trace_id, reason, ready);
         }
+        self.forget_queues_when_empty();
+    }
+
+    /// Hands traces over to the partitions' next owner: removes, undecided, every buffered trace
+    /// whose sources all match `revoked`, and returns how many. Their sources are not released, so
+    /// the committed offset stays before their first span and the next owner reads them whole.
+    pub fn hand_over(&mut self, revoked: impl Fn(&SourceRef) -> bool) -> usize {
+        let before = self.traces.len();
+        let mut spans = 0;
+        self.traces.retain(|_, t| {
+            let hand_over = t.sources.iter().all(&revoked);
+            if hand_over {
+                spans += t.spans.len();
+            }
+            !hand_over
+        });
+        self.buffered_spans -= spans;
+        self.forget_queues_when_empty();
+        before - self.traces.len()
+    }
+
+    fn forget_queues_when_empty(&mut self) {
         if self.traces.is_empty() {
             self.by_age.clear();
             self.by_quiet.clear();

@@ -185,16 +185,32 @@ fn drain_by_partition() {
     let mut ready = Vec::new();
     buffer.insert(&mut vec![span(1, 1, None)], SourceRef { partition: 0, offset: 0 }, at(0.0), &mut ready);
     buffer.insert(&mut vec![span(2, 1, None)], SourceRef { partition: 1, offset: 0 }, at(0.0), &mut ready);
-    buffer.drain(DecisionReason::Rebalance, |s| s.partition == 1, &mut ready);
+    buffer.drain(DecisionReason::Rebalance, |sources, _| sources.iter().any(|s| s.partition == 1), &mut ready);
     assert_eq!(ready.len(), 1);
     assert_eq!(ready[0].trace_id, [2; 16]);
     assert_eq!(ready[0].reason, DecisionReason::Rebalance);
-    buffer.drain(DecisionReason::Shutdown, |_| true, &mut ready);
+    buffer.drain(DecisionReason::Shutdown, |_, _| true, &mut ready);
     assert_eq!(ready.len(), 2);
     assert_eq!(buffer.buffered_spans(), 0);
     // Stale queue entries of drained traces decide nothing later.
     buffer.expire(at(100.0), &mut ready);
     assert_eq!(ready.len(), 2);
+}
+
+#[test]
+fn hand_over_keeps_only_traces_of_kept_partitions() {
+    let mut buffer = TraceBuffer::new(limits());
+    let mut ready = Vec::new();
+    let on = |partition, offset| SourceRef { partition, offset };
+    buffer.insert(&mut vec![span(1, 2, Some(1))], on(0, 0), at(0.0), &mut ready);
+    buffer.insert(&mut vec![span(2, 2, Some(1)), span(2, 3, Some(1))], on(1, 0), at(0.0), &mut ready);
+    buffer.insert(&mut vec![span(3, 2, Some(1))], on(1, 1), at(0.0), &mut ready);
+    buffer.insert(&mut vec![span(3, 3, Some(1))], on(0, 1), at(0.0), &mut ready);
+    // Partition 1 is revoked: trace 2 lies wholly in it; trace 3 also holds spans of partition 0.
+    assert_eq!(buffer.hand_over(|s| s.partition == 1), 1);
+    assert_eq!(buffer.buffered_traces(), 2);
+    assert_eq!(buffer.buffered_spans(), 3);
+    assert!(ready.is_empty(), "handed over, not decided");
 }
 
 proptest! {

@@ -74,9 +74,11 @@ pub trait MessageHandler: Send + 'static {
     fn saturated(&self) -> bool;
     /// Whether a saturated downstream has caught up: consumption resumes.
     fn relieved(&self) -> bool;
-    /// The partitions are being revoked: decide and flush their traces; return their positions.
-    fn revoke(&mut self, partitions: &[(String, i32)]) -> Vec<Commit>;
-    /// The process is stopping: decide and flush everything; return every position.
+    /// The partitions are being revoked (`leaving`: because this instance leaves the group):
+    /// settle their traces and forwards; return their positions.
+    fn revoke(&mut self, partitions: &[(String, i32)], leaving: bool) -> Vec<Commit>;
+    /// The process is stopping, its partitions already revoked: decide and flush what is left;
+    /// return every position.
     fn shutdown(&mut self) -> Vec<Commit>;
 }
 
@@ -121,6 +123,7 @@ struct SourceContext<H: MessageHandler> {
     handler: Arc<Mutex<H>>,
     ready: Arc<Readiness>,
     telemetry: Arc<PipelineMetrics>,
+    leaving: AtomicBool,
 }
 
 fn partitions_of(list: &TopicPartitionList) -> Vec<(String, i32)> {
@@ -152,7 +155,8 @@ impl<H: MessageHandler> ConsumerContext for SourceContext<H> {
         if let Rebalance::Revoke(list) = rebalance {
             let partitions = partitions_of(list);
             tracing::info!(partitions = ?partitions, "partitions revoked: deciding their traces");
-            let commits = self.handler.lock().expect("handler lock").revoke(&partitions);
+            let leaving = self.leaving.load(Ordering::SeqCst);
+            let commits = self.handler.lock().expect("handler lock").revoke(&partitions, leaving);
             if !commits.is_empty() {
                 if let Err(e) = consumer.commit(&commit_list(&commits), CommitMode::Sync) {
                     tracing::warn!(error = %e, "commit on revocation failed");
@@ -186,7 +190,8 @@ pub fn run<H: MessageHandler>(
     ready: Arc<Readiness>,
     shutdown: Arc<AtomicBool>,
 ) -> Result<(), SourceError> {
-    let context = SourceContext { handler: handler.clone(), ready: ready.clone(), telemetry };
+    let context =
+        SourceContext { handler: handler.clone(), ready: ready.clone(), telemetry, leaving: AtomicBool::new(false) };
     let consumer: BaseConsumer<SourceContext<H>> =
         settings.client.create_with_context(context).map_err(SourceError::Create)?;
     let check = check_topics(&consumer, &settings)?;
@@ -208,16 +213,7 @@ pub fn run<H: MessageHandler>(
     let mut paused_at: Option<Instant> = None;
     while !shutdown.load(Ordering::SeqCst) {
         match consumer.poll(Duration::from_millis(20)) {
-            Some(Ok(message)) => {
-                let payload = message.payload().unwrap_or_default();
-                handler.lock().expect("handler lock").message(
-                    message.topic(),
-                    message.partition(),
-                    message.offset(),
-                    message.key(),
-                    payload,
-                );
-            }
+            Some(Ok(message)) => deliver(&handler, &message),
             // Transient consumer errors (broker down) repeat quickly: log rarely.
             Some(Err(e)) if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) => {
                 tracing::warn!(error = %e, "consumer error");
@@ -259,16 +255,36 @@ pub fn run<H: MessageHandler>(
         }
     }
 
-    tracing::info!("shutting down: deciding buffered traces and flushing forwards");
+    tracing::info!("shutting down: leaving the group, settling buffered traces and forwards");
     ready.leave();
+    // Leaving the group revokes every partition: the rebalance callback, served by these polls,
+    // settles their traces and commits, as on any revocation.
+    consumer.context().leaving.store(true, Ordering::SeqCst);
+    consumer.unsubscribe();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while consumer.assignment().is_ok_and(|a| a.count() > 0) && Instant::now() < deadline {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            deliver(&handler, &message);
+        }
+    }
     let commits = handler.lock().expect("handler lock").shutdown();
     if !commits.is_empty() {
         if let Err(e) = consumer.commit(&commit_list(&commits), CommitMode::Sync) {
             tracing::warn!(error = %e, "final offset commit failed");
         }
     }
-    consumer.unsubscribe();
     Ok(())
+}
+
+fn deliver<H: MessageHandler>(handler: &Mutex<H>, message: &rdkafka::message::BorrowedMessage<'_>) {
+    let payload = message.payload().unwrap_or_default();
+    handler.lock().expect("handler lock").message(
+        message.topic(),
+        message.partition(),
+        message.offset(),
+        message.key(),
+        payload,
+    );
 }
 
 /// Pauses (or resumes) every partition currently assigned.

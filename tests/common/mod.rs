@@ -58,6 +58,9 @@ impl Harness {
         config.kafka.commit_interval = HumanDuration(Duration::from_millis(50));
         config.window.decision_wait = HumanDuration(Duration::from_secs(5));
         config.window.max_trace_age = HumanDuration(Duration::from_secs(30));
+        // Fast failover, as a test of restarts needs (librdkafka's default is 45 s).
+        config.kafka.client.insert("session.timeout.ms".into(), "6000".into());
+        config.kafka.client.insert("heartbeat.interval.ms".into(), "500".into());
         let producer = ClientConfig::new().set("bootstrap.servers", &brokers).create().expect("producer");
         Self { cluster, brokers, config, clock: Arc::new(ManualClock::new(T0)), producer }
     }
