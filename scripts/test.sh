@@ -31,7 +31,11 @@ cargo clippy --all-targets --locked -- -D warnings
 step "fuzz every decoder (${FUZZ_SECONDS:-20}s each)"
 scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 
-step "tests (unit, property, Kafka mock cluster, CLI and demo; benches run once each)"
+step "a real broker process for the multi-process tests"
+# shellcheck source=scripts/broker.sh
+source scripts/broker.sh
+
+step "tests (unit, property, Kafka mock cluster and real broker, CLI and demo; benches run once each)"
 mkdir -p target
 set +e
 cargo test --all-targets --locked 2>&1 | tee target/test-output.log

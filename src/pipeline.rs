@@ -454,11 +454,60 @@ impl Pipeline {
     }
 }
 
-/// The librdkafka properties shared by the consumer and the producers.
+/// librdkafka properties that only a consumer takes (librdkafka warns when a producer gets them).
+fn consumer_only(property: &str) -> bool {
+    property.starts_with("fetch.")
+        || property.starts_with("group.")
+        || property.starts_with("queued.")
+        || property.starts_with("enable.auto.")
+        || matches!(
+            property,
+            "session.timeout.ms"
+                | "heartbeat.interval.ms"
+                | "max.poll.interval.ms"
+                | "auto.offset.reset"
+                | "auto.commit.interval.ms"
+                | "partition.assignment.strategy"
+                | "isolation.level"
+                | "check.crcs"
+                | "enable.partition.eof"
+                | "coordinator.query.interval.ms"
+        )
+}
+
+/// librdkafka properties that only a producer takes.
+fn producer_only(property: &str) -> bool {
+    property.starts_with("queue.buffering.")
+        || property.starts_with("batch.")
+        || property.starts_with("compression.")
+        || property.starts_with("transaction")
+        || matches!(
+            property,
+            "linger.ms"
+                | "acks"
+                | "request.required.acks"
+                | "enable.idempotence"
+                | "message.timeout.ms"
+                | "delivery.timeout.ms"
+                | "retries"
+                | "message.send.max.retries"
+                | "retry.backoff.ms"
+                | "partitioner"
+                | "compression.codec"
+                | "sticky.partitioning.linger.ms"
+        )
+}
+
+/// The `[kafka.client]` properties a client of the given role takes (the shared ones and its own).
+fn client_properties(config: &Config, consumer: bool) -> impl Iterator<Item = (&String, &String)> {
+    config.kafka.client.iter().filter(move |(k, _)| if consumer { !producer_only(k) } else { !consumer_only(k) })
+}
+
+/// The librdkafka properties of the producers and the admin client.
 pub fn client_config(config: &Config) -> ClientConfig {
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", &config.kafka.brokers);
-    for (key, value) in &config.kafka.client {
+    for (key, value) in client_properties(config, false) {
         client.set(key, value);
     }
     client
@@ -476,7 +525,7 @@ fn consumer_config(config: &Config) -> ClientConfig {
         // Prefetch at most 32 MiB (librdkafka's default is 64 MiB per consumer).
         .set("queued.max.messages.kbytes", "32768")
         .set("partition.assignment.strategy", "cooperative-sticky");
-    for (key, value) in &config.kafka.client {
+    for (key, value) in client_properties(config, true) {
         client.set(key, value);
     }
     client
@@ -496,7 +545,7 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", crate::sink::QUEUE_MAX_MESSAGES.to_string())
         .set("queue.buffering.max.kbytes", crate::sink::QUEUE_MAX_KBYTES.to_string());
-    for (key, value) in &config.kafka.client {
+    for (key, value) in client_properties(config, false) {
         producer.set(key, value);
     }
     let repartition_topic = config.kafka.repartition_topic();

@@ -1,0 +1,351 @@
+//! Delivery guarantees and scale-out against a real broker process (Tansu, started by
+//! scripts/test.sh; or any Kafka named by TRACEWARDEN_TEST_BROKERS): several `tracewarden run`
+//! processes in one consumer group, killed with SIGKILL, joining and leaving mid-stream. What a
+//! user relies on: every trace of the input reaches the output (duplicates allowed, counted),
+//! whole; memory stays bounded.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::trace::v1::TracesData;
+use prost::Message as _;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Message};
+
+use tracewarden::generate::{PetClinic, TrafficProfile};
+use tracewarden::model::Encoding;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tracewarden");
+
+/// The broker under test, and names unique to one test.
+struct Broker {
+    brokers: String,
+    name: String,
+}
+
+fn broker(test: &str) -> Option<Broker> {
+    match std::env::var("TRACEWARDEN_TEST_BROKERS") {
+        Ok(brokers) => {
+            let unique = format!("{test}-{}", std::process::id());
+            Some(Broker { brokers, name: unique })
+        }
+        Err(_) => {
+            eprintln!("SKIPPED {test}: TRACEWARDEN_TEST_BROKERS is not set (scripts/test.sh starts a Tansu broker)");
+            None
+        }
+    }
+}
+
+impl Broker {
+    fn topic(&self, role: &str) -> String {
+        format!("{}-{role}", self.name)
+    }
+
+    fn create_topic(&self, name: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> =
+            ClientConfig::new().set("bootstrap.servers", &self.brokers).create().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let results = runtime
+            .block_on(admin.create_topics(
+                &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            ))
+            .unwrap();
+        for r in results {
+            r.unwrap_or_else(|(topic, code)| panic!("cannot create {topic}: {code}"));
+        }
+    }
+
+    /// Every record of `topic`, read until every key of `expected` was seen (or the deadline).
+    fn read_until(&self, topic: &str, expected: &BTreeSet<String>, deadline: Duration) -> Vec<(String, Vec<u8>)> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", format!("{}-reader", self.name))
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+        let partitions = metadata.topics()[0].partitions().len() as i32;
+        let mut list = TopicPartitionList::new();
+        for p in 0..partitions {
+            list.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        }
+        consumer.assign(&list).unwrap();
+        let start = Instant::now();
+        let mut records = Vec::new();
+        let mut seen = BTreeSet::new();
+        while start.elapsed() < deadline && !expected.is_subset(&seen) {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+                seen.insert(key.clone());
+                records.push((key, m.payload().unwrap_or_default().to_vec()));
+            }
+        }
+        // Duplicates may still be on their way: drain for a moment more.
+        let settle = Instant::now();
+        while settle.elapsed() < Duration::from_secs(2) {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                records.push((
+                    String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                    m.payload().unwrap_or_default().to_vec(),
+                ));
+            }
+        }
+        records
+    }
+}
+
+/// One `tracewarden run` process.
+struct Instance {
+    child: Child,
+    http: String,
+    log: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Instance {
+    fn spawn(broker: &Broker, label: &str, extra: &[(&str, &str)]) -> Instance {
+        let http = format!("127.0.0.1:{}", free_port());
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(&broker.name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join(format!("{label}.log"));
+        let mut command = Command::new(BIN);
+        command
+            .arg("run")
+            .env("TRACEWARDEN__KAFKA__BROKERS", &broker.brokers)
+            .env("TRACEWARDEN__KAFKA__GROUP_ID", broker.topic("group"))
+            .env("TRACEWARDEN__KAFKA__INPUT_TOPICS", broker.topic("in"))
+            .env("TRACEWARDEN__KAFKA__OUTPUT_TOPIC", broker.topic("out"))
+            .env("TRACEWARDEN__KAFKA__DEAD_LETTER_TOPIC", broker.topic("dlq"))
+            .env("TRACEWARDEN__KAFKA__COMMIT_INTERVAL", "200ms")
+            .env("TRACEWARDEN__KAFKA__CLIENT__SESSION_TIMEOUT_MS", "6000")
+            .env("TRACEWARDEN__KAFKA__CLIENT__HEARTBEAT_INTERVAL_MS", "500")
+            .env("TRACEWARDEN__WINDOW__DECISION_WAIT", "500ms")
+            .env("TRACEWARDEN__WINDOW__MAX_TRACE_AGE", "10s")
+            .env("TRACEWARDEN__WINDOW__MAX_BUFFERED_SPANS", "50000")
+            .env("TRACEWARDEN__HTTP__LISTEN", &http)
+            .env("TRACEWARDEN__LOG__FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in extra {
+            command.env(k, v);
+        }
+        let instance = Instance { child: command.spawn().unwrap(), http, log };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while instance.get("/healthz").is_none() {
+            assert!(Instant::now() < deadline, "{label} never served /healthz: see {}", instance.log.display());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        instance
+    }
+
+    fn get(&self, path: &str) -> Option<String> {
+        let mut stream = TcpStream::connect(&self.http).ok()?;
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        response.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+    }
+
+    /// The sum of a metric family's samples.
+    fn metric(&self, name: &str) -> f64 {
+        let body = self.get("/metrics").unwrap_or_default();
+        body.lines()
+            .filter(|l| l.starts_with(name) && (l[name.len()..].starts_with('{') || l[name.len()..].starts_with(' ')))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn terminate(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let status = self.child.wait().unwrap();
+        let mut log = String::new();
+        let _ = std::fs::File::open(&self.log).and_then(|mut f| f.read_to_string(&mut log));
+        assert!(status.success(), "SIGTERM is a clean exit, got {status:?}:\n{log}");
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// PetClinic traffic, produced in the background: per trace, one message per service, the root
+/// service's last (an SDK exports a root span when it ends, after its children). Returns the
+/// span count of every trace by 32-hex id.
+fn produce_traffic(
+    broker: &Broker,
+    traces: usize,
+    per_second: usize,
+    keyed: bool,
+) -> (std::thread::JoinHandle<BTreeMap<String, usize>>, Arc<AtomicBool>) {
+    let done = Arc::new(AtomicBool::new(false));
+    let (brokers, topic, flag) = (broker.brokers.clone(), broker.topic("in"), done.clone());
+    let handle = std::thread::spawn(move || {
+        let producer: ThreadedProducer<DefaultProducerContext> =
+            ClientConfig::new().set("bootstrap.servers", &brokers).set("linger.ms", "5").create().unwrap();
+        let mut clinic = PetClinic::new(11, TrafficProfile::default());
+        let mut sent = BTreeMap::new();
+        let started = Instant::now();
+        for i in 0..traces {
+            while started.elapsed().as_secs_f64() * (per_second as f64) < i as f64 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+            let trace = clinic.trace(now, Encoding::OtlpProto);
+            let key = hex::encode(trace.trace_id);
+            for (m, payload) in trace.messages.iter().enumerate().rev() {
+                let record_key = if keyed { key.clone() } else { format!("{key}-{m}") };
+                let mut record = BaseRecord::to(&topic).key(&record_key).payload(&payload[..]);
+                loop {
+                    match producer.send(record) {
+                        Ok(()) => break,
+                        Err((_, returned)) => {
+                            record = returned;
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                    }
+                }
+            }
+            sent.insert(key, trace.spans);
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+        flag.store(true, Ordering::SeqCst);
+        sent
+    });
+    (handle, done)
+}
+
+/// Checks the output holds every input trace, each record whole; returns the duplicate count.
+fn check_output(broker: &Broker, sent: &BTreeMap<String, usize>) -> usize {
+    let expected: BTreeSet<String> = sent.keys().cloned().collect();
+    let records = broker.read_until(&broker.topic("out"), &expected, Duration::from_secs(120));
+    let seen: BTreeSet<String> = records.iter().map(|(k, _)| k.clone()).collect();
+    let missing: Vec<&String> = expected.difference(&seen).take(5).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} traces never reached the output, e.g. {missing:?}",
+        expected.len() - expected.intersection(&seen).count(),
+        expected.len()
+    );
+    assert_eq!(seen.len(), expected.len(), "no trace that was not in the input");
+    for (key, payload) in &records {
+        let data = TracesData::decode(&payload[..]).expect("forwarded protobuf");
+        let spans: usize = data.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
+        assert_eq!(spans, sent[key], "trace {key} forwarded whole, not split");
+    }
+    records.len() - seen.len()
+}
+
+#[test]
+fn kill_9_of_an_instance_mid_stream_loses_no_trace() {
+    let Some(broker) = broker("kill9") else { return };
+    broker.create_topic(&broker.topic("in"), 6);
+    broker.create_topic(&broker.topic("out"), 6);
+    broker.create_topic(&broker.topic("dlq"), 1);
+    let mut instances: Vec<Instance> =
+        (0..3).map(|i| Instance::spawn(&broker, &format!("instance-{i}"), &[])).collect();
+    let (producer, _) = produce_traffic(&broker, 1500, 250, true);
+    // Kill an instance that holds partitions and has spans buffered or in flight.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while instances[1].metric("tracewarden_spans_received_total") < 200.0 {
+        assert!(Instant::now() < deadline, "instance-1 never consumed: see {}", instances[1].log.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let victim_received = instances[1].metric("tracewarden_spans_received_total");
+    instances[1].kill9();
+    std::thread::sleep(Duration::from_secs(2));
+    instances.push(Instance::spawn(&broker, "replacement", &[]));
+    let mut peak_rss = 0;
+    while !producer.is_finished() {
+        let live = instances.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, instance)| instance.rss_kib());
+        peak_rss = peak_rss.max(live.max().unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let sent = producer.join().unwrap();
+    let duplicates = check_output(&broker, &sent);
+    eprintln!(
+        "kill -9 (victim had received {victim_received} spans): {} traces in, all out whole, {duplicates} duplicates; peak RSS {} MiB",
+        sent.len(),
+        peak_rss / 1024
+    );
+    // The window holds at most 50 000 spans, the producer queue 64 MiB, the prefetch 32 MiB.
+    assert!(peak_rss > 0 && peak_rss < 400 * 1024, "RSS {} KiB", peak_rss);
+    for (i, instance) in instances.iter_mut().enumerate() {
+        if i != 1 {
+            instance.terminate();
+        }
+    }
+}
+
+#[test]
+fn instances_joining_and_leaving_split_no_trace() {
+    let Some(broker) = broker("rebalance") else { return };
+    broker.create_topic(&broker.topic("in"), 6);
+    broker.create_topic(&broker.topic("out"), 6);
+    broker.create_topic(&broker.topic("dlq"), 1);
+    let mut first = Instance::spawn(&broker, "first", &[]);
+    let (producer, _) = produce_traffic(&broker, 1500, 250, true);
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut joined: Vec<Instance> = (0..2).map(|i| Instance::spawn(&broker, &format!("joined-{i}"), &[])).collect();
+    std::thread::sleep(Duration::from_secs(2));
+    joined.remove(0).terminate();
+    let sent = producer.join().unwrap();
+    let duplicates = check_output(&broker, &sent);
+    eprintln!("join/leave: {} traces in, all out whole, {duplicates} duplicates", sent.len());
+    for instance in joined.iter_mut() {
+        instance.terminate();
+    }
+    first.terminate();
+}
+
+#[test]
+fn unkeyed_input_assembles_whole_traces_across_instances() {
+    let Some(broker) = broker("unkeyed") else { return };
+    broker.create_topic(&broker.topic("in"), 6);
+    broker.create_topic(&broker.topic("out"), 6);
+    broker.create_topic(&broker.topic("dlq"), 1);
+    let unkeyed = [("TRACEWARDEN__KAFKA__INPUT_KEYED_BY_TRACE", "false")];
+    let mut instances: Vec<Instance> =
+        (0..2).map(|i| Instance::spawn(&broker, &format!("instance-{i}"), &unkeyed)).collect();
+    let (producer, _) = produce_traffic(&broker, 600, 200, false);
+    let sent = producer.join().unwrap();
+    let duplicates = check_output(&broker, &sent);
+    let repartitioned: f64 = instances.iter().map(|i| i.metric("tracewarden_spans_repartitioned_total")).sum();
+    eprintln!(
+        "unkeyed: {} traces in, all out whole, {duplicates} duplicates, {repartitioned} spans repartitioned",
+        sent.len()
+    );
+    assert_eq!(repartitioned as usize, sent.values().sum::<usize>());
+    for instance in instances.iter_mut() {
+        instance.terminate();
+    }
+}
