@@ -326,10 +326,7 @@ fn late_spans_follow_and_shutdown_hands_root_less_traces_over() {
     assert_eq!(metric(&restarted, "tracewarden_traces_closed_total", &[("reason", "timeout")]), Some(1.0));
     let output = harness.read_all("sampled_spans", 4);
     assert_eq!(output.len(), 4, "nothing lost, nothing forwarded twice");
-    wait_for("everything committed", || {
-        let committed = harness.committed();
-        harness.end_offsets().iter().enumerate().all(|(p, &e)| committed[p] == if e == 0 { -1001 } else { e })
-    });
+    wait_for("everything committed", || harness.committed_to_end());
     restarted.stop().unwrap();
 }
 
@@ -432,5 +429,65 @@ fn a_stalled_output_pauses_consumption_and_loses_nothing() {
     assert_eq!(metric(&pipeline, "tracewarden_consumption_paused", &[]), Some(0.0));
     let end = harness.end_offsets();
     wait_for("offsets committed to the end", || harness.committed() == end);
+    pipeline.stop().unwrap();
+}
+
+#[test]
+fn bad_input_is_dead_lettered_or_counted_and_never_stalls_a_partition() {
+    let mut harness = Harness::new("bad-input");
+    harness.config.window.max_spans_per_trace = 5_000;
+    let pipeline = harness.start();
+    let valid = encode(&[SpanSpec::new("api", 1, 1, None, SERVER, "GET /ok")]);
+    let mut wrong_id = SpanSpec::new("api", 2, 1, None, SERVER, "x");
+    wrong_id.id = 0;
+    let ancient = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","startTimeUnixNano":"1000","endTimeUnixNano":"2000"}]}]}]}"#;
+    let future = br#"[{"traceId":"0102030405060708090a0b0c0d0e0f11","id":"0102030405060708","timestamp":9999999999999999,"duration":1}]"#;
+    let short_trace_id = br#"[{"traceId":"0102","id":"0102030405060708","timestamp":1700000000000000,"duration":1}]"#;
+    // A huge message: 8 000 spans of one trace in one 0.5 MB message (past max_spans_per_trace).
+    let huge: Vec<SpanSpec> = (0..8000u32)
+        .map(|i| SpanSpec::new("bulk", 3, (i % 250) as u8 + 1, Some(0), SERVER, "bulk").micros(i as u64 + 1))
+        .collect();
+    let huge = encode(&huge);
+    assert!(huge.len() > 500_000, "{} bytes", huge.len());
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated protobuf", valid[..valid.len() - 2].to_vec()),
+        ("invalid JSON", b"{\"resourceSpans\": [ {".to_vec()),
+        ("Zipkin JSON that is not a span list", b"[1, 2, 3]".to_vec()),
+        ("wrong encoding: text", b"hello, kafka".to_vec()),
+        ("empty message", Vec::new()),
+        ("span id of the wrong length", encode(&[wrong_id]).to_vec()),
+        ("timestamps in 1970", ancient.to_vec()),
+        ("timestamps far in the future", future.to_vec()),
+        ("trace id of the wrong length", short_trace_id.to_vec()),
+        ("huge", huge.to_vec()),
+        ("a good trace after all of it", valid.to_vec()),
+    ];
+    // All on one partition, in order: the good trace at the end must still get through.
+    for (_, payload) in &cases {
+        harness.produce("same-partition", payload);
+    }
+    wait_for("the good trace and the huge one", || {
+        metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]) == Some(8001.0)
+    });
+    assert_eq!(metric(&pipeline, "tracewarden_traces_closed_total", &[("reason", "too_large")]), Some(1.0));
+    harness.advance(Duration::from_secs(31));
+    wait_for("both forwarded", || metric(&pipeline, "tracewarden_spans_forwarded_total", &[]) == Some(8001.0));
+    let reason = |r: &str| metric(&pipeline, "tracewarden_messages_rejected_total", &[("reason", r)]).unwrap_or(0.0);
+    assert_eq!(reason("malformed_protobuf"), 2.0, "truncated protobuf, plain text");
+    assert_eq!(reason("malformed_otlp_json"), 1.0);
+    assert_eq!(reason("malformed_zipkin_json"), 1.0);
+    assert_eq!(reason("empty"), 1.0);
+    let spans = |r: &str| metric(&pipeline, "tracewarden_spans_rejected_total", &[("reason", r)]).unwrap_or(0.0);
+    assert_eq!(spans("invalid_id"), 2.0, "span id, trace id");
+    assert_eq!(spans("invalid_time"), 2.0, "1970, far future");
+    wait_for("5 dead letters", || metric(&pipeline, "tracewarden_messages_dead_lettered_total", &[]) == Some(5.0));
+    let dead = harness.read_all("tracewarden_dead_letters", 5);
+    assert_eq!(dead.len(), 5);
+    for record in &dead {
+        let original = cases.iter().find(|(_, p)| *p == record.payload).map(|(name, _)| *name);
+        assert!(original.is_some(), "dead letters carry the message unchanged");
+        assert!(record.headers.iter().any(|(k, v)| k == "tracewarden.error" && !v.is_empty()));
+    }
+    wait_for("the partition committed to its end", || harness.committed_to_end());
     pipeline.stop().unwrap();
 }

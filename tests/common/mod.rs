@@ -168,6 +168,13 @@ impl Harness {
             .collect()
     }
 
+    /// Whether the group's committed offsets reached the end of every partition that has
+    /// messages (an empty partition has nothing to commit).
+    pub fn committed_to_end(&self) -> bool {
+        let committed = self.committed();
+        self.end_offsets().iter().enumerate().all(|(p, &end)| committed[p] == if end == 0 { -1001 } else { end })
+    }
+
     /// The end offset (high watermark) of each input partition.
     pub fn end_offsets(&self) -> Vec<i64> {
         let consumer: BaseConsumer =
