@@ -349,3 +349,36 @@ fn unkeyed_input_assembles_whole_traces_across_instances() {
         instance.terminate();
     }
 }
+
+#[test]
+fn a_backlog_far_larger_than_the_window_keeps_memory_bounded() {
+    let Some(broker) = broker("backlog") else { return };
+    broker.create_topic(&broker.topic("in"), 4);
+    broker.create_topic(&broker.topic("out"), 4);
+    broker.create_topic(&broker.topic("dlq"), 1);
+    // The whole backlog is waiting before the instance starts: input as fast as Kafka can serve it.
+    let (producer, _) = produce_traffic(&broker, 20_000, 1_000_000, true);
+    let sent = producer.join().unwrap();
+    let total_spans: usize = sent.values().sum();
+    let small_window =
+        [("TRACEWARDEN__WINDOW__MAX_BUFFERED_SPANS", "5000"), ("TRACEWARDEN__WINDOW__MAX_SPANS_PER_TRACE", "1000")];
+    let mut instance = Instance::spawn(&broker, "instance", &small_window);
+    let mut peak_rss = 0;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while instance.metric("tracewarden_spans_forwarded_total") < total_spans as f64 {
+        assert!(Instant::now() < deadline, "backlog not drained: see {}", instance.log.display());
+        peak_rss = peak_rss.max(instance.rss_kib());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let early = instance.metric("tracewarden_traces_closed_total{reason=\"memory_pressure\"}");
+    let duplicates = check_output(&broker, &sent);
+    eprintln!(
+        "backlog: {} traces / {total_spans} spans, peak RSS {} MiB, {early} traces decided early by memory pressure, {duplicates} duplicates",
+        sent.len(),
+        peak_rss / 1024
+    );
+    // 5 000 buffered spans are a few MB; the rest is the binary, librdkafka and its bounded queues.
+    assert!(peak_rss < 250 * 1024, "peak RSS {} MiB", peak_rss / 1024);
+    assert!(early > 0.0, "window.max_buffered_spans decides the oldest traces early");
+    instance.terminate();
+}

@@ -168,7 +168,10 @@ fn run_consumes_serves_and_shuts_down_cleanly_on_sigterm() {
     // One more trace, with its root, still buffered when SIGTERM arrives (the decision wait is
     // 300 ms): decided and forwarded on the way out.
     harness.produce(&hex::encode([9u8; 16]), &encode(&[SpanSpec::new("api", 9, 1, None, SERVER, "last")]));
-    std::thread::sleep(Duration::from_millis(100));
+    while !get(&listen, "/metrics").1.contains("tracewarden_spans_received_total{encoding=\"otlp_proto\"} 6") {
+        assert!(Instant::now() < deadline, "the last trace was never received");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     terminate(&child);
     let status = child.wait().unwrap();
     let mut logs = String::new();
