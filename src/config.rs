@@ -49,6 +49,7 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub window: WindowConfig,
     pub metrics: MetricsConfig,
+    pub sampling: crate::sampling::SamplingConfig,
     pub http: HttpConfig,
     pub log: LogConfig,
 }
@@ -334,6 +335,11 @@ impl Config {
         result
     }
 
+    /// Advice that does not make the configuration invalid (shown by `check-config`).
+    pub fn warnings(&self) -> Vec<String> {
+        self.sampling.warnings()
+    }
+
     /// Rules that span fields; every problem is reported.
     pub fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
@@ -421,6 +427,12 @@ impl Config {
                 );
             }
         }
+        problems.extend(self.sampling.validate());
+        let mut check = |ok: bool, key: &str, message: String| {
+            if !ok {
+                problems.push(Problem { key: key.into(), message });
+            }
+        };
         check(
             valid_log_filter(&self.log.level),
             "log.level",

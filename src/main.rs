@@ -156,6 +156,9 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     match Config::load(Some(file)) {
         Ok(config) => {
             println!("{}: valid", file.display());
+            for warning in config.warnings() {
+                println!("  warning: {warning}");
+            }
             println!(
                 "  consuming {} from {} as group {:?}; forwarding to {}",
                 config.kafka.input_topics.join(", "),
@@ -163,6 +166,7 @@ fn check_config(file: &std::path::Path) -> ExitCode {
                 config.kafka.group_id,
                 config.kafka.output_topic
             );
+            println!("  sampling: {} rule(s), first match wins", config.sampling.rules.len());
             ExitCode::SUCCESS
         }
         Err(e) => {

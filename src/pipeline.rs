@@ -77,7 +77,7 @@ impl Stage {
         Self {
             decoder: Decoder::new(config.kafka.encoding),
             buffer: TraceBuffer::new(config.window.limits()),
-            sampler: Sampler::new(),
+            sampler: Sampler::new(&config.sampling),
             offsets: OffsetTracker::new(),
             forwarder,
             signals,

@@ -159,7 +159,7 @@ fn late_spans_follow_the_cached_decision() {
     assert_eq!(buffer.buffered_traces(), 1);
 
     // A dropped trace's late spans are dropped too.
-    buffer.remember([3; 16], &Decision { keep: false, rule: Arc::from("drop"), sample_rate: 0.0 });
+    buffer.remember([3; 16], &Decision::drop(Arc::from("drop")));
     ready.clear();
     buffer.insert(&mut vec![span(3, 5, Some(1))], src(2), at(7.0), &mut ready);
     assert!(!ready[0].prior.as_ref().unwrap().keep);

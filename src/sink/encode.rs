@@ -82,6 +82,56 @@ fn encode_chunk(encoding: Encoding, spans: &[&Span], decision: Option<&Decision>
     TracePayload { encoding, spans: spans.len(), payload }
 }
 
+/// The W3C `tracestate` with the OpenTelemetry `ot=th:…` entry set for a rejection threshold
+/// (sampling.md; the OpenTelemetry probability-sampling specification): the `th` sub-key of an
+/// existing `ot` entry is replaced, its other sub-keys kept; the `ot` entry moves to the front; other
+/// vendors' entries are kept in order.
+pub fn tracestate_with_threshold(existing: &str, threshold: u64) -> String {
+    let digits = format!("{threshold:014x}");
+    let trimmed = digits.trim_end_matches('0');
+    let th = format!("th:{}", if trimmed.is_empty() { "0" } else { trimmed });
+    let mut ot_fields = vec![th];
+    let mut others = Vec::new();
+    for entry in existing.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        match entry.strip_prefix("ot=") {
+            Some(fields) => {
+                ot_fields.extend(fields.split(';').filter(|f| !f.starts_with("th:") && !f.is_empty()).map(String::from))
+            }
+            None => others.push(entry.to_string()),
+        }
+    }
+    let mut out = format!("ot={}", ot_fields.join(";"));
+    for other in others {
+        out.push(',');
+        out.push_str(&other);
+    }
+    out
+}
+
+/// The `trace_state` (field 3) of an encoded protobuf span.
+fn proto_tracestate(raw: &[u8]) -> &str {
+    let mut state = "";
+    let mut reader = crate::decode::WireReader::new(raw);
+    while let Ok(Some((field, value, _))) = reader.next_field() {
+        if let (3, crate::decode::WireField::Len(bytes)) = (field, value) {
+            state = std::str::from_utf8(bytes).unwrap_or("");
+        }
+    }
+    state
+}
+
+/// What is appended to an encoded protobuf span: the sampling attributes, then (for probabilistic
+/// decisions) a `trace_state` field, which overrides the original (the last value of a singular
+/// protobuf field wins).
+fn proto_suffix(span: &Span, attributes: &Bytes, decision: Option<&Decision>) -> Bytes {
+    let Some(threshold) = decision.and_then(|d| d.threshold) else { return attributes.clone() };
+    let state = tracestate_with_threshold(proto_tracestate(&span.raw), threshold);
+    let mut out = BytesMut::with_capacity(attributes.len() + state.len() + 4);
+    out.put_slice(attributes);
+    prost::encoding::string::encode(3, &state, &mut out);
+    out.freeze()
+}
+
 /// Spans under one scope header.
 type ScopeGroup<'a> = (&'a Bytes, Vec<&'a Span>);
 /// Scope groups under one resource header.
@@ -138,26 +188,42 @@ fn put_len_field(out: &mut BytesMut, field: u32, len: usize) {
 }
 
 fn encode_proto(spans: &[&Span], decision: Option<&Decision>) -> Bytes {
-    let suffix = sampling_attributes_proto(decision);
+    let attributes = sampling_attributes_proto(decision);
     let groups = group(spans);
-    let span_len = |s: &Span| s.raw.len() + suffix.len();
-    let scope_len =
-        |header: &Bytes, spans: &[&Span]| header.len() + spans.iter().map(|s| field_len(span_len(s))).sum::<usize>();
-    let resource_len = |header: &Bytes, scopes: &[(&Bytes, Vec<&Span>)]| {
-        header.len() + scopes.iter().map(|(h, s)| field_len(scope_len(h, s))).sum::<usize>()
+    // One suffix per span (its trace state may differ), computed once.
+    let suffixes: Vec<Vec<Bytes>> = groups
+        .iter()
+        .flat_map(|(_, scopes)| scopes.iter())
+        .map(|(_, spans)| spans.iter().map(|s| proto_suffix(s, &attributes, decision)).collect())
+        .collect();
+    let scope_len = |header: &Bytes, spans: &[&Span], suffixes: &[Bytes]| {
+        header.len() + spans.iter().zip(suffixes).map(|(s, x)| field_len(s.raw.len() + x.len())).sum::<usize>()
     };
-    let total: usize = groups.iter().map(|(h, scopes)| field_len(resource_len(h, scopes))).sum();
+    let mut scope_index = 0;
+    let mut resource_lens = Vec::with_capacity(groups.len());
+    for (header, scopes) in &groups {
+        let mut len = header.len();
+        for (scope_header, spans) in scopes {
+            len += field_len(scope_len(scope_header, spans, &suffixes[scope_index]));
+            scope_index += 1;
+        }
+        resource_lens.push(len);
+    }
+    let total: usize = resource_lens.iter().map(|&l| field_len(l)).sum();
     let mut out = BytesMut::with_capacity(total);
-    for (resource_header, scopes) in &groups {
-        put_len_field(&mut out, 1, resource_len(resource_header, scopes));
+    let mut scope_index = 0;
+    for ((resource_header, scopes), resource_len) in groups.iter().zip(resource_lens) {
+        put_len_field(&mut out, 1, resource_len);
         out.put_slice(resource_header);
         for (scope_header, spans) in scopes {
-            put_len_field(&mut out, 2, scope_len(scope_header, spans));
+            let span_suffixes = &suffixes[scope_index];
+            scope_index += 1;
+            put_len_field(&mut out, 2, scope_len(scope_header, spans, span_suffixes));
             out.put_slice(scope_header);
-            for span in spans {
-                put_len_field(&mut out, 2, span_len(span));
+            for (span, suffix) in spans.iter().zip(span_suffixes) {
+                put_len_field(&mut out, 2, span.raw.len() + suffix.len());
                 out.put_slice(&span.raw);
-                out.put_slice(&suffix);
+                out.put_slice(suffix);
             }
         }
     }
@@ -223,9 +289,17 @@ fn with_member(object: &str, name: &str, update: impl FnOnce(Option<&RawValue>) 
     out
 }
 
-/// An OTLP/JSON span with the sampling attributes appended to its `attributes`.
+/// An OTLP/JSON span with the sampling attributes appended to its `attributes` (and, for
+/// probabilistic decisions, `ot=th:…` in its `traceState`).
 fn annotate_otlp_json(span: &str, decision: &Decision) -> String {
-    with_member(span, "attributes", |old| {
+    let span = match decision.threshold {
+        Some(threshold) => with_member(span, "traceState", |old| {
+            let existing = old.and_then(|raw| serde_json::from_str::<String>(raw.get()).ok()).unwrap_or_default();
+            Value::String(tracestate_with_threshold(&existing, threshold)).to_string()
+        }),
+        None => span.to_string(),
+    };
+    with_member(&span, "attributes", |old| {
         let mut items: Vec<String> = old
             .and_then(|raw| serde_json::from_str::<Vec<&RawValue>>(raw.get()).ok())
             .unwrap_or_default()
