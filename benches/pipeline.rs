@@ -13,6 +13,7 @@ use tracewarden::config::Config;
 use tracewarden::decode::{Decoder, InputEncoding};
 use tracewarden::generate::{PetClinic, TrafficProfile};
 use tracewarden::model::{Encoding, Span};
+use tracewarden::sampling::{Sampler, SamplingConfig};
 use tracewarden::signals::SignalStore;
 
 /// A Collector-style batch: the messages of `traces` PetClinic traces concatenated into one
@@ -36,6 +37,54 @@ fn decoded(payload: &Bytes) -> Vec<Span> {
     Decoder::new(InputEncoding::OtlpProto).decode(payload, &mut spans).unwrap();
     spans
 }
+
+const TEN_RULES: &str = r#"
+[[rules]]
+name = "faults"
+when = { outcome = "fault" }
+keep = "all"
+[[rules]]
+name = "slow-checkout"
+when = { service = "checkout*", min_duration = "800ms" }
+keep = "all"
+[[rules]]
+name = "slow"
+when = { min_duration = "1s" }
+keep = "all"
+[[rules]]
+name = "throttled"
+when = { outcome = "throttle" }
+keep = "rate"
+rate = 0.5
+[[rules]]
+name = "health-checks"
+when = { attribute = { key = "user_agent.original", matches = "ELB-HealthChecker*" } }
+keep = "none"
+[[rules]]
+name = "big"
+when = { min_spans = 50 }
+keep = "all"
+[[rules]]
+name = "vets-api"
+when = { service = "vets-*", operation = "GET /vets*" }
+keep = "rate"
+rate = 0.2
+reservoir_per_second = 5
+[[rules]]
+name = "errors"
+when = { status = "ERROR" }
+keep = "all"
+[[rules]]
+name = "posts"
+when = { http_method = "POST" }
+keep = "dynamic"
+goal_rate = 10
+[[rules]]
+name = "default"
+keep = "rate"
+rate = 0.05
+reservoir_per_second = 1
+"#;
 
 fn limits() -> WindowLimits {
     Config::default().window.limits()
@@ -86,6 +135,23 @@ fn benches(c: &mut Criterion) {
             now += 1_000_000;
             for trace in &ready {
                 store.record_trace(black_box(&trace.spans), Nanos(now));
+            }
+        })
+    });
+    group.finish();
+
+    // Sampling decisions: a 10-rule configuration, most traces falling through to the last rules.
+    let mut group = c.benchmark_group("sampling");
+    group.throughput(Throughput::Elements(ready.len() as u64));
+    let rules: SamplingConfig = toml::from_str(TEN_RULES).unwrap();
+    assert_eq!(rules.rules.len(), 10);
+    let mut sampler = Sampler::new(&rules);
+    let mut now = 1_800_000_000_000_000_000u64;
+    group.bench_function("decide_10_rules", |b| {
+        b.iter(|| {
+            now += 1_000_000;
+            for trace in &ready {
+                black_box(sampler.decide(trace, Nanos(now)));
             }
         })
     });

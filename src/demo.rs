@@ -51,8 +51,34 @@ pub fn demo_config(brokers: &str, listen: SocketAddr) -> Config {
         "name = \"elb-health-checks\"\nattribute = { key = \"user_agent.original\", matches = \"ELB-HealthChecker*\" }",
     )
     .expect("valid exclusion rule")];
+    config.sampling = toml::from_str(DEMO_SAMPLING_RULES).expect("valid demo rules");
     config
 }
+
+/// The demo's tail-sampling rules: what most teams start with.
+pub const DEMO_SAMPLING_RULES: &str = r#"
+[[rules]]
+name = "keep-faults"
+when = { outcome = "fault" }
+keep = "all"
+
+[[rules]]
+name = "keep-slow"
+when = { min_duration = "1s" }
+keep = "all"
+
+[[rules]]
+name = "drop-health-checks"
+when = { attribute = { key = "user_agent.original", matches = "ELB-HealthChecker*" } }
+keep = "none"
+
+[[rules]]
+name = "dynamic"
+keep = "dynamic"
+goal_rate = 10
+key = ["service", "operation", "outcome"]
+adjust_every = "5s"
+"#;
 
 pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     let cluster = MockCluster::new(1).map_err(DemoError::Cluster)?;
@@ -139,6 +165,13 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
 fn print_summary(handles: &crate::pipeline::Handles, progress: &GenerateProgress, faults: bool) {
     let t = &handles.telemetry;
     let received = t.spans_received.with_label_values(&["otlp_proto"]).get();
+    let decided = |decision: &str| -> u64 {
+        ["keep-faults", "keep-slow", "drop-health-checks", "dynamic", crate::sampling::NO_MATCH]
+            .iter()
+            .map(|rule| t.traces_decided.with_label_values(&[decision, rule]).get())
+            .sum()
+    };
+    let (kept, dropped) = (decided("kept"), decided("dropped"));
     println!(
         "generated {} traces / {} spans (faults {}) | received {} spans | buffered {} traces | forwarded {} traces / {} spans",
         progress.traces.load(Ordering::Relaxed),
@@ -149,6 +182,13 @@ fn print_summary(handles: &crate::pipeline::Handles, progress: &GenerateProgress
         t.traces_forwarded.get(),
         t.spans_forwarded.get(),
     );
+    if kept + dropped > 0 {
+        println!(
+            "  tail sampling: kept {kept} of {} traces ({:.1}%): every fault and slow trace, no health check, the rest by dynamic sampling",
+            kept + dropped,
+            100.0 * kept as f64 / (kept + dropped) as f64
+        );
+    }
     let now = handles.clock.now();
     let mut store = handles.signals.lock().expect("signal store lock");
     let rows = crate::signals::exposition::service_summaries(&mut store, now);

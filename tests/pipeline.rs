@@ -491,3 +491,94 @@ fn bad_input_is_dead_lettered_or_counted_and_never_stalls_a_partition() {
     wait_for("the partition committed to its end", || harness.committed_to_end());
     pipeline.stop().unwrap();
 }
+
+#[test]
+fn sampling_rules_keep_faults_and_slow_traces_drop_health_checks_and_rate_the_rest() {
+    use tracewarden::sampling::{randomness, threshold_for};
+    let mut harness = Harness::new("sampling");
+    harness.config.sampling = toml::from_str(
+        r#"
+        [[rules]]
+        name = "faults"
+        when = { outcome = "fault" }
+        keep = "all"
+        [[rules]]
+        name = "slow"
+        when = { min_duration = "1s" }
+        keep = "all"
+        [[rules]]
+        name = "health-checks"
+        when = { attribute = { key = "user_agent.original", matches = "ELB-HealthChecker*" } }
+        keep = "none"
+        [[rules]]
+        name = "default"
+        keep = "rate"
+        rate = 0.25
+        "#,
+    )
+    .unwrap();
+    let pipeline = harness.start();
+    let kind = |t: u8| t % 10;
+    let mut messages = Vec::new();
+    for t in 1..=250u8 {
+        let span = SpanSpec::new("shop", t, 1, None, SERVER, "GET");
+        let span = match kind(t) {
+            0 => span.http("GET", "/buy", 500),
+            1 => span.http("GET", "/buy", 200).micros(1_500_000),
+            2 => span.http("GET", "/health", 200).attr("user_agent.original", AttrSpec::Str("ELB-HealthChecker/2.0")),
+            _ => span.http("GET", "/buy", 200),
+        };
+        messages.push((key(t), encode(&[span])));
+    }
+    harness.produce_all(&messages);
+    wait_for("all received", || {
+        metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]) == Some(250.0)
+    });
+    harness.advance(Duration::from_secs(6));
+    let decided = |decision: &str, rule: &str| {
+        metric(&pipeline, "tracewarden_traces_decided_total", &[("decision", decision), ("rule", rule)]).unwrap_or(0.0)
+    };
+    wait_for("all decided", || {
+        decided("kept", "faults")
+            + decided("kept", "slow")
+            + decided("dropped", "health-checks")
+            + decided("kept", "default")
+            + decided("dropped", "default")
+            == 250.0
+    });
+    let rated: Vec<u8> = (1..=250u8).filter(|t| kind(*t) > 2).collect();
+    let rate_kept: BTreeSet<String> =
+        rated.iter().filter(|t| randomness(&[**t; 16]) >= threshold_for(0.25)).map(|t| key(*t)).collect();
+    assert_eq!(decided("kept", "faults"), 25.0);
+    assert_eq!(decided("kept", "slow"), 25.0);
+    assert_eq!(decided("dropped", "health-checks"), 25.0);
+    assert_eq!(decided("kept", "default"), rate_kept.len() as f64);
+    assert_eq!(decided("dropped", "default"), (rated.len() - rate_kept.len()) as f64);
+
+    let expected: BTreeSet<String> =
+        (1..=250u8).filter(|t| kind(*t) <= 1).map(key).chain(rate_kept.iter().cloned()).collect();
+    let output = harness.read_all("sampled_spans", expected.len());
+    let keys: BTreeSet<String> = output.iter().map(|r| String::from_utf8(r.key.clone().unwrap()).unwrap()).collect();
+    assert_eq!(keys, expected, "every fault and slow trace, no health check, the rate's share of the rest");
+    for record in &output {
+        let data = TracesData::decode(&record.payload[..]).unwrap();
+        let span = &data.resource_spans[0].scope_spans[0].spans[0];
+        let attr =
+            |k: &str| span.attributes.iter().find(|a| a.key == k).and_then(|a| a.value.clone()).and_then(|v| v.value);
+        let Some(any_value::Value::StringValue(rule)) = attr("sampling.rule") else { panic!("no sampling.rule") };
+        let Some(any_value::Value::DoubleValue(sample_rate)) = attr("sampling.sample_rate") else { panic!("no rate") };
+        if rule == "default" {
+            assert_eq!(sample_rate, 4.0);
+            assert_eq!(span.trace_state, "ot=th:c", "the OpenTelemetry threshold of p = 0.25");
+        } else {
+            assert_eq!(sample_rate, 1.0);
+            assert!(span.trace_state.is_empty());
+        }
+    }
+    // Sampling never changes metrics: all 250 requests are counted, dropped ones included.
+    let buy = metric(&pipeline, "tracewarden_requests_total", &labels("shop", "GET /buy")).unwrap();
+    let health = metric(&pipeline, "tracewarden_requests_total", &labels("shop", "GET /health")).unwrap();
+    assert_eq!(buy + health, 250.0);
+    wait_for("offsets committed, dropped traces included", || harness.committed_to_end());
+    pipeline.stop().unwrap();
+}
