@@ -13,6 +13,23 @@ fn check_config_accepts_the_example_and_names_bad_keys() {
     assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
     assert!(String::from_utf8_lossy(&ok.stdout).contains("valid"));
 
+    let path = std::env::temp_dir().join(format!("tw-warn-{}.toml", std::process::id()));
+    std::fs::write(&path, "[[sampling.rules]]\nname = \"faults\"\nwhen = { outcome = \"fault\" }\nkeep = \"all\"\n")
+        .unwrap();
+    let warned = Command::new(BIN).arg("check-config").arg(&path).output().unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(warned.status.code(), Some(0), "a warning is not an error");
+    assert!(String::from_utf8_lossy(&warned.stdout).contains("warning: sampling.rules: no catch-all rule"));
+
+    let path = std::env::temp_dir().join(format!("tw-rule-{}.toml", std::process::id()));
+    std::fs::write(&path, "[[sampling.rules]]\nname = \"r\"\nkeep = \"rate\"\nrate = 2\n").unwrap();
+    let bad_rule = Command::new(BIN).arg("check-config").arg(&path).output().unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(bad_rule.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad_rule.stderr).contains(r#"sampling.rules[0] ("r").rate: 2 is not a probability"#)
+    );
+
     let path = std::env::temp_dir().join(format!("tw-bad-{}.toml", std::process::id()));
     std::fs::write(&path, "[window]\ndecision_wait = \"soon\"\n[metrics]\nmax_series = 0\n").unwrap();
     let bad = Command::new(BIN).arg("check-config").arg(&path).output().unwrap();

@@ -424,6 +424,18 @@ mod tests {
     }
 
     #[test]
+    fn probabilistic_decisions_set_the_tracestate_threshold() {
+        let decision =
+            Decision { threshold: Some(crate::sampling::threshold_for(0.25)), ..Decision::keep(Arc::from("r"), 4.0) };
+        let json = annotate_otlp_json(r#"{"traceState":"vendor=1","name":"x"}"#, &decision);
+        assert!(json.starts_with(r#"{"traceState":"ot=th:c,vendor=1","name":"x","attributes":["#), "{json}");
+        let specs = [SpanSpec::new("api", 1, 1, None, SERVER, "op")];
+        let parts = encode_trace(&spans(&specs), &decision, 1_000_000);
+        let data = TracesData::decode(&parts[0].payload[..]).unwrap();
+        assert_eq!(data.resource_spans[0].scope_spans[0].spans[0].trace_state, "ot=th:c");
+    }
+
+    #[test]
     fn large_traces_are_split_under_the_message_limit() {
         let specs: Vec<SpanSpec> = (1..=200u8).map(|i| SpanSpec::new("api", 1, i, Some(0), SERVER, "op")).collect();
         let spans = spans(&specs);
