@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod sampling;
 pub mod signals;
 pub mod sink;
+pub mod slo;
 pub mod source;
 pub mod telemetry;
 #[doc(hidden)]

@@ -1,0 +1,280 @@
+//! Budget arithmetic (slo.md "Budget arithmetic" and "Burn-rate alerts").
+//!
+//! T = goal, W = window, N = requests in W, B = bad requests in W; for period budgeting, periods
+//! of length s, K = W/s, b = bad periods. Invariants:
+//! - counts live in event-time buckets of [`BUCKET_SECONDS`]; a query covers whole buckets;
+//! - a period with no requests is good; requests inside an exclusion are never counted and periods
+//!   inside one are good (the caller filters requests with [`Exclusions::contains`]);
+//! - calendar windows start at the UTC start of the day, ISO week (Monday) or month, and their
+//!   length W is the whole calendar unit (real month lengths).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Datelike, Duration as ChronoDuration, NaiveDate, TimeZone, Utc};
+
+/// Width of an event-time bucket.
+pub const BUCKET_SECONDS: i64 = 60;
+
+/// Unix seconds.
+pub type Seconds = i64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Calendar {
+    Day,
+    Week,
+    Month,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Window {
+    Rolling(Duration),
+    Calendar(Calendar),
+}
+
+impl Window {
+    /// The window containing `now`: (start, length W). Rolling windows end now.
+    pub fn bounds(&self, now: Seconds) -> (Seconds, Seconds) {
+        match self {
+            Window::Rolling(w) => (now - w.as_secs() as i64, w.as_secs() as i64),
+            Window::Calendar(unit) => {
+                let at = Utc.timestamp_opt(now, 0).single().unwrap_or_default();
+                let day = at.date_naive();
+                let start = match unit {
+                    Calendar::Day => day,
+                    Calendar::Week => day - ChronoDuration::days(day.weekday().num_days_from_monday() as i64),
+                    Calendar::Month => NaiveDate::from_ymd_opt(day.year(), day.month(), 1).unwrap_or(day),
+                };
+                let end = match unit {
+                    Calendar::Day => start + ChronoDuration::days(1),
+                    Calendar::Week => start + ChronoDuration::days(7),
+                    Calendar::Month => start.checked_add_months(chrono::Months::new(1)).unwrap_or(start),
+                };
+                let secs =
+                    |d: NaiveDate| -> Seconds { d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp()).unwrap_or(0) };
+                (secs(start), secs(end) - secs(start))
+            }
+        }
+    }
+}
+
+/// How the budget is counted.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Budgeting {
+    /// Occurrences: the budget is (1 − T)·N requests.
+    Requests,
+    /// Timeslices of `period` seconds: the budget is (1 − T)·W seconds.
+    Periods { period: Seconds },
+}
+
+/// Fixed exclusion windows: [start, start + duration).
+#[derive(Clone, Debug, Default)]
+pub struct Exclusions(pub Vec<(Seconds, Seconds)>);
+
+impl Exclusions {
+    pub fn contains(&self, at: Seconds) -> bool {
+        self.0.iter().any(|&(start, duration)| at >= start && at < start + duration)
+    }
+}
+
+/// Good and total requests per bucket, for one SLO.
+#[derive(Clone, Debug, Default)]
+pub struct Series {
+    buckets: BTreeMap<Seconds, (u64, u64)>,
+}
+
+impl Series {
+    pub fn add(&mut self, at: Seconds, good: u64, total: u64) {
+        let entry = self.buckets.entry(at.div_euclid(BUCKET_SECONDS) * BUCKET_SECONDS).or_default();
+        entry.0 += good;
+        entry.1 += total;
+    }
+
+    /// (good, total) of the buckets starting in [from, to).
+    pub fn sum(&self, from: Seconds, to: Seconds) -> (u64, u64) {
+        self.buckets.range(from..to).fold((0, 0), |(g, t), (_, (bg, bt))| (g + bg, t + bt))
+    }
+
+    /// Forgets buckets before `before`.
+    pub fn prune(&mut self, before: Seconds) {
+        self.buckets = self.buckets.split_off(&before);
+    }
+
+    /// Bad periods of length `period` in [from, to): a period is bad when its share of good
+    /// requests falls under `goal`; one with no requests, or inside an exclusion, is good.
+    pub fn bad_periods(&self, from: Seconds, to: Seconds, period: Seconds, goal: f64, exclusions: &Exclusions) -> u64 {
+        let mut bad = 0;
+        let mut start = from.div_euclid(period) * period;
+        while start < to {
+            let (good, total) = self.sum(start.max(from), (start + period).min(to));
+            if total > 0 && !exclusions.contains(start) && (good as f64) < goal * total as f64 {
+                bad += 1;
+            }
+            start += period;
+        }
+        bad
+    }
+}
+
+/// The objective of one SLO.
+#[derive(Clone, Debug)]
+pub struct Objective {
+    pub goal: f64,
+    pub window: Window,
+    pub budgeting: Budgeting,
+    pub warning_threshold: f64,
+    pub exclusions: Exclusions,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    Warning,
+    Breached,
+    InsufficientData,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "OK",
+            Status::Warning => "WARNING",
+            Status::Breached => "BREACHED",
+            Status::InsufficientData => "INSUFFICIENT_DATA",
+        }
+    }
+}
+
+/// The budget of an SLO at one moment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Budget {
+    /// 1 − B/N, or good periods / periods elapsed; `None` without requests.
+    pub attainment: Option<f64>,
+    /// Requests, or seconds.
+    pub total: f64,
+    pub remaining: f64,
+    pub remaining_ratio: f64,
+    pub status: Status,
+    pub requests: u64,
+}
+
+impl Objective {
+    fn allowed(&self) -> f64 {
+        1.0 - self.goal
+    }
+
+    /// The budget at `now` (slo.md's table).
+    pub fn budget(&self, series: &Series, now: Seconds) -> Budget {
+        let (start, length) = self.window.bounds(now);
+        let (good, total) = series.sum(start, now + 1);
+        let (attainment, budget_total, remaining, ratio) = match self.budgeting {
+            Budgeting::Requests => {
+                let bad = (total - good) as f64;
+                let n = total as f64;
+                let budget_total = self.allowed() * n;
+                let attainment = (total > 0).then(|| 1.0 - bad / n);
+                let ratio = if total > 0 { 1.0 - (bad / n) / self.allowed() } else { 1.0 };
+                (attainment, budget_total, budget_total - bad, ratio)
+            }
+            Budgeting::Periods { period } => {
+                let k = length as f64 / period as f64;
+                let elapsed = ((now - start) as f64 / period as f64).ceil().max(1.0);
+                let bad = series.bad_periods(start, now + 1, period, self.goal, &self.exclusions) as f64;
+                let budget_total = self.allowed() * length as f64;
+                let attainment = (total > 0).then(|| (elapsed - bad) / elapsed);
+                let ratio = 1.0 - bad / (self.allowed() * k);
+                (attainment, budget_total, budget_total - bad * period as f64, ratio)
+            }
+        };
+        // 1 − T is inexact in binary (1 − 0.999 ≠ 0.001): a budget spent to within a billionth
+        // of itself is spent.
+        let spent = remaining <= 1e-9 * budget_total.abs().max(1.0);
+        let status = if total == 0 {
+            Status::InsufficientData
+        } else if spent {
+            Status::Breached
+        } else if ratio < self.warning_threshold {
+            Status::Warning
+        } else {
+            Status::Ok
+        };
+        Budget { attainment, total: budget_total, remaining, remaining_ratio: ratio, status, requests: total }
+    }
+
+    /// Burn rate over the last `w` seconds: the bad share over the allowed share.
+    pub fn burn_rate(&self, series: &Series, now: Seconds, w: Seconds) -> BurnRate {
+        let from = now + 1 - w;
+        let (good, total) = series.sum(from, now + 1);
+        let rate = match self.budgeting {
+            Budgeting::Requests if total > 0 => ((total - good) as f64 / total as f64) / self.allowed(),
+            Budgeting::Periods { period } => {
+                let bad = series.bad_periods(from, now + 1, period, self.goal, &self.exclusions) as f64;
+                (bad / (w as f64 / period as f64)) / self.allowed()
+            }
+            _ => 0.0,
+        };
+        BurnRate { rate, bad: total - good, total }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BurnRate {
+    pub rate: f64,
+    pub bad: u64,
+    pub total: u64,
+}
+
+/// A multi-window, multi-burn-rate alert tier (SRE Workbook, table 5-8).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tier {
+    pub name: String,
+    pub severity: String,
+    /// Long window (seconds); the short one is long / 12.
+    pub long: Seconds,
+    /// The share of the budget this tier lets burn within its long window.
+    pub share: f64,
+}
+
+impl Tier {
+    /// The workbook's three tiers: page-fast (1 h, 2 %), page-slow (6 h, 5 %), ticket (3 d, 10 %).
+    pub fn defaults() -> Vec<Tier> {
+        let tier = |name: &str, severity: &str, long: Seconds, share: f64| Tier {
+            name: name.into(),
+            severity: severity.into(),
+            long,
+            share,
+        };
+        vec![
+            tier("page-fast", "page", 3600, 0.02),
+            tier("page-slow", "page", 6 * 3600, 0.05),
+            tier("ticket", "ticket", 3 * 86_400, 0.10),
+        ]
+    }
+
+    pub fn short(&self) -> Seconds {
+        self.long / 12
+    }
+
+    /// threshold = share × W / long: 14.4 for page-fast with W = 30 d.
+    pub fn threshold(&self, window_length: Seconds) -> f64 {
+        self.share * window_length as f64 / self.long as f64
+    }
+
+    /// Whether the tier fires at `now`: both windows burn above the threshold, and the long
+    /// window holds at least `min_requests` requests.
+    pub fn firing(&self, objective: &Objective, series: &Series, now: Seconds, min_requests: u64) -> bool {
+        let (_, length) = objective.window.bounds(now);
+        let threshold = self.threshold(length);
+        let long = objective.burn_rate(series, now, self.long);
+        let short = objective.burn_rate(series, now, self.short());
+        long.total >= min_requests && long.rate > threshold && short.rate > threshold
+    }
+}
+
+/// Parses an RFC 3339 time (for exclusion starts).
+pub fn parse_time(text: &str) -> Option<Seconds> {
+    DateTime::parse_from_rfc3339(text).ok().map(|t| t.timestamp())
+}
+
+#[cfg(test)]
+mod tests;
