@@ -382,3 +382,41 @@ fn a_backlog_far_larger_than_the_window_keeps_memory_bounded() {
     assert!(early > 0.0, "window.max_buffered_spans decides the oldest traces early");
     instance.terminate();
 }
+
+#[test]
+fn bad_input_on_a_real_broker_is_dead_lettered_and_never_stalls() {
+    let Some(broker) = broker("badinput") else { return };
+    broker.create_topic(&broker.topic("in"), 1);
+    broker.create_topic(&broker.topic("out"), 1);
+    broker.create_topic(&broker.topic("dlq"), 1);
+    let mut instance = Instance::spawn(&broker, "instance", &[]);
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        ClientConfig::new().set("bootstrap.servers", &broker.brokers).create().unwrap();
+    let mut clinic = PetClinic::new(3, TrafficProfile::default());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let good = clinic.trace(now, Encoding::OtlpProto);
+    let garbage: Vec<Vec<u8>> = vec![
+        b"\x0a\xff\xff\xff\x0f".to_vec(),
+        b"{\"resourceSpans\": [".to_vec(),
+        b"[\"not a span\"]".to_vec(),
+        Vec::new(),
+    ];
+    let topic = broker.topic("in");
+    for payload in &garbage {
+        producer.send(BaseRecord::to(&topic).key("bad").payload(&payload[..])).unwrap();
+    }
+    let key = hex::encode(good.trace_id);
+    for payload in good.messages.iter().rev() {
+        producer.send(BaseRecord::to(&topic).key(&key).payload(&payload[..])).unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let sent = BTreeMap::from([(key, good.spans)]);
+    assert_eq!(check_output(&broker, &sent), 0, "the good trace behind the garbage gets through");
+    let dead = broker.read_until(&broker.topic("dlq"), &BTreeSet::from(["bad".to_string()]), Duration::from_secs(30));
+    assert_eq!(dead.len(), garbage.len(), "every bad message dead-lettered, unchanged");
+    for (_, payload) in &dead {
+        assert!(garbage.contains(payload));
+    }
+    assert_eq!(instance.metric("tracewarden_messages_dead_lettered_total"), garbage.len() as f64);
+    instance.terminate();
+}
