@@ -67,13 +67,23 @@ pub enum Budgeting {
     Periods { period: Seconds },
 }
 
-/// Fixed exclusion windows: [start, start + duration).
+/// Exclusion windows: fixed ones, [start, start + duration), and recurring ones that open at
+/// every occurrence of a cron schedule (UTC) for a duration.
 #[derive(Clone, Debug, Default)]
-pub struct Exclusions(pub Vec<(Seconds, Seconds)>);
+pub struct Exclusions {
+    pub fixed: Vec<(Seconds, Seconds)>,
+    pub recurring: Vec<(croner::Cron, Seconds)>,
+}
 
 impl Exclusions {
     pub fn contains(&self, at: Seconds) -> bool {
-        self.0.iter().any(|&(start, duration)| at >= start && at < start + duration)
+        if self.fixed.iter().any(|&(start, duration)| at >= start && at < start + duration) {
+            return true;
+        }
+        let Some(time) = Utc.timestamp_opt(at, 0).single() else { return false };
+        self.recurring.iter().any(|(cron, duration)| {
+            cron.find_previous_occurrence(&time, true).is_ok_and(|opened| at < opened.timestamp() + duration)
+        })
     }
 }
 

@@ -7,3 +7,4 @@
 //! alert messages, the state and aggregates topics and the gauges build on it.
 
 pub mod budget;
+pub mod config;

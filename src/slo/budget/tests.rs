@@ -91,7 +91,7 @@ fn excluded_periods_are_good() {
     series.add(start + 120, 0, 10);
     let now = start + 3600;
     assert!((slo.budget(&series, now).remaining - (864.0 - 60.0)).abs() < 1e-6);
-    slo.exclusions = Exclusions(vec![(start, 2 * DAY)]);
+    slo.exclusions = Exclusions { fixed: vec![(start, 2 * DAY)], recurring: Vec::new() };
     assert!(slo.exclusions.contains(start + 120) && !slo.exclusions.contains(start + 2 * DAY));
     assert!((slo.budget(&series, now).remaining - 864.0).abs() < 1e-6, "a period inside an exclusion is good");
 }
@@ -144,4 +144,17 @@ fn low_traffic_keeps_alerts_quiet() {
     let page_fast = &Tier::defaults()[0];
     assert!(!page_fast.firing(&slo, &series, now, 10), "3 requests in the long window: under min_requests");
     assert!(page_fast.firing(&slo, &series, now, 1));
+}
+
+#[test]
+fn recurring_exclusions_follow_their_cron_schedule() {
+    use std::str::FromStr as _;
+    // Every Sunday at 02:00 UTC, for two hours.
+    let sunday = croner::Cron::from_str("0 2 * * SUN").unwrap();
+    let exclusions = Exclusions { fixed: Vec::new(), recurring: vec![(sunday, 7200)] };
+    assert!(exclusions.contains(at("2026-11-22T02:00:00Z")), "opens at the occurrence");
+    assert!(exclusions.contains(at("2026-11-22T03:59:59Z")));
+    assert!(!exclusions.contains(at("2026-11-22T04:00:00Z")), "closes after its duration");
+    assert!(!exclusions.contains(at("2026-11-22T01:59:59Z")));
+    assert!(!exclusions.contains(at("2026-11-23T02:30:00Z")), "a Monday");
 }

@@ -1,0 +1,339 @@
+//! One `[[slo]]` definition (slo.md "Definition") and its validation.
+
+use std::str::FromStr as _;
+
+use serde::Deserialize;
+
+use super::budget::{parse_time, Budgeting, Calendar, Exclusions, Objective, Tier, Window};
+use crate::config::{HumanDuration, Problem};
+use crate::matcher::Wildcard;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SloConfig {
+    /// Unique; the identity of the SLO and of its alerts. Required.
+    pub name: String,
+    /// The service (wildcards `*`, `?`). Required.
+    pub service: String,
+    /// The operation (wildcards); absent = every operation of the service.
+    pub operation: Option<String>,
+    /// The environment (wildcards). Default `*`.
+    pub environment: Option<String>,
+    /// `availability` (good = not fault) | `latency` | `success` (good = neither fault nor error).
+    pub sli: SliKind,
+    /// Attainment goal, 0 < goal < 1.
+    pub goal: f64,
+    /// Rolling window, such as `30d`; or `calendar`.
+    pub window: Option<HumanDuration>,
+    /// Calendar window: `day` | `week` | `month` (UTC, real month lengths).
+    pub calendar: Option<CalendarName>,
+    /// `requests` (default) | `periods`.
+    #[serde(default)]
+    pub budgeting: BudgetingKind,
+    /// `budgeting = "periods"` only: the period length, such as `1m`.
+    pub period: Option<HumanDuration>,
+    /// `sli = "latency"` only: a request (or period statistic) is good at or under this.
+    pub threshold: Option<HumanDuration>,
+    /// `sli = "latency"` with `budgeting = "periods"`: `p50` | `p90` | `p99` | `p99.9` | `avg`.
+    pub statistic: Option<String>,
+    /// Status WARNING when the remaining budget ratio falls under this. Default 0.5; 0–1.
+    pub warning_threshold: Option<f64>,
+    /// Burn-rate alerts stay quiet while the long window holds fewer requests. Default 10.
+    pub min_requests: Option<u64>,
+    /// Windows in which requests are not counted (periods in them are good).
+    #[serde(default)]
+    pub exclusions: Vec<ExclusionConfig>,
+    /// Burn-rate tiers; default the SRE Workbook's page-fast, page-slow, ticket.
+    #[serde(default)]
+    pub alerts: Vec<TierConfig>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SliKind {
+    Availability,
+    Latency,
+    Success,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CalendarName {
+    Day,
+    Week,
+    Month,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetingKind {
+    #[default]
+    Requests,
+    Periods,
+}
+
+/// `{ start = "2026-12-24T00:00:00Z", duration = "48h" }` or `{ cron = "0 2 * * SUN", duration = "2h" }`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExclusionConfig {
+    /// RFC 3339 start of a one-off window.
+    pub start: Option<String>,
+    /// Five-field cron schedule (UTC) of a recurring window.
+    pub cron: Option<String>,
+    /// How long each window lasts.
+    pub duration: HumanDuration,
+}
+
+/// `[[slo.alerts]]`: one burn-rate tier.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierConfig {
+    /// The tier's name (label `tier`).
+    pub tier: String,
+    /// Long window; the short one is long / 12.
+    pub long: HumanDuration,
+    /// Share of the budget the tier lets burn in its long window, 0–1.
+    pub share: f64,
+    /// Label `severity`, such as `page` or `ticket`.
+    pub severity: String,
+}
+
+const STATISTICS: [&str; 5] = ["p50", "p90", "p99", "p99.9", "avg"];
+
+impl SloConfig {
+    /// Every problem, each naming the SLO and the key.
+    pub fn validate(&self, index: usize) -> Vec<Problem> {
+        let at = format!("slo[{index}] ({:?})", self.name);
+        let mut problems = Vec::new();
+        let mut problem = |key: &str, message: String| problems.push(Problem { key: format!("{at}.{key}"), message });
+        if self.name.trim().is_empty() {
+            problem("name", "is required".into());
+        }
+        if self.service.trim().is_empty() {
+            problem("service", "is required".into());
+        }
+        if !(self.goal > 0.0 && self.goal < 1.0) {
+            problem("goal", format!("{} must be between 0 and 1 (exclusive), such as 0.999", self.goal));
+        }
+        match (self.window, self.calendar) {
+            (Some(_), Some(_)) => problem("window", "give either window or calendar, not both".into()),
+            (None, None) => problem("window", "is required (a rolling window such as \"30d\", or calendar)".into()),
+            (Some(w), None) if w.0.as_secs() < 3600 => problem("window", format!("{w} is too short: at least 1h")),
+            _ => {}
+        }
+        match (self.budgeting, self.period) {
+            (BudgetingKind::Periods, None) => problem("period", "is required with budgeting = \"periods\"".into()),
+            (BudgetingKind::Requests, Some(_)) => problem("period", "applies to budgeting = \"periods\" only".into()),
+            (BudgetingKind::Periods, Some(p)) => {
+                if p.0.as_secs() < 60 || p.0.as_secs() % 60 != 0 {
+                    problem("period", format!("{p} must be whole minutes, at least 1m"));
+                }
+                if self.window.is_some_and(|w| p >= w) {
+                    problem("period", format!("{p} must be shorter than the window"));
+                }
+            }
+            (BudgetingKind::Requests, None) => {}
+        }
+        match (self.sli, self.threshold) {
+            (SliKind::Latency, None) => problem("threshold", "is required with sli = \"latency\"".into()),
+            (SliKind::Availability | SliKind::Success, Some(_)) => {
+                problem("threshold", "applies to sli = \"latency\" only".into())
+            }
+            _ => {}
+        }
+        let latency_periods = self.sli == SliKind::Latency && self.budgeting == BudgetingKind::Periods;
+        match (&self.statistic, latency_periods) {
+            (None, true) => {
+                problem("statistic", "is required with sli = \"latency\" and budgeting = \"periods\"".into())
+            }
+            (Some(_), false) => {
+                problem("statistic", "applies to sli = \"latency\" with budgeting = \"periods\" only".into())
+            }
+            (Some(s), true) if !STATISTICS.contains(&s.as_str()) => {
+                problem("statistic", format!("{s:?} is not one of {}", STATISTICS.join(", ")))
+            }
+            _ => {}
+        }
+        if let Some(w) = self.warning_threshold {
+            if !(0.0..=1.0).contains(&w) {
+                problem("warning_threshold", format!("{w} must be between 0 and 1"));
+            }
+        }
+        for (i, exclusion) in self.exclusions.iter().enumerate() {
+            let key = format!("exclusions[{i}]");
+            match (&exclusion.start, &exclusion.cron) {
+                (Some(start), None) if parse_time(start).is_none() => problem(
+                    &format!("{key}.start"),
+                    format!("{start:?} is not an RFC 3339 time such as \"2026-12-24T00:00:00Z\""),
+                ),
+                (None, Some(cron)) => {
+                    if let Err(e) = croner::Cron::from_str(cron) {
+                        problem(&format!("{key}.cron"), format!("{cron:?} is not a cron schedule: {e}"));
+                    }
+                }
+                (Some(_), Some(_)) | (None, None) => problem(&key, "needs exactly one of start and cron".into()),
+                _ => {}
+            }
+            if exclusion.duration.0.is_zero() {
+                problem(&format!("{key}.duration"), "must be greater than zero".into());
+            }
+        }
+        let mut tiers = std::collections::HashSet::new();
+        for (i, tier) in self.alerts.iter().enumerate() {
+            let key = format!("alerts[{i}]");
+            if !tiers.insert(tier.tier.clone()) || tier.tier.trim().is_empty() {
+                problem(&format!("{key}.tier"), format!("{:?} is empty or used twice", tier.tier));
+            }
+            if !(tier.share > 0.0 && tier.share <= 1.0) {
+                problem(&format!("{key}.share"), format!("{} must be in (0, 1]", tier.share));
+            }
+            if tier.long.0.as_secs() < 12 * 60 {
+                problem(
+                    &format!("{key}.long"),
+                    format!("{} is too short: at least 12m (the short window is long/12)", tier.long),
+                );
+            }
+            if tier.severity.trim().is_empty() {
+                problem(&format!("{key}.severity"), "is required".into());
+            }
+        }
+        problems
+    }
+
+    /// The budget arithmetic of a validated definition.
+    pub fn objective(&self) -> Objective {
+        let window = match (self.window, self.calendar) {
+            (Some(w), _) => Window::Rolling(w.0),
+            (None, Some(CalendarName::Day)) => Window::Calendar(Calendar::Day),
+            (None, Some(CalendarName::Week)) => Window::Calendar(Calendar::Week),
+            (None, Some(CalendarName::Month)) | (None, None) => Window::Calendar(Calendar::Month),
+        };
+        let budgeting = match (self.budgeting, self.period) {
+            (BudgetingKind::Periods, Some(p)) => Budgeting::Periods { period: p.0.as_secs() as i64 },
+            _ => Budgeting::Requests,
+        };
+        let mut exclusions = Exclusions::default();
+        for e in &self.exclusions {
+            let duration = e.duration.0.as_secs() as i64;
+            if let Some(start) = e.start.as_deref().and_then(parse_time) {
+                exclusions.fixed.push((start, duration));
+            } else if let Some(cron) = e.cron.as_deref().and_then(|c| croner::Cron::from_str(c).ok()) {
+                exclusions.recurring.push((cron, duration));
+            }
+        }
+        Objective {
+            goal: self.goal,
+            window,
+            budgeting,
+            warning_threshold: self.warning_threshold.unwrap_or(0.5),
+            exclusions,
+        }
+    }
+
+    /// The burn-rate tiers: configured, else the SRE Workbook's.
+    pub fn tiers(&self) -> Vec<Tier> {
+        if self.alerts.is_empty() {
+            return Tier::defaults();
+        }
+        self.alerts
+            .iter()
+            .map(|t| Tier {
+                name: t.tier.clone(),
+                severity: t.severity.clone(),
+                long: t.long.0.as_secs() as i64,
+                share: t.share,
+            })
+            .collect()
+    }
+
+    /// Whether a request of this service, operation and environment counts for the SLO.
+    pub fn selects(&self, service: &str, operation: &str, environment: &str) -> bool {
+        Wildcard::new(&self.service).matches(service)
+            && self.operation.as_deref().is_none_or(|o| Wildcard::new(o).matches(operation))
+            && self.environment.as_deref().is_none_or(|e| Wildcard::new(e).matches(environment))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(toml_text: &str) -> Vec<String> {
+        let slo: SloConfig = toml::from_str(toml_text).unwrap();
+        slo.validate(0).iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn the_spec_example_is_valid() {
+        let slo: SloConfig = toml::from_str(
+            r#"
+            name = "checkout-availability"
+            service = "checkout"
+            operation = "POST /pay"
+            environment = "*"
+            sli = "availability"
+            goal = 0.999
+            window = "30d"
+            budgeting = "requests"
+            warning_threshold = 0.5
+            min_requests = 10
+            exclusions = [{ start = "2026-12-24T00:00:00Z", duration = "48h" }, { cron = "0 2 * * SUN", duration = "2h" }]
+            "#,
+        )
+        .unwrap();
+        assert!(slo.validate(0).is_empty(), "{:?}", slo.validate(0));
+        let objective = slo.objective();
+        assert_eq!(objective.window, Window::Rolling(std::time::Duration::from_secs(30 * 86_400)));
+        assert_eq!((objective.exclusions.fixed.len(), objective.exclusions.recurring.len()), (1, 1));
+        assert_eq!(slo.tiers().len(), 3);
+        assert!(slo.selects("Checkout", "post /pay", "prod") && !slo.selects("checkout", "GET /cart", "prod"));
+    }
+
+    #[test]
+    fn every_rule_of_the_definition_is_checked() {
+        let p = problems(
+            r#"
+            name = "x"
+            service = "s"
+            sli = "latency"
+            goal = 1.5
+            window = "30d"
+            calendar = "month"
+            budgeting = "periods"
+            statistic = "p42"
+            warning_threshold = 2
+            exclusions = [{ cron = "every sunday", duration = "2h" }, { start = "tomorrow", duration = "0s" }, { duration = "1h" }]
+            alerts = [{ tier = "a", long = "5m", share = 0, severity = "" }, { tier = "a", long = "1h", share = 0.1, severity = "page" }]
+            "#,
+        );
+        for expected in [
+            r#"slo[0] ("x").goal"#,
+            r#"slo[0] ("x").window: give either window or calendar"#,
+            r#"slo[0] ("x").period: is required"#,
+            r#"slo[0] ("x").threshold: is required"#,
+            r#"slo[0] ("x").statistic: "p42" is not one of"#,
+            r#"slo[0] ("x").warning_threshold"#,
+            r#"slo[0] ("x").exclusions[0].cron"#,
+            r#"slo[0] ("x").exclusions[1].start"#,
+            r#"slo[0] ("x").exclusions[1].duration"#,
+            r#"slo[0] ("x").exclusions[2]: needs exactly one of start and cron"#,
+            r#"slo[0] ("x").alerts[0].share"#,
+            r#"slo[0] ("x").alerts[0].long"#,
+            r#"slo[0] ("x").alerts[0].severity"#,
+            r#"slo[0] ("x").alerts[1].tier"#,
+        ] {
+            assert!(p.iter().any(|line| line.starts_with(expected)), "missing {expected}: {p:#?}");
+        }
+        assert!(problems("name = \"y\"\nservice = \"s\"\nsli = \"success\"\ngoal = 0.99\n")
+            .iter()
+            .any(|l| l.contains("window: is required")));
+        assert!(toml::from_str::<SloConfig>(
+            "name = \"y\"\nservice = \"s\"\nsli = \"speed\"\ngoal = 0.9\nwindow = \"1d\""
+        )
+        .is_err());
+        assert!(toml::from_str::<SloConfig>(
+            "name = \"y\"\nservice = \"s\"\nsli = \"success\"\ngoal = 0.9\nwindow = \"1d\"\ncolour = 1"
+        )
+        .is_err());
+    }
+}
