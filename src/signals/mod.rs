@@ -49,7 +49,7 @@ pub struct ExcludeRule {
 }
 
 impl ExcludeRule {
-    fn matches(&self, span: &Span) -> bool {
+    pub(crate) fn matches(&self, span: &Span) -> bool {
         self.service.as_ref().is_none_or(|w| w.matches(span.service()))
             && self.operation.as_ref().is_none_or(|w| w.matches(&span.operation))
             && self.attribute.as_ref().is_none_or(|a| a.holds(span))

@@ -1,0 +1,103 @@
+use super::*;
+use crate::testing::{spans, SpanSpec, SERVER};
+
+fn engine(definition: &str) -> SloEngine {
+    let config: SloConfig = toml::from_str(definition).unwrap();
+    assert!(config.validate(0).is_empty(), "{:?}", config.validate(0));
+    SloEngine::new(&[config], &[])
+}
+
+/// A request of `service` ending at `at` (Unix seconds) with an HTTP status.
+fn request(template: &Span, at: Seconds) -> Span {
+    let mut span = template.clone();
+    span.end_unix_nano = at as u64 * 1_000_000_000;
+    span.start_unix_nano = span.end_unix_nano - 1_000_000;
+    span
+}
+
+const CHECKOUT: &str = r#"
+name = "checkout-availability"
+service = "checkout"
+operation = "POST /pay"
+environment = "*"
+sli = "availability"
+goal = 0.999
+window = "30d"
+"#;
+
+#[test]
+fn a_burst_fires_page_fast_once_and_resolves_it_once() {
+    let mut slos = engine(CHECKOUT);
+    let ok = spans(&[SpanSpec::new("checkout", 1, 1, None, SERVER, "x").http("POST", "/pay", 200)]).remove(0);
+    let fault = spans(&[SpanSpec::new("checkout", 2, 1, None, SERVER, "x").http("POST", "/pay", 503)]).remove(0);
+    let other = spans(&[SpanSpec::new("checkout", 3, 1, None, SERVER, "x").http("GET", "/cart", 503)]).remove(0);
+    let t0: Seconds = 1_777_593_600; // 2026-05-01T00:00:00Z
+    let mut messages = Vec::new();
+    for minute in 0..240 {
+        let now = t0 + minute * 60;
+        let bad = if (120..130).contains(&minute) { 15 } else { 0 };
+        let trace: Vec<Span> = (0..100)
+            .map(|i| request(if i < bad { &fault } else { &ok }, now + 30))
+            .chain(std::iter::once(request(&other, now + 30)))
+            .collect();
+        slos.record_trace(&trace);
+        for m in slos.evaluate(now + 59) {
+            messages.push((minute, m));
+        }
+    }
+    let page_fast: Vec<&(i64, AlertMessage)> =
+        messages.iter().filter(|(_, m)| m.labels.get("tier").map(String::as_str) == Some("page-fast")).collect();
+    assert_eq!(page_fast.len(), 2, "one firing, one resolved: {page_fast:#?}");
+    let (fired_minute, fired) = page_fast[0];
+    let (resolved_minute, resolved) = page_fast[1];
+    assert_eq!((fired.status, resolved.status), ("firing", "resolved"));
+    assert!(
+        *fired_minute - 120 <= 6 && (4..=6).contains(&(*resolved_minute - 130)),
+        "{fired_minute} {resolved_minute}"
+    );
+    assert_eq!(fired.fingerprint, resolved.fingerprint);
+    assert_eq!(fired.labels, resolved.labels);
+    assert_eq!(fired.starts_at, resolved.starts_at);
+    assert_eq!(fired.ends_at, None);
+    assert!(resolved.ends_at.is_some());
+    assert_eq!(fired.labels["alertname"], "SLOBurnRate");
+    assert_eq!(fired.labels["severity"], "page");
+    assert_eq!(fired.labels["operation"], "POST /pay");
+    assert!((fired.evaluation.windows[0].threshold - 14.4).abs() < 1e-9);
+    assert_eq!(fired.evaluation.windows[1].window, "5m");
+    assert_eq!(fired.evaluation.error_budget.unit, "requests");
+    assert!(fired.annotations["summary"].starts_with("checkout POST /pay is burning its error budget at"));
+    // The budget family: 150 bad requests against (1 − 0.999) × 24 000 = 24 allowed.
+    let budget: Vec<&AlertMessage> =
+        messages.iter().map(|(_, m)| m).filter(|m| m.labels["alertname"] == "SLOErrorBudget").collect();
+    assert!(budget.iter().any(|m| m.status == "firing" && m.labels["severity"] == "breached"), "{budget:#?}");
+    assert!(budget.iter().all(|m| !m.labels.contains_key("tier")));
+    // GET /cart faults are not this SLO's.
+    let report = &slos.reports(t0 + 240 * 60)[0];
+    assert_eq!(report.status, "BREACHED");
+    assert!((report.attainment.unwrap() - (1.0 - 150.0 / 24_000.0)).abs() < 1e-9);
+}
+
+#[test]
+fn messages_follow_the_alert_schema() {
+    let mut slos = engine(CHECKOUT);
+    let fault = spans(&[SpanSpec::new("checkout", 2, 1, None, SERVER, "x").http("POST", "/pay", 503)]).remove(0);
+    let now: Seconds = 1_777_629_720; // 2026-05-01T10:02:00Z
+    slos.record_trace(&(0..50).map(|_| request(&fault, now - 10)).collect::<Vec<_>>());
+    let messages = slos.evaluate(now);
+    let json = serde_json::to_value(&messages[0]).unwrap();
+    for key in
+        ["schemaVersion", "status", "fingerprint", "labels", "annotations", "startsAt", "endsAt", "slo", "evaluation"]
+    {
+        assert!(json.get(key).is_some(), "missing {key}: {json}");
+    }
+    assert_eq!(json["schemaVersion"], 1);
+    assert_eq!(json["startsAt"], "2026-05-01T10:02:00Z");
+    assert!(json["endsAt"].is_null());
+    assert_eq!(json["slo"], serde_json::json!({"goal": 0.999, "window": "30days", "budgeting": "requests"}));
+    for key in ["evaluatedAt", "windows", "errorBudget", "attainment", "budgetStatus"] {
+        assert!(json["evaluation"].get(key).is_some(), "missing evaluation.{key}");
+    }
+    assert_eq!(json["fingerprint"].as_str().unwrap().len(), 16);
+    assert!(slos.evaluate(now + 60).is_empty(), "no state change, no message");
+}
