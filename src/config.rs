@@ -50,6 +50,8 @@ pub struct Config {
     pub window: WindowConfig,
     pub metrics: MetricsConfig,
     pub sampling: crate::sampling::SamplingConfig,
+    /// `[[slo]]`: service level objectives (slo.md). Default none.
+    pub slo: Vec<crate::slo::config::SloConfig>,
     pub http: HttpConfig,
     pub log: LogConfig,
 }
@@ -428,6 +430,14 @@ impl Config {
             }
         }
         problems.extend(self.sampling.validate());
+        let mut slo_names = std::collections::HashSet::new();
+        for (i, slo) in self.slo.iter().enumerate() {
+            problems.extend(slo.validate(i));
+            if !slo_names.insert(slo.name.clone()) {
+                problems
+                    .push(Problem { key: format!("slo[{i}] ({:?}).name", slo.name), message: "is used twice".into() });
+            }
+        }
         let mut check = |ok: bool, key: &str, message: String| {
             if !ok {
                 problems.push(Problem { key: key.into(), message });

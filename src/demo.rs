@@ -52,8 +52,35 @@ pub fn demo_config(brokers: &str, listen: SocketAddr) -> Config {
     )
     .expect("valid exclusion rule")];
     config.sampling = toml::from_str(DEMO_SAMPLING_RULES).expect("valid demo rules");
+    #[derive(serde::Deserialize)]
+    struct Slos {
+        slo: Vec<crate::slo::config::SloConfig>,
+    }
+    config.slo = toml::from_str::<Slos>(DEMO_SLOS).expect("valid demo SLOs").slo;
     config
 }
+
+/// The demo's SLOs: the owner page's availability breaches within a minute while faults are
+/// injected (5 % of owner lookups fail against a 99 % goal); the vets list's latency suffers from
+/// the slow operation. With fault injection off, page-fast resolves about 5 minutes later.
+pub const DEMO_SLOS: &str = r#"
+[[slo]]
+name = "owners-availability"
+service = "frontend"
+operation = "GET /owners/{ownerId}"
+sli = "availability"
+goal = 0.99
+window = "1h"
+
+[[slo]]
+name = "vets-latency"
+service = "frontend"
+operation = "GET /vets"
+sli = "latency"
+threshold = "1s"
+goal = 0.95
+window = "1h"
+"#;
 
 /// The demo's tail-sampling rules: what most teams start with.
 pub const DEMO_SAMPLING_RULES: &str = r#"
@@ -85,7 +112,11 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     let brokers = cluster.bootstrap_servers();
     let config = demo_config(&brokers, options.listen);
     // The mock cluster does not serve CreateTopics: create every topic through its own API.
-    let topics = config.kafka.input_topics.iter().chain([&config.kafka.output_topic, &config.kafka.dead_letter_topic]);
+    let topics = config.kafka.input_topics.iter().chain([
+        &config.kafka.output_topic,
+        &config.kafka.dead_letter_topic,
+        &config.kafka.alerts_topic,
+    ]);
     for topic in topics {
         cluster.create_topic(topic, options.partitions, 1).map_err(DemoError::Cluster)?;
     }
@@ -124,6 +155,8 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     println!("  Prometheus metrics: http://{bound}/metrics");
     println!("  Services (JSON):    http://{bound}/api/services");
     println!("  Health / readiness: http://{bound}/healthz  http://{bound}/readyz");
+    println!("  SLOs (JSON):        http://{bound}/api/slos");
+    println!("  SLO alerts:         kcat -b {brokers} -C -t {}", config.kafka.alerts_topic);
     println!("  Fault injection:    curl -X POST 'http://{bound}/api/demo/faults?enabled=false'");
     println!("Press Ctrl-C to stop.");
 
@@ -190,6 +223,16 @@ fn print_summary(handles: &crate::pipeline::Handles, progress: &GenerateProgress
         );
     }
     let now = handles.clock.now();
+    for slo in handles.slos.lock().expect("slo engine lock").reports((now.0 / 1_000_000_000) as i64) {
+        println!(
+            "  SLO {:<22} {:<17} attainment {:>7}  budget left {:>7.1}%  firing: {}",
+            slo.name,
+            slo.status,
+            slo.attainment.map(|a| format!("{:.4}", a)).unwrap_or_else(|| "-".into()),
+            slo.error_budget.remaining_ratio * 100.0,
+            if slo.firing.is_empty() { "-".to_string() } else { slo.firing.join(", ") },
+        );
+    }
     let mut store = handles.signals.lock().expect("signal store lock");
     let rows = crate::signals::exposition::service_summaries(&mut store, now);
     drop(store);

@@ -31,6 +31,8 @@ use crate::signals::exposition::SignalCollector;
 use crate::signals::SignalStore;
 use crate::sink::encode::{encode_spans, encode_trace};
 use crate::sink::{classify, Completion, Delivery, Destination, ErrorClass, Forwarder, SinkError};
+use crate::slo::engine::SloEngine;
+use crate::slo::gauges::SloCollector;
 use crate::source::offsets::OffsetTracker;
 use crate::source::{Commit, MessageHandler, Readiness, SourceError, SourceSettings};
 use crate::telemetry::PipelineMetrics;
@@ -40,6 +42,8 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often idle series are evicted and the summary line considered.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(1);
 const SUMMARY_EVERY: Duration = Duration::from_secs(30);
+/// How often SLOs are evaluated (their finest bucket is a minute).
+const SLO_EVALUATE_EVERY: Duration = Duration::from_secs(10);
 /// librdkafka's default `message.max.bytes`.
 const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
 
@@ -51,6 +55,7 @@ pub struct Stage {
     offsets: OffsetTracker,
     forwarder: Forwarder,
     signals: Arc<Mutex<SignalStore>>,
+    slos: Arc<Mutex<SloEngine>>,
     telemetry: Arc<PipelineMetrics>,
     clock: SharedClock,
     spans: Vec<Span>,
@@ -58,6 +63,7 @@ pub struct Stage {
     completions: Vec<Completion>,
     last_maintenance: Nanos,
     last_summary: Nanos,
+    last_slo_evaluation: Nanos,
     last_reject_log: Option<Nanos>,
     /// The producer's `message.max.bytes`: larger traces are forwarded in several records.
     max_message_bytes: usize,
@@ -70,6 +76,7 @@ impl Stage {
         config: &Config,
         forwarder: Forwarder,
         signals: Arc<Mutex<SignalStore>>,
+        slos: Arc<Mutex<SloEngine>>,
         telemetry: Arc<PipelineMetrics>,
         clock: SharedClock,
     ) -> Self {
@@ -81,6 +88,7 @@ impl Stage {
             offsets: OffsetTracker::new(),
             forwarder,
             signals,
+            slos,
             telemetry,
             clock,
             spans: Vec::new(),
@@ -88,6 +96,7 @@ impl Stage {
             completions: Vec::new(),
             last_maintenance: now,
             last_summary: now,
+            last_slo_evaluation: now,
             last_reject_log: None,
             max_message_bytes: config
                 .kafka
@@ -146,6 +155,26 @@ impl Stage {
         }
     }
 
+    /// Evaluates every SLO and writes each alert state change to the alerts topic.
+    fn evaluate_slos(&mut self, now: Nanos) {
+        let messages = self.slos.lock().expect("slo engine lock").evaluate((now.0 / 1_000_000_000) as i64);
+        for message in messages {
+            tracing::info!(alert = %message.labels.get("alertname").map(String::as_str).unwrap_or(""), slo = %message.labels["slo"], status = message.status, summary = %message.annotations["summary"], "SLO alert");
+            let payload = serde_json::to_vec(&message).expect("alert messages serialise");
+            let delivery = Delivery {
+                destination: Destination::Alerts,
+                key: Bytes::from(message.fingerprint.clone()),
+                payload: Bytes::from(payload),
+                dead_letter: None,
+                sources: Vec::new(),
+                spans: 0,
+                attempts: 1,
+            };
+            self.forwarder.send(Box::new(delivery), &mut self.completions);
+        }
+        self.settle();
+    }
+
     fn count_rejected(&self, stats: &crate::decode::DecodeStats) {
         let t = &self.telemetry;
         if stats.invalid_id > 0 {
@@ -194,6 +223,12 @@ impl Stage {
             let mut store = self.signals.lock().expect("signal store lock");
             for trace in &self.ready {
                 store.record_trace(&trace.spans, now);
+            }
+        }
+        {
+            let mut slos = self.slos.lock().expect("slo engine lock");
+            for trace in &self.ready {
+                slos.record_trace(&trace.spans);
             }
         }
         let mut ready = std::mem::take(&mut self.ready);
@@ -253,7 +288,7 @@ impl Stage {
                                 self.telemetry.traces_forwarded.inc();
                             }
                             Destination::DeadLetter => self.telemetry.messages_dead_lettered.inc(),
-                            Destination::Repartition => {}
+                            Destination::Repartition | Destination::Alerts => {}
                         }
                         for source in &delivery.sources {
                             self.offsets.release(*source);
@@ -273,6 +308,7 @@ impl Stage {
                                 Destination::Output => "output",
                                 Destination::DeadLetter => "dead_letter",
                                 Destination::Repartition => "repartition",
+                                Destination::Alerts => "alerts",
                             };
                             tracing::error!(%error, destination, key = %String::from_utf8_lossy(&delivery.key), bytes = delivery.payload.len(), "record abandoned: the broker will never accept it");
                             self.telemetry.forward_failures.with_label_values(&[destination]).inc();
@@ -333,6 +369,10 @@ impl MessageHandler for Stage {
             self.last_maintenance = now;
             self.publish_gauges();
             self.signals.lock().expect("signal store lock").evict_idle(now);
+        }
+        if now.since(self.last_slo_evaluation) >= SLO_EVALUATE_EVERY {
+            self.last_slo_evaluation = now;
+            self.evaluate_slos(now);
         }
         if now.since(self.last_summary) >= SUMMARY_EVERY {
             self.last_summary = now;
@@ -416,6 +456,7 @@ pub enum PipelineError {
 #[derive(Clone)]
 pub struct Handles {
     pub signals: Arc<Mutex<SignalStore>>,
+    pub slos: Arc<Mutex<SloEngine>>,
     pub telemetry: Arc<PipelineMetrics>,
     pub ready: Arc<Readiness>,
     pub clock: SharedClock,
@@ -549,9 +590,26 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         producer.set(key, value);
     }
     let repartition_topic = config.kafka.repartition_topic();
-    let forwarder =
-        Forwarder::new(&producer, &config.kafka.output_topic, &config.kafka.dead_letter_topic, &repartition_topic)?;
-    let stage = Arc::new(Mutex::new(Stage::new(config, forwarder, signals.clone(), telemetry.clone(), clock.clone())));
+    let forwarder = Forwarder::new(
+        &producer,
+        &config.kafka.output_topic,
+        &config.kafka.dead_letter_topic,
+        &repartition_topic,
+        &config.kafka.alerts_topic,
+    )?;
+    let slos = Arc::new(Mutex::new(SloEngine::new(&config.slo, &config.metrics.exclude)));
+    telemetry
+        .registry
+        .register(Box::new(SloCollector::new(slos.clone(), clock.clone())))
+        .expect("SLO families are unique");
+    let stage = Arc::new(Mutex::new(Stage::new(
+        config,
+        forwarder,
+        signals.clone(),
+        slos.clone(),
+        telemetry.clone(),
+        clock.clone(),
+    )));
     let ready = Arc::new(Readiness::default());
     let shutdown = Arc::new(AtomicBool::new(false));
     let mut topics = config.kafka.input_topics.clone();
@@ -567,7 +625,11 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         required_topics,
         commit_interval: config.kafka.commit_interval.0,
         admin: client_config(config),
-        output_topics: vec![config.kafka.output_topic.clone(), config.kafka.dead_letter_topic.clone()],
+        output_topics: vec![
+            config.kafka.output_topic.clone(),
+            config.kafka.dead_letter_topic.clone(),
+            config.kafka.alerts_topic.clone(),
+        ],
     };
     let worker = {
         let (telemetry, ready, shutdown) = (telemetry.clone(), ready.clone(), shutdown.clone());
@@ -576,7 +638,7 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
             .spawn(move || crate::source::run(settings, stage, telemetry, ready, shutdown))?
     };
     Ok(Pipeline {
-        handles: Handles { signals, telemetry, ready, clock, demo_faults: None },
+        handles: Handles { signals, slos, telemetry, ready, clock, demo_faults: None },
         shutdown,
         worker: Some(worker),
     })

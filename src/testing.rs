@@ -22,6 +22,8 @@ pub struct SpanSpec {
     pub duration_micros: u64,
     pub attributes: Vec<(&'static str, AttrSpec)>,
     pub error_status: bool,
+    /// Start, Unix nanoseconds.
+    pub start: u64,
 }
 
 #[derive(Clone)]
@@ -46,6 +48,7 @@ impl SpanSpec {
             duration_micros: 1000,
             attributes: Vec::new(),
             error_status: false,
+            start: 1_700_000_000_000_000_000,
         }
     }
 
@@ -65,13 +68,18 @@ impl SpanSpec {
         self
     }
 
+    pub fn starting(mut self, unix_nano: u64) -> Self {
+        self.start = unix_nano;
+        self
+    }
+
     pub fn error(mut self) -> Self {
         self.error_status = true;
         self
     }
 
     fn proto(&self) -> ProtoSpan {
-        let start = 1_700_000_000_000_000_000u64;
+        let start = self.start;
         ProtoSpan {
             trace_id: vec![self.trace; 16],
             span_id: vec![self.id; 8],

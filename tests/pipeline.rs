@@ -582,3 +582,77 @@ fn sampling_rules_keep_faults_and_slow_traces_drop_health_checks_and_rate_the_re
     wait_for("offsets committed, dropped traces included", || harness.committed_to_end());
     pipeline.stop().unwrap();
 }
+
+#[test]
+fn slo_alerts_reach_the_alerts_topic_in_the_alert_schema() {
+    let mut harness = Harness::new("slo-alerts");
+    #[derive(serde::Deserialize)]
+    struct Slos {
+        slo: Vec<tracewarden::slo::config::SloConfig>,
+    }
+    harness.config.slo = toml::from_str::<Slos>(
+        r#"
+        [[slo]]
+        name = "buy-availability"
+        service = "shop"
+        operation = "GET /buy"
+        sli = "availability"
+        goal = 0.99
+        window = "1h"
+        min_requests = 10
+        "#,
+    )
+    .unwrap()
+    .slo;
+    let pipeline = harness.start();
+    // 200 requests in the minute before the clock's time, 20 of them faults: 10 % against 1 %.
+    let messages: Vec<(String, bytes::Bytes)> = (1..=200u8)
+        .map(|t| {
+            let status = if t <= 20 { 503 } else { 200 };
+            let span = SpanSpec::new("shop", t, 1, None, SERVER, "x")
+                .http("GET", "/buy", status)
+                .starting(T0.0 - 30_000_000_000);
+            (key(t), encode(&[span]))
+        })
+        .collect();
+    harness.produce_all(&messages);
+    wait_for("all received", || {
+        metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]) == Some(200.0)
+    });
+    harness.advance(Duration::from_secs(11));
+    wait_for("the traces decided", || metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(200.0));
+    harness.advance(Duration::from_secs(11));
+    let alerts = harness.read_all("slo_alerts", 4);
+    let parsed: Vec<serde_json::Value> = alerts.iter().map(|r| serde_json::from_slice(&r.payload).unwrap()).collect();
+    let page_fast = parsed
+        .iter()
+        .find(|a| a["labels"]["tier"] == "page-fast")
+        .unwrap_or_else(|| panic!("no page-fast alert in {parsed:#?}"));
+    assert_eq!(page_fast["status"], "firing");
+    assert_eq!(page_fast["schemaVersion"], 1);
+    assert_eq!(page_fast["labels"]["slo"], "buy-availability");
+    assert_eq!(page_fast["labels"]["alertname"], "SLOBurnRate");
+    assert!(page_fast["endsAt"].is_null());
+    let record = alerts.iter().zip(&parsed).find(|(_, a)| a["labels"]["tier"] == "page-fast").unwrap().0;
+    assert_eq!(record.key.as_deref(), page_fast["fingerprint"].as_str().map(str::as_bytes), "keyed by fingerprint");
+    assert!(parsed
+        .iter()
+        .any(|a| a["labels"]["alertname"] == "SLOErrorBudget" && a["labels"]["severity"] == "breached"));
+    let window_burn = page_fast["evaluation"]["windows"][0]["burnRate"].as_f64().unwrap();
+    assert!((window_burn - 10.0).abs() < 1e-6, "10 % bad over 1 % allowed: {window_burn}");
+    // Gauges.
+    assert_eq!(metric(&pipeline, "tracewarden_slo_goal_ratio", &[("slo", "buy-availability")]), Some(0.99));
+    assert_eq!(
+        metric(&pipeline, "tracewarden_slo_status", &[("slo", "buy-availability"), ("status", "BREACHED")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&pipeline, "tracewarden_slo_alert_firing", &[("slo", "buy-availability"), ("tier", "page-fast")]),
+        Some(1.0)
+    );
+    assert!(
+        (metric(&pipeline, "tracewarden_slo_attainment_ratio", &[("slo", "buy-availability")]).unwrap() - 0.9).abs()
+            < 1e-9
+    );
+    pipeline.stop().unwrap();
+}

@@ -33,6 +33,7 @@ pub fn router(handles: Handles) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/api/services", get(services))
+        .route("/api/slos", get(slos))
         .route("/api/demo/faults", axum::routing::post(demo_faults))
         .with_state(handles)
 }
@@ -115,4 +116,14 @@ async fn demo_faults(State(handles): State<Handles>, Query(toggle): Query<FaultT
         }
         None => (StatusCode::NOT_FOUND, "fault injection exists only in `tracewarden demo`\n").into_response(),
     }
+}
+
+async fn slos(State(handles): State<Handles>) -> Response {
+    let reports = tokio::task::spawn_blocking(move || {
+        let now = (handles.clock.now().0 / 1_000_000_000) as i64;
+        handles.slos.lock().expect("slo engine lock").reports(now)
+    })
+    .await
+    .unwrap_or_default();
+    Json(serde_json::json!({ "slos": reports })).into_response()
 }

@@ -22,15 +22,15 @@ pub struct SignalCollector {
     descs: Vec<Desc>,
 }
 
-fn desc(name: &str, help: &str, labels: &[&str]) -> Desc {
+pub(crate) fn desc(name: &str, help: &str, labels: &[&str]) -> Desc {
     Desc::new(name.into(), help.into(), labels.iter().map(|s| s.to_string()).collect(), Default::default())
         .expect("valid metric descriptor")
 }
 
-struct FamilySpec {
-    name: &'static str,
-    help: &'static str,
-    kind: MetricType,
+pub(crate) struct FamilySpec {
+    pub(crate) name: &'static str,
+    pub(crate) help: &'static str,
+    pub(crate) kind: MetricType,
 }
 
 const SERVICE_FAMILIES: [FamilySpec; 7] = [
@@ -125,7 +125,7 @@ impl SignalCollector {
     }
 }
 
-fn family(spec: &FamilySpec, metrics: Vec<Metric>) -> MetricFamily {
+pub(crate) fn family(spec: &FamilySpec, metrics: Vec<Metric>) -> MetricFamily {
     let mut f = MetricFamily::default();
     f.set_name(spec.name.to_string());
     f.set_help(spec.help.to_string());
@@ -154,7 +154,7 @@ fn counter(label_pairs: &[(&str, &str)], value: u64) -> Metric {
     m
 }
 
-fn gauge(label_pairs: &[(&str, &str)], value: f64) -> Metric {
+pub(crate) fn gauge(label_pairs: &[(&str, &str)], value: f64) -> Metric {
     let mut m = Metric::from_gauge({
         let mut g = Gauge::default();
         g.set_value(value);

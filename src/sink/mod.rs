@@ -28,6 +28,8 @@ pub enum Destination {
     DeadLetter,
     /// The repartition topic (input not keyed by trace id).
     Repartition,
+    /// SLO alert messages.
+    Alerts,
 }
 
 /// One record to write, and the sources it settles.
@@ -155,6 +157,7 @@ pub struct Forwarder {
     output_topic: String,
     dead_letter_topic: String,
     repartition_topic: String,
+    alerts_topic: String,
     in_flight: usize,
     in_flight_bytes: usize,
     /// Back-pressure thresholds: 80% of the producer queue's message and byte limits.
@@ -179,6 +182,7 @@ impl Forwarder {
         output_topic: &str,
         dead_letter_topic: &str,
         repartition_topic: &str,
+        alerts_topic: &str,
     ) -> Result<Self, SinkError> {
         let limit = |key: &str, default: usize| client.get(key).and_then(|v| v.parse().ok()).unwrap_or(default);
         let high_records = limit("queue.buffering.max.messages", QUEUE_MAX_MESSAGES) * 4 / 5;
@@ -193,6 +197,7 @@ impl Forwarder {
             output_topic: output_topic.into(),
             dead_letter_topic: dead_letter_topic.into(),
             repartition_topic: repartition_topic.into(),
+            alerts_topic: alerts_topic.into(),
             in_flight: 0,
             in_flight_bytes: 0,
             high_records: high_records.max(1),
@@ -222,6 +227,7 @@ impl Forwarder {
             Destination::Output => self.output_topic.clone(),
             Destination::DeadLetter => self.dead_letter_topic.clone(),
             Destination::Repartition => self.repartition_topic.clone(),
+            Destination::Alerts => self.alerts_topic.clone(),
         };
         let key = delivery.key.clone();
         let payload = delivery.payload.clone();

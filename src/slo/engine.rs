@@ -97,6 +97,9 @@ pub struct SloReport {
     pub error_budget: ErrorBudget,
     pub burn_rates: Vec<WindowBurn>,
     pub status: &'static str,
+    /// The burn-rate tiers.
+    pub tiers: Vec<String>,
+    /// Firing alerts: tier names, and `budget-warning` / `budget-breached`.
     pub firing: Vec<String>,
 }
 
@@ -298,6 +301,7 @@ impl SloRuntime {
             },
             burn_rates,
             status: budget.status.as_str(),
+            tiers: self.tiers.iter().map(|t| t.name.clone()).collect(),
             firing,
         }
     }

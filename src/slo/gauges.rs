@@ -1,0 +1,80 @@
+//! The SLO gauges of slo.md, rendered at scrape time from the engine's reports.
+
+use std::sync::{Arc, Mutex};
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{MetricFamily, MetricType};
+
+use super::engine::SloEngine;
+use crate::clock::SharedClock;
+use crate::signals::exposition::{desc, family, gauge, FamilySpec};
+
+const fn spec(name: &'static str, help: &'static str) -> FamilySpec {
+    FamilySpec { name, help, kind: MetricType::GAUGE }
+}
+
+const FAMILIES: [(FamilySpec, &[&str]); 8] = [
+    (spec("tracewarden_slo_attainment_ratio", "Attainment over the SLO window."), &["slo"]),
+    (spec("tracewarden_slo_goal_ratio", "The SLO's goal."), &["slo"]),
+    (
+        spec("tracewarden_slo_error_budget_total", "The error budget (requests, or seconds for period budgeting)."),
+        &["slo", "unit"],
+    ),
+    (spec("tracewarden_slo_error_budget_remaining", "The error budget left (may be negative)."), &["slo", "unit"]),
+    (spec("tracewarden_slo_error_budget_remaining_ratio", "The share of the error budget left."), &["slo"]),
+    (spec("tracewarden_slo_burn_rate", "Burn rate over each alert window."), &["slo", "window"]),
+    (spec("tracewarden_slo_status", "1 for the SLO's current status, 0 for the others."), &["slo", "status"]),
+    (spec("tracewarden_slo_alert_firing", "1 while the tier's burn-rate alert fires."), &["slo", "tier"]),
+];
+
+const STATUSES: [&str; 4] = ["OK", "WARNING", "BREACHED", "INSUFFICIENT_DATA"];
+
+pub struct SloCollector {
+    engine: Arc<Mutex<SloEngine>>,
+    clock: SharedClock,
+    descs: Vec<Desc>,
+}
+
+impl SloCollector {
+    pub fn new(engine: Arc<Mutex<SloEngine>>, clock: SharedClock) -> Self {
+        let descs = FAMILIES.iter().map(|(f, labels)| desc(f.name, f.help, labels)).collect();
+        Self { engine, clock, descs }
+    }
+}
+
+impl Collector for SloCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let now = (self.clock.now().0 / 1_000_000_000) as i64;
+        let reports = self.engine.lock().expect("slo engine lock").reports(now);
+        let mut metrics: Vec<Vec<prometheus::proto::Metric>> = vec![Vec::new(); FAMILIES.len()];
+        for r in &reports {
+            let slo = r.name.as_str();
+            let unit = r.error_budget.unit;
+            if let Some(a) = r.attainment {
+                metrics[0].push(gauge(&[("slo", slo)], a));
+            }
+            metrics[1].push(gauge(&[("slo", slo)], r.goal));
+            metrics[2].push(gauge(&[("slo", slo), ("unit", unit)], r.error_budget.total));
+            metrics[3].push(gauge(&[("slo", slo), ("unit", unit)], r.error_budget.remaining));
+            metrics[4].push(gauge(&[("slo", slo)], r.error_budget.remaining_ratio));
+            let mut windows: Vec<&str> = Vec::new();
+            for burn in &r.burn_rates {
+                if !windows.contains(&burn.window.as_str()) {
+                    windows.push(&burn.window);
+                    metrics[5].push(gauge(&[("slo", slo), ("window", &burn.window)], burn.burn_rate));
+                }
+            }
+            for status in STATUSES {
+                metrics[6].push(gauge(&[("slo", slo), ("status", status)], (r.status == status) as u8 as f64));
+            }
+            for tier in &r.tiers {
+                metrics[7].push(gauge(&[("slo", slo), ("tier", tier)], r.firing.contains(tier) as u8 as f64));
+            }
+        }
+        FAMILIES.iter().zip(metrics).filter(|(_, m)| !m.is_empty()).map(|((spec, _), m)| family(spec, m)).collect()
+    }
+}
