@@ -130,6 +130,10 @@ impl Series {
 #[derive(Clone, Debug)]
 pub struct Objective {
     pub goal: f64,
+    /// A period is bad when its share of good requests falls under this: the goal for
+    /// availability and success; for a latency statistic pXX, XX % (p99 ≤ threshold exactly when
+    /// at least 99 % of the period's requests are at or under it).
+    pub period_good_share: f64,
     pub window: Window,
     pub budgeting: Budgeting,
     pub warning_threshold: f64,
@@ -189,7 +193,7 @@ impl Objective {
             Budgeting::Periods { period } => {
                 let k = length as f64 / period as f64;
                 let elapsed = ((now - start) as f64 / period as f64).ceil().max(1.0);
-                let bad = series.bad_periods(start, now + 1, period, self.goal, &self.exclusions) as f64;
+                let bad = series.bad_periods(start, now + 1, period, self.period_good_share, &self.exclusions) as f64;
                 let budget_total = self.allowed() * length as f64;
                 let attainment = (total > 0).then(|| (elapsed - bad) / elapsed);
                 let ratio = 1.0 - bad / (self.allowed() * k);
@@ -218,7 +222,7 @@ impl Objective {
         let rate = match self.budgeting {
             Budgeting::Requests if total > 0 => ((total - good) as f64 / total as f64) / self.allowed(),
             Budgeting::Periods { period } => {
-                let bad = series.bad_periods(from, now + 1, period, self.goal, &self.exclusions) as f64;
+                let bad = series.bad_periods(from, now + 1, period, self.period_good_share, &self.exclusions) as f64;
                 (bad / (w as f64 / period as f64)) / self.allowed()
             }
             _ => 0.0,

@@ -98,7 +98,8 @@ pub struct TierConfig {
     pub severity: String,
 }
 
-const STATISTICS: [&str; 5] = ["p50", "p90", "p99", "p99.9", "avg"];
+/// The period statistics and the share of good requests each one needs.
+const STATISTICS: [(&str, f64); 4] = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999)];
 
 impl SloConfig {
     /// Every problem, each naming the SLO and the key.
@@ -149,8 +150,12 @@ impl SloConfig {
             (Some(_), false) => {
                 problem("statistic", "applies to sli = \"latency\" with budgeting = \"periods\" only".into())
             }
-            (Some(s), true) if !STATISTICS.contains(&s.as_str()) => {
-                problem("statistic", format!("{s:?} is not one of {}", STATISTICS.join(", ")))
+            (Some(s), true) if s == "avg" => {
+                problem("statistic", "\"avg\" is not supported yet: use p50, p90, p99 or p99.9".into())
+            }
+            (Some(s), true) if !STATISTICS.iter().any(|(name, _)| name == s) => {
+                let names: Vec<&str> = STATISTICS.iter().map(|(n, _)| *n).collect();
+                problem("statistic", format!("{s:?} is not one of {}", names.join(", ")))
             }
             _ => {}
         }
@@ -221,8 +226,15 @@ impl SloConfig {
                 exclusions.recurring.push((cron, duration));
             }
         }
+        let period_good_share = match (self.sli, self.statistic.as_deref()) {
+            (SliKind::Latency, Some(statistic)) => {
+                STATISTICS.iter().find(|(name, _)| *name == statistic).map(|(_, share)| *share).unwrap_or(self.goal)
+            }
+            _ => self.goal,
+        };
         Objective {
             goal: self.goal,
+            period_good_share,
             window,
             budgeting,
             warning_threshold: self.warning_threshold.unwrap_or(0.5),
@@ -287,6 +299,27 @@ mod tests {
         assert_eq!((objective.exclusions.fixed.len(), objective.exclusions.recurring.len()), (1, 1));
         assert_eq!(slo.tiers().len(), 3);
         assert!(slo.selects("Checkout", "post /pay", "prod") && !slo.selects("checkout", "GET /cart", "prod"));
+    }
+
+    #[test]
+    fn latency_periods_are_bad_when_their_statistic_exceeds_the_threshold() {
+        let slo: SloConfig = toml::from_str(
+            "name = \"l\"\nservice = \"s\"\nsli = \"latency\"\nthreshold = \"300ms\"\ngoal = 0.9\nwindow = \"1d\"\nbudgeting = \"periods\"\nperiod = \"1m\"\nstatistic = \"p99\"",
+        )
+        .unwrap();
+        assert!(slo.validate(0).is_empty(), "{:?}", slo.validate(0));
+        let objective = slo.objective();
+        assert_eq!(objective.period_good_share, 0.99);
+        let mut series = super::super::budget::Series::default();
+        let now = 1_800_000_000;
+        // 98 of 100 requests under 300 ms: the period's p99 is over the threshold, so it is bad,
+        // although 98 % is above the SLO's 90 % goal.
+        series.add(now - 30, 98, 100);
+        let budget = objective.budget(&series, now);
+        assert!((budget.remaining - (0.1 * 86_400.0 - 60.0)).abs() < 1e-6, "{budget:?}");
+        assert!(problems("name = \"l\"\nservice = \"s\"\nsli = \"latency\"\nthreshold = \"1s\"\ngoal = 0.9\nwindow = \"1d\"\nbudgeting = \"periods\"\nperiod = \"1m\"\nstatistic = \"avg\"")
+            .iter()
+            .any(|p| p.contains("not supported yet")));
     }
 
     #[test]

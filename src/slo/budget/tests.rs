@@ -7,7 +7,14 @@ fn at(rfc3339: &str) -> Seconds {
 }
 
 fn objective(goal: f64, window: Window, budgeting: Budgeting) -> Objective {
-    Objective { goal, window, budgeting, warning_threshold: 0.5, exclusions: Exclusions::default() }
+    Objective {
+        goal,
+        period_good_share: goal,
+        window,
+        budgeting,
+        warning_threshold: 0.5,
+        exclusions: Exclusions::default(),
+    }
 }
 
 #[test]
