@@ -52,11 +52,7 @@ pub fn demo_config(brokers: &str, listen: SocketAddr) -> Config {
     )
     .expect("valid exclusion rule")];
     config.sampling = toml::from_str(DEMO_SAMPLING_RULES).expect("valid demo rules");
-    #[derive(serde::Deserialize)]
-    struct Slos {
-        slo: Vec<crate::slo::config::SloConfig>,
-    }
-    config.slo = toml::from_str::<Slos>(DEMO_SLOS).expect("valid demo SLOs").slo;
+    config.slo = crate::slo::config::parse_slos(DEMO_SLOS).expect("valid demo SLOs");
     config
 }
 

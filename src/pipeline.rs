@@ -539,19 +539,21 @@ fn producer_only(property: &str) -> bool {
         )
 }
 
-/// The `[kafka.client]` properties a client of the given role takes (the shared ones and its own).
-fn client_properties(config: &Config, consumer: bool) -> impl Iterator<Item = (&String, &String)> {
-    config.kafka.client.iter().filter(move |(k, _)| if consumer { !producer_only(k) } else { !consumer_only(k) })
-}
-
-/// The librdkafka properties of the producers and the admin client.
-pub fn client_config(config: &Config) -> ClientConfig {
-    let mut client = ClientConfig::new();
-    client.set("bootstrap.servers", &config.kafka.brokers);
-    for (key, value) in client_properties(config, false) {
+/// Applies the `[kafka.client]` properties a client of the given role takes (the shared ones and
+/// its own) over tracewarden's defaults already in `client`: the user's settings win.
+fn with_client_properties(mut client: ClientConfig, config: &Config, consumer: bool) -> ClientConfig {
+    let properties = config.kafka.client.iter();
+    for (key, value) in properties.filter(|(k, _)| if consumer { !producer_only(k) } else { !consumer_only(k) }) {
         client.set(key, value);
     }
     client
+}
+
+/// The librdkafka properties of the admin client.
+pub fn client_config(config: &Config) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", &config.kafka.brokers);
+    with_client_properties(client, config, false)
 }
 
 fn consumer_config(config: &Config) -> ClientConfig {
@@ -566,10 +568,7 @@ fn consumer_config(config: &Config) -> ClientConfig {
         // Prefetch at most 32 MiB (librdkafka's default is 64 MiB per consumer).
         .set("queued.max.messages.kbytes", "32768")
         .set("partition.assignment.strategy", "cooperative-sticky");
-    for (key, value) in client_properties(config, true) {
-        client.set(key, value);
-    }
-    client
+    with_client_properties(client, config, true)
 }
 
 /// Builds the signal store and registry, then starts the worker thread.
@@ -586,9 +585,7 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", crate::sink::QUEUE_MAX_MESSAGES.to_string())
         .set("queue.buffering.max.kbytes", crate::sink::QUEUE_MAX_KBYTES.to_string());
-    for (key, value) in client_properties(config, false) {
-        producer.set(key, value);
-    }
+    let producer = with_client_properties(producer, config, false);
     let repartition_topic = config.kafka.repartition_topic();
     let forwarder = Forwarder::new(
         &producer,

@@ -586,11 +586,7 @@ fn sampling_rules_keep_faults_and_slow_traces_drop_health_checks_and_rate_the_re
 #[test]
 fn slo_alerts_reach_the_alerts_topic_in_the_alert_schema() {
     let mut harness = Harness::new("slo-alerts");
-    #[derive(serde::Deserialize)]
-    struct Slos {
-        slo: Vec<tracewarden::slo::config::SloConfig>,
-    }
-    harness.config.slo = toml::from_str::<Slos>(
+    harness.config.slo = tracewarden::slo::config::parse_slos(
         r#"
         [[slo]]
         name = "buy-availability"
@@ -602,8 +598,7 @@ fn slo_alerts_reach_the_alerts_topic_in_the_alert_schema() {
         min_requests = 10
         "#,
     )
-    .unwrap()
-    .slo;
+    .unwrap();
     let pipeline = harness.start();
     // 200 requests in the minute before the clock's time, 20 of them faults: 10 % against 1 %.
     let messages: Vec<(String, bytes::Bytes)> = (1..=200u8)

@@ -99,6 +99,16 @@ pub struct TierConfig {
 }
 
 /// The period statistics and the share of good requests each one needs.
+/// Parses `[[slo]]` tables from TOML text (as they appear in a configuration file); unvalidated.
+pub fn parse_slos(text: &str) -> Result<Vec<SloConfig>, toml::de::Error> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Slos {
+        slo: Vec<SloConfig>,
+    }
+    toml::from_str::<Slos>(text).map(|s| s.slo)
+}
+
 const STATISTICS: [(&str, f64); 4] = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999)];
 
 impl SloConfig {
