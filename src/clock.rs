@@ -25,6 +25,11 @@ impl Nanos {
     pub fn since(self, earlier: Nanos) -> Duration {
         Duration::from_nanos(self.0.saturating_sub(earlier.0))
     }
+
+    /// Whole Unix seconds.
+    pub fn unix_seconds(self) -> i64 {
+        (self.0 / 1_000_000_000) as i64
+    }
 }
 
 pub trait Clock: Send + Sync {

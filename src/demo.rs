@@ -112,6 +112,8 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         &config.kafka.output_topic,
         &config.kafka.dead_letter_topic,
         &config.kafka.alerts_topic,
+        &config.kafka.aggregates_topic,
+        &config.kafka.slo_state_topic,
     ]);
     for topic in topics {
         cluster.create_topic(topic, options.partitions, 1).map_err(DemoError::Cluster)?;

@@ -30,8 +30,9 @@ use crate::sampling::Sampler;
 use crate::signals::exposition::SignalCollector;
 use crate::signals::SignalStore;
 use crate::sink::encode::{encode_spans, encode_trace};
-use crate::sink::{classify, Completion, Delivery, Destination, ErrorClass, Forwarder, SinkError};
+use crate::sink::{classify, Completion, Delivery, Destination, ErrorClass, Forwarder, SinkError, SinkTopics};
 use crate::slo::engine::SloEngine;
+use crate::slo::exchange::SloExchange;
 use crate::slo::gauges::SloCollector;
 use crate::source::offsets::OffsetTracker;
 use crate::source::{Commit, MessageHandler, Readiness, SourceError, SourceSettings};
@@ -55,7 +56,8 @@ pub struct Stage {
     offsets: OffsetTracker,
     forwarder: Forwarder,
     signals: Arc<Mutex<SignalStore>>,
-    slos: Arc<Mutex<SloEngine>>,
+    /// The SLO side (none without `[[slo]]`).
+    slo_exchange: Option<SloExchange>,
     telemetry: Arc<PipelineMetrics>,
     clock: SharedClock,
     spans: Vec<Span>,
@@ -88,7 +90,18 @@ impl Stage {
             offsets: OffsetTracker::new(),
             forwarder,
             signals,
-            slos,
+            slo_exchange: (!config.slo.is_empty()).then(|| {
+                SloExchange::new(
+                    slos.clone(),
+                    &config.kafka.aggregates_topic,
+                    &config.kafka.slo_state_topic,
+                    with_client_properties(
+                        ClientConfig::new().set("bootstrap.servers", &config.kafka.brokers).clone(),
+                        config,
+                        true,
+                    ),
+                )
+            }),
             telemetry,
             clock,
             spans: Vec::new(),
@@ -117,6 +130,11 @@ impl Stage {
         let now = self.clock.now();
         let source = SourceRef { partition: self.offsets.index(topic, partition), offset };
         self.offsets.begin(source);
+        if let Some(exchange) = self.slo_exchange.as_mut().filter(|e| e.is_aggregates(topic)) {
+            exchange.merge(source, payload, &mut self.offsets);
+            self.offsets.release(source);
+            return;
+        }
         let payload = Bytes::copy_from_slice(payload);
         let repartition = self.repartition_from.iter().any(|t| t == topic);
         match self.decoder.decode_at(&payload, &mut self.spans, now) {
@@ -129,6 +147,9 @@ impl Stage {
                 let t = &self.telemetry;
                 if let Some(encoding) = stats.encoding {
                     t.spans_received.with_label_values(&[encoding.as_str()]).inc_by(stats.accepted as u64);
+                }
+                if let Some(exchange) = &mut self.slo_exchange {
+                    exchange.count(source, &self.spans, &mut self.offsets);
                 }
                 let references = self.buffer.insert(&mut self.spans, source, now, &mut self.ready);
                 self.offsets.acquire(source, references);
@@ -143,6 +164,7 @@ impl Stage {
                 }
                 let delivery = Delivery {
                     destination: Destination::DeadLetter,
+                    partition: None,
                     key: key.map(Bytes::copy_from_slice).unwrap_or_default(),
                     payload,
                     dead_letter: Some((error.to_string(), format!("{topic}/{partition}/{offset}"))),
@@ -155,24 +177,20 @@ impl Stage {
         }
     }
 
-    /// Evaluates every SLO and writes each alert state change to the alerts topic.
+    /// Evaluates the SLOs owned here: alerts, then checkpoints.
     fn evaluate_slos(&mut self, now: Nanos) {
-        let messages = self.slos.lock().expect("slo engine lock").evaluate((now.0 / 1_000_000_000) as i64);
-        for message in messages {
-            tracing::info!(alert = %message.labels.get("alertname").map(String::as_str).unwrap_or(""), slo = %message.labels["slo"], status = message.status, summary = %message.annotations["summary"], "SLO alert");
-            let payload = serde_json::to_vec(&message).expect("alert messages serialise");
-            let delivery = Delivery {
-                destination: Destination::Alerts,
-                key: Bytes::from(message.fingerprint.clone()),
-                payload: Bytes::from(payload),
-                dead_letter: None,
-                sources: Vec::new(),
-                spans: 0,
-                attempts: 1,
-            };
-            self.forwarder.send(Box::new(delivery), &mut self.completions);
+        if let Some(exchange) = &mut self.slo_exchange {
+            exchange.evaluate(now.unix_seconds(), &mut self.forwarder, &mut self.completions);
+            self.settle();
         }
-        self.settle();
+    }
+
+    /// Publishes the SLO counts gathered (before the offsets they hold can be committed).
+    fn publish_slo_counts(&mut self) {
+        if let Some(exchange) = &mut self.slo_exchange {
+            exchange.publish(&mut self.offsets, &mut self.forwarder, &mut self.completions);
+            self.settle();
+        }
     }
 
     fn count_rejected(&self, stats: &crate::decode::DecodeStats) {
@@ -198,6 +216,7 @@ impl Stage {
                 self.telemetry.spans_repartitioned.inc_by(part.spans as u64);
                 let delivery = Delivery {
                     destination: Destination::Repartition,
+                    partition: None,
                     key: key.clone(),
                     payload: part.payload,
                     dead_letter: None,
@@ -223,12 +242,6 @@ impl Stage {
             let mut store = self.signals.lock().expect("signal store lock");
             for trace in &self.ready {
                 store.record_trace(&trace.spans, now);
-            }
-        }
-        {
-            let mut slos = self.slos.lock().expect("slo engine lock");
-            for trace in &self.ready {
-                slos.record_trace(&trace.spans);
             }
         }
         let mut ready = std::mem::take(&mut self.ready);
@@ -261,6 +274,7 @@ impl Stage {
             for part in payloads {
                 let delivery = Delivery {
                     destination: Destination::Output,
+                    partition: None,
                     key: key.clone(),
                     payload: part.payload,
                     dead_letter: None,
@@ -288,7 +302,8 @@ impl Stage {
                                 self.telemetry.traces_forwarded.inc();
                             }
                             Destination::DeadLetter => self.telemetry.messages_dead_lettered.inc(),
-                            Destination::Repartition | Destination::Alerts => {}
+                            Destination::Aggregates => self.published(&delivery),
+                            Destination::Repartition | Destination::Alerts | Destination::SloState => {}
                         }
                         for source in &delivery.sources {
                             self.offsets.release(*source);
@@ -304,12 +319,10 @@ impl Stage {
                             self.forwarder.send(delivery, &mut self.completions);
                         }
                         ErrorClass::Permanent => {
-                            let destination = match delivery.destination {
-                                Destination::Output => "output",
-                                Destination::DeadLetter => "dead_letter",
-                                Destination::Repartition => "repartition",
-                                Destination::Alerts => "alerts",
-                            };
+                            let destination = delivery.destination.as_str();
+                            if delivery.destination == Destination::Aggregates {
+                                self.published(&delivery);
+                            }
                             tracing::error!(%error, destination, key = %String::from_utf8_lossy(&delivery.key), bytes = delivery.payload.len(), "record abandoned: the broker will never accept it");
                             self.telemetry.forward_failures.with_label_values(&[destination]).inc();
                             for source in &delivery.sources {
@@ -319,6 +332,12 @@ impl Stage {
                     },
                 }
             }
+        }
+    }
+
+    fn published(&mut self, delivery: &Delivery) {
+        if let Some(exchange) = &mut self.slo_exchange {
+            exchange.published(&delivery.sources);
         }
     }
 
@@ -365,6 +384,9 @@ impl MessageHandler for Stage {
         self.process_ready(now);
         self.forwarder.poll(Duration::ZERO, &mut self.completions);
         self.settle();
+        if self.slo_exchange.as_ref().is_some_and(|e| e.publish_due()) {
+            self.publish_slo_counts();
+        }
         if now.since(self.last_maintenance) >= MAINTENANCE_EVERY {
             self.last_maintenance = now;
             self.publish_gauges();
@@ -398,6 +420,14 @@ impl MessageHandler for Stage {
         self.commits_for(None)
     }
 
+    fn assign(&mut self, partitions: &[(String, i32)]) {
+        if let Some(exchange) = &mut self.slo_exchange {
+            if let Err(error) = exchange.assign(partitions) {
+                tracing::error!(%error, "cannot restore SLO state; evaluating from the counts that arrive");
+            }
+        }
+    }
+
     fn saturated(&self) -> bool {
         self.forwarder.saturated()
     }
@@ -414,6 +444,15 @@ impl MessageHandler for Stage {
         let indices: Vec<u32> = partitions.iter().map(|(t, p)| self.offsets.index(t, *p)).collect();
         let revoked = |s: &SourceRef| indices.contains(&s.partition);
         let now = self.clock.now();
+        if let Some(exchange) = &mut self.slo_exchange {
+            exchange.revoke(
+                partitions,
+                now.unix_seconds(),
+                &mut self.offsets,
+                &mut self.forwarder,
+                &mut self.completions,
+            );
+        }
         let reason = if leaving { DecisionReason::Shutdown } else { DecisionReason::Rebalance };
         self.buffer.drain(
             reason,
@@ -427,6 +466,9 @@ impl MessageHandler for Stage {
         let commits = self.commits_for(Some(&indices));
         for index in indices {
             self.offsets.forget(index);
+            if let Some(exchange) = &mut self.slo_exchange {
+                exchange.forget(index);
+            }
         }
         self.publish_gauges();
         commits
@@ -436,6 +478,7 @@ impl MessageHandler for Stage {
         let now = self.clock.now();
         self.buffer.drain(DecisionReason::Shutdown, |_, _| true, &mut self.ready);
         self.process_ready(now);
+        self.publish_slo_counts();
         self.flush();
         self.publish_gauges();
         self.commits_for(None)
@@ -587,13 +630,16 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         .set("queue.buffering.max.kbytes", crate::sink::QUEUE_MAX_KBYTES.to_string());
     let producer = with_client_properties(producer, config, false);
     let repartition_topic = config.kafka.repartition_topic();
-    let forwarder = Forwarder::new(
-        &producer,
-        &config.kafka.output_topic,
-        &config.kafka.dead_letter_topic,
-        &repartition_topic,
-        &config.kafka.alerts_topic,
-    )?;
+    let k = &config.kafka;
+    let topics = SinkTopics {
+        output: k.output_topic.clone(),
+        dead_letter: k.dead_letter_topic.clone(),
+        repartition: repartition_topic.clone(),
+        alerts: k.alerts_topic.clone(),
+        aggregates: k.aggregates_topic.clone(),
+        slo_state: k.slo_state_topic.clone(),
+    };
+    let forwarder = Forwarder::new(&producer, topics)?;
     let slos = Arc::new(Mutex::new(SloEngine::new(&config.slo, &config.metrics.exclude)));
     telemetry
         .registry
@@ -615,6 +661,12 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         topics.push(repartition_topic.clone());
         required_topics.push(repartition_topic);
     }
+    let mut compacted_topics = Vec::new();
+    if !config.slo.is_empty() {
+        topics.push(config.kafka.aggregates_topic.clone());
+        required_topics.push(config.kafka.aggregates_topic.clone());
+        compacted_topics.push(config.kafka.slo_state_topic.clone());
+    }
     let settings = SourceSettings {
         client: consumer_config(config),
         brokers: config.kafka.brokers.clone(),
@@ -622,6 +674,7 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         required_topics,
         commit_interval: config.kafka.commit_interval.0,
         admin: client_config(config),
+        compacted_topics,
         output_topics: vec![
             config.kafka.output_topic.clone(),
             config.kafka.dead_letter_topic.clone(),

@@ -614,6 +614,11 @@ fn slo_alerts_reach_the_alerts_topic_in_the_alert_schema() {
     wait_for("all received", || {
         metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]) == Some(200.0)
     });
+    // The counts travel through the aggregates topic to the SLO's owner (this instance).
+    wait_for("the counts merged", || {
+        metric(&pipeline, "tracewarden_slo_attainment_ratio", &[("slo", "buy-availability")])
+            .is_some_and(|a| (a - 0.9).abs() < 1e-9)
+    });
     harness.advance(Duration::from_secs(11));
     wait_for("the traces decided", || metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(200.0));
     harness.advance(Duration::from_secs(11));

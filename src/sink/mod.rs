@@ -30,12 +30,43 @@ pub enum Destination {
     Repartition,
     /// SLO alert messages.
     Alerts,
+    /// Partial SLO counts for the owner of each SLO (explicit partition).
+    Aggregates,
+    /// SLO state checkpoints (compacted, keyed by SLO name).
+    SloState,
+}
+
+impl Destination {
+    /// The name used in logs and in `tracewarden_forward_failures_total{destination}`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Destination::Output => "output",
+            Destination::DeadLetter => "dead_letter",
+            Destination::Repartition => "repartition",
+            Destination::Alerts => "alerts",
+            Destination::Aggregates => "aggregates",
+            Destination::SloState => "slo_state",
+        }
+    }
+}
+
+/// The topics a [`Forwarder`] writes to.
+#[derive(Clone, Debug)]
+pub struct SinkTopics {
+    pub output: String,
+    pub dead_letter: String,
+    pub repartition: String,
+    pub alerts: String,
+    pub aggregates: String,
+    pub slo_state: String,
 }
 
 /// One record to write, and the sources it settles.
 #[derive(Debug)]
 pub struct Delivery {
     pub destination: Destination,
+    /// The partition to write to; `None` lets the partitioner pick by key.
+    pub partition: Option<i32>,
     pub key: Bytes,
     pub payload: Bytes,
     /// `(tracewarden.error, tracewarden.source)` for dead letters.
@@ -105,11 +136,29 @@ pub fn create_missing_topics(client: rdkafka::ClientConfig, topics: Vec<String>,
 
 /// Creates topics (the existing ones are left alone); `Err` names what failed.
 pub fn create_topics(client: &rdkafka::ClientConfig, topics: &[&str], partitions: i32) -> Result<(), String> {
+    create_topics_with(client, topics, partitions, &[])
+}
+
+/// Creates missing topics with topic-level settings (`cleanup.policy = compact` for the SLO state).
+pub fn create_topics_with(
+    client: &rdkafka::ClientConfig,
+    topics: &[&str],
+    partitions: i32,
+    settings: &[(&str, &str)],
+) -> Result<(), String> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
     let admin: AdminClient<DefaultClientContext> = client.create().map_err(|e| format!("admin client: {e}"))?;
-    let new_topics: Vec<NewTopic<'_>> =
-        topics.iter().map(|t| NewTopic::new(t, partitions.max(1), TopicReplication::Fixed(-1))).collect();
+    let new_topics: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| {
+            settings
+                .iter()
+                .fold(NewTopic::new(t, partitions.max(1), TopicReplication::Fixed(-1)), |topic, (key, value)| {
+                    topic.set(key, value)
+                })
+        })
+        .collect();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().map_err(|e| e.to_string())?;
     let options = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(10)))
@@ -154,10 +203,7 @@ impl ProducerContext for DeliveryContext {
 pub struct Forwarder {
     producer: BaseProducer<DeliveryContext>,
     completions: Receiver<Completion>,
-    output_topic: String,
-    dead_letter_topic: String,
-    repartition_topic: String,
-    alerts_topic: String,
+    topics: SinkTopics,
     in_flight: usize,
     in_flight_bytes: usize,
     /// Back-pressure thresholds: 80% of the producer queue's message and byte limits.
@@ -177,13 +223,7 @@ pub enum SinkError {
 }
 
 impl Forwarder {
-    pub fn new(
-        client: &rdkafka::ClientConfig,
-        output_topic: &str,
-        dead_letter_topic: &str,
-        repartition_topic: &str,
-        alerts_topic: &str,
-    ) -> Result<Self, SinkError> {
+    pub fn new(client: &rdkafka::ClientConfig, topics: SinkTopics) -> Result<Self, SinkError> {
         let limit = |key: &str, default: usize| client.get(key).and_then(|v| v.parse().ok()).unwrap_or(default);
         let high_records = limit("queue.buffering.max.messages", QUEUE_MAX_MESSAGES) * 4 / 5;
         let high_bytes = limit("queue.buffering.max.kbytes", QUEUE_MAX_KBYTES) * 1024 * 4 / 5;
@@ -194,10 +234,7 @@ impl Forwarder {
         Ok(Self {
             producer,
             completions,
-            output_topic: output_topic.into(),
-            dead_letter_topic: dead_letter_topic.into(),
-            repartition_topic: repartition_topic.into(),
-            alerts_topic: alerts_topic.into(),
+            topics,
             in_flight: 0,
             in_flight_bytes: 0,
             high_records: high_records.max(1),
@@ -223,12 +260,16 @@ impl Forwarder {
     /// Queues one record. When the producer's queue is full, serves delivery reports into
     /// `completions` until there is room: the caller stalls rather than drop anything.
     pub fn send(&mut self, delivery: Box<Delivery>, completions: &mut Vec<Completion>) {
+        let topics = &self.topics;
         let topic = match delivery.destination {
-            Destination::Output => self.output_topic.clone(),
-            Destination::DeadLetter => self.dead_letter_topic.clone(),
-            Destination::Repartition => self.repartition_topic.clone(),
-            Destination::Alerts => self.alerts_topic.clone(),
+            Destination::Output => topics.output.clone(),
+            Destination::DeadLetter => topics.dead_letter.clone(),
+            Destination::Repartition => topics.repartition.clone(),
+            Destination::Alerts => topics.alerts.clone(),
+            Destination::Aggregates => topics.aggregates.clone(),
+            Destination::SloState => topics.slo_state.clone(),
         };
+        let partition = delivery.partition;
         let key = delivery.key.clone();
         let payload = delivery.payload.clone();
         let headers = delivery.dead_letter.as_ref().map(|(error, source)| {
@@ -239,6 +280,9 @@ impl Forwarder {
         let mut record = BaseRecord::with_opaque_to(&topic, delivery).key(&key[..]).payload(&payload[..]);
         if let Some(headers) = headers {
             record = record.headers(headers);
+        }
+        if let Some(partition) = partition {
+            record = record.partition(partition);
         }
         loop {
             match self.producer.send(record) {

@@ -87,22 +87,73 @@ impl Exclusions {
     }
 }
 
-/// Good and total requests per bucket, for one SLO.
-#[derive(Clone, Debug, Default)]
+/// What one bucket (or any span of time) holds: good and total requests, and the sum of their
+/// latencies (for the `avg` statistic).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Counts {
+    pub good: u64,
+    pub total: u64,
+    /// Sum of the requests' latencies, in microseconds.
+    pub latency_us: u64,
+}
+
+impl Counts {
+    pub fn merge(&mut self, other: Counts) {
+        self.good += other.good;
+        self.total += other.total;
+        self.latency_us += other.latency_us;
+    }
+}
+
+/// When a period is good (period budgeting).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PeriodRule {
+    /// Its share of good requests is at least this: the goal for availability and success; for a
+    /// latency statistic pXX, XX % (p99 ≤ threshold exactly when at least 99 % of the period's
+    /// requests are at or under it).
+    GoodShare(f64),
+    /// Its mean latency is at most this many microseconds (statistic `avg`).
+    MeanAtMost(u64),
+}
+
+impl PeriodRule {
+    fn is_bad(&self, counts: Counts) -> bool {
+        counts.total > 0
+            && match *self {
+                PeriodRule::GoodShare(share) => (counts.good as f64) < share * counts.total as f64,
+                PeriodRule::MeanAtMost(micros) => counts.latency_us > micros.saturating_mul(counts.total),
+            }
+    }
+}
+
+/// Counts per event-time bucket, for one SLO.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Series {
-    buckets: BTreeMap<Seconds, (u64, u64)>,
+    buckets: BTreeMap<Seconds, Counts>,
 }
 
 impl Series {
     pub fn add(&mut self, at: Seconds, good: u64, total: u64) {
-        let entry = self.buckets.entry(at.div_euclid(BUCKET_SECONDS) * BUCKET_SECONDS).or_default();
-        entry.0 += good;
-        entry.1 += total;
+        self.add_counts(at, Counts { good, total, latency_us: 0 });
+    }
+
+    pub fn add_counts(&mut self, at: Seconds, counts: Counts) {
+        self.buckets.entry(bucket_of(at)).or_default().merge(counts);
     }
 
     /// (good, total) of the buckets starting in [from, to).
     pub fn sum(&self, from: Seconds, to: Seconds) -> (u64, u64) {
-        self.buckets.range(from..to).fold((0, 0), |(g, t), (_, (bg, bt))| (g + bg, t + bt))
+        let counts = self.counts(from, to);
+        (counts.good, counts.total)
+    }
+
+    /// Everything the buckets starting in [from, to) hold.
+    pub fn counts(&self, from: Seconds, to: Seconds) -> Counts {
+        let mut sum = Counts::default();
+        for counts in self.buckets.range(from..to).map(|(_, c)| *c) {
+            sum.merge(counts);
+        }
+        sum
     }
 
     /// Forgets buckets before `before`.
@@ -110,14 +161,26 @@ impl Series {
         self.buckets = self.buckets.split_off(&before);
     }
 
-    /// Bad periods of length `period` in [from, to): a period is bad when its share of good
-    /// requests falls under `goal`; one with no requests, or inside an exclusion, is good.
-    pub fn bad_periods(&self, from: Seconds, to: Seconds, period: Seconds, goal: f64, exclusions: &Exclusions) -> u64 {
+    /// Every bucket: (start, counts), oldest first.
+    pub fn buckets(&self) -> impl Iterator<Item = (Seconds, Counts)> + '_ {
+        self.buckets.iter().map(|(at, c)| (*at, *c))
+    }
+
+    /// Bad periods of length `period` in [from, to): a period is bad when `rule` says so; one
+    /// with no requests, or inside an exclusion, is good.
+    pub fn bad_periods(
+        &self,
+        from: Seconds,
+        to: Seconds,
+        period: Seconds,
+        rule: PeriodRule,
+        exclusions: &Exclusions,
+    ) -> u64 {
         let mut bad = 0;
         let mut start = from.div_euclid(period) * period;
         while start < to {
-            let (good, total) = self.sum(start.max(from), (start + period).min(to));
-            if total > 0 && !exclusions.contains(start) && (good as f64) < goal * total as f64 {
+            let counts = self.counts(start.max(from), (start + period).min(to));
+            if rule.is_bad(counts) && !exclusions.contains(start) {
                 bad += 1;
             }
             start += period;
@@ -126,14 +189,17 @@ impl Series {
     }
 }
 
+/// The start of the bucket holding `at`.
+pub fn bucket_of(at: Seconds) -> Seconds {
+    at.div_euclid(BUCKET_SECONDS) * BUCKET_SECONDS
+}
+
 /// The objective of one SLO.
 #[derive(Clone, Debug)]
 pub struct Objective {
     pub goal: f64,
-    /// A period is bad when its share of good requests falls under this: the goal for
-    /// availability and success; for a latency statistic pXX, XX % (p99 ≤ threshold exactly when
-    /// at least 99 % of the period's requests are at or under it).
-    pub period_good_share: f64,
+    /// When a period is good (period budgeting).
+    pub period_rule: PeriodRule,
     pub window: Window,
     pub budgeting: Budgeting,
     pub warning_threshold: f64,
@@ -193,7 +259,7 @@ impl Objective {
             Budgeting::Periods { period } => {
                 let k = length as f64 / period as f64;
                 let elapsed = ((now - start) as f64 / period as f64).ceil().max(1.0);
-                let bad = series.bad_periods(start, now + 1, period, self.period_good_share, &self.exclusions) as f64;
+                let bad = series.bad_periods(start, now + 1, period, self.period_rule, &self.exclusions) as f64;
                 let budget_total = self.allowed() * length as f64;
                 let attainment = (total > 0).then(|| (elapsed - bad) / elapsed);
                 let ratio = 1.0 - bad / (self.allowed() * k);
@@ -222,7 +288,7 @@ impl Objective {
         let rate = match self.budgeting {
             Budgeting::Requests if total > 0 => ((total - good) as f64 / total as f64) / self.allowed(),
             Budgeting::Periods { period } => {
-                let bad = series.bad_periods(from, now + 1, period, self.period_good_share, &self.exclusions) as f64;
+                let bad = series.bad_periods(from, now + 1, period, self.period_rule, &self.exclusions) as f64;
                 (bad / (w as f64 / period as f64)) / self.allowed()
             }
             _ => 0.0,

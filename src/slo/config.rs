@@ -4,7 +4,7 @@ use std::str::FromStr as _;
 
 use serde::Deserialize;
 
-use super::budget::{parse_time, Budgeting, Calendar, Exclusions, Objective, Tier, Window};
+use super::budget::{parse_time, Budgeting, Calendar, Exclusions, Objective, PeriodRule, Tier, Window};
 use crate::config::{HumanDuration, Problem};
 use crate::matcher::Wildcard;
 
@@ -160,11 +160,8 @@ impl SloConfig {
             (Some(_), false) => {
                 problem("statistic", "applies to sli = \"latency\" with budgeting = \"periods\" only".into())
             }
-            (Some(s), true) if s == "avg" => {
-                problem("statistic", "\"avg\" is not supported yet: use p50, p90, p99 or p99.9".into())
-            }
-            (Some(s), true) if !STATISTICS.iter().any(|(name, _)| name == s) => {
-                let names: Vec<&str> = STATISTICS.iter().map(|(n, _)| *n).collect();
+            (Some(s), true) if s != "avg" && !STATISTICS.iter().any(|(name, _)| name == s) => {
+                let names: Vec<&str> = STATISTICS.iter().map(|(n, _)| *n).chain(["avg"]).collect();
                 problem("statistic", format!("{s:?} is not one of {}", names.join(", ")))
             }
             _ => {}
@@ -236,15 +233,18 @@ impl SloConfig {
                 exclusions.recurring.push((cron, duration));
             }
         }
-        let period_good_share = match (self.sli, self.statistic.as_deref()) {
-            (SliKind::Latency, Some(statistic)) => {
-                STATISTICS.iter().find(|(name, _)| *name == statistic).map(|(_, share)| *share).unwrap_or(self.goal)
+        let period_rule = match (self.sli, self.statistic.as_deref(), self.threshold) {
+            (SliKind::Latency, Some("avg"), Some(threshold)) => {
+                PeriodRule::MeanAtMost(threshold.0.as_micros().min(u64::MAX as u128) as u64)
             }
-            _ => self.goal,
+            (SliKind::Latency, Some(statistic), _) => PeriodRule::GoodShare(
+                STATISTICS.iter().find(|(name, _)| *name == statistic).map(|(_, share)| *share).unwrap_or(self.goal),
+            ),
+            _ => PeriodRule::GoodShare(self.goal),
         };
         Objective {
             goal: self.goal,
-            period_good_share,
+            period_rule,
             window,
             budgeting,
             warning_threshold: self.warning_threshold.unwrap_or(0.5),
@@ -319,7 +319,7 @@ mod tests {
         .unwrap();
         assert!(slo.validate(0).is_empty(), "{:?}", slo.validate(0));
         let objective = slo.objective();
-        assert_eq!(objective.period_good_share, 0.99);
+        assert_eq!(objective.period_rule, PeriodRule::GoodShare(0.99));
         let mut series = super::super::budget::Series::default();
         let now = 1_800_000_000;
         // 98 of 100 requests under 300 ms: the period's p99 is over the threshold, so it is bad,
@@ -327,9 +327,35 @@ mod tests {
         series.add(now - 30, 98, 100);
         let budget = objective.budget(&series, now);
         assert!((budget.remaining - (0.1 * 86_400.0 - 60.0)).abs() < 1e-6, "{budget:?}");
-        assert!(problems("name = \"l\"\nservice = \"s\"\nsli = \"latency\"\nthreshold = \"1s\"\ngoal = 0.9\nwindow = \"1d\"\nbudgeting = \"periods\"\nperiod = \"1m\"\nstatistic = \"avg\"")
+        assert!(problems("name = \"l\"\nservice = \"s\"\nsli = \"latency\"\nthreshold = \"1s\"\ngoal = 0.9\nwindow = \"1d\"\nbudgeting = \"periods\"\nperiod = \"1m\"\nstatistic = \"p42\"")
             .iter()
-            .any(|p| p.contains("not supported yet")));
+            .any(|p| p.contains("\"p42\" is not one of p50, p90, p99, p99.9, avg")));
+    }
+
+    #[test]
+    fn avg_periods_are_bad_when_their_mean_latency_exceeds_the_threshold() {
+        let slo: SloConfig = toml::from_str(
+            "name = \"l\"\nservice = \"s\"\nsli = \"latency\"\nthreshold = \"300ms\"\ngoal = 0.9\nwindow = \"1d\"\nbudgeting = \"periods\"\nperiod = \"1m\"\nstatistic = \"avg\"",
+        )
+        .unwrap();
+        assert!(slo.validate(0).is_empty(), "{:?}", slo.validate(0));
+        let objective = slo.objective();
+        assert_eq!(objective.period_rule, PeriodRule::MeanAtMost(300_000));
+        let now: i64 = 1_800_000_000 / 60 * 60;
+        let mut series = super::super::budget::Series::default();
+        let counts = |total: u64, mean_ms: u64| super::super::budget::Counts {
+            good: 0,
+            total,
+            latency_us: total * mean_ms * 1000,
+        };
+        // Three minutes ago: mean 200 ms (good, although no request counts as "good" here: the
+        // mean is what is judged). Two minutes ago: mean 301 ms (bad). One minute ago: exactly
+        // 300 ms (good: at most the threshold).
+        series.add_counts(now - 180, counts(10, 200));
+        series.add_counts(now - 120, counts(10, 301));
+        series.add_counts(now - 60, counts(4, 300));
+        let budget = objective.budget(&series, now);
+        assert!((budget.remaining - (0.1 * 86_400.0 - 60.0)).abs() < 1e-6, "one bad minute: {budget:?}");
     }
 
     #[test]

@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use chrono::{TimeZone, Utc};
 use serde::Serialize;
 
-use super::budget::{Budget, Budgeting, Objective, Seconds, Series, Status, Tier};
+use super::aggregate::{AggregateRecord, AlertCheckpoint, Checkpoint, Ledger, CHECKPOINT_VERSION};
+use super::budget::{bucket_of, Budget, Budgeting, Counts, Objective, Seconds, Series, Status, Tier};
 use super::config::{SliKind, SloConfig};
 use crate::model::{Outcome, Span};
 use crate::signals::ExcludeRule;
@@ -23,7 +24,7 @@ pub struct AlertMessage {
     pub schema_version: u32,
     pub status: &'static str,
     pub fingerprint: String,
-    pub labels: BTreeMap<&'static str, String>,
+    pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<&'static str, String>,
     pub starts_at: String,
     pub ends_at: Option<String>,
@@ -70,7 +71,7 @@ pub struct ErrorBudget {
 /// An open alert: its fingerprint, labels and start.
 #[derive(Clone, Debug)]
 struct Firing {
-    labels: BTreeMap<&'static str, String>,
+    labels: BTreeMap<String, String>,
     fingerprint: String,
     starts_at: Seconds,
 }
@@ -79,9 +80,16 @@ struct SloRuntime {
     config: SloConfig,
     objective: Objective,
     tiers: Vec<Tier>,
+    /// Whether this instance evaluates the SLO (it owns the SLO's aggregates partition).
+    owned: bool,
     series: Series,
+    ledger: Ledger,
     tier_alerts: Vec<Option<Firing>>,
     budget_alert: Option<(Status, Firing)>,
+    /// Firing alerts restored for tiers no longer configured: resolved at the next evaluation.
+    orphans: Vec<Firing>,
+    /// Whether anything changed since the last checkpoint.
+    dirty: bool,
 }
 
 /// The state of one SLO now, for gauges and `/api/slos`.
@@ -103,11 +111,8 @@ pub struct SloReport {
     pub firing: Vec<String>,
 }
 
-/// Every SLO of the configuration.
-pub struct SloEngine {
-    slos: Vec<SloRuntime>,
-    exclude: Vec<ExcludeRule>,
-}
+/// The name of the budget alert family in checkpoints.
+const BUDGET_ALERT: &str = "budget";
 
 fn rfc3339(at: Seconds) -> String {
     Utc.timestamp_opt(at, 0).single().map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_default()
@@ -118,7 +123,7 @@ fn human(seconds: Seconds) -> String {
 }
 
 /// A stable 64-bit fingerprint of the labels (FNV-1a over `name=value` lines, names sorted).
-fn fingerprint(labels: &BTreeMap<&'static str, String>) -> String {
+fn fingerprint(labels: &BTreeMap<String, String>) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for (name, value) in labels {
         for byte in name.bytes().chain([b'=']).chain(value.bytes()).chain([b'\n']) {
@@ -130,14 +135,14 @@ fn fingerprint(labels: &BTreeMap<&'static str, String>) -> String {
 }
 
 impl SloRuntime {
-    fn base_labels(&self) -> BTreeMap<&'static str, String> {
+    fn base_labels(&self) -> BTreeMap<String, String> {
         let c = &self.config;
         BTreeMap::from([
-            ("slo", c.name.clone()),
-            ("service", c.service.clone()),
-            ("operation", c.operation.clone().unwrap_or_else(|| "*".into())),
-            ("environment", c.environment.clone().unwrap_or_else(|| "*".into())),
-            ("sli", format!("{:?}", c.sli).to_lowercase()),
+            ("slo".into(), c.name.clone()),
+            ("service".into(), c.service.clone()),
+            ("operation".into(), c.operation.clone().unwrap_or_else(|| "*".into())),
+            ("environment".into(), c.environment.clone().unwrap_or_else(|| "*".into())),
+            ("sli".into(), format!("{:?}", c.sli).to_lowercase()),
         ])
     }
 
@@ -218,7 +223,12 @@ impl SloRuntime {
     }
 
     fn evaluate(&mut self, now: Seconds, out: &mut Vec<AlertMessage>) {
+        let before = out.len();
         let budget = self.objective.budget(&self.series, now);
+        for alert in std::mem::take(&mut self.orphans) {
+            let summary = format!("{}: the alert's tier is no longer configured", self.subject());
+            out.push(self.message(&alert, Some(now), summary, self.evaluation(&budget, Vec::new(), now)));
+        }
         let min_requests = self.config.min_requests.unwrap_or(10);
         for i in 0..self.tiers.len() {
             let tier = self.tiers[i].clone();
@@ -233,9 +243,9 @@ impl SloRuntime {
             match (&self.tier_alerts[i], firing) {
                 (None, true) => {
                     let mut labels = self.base_labels();
-                    labels.insert("alertname", "SLOBurnRate".into());
-                    labels.insert("severity", tier.severity.clone());
-                    labels.insert("tier", tier.name.clone());
+                    labels.insert("alertname".into(), "SLOBurnRate".into());
+                    labels.insert("severity".into(), tier.severity.clone());
+                    labels.insert("tier".into(), tier.name.clone());
                     let alert = Firing { fingerprint: fingerprint(&labels), labels, starts_at: now };
                     out.push(self.message(&alert, None, summary, self.evaluation(&budget, windows, now)));
                     self.tier_alerts[i] = Some(alert);
@@ -261,8 +271,9 @@ impl SloRuntime {
             }
             if let Some(status) = wanted {
                 let mut labels = self.base_labels();
-                labels.insert("alertname", "SLOErrorBudget".into());
-                labels.insert("severity", if status == Status::Breached { "breached" } else { "warning" }.into());
+                labels.insert("alertname".into(), "SLOErrorBudget".into());
+                labels
+                    .insert("severity".into(), if status == Status::Breached { "breached" } else { "warning" }.into());
                 let alert = Firing { fingerprint: fingerprint(&labels), labels, starts_at: now };
                 out.push(self.message(&alert, None, summary, self.evaluation(&budget, Vec::new(), now)));
                 self.budget_alert = Some((status, alert));
@@ -272,6 +283,59 @@ impl SloRuntime {
         let (start, _) = self.objective.window.bounds(now);
         let longest = self.tiers.iter().map(|t| t.long).max().unwrap_or(0);
         self.series.prune(start.min(now - longest) - 60);
+        self.dirty |= out.len() > before;
+    }
+
+    fn checkpoint(&self, now: Seconds) -> Checkpoint {
+        let alert = |name: &str, status: Option<Status>, firing: &Firing| AlertCheckpoint {
+            alert: name.into(),
+            status: status.map(|s| s.as_str().into()),
+            fingerprint: firing.fingerprint.clone(),
+            labels: firing.labels.clone(),
+            starts_at: firing.starts_at,
+        };
+        let tiers =
+            self.tiers.iter().zip(&self.tier_alerts).filter_map(|(t, a)| Some(alert(&t.name, None, a.as_ref()?)));
+        let budget = self.budget_alert.iter().map(|(status, firing)| alert(BUDGET_ALERT, Some(*status), firing));
+        Checkpoint {
+            version: CHECKPOINT_VERSION,
+            slo: self.config.name.clone(),
+            written_at: now,
+            buckets: self.series.buckets().map(|(at, c)| (at, c.good, c.total, c.latency_us)).collect(),
+            alerts: tiers.chain(budget).collect(),
+            ledger: self.ledger.entries(),
+        }
+    }
+
+    /// Starts owning the SLO from a checkpoint (or from nothing).
+    fn restore(&mut self, checkpoint: Option<Checkpoint>) {
+        self.owned = true;
+        self.dirty = false;
+        self.series = Series::default();
+        self.ledger = Ledger::default();
+        self.tier_alerts = vec![None; self.tiers.len()];
+        self.budget_alert = None;
+        self.orphans.clear();
+        let Some(checkpoint) = checkpoint else { return };
+        for (at, good, total, latency_us) in checkpoint.buckets {
+            self.series.add_counts(at, Counts { good, total, latency_us });
+        }
+        self.ledger = Ledger::from_entries(checkpoint.ledger);
+        for alert in checkpoint.alerts {
+            let firing = Firing { labels: alert.labels, fingerprint: alert.fingerprint, starts_at: alert.starts_at };
+            let budget_status = match alert.status.as_deref() {
+                Some("WARNING") => Some(Status::Warning),
+                Some("BREACHED") => Some(Status::Breached),
+                _ => None,
+            };
+            match (alert.alert.as_str(), budget_status) {
+                (BUDGET_ALERT, Some(status)) => self.budget_alert = Some((status, firing)),
+                (tier, _) => match self.tiers.iter().position(|t| t.name == tier) {
+                    Some(i) => self.tier_alerts[i] = Some(firing),
+                    None => self.orphans.push(firing),
+                },
+            }
+        }
     }
 
     fn report(&self, now: Seconds) -> SloReport {
@@ -307,32 +371,28 @@ impl SloRuntime {
     }
 }
 
-impl SloEngine {
-    /// SLOs from validated definitions; spans matching `exclude` never count.
-    pub fn new(slos: &[SloConfig], exclude: &[ExcludeRule]) -> Self {
-        let slos = slos
-            .iter()
-            .map(|config| {
-                let tiers = config.tiers();
-                SloRuntime {
-                    objective: config.objective(),
-                    tier_alerts: vec![None; tiers.len()],
-                    tiers,
-                    config: config.clone(),
-                    series: Series::default(),
-                    budget_alert: None,
-                }
-            })
-            .collect();
-        Self { slos, exclude: exclude.to_vec() }
-    }
+/// Every SLO of the configuration: the ones this instance owns are evaluated here.
+pub struct SloEngine {
+    slos: Vec<SloRuntime>,
+    counter: SloCounter,
+}
 
+/// What counts for which SLO: the selection and SLI of every SLO, applied to the spans of one
+/// message. Cheap to clone; the span path holds its own.
+#[derive(Clone)]
+pub struct SloCounter {
+    slos: Vec<(SloConfig, super::budget::Exclusions)>,
+    exclude: Vec<ExcludeRule>,
+}
+
+impl SloCounter {
     pub fn is_empty(&self) -> bool {
         self.slos.is_empty()
     }
 
-    /// Counts the entry spans of a trace for every SLO that selects them.
-    pub fn record_trace(&mut self, spans: &[Span]) {
+    /// Counts the entry spans of `spans` for every SLO that selects them into `tally`:
+    /// (SLO index, bucket start, counts), one entry per request.
+    pub fn count(&self, spans: &[Span], tally: &mut Vec<(usize, Seconds, Counts)>) {
         if self.slos.is_empty() {
             return;
         }
@@ -342,35 +402,134 @@ impl SloEngine {
             }
             let at = (span.end_unix_nano / 1_000_000_000) as Seconds;
             let outcome = Outcome::of(span);
-            for slo in &mut self.slos {
-                if !slo.config.selects(span.service(), &span.operation, span.environment())
-                    || slo.objective.exclusions.contains(at)
-                {
+            let latency_us = span.duration_nanos() / 1_000;
+            for (index, (config, exclusions)) in self.slos.iter().enumerate() {
+                if !config.selects(span.service(), &span.operation, span.environment()) || exclusions.contains(at) {
                     continue;
                 }
-                let good = match slo.config.sli {
+                let good = match config.sli {
                     SliKind::Availability => !outcome.is_fault(),
                     SliKind::Success => !outcome.is_fault() && !outcome.is_error(),
                     SliKind::Latency => {
-                        slo.config.threshold.is_some_and(|t| span.duration_nanos() <= t.0.as_nanos() as u64)
+                        config.threshold.is_some_and(|t| span.duration_nanos() <= t.0.as_nanos() as u64)
                     }
                 };
-                slo.series.add(at, good as u64, 1);
+                tally.push((index, bucket_of(at), Counts { good: good as u64, total: 1, latency_us }));
+            }
+        }
+    }
+}
+
+impl SloEngine {
+    /// SLOs from validated definitions; spans matching `exclude` never count. No SLO is owned
+    /// until [`SloEngine::take_over`].
+    pub fn new(slos: &[SloConfig], exclude: &[ExcludeRule]) -> Self {
+        let runtimes = slos
+            .iter()
+            .map(|config| {
+                let tiers = config.tiers();
+                SloRuntime {
+                    objective: config.objective(),
+                    tier_alerts: vec![None; tiers.len()],
+                    tiers,
+                    config: config.clone(),
+                    owned: false,
+                    series: Series::default(),
+                    ledger: Ledger::default(),
+                    budget_alert: None,
+                    orphans: Vec::new(),
+                    dirty: false,
+                }
+            })
+            .collect();
+        let counter = SloCounter {
+            slos: slos.iter().map(|c| (c.clone(), c.objective().exclusions)).collect(),
+            exclude: exclude.to_vec(),
+        };
+        Self { slos: runtimes, counter }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slos.is_empty()
+    }
+
+    pub fn counter(&self) -> SloCounter {
+        self.counter.clone()
+    }
+
+    /// SLO names, by index.
+    pub fn names(&self) -> Vec<String> {
+        self.slos.iter().map(|s| s.config.name.clone()).collect()
+    }
+
+    pub fn is_owned(&self, index: usize) -> bool {
+        self.slos.get(index).is_some_and(|s| s.owned)
+    }
+
+    /// Starts evaluating SLO `index` here, from its checkpoint when there is one.
+    pub fn take_over(&mut self, index: usize, checkpoint: Option<Checkpoint>) {
+        if let Some(slo) = self.slos.get_mut(index) {
+            slo.restore(checkpoint);
+        }
+    }
+
+    /// Stops evaluating SLO `index` here (its new owner restores it from the checkpoint).
+    pub fn release(&mut self, index: usize) {
+        if let Some(slo) = self.slos.get_mut(index) {
+            slo.restore(None);
+            slo.owned = false;
+        }
+    }
+
+    /// Merges partial counts into an owned SLO, each source message once; returns the SLO's
+    /// index when the record is for an SLO owned here.
+    pub fn merge(&mut self, record: &AggregateRecord) -> Option<usize> {
+        let index = self.slos.iter().position(|s| s.config.name == record.slo && s.owned)?;
+        let slo = &mut self.slos[index];
+        let series = &mut slo.series;
+        if slo.ledger.admit(record, |at, counts| series.add_counts(at, counts)) > 0 {
+            slo.dirty = true;
+        }
+        Some(index)
+    }
+
+    /// Counts a trace's requests straight into the owned SLOs (single-process use: tests and
+    /// benches; the pipeline goes through the aggregates topic).
+    pub fn record_trace(&mut self, spans: &[Span]) {
+        let mut tally = Vec::new();
+        self.counter.count(spans, &mut tally);
+        for (index, at, counts) in tally {
+            if self.slos[index].owned {
+                self.slos[index].series.add_counts(at, counts);
+                self.slos[index].dirty = true;
             }
         }
     }
 
-    /// Evaluates every SLO at `now` and returns the alert messages of the state changes.
+    /// Evaluates every owned SLO at `now` and returns the alert messages of the state changes.
     pub fn evaluate(&mut self, now: Seconds) -> Vec<AlertMessage> {
         let mut out = Vec::new();
-        for slo in &mut self.slos {
+        for slo in self.slos.iter_mut().filter(|s| s.owned) {
             slo.evaluate(now, &mut out);
         }
         out
     }
 
+    /// The state of SLO `index` to write to the state topic, when it changed since the last one.
+    pub fn checkpoint_if_changed(&mut self, index: usize, now: Seconds) -> Option<Checkpoint> {
+        let slo = self.slos.get_mut(index).filter(|s| s.owned && s.dirty)?;
+        slo.dirty = false;
+        Some(slo.checkpoint(now))
+    }
+
+    /// The state of SLO `index`, changed or not.
+    pub fn checkpoint(&self, index: usize, now: Seconds) -> Option<Checkpoint> {
+        self.slos.get(index).filter(|s| s.owned).map(|s| s.checkpoint(now))
+    }
+
+    /// Reports of the SLOs evaluated here.
     pub fn reports(&self, now: Seconds) -> Vec<SloReport> {
-        self.slos.iter().map(|s| s.report(now)).collect()
+        self.slos.iter().filter(|s| s.owned).map(|s| s.report(now)).collect()
     }
 }
 

@@ -6,7 +6,10 @@
 //! figure is tested against hand-computed examples. Wiring into the configuration (`[[slo]]`), the
 //! alert messages, the state and aggregates topics and the gauges build on it.
 
+pub mod aggregate;
 pub mod budget;
 pub mod config;
 pub mod engine;
+pub mod exchange;
 pub mod gauges;
+pub mod state;

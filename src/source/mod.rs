@@ -70,6 +70,8 @@ pub trait MessageHandler: Send + 'static {
     fn tick(&mut self);
     /// Positions that moved since the last call.
     fn commits(&mut self) -> Vec<Commit>;
+    /// Partitions were assigned (before any of their messages is delivered).
+    fn assign(&mut self, partitions: &[(String, i32)]);
     /// Whether downstream is not keeping up: consumption pauses (back-pressure).
     fn saturated(&self) -> bool;
     /// Whether a saturated downstream has caught up: consumption resumes.
@@ -117,6 +119,9 @@ pub struct SourceSettings {
     pub admin: ClientConfig,
     /// Topics this instance writes to, created at start when missing.
     pub output_topics: Vec<String>,
+    /// Compacted topics this instance writes and reads back (SLO state), created before
+    /// subscribing when missing.
+    pub compacted_topics: Vec<String>,
 }
 
 struct SourceContext<H: MessageHandler> {
@@ -174,6 +179,7 @@ impl<H: MessageHandler> ConsumerContext for SourceContext<H> {
             Rebalance::Assign(list) => {
                 let partitions = partitions_of(list);
                 tracing::info!(partitions = ?partitions, "partitions assigned");
+                self.handler.lock().expect("handler lock").assign(&partitions);
                 self.ready.assign(&partitions);
             }
             Rebalance::Revoke(_) => {}
@@ -199,6 +205,12 @@ pub fn run<H: MessageHandler>(
         let names: Vec<&str> = check.missing_required.iter().map(String::as_str).collect();
         crate::sink::create_topics(&settings.admin, &names, check.partitions)
             .map_err(|reason| SourceError::CreateTopics { topics: check.missing_required.join(", "), reason })?;
+    }
+    if !check.missing_compacted.is_empty() {
+        let names: Vec<&str> = check.missing_compacted.iter().map(String::as_str).collect();
+        let compacted = [("cleanup.policy", "compact"), ("segment.ms", "3600000")];
+        crate::sink::create_topics_with(&settings.admin, &names, 1, &compacted)
+            .map_err(|reason| SourceError::CreateTopics { topics: check.missing_compacted.join(", "), reason })?;
     }
     crate::sink::create_missing_topics(settings.admin.clone(), check.missing_outputs, check.partitions);
     let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
@@ -308,6 +320,8 @@ struct TopicCheck {
     missing_outputs: Vec<String>,
     /// Topics this instance also consumes (the repartition topic) that do not exist yet.
     missing_required: Vec<String>,
+    /// Compacted topics that do not exist yet.
+    missing_compacted: Vec<String>,
 }
 
 /// Checks the input topics exist and lists the topics to create.
@@ -336,5 +350,6 @@ fn check_topics<C: ConsumerContext>(
         partitions,
         missing_outputs: missing_of(&settings.output_topics),
         missing_required: missing_of(&settings.required_topics),
+        missing_compacted: missing_of(&settings.compacted_topics),
     })
 }

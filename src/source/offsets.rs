@@ -89,6 +89,11 @@ impl OffsetTracker {
         state.pending.keys().next().copied().or(state.next)
     }
 
+    /// One past the highest offset read on a partition.
+    pub fn next_read(&self, index: u32) -> Option<i64> {
+        self.states.get(&index)?.next
+    }
+
     /// Messages still pending on a partition.
     pub fn pending(&self, index: u32) -> usize {
         self.states.get(&index).map_or(0, |s| s.pending.len())

@@ -46,9 +46,17 @@ impl Harness {
 
     /// A cluster of `brokers` brokers; the input topic's partitions are led by broker 1.
     pub fn with_brokers(group: &str, brokers: i32) -> Self {
+        // TEST_LOG=info shows the pipeline's logs.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("TEST_LOG"))
+            .with_test_writer()
+            .try_init();
         let cluster = MockCluster::new(brokers).expect("mock cluster");
         let brokers = cluster.bootstrap_servers();
         cluster.create_topic(INPUT, PARTITIONS, 1).expect("input topic");
+        // The mock cluster does not serve CreateTopics: the SLO topics are made here.
+        cluster.create_topic("tracewarden_aggregates", PARTITIONS, 1).expect("aggregates topic");
+        cluster.create_topic("tracewarden_slo_state", 1, 1).expect("state topic");
         for p in 0..PARTITIONS {
             cluster.partition_leader(INPUT, p, Some(1)).expect("input leader");
         }

@@ -9,7 +9,7 @@ fn at(rfc3339: &str) -> Seconds {
 fn objective(goal: f64, window: Window, budgeting: Budgeting) -> Objective {
     Objective {
         goal,
-        period_good_share: goal,
+        period_rule: PeriodRule::GoodShare(goal),
         window,
         budgeting,
         warning_threshold: 0.5,
