@@ -1,0 +1,278 @@
+//! SLOs across restarts and consumer groups, through Kafka (librdkafka's mock cluster): a
+//! restarted owner sends no alert twice and forgets no resolution; two instances send the same
+//! alerts as one.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use common::*;
+use tracewarden::clock::Clock;
+use tracewarden::config::Config;
+use tracewarden::pipeline::Pipeline;
+use tracewarden::slo::aggregate::owner_partition;
+use tracewarden::testing::{encode, SpanSpec, SERVER};
+
+/// Messages of `count` requests to shop GET /buy ending `ago` before the clock's time: one trace
+/// per message (ids from `first_trace`, wrapping over 1..=255), 50 entry spans each; the first `faults` answer 503;
+/// with `slow`, every tenth takes 250 ms (else 5 ms).
+fn requests(
+    harness: &Harness,
+    first_trace: u8,
+    count: usize,
+    faults: usize,
+    slow: bool,
+    ago: Duration,
+) -> Vec<(String, Bytes)> {
+    let end = harness.clock.now().0 - ago.as_nanos() as u64;
+    (0..count)
+        .collect::<Vec<_>>()
+        .chunks(50)
+        .enumerate()
+        .map(|(m, chunk)| {
+            // Trace ids 1..=255 (an all-zero id is invalid).
+            let trace = 1 + ((first_trace as usize - 1 + m) % 255) as u8;
+            let spans: Vec<SpanSpec> = chunk
+                .iter()
+                .map(|&i| {
+                    let status = if i < faults { 503 } else { 200 };
+                    let micros = if slow && i % 10 == 0 { 250_000 } else { 5_000 };
+                    SpanSpec::new("shop", trace, (i % 50) as u8 + 1, None, SERVER, "GET /buy")
+                        .http("GET", "/buy", status)
+                        .micros(micros)
+                        .starting(end - micros * 1000)
+                })
+                .collect();
+            (format!("{trace:032x}"), encode(&spans))
+        })
+        .collect()
+}
+
+fn start(config: &Config, harness: &Harness) -> Pipeline {
+    let pipeline = tracewarden::pipeline::start(config, harness.clock.clone()).expect("pipeline starts");
+    wait_for("the pipeline to join the group", || pipeline.handles.ready.is_ready());
+    pipeline
+}
+
+/// The SLO's gauge on whichever instance evaluates it.
+fn gauge(pipelines: &[&Pipeline], name: &str, slo: &str) -> Option<f64> {
+    pipelines.iter().find_map(|p| metric(p, name, &[("slo", slo)]))
+}
+
+fn wait_for_attainment(pipelines: &[&Pipeline], slo: &str, expected: f64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let attainment = gauge(pipelines, "tracewarden_slo_attainment_ratio", slo);
+        if attainment.is_some_and(|a| (a - expected).abs() < 1e-9) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{slo}: attainment {attainment:?}, expected {expected} once every request is counted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn alerts(harness: &Harness, topic: &str, expected: usize) -> Vec<Value> {
+    harness.read_all(topic, expected).iter().map(|r| serde_json::from_slice(&r.payload).unwrap()).collect()
+}
+
+/// Per alert (tier, or budget severity): its statuses in order.
+fn lifecycle(alerts: &[Value]) -> BTreeMap<String, Vec<String>> {
+    let mut by_alert: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for a in alerts {
+        let labels = &a["labels"];
+        let name = format!(
+            "{}/{}",
+            labels["slo"].as_str().unwrap(),
+            labels.get("tier").or(labels.get("severity")).and_then(Value::as_str).unwrap()
+        );
+        by_alert.entry(name).or_default().push(a["status"].as_str().unwrap().to_string());
+    }
+    by_alert
+}
+
+const AVAILABILITY: &str = r#"
+[[slo]]
+name = "buy-availability"
+service = "shop"
+operation = "GET /buy"
+sli = "availability"
+goal = 0.999
+window = "30d"
+"#;
+
+#[test]
+fn a_restarted_owner_sends_no_alert_twice_and_resolves_every_one() {
+    let mut harness = Harness::new("slo-restart");
+    harness.config.slo = tracewarden::slo::config::parse_slos(AVAILABILITY).unwrap();
+    let first = harness.start();
+    // 100 requests, 5 faults: 5 % bad against 0.1 % allowed — every tier and the budget fire.
+    harness.produce_all(&requests(&harness, 1, 100, 5, false, Duration::from_secs(20)));
+    wait_for_attainment(&[&first], "buy-availability", 0.95);
+    harness.advance(Duration::from_secs(11));
+    let fired = alerts(&harness, "slo_alerts", 4);
+    assert_eq!(fired.len(), 4, "{fired:#?}");
+    assert!(fired.iter().all(|a| a["status"] == "firing"));
+    // The owner goes away mid-incident; its successor restores the state from the state topic.
+    first.stop().unwrap();
+    let second = harness.start();
+    wait_for("the successor to evaluate the SLO", || {
+        gauge(&[&second], "tracewarden_slo_goal_ratio", "buy-availability").is_some()
+    });
+    assert_eq!(
+        metric(&second, "tracewarden_slo_alert_firing", &[("slo", "buy-availability"), ("tier", "page-fast")]),
+        Some(1.0),
+        "restored as firing"
+    );
+    wait_for_attainment(&[&second], "buy-availability", 0.95);
+    harness.advance(Duration::from_secs(11));
+    // The incident ends: 12 000 good requests bring every burn rate under its threshold and the
+    // budget back over half (1 − (5/12 100)/0.001 = 0.59). Counted twice, the 5 faults would leave
+    // the budget at WARNING.
+    harness.produce_all(&requests(&harness, 101, 12_000, 0, false, Duration::from_secs(5)));
+    wait_for_attainment(&[&second], "buy-availability", 1.0 - 5.0 / 12_100.0);
+    harness.advance(Duration::from_secs(11));
+    let all = alerts(&harness, "slo_alerts", 8);
+    let expected: BTreeMap<String, Vec<String>> = ["breached", "page-fast", "page-slow", "ticket"]
+        .iter()
+        .map(|a| (format!("buy-availability/{a}"), vec!["firing".to_string(), "resolved".to_string()]))
+        .collect();
+    assert_eq!(lifecycle(&all), expected, "{all:#?}");
+    for resolved in all.iter().filter(|a| a["status"] == "resolved") {
+        let firing =
+            all.iter().find(|a| a["status"] == "firing" && a["fingerprint"] == resolved["fingerprint"]).unwrap();
+        assert_eq!(firing["startsAt"], resolved["startsAt"]);
+        assert_eq!(firing["labels"], resolved["labels"]);
+    }
+    second.stop().unwrap();
+}
+
+/// Three SLO names, one per aggregates partition.
+fn spread_names() -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for i in 0.. {
+        let name = format!("buy-{i}");
+        let partition = owner_partition(&name, PARTITIONS);
+        if names.iter().all(|n| owner_partition(n, PARTITIONS) != partition) {
+            names.push(name);
+        }
+        if names.len() == PARTITIONS as usize {
+            return names;
+        }
+    }
+    unreachable!()
+}
+
+#[test]
+fn two_instances_send_the_same_alerts_as_one() {
+    let harness = Harness::new("slo-one");
+    let names = spread_names();
+    let definitions = format!(
+        r#"
+        [[slo]]
+        name = "{}"
+        service = "shop"
+        sli = "availability"
+        goal = 0.999
+        window = "30d"
+
+        [[slo]]
+        name = "{}"
+        service = "shop"
+        operation = "GET /buy"
+        sli = "latency"
+        threshold = "100ms"
+        goal = 0.95
+        window = "1d"
+
+        [[slo]]
+        name = "{}"
+        service = "shop"
+        sli = "latency"
+        threshold = "10ms"
+        goal = 0.99
+        window = "1d"
+        budgeting = "periods"
+        period = "1m"
+        statistic = "avg"
+        "#,
+        names[0], names[1], names[2]
+    );
+    let config_for = |group: &str| {
+        let mut config = harness.config.clone();
+        config.kafka.group_id = group.into();
+        for (topic, partitions) in [("aggregates", PARTITIONS), ("state", 1), ("alerts", 1), ("out", 1)] {
+            harness.cluster.create_topic(&format!("{group}-{topic}"), partitions, 1).unwrap();
+        }
+        config.kafka.aggregates_topic = format!("{group}-aggregates");
+        config.kafka.slo_state_topic = format!("{group}-state");
+        config.kafka.alerts_topic = format!("{group}-alerts");
+        config.kafka.output_topic = format!("{group}-out");
+        config.slo = tracewarden::slo::config::parse_slos(&definitions).unwrap();
+        config
+    };
+    let one = config_for("one");
+    let two = config_for("two");
+    let single = start(&one, &harness);
+    let pair = [start(&two, &harness), start(&two, &harness)];
+    wait_for("the pair to share the partitions", || {
+        let held: Vec<usize> = pair.iter().map(|p| p.handles.ready.assignment().len()).collect();
+        held.iter().all(|&n| n > 0) && held.iter().sum::<usize>() == 2 * PARTITIONS as usize
+    });
+    let owners = |name: &str| {
+        pair.iter().filter(|p| metric(p, "tracewarden_slo_goal_ratio", &[("slo", name)]).is_some()).count()
+    };
+    wait_for("each SLO evaluated by exactly one of the pair", || names.iter().all(|n| owners(n) == 1));
+    let counted = |expected: &[f64]| {
+        for (name, attainment) in names.iter().zip(expected) {
+            wait_for_attainment(&[&single], name, *attainment);
+            wait_for_attainment(&[&pair[0], &pair[1]], name, *attainment);
+        }
+    };
+    let same_alerts = |expected: usize| {
+        let from_one = alerts(&harness, "one-alerts", expected);
+        let from_two = alerts(&harness, "two-alerts", expected);
+        assert_eq!(from_one.len(), expected, "{:#?}", lifecycle(&from_one));
+        let key = |a: &Value| {
+            (
+                a["fingerprint"].to_string(),
+                a["status"].to_string(),
+                a["startsAt"].to_string(),
+                a["evaluation"].to_string(),
+            )
+        };
+        let mut a: Vec<_> = from_one.iter().map(key).collect();
+        let mut b: Vec<_> = from_two.iter().map(key).collect();
+        a.sort();
+        b.sort();
+        assert_eq!(a, b, "the same alerts, with the same figures");
+        from_one
+    };
+    // A bad minute: 300 requests over six traces (spread over the input partitions), 30 faults,
+    // every tenth slow (250 ms): availability 0.9, latency 0.9, mean latency 29.5 ms > 10 ms.
+    harness.produce_all(&requests(&harness, 1, 300, 30, true, Duration::from_secs(20)));
+    counted(&[0.9, 0.9]);
+    harness.advance(Duration::from_secs(11));
+    // Every tier and the budget of the first two; page-fast and page-slow of the third (one bad
+    // minute of 1 440 burns its 1 % at 20x over 5 min, 1.7x over 1 h; 0.02x over 3 d).
+    same_alerts(10);
+    // A minute later, 20 000 fast good requests.
+    harness.advance(Duration::from_secs(60));
+    harness.produce_all(&requests(&harness, 50, 20_000, 0, false, Duration::from_secs(5)));
+    counted(&[1.0 - 30.0 / 20_300.0, 1.0 - 30.0 / 20_300.0]);
+    harness.advance(Duration::from_secs(11));
+    // Resolved: page-fast and page-slow of the first (its ticket tier and budget still burn),
+    // everything of the second; the third still has its bad minute within 5 min.
+    let all = same_alerts(16);
+    assert_eq!(all.iter().filter(|a| a["status"] == "resolved").count(), 6);
+    for p in pair {
+        p.stop().unwrap();
+    }
+    single.stop().unwrap();
+}
