@@ -100,6 +100,7 @@ impl Stage {
                         config,
                         true,
                     ),
+                    telemetry.clone(),
                 )
             }),
             telemetry,

@@ -16,6 +16,7 @@ pub struct PipelineMetrics {
     pub traces_closed: IntCounterVec,
     pub late_spans: IntCounterVec,
     pub traces_handed_over: IntCounter,
+    pub slo_counts_merged: IntCounterVec,
     pub spans_forwarded: IntCounter,
     pub spans_repartitioned: IntCounter,
     pub traces_forwarded: IntCounter,
@@ -91,6 +92,12 @@ impl PipelineMetrics {
                 "tracewarden_late_spans_total",
                 "Spans whose trace was already decided.",
                 &["decision"],
+            ),
+            slo_counts_merged: counter_vec(
+                r,
+                "tracewarden_slo_counts_merged_total",
+                "Source messages' SLO counts received by the SLOs' owner: new, or duplicate (a replay, ignored).",
+                &["result"],
             ),
             traces_handed_over: counter(
                 r,

@@ -140,6 +140,51 @@ pub fn encode(specs: &[SpanSpec]) -> Bytes {
     Bytes::from(data.encode_to_vec())
 }
 
+/// An availability SLO over [`shop_requests`]: 99.9 % over 30 days, default tiers (thresholds
+/// 14.4, 6 and 1).
+pub const SHOP_AVAILABILITY_SLO: &str = r#"
+[[slo]]
+name = "buy-availability"
+service = "shop"
+operation = "GET /buy"
+sli = "availability"
+goal = 0.999
+window = "30d"
+"#;
+
+/// Input messages (key, OTLP protobuf) of `count` requests to shop `GET /buy` ending at
+/// `end_unix_nano`: one trace per message (ids from `first_trace`, wrapping over 1..=255; an
+/// all-zero id is invalid), 50 entry spans each. The first `faults` answer 503; with `slow`,
+/// every tenth request takes 250 ms, the others 5 ms.
+pub fn shop_requests(
+    end_unix_nano: u64,
+    first_trace: u8,
+    count: usize,
+    faults: usize,
+    slow: bool,
+) -> Vec<(String, Bytes)> {
+    (0..count)
+        .collect::<Vec<_>>()
+        .chunks(50)
+        .enumerate()
+        .map(|(m, chunk)| {
+            let trace = 1 + ((first_trace.max(1) as usize - 1 + m) % 255) as u8;
+            let specs: Vec<SpanSpec> = chunk
+                .iter()
+                .map(|&i| {
+                    let status = if i < faults { 503 } else { 200 };
+                    let micros = if slow && i % 10 == 0 { 250_000 } else { 5_000 };
+                    SpanSpec::new("shop", trace, (i % 50) as u8 + 1, None, SERVER, "GET /buy")
+                        .http("GET", "/buy", status)
+                        .micros(micros)
+                        .starting(end_unix_nano - micros * 1000)
+                })
+                .collect();
+            (format!("{trace:032x}"), encode(&specs))
+        })
+        .collect()
+}
+
 /// Builds and decodes spans.
 pub fn spans(specs: &[SpanSpec]) -> Vec<Span> {
     let mut out = Vec::new();

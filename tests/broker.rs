@@ -68,37 +68,56 @@ impl Broker {
 
     /// Every record of `topic`, read until every key of `expected` was seen (or the deadline).
     fn read_until(&self, topic: &str, expected: &BTreeSet<String>, deadline: Duration) -> Vec<(String, Vec<u8>)> {
+        self.read_while(topic, deadline, |records| {
+            let seen: BTreeSet<&String> = records.iter().map(|(k, _)| k).collect();
+            expected.iter().all(|k| seen.contains(k))
+        })
+    }
+
+    /// Every record of `topic`, read from the beginning until `done` holds (or the deadline),
+    /// then for two seconds more (duplicates may still be on their way).
+    fn read_while(
+        &self,
+        topic: &str,
+        deadline: Duration,
+        done: impl Fn(&[(String, Vec<u8>)]) -> bool,
+    ) -> Vec<(String, Vec<u8>)> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
             .set("group.id", format!("{}-reader", self.name))
             .set("enable.auto.commit", "false")
             .create()
             .unwrap();
-        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
-        let partitions = metadata.topics()[0].partitions().len() as i32;
+        let start = Instant::now();
+        let partitions = loop {
+            let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+            let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len() as i32);
+            if partitions > 0 || start.elapsed() > deadline {
+                break partitions;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
         let mut list = TopicPartitionList::new();
         for p in 0..partitions {
             list.add_partition_offset(topic, p, Offset::Beginning).unwrap();
         }
         consumer.assign(&list).unwrap();
-        let start = Instant::now();
         let mut records = Vec::new();
-        let mut seen = BTreeSet::new();
-        while start.elapsed() < deadline && !expected.is_subset(&seen) {
+        let record = |m: &rdkafka::message::BorrowedMessage<'_>| {
+            (
+                String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                m.payload().unwrap_or_default().to_vec(),
+            )
+        };
+        while start.elapsed() < deadline && !done(&records) {
             if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-                let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-                seen.insert(key.clone());
-                records.push((key, m.payload().unwrap_or_default().to_vec()));
+                records.push(record(&m));
             }
         }
-        // Duplicates may still be on their way: drain for a moment more.
         let settle = Instant::now();
         while settle.elapsed() < Duration::from_secs(2) {
             if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-                records.push((
-                    String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
-                    m.payload().unwrap_or_default().to_vec(),
-                ));
+                records.push(record(&m));
             }
         }
         records
@@ -118,13 +137,21 @@ fn free_port() -> u16 {
 
 impl Instance {
     fn spawn(broker: &Broker, label: &str, extra: &[(&str, &str)]) -> Instance {
+        Self::spawn_with_config(broker, label, extra, None)
+    }
+
+    /// An instance reading a configuration file too (environment variables override it).
+    fn spawn_with_config(broker: &Broker, label: &str, extra: &[(&str, &str)], config: Option<&PathBuf>) -> Instance {
         let http = format!("127.0.0.1:{}", free_port());
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(&broker.name);
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join(format!("{label}.log"));
         let mut command = Command::new(BIN);
+        command.arg("run");
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
         command
-            .arg("run")
             .env("TRACEWARDEN__KAFKA__BROKERS", &broker.brokers)
             .env("TRACEWARDEN__KAFKA__GROUP_ID", broker.topic("group"))
             .env("TRACEWARDEN__KAFKA__INPUT_TOPICS", broker.topic("in"))
@@ -419,4 +446,92 @@ fn bad_input_on_a_real_broker_is_dead_lettered_and_never_stalls() {
     }
     assert_eq!(instance.metric("tracewarden_messages_dead_lettered_total"), garbage.len() as f64);
     instance.terminate();
+}
+
+/// An SLO incident across a `kill -9` of its evaluating instance: exactly one firing and one
+/// resolved message per tier and for the budget. The victim dies with counts published and input
+/// offsets not yet committed; its replacement restores the checkpoint, replays, and must count
+/// nothing twice (a double count would leave the budget at WARNING instead of resolving it).
+#[test]
+fn kill_9_of_the_slo_owner_mid_incident_sends_each_alert_once() {
+    let Some(broker) = broker("slokill") else { return };
+    broker.create_topic(&broker.topic("in"), 3);
+    broker.create_topic(&broker.topic("out"), 3);
+    broker.create_topic(&broker.topic("dlq"), 1);
+    broker.create_topic(&broker.topic("alerts"), 1);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(&broker.name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("slo.toml");
+    std::fs::write(&config, tracewarden::testing::SHOP_AVAILABILITY_SLO).unwrap();
+    // The aggregates and state topics are created by tracewarden itself (the state compacted).
+    let (alerts, aggregates, state) = (broker.topic("alerts"), broker.topic("aggregates"), broker.topic("state"));
+    let topics = [
+        ("TRACEWARDEN__KAFKA__ALERTS_TOPIC", alerts.as_str()),
+        ("TRACEWARDEN__KAFKA__AGGREGATES_TOPIC", aggregates.as_str()),
+        ("TRACEWARDEN__KAFKA__SLO_STATE_TOPIC", state.as_str()),
+    ];
+    let mut owner = Instance::spawn_with_config(&broker, "owner", &topics, Some(&config));
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        ClientConfig::new().set("bootstrap.servers", &broker.brokers).create().unwrap();
+    let produce = |messages: Vec<(String, bytes::Bytes)>| {
+        for (key, payload) in &messages {
+            producer.send(BaseRecord::to(&broker.topic("in")).key(key).payload(&payload[..])).unwrap();
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+    };
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    // 5 faults in 100 requests: 5 % bad against 0.1 % allowed; every tier and the budget fire
+    // at the next evaluation (every 10 s).
+    produce(tracewarden::testing::shop_requests(now(), 1, 100, 5, false));
+    let statuses = |records: &[(String, Vec<u8>)]| -> Vec<(String, String)> {
+        records
+            .iter()
+            .map(|(_, payload)| {
+                let alert: serde_json::Value = serde_json::from_slice(payload).unwrap();
+                let labels = &alert["labels"];
+                let name = labels.get("tier").unwrap_or(&labels["severity"]).as_str().unwrap().to_string();
+                (name, alert["status"].as_str().unwrap().to_string())
+            })
+            .collect()
+    };
+    let fired = broker.read_while(&alerts, Duration::from_secs(60), |r| r.len() >= 4);
+    assert_eq!(statuses(&fired).len(), 4, "four alerts fire: {:?}; see {}", statuses(&fired), owner.log.display());
+    // The checkpoint with the four open alerts follows the alerts.
+    let checkpointed = broker.read_while(&state, Duration::from_secs(30), |records| {
+        records.iter().any(|(_, p)| {
+            serde_json::from_slice::<serde_json::Value>(p)
+                .is_ok_and(|c| c["alerts"].as_array().is_some_and(|a| a.len() == 4))
+        })
+    });
+    assert!(!checkpointed.is_empty(), "a checkpoint in {state}");
+    // More faults, then kill -9 while their counts are published and their offsets likely not
+    // yet committed (traces wait 500 ms for a decision): the successor reads them again.
+    produce(tracewarden::testing::shop_requests(now(), 3, 50, 5, false));
+    std::thread::sleep(Duration::from_millis(300));
+    owner.kill9();
+    let mut successor = Instance::spawn_with_config(&broker, "successor", &topics, Some(&config));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while successor.metric("tracewarden_slo_goal_ratio") == 0.0 {
+        assert!(Instant::now() < deadline, "the successor never took the SLO over: see {}", successor.log.display());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The incident ends: 24 000 good requests. Burn rates fall under every threshold and the
+    // budget is over half again: 1 − (10/24 150)/0.001 = 0.59. Counted twice, the replayed 5
+    // faults would leave it at 0.38, WARNING.
+    produce(tracewarden::testing::shop_requests(now(), 10, 24_000, 0, false));
+    let all = broker.read_while(&alerts, Duration::from_secs(90), |r| r.len() >= 8);
+    let mut lifecycle: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, status) in statuses(&all) {
+        lifecycle.entry(name).or_default().push(status);
+    }
+    let expected: BTreeMap<String, Vec<String>> = ["breached", "page-fast", "page-slow", "ticket"]
+        .iter()
+        .map(|a| (a.to_string(), vec!["firing".to_string(), "resolved".to_string()]))
+        .collect();
+    assert_eq!(lifecycle, expected, "see {} and {}", owner.log.display(), successor.log.display());
+    eprintln!(
+        "SLO owner killed mid-incident: one firing and one resolved per alert; the successor ignored {} replayed message counts",
+        successor.metric("tracewarden_slo_counts_merged_total{result=\"duplicate\"}")
+    );
+    successor.terminate();
 }

@@ -15,11 +15,9 @@ use tracewarden::clock::Clock;
 use tracewarden::config::Config;
 use tracewarden::pipeline::Pipeline;
 use tracewarden::slo::aggregate::owner_partition;
-use tracewarden::testing::{encode, SpanSpec, SERVER};
+use tracewarden::testing::{shop_requests, SHOP_AVAILABILITY_SLO};
 
-/// Messages of `count` requests to shop GET /buy ending `ago` before the clock's time: one trace
-/// per message (ids from `first_trace`, wrapping over 1..=255), 50 entry spans each; the first `faults` answer 503;
-/// with `slow`, every tenth takes 250 ms (else 5 ms).
+/// Requests to shop GET /buy ending `ago` before the clock's time (see `shop_requests`).
 fn requests(
     harness: &Harness,
     first_trace: u8,
@@ -28,28 +26,7 @@ fn requests(
     slow: bool,
     ago: Duration,
 ) -> Vec<(String, Bytes)> {
-    let end = harness.clock.now().0 - ago.as_nanos() as u64;
-    (0..count)
-        .collect::<Vec<_>>()
-        .chunks(50)
-        .enumerate()
-        .map(|(m, chunk)| {
-            // Trace ids 1..=255 (an all-zero id is invalid).
-            let trace = 1 + ((first_trace as usize - 1 + m) % 255) as u8;
-            let spans: Vec<SpanSpec> = chunk
-                .iter()
-                .map(|&i| {
-                    let status = if i < faults { 503 } else { 200 };
-                    let micros = if slow && i % 10 == 0 { 250_000 } else { 5_000 };
-                    SpanSpec::new("shop", trace, (i % 50) as u8 + 1, None, SERVER, "GET /buy")
-                        .http("GET", "/buy", status)
-                        .micros(micros)
-                        .starting(end - micros * 1000)
-                })
-                .collect();
-            (format!("{trace:032x}"), encode(&spans))
-        })
-        .collect()
+    shop_requests(harness.clock.now().0 - ago.as_nanos() as u64, first_trace, count, faults, slow)
 }
 
 fn start(config: &Config, harness: &Harness) -> Pipeline {
@@ -97,20 +74,10 @@ fn lifecycle(alerts: &[Value]) -> BTreeMap<String, Vec<String>> {
     by_alert
 }
 
-const AVAILABILITY: &str = r#"
-[[slo]]
-name = "buy-availability"
-service = "shop"
-operation = "GET /buy"
-sli = "availability"
-goal = 0.999
-window = "30d"
-"#;
-
 #[test]
 fn a_restarted_owner_sends_no_alert_twice_and_resolves_every_one() {
     let mut harness = Harness::new("slo-restart");
-    harness.config.slo = tracewarden::slo::config::parse_slos(AVAILABILITY).unwrap();
+    harness.config.slo = tracewarden::slo::config::parse_slos(SHOP_AVAILABILITY_SLO).unwrap();
     let first = harness.start();
     // 100 requests, 5 faults: 5 % bad against 0.1 % allowed — every tier and the budget fire.
     harness.produce_all(&requests(&harness, 1, 100, 5, false, Duration::from_secs(20)));

@@ -482,15 +482,15 @@ impl SloEngine {
     }
 
     /// Merges partial counts into an owned SLO, each source message once; returns the SLO's
-    /// index when the record is for an SLO owned here.
-    pub fn merge(&mut self, record: &AggregateRecord) -> Option<usize> {
+    /// index and how many of the record's source messages were new, when the record is for an
+    /// SLO owned here.
+    pub fn merge(&mut self, record: &AggregateRecord) -> Option<(usize, usize)> {
         let index = self.slos.iter().position(|s| s.config.name == record.slo && s.owned)?;
         let slo = &mut self.slos[index];
         let series = &mut slo.series;
-        if slo.ledger.admit(record, |at, counts| series.add_counts(at, counts)) > 0 {
-            slo.dirty = true;
-        }
-        Some(index)
+        let admitted = slo.ledger.admit(record, |at, counts| series.add_counts(at, counts));
+        slo.dirty |= admitted > 0;
+        Some((index, admitted))
     }
 
     /// Counts a trace's requests straight into the owned SLOs (single-process use: tests and

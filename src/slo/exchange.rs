@@ -28,6 +28,7 @@ use crate::assemble::SourceRef;
 use crate::model::Span;
 use crate::sink::{Completion, Delivery, Destination, Forwarder};
 use crate::source::offsets::OffsetTracker;
+use crate::telemetry::PipelineMetrics;
 
 /// How often gathered counts are published (wall time: a transport matter, not event time).
 const PUBLISH_EVERY: Duration = Duration::from_millis(200);
@@ -55,6 +56,7 @@ pub struct SloExchange {
     /// Per SLO: merged aggregates messages waiting for a checkpoint.
     awaiting_checkpoint: Vec<Vec<SourceRef>>,
     last_publish: Instant,
+    telemetry: Arc<PipelineMetrics>,
 }
 
 impl SloExchange {
@@ -63,6 +65,7 @@ impl SloExchange {
         aggregates_topic: &str,
         state_topic: &str,
         reader_client: ClientConfig,
+        telemetry: Arc<PipelineMetrics>,
     ) -> Self {
         let (counter, names) = {
             let engine = engine.lock().expect("slo engine lock");
@@ -82,6 +85,7 @@ impl SloExchange {
             tally: Vec::new(),
             unpublished: HashMap::new(),
             last_publish: Instant::now(),
+            telemetry,
         }
     }
 
@@ -186,9 +190,14 @@ impl SloExchange {
                 return;
             }
         };
-        if let Some(slo) = self.engine.lock().expect("slo engine lock").merge(&record) {
+        let merged = self.engine.lock().expect("slo engine lock").merge(&record);
+        if let Some((slo, admitted)) = merged {
             offsets.acquire(source, 1);
             self.awaiting_checkpoint[slo].push(source);
+            let messages: usize = record.sources.iter().map(|s| s.offsets.len()).sum();
+            let merged = &self.telemetry.slo_counts_merged;
+            merged.with_label_values(&["new"]).inc_by(admitted as u64);
+            merged.with_label_values(&["duplicate"]).inc_by((messages - admitted) as u64);
         }
     }
 

@@ -135,10 +135,10 @@ fn burst_through_records(restart: Option<i64>, replay: bool) -> Vec<(i64, AlertM
             slo: "checkout-availability".into(),
             sources: vec![SourceCounts { topic: "spans".into(), partition: 0, floor, offsets: offsets.clone() }],
         };
-        slos.merge(&record(minute)).unwrap();
+        assert_eq!(slos.merge(&record(minute)), Some((0, 1)));
         if replay {
             // The same message again, from a replay that starts below the floor seen so far.
-            slos.merge(&record(minute.saturating_sub(3))).unwrap();
+            assert_eq!(slos.merge(&record(minute.saturating_sub(3))), Some((0, 0)));
         }
         for m in slos.evaluate(now + 59) {
             messages.push((minute, m));
