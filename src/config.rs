@@ -74,9 +74,12 @@ pub struct KafkaConfig {
     pub alerts_topic: String,
     /// Undecodable messages, unchanged, with error headers. Default `tracewarden_dead_letters`.
     pub dead_letter_topic: String,
-    /// Internal: partial SLO counts. Default `tracewarden_aggregates`.
+    /// Internal: partial SLO counts, keyed by SLO name; an SLO is evaluated by the instance
+    /// assigned its partition. Created at start when missing (with the input's partition count).
+    /// Default `tracewarden_aggregates`.
     pub aggregates_topic: String,
-    /// Internal, compacted: SLO state checkpoints. Default `tracewarden_slo_state`.
+    /// Internal, compacted: SLO state checkpoints, keyed by SLO name. Created at start when
+    /// missing (`cleanup.policy = compact`). Default `tracewarden_slo_state`.
     pub slo_state_topic: String,
     /// How often consumed offsets are committed. Default `1s`; at least `10ms`.
     pub commit_interval: HumanDuration,

@@ -52,8 +52,16 @@ fn get(addr: &str, path: &str) -> (u16, String) {
 }
 
 fn get_with(addr: &str, path: &str, headers: &str) -> (u16, String) {
+    request(addr, "GET", path, headers)
+}
+
+fn request(addr: &str, method: &str, path: &str, headers: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let status = response.split(' ').nth(1).unwrap().parse().unwrap();
@@ -61,10 +69,10 @@ fn get_with(addr: &str, path: &str, headers: &str) -> (u16, String) {
     (status, body)
 }
 
-#[test]
-fn demo_serves_metrics_and_services() {
+/// Starts `tracewarden demo`; returns the process and its HTTP address, once it is serving.
+fn spawn_demo(duration: &str) -> (std::process::Child, String) {
     let mut child = Command::new(BIN)
-        .args(["demo", "--duration", "40s", "--listen", "127.0.0.1:0", "--rate", "1500"])
+        .args(["demo", "--duration", duration, "--listen", "127.0.0.1:0", "--rate", "1500"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -86,6 +94,12 @@ fn demo_serves_metrics_and_services() {
     }
     let addr = addr.expect("the demo prints its metrics URL");
     assert!(broker.is_some_and(|b| b.contains(':')), "the demo prints the broker address");
+    (child, addr)
+}
+
+#[test]
+fn demo_serves_metrics_and_services() {
+    let (child, addr) = spawn_demo("40s");
     let (status, _) = get(&addr, "/healthz");
     assert_eq!(status, 200);
 
@@ -134,8 +148,37 @@ fn demo_serves_metrics_and_services() {
     assert!(owners["p99_seconds"].as_f64().is_some());
 
     terminate(&child);
+    let mut child = child;
     let status = child.wait().unwrap();
     assert!(status.success(), "SIGTERM is a clean shutdown: {status:?}");
+}
+
+/// The demo's SLO alerts follow its fault injection: `owners-availability` fires page-fast soon
+/// after the start, and resolves once `POST /api/demo/faults?enabled=false` stops the faults.
+#[test]
+fn demo_slo_fires_with_faults_and_resolves_when_they_stop() {
+    let (child, addr) = spawn_demo("6m");
+    let firing = |tier: &str| {
+        let (_, body) = get(&addr, "/api/slos");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let slos = json["slos"].as_array().unwrap().clone();
+        let owners = slos.iter().find(|s| s["name"] == "owners-availability").cloned();
+        owners.is_some_and(|o| o["firing"].as_array().unwrap().iter().any(|f| f == tier))
+    };
+    let wait = |what: &str, limit: u64, condition: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(limit);
+        while !condition() {
+            assert!(Instant::now() < deadline, "{what}: not within {limit} s");
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    };
+    wait("page-fast fires while faults are injected", 90, &|| firing("page-fast"));
+    let (status, body) = request(&addr, "POST", "/api/demo/faults?enabled=false", "");
+    assert_eq!((status, body.as_str()), (200, r#"{"faults":false}"#));
+    wait("page-fast resolves once the faults stop", 240, &|| !firing("page-fast"));
+    terminate(&child);
+    let mut child = child;
+    assert!(child.wait().unwrap().success());
 }
 
 /// Sends SIGTERM (graceful shutdown) without extra dependencies.

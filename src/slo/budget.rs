@@ -99,9 +99,9 @@ pub struct Counts {
 
 impl Counts {
     pub fn merge(&mut self, other: Counts) {
-        self.good += other.good;
-        self.total += other.total;
-        self.latency_us += other.latency_us;
+        self.good = self.good.saturating_add(other.good);
+        self.total = self.total.saturating_add(other.total);
+        self.latency_us = self.latency_us.saturating_add(other.latency_us);
     }
 }
 
@@ -161,6 +161,50 @@ impl Series {
         self.buckets = self.buckets.split_off(&before);
     }
 
+    /// Merges the buckets starting before `before` into `width`-aligned buckets: the old part
+    /// of a long window needs only sums (slo.md: coarser buckets are fine there). A window whose
+    /// start falls inside a coarse bucket leaves that bucket out.
+    pub fn coarsen(&mut self, before: Seconds, width: Seconds) {
+        let old: Vec<(Seconds, Counts)> = self.buckets.range(..before).map(|(at, c)| (*at, *c)).collect();
+        if old.iter().all(|(at, _)| at.rem_euclid(width) == 0) {
+            return;
+        }
+        for (at, counts) in old {
+            self.buckets.remove(&at);
+            self.buckets.entry(at.div_euclid(width) * width).or_default().merge(counts);
+        }
+    }
+
+    /// Replaces each whole `period` starting before `before` by one bucket that keeps only its
+    /// verdict under `rule`: a bad period stays bad and a good one good, in one bucket instead of
+    /// one per minute. (Its request count becomes 1: old periods count by verdict only.)
+    pub fn judge_periods(&mut self, before: Seconds, period: Seconds, rule: PeriodRule) {
+        let before = before.div_euclid(period) * period;
+        let Some((&first, _)) = self.buckets.first_key_value() else { return };
+        let mut start = first.div_euclid(period) * period;
+        while start < before {
+            let buckets: Vec<Seconds> = self.buckets.range(start..start + period).map(|(at, _)| *at).collect();
+            let judged = |c: &Counts| c.total == 1 && (c.latency_us == 0 || c.latency_us == JUDGED_BAD_LATENCY);
+            let already_judged = buckets.len() == 1 && buckets[0] == start && judged(&self.buckets[&start]);
+            if !buckets.is_empty() && !already_judged {
+                let counts = self.counts(start, start + period);
+                for at in buckets {
+                    self.buckets.remove(&at);
+                }
+                let verdict = if rule.is_bad(counts) {
+                    Counts { good: 0, total: 1, latency_us: JUDGED_BAD_LATENCY }
+                } else {
+                    Counts { good: 1, total: 1, latency_us: 0 }
+                };
+                self.buckets.insert(start, verdict);
+            }
+            start = match self.buckets.range(start + period..).next() {
+                Some((&next, _)) => next.div_euclid(period) * period,
+                None => break,
+            };
+        }
+    }
+
     /// Every bucket: (start, counts), oldest first.
     pub fn buckets(&self) -> impl Iterator<Item = (Seconds, Counts)> + '_ {
         self.buckets.iter().map(|(at, c)| (*at, *c))
@@ -188,6 +232,9 @@ impl Series {
         bad
     }
 }
+
+/// The latency sum of a judged bad period: a mean over any threshold.
+const JUDGED_BAD_LATENCY: u64 = u64::MAX / 4;
 
 /// The start of the bucket holding `at`.
 pub fn bucket_of(at: Seconds) -> Seconds {
@@ -282,8 +329,12 @@ impl Objective {
     }
 
     /// Burn rate over the last `w` seconds: the bad share over the allowed share.
+    ///
+    /// The bucket holding the window's start counts whole, so a window spans w to w + one
+    /// bucket: a 1-minute window just after a minute boundary is not judged on the few seconds
+    /// of a bucket just begun.
     pub fn burn_rate(&self, series: &Series, now: Seconds, w: Seconds) -> BurnRate {
-        let from = now + 1 - w;
+        let from = bucket_of(now + 1 - w);
         let (good, total) = series.sum(from, now + 1);
         let rate = match self.budgeting {
             Budgeting::Requests if total > 0 => ((total - good) as f64 / total as f64) / self.allowed(),

@@ -234,12 +234,24 @@ impl SloRuntime {
             let tier = self.tiers[i].clone();
             let firing = tier.firing(&self.objective, &self.series, now, min_requests);
             let windows = self.burns(&tier, now);
-            let summary = format!(
-                "{} is burning its error budget at {:.1}x (threshold {:.1}x)",
-                self.subject(),
-                windows[0].burn_rate,
-                windows[0].threshold
-            );
+            let summary = match firing {
+                true => format!(
+                    "{} is burning its error budget at {:.1}x (threshold {:.1}x)",
+                    self.subject(),
+                    windows[0].burn_rate,
+                    windows[0].threshold
+                ),
+                // Resolved: whichever window fell back under the threshold says so.
+                false => format!(
+                    "{} burns its error budget at {:.1}x over {} and {:.1}x over {}, no longer both over {:.1}x",
+                    self.subject(),
+                    windows[0].burn_rate,
+                    windows[0].window,
+                    windows[1].burn_rate,
+                    windows[1].window,
+                    windows[0].threshold
+                ),
+            };
             match (&self.tier_alerts[i], firing) {
                 (None, true) => {
                     let mut labels = self.base_labels();
@@ -283,6 +295,13 @@ impl SloRuntime {
         let (start, _) = self.objective.window.bounds(now);
         let longest = self.tiers.iter().map(|t| t.long).max().unwrap_or(0);
         self.series.prune(start.min(now - longest) - 60);
+        // Beyond every tier's long window the window needs only sums (requests) or verdicts
+        // (periods): coarser buckets keep memory and checkpoints small for long windows.
+        let fine_from = now - longest - 3600;
+        match self.objective.budgeting {
+            Budgeting::Requests => self.series.coarsen(bucket_of(fine_from), 3600),
+            Budgeting::Periods { period } => self.series.judge_periods(fine_from, period, self.objective.period_rule),
+        }
         self.dirty |= out.len() > before;
     }
 

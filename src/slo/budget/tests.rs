@@ -165,3 +165,56 @@ fn recurring_exclusions_follow_their_cron_schedule() {
     assert!(!exclusions.contains(at("2026-11-22T01:59:59Z")));
     assert!(!exclusions.contains(at("2026-11-23T02:30:00Z")), "a Monday");
 }
+
+#[test]
+fn coarse_old_buckets_keep_the_budget() {
+    let now = at("2026-05-31T12:00:00Z");
+    let slo = objective(0.999, Window::Calendar(Calendar::Month), Budgeting::Requests);
+    let mut series = Series::default();
+    for minute in 0..(30 * 24 * 60) {
+        let t = at("2026-05-01T00:00:00Z") + minute * 60;
+        series.add(t, 100 - (minute % 7 == 0) as u64, 100);
+    }
+    let before = slo.budget(&series, now);
+    let burn = slo.burn_rate(&series, now, 3600);
+    series.coarsen(now - 4 * DAY, 3600);
+    assert!(series.buckets().count() < 27 * 24 + 4 * 24 * 60 + 1, "hour buckets for the old part");
+    assert_eq!(slo.budget(&series, now), before, "a calendar window starts on an hour: exact");
+    assert_eq!(slo.burn_rate(&series, now, 3600), burn, "recent minutes untouched");
+    let again = series.clone();
+    series.coarsen(now - 4 * DAY, 3600);
+    assert_eq!(series, again, "coarsening twice changes nothing");
+}
+
+#[test]
+fn judged_old_periods_keep_their_verdicts() {
+    let now = at("2026-05-02T00:00:00Z");
+    let rules = [PeriodRule::GoodShare(0.99), PeriodRule::MeanAtMost(100_000)];
+    for rule in rules {
+        let mut slo =
+            objective(0.99, Window::Rolling(Duration::from_secs(DAY as u64)), Budgeting::Periods { period: 300 });
+        slo.period_rule = rule;
+        let mut series = Series::default();
+        for minute in 0..(24 * 60) {
+            let t = now - DAY + minute * 60 + 5;
+            // Every 13th minute is bad under both rules: 5 of 100 requests bad and slow (1 s).
+            let bad = if minute % 13 == 0 { 5 } else { 0 };
+            series.add_counts(
+                t,
+                Counts { good: 100 - bad, total: 100, latency_us: (100 - bad) * 10_000 + bad * 3_000_000 },
+            );
+        }
+        let before = slo.budget(&series, now);
+        series.judge_periods(now - 3 * 3600, 300, rule);
+        assert!(series.buckets().count() < 21 * 12 + 3 * 60 + 1);
+        let after = slo.budget(&series, now);
+        assert_eq!(
+            (after.remaining, after.status, after.attainment),
+            (before.remaining, before.status, before.attainment),
+            "{rule:?}"
+        );
+        let again = series.clone();
+        series.judge_periods(now - 3 * 3600, 300, rule);
+        assert_eq!(series, again, "judging twice changes nothing");
+    }
+}
