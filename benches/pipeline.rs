@@ -1,5 +1,5 @@
-//! Criterion benches of the hot path: decode, window insert/decide, metric recording, and the
-//! three together per message. Run: `cargo bench --bench pipeline`.
+//! Criterion benches of the hot path: decode, window insert/decide, metric recording, SLO
+//! counting, and decode + window + metrics together per message. Run: `cargo bench --bench pipeline`.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -37,6 +37,45 @@ fn decoded(payload: &Bytes) -> Vec<Span> {
     Decoder::new(InputEncoding::OtlpProto).decode(payload, &mut spans).unwrap();
     spans
 }
+
+const FIVE_SLOS: &str = r#"
+[[slo]]
+name = "frontend-availability"
+service = "frontend"
+sli = "availability"
+goal = 0.999
+window = "30d"
+[[slo]]
+name = "owners-latency"
+service = "frontend"
+operation = "GET /owners/*"
+sli = "latency"
+threshold = "300ms"
+goal = 0.99
+window = "30d"
+[[slo]]
+name = "customers-success"
+service = "customers-service"
+sli = "success"
+goal = 0.99
+window = "7d"
+[[slo]]
+name = "visits-availability"
+service = "visits-*"
+sli = "availability"
+goal = 0.995
+calendar = "month"
+[[slo]]
+name = "vets-latency"
+service = "vets-service"
+sli = "latency"
+threshold = "1s"
+goal = 0.95
+window = "1d"
+budgeting = "periods"
+period = "1m"
+statistic = "p99"
+"#;
 
 const TEN_RULES: &str = r#"
 [[rules]]
@@ -152,6 +191,27 @@ fn benches(c: &mut Criterion) {
             now += 1_000_000;
             for trace in &ready {
                 black_box(sampler.decide(trace, Nanos(now)));
+            }
+        })
+    });
+    group.finish();
+
+    // SLO counting, as every input message is counted: five SLOs over the PetClinic services.
+    let mut group = c.benchmark_group("slo");
+    group.throughput(Throughput::Elements(span_count as u64));
+    let slos = tracewarden::slo::config::parse_slos(FIVE_SLOS).unwrap();
+    let engine = tracewarden::slo::engine::SloEngine::new(&slos, &[]);
+    let counter = engine.counter();
+    let mut tally = Vec::new();
+    let mut counts = tracewarden::slo::aggregate::AggregateBatch::new(slos.len());
+    group.bench_function("count_5_slos", |b| {
+        let mut offset = 0;
+        b.iter(|| {
+            offset += 1;
+            counter.count(black_box(&spans), &mut tally);
+            counts.add(offset, &mut tally);
+            if offset % 100 == 0 {
+                black_box(counts.take());
             }
         })
     });

@@ -70,11 +70,12 @@ fn request(addr: &str, method: &str, path: &str, headers: &str) -> (u16, String)
 }
 
 /// Starts `tracewarden demo`; returns the process and its HTTP address, once it is serving.
-fn spawn_demo(duration: &str) -> (std::process::Child, String) {
+fn spawn_demo(duration: &str, label: &str) -> (std::process::Child, String) {
+    let log = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{label}.log"));
     let mut child = Command::new(BIN)
         .args(["demo", "--duration", duration, "--listen", "127.0.0.1:0", "--rate", "1500"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -94,12 +95,14 @@ fn spawn_demo(duration: &str) -> (std::process::Child, String) {
     }
     let addr = addr.expect("the demo prints its metrics URL");
     assert!(broker.is_some_and(|b| b.contains(':')), "the demo prints the broker address");
+    // Keep reading: the demo prints a summary now and then, and at exit.
+    std::thread::spawn(move || lines.for_each(drop));
     (child, addr)
 }
 
 #[test]
 fn demo_serves_metrics_and_services() {
-    let (child, addr) = spawn_demo("40s");
+    let (child, addr) = spawn_demo("40s", "demo-metrics");
     let (status, _) = get(&addr, "/healthz");
     assert_eq!(status, 200);
 
@@ -157,7 +160,7 @@ fn demo_serves_metrics_and_services() {
 /// after the start, and resolves once `POST /api/demo/faults?enabled=false` stops the faults.
 #[test]
 fn demo_slo_fires_with_faults_and_resolves_when_they_stop() {
-    let (child, addr) = spawn_demo("6m");
+    let (child, addr) = spawn_demo("6m", "demo-slo");
     let firing = |tier: &str| {
         let (_, body) = get(&addr, "/api/slos");
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();
