@@ -201,7 +201,7 @@ fn benches(c: &mut Criterion) {
     group.throughput(Throughput::Elements(span_count as u64));
     let slos = tracewarden::slo::config::parse_slos(FIVE_SLOS).unwrap();
     let engine = tracewarden::slo::engine::SloEngine::new(&slos, &[]);
-    let counter = engine.counter();
+    let mut counter = engine.counter();
     let mut tally = Vec::new();
     let mut counts = tracewarden::slo::aggregate::AggregateBatch::new(slos.len());
     group.bench_function("count_5_slos", |b| {

@@ -80,6 +80,9 @@ impl Exclusions {
         if self.fixed.iter().any(|&(start, duration)| at >= start && at < start + duration) {
             return true;
         }
+        if self.recurring.is_empty() {
+            return false;
+        }
         let Some(time) = Utc.timestamp_opt(at, 0).single() else { return false };
         self.recurring.iter().any(|(cron, duration)| {
             cron.find_previous_occurrence(&time, true).is_ok_and(|opened| at < opened.timestamp() + duration)

@@ -6,7 +6,8 @@
 //! produced on every state change and only then; a resolved message repeats the labels,
 //! fingerprint and `startsAt` of its firing one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 use serde::Serialize;
@@ -402,7 +403,16 @@ pub struct SloEngine {
 pub struct SloCounter {
     slos: Vec<(SloConfig, super::budget::Exclusions)>,
     exclude: Vec<ExcludeRule>,
+    /// The SLOs selecting each (service, operation, environment) seen: wildcards are matched
+    /// once per name, not once per span. Bounded: cleared when full.
+    selection: HashMap<RequestName, Box<[usize]>>,
 }
+
+/// (service, operation, environment) of a request.
+type RequestName = (Arc<str>, Arc<str>, Arc<str>);
+
+/// Names remembered by [`SloCounter`] before it starts afresh.
+const SELECTION_CACHE: usize = 16_384;
 
 impl SloCounter {
     pub fn is_empty(&self) -> bool {
@@ -411,7 +421,7 @@ impl SloCounter {
 
     /// Counts the entry spans of `spans` for every SLO that selects them into `tally`:
     /// (SLO index, bucket start, counts), one entry per request.
-    pub fn count(&self, spans: &[Span], tally: &mut Vec<(usize, Seconds, Counts)>) {
+    pub fn count(&mut self, spans: &[Span], tally: &mut Vec<(usize, Seconds, Counts)>) {
         if self.slos.is_empty() {
             return;
         }
@@ -419,11 +429,23 @@ impl SloCounter {
             if self.exclude.iter().any(|rule| rule.matches(span)) {
                 continue;
             }
+            if self.selection.len() >= SELECTION_CACHE {
+                self.selection.clear();
+            }
+            let key = (span.service().clone(), span.operation.clone(), span.environment().clone());
+            let slos = &self.slos;
+            let selected = self.selection.entry(key).or_insert_with_key(|(service, operation, environment)| {
+                (0..slos.len()).filter(|&i| slos[i].0.selects(service, operation, environment)).collect()
+            });
+            if selected.is_empty() {
+                continue;
+            }
             let at = (span.end_unix_nano / 1_000_000_000) as Seconds;
             let outcome = Outcome::of(span);
             let latency_us = span.duration_nanos() / 1_000;
-            for (index, (config, exclusions)) in self.slos.iter().enumerate() {
-                if !config.selects(span.service(), &span.operation, span.environment()) || exclusions.contains(at) {
+            for &index in selected.iter() {
+                let (config, exclusions) = &self.slos[index];
+                if exclusions.contains(at) {
                     continue;
                 }
                 let good = match config.sli {
@@ -464,6 +486,7 @@ impl SloEngine {
         let counter = SloCounter {
             slos: slos.iter().map(|c| (c.clone(), c.objective().exclusions)).collect(),
             exclude: exclude.to_vec(),
+            selection: HashMap::new(),
         };
         Self { slos: runtimes, counter }
     }

@@ -112,7 +112,7 @@ fn burst_through_records(restart: Option<i64>, replay: bool) -> Vec<(i64, AlertM
     let mut slos = engine(CHECKOUT);
     let ok = spans(&[SpanSpec::new("checkout", 1, 1, None, SERVER, "x").http("POST", "/pay", 200)]).remove(0);
     let fault = spans(&[SpanSpec::new("checkout", 2, 1, None, SERVER, "x").http("POST", "/pay", 503)]).remove(0);
-    let counter = slos.counter();
+    let mut counter = slos.counter();
     let t0: Seconds = 1_777_593_600;
     let mut messages = Vec::new();
     let mut tally = Vec::new();
