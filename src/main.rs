@@ -167,6 +167,7 @@ fn check_config(file: &std::path::Path) -> ExitCode {
                 config.kafka.output_topic
             );
             println!("  sampling: {} rule(s), first match wins", config.sampling.rules.len());
+            println!("  slo: {} objective(s)", config.slo.len());
             ExitCode::SUCCESS
         }
         Err(e) => {

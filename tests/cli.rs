@@ -12,6 +12,10 @@ fn check_config_accepts_the_example_and_names_bad_keys() {
     let ok = Command::new(BIN).args(["check-config", "config/tracewarden.toml"]).output().unwrap();
     assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
     assert!(String::from_utf8_lossy(&ok.stdout).contains("valid"));
+    // The compose deployment's file: sampling rules and three SLOs.
+    let deploy = Command::new(BIN).args(["check-config", "deploy/tracewarden.toml"]).output().unwrap();
+    assert_eq!(deploy.status.code(), Some(0), "{}", String::from_utf8_lossy(&deploy.stderr));
+    assert!(String::from_utf8_lossy(&deploy.stdout).contains("slo: 3 objective(s)"));
 
     let path = std::env::temp_dir().join(format!("tw-warn-{}.toml", std::process::id()));
     std::fs::write(&path, "[[sampling.rules]]\nname = \"faults\"\nwhen = { outcome = \"fault\" }\nkeep = \"all\"\n")
