@@ -424,7 +424,7 @@ impl MessageHandler for Stage {
     fn assign(&mut self, partitions: &[(String, i32)]) {
         if let Some(exchange) = &mut self.slo_exchange {
             if let Err(error) = exchange.assign(partitions) {
-                tracing::error!(%error, "cannot restore SLO state; evaluating from the counts that arrive");
+                tracing::error!(%error, "SLO state not fully restored: evaluating from the newest checkpoint read, if any, and the counts that arrive");
             }
         }
     }

@@ -34,6 +34,8 @@ use crate::telemetry::PipelineMetrics;
 const PUBLISH_EVERY: Duration = Duration::from_millis(200);
 /// Entries (message × SLO) that trigger a publication earlier, bounding record size.
 const PUBLISH_ENTRIES: usize = 2_000;
+/// How often a failed state reader creation is retried.
+const READER_RETRY: Duration = Duration::from_secs(5);
 /// How long a takeover waits to read the state topic to its end.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -56,6 +58,7 @@ pub struct SloExchange {
     /// Per SLO: merged aggregates messages waiting for a checkpoint.
     awaiting_checkpoint: Vec<Vec<SourceRef>>,
     last_publish: Instant,
+    last_reader_attempt: Instant,
     telemetry: Arc<PipelineMetrics>,
 }
 
@@ -85,6 +88,7 @@ impl SloExchange {
             tally: Vec::new(),
             unpublished: HashMap::new(),
             last_publish: Instant::now(),
+            last_reader_attempt: Instant::now(),
             telemetry,
         }
     }
@@ -119,8 +123,13 @@ impl SloExchange {
         if self.batch.is_empty() {
             return;
         }
+        if self.partitions.is_none() && self.last_reader_attempt.elapsed() >= READER_RETRY {
+            if let Err(error) = self.ensure_reader() {
+                tracing::warn!(%error, "SLO counts wait: cannot read the aggregates and state topics");
+            }
+        }
         let Some(partitions) = self.partitions else {
-            // Not assigned yet: nothing can be read either; publish once the topic is known.
+            // The aggregates topic is not known yet: the counts (and their offsets) wait.
             return;
         };
         let (per_slo, messages) = self.batch.take();
@@ -252,26 +261,35 @@ impl SloExchange {
         (0..self.names.len()).filter(|&i| mine.contains(&owner_partition(&self.names[i], count))).collect()
     }
 
-    /// Partitions were assigned: take over the SLOs of the aggregates partitions among them.
-    pub fn assign(&mut self, partitions: &[(String, i32)]) -> Result<(), StateError> {
+    /// Creates the state reader and learns the aggregates partition count, once.
+    fn ensure_reader(&mut self) -> Result<(), StateError> {
         if self.reader.is_none() {
+            self.last_reader_attempt = Instant::now();
             let reader = StateReader::new(self.reader_client.clone(), &self.state_topic)?;
             self.partitions = Some(reader.partition_count(&self.aggregates_topic)?);
             self.reader = Some(reader);
         }
+        Ok(())
+    }
+
+    /// Partitions were assigned: take over the SLOs of the aggregates partitions among them.
+    /// Without the state topic's end the SLOs are still taken over (from the newest checkpoint
+    /// read, if any): their counts must be merged somewhere; the error says what was missed.
+    pub fn assign(&mut self, partitions: &[(String, i32)]) -> Result<(), StateError> {
+        self.ensure_reader()?;
         let taken = self.owned_by(partitions);
         if taken.is_empty() {
             return Ok(());
         }
         let reader = self.reader.as_mut().expect("reader created above");
-        reader.catch_up(CATCH_UP_TIMEOUT)?;
+        let caught_up = reader.catch_up(CATCH_UP_TIMEOUT);
         let mut engine = self.engine.lock().expect("slo engine lock");
         for slo in taken {
             let checkpoint = reader.latest(&self.names[slo]);
             tracing::info!(slo = %self.names[slo], restored = checkpoint.is_some(), "evaluating SLO here");
             engine.take_over(slo, checkpoint);
         }
-        Ok(())
+        caught_up
     }
 
     /// Partitions are being revoked: publish what is gathered, checkpoint the SLOs of revoked
