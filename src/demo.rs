@@ -6,6 +6,14 @@
 //! `POST /api/demo/faults?enabled=false` (see [`crate::http`]).
 
 use std::net::SocketAddr;
+
+/// Prints a line to stdout, ignoring a closed pipe (`tracewarden demo | head` must not panic).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -158,17 +166,17 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         std::thread::spawn(move || crate::generate::run(&settings, faults, stop, progress))
     };
 
-    println!("tracewarden demo is running");
-    println!("  Kafka (in-process mock cluster): {brokers}");
-    println!("    input topic:  {}   output topic: {}", config.kafka.input_topics[0], config.kafka.output_topic);
-    println!("    watch it:     kcat -b {brokers} -C -t {} -f '%k\\n'", config.kafka.output_topic);
-    println!("  Prometheus metrics: http://{bound}/metrics");
-    println!("  Services (JSON):    http://{bound}/api/services");
-    println!("  Health / readiness: http://{bound}/healthz  http://{bound}/readyz");
-    println!("  SLOs (JSON):        http://{bound}/api/slos");
-    println!("  SLO alerts:         kcat -b {brokers} -C -t {}", config.kafka.alerts_topic);
-    println!("  Fault injection:    curl -X POST 'http://{bound}/api/demo/faults?enabled=false'");
-    println!("Press Ctrl-C to stop.");
+    say!("tracewarden demo is running");
+    say!("  Kafka (in-process mock cluster): {brokers}");
+    say!("    input topic:  {}   output topic: {}", config.kafka.input_topics[0], config.kafka.output_topic);
+    say!("    watch it:     kcat -b {brokers} -C -t {} -f '%k\\n'", config.kafka.output_topic);
+    say!("  Prometheus metrics: http://{bound}/metrics");
+    say!("  Services (JSON):    http://{bound}/api/services");
+    say!("  Health / readiness: http://{bound}/healthz  http://{bound}/readyz");
+    say!("  SLOs (JSON):        http://{bound}/api/slos");
+    say!("  SLO alerts:         kcat -b {brokers} -C -t {}", config.kafka.alerts_topic);
+    say!("  Fault injection:    curl -X POST 'http://{bound}/api/demo/faults?enabled=false'");
+    say!("Press Ctrl-C to stop.");
 
     let started = tokio::time::Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_secs(10));
@@ -190,7 +198,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
             break;
         }
     }
-    println!("stopping: deciding buffered traces, flushing forwards, committing offsets");
+    say!("stopping: deciding buffered traces, flushing forwards, committing offsets");
     stop_generator.store(true, Ordering::SeqCst);
     let generated = tokio::task::spawn_blocking(move || generator.join()).await;
     if let Ok(Ok(Err(e))) = generated {
@@ -215,7 +223,7 @@ fn print_summary(handles: &crate::pipeline::Handles, progress: &GenerateProgress
             .sum()
     };
     let (kept, dropped) = (decided("kept"), decided("dropped"));
-    println!(
+    say!(
         "generated {} traces / {} spans (faults {}) | received {} spans | buffered {} traces | forwarded {} traces / {} spans",
         progress.traces.load(Ordering::Relaxed),
         progress.spans.load(Ordering::Relaxed),
@@ -226,7 +234,7 @@ fn print_summary(handles: &crate::pipeline::Handles, progress: &GenerateProgress
         t.spans_forwarded.get(),
     );
     if kept + dropped > 0 {
-        println!(
+        say!(
             "  tail sampling: kept {kept} of {} traces ({:.1}%): every fault and slow trace, no health check, the rest by dynamic sampling",
             kept + dropped,
             100.0 * kept as f64 / (kept + dropped) as f64
@@ -234,7 +242,7 @@ fn print_summary(handles: &crate::pipeline::Handles, progress: &GenerateProgress
     }
     let now = handles.clock.now();
     for slo in handles.slos.lock().expect("slo engine lock").reports((now.0 / 1_000_000_000) as i64) {
-        println!(
+        say!(
             "  SLO {:<22} {:<17} attainment {:>7}  budget left {:>7.1}%  firing: {}",
             slo.name,
             slo.status,
@@ -246,9 +254,9 @@ fn print_summary(handles: &crate::pipeline::Handles, progress: &GenerateProgress
     let mut store = handles.signals.lock().expect("signal store lock");
     let rows = crate::signals::exposition::service_summaries(&mut store, now);
     drop(store);
-    println!("  {:<20} {:<42} {:>8} {:>8} {:>9} {:>9}", "service", "operation", "req/win", "avail", "p50 ms", "p99 ms");
+    say!("  {:<20} {:<42} {:>8} {:>8} {:>9} {:>9}", "service", "operation", "req/win", "avail", "p50 ms", "p99 ms");
     for row in rows {
-        println!(
+        say!(
             "  {:<20} {:<42} {:>8} {:>8} {:>9} {:>9}",
             row.service,
             row.operation,
