@@ -10,39 +10,54 @@ use crate::model::{AttrValue, Span};
 #[derive(Clone, Debug)]
 pub struct Wildcard {
     pattern: Vec<char>,
+    /// The pattern's bytes when it is ASCII: ASCII text then matches without allocating.
+    ascii: Option<Vec<u8>>,
 }
 
 impl Wildcard {
     pub fn new(pattern: &str) -> Self {
-        Self { pattern: pattern.to_lowercase().chars().collect() }
+        let lower = pattern.to_lowercase();
+        Self { ascii: lower.is_ascii().then(|| lower.as_bytes().to_vec()), pattern: lower.chars().collect() }
     }
 
     /// Iterative glob matching with single-star backtracking: linear in practice, no recursion.
+    /// ASCII pattern and text (the usual service and operation names) allocate nothing.
     pub fn matches(&self, text: &str) -> bool {
-        let text: Vec<char> = text.to_lowercase().chars().collect();
-        let p = &self.pattern;
-        let (mut ti, mut pi) = (0usize, 0usize);
-        let mut star: Option<(usize, usize)> = None;
-        while ti < text.len() {
-            if pi < p.len() && (p[pi] == '?' || p[pi] == text[ti]) {
-                ti += 1;
-                pi += 1;
-            } else if pi < p.len() && p[pi] == '*' {
-                star = Some((pi, ti));
-                pi += 1;
-            } else if let Some((star_p, star_t)) = star {
-                pi = star_p + 1;
-                ti = star_t + 1;
-                star = Some((star_p, star_t + 1));
-            } else {
-                return false;
+        match &self.ascii {
+            Some(pattern) if text.is_ascii() => {
+                let bytes = text.as_bytes();
+                glob(pattern, bytes.len(), |i| bytes[i].to_ascii_lowercase(), b'?', b'*')
+            }
+            _ => {
+                let text: Vec<char> = text.to_lowercase().chars().collect();
+                glob(&self.pattern, text.len(), |i| text[i], '?', '*')
             }
         }
-        while pi < p.len() && p[pi] == '*' {
-            pi += 1;
-        }
-        pi == p.len()
     }
+}
+
+fn glob<T: Copy + PartialEq>(p: &[T], len: usize, text: impl Fn(usize) -> T, one: T, run: T) -> bool {
+    let (mut ti, mut pi) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < len {
+        if pi < p.len() && (p[pi] == one || p[pi] == text(ti)) {
+            ti += 1;
+            pi += 1;
+        } else if pi < p.len() && p[pi] == run {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((star_p, star_t)) = star {
+            pi = star_p + 1;
+            ti = star_t + 1;
+            star = Some((star_p, star_t + 1));
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == run {
+        pi += 1;
+    }
+    pi == p.len()
 }
 
 impl<'de> Deserialize<'de> for Wildcard {
@@ -148,9 +163,23 @@ mod tests {
             ("ELB-HealthChecker*", "ELB-HealthChecker/2.0", true),
             ("", "", true),
             ("", "x", false),
+            ("ÜBER*", "über-service", true),
+            ("*ß", "straße", false),
+            ("*ß?", "straße", true),
+            ("caf?", "café", true),
         ];
         for (pattern, text, expected) in cases {
             assert_eq!(Wildcard::new(pattern).matches(text), expected, "{pattern:?} vs {text:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The allocation-free ASCII path decides exactly as the general one.
+        #[test]
+        fn ascii_path_agrees(pattern in "[aB?*-]{0,6}", text in "[abAB-]{0,8}") {
+            let fast = Wildcard::new(&pattern);
+            let general = Wildcard { ascii: None, ..fast.clone() };
+            proptest::prop_assert_eq!(fast.matches(&text), general.matches(&text));
         }
     }
 
