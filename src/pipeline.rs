@@ -662,9 +662,9 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         topics.push(repartition_topic.clone());
         required_topics.push(repartition_topic);
     }
-    let mut compacted_topics = Vec::new();
+    let (mut compacted_topics, mut owner_topics) = (Vec::new(), Vec::new());
     if !config.slo.is_empty() {
-        topics.push(config.kafka.aggregates_topic.clone());
+        owner_topics.push(config.kafka.aggregates_topic.clone());
         required_topics.push(config.kafka.aggregates_topic.clone());
         compacted_topics.push(config.kafka.slo_state_topic.clone());
     }
@@ -672,6 +672,7 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         client: consumer_config(config),
         brokers: config.kafka.brokers.clone(),
         topics,
+        owner_topics,
         required_topics,
         commit_interval: config.kafka.commit_interval.0,
         admin: client_config(config),

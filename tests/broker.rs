@@ -455,6 +455,18 @@ fn bad_input_on_a_real_broker_is_dead_lettered_and_never_stalls() {
 #[test]
 fn kill_9_of_the_slo_owner_mid_incident_sends_each_alert_once() {
     let Some(broker) = broker("slokill") else { return };
+    slo_incident_with_a_kill(&broker, 1);
+}
+
+/// The same incident in a group of two: the SLO is evaluated by exactly one of them from the
+/// counts of both; the owner is killed and the other takes the SLO over.
+#[test]
+fn a_group_of_two_evaluates_each_slo_once_across_a_kill() {
+    let Some(broker) = broker("slogroup") else { return };
+    slo_incident_with_a_kill(&broker, 2);
+}
+
+fn slo_incident_with_a_kill(broker: &Broker, instances: usize) {
     broker.create_topic(&broker.topic("in"), 3);
     broker.create_topic(&broker.topic("out"), 3);
     broker.create_topic(&broker.topic("dlq"), 1);
@@ -465,12 +477,38 @@ fn kill_9_of_the_slo_owner_mid_incident_sends_each_alert_once() {
     std::fs::write(&config, tracewarden::testing::SHOP_AVAILABILITY_SLO).unwrap();
     // The aggregates and state topics are created by tracewarden itself (the state compacted).
     let (alerts, aggregates, state) = (broker.topic("alerts"), broker.topic("aggregates"), broker.topic("state"));
-    let topics = [
+    let settings = [
         ("TRACEWARDEN__KAFKA__ALERTS_TOPIC", alerts.as_str()),
         ("TRACEWARDEN__KAFKA__AGGREGATES_TOPIC", aggregates.as_str()),
         ("TRACEWARDEN__KAFKA__SLO_STATE_TOPIC", state.as_str()),
+        // Traces (and so their input offsets) wait 5 s for a decision: a kill within that time
+        // leaves counted messages uncommitted, to be read and counted again by the next owner.
+        ("TRACEWARDEN__WINDOW__DECISION_WAIT", "5s"),
     ];
-    let mut owner = Instance::spawn_with_config(&broker, "owner", &topics, Some(&config));
+    let spawn = |label: &str| Instance::spawn_with_config(broker, label, &settings, Some(&config));
+    let mut live: Vec<Instance> = (0..instances).map(|i| spawn(&format!("instance-{i}"))).collect();
+    let owners = |live: &[Instance]| -> Vec<usize> {
+        (0..live.len()).filter(|&i| live[i].metric("tracewarden_slo_goal_ratio") > 0.0).collect()
+    };
+    let wait_for_one_owner = |live: &[Instance]| -> usize {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            // Settled: the 3 input and 3 aggregates partitions are all held.
+            let held: usize = live
+                .iter()
+                .filter_map(|i| serde_json::from_str::<serde_json::Value>(&i.get("/readyz")?).ok())
+                .filter_map(|r| r["partitions"].as_array().map(Vec::len))
+                .sum();
+            match owners(live).as_slice() {
+                [one] if held == 6 => return *one,
+                _ => {}
+            }
+            let logs: Vec<_> = live.iter().map(|i| i.log.display().to_string()).collect();
+            assert!(Instant::now() < deadline, "not exactly one instance evaluates the SLO: see {logs:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let owner = wait_for_one_owner(&live);
     let producer: ThreadedProducer<DefaultProducerContext> =
         ClientConfig::new().set("bootstrap.servers", &broker.brokers).create().unwrap();
     let produce = |messages: Vec<(String, bytes::Bytes)>| {
@@ -480,8 +518,8 @@ fn kill_9_of_the_slo_owner_mid_incident_sends_each_alert_once() {
         producer.flush(Duration::from_secs(30)).unwrap();
     };
     let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
-    // 5 faults in 100 requests: 5 % bad against 0.1 % allowed; every tier and the budget fire
-    // at the next evaluation (every 10 s).
+    // 5 faults in 100 requests (spread over the partitions, so over both instances of a group):
+    // 5 % bad against 0.1 % allowed; every tier and the budget fire at the next evaluation.
     produce(tracewarden::testing::shop_requests(now(), 1, 100, 5, false));
     let statuses = |records: &[(String, Vec<u8>)]| -> Vec<(String, String)> {
         records
@@ -495,7 +533,8 @@ fn kill_9_of_the_slo_owner_mid_incident_sends_each_alert_once() {
             .collect()
     };
     let fired = broker.read_while(&alerts, Duration::from_secs(60), |r| r.len() >= 4);
-    assert_eq!(statuses(&fired).len(), 4, "four alerts fire: {:?}; see {}", statuses(&fired), owner.log.display());
+    let logs: Vec<_> = live.iter().map(|i| i.log.display().to_string()).collect();
+    assert_eq!(statuses(&fired).len(), 4, "four alerts fire: {:?}; see {logs:?}", statuses(&fired));
     // The checkpoint with the four open alerts follows the alerts.
     let checkpointed = broker.read_while(&state, Duration::from_secs(30), |records| {
         records.iter().any(|(_, p)| {
@@ -504,20 +543,22 @@ fn kill_9_of_the_slo_owner_mid_incident_sends_each_alert_once() {
         })
     });
     assert!(!checkpointed.is_empty(), "a checkpoint in {state}");
-    // More faults, then kill -9 while their counts are published and their offsets likely not
-    // yet committed (traces wait 500 ms for a decision): the successor reads them again.
-    produce(tracewarden::testing::shop_requests(now(), 3, 50, 5, false));
-    std::thread::sleep(Duration::from_millis(300));
-    owner.kill9();
-    let mut successor = Instance::spawn_with_config(&broker, "successor", &topics, Some(&config));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while successor.metric("tracewarden_slo_goal_ratio") == 0.0 {
-        assert!(Instant::now() < deadline, "the successor never took the SLO over: see {}", successor.log.display());
-        std::thread::sleep(Duration::from_millis(200));
+    // More faults, then kill -9 of the owner once their counts are published (every 200 ms) and
+    // before their offsets are committed (the traces wait 5 s): they are read again.
+    // Three messages (traces 3, 4 and 5, spread over the partitions), 2 faults each.
+    for trace in 3..=5 {
+        produce(tracewarden::testing::shop_requests(now(), trace, 50, 2, false));
     }
+    std::thread::sleep(Duration::from_secs(1));
+    let mut victim = live.remove(owner);
+    victim.kill9();
+    if live.is_empty() {
+        live.push(spawn("successor"));
+    }
+    let successor = wait_for_one_owner(&live);
     // The incident ends: 24 000 good requests. Burn rates fall under every threshold and the
-    // budget is over half again: 1 − (10/24 150)/0.001 = 0.59. Counted twice, the replayed 5
-    // faults would leave it at 0.38, WARNING.
+    // budget is over half again: 1 − (11/24 250)/0.001 = 0.55. Counted twice, any replayed
+    // message's 2 faults would leave it under 0.47, WARNING.
     produce(tracewarden::testing::shop_requests(now(), 10, 24_000, 0, false));
     let all = broker.read_while(&alerts, Duration::from_secs(90), |r| r.len() >= 8);
     let mut lifecycle: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -528,10 +569,12 @@ fn kill_9_of_the_slo_owner_mid_incident_sends_each_alert_once() {
         .iter()
         .map(|a| (a.to_string(), vec!["firing".to_string(), "resolved".to_string()]))
         .collect();
-    assert_eq!(lifecycle, expected, "see {} and {}", owner.log.display(), successor.log.display());
+    assert_eq!(lifecycle, expected, "see {} and {}", victim.log.display(), live[successor].log.display());
     eprintln!(
-        "SLO owner killed mid-incident: one firing and one resolved per alert; the successor ignored {} replayed message counts",
-        successor.metric("tracewarden_slo_counts_merged_total{result=\"duplicate\"}")
+        "SLO owner killed mid-incident ({instances} instance(s)): one firing and one resolved per alert; the new owner ignored {} replayed message counts",
+        live[successor].metric("tracewarden_slo_counts_merged_total{result=\"duplicate\"}")
     );
-    successor.terminate();
+    for instance in live.iter_mut() {
+        instance.terminate();
+    }
 }

@@ -1,10 +1,17 @@
-//! SLOs (slo.md): error budgets and multi-window, multi-burn-rate alerts.
+//! SLOs (slo.md): error budgets and multi-window, multi-burn-rate alerts, evaluated once per
+//! consumer group and surviving restarts.
 //!
-//! This module holds the budget arithmetic, [`budget`]: event-time buckets of good and total
-//! requests, rolling and calendar (UTC) windows, request- and period-based budgeting, burn rates,
-//! status, and the burn-rate tiers of the SRE Workbook. It is pure: time is a parameter, so every
-//! figure is tested against hand-computed examples. Wiring into the configuration (`[[slo]]`), the
-//! alert messages, the state and aggregates topics and the gauges build on it.
+//! - [`config`]: `[[slo]]` definitions and their validation;
+//! - [`budget`]: the pure arithmetic — event-time buckets, rolling and calendar (UTC) windows,
+//!   request- and period-based budgets, burn rates, status, tiers — tested by hand-computed
+//!   examples with time as a parameter;
+//! - [`engine`]: SLIs from entry spans, alert state machines, alert messages, checkpoints;
+//! - [`aggregate`]: the records of the aggregates topic, the owner's once-per-message ledger,
+//!   the checkpoint format, and which partition owns an SLO;
+//! - [`exchange`]: the SLO side of the span path — count, publish, merge, evaluate, checkpoint,
+//!   take over and hand over;
+//! - [`state`]: reading checkpoints back from the compacted state topic;
+//! - [`gauges`]: the `tracewarden_slo_*` gauges.
 
 pub mod aggregate;
 pub mod budget;

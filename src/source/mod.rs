@@ -1,12 +1,17 @@
 //! Source: the Kafka consumer-group member that feeds the pipeline.
 //!
 //! [`run`] subscribes to `kafka.input_topics`, hands every message to a [`MessageHandler`] and
-//! commits the offsets the handler says are done. Invariants (kafka.md "Delivery"):
+//! commits the offsets the handler says are done. With SLOs, a second member of the group
+//! `{group_id}-owners`, polled by the same thread, consumes the aggregates topic: Kafka balances
+//! SLO ownership among the instances on its own, never at the expense of the input partitions
+//! (one sticky assignment over both would happily give one instance every input partition).
+//! Invariants (kafka.md "Delivery"):
 //! - auto-commit is off: the only offsets committed are the handler's committable ones, every
 //!   `kafka.commit_interval`, on revocation (synchronously, inside the rebalance callback, after the
 //!   handler has decided and flushed the revoked partitions' traces) and on shutdown;
-//! - the consumer is polled from one thread; rebalance callbacks run inside that poll, so the
-//!   handler is never entered twice at once.
+//! - the consumers are polled from one thread; rebalance callbacks run inside those polls, so
+//!   the handler is never entered twice at once; each position is committed by the member that
+//!   consumes its topic.
 
 pub mod offsets;
 
@@ -111,6 +116,9 @@ pub struct SourceSettings {
     pub client: ClientConfig,
     pub brokers: String,
     pub topics: Vec<String>,
+    /// Topics consumed by a second member, in group `{group.id}-owners` (the SLO aggregates):
+    /// Kafka balances them among the instances on their own, not against the input partitions.
+    pub owner_topics: Vec<String>,
     pub commit_interval: Duration,
     /// Topics consumed besides the inputs, created before subscribing when missing (the
     /// repartition topic).
@@ -196,10 +204,14 @@ pub fn run<H: MessageHandler>(
     ready: Arc<Readiness>,
     shutdown: Arc<AtomicBool>,
 ) -> Result<(), SourceError> {
-    let context =
-        SourceContext { handler: handler.clone(), ready: ready.clone(), telemetry, leaving: AtomicBool::new(false) };
+    let context = || SourceContext {
+        handler: handler.clone(),
+        ready: ready.clone(),
+        telemetry: telemetry.clone(),
+        leaving: AtomicBool::new(false),
+    };
     let consumer: BaseConsumer<SourceContext<H>> =
-        settings.client.create_with_context(context).map_err(SourceError::Create)?;
+        settings.client.create_with_context(context()).map_err(SourceError::Create)?;
     let check = check_topics(&consumer, &settings)?;
     if !check.missing_required.is_empty() {
         let names: Vec<&str> = check.missing_required.iter().map(String::as_str).collect();
@@ -217,6 +229,21 @@ pub fn run<H: MessageHandler>(
     consumer
         .subscribe(&topics)
         .map_err(|source| SourceError::Subscribe { topics: settings.topics.join(","), source })?;
+    let owners: Option<BaseConsumer<SourceContext<H>>> = if settings.owner_topics.is_empty() {
+        None
+    } else {
+        let mut client = settings.client.clone();
+        let group = format!("{}-owners", client.get("group.id").unwrap_or("tracewarden"));
+        client.set("group.id", group);
+        let owners: BaseConsumer<SourceContext<H>> =
+            client.create_with_context(context()).map_err(SourceError::Create)?;
+        let topics: Vec<&str> = settings.owner_topics.iter().map(String::as_str).collect();
+        owners
+            .subscribe(&topics)
+            .map_err(|source| SourceError::Subscribe { topics: settings.owner_topics.join(","), source })?;
+        Some(owners)
+    };
+    let consumers: Vec<&BaseConsumer<SourceContext<H>>> = std::iter::once(&consumer).chain(owners.as_ref()).collect();
 
     let mut last_commit = Instant::now();
     let mut last_error: Option<Instant> = None;
@@ -224,14 +251,16 @@ pub fn run<H: MessageHandler>(
     // assigned meanwhile are paused on the next pass.
     let mut paused_at: Option<Instant> = None;
     while !shutdown.load(Ordering::SeqCst) {
-        match consumer.poll(Duration::from_millis(20)) {
-            Some(Ok(message)) => deliver(&handler, &message),
-            // Transient consumer errors (broker down) repeat quickly: log rarely.
-            Some(Err(e)) if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) => {
-                tracing::warn!(error = %e, "consumer error");
-                last_error = Some(Instant::now());
+        for (i, member) in consumers.iter().enumerate() {
+            match member.poll(Duration::from_millis(if i == 0 { 20 } else { 0 })) {
+                Some(Ok(message)) => deliver(&handler, &message),
+                // Transient consumer errors (broker down) repeat quickly: log rarely.
+                Some(Err(e)) if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) => {
+                    tracing::warn!(error = %e, "consumer error");
+                    last_error = Some(Instant::now());
+                }
+                Some(Err(_)) | None => {}
             }
-            Some(Err(_)) | None => {}
         }
         let mut handler = handler.lock().expect("handler lock");
         handler.tick();
@@ -259,11 +288,7 @@ pub fn run<H: MessageHandler>(
             last_commit = Instant::now();
             let commits = handler.commits();
             drop(handler);
-            if !commits.is_empty() {
-                if let Err(e) = consumer.commit(&commit_list(&commits), CommitMode::Async) {
-                    tracing::warn!(error = %e, "offset commit failed");
-                }
-            }
+            commit_each(&consumer, owners.as_ref(), &settings.owner_topics, &commits, CommitMode::Async);
         }
     }
 
@@ -271,21 +296,39 @@ pub fn run<H: MessageHandler>(
     ready.leave();
     // Leaving the group revokes every partition: the rebalance callback, served by these polls,
     // settles their traces and commits, as on any revocation.
-    consumer.context().leaving.store(true, Ordering::SeqCst);
-    consumer.unsubscribe();
+    for member in &consumers {
+        member.context().leaving.store(true, Ordering::SeqCst);
+        member.unsubscribe();
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
-    while consumer.assignment().is_ok_and(|a| a.count() > 0) && Instant::now() < deadline {
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
-            deliver(&handler, &message);
+    while consumers.iter().any(|c| c.assignment().is_ok_and(|a| a.count() > 0)) && Instant::now() < deadline {
+        for member in &consumers {
+            if let Some(Ok(message)) = member.poll(Duration::from_millis(50)) {
+                deliver(&handler, &message);
+            }
         }
     }
     let commits = handler.lock().expect("handler lock").shutdown();
-    if !commits.is_empty() {
-        if let Err(e) = consumer.commit(&commit_list(&commits), CommitMode::Sync) {
-            tracing::warn!(error = %e, "final offset commit failed");
+    commit_each(&consumer, owners.as_ref(), &settings.owner_topics, &commits, CommitMode::Sync);
+    Ok(())
+}
+
+/// Commits each position through the member that consumes its topic.
+fn commit_each<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    owners: Option<&BaseConsumer<C>>,
+    owner_topics: &[String],
+    commits: &[Commit],
+    mode: CommitMode,
+) {
+    let (owned, inputs): (Vec<Commit>, Vec<Commit>) =
+        commits.iter().cloned().partition(|(topic, _, _)| owner_topics.contains(topic));
+    for (member, commits) in [(Some(consumer), inputs), (owners, owned)] {
+        let Some(member) = member.filter(|_| !commits.is_empty()) else { continue };
+        if let Err(e) = member.commit(&commit_list(&commits), mode) {
+            tracing::warn!(error = %e, "offset commit failed");
         }
     }
-    Ok(())
 }
 
 fn deliver<H: MessageHandler>(handler: &Mutex<H>, message: &rdkafka::message::BorrowedMessage<'_>) {
