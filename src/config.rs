@@ -74,8 +74,9 @@ pub struct KafkaConfig {
     pub alerts_topic: String,
     /// Undecodable messages, unchanged, with error headers. Default `tracewarden_dead_letters`.
     pub dead_letter_topic: String,
-    /// Internal: partial SLO counts, keyed by SLO name; an SLO is evaluated by the instance
-    /// assigned its partition. Created at start when missing (with the input's partition count).
+    /// Internal: partial SLO counts, keyed by SLO name; consumed in the group
+    /// `{group_id}-owners`, and an SLO is evaluated by the instance assigned its partition.
+    /// Created at start when missing (with the input's partition count).
     /// Default `tracewarden_aggregates`.
     pub aggregates_topic: String,
     /// Internal, compacted: SLO state checkpoints, keyed by SLO name. Created at start when
