@@ -234,7 +234,8 @@ pub fn run<H: MessageHandler>(
     } else {
         let mut client = settings.client.clone();
         let group = format!("{}-owners", client.get("group.id").unwrap_or("tracewarden"));
-        client.set("group.id", group);
+        let id = format!("{}-owners", client.get("client.id").unwrap_or("tracewarden"));
+        client.set("group.id", group).set("client.id", id);
         let owners: BaseConsumer<SourceContext<H>> =
             client.create_with_context(context()).map_err(SourceError::Create)?;
         let topics: Vec<&str> = settings.owner_topics.iter().map(String::as_str).collect();
