@@ -535,9 +535,10 @@ impl SloEngine {
         Some((index, admitted))
     }
 
-    /// Counts a trace's requests straight into the owned SLOs (single-process use: tests and
-    /// benches; the pipeline goes through the aggregates topic).
-    pub fn record_trace(&mut self, spans: &[Span]) {
+    /// Counts a trace's requests straight into the owned SLOs (the pipeline goes through the
+    /// aggregates topic).
+    #[cfg(test)]
+    pub(crate) fn record_trace(&mut self, spans: &[Span]) {
         let mut tally = Vec::new();
         self.counter.count(spans, &mut tally);
         for (index, at, counts) in tally {
@@ -557,16 +558,12 @@ impl SloEngine {
         out
     }
 
-    /// The state of SLO `index` to write to the state topic, when it changed since the last one.
-    pub fn checkpoint_if_changed(&mut self, index: usize, now: Seconds) -> Option<Checkpoint> {
-        let slo = self.slos.get_mut(index).filter(|s| s.owned && s.dirty)?;
+    /// The state of SLO `index` to write to the state topic: when it changed since the last one,
+    /// or in any case with `force` (merged messages wait for it, or the SLO is handed over).
+    pub fn checkpoint(&mut self, index: usize, now: Seconds, force: bool) -> Option<Checkpoint> {
+        let slo = self.slos.get_mut(index).filter(|s| s.owned && (force || s.dirty))?;
         slo.dirty = false;
         Some(slo.checkpoint(now))
-    }
-
-    /// The state of SLO `index`, changed or not.
-    pub fn checkpoint(&self, index: usize, now: Seconds) -> Option<Checkpoint> {
-        self.slos.get(index).filter(|s| s.owned).map(|s| s.checkpoint(now))
     }
 
     /// Reports of the SLOs evaluated here.

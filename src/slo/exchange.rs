@@ -13,7 +13,7 @@
 //! - an SLO is taken over only after the state topic was read to its end, and given up only after
 //!   its final checkpoint was sent.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,9 +52,9 @@ pub struct SloExchange {
     partitions: Option<i32>,
     batch: AggregateBatch<SourceRef>,
     tally: Vec<(usize, Seconds, Counts)>,
-    /// Per stage partition index: offsets whose counts are not acknowledged yet, with their
-    /// record count.
-    unpublished: HashMap<u32, BTreeMap<i64, u32>>,
+    /// Messages whose counts are not acknowledged yet (the batch's hold and one per record), by
+    /// the stage's partition indices: the floors of the records.
+    unpublished: OffsetTracker,
     /// Per SLO: merged aggregates messages waiting for a checkpoint.
     awaiting_checkpoint: Vec<Vec<SourceRef>>,
     last_publish: Instant,
@@ -86,7 +86,7 @@ impl SloExchange {
             reader: None,
             partitions: None,
             tally: Vec::new(),
-            unpublished: HashMap::new(),
+            unpublished: OffsetTracker::new(),
             last_publish: Instant::now(),
             last_reader_attempt: Instant::now(),
             telemetry,
@@ -102,7 +102,7 @@ impl SloExchange {
         self.counter.count(spans, &mut self.tally);
         if self.batch.add(source, &mut self.tally) {
             offsets.acquire(source, 1);
-            *self.unpublished.entry(source.partition).or_default().entry(source.offset).or_insert(0) += 1;
+            self.unpublished.begin(source);
         }
     }
 
@@ -143,7 +143,7 @@ impl SloExchange {
                 });
                 counts.offsets.push((source.offset, buckets));
                 offsets.acquire(source, 1);
-                *self.unpublished.entry(source.partition).or_default().entry(source.offset).or_insert(0) += 1;
+                self.unpublished.acquire(source, 1);
                 refs.push(source);
             }
             for (index, counts) in sources.iter_mut() {
@@ -172,21 +172,16 @@ impl SloExchange {
     /// Every offset under the floor of a partition had its counts acknowledged (or had none).
     fn floor(&self, index: u32, offsets: &OffsetTracker) -> i64 {
         let next = offsets.next_read(index).unwrap_or(0);
-        let pending = self.unpublished.get(&index).and_then(|p| p.keys().next().copied());
-        pending.map_or(next, |p| p.min(next))
+        match self.unpublished.pending(index) {
+            0 => next,
+            _ => self.unpublished.committable(index).map_or(next, |p| p.min(next)),
+        }
     }
 
     /// Records carrying these messages' counts were acknowledged (or abandoned).
     pub fn published(&mut self, sources: &[SourceRef]) {
-        for source in sources {
-            if let Some(partition) = self.unpublished.get_mut(&source.partition) {
-                if let Some(refs) = partition.get_mut(&source.offset) {
-                    *refs -= 1;
-                    if *refs == 0 {
-                        partition.remove(&source.offset);
-                    }
-                }
-            }
+        for &source in sources {
+            self.unpublished.release(source);
         }
     }
 
@@ -216,13 +211,7 @@ impl SloExchange {
             let mut engine = self.engine.lock().expect("slo engine lock");
             let messages = engine.evaluate(now);
             let checkpoints: Vec<(usize, Checkpoint)> = (0..self.names.len())
-                .filter_map(|i| {
-                    let checkpoint = match self.awaiting_checkpoint[i].is_empty() {
-                        true => engine.checkpoint_if_changed(i, now),
-                        false => engine.checkpoint(i, now),
-                    };
-                    Some((i, checkpoint?))
-                })
+                .filter_map(|i| Some((i, engine.checkpoint(i, now, !self.awaiting_checkpoint[i].is_empty())?)))
                 .collect();
             (messages, checkpoints)
         };
@@ -304,7 +293,7 @@ impl SloExchange {
     ) {
         self.publish(offsets, forwarder, completions);
         for slo in self.owned_by(partitions) {
-            let checkpoint = self.engine.lock().expect("slo engine lock").checkpoint(slo, now);
+            let checkpoint = self.engine.lock().expect("slo engine lock").checkpoint(slo, now, true);
             if let Some(checkpoint) = checkpoint {
                 self.send_checkpoint(slo, &checkpoint, forwarder, completions);
             }
@@ -315,7 +304,7 @@ impl SloExchange {
 
     /// A revoked input partition: its unpublished offsets are read again by the next owner.
     pub fn forget(&mut self, index: u32) {
-        self.unpublished.remove(&index);
+        self.unpublished.forget(index);
     }
 }
 

@@ -119,7 +119,7 @@ fn burst_through_records(restart: Option<i64>, replay: bool) -> Vec<(i64, AlertM
     for minute in 0..240 {
         let now = t0 + minute * 60;
         if Some(minute) == restart {
-            let json = serde_json::to_vec(&slos.checkpoint(0, now).unwrap()).unwrap();
+            let json = serde_json::to_vec(&slos.checkpoint(0, now, true).unwrap()).unwrap();
             slos = engine(CHECKOUT);
             slos.take_over(0, Some(serde_json::from_slice::<Checkpoint>(&json).unwrap()));
         }
