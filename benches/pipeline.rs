@@ -7,12 +7,13 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
-use tracewarden::assemble::{SourceRef, TraceBuffer, WindowLimits};
+use tracewarden::assemble::{TraceBuffer, WindowLimits};
 use tracewarden::clock::Nanos;
 use tracewarden::config::Config;
 use tracewarden::decode::{Decoder, InputEncoding};
 use tracewarden::generate::{PetClinic, TrafficProfile};
 use tracewarden::model::{Encoding, Span};
+use tracewarden::position::{PendingOffsets, SourceRef};
 use tracewarden::sampling::{Sampler, SamplingConfig};
 use tracewarden::signals::SignalStore;
 
@@ -152,7 +153,8 @@ fn benches(c: &mut Criterion) {
             || (TraceBuffer::new(limits()), spans.clone()),
             |(mut buffer, mut spans)| {
                 let mut ready = Vec::new();
-                buffer.insert(&mut spans, SourceRef { partition: 0, offset: 0 }, Nanos(1), &mut ready);
+                let message = PendingOffsets::new().begin(SourceRef { partition: 0, offset: 0 });
+                buffer.insert(&mut spans, &message, Nanos(1), &mut ready);
                 buffer.expire(Nanos(60_000_000_000), &mut ready);
                 black_box(ready.len())
             },
@@ -163,7 +165,8 @@ fn benches(c: &mut Criterion) {
 
     let mut buffer = TraceBuffer::new(limits());
     let mut ready = Vec::new();
-    buffer.insert(&mut spans.clone(), SourceRef { partition: 0, offset: 0 }, Nanos(1), &mut ready);
+    let message = PendingOffsets::new().begin(SourceRef { partition: 0, offset: 0 });
+    buffer.insert(&mut spans.clone(), &message, Nanos(1), &mut ready);
     buffer.expire(Nanos(60_000_000_000), &mut ready);
     let mut group = c.benchmark_group("signals");
     group.throughput(Throughput::Elements(span_count as u64));
@@ -200,7 +203,7 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("slo");
     group.throughput(Throughput::Elements(span_count as u64));
     let slos = tracewarden::slo::config::parse_slos(FIVE_SLOS).unwrap();
-    let engine = tracewarden::slo::engine::SloEngine::new(&slos, &[]);
+    let engine = tracewarden::slo::engine::SloEngine::new(&slos);
     let mut counter = engine.counter();
     let mut tally = Vec::new();
     let mut counts = tracewarden::slo::aggregate::AggregateBatch::new(slos.len());
@@ -228,13 +231,15 @@ fn benches(c: &mut Criterion) {
         let mut spans = Vec::new();
         let mut ready = Vec::new();
         let mut clock = 1_800_000_000_000_000_000u64;
+        let mut read = PendingOffsets::new();
         b.iter_batched(
             || TraceBuffer::new(limits()),
             |mut buffer| {
                 for (i, message) in messages.iter().enumerate() {
                     clock += 1_000_000;
                     decoder.decode(message, &mut spans).unwrap();
-                    buffer.insert(&mut spans, SourceRef { partition: 0, offset: i as i64 }, Nanos(clock), &mut ready);
+                    let message = read.begin(SourceRef { partition: 0, offset: i as i64 });
+                    buffer.insert(&mut spans, &message, Nanos(clock), &mut ready);
                 }
                 buffer.expire(Nanos(clock + 31_000_000_000), &mut ready);
                 for trace in ready.drain(..) {

@@ -20,12 +20,13 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
 
-use tracewarden::assemble::{SourceRef, TraceBuffer};
+use tracewarden::assemble::TraceBuffer;
 use tracewarden::clock::{Nanos, SystemClock};
 use tracewarden::config::{Config, HumanDuration};
 use tracewarden::decode::{Decoder, InputEncoding};
 use tracewarden::generate::{PetClinic, TrafficProfile};
 use tracewarden::model::Encoding;
+use tracewarden::position::{PendingOffsets, SourceRef};
 
 struct Counting;
 static LIVE: AtomicIsize = AtomicIsize::new(0);
@@ -77,6 +78,7 @@ fn memory(spans: usize) {
     let mut encoded = 0usize;
     let mut message_bytes = 0usize;
     let mut count = 0usize;
+    let mut read = PendingOffsets::new();
     // Warm the interner and the decoder first, so the measurement is of buffered spans only.
     decoder.decode(&messages[0].1, &mut scratch).unwrap();
     scratch.clear();
@@ -88,7 +90,8 @@ fn memory(spans: usize) {
         decoder.decode(&payload, &mut scratch).unwrap();
         encoded += scratch.iter().map(|s| s.raw.len()).sum::<usize>();
         count += scratch.len();
-        buffer.insert(&mut scratch, SourceRef { partition: 0, offset: i as i64 }, Nanos(1), &mut ready);
+        let message = read.begin(SourceRef { partition: 0, offset: i as i64 });
+        buffer.insert(&mut scratch, &message, Nanos(1), &mut ready);
     }
     let held = LIVE.load(Ordering::Relaxed) - baseline;
     assert!(ready.is_empty());

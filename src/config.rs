@@ -6,41 +6,16 @@
 //! at once, so `tracewarden check-config` can explain them all.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::assemble::WindowLimits;
 use crate::decode::InputEncoding;
+pub use crate::settings::{secs, HumanDuration, Problem};
 use crate::signals::{ExcludeRule, SignalSettings};
-
-/// A duration written as `"500ms"`, `"5s"`, `"15m"`, `"30d"`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct HumanDuration(pub Duration);
-
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(text.trim()).map(HumanDuration).map_err(|_| {
-            serde::de::Error::custom(format!(
-                "invalid duration {text:?}: expected a number and a unit, such as \"500ms\", \"5s\", \"15m\", \"30d\""
-            ))
-        })
-    }
-}
-
-impl fmt::Display for HumanDuration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_duration(self.0))
-    }
-}
-
-fn secs(s: u64) -> HumanDuration {
-    HumanDuration(Duration::from_secs(s))
-}
 
 /// The whole configuration.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -145,10 +120,18 @@ impl Default for WindowConfig {
     }
 }
 
+/// librdkafka's default `message.max.bytes`.
+const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
+
 impl KafkaConfig {
     /// The repartition topic used when the input is not keyed by trace id.
     pub fn repartition_topic(&self) -> String {
         format!("{}-repartition", self.group_id)
+    }
+
+    /// The producer's `message.max.bytes` (`[kafka.client]`, else librdkafka's default).
+    pub fn message_max_bytes(&self) -> usize {
+        self.client.get("message.max.bytes").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_MESSAGE_MAX_BYTES)
     }
 }
 
@@ -244,19 +227,6 @@ impl Default for LogConfig {
 pub enum LogFormat {
     Pretty,
     Json,
-}
-
-/// One configuration problem, with the key it concerns.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    pub key: String,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.message)
-    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,25 +1,32 @@
 //! tracewarden: a trace-analysis stream processor.
 //!
 //! Reads span streams from Kafka, assembles traces in a bounded window, computes service and
-//! dependency metrics from every span, and forwards decided traces. The pipeline stages are one
-//! module each, wired in [`pipeline`]: [`source`] → [`decode`] → [`assemble`] → [`signals`] →
-//! [`sampling`] → [`sink`], with [`http`] serving what they measure.
+//! dependency metrics from every span, evaluates SLOs, and forwards decided traces. Wired in
+//! [`pipeline`]: [`source`] (the consumer) → [`span_path`] ([`decode`] → [`assemble`] →
+//! [`signals`] → [`sampling`] → [`encode`]) → [`delivery`] (holds, forwards, retries, commits),
+//! with [`slo`] beside the span path and [`http`] serving what they measure. Shared vocabulary
+//! lives in leaf modules: [`model`], [`position`], [`decision`], [`settings`], [`clock`].
 
 pub mod assemble;
 pub mod clock;
 pub mod config;
+pub mod decision;
 pub mod decode;
+pub mod delivery;
 pub mod demo;
+pub mod encode;
 pub mod generate;
 pub mod http;
 pub mod matcher;
 pub mod model;
 pub mod pipeline;
+pub mod position;
 pub mod sampling;
+pub mod settings;
 pub mod signals;
-pub mod sink;
 pub mod slo;
 pub mod source;
+pub mod span_path;
 pub mod telemetry;
 #[doc(hidden)]
 pub mod testing;

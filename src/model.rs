@@ -173,6 +173,48 @@ pub struct Span {
     pub origin: Arc<Origin>,
     /// The span as it was encoded on the wire.
     pub raw: Bytes,
+    /// What the span is for the metrics, worked out once ([`SpanFacts`]).
+    pub facts: SpanFacts,
+}
+
+/// The per-span facts every consumer of spans shares — metrics, SLO counting, sampling — worked
+/// out once: role and outcome by the decoder, the exclusion verdict by the span path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpanFacts {
+    pub role: Role,
+    pub outcome: Outcome,
+    /// The first `[[metrics.exclude]]` rule matching the span (its index), if any.
+    pub excluded: Option<u16>,
+}
+
+impl SpanFacts {
+    /// Role and outcome from the span's own fields; not excluded until judged.
+    pub fn of(span: &Span) -> Self {
+        let role = if span.is_entry() {
+            Role::Entry
+        } else if span.is_dependency() {
+            Role::Dependency
+        } else {
+            Role::Internal
+        };
+        Self { role, outcome: Outcome::of(span), excluded: None }
+    }
+
+    /// Whether the span counts as a request or a dependency call in the metrics and SLOs.
+    pub fn is_measured(&self) -> bool {
+        self.role != Role::Internal && self.excluded.is_none()
+    }
+}
+
+/// What a span stands for in the metrics (signals.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A request served: SERVER and CONSUMER spans, and root INTERNAL/UNSPECIFIED spans.
+    Entry,
+    /// A call out: CLIENT and PRODUCER spans.
+    Dependency,
+    /// Neither: not measured.
+    Internal,
 }
 
 impl Span {
@@ -204,13 +246,6 @@ impl Span {
 
     pub fn environment(&self) -> &Arc<str> {
         &self.origin.environment
-    }
-
-    /// Looks an attribute up on the span, then on its resource, by decoding `raw` on demand.
-    /// Used off the hot path (exclusion and sampling rules); the hot fields are pre-extracted.
-    pub fn attribute(&self, key: &str) -> Option<AttrValue> {
-        crate::decode::find_attribute(self.origin.encoding, &self.raw, key)
-            .or_else(|| crate::decode::find_resource_attribute(self.origin.encoding, &self.origin.resource, key))
     }
 }
 

@@ -155,3 +155,33 @@ impl Default for PipelineMetrics {
         Self::new()
     }
 }
+
+/// The one rate limiter of repeated warnings: the first occurrence is logged, later ones at most
+/// once per `every` (of the injected clock), each saying how many were not logged in between.
+#[derive(Clone, Debug)]
+pub struct RateLimitedWarning {
+    every: std::time::Duration,
+    last: Option<crate::clock::Nanos>,
+    suppressed: u64,
+}
+
+impl RateLimitedWarning {
+    pub fn new(every: std::time::Duration) -> Self {
+        Self { every, last: None, suppressed: 0 }
+    }
+
+    /// `Some(occurrences not logged since the last logged one)` when this occurrence is to be
+    /// logged, else `None` (and it is counted as suppressed).
+    pub fn admit(&mut self, now: crate::clock::Nanos) -> Option<u64> {
+        match self.last {
+            Some(last) if now.since(last) < self.every => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}

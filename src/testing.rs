@@ -206,9 +206,9 @@ pub fn fuzz_decode(input: InputEncoding, data: &[u8]) {
     if spans.is_empty() {
         return;
     }
-    let decision = crate::sampling::Decision::keep(std::sync::Arc::from("fuzz"), 1.0);
+    let decision = crate::decision::Decision::keep(std::sync::Arc::from("fuzz"), 1.0);
     let mut again = Vec::new();
-    for part in crate::sink::encode::encode_trace(&spans, &decision, usize::MAX) {
+    for part in crate::encode::encode_trace(&spans, &decision, usize::MAX) {
         Decoder::new(InputEncoding::Auto).decode(&part.payload, &mut again).expect("re-encoded spans decode");
     }
     // Re-encoding groups spans by resource and scope, so compare them as sorted lists.

@@ -8,8 +8,8 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use crate::decision::Decision;
 use crate::model::TraceId;
-use crate::sampling::Decision;
 
 pub struct DecisionCache {
     kept: HashMap<TraceId, Decision>,

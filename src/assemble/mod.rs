@@ -10,8 +10,9 @@
 //! - the store never holds more than `max_buffered_spans` spans;
 //! - a span whose trace was already decided is handed back at once with the cached decision
 //!   (`ReadyTrace::prior`) while the [`DecisionCache`] remembers the trace;
-//! - every span is handed back exactly once, with the sources (Kafka messages) it came from, so
-//!   the caller can release their offsets.
+//! - every span is handed back exactly once, with a [`Hold`] on each source (Kafka message) it
+//!   came from: a buffered trace keeps its messages uncommitted, and whoever finishes the trace
+//!   (dropping it, or forwarding it until acknowledged) drops the holds.
 //!
 //! Expiry uses two FIFO queues with lazy deletion: arrival times only grow, so queue order is
 //! deadline order and each check is O(1) amortised.
@@ -24,8 +25,9 @@ use std::time::Duration;
 pub use cache::DecisionCache;
 
 use crate::clock::Nanos;
+use crate::decision::Decision;
 use crate::model::{Span, TraceId};
-use crate::sampling::Decision;
+pub use crate::position::{Hold, SourceRef};
 
 /// Limits of the window (`[window]` in the configuration).
 #[derive(Clone, Debug)]
@@ -65,22 +67,14 @@ impl DecisionReason {
     }
 }
 
-/// Where spans came from (a Kafka message); opaque to assembly.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SourceRef {
-    /// Index of the topic-partition in the caller's partition table.
-    pub partition: u32,
-    pub offset: i64,
-}
-
 /// A trace (or late spans of one) ready for metrics and a sampling decision.
 #[derive(Debug)]
 pub struct ReadyTrace {
     pub trace_id: TraceId,
     pub spans: Vec<Span>,
     pub reason: DecisionReason,
-    /// One entry per reference taken on a source (see [`TraceBuffer::insert`]).
-    pub sources: Vec<SourceRef>,
+    /// One hold on each source message the spans came from.
+    pub sources: Vec<Hold>,
     pub root_present: bool,
     /// The earlier decision when these are late spans.
     pub prior: Option<Decision>,
@@ -91,7 +85,7 @@ struct BufferedTrace {
     spans: Vec<Span>,
     last_arrival: Nanos,
     root_present: bool,
-    sources: Vec<SourceRef>,
+    sources: Vec<Hold>,
     /// The insert batch that last touched this trace (to queue one quiet check per batch).
     batch: u64,
 }
@@ -140,18 +134,12 @@ impl TraceBuffer {
         self.cache.remember(trace_id, decision);
     }
 
-    /// Adds the spans of one source at time `now`, draining `spans`. Traces decided by this insert
-    /// (late spans, `too_large`, `memory_pressure`) are appended to `ready`. Returns how many
-    /// references to `source` were taken: one per buffered trace or ready trace that lists it.
-    pub fn insert(
-        &mut self,
-        spans: &mut Vec<Span>,
-        source: SourceRef,
-        now: Nanos,
-        ready: &mut Vec<ReadyTrace>,
-    ) -> usize {
+    /// Adds the spans of one source message at time `now`, draining `spans`. Every buffered or
+    /// ready trace that takes spans from it keeps a share of `source`. Traces decided by this
+    /// insert (late spans, `too_large`, `memory_pressure`) are appended to `ready`.
+    pub fn insert(&mut self, spans: &mut Vec<Span>, source: &Hold, now: Nanos, ready: &mut Vec<ReadyTrace>) {
         self.batch += 1;
-        let mut references = 0;
+        let position = source.source();
         let late_start = ready.len();
         for span in spans.drain(..) {
             let trace_id = span.trace_id;
@@ -162,12 +150,11 @@ impl TraceBuffer {
                     {
                         late.spans.push(span);
                     } else {
-                        references += 1;
                         ready.push(ReadyTrace {
                             trace_id,
                             spans: vec![span],
                             reason: DecisionReason::Late,
-                            sources: vec![source],
+                            sources: vec![source.share()],
                             root_present: false,
                             prior: Some(prior),
                         });
@@ -192,9 +179,8 @@ impl TraceBuffer {
             trace.last_arrival = now;
             trace.spans.push(span);
             self.buffered_spans += 1;
-            if trace.sources.last() != Some(&source) {
-                trace.sources.push(source);
-                references += 1;
+            if trace.sources.last().is_none_or(|last| last.source() != position) {
+                trace.sources.push(source.share());
             }
             if trace.batch != self.batch {
                 trace.batch = self.batch;
@@ -212,7 +198,6 @@ impl TraceBuffer {
                 }
             }
         }
-        references
     }
 
     /// Decides every trace whose deadline has passed at `now`.
@@ -247,7 +232,7 @@ impl TraceBuffer {
     pub fn drain(
         &mut self,
         reason: DecisionReason,
-        affected: impl Fn(&[SourceRef], bool) -> bool,
+        affected: impl Fn(&[Hold], bool) -> bool,
         ready: &mut Vec<ReadyTrace>,
     ) {
         let ids: Vec<TraceId> =
@@ -259,21 +244,25 @@ impl TraceBuffer {
     }
 
     /// Hands traces over to the partitions' next owner: removes, undecided, every buffered trace
-    /// whose sources all match `revoked`, and returns how many. Their sources are not released, so
-    /// the committed offset stays before their first span and the next owner reads them whole.
-    pub fn hand_over(&mut self, revoked: impl Fn(&SourceRef) -> bool) -> usize {
-        let before = self.traces.len();
-        let mut spans = 0;
-        self.traces.retain(|_, t| {
-            let hand_over = t.sources.iter().all(&revoked);
-            if hand_over {
-                spans += t.spans.len();
+    /// whose sources all match `revoked`. Returns how many, and their holds: the caller keeps
+    /// those until it has committed the revoked partitions, so the committed offset stays before
+    /// their first span and the next owner reads them whole.
+    pub fn hand_over(&mut self, revoked: impl Fn(SourceRef) -> bool) -> (usize, Vec<Hold>) {
+        let ids: Vec<TraceId> = self
+            .traces
+            .iter()
+            .filter(|(_, t)| t.sources.iter().all(|h| revoked(h.source())))
+            .map(|(id, _)| *id)
+            .collect();
+        let mut holds = Vec::new();
+        for trace_id in &ids {
+            if let Some(trace) = self.traces.remove(trace_id) {
+                self.buffered_spans -= trace.spans.len();
+                holds.extend(trace.sources);
             }
-            !hand_over
-        });
-        self.buffered_spans -= spans;
+        }
         self.forget_queues_when_empty();
-        before - self.traces.len()
+        (ids.len(), holds)
     }
 
     fn forget_queues_when_empty(&mut self) {

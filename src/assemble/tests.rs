@@ -42,6 +42,11 @@ fn span(trace: u8, id: u8, parent: Option<u8>) -> Span {
         remote_operation: None,
         origin,
         raw: Bytes::new(),
+        facts: crate::model::SpanFacts {
+            role: crate::model::Role::Entry,
+            outcome: crate::model::Outcome::Ok,
+            excluded: None,
+        },
     }
 }
 
@@ -49,26 +54,41 @@ fn at(secs: f64) -> Nanos {
     Nanos((secs * 1e9) as u64)
 }
 
-fn src(offset: i64) -> SourceRef {
-    SourceRef { partition: 0, offset }
+thread_local! {
+    /// The messages the tests' spans come from (partition index = `SourceRef::partition`).
+    static READ: std::cell::RefCell<crate::position::PendingOffsets> = Default::default();
+}
+
+/// A hold on message `offset` of partition 0, as the delivery ledger issues it.
+fn src(offset: i64) -> Hold {
+    on(0, offset)
+}
+
+fn on(partition: u32, offset: i64) -> Hold {
+    READ.with(|read| read.borrow_mut().begin(SourceRef { partition, offset }))
+}
+
+fn positions(holds: &[Hold]) -> Vec<SourceRef> {
+    holds.iter().map(Hold::source).collect()
 }
 
 #[test]
 fn complete_after_root_and_quiet_period() {
     let mut buffer = TraceBuffer::new(limits());
     let mut ready = Vec::new();
-    buffer.insert(&mut vec![span(1, 2, Some(1))], src(0), at(0.0), &mut ready);
-    buffer.insert(&mut vec![span(1, 1, None)], src(1), at(1.0), &mut ready);
+    buffer.insert(&mut vec![span(1, 2, Some(1))], &src(0), at(0.0), &mut ready);
+    buffer.insert(&mut vec![span(1, 1, None)], &src(1), at(1.0), &mut ready);
     buffer.expire(at(5.9), &mut ready);
     assert!(ready.is_empty(), "quiet for only 4.9 s");
-    buffer.insert(&mut vec![span(1, 3, Some(1))], src(2), at(5.9), &mut ready);
+    buffer.insert(&mut vec![span(1, 3, Some(1))], &src(2), at(5.9), &mut ready);
     buffer.expire(at(10.8), &mut ready);
     assert!(ready.is_empty(), "a new span restarts the quiet period");
     buffer.expire(at(10.9), &mut ready);
     assert_eq!(ready.len(), 1);
     assert_eq!(ready[0].reason, DecisionReason::Complete);
     assert_eq!(ready[0].spans.len(), 3);
-    assert_eq!(ready[0].sources, vec![src(0), src(1), src(2)]);
+    let at_partition_0 = |offset| SourceRef { partition: 0, offset };
+    assert_eq!(positions(&ready[0].sources), vec![at_partition_0(0), at_partition_0(1), at_partition_0(2)]);
     assert!(ready[0].root_present);
     assert_eq!(buffer.buffered_spans(), 0);
 }
@@ -77,8 +97,8 @@ fn complete_after_root_and_quiet_period() {
 fn timeout_without_root() {
     let mut buffer = TraceBuffer::new(limits());
     let mut ready = Vec::new();
-    buffer.insert(&mut vec![span(1, 2, Some(1))], src(0), at(0.0), &mut ready);
-    buffer.insert(&mut vec![span(1, 3, Some(1))], src(1), at(20.0), &mut ready);
+    buffer.insert(&mut vec![span(1, 2, Some(1))], &src(0), at(0.0), &mut ready);
+    buffer.insert(&mut vec![span(1, 3, Some(1))], &src(1), at(20.0), &mut ready);
     buffer.expire(at(29.9), &mut ready);
     assert!(ready.is_empty(), "no root: waits for max_trace_age from the first span");
     buffer.expire(at(30.0), &mut ready);
@@ -94,7 +114,7 @@ fn timeout_even_when_spans_keep_arriving() {
     for i in 0..40 {
         buffer.insert(
             &mut vec![span(1, i + 1, if i == 0 { None } else { Some(1) })],
-            src(i as i64),
+            &src(i as i64),
             at(i as f64),
             &mut ready,
         );
@@ -109,12 +129,17 @@ fn timeout_even_when_spans_keep_arriving() {
 fn too_large_is_decided_at_once() {
     let mut buffer = TraceBuffer::new(WindowLimits { max_spans_per_trace: 3, ..limits() });
     let mut ready = Vec::new();
-    let refs = buffer.insert(&mut (1..=4).map(|i| span(1, i, Some(9))).collect(), src(0), at(0.0), &mut ready);
+    let message = src(0);
+    buffer.insert(&mut (1..=4).map(|i| span(1, i, Some(9))).collect(), &message, at(0.0), &mut ready);
     assert_eq!(ready.len(), 1);
     assert_eq!(ready[0].reason, DecisionReason::TooLarge);
     assert_eq!(ready[0].spans.len(), 3);
     assert_eq!(buffer.buffered_spans(), 1, "the fourth span starts a new trace");
-    assert_eq!(refs, 2, "one reference for the decided trace, one for the new buffered one");
+    assert_eq!(ready[0].sources.len(), 1, "the decided trace holds its message");
+    drop(message);
+    ready.clear();
+    let (handed_over, holds) = buffer.hand_over(|_| true);
+    assert_eq!((handed_over, holds.len()), (1, 1), "and so does the new buffered trace");
 }
 
 #[test]
@@ -124,7 +149,7 @@ fn memory_pressure_decides_oldest_first_and_bounds_the_store() {
     for trace in 1..=3u8 {
         buffer.insert(
             &mut vec![span(trace, 1, Some(9)), span(trace, 2, Some(9))],
-            src(trace as i64),
+            &src(trace as i64),
             at(trace as f64),
             &mut ready,
         );
@@ -140,28 +165,27 @@ fn memory_pressure_decides_oldest_first_and_bounds_the_store() {
 fn late_spans_follow_the_cached_decision() {
     let mut buffer = TraceBuffer::new(limits());
     let mut ready = Vec::new();
-    buffer.insert(&mut vec![span(1, 1, None)], src(0), at(0.0), &mut ready);
+    buffer.insert(&mut vec![span(1, 1, None)], &src(0), at(0.0), &mut ready);
     buffer.expire(at(5.0), &mut ready);
     let decided = ready.pop().unwrap();
     let decision = Decision::keep(Arc::from("keep-all"), 1.0);
     buffer.remember(decided.trace_id, &decision);
-    let refs = buffer.insert(
-        &mut vec![span(1, 2, Some(1)), span(1, 3, Some(1)), span(2, 1, None)],
-        src(1),
-        at(6.0),
-        &mut ready,
-    );
+    buffer.insert(&mut vec![span(1, 2, Some(1)), span(1, 3, Some(1)), span(2, 1, None)], &src(1), at(6.0), &mut ready);
     assert_eq!(ready.len(), 1, "late spans of one trace in one message form one group");
     assert_eq!(ready[0].reason, DecisionReason::Late);
     assert_eq!(ready[0].spans.len(), 2);
     assert_eq!(ready[0].prior, Some(decision));
-    assert_eq!(refs, 2, "one for the late group, one for the new trace 2");
+    assert_eq!(
+        positions(&ready[0].sources),
+        vec![SourceRef { partition: 0, offset: 1 }],
+        "the late group holds its message"
+    );
     assert_eq!(buffer.buffered_traces(), 1);
 
     // A dropped trace's late spans are dropped too.
     buffer.remember([3; 16], &Decision::drop(Arc::from("drop")));
     ready.clear();
-    buffer.insert(&mut vec![span(3, 5, Some(1))], src(2), at(7.0), &mut ready);
+    buffer.insert(&mut vec![span(3, 5, Some(1))], &src(2), at(7.0), &mut ready);
     assert!(!ready[0].prior.as_ref().unwrap().keep);
 }
 
@@ -172,10 +196,10 @@ fn forgotten_decisions_start_a_new_trace() {
     buffer.remember([1; 16], &keep);
     buffer.remember([2; 16], &keep);
     let mut ready = Vec::new();
-    buffer.insert(&mut vec![span(1, 5, Some(1))], src(0), at(0.0), &mut ready);
+    buffer.insert(&mut vec![span(1, 5, Some(1))], &src(0), at(0.0), &mut ready);
     assert!(ready.is_empty(), "trace 1 was evicted from the cache: buffered again");
     assert_eq!(buffer.buffered_traces(), 1);
-    buffer.insert(&mut vec![span(2, 5, Some(1))], src(1), at(0.0), &mut ready);
+    buffer.insert(&mut vec![span(2, 5, Some(1))], &src(1), at(0.0), &mut ready);
     assert_eq!(ready.len(), 1);
 }
 
@@ -183,9 +207,9 @@ fn forgotten_decisions_start_a_new_trace() {
 fn drain_by_partition() {
     let mut buffer = TraceBuffer::new(limits());
     let mut ready = Vec::new();
-    buffer.insert(&mut vec![span(1, 1, None)], SourceRef { partition: 0, offset: 0 }, at(0.0), &mut ready);
-    buffer.insert(&mut vec![span(2, 1, None)], SourceRef { partition: 1, offset: 0 }, at(0.0), &mut ready);
-    buffer.drain(DecisionReason::Rebalance, |sources, _| sources.iter().any(|s| s.partition == 1), &mut ready);
+    buffer.insert(&mut vec![span(1, 1, None)], &on(0, 0), at(0.0), &mut ready);
+    buffer.insert(&mut vec![span(2, 1, None)], &on(1, 0), at(0.0), &mut ready);
+    buffer.drain(DecisionReason::Rebalance, |sources, _| sources.iter().any(|s| s.source().partition == 1), &mut ready);
     assert_eq!(ready.len(), 1);
     assert_eq!(ready[0].trace_id, [2; 16]);
     assert_eq!(ready[0].reason, DecisionReason::Rebalance);
@@ -201,13 +225,14 @@ fn drain_by_partition() {
 fn hand_over_keeps_only_traces_of_kept_partitions() {
     let mut buffer = TraceBuffer::new(limits());
     let mut ready = Vec::new();
-    let on = |partition, offset| SourceRef { partition, offset };
-    buffer.insert(&mut vec![span(1, 2, Some(1))], on(0, 0), at(0.0), &mut ready);
-    buffer.insert(&mut vec![span(2, 2, Some(1)), span(2, 3, Some(1))], on(1, 0), at(0.0), &mut ready);
-    buffer.insert(&mut vec![span(3, 2, Some(1))], on(1, 1), at(0.0), &mut ready);
-    buffer.insert(&mut vec![span(3, 3, Some(1))], on(0, 1), at(0.0), &mut ready);
+    buffer.insert(&mut vec![span(1, 2, Some(1))], &on(0, 0), at(0.0), &mut ready);
+    buffer.insert(&mut vec![span(2, 2, Some(1)), span(2, 3, Some(1))], &on(1, 0), at(0.0), &mut ready);
+    buffer.insert(&mut vec![span(3, 2, Some(1))], &on(1, 1), at(0.0), &mut ready);
+    buffer.insert(&mut vec![span(3, 3, Some(1))], &on(0, 1), at(0.0), &mut ready);
     // Partition 1 is revoked: trace 2 lies wholly in it; trace 3 also holds spans of partition 0.
-    assert_eq!(buffer.hand_over(|s| s.partition == 1), 1);
+    let (handed_over, holds) = buffer.hand_over(|s| s.partition == 1);
+    assert_eq!(handed_over, 1);
+    assert_eq!(positions(&holds), vec![SourceRef { partition: 1, offset: 0 }], "trace 2's message stays held");
     assert_eq!(buffer.buffered_traces(), 2);
     assert_eq!(buffer.buffered_spans(), 3);
     assert!(ready.is_empty(), "handed over, not decided");
@@ -215,8 +240,8 @@ fn hand_over_keeps_only_traces_of_kept_partitions() {
 
 proptest! {
     /// Whatever the arrivals and limits: every span comes back exactly once, the store never
-    /// exceeds its bound, references taken match sources handed back, and nothing stays buffered
-    /// past max_trace_age.
+    /// exceeds its bound, every message stays held until the traces with its spans are let go,
+    /// and nothing stays buffered past max_trace_age.
     #[test]
     fn every_span_handed_back_once(
         arrivals in proptest::collection::vec((0u8..12, any::<bool>(), 0u32..3000), 1..200),
@@ -227,11 +252,12 @@ proptest! {
         let mut buffer = TraceBuffer::new(limits);
         let mut ready = Vec::new();
         let mut now_ms = 0u64;
-        let mut references = 0usize;
+        let mut read = crate::position::PendingOffsets::new();
         for (i, (trace, root, gap_ms)) in arrivals.iter().enumerate() {
             now_ms += *gap_ms as u64;
             let s = span(*trace, (i % 250) as u8 + 1, if *root { None } else { Some(200) });
-            references += buffer.insert(&mut vec![s], src(i as i64), Nanos(now_ms * 1_000_000), &mut ready);
+            let message = read.begin(SourceRef { partition: 0, offset: i as i64 });
+            buffer.insert(&mut vec![s], &message, Nanos(now_ms * 1_000_000), &mut ready);
             prop_assert!(buffer.buffered_spans() <= max_buffered.max(max_per_trace));
             buffer.expire(Nanos(now_ms * 1_000_000), &mut ready);
         }
@@ -239,7 +265,10 @@ proptest! {
         prop_assert_eq!(buffer.buffered_spans(), 0, "max_trace_age decides everything");
         let spans: usize = ready.iter().map(|r| r.spans.len()).sum();
         prop_assert_eq!(spans, arrivals.len());
-        let sources: usize = ready.iter().map(|r| r.sources.len()).sum();
-        prop_assert_eq!(sources, references);
+        prop_assert_eq!(read.pending(0), arrivals.len(), "each message is held by the trace holding its span");
+        prop_assert_eq!(read.committable(0), Some(0));
+        ready.clear();
+        prop_assert_eq!(read.pending(0), 0, "and released when those traces are let go");
+        prop_assert_eq!(read.committable(0), Some(arrivals.len() as i64));
     }
 }

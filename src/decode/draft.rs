@@ -9,7 +9,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{DecodeStats, Interner, SpanReject};
-use crate::model::{Encoding, Origin, Span, SpanId, SpanKind, StatusCode, TraceId, MAX_SPAN_DURATION_NANOS};
+use crate::model::{
+    Encoding, Origin, Outcome, Role, Span, SpanFacts, SpanId, SpanKind, StatusCode, TraceId, MAX_SPAN_DURATION_NANOS,
+};
 
 /// A span as read off the wire, borrowing its strings from the payload.
 pub(crate) struct SpanDraft<'a> {
@@ -319,7 +321,7 @@ impl Names {
         } else {
             (None, None)
         };
-        Ok(Span {
+        let mut span = Span {
             trace_id,
             span_id,
             parent_span_id,
@@ -334,6 +336,9 @@ impl Names {
             remote_operation,
             origin: origin.clone(),
             raw,
-        })
+            facts: SpanFacts { role: Role::Internal, outcome: Outcome::Ok, excluded: None },
+        };
+        span.facts = SpanFacts::of(&span);
+        Ok(span)
     }
 }

@@ -210,6 +210,20 @@ pub fn find_attribute(encoding: Encoding, raw: &[u8], key: &str) -> Option<AttrV
     }
 }
 
+/// Attribute look-ups on a decoded span, by decoding its wire bytes on demand. Used off the hot
+/// path (exclusion and sampling rules); the hot fields are extracted once by the decoders.
+pub trait AttributeLookup {
+    /// The attribute on the span, else on its resource.
+    fn attribute(&self, key: &str) -> Option<AttrValue>;
+}
+
+impl AttributeLookup for Span {
+    fn attribute(&self, key: &str) -> Option<AttrValue> {
+        find_attribute(self.origin.encoding, &self.raw, key)
+            .or_else(|| find_resource_attribute(self.origin.encoding, &self.origin.resource, key))
+    }
+}
+
 /// Looks an attribute up in a resource's wire bytes (empty for Zipkin, which has no resource).
 pub fn find_resource_attribute(encoding: Encoding, resource: &[u8], key: &str) -> Option<AttrValue> {
     if resource.is_empty() {

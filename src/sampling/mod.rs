@@ -17,50 +17,16 @@ use std::sync::Arc;
 
 use crate::assemble::ReadyTrace;
 use crate::clock::Nanos;
-use crate::model::{Outcome, Span, StatusCode};
+use crate::decode::AttributeLookup;
+use crate::model::{Outcome, Role, Span, StatusCode};
 
+pub use crate::decision::Decision;
 use actions::Action;
 pub use actions::{randomness, threshold_for};
 pub use rules::{Conditions, KeepAction, OutcomeName, RuleConfig, SamplingConfig, StatusName};
 
 /// The rule name of traces no rule matched.
 pub const NO_MATCH: &str = "no_match";
-
-/// What happens to a trace, and why.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Decision {
-    pub keep: bool,
-    /// The deciding rule's name (`sampling.rule` on forwarded spans).
-    pub rule: Arc<str>,
-    /// The inverse of the keep probability (`sampling.sample_rate` on forwarded spans).
-    pub sample_rate: f64,
-    /// For probabilistic decisions: the OpenTelemetry rejection threshold (56 bits), written to
-    /// the W3C `tracestate` as `ot=th:…`.
-    pub threshold: Option<u64>,
-}
-
-impl Decision {
-    pub fn keep(rule: Arc<str>, sample_rate: f64) -> Self {
-        Self { keep: true, rule, sample_rate, threshold: None }
-    }
-
-    pub fn drop(rule: Arc<str>) -> Self {
-        Self { keep: false, rule, sample_rate: 0.0, threshold: None }
-    }
-
-    /// The decision the cache reports for a trace it remembers only as dropped.
-    pub fn dropped_late() -> Self {
-        Self::drop(Arc::from("cached"))
-    }
-
-    pub fn label(&self) -> &'static str {
-        if self.keep {
-            "kept"
-        } else {
-            "dropped"
-        }
-    }
-}
 
 /// What the conditions look at, gathered in one pass over the trace.
 pub struct TraceFacts<'a> {
@@ -86,14 +52,14 @@ impl<'a> TraceFacts<'a> {
         let rank = |s: &Span| {
             if s.is_root() {
                 0
-            } else if s.is_entry() {
+            } else if s.facts.role == Role::Entry {
                 1
             } else {
                 2
             }
         };
         for span in spans {
-            outcomes[Outcome::of(span) as usize] = true;
+            outcomes[span.facts.outcome as usize] = true;
             statuses[span.status as usize] = true;
             start = start.min(span.start_unix_nano);
             end = end.max(span.end_unix_nano);

@@ -2,8 +2,8 @@
 
 use serde::Deserialize;
 
-use crate::config::{HumanDuration, Problem};
 use crate::matcher::{AttributeCondition, Wildcard};
+use crate::settings::{HumanDuration, Problem};
 
 /// One `[[sampling.rules]]` entry.
 #[derive(Clone, Debug, Deserialize)]

@@ -27,7 +27,7 @@ pub use window::{LatencyWindow, WindowSnapshot};
 
 use crate::clock::Nanos;
 use crate::matcher::{AttributeCondition, Wildcard};
-use crate::model::{Outcome, Span, SpanId};
+use crate::model::{Outcome, Role, Span, SpanId};
 
 pub const OVERFLOW_OPERATION: &str = "__overflow__";
 pub const UNKNOWN_OPERATION: &str = "unknown_operation";
@@ -53,6 +53,30 @@ impl ExcludeRule {
         self.service.as_ref().is_none_or(|w| w.matches(span.service()))
             && self.operation.as_ref().is_none_or(|w| w.matches(&span.operation))
             && self.attribute.as_ref().is_none_or(|a| a.holds(span))
+    }
+}
+
+/// The `[[metrics.exclude]]` rules: each span's verdict is worked out once, by [`Exclusions::judge`]
+/// on the span path, and read from [`SpanFacts::excluded`](crate::model::SpanFacts) by the
+/// metrics and the SLO counts.
+#[derive(Clone, Debug, Default)]
+pub struct Exclusions {
+    rules: Vec<ExcludeRule>,
+}
+
+impl Exclusions {
+    pub fn new(rules: &[ExcludeRule]) -> Self {
+        Self { rules: rules.to_vec() }
+    }
+
+    /// Marks the measured spans (entry and dependency) that a rule excludes.
+    pub fn judge(&self, spans: &mut [Span]) {
+        if self.rules.is_empty() {
+            return;
+        }
+        for span in spans.iter_mut().filter(|s| s.facts.role != Role::Internal) {
+            span.facts.excluded = self.rules.iter().position(|rule| rule.matches(span)).map(|i| i as u16);
+        }
     }
 }
 
@@ -240,39 +264,32 @@ impl SignalStore {
         self.settings.latency_buckets.partition_point(|&le| le < seconds)
     }
 
-    fn excluded_by(&self, span: &Span) -> Option<usize> {
-        self.settings.exclude.iter().position(|rule| rule.matches(span))
-    }
-
     /// Records every span of one assembled trace (or of a group of late spans) at time `now`.
     pub fn record_trace(&mut self, spans: &[Span], now: Nanos) {
-        let needs_index = spans.iter().any(Span::is_dependency);
+        let needs_index = spans.iter().any(|s| s.facts.role == Role::Dependency);
         if needs_index {
             self.index.by_span_id.clear();
             self.index.callee_by_parent.clear();
             for (i, span) in spans.iter().enumerate() {
                 self.index.by_span_id.insert(span.span_id, i);
-                if let (true, Some(parent)) = (span.is_entry() && !span.is_root(), span.parent_span_id) {
+                if let (Role::Entry, Some(parent)) = (span.facts.role, span.parent_span_id) {
                     self.index.callee_by_parent.insert(parent, i);
                 }
             }
         }
         for span in spans {
-            let is_entry = span.is_entry();
-            let is_dependency = span.is_dependency();
-            if !is_entry && !is_dependency {
+            let facts = span.facts;
+            if facts.role == Role::Internal {
                 continue;
             }
-            if !self.settings.exclude.is_empty() {
-                if let Some(rule) = self.excluded_by(span) {
-                    self.excluded[rule].1 += 1;
-                    continue;
-                }
+            if let Some(rule) = facts.excluded {
+                self.excluded[rule as usize].1 += 1;
+                continue;
             }
-            let outcome = Outcome::of(span);
+            let outcome = facts.outcome;
             let latency = span.duration_nanos();
             let bucket = self.bucket_of(latency);
-            if is_entry {
+            if facts.role == Role::Entry {
                 let key = ServiceKey {
                     service: span.service().clone(),
                     operation: span.operation.clone(),
@@ -324,7 +341,7 @@ impl SignalStore {
             if parent.service() != span.service() {
                 break;
             }
-            if parent.is_entry() {
+            if parent.facts.role == Role::Entry {
                 return parent.operation.clone();
             }
             current = parent;

@@ -128,15 +128,16 @@ fn exclusions_count_only_in_their_rule() {
         "name = \"elb\"\nattribute = { key = \"user_agent.original\", matches = \"ELB-HealthChecker*\" }",
     )
     .unwrap();
-    let mut store = SignalStore::new(SignalSettings { exclude: vec![rule], ..settings() });
-    store.record_trace(
-        &spans(&[
-            SpanSpec::new("api", 1, 1, None, SERVER, "health")
-                .attr("user_agent.original", AttrSpec::Str("ELB-HealthChecker/2.0")),
-            SpanSpec::new("api", 1, 2, None, SERVER, "real").attr("user_agent.original", AttrSpec::Str("curl/8")),
-        ]),
-        T0,
-    );
+    let mut store = SignalStore::new(SignalSettings { exclude: vec![rule.clone()], ..settings() });
+    let mut trace = spans(&[
+        SpanSpec::new("api", 1, 1, None, SERVER, "health")
+            .attr("user_agent.original", AttrSpec::Str("ELB-HealthChecker/2.0")),
+        SpanSpec::new("api", 1, 2, None, SERVER, "real").attr("user_agent.original", AttrSpec::Str("curl/8")),
+    ]);
+    super::Exclusions::new(&[rule]).judge(&mut trace);
+    assert_eq!(trace[0].facts.excluded, Some(0), "judged once, on the span path");
+    assert_eq!(trace[1].facts.excluded, None);
+    store.record_trace(&trace, T0);
     assert_eq!(store.excluded, vec![(Arc::from("elb"), 1)]);
     assert!(!store.services.series.contains_key(&key("api", "health")));
     assert_eq!(store.services.series[&key("api", "real")].requests, 1);

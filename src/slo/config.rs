@@ -5,8 +5,8 @@ use std::str::FromStr as _;
 use serde::Deserialize;
 
 use super::budget::{parse_time, Budgeting, Calendar, Exclusions, Objective, PeriodRule, Tier, Window};
-use crate::config::{HumanDuration, Problem};
 use crate::matcher::Wildcard;
+use crate::settings::{HumanDuration, Problem};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

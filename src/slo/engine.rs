@@ -15,8 +15,7 @@ use serde::Serialize;
 use super::aggregate::{AggregateRecord, AlertCheckpoint, Checkpoint, Ledger, CHECKPOINT_VERSION};
 use super::budget::{bucket_of, Budget, Budgeting, Counts, Objective, Seconds, Series, Status, Tier};
 use super::config::{SliKind, SloConfig};
-use crate::model::{Outcome, Span};
-use crate::signals::ExcludeRule;
+use crate::model::{Role, Span};
 
 /// One alert message, as written to `kafka.alerts_topic` (JSON, keyed by fingerprint).
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -402,7 +401,6 @@ pub struct SloEngine {
 #[derive(Clone)]
 pub struct SloCounter {
     slos: Vec<(SloConfig, super::budget::Exclusions)>,
-    exclude: Vec<ExcludeRule>,
     /// The SLOs selecting each (service, operation, environment) seen: wildcards are matched
     /// once per name, not once per span. Bounded: cleared when full.
     selection: HashMap<RequestName, Box<[usize]>>,
@@ -425,10 +423,7 @@ impl SloCounter {
         if self.slos.is_empty() {
             return;
         }
-        for span in spans.iter().filter(|s| s.is_entry()) {
-            if self.exclude.iter().any(|rule| rule.matches(span)) {
-                continue;
-            }
+        for span in spans.iter().filter(|s| s.facts.role == Role::Entry && s.facts.excluded.is_none()) {
             if self.selection.len() >= SELECTION_CACHE {
                 self.selection.clear();
             }
@@ -441,7 +436,7 @@ impl SloCounter {
                 continue;
             }
             let at = (span.end_unix_nano / 1_000_000_000) as Seconds;
-            let outcome = Outcome::of(span);
+            let outcome = span.facts.outcome;
             let latency_us = span.duration_nanos() / 1_000;
             for &index in selected.iter() {
                 let (config, exclusions) = &self.slos[index];
@@ -462,9 +457,10 @@ impl SloCounter {
 }
 
 impl SloEngine {
-    /// SLOs from validated definitions; spans matching `exclude` never count. No SLO is owned
-    /// until [`SloEngine::take_over`].
-    pub fn new(slos: &[SloConfig], exclude: &[ExcludeRule]) -> Self {
+    /// SLOs from validated definitions (spans a `[[metrics.exclude]]` rule excludes never count:
+    /// see [`SpanFacts::excluded`](crate::model::SpanFacts)). No SLO is owned until
+    /// [`SloEngine::take_over`].
+    pub fn new(slos: &[SloConfig]) -> Self {
         let runtimes = slos
             .iter()
             .map(|config| {
@@ -485,7 +481,6 @@ impl SloEngine {
             .collect();
         let counter = SloCounter {
             slos: slos.iter().map(|c| (c.clone(), c.objective().exclusions)).collect(),
-            exclude: exclude.to_vec(),
             selection: HashMap::new(),
         };
         Self { slos: runtimes, counter }

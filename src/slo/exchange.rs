@@ -5,15 +5,17 @@
 //! aggregates topic ─ merge (ledger: once per source message) ─▶ SloEngine ─ evaluate ─▶ alerts topic
 //!                                                                  └──── checkpoint ───▶ slo state topic
 //! ```
-//! Invariants (with the [`OffsetTracker`] of the stage):
-//! - an input message with counts stays pending until every record carrying them is acknowledged;
-//! - an aggregates message stays pending until a checkpoint of its SLO written after its merge is
+//! Invariants (with the [`DeliveryLedger`]'s holds):
+//! - an input message with counts stays held until every record carrying them is acknowledged
+//!   (each record holds a share of the message's hold, and of its *count hold*, which the
+//!   publication floors are read from);
+//! - an aggregates message stays held until a checkpoint of its SLO written after its merge is
 //!   acknowledged, so the owner's committed position never passes counts its checkpoint lacks;
 //! - alerts of an evaluation are written before the checkpoint that records their state;
 //! - an SLO is taken over only after the state topic was read to its end, and given up only after
 //!   its final checkpoint was sent.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,12 +24,10 @@ use rdkafka::ClientConfig;
 
 use super::aggregate::{owner_partition, AggregateBatch, AggregateRecord, Checkpoint, SourceCounts};
 use super::budget::{Counts, Seconds};
-use super::engine::{AlertMessage, SloCounter, SloEngine};
+use super::engine::{AlertMessage, SloEngine};
 use super::state::{StateError, StateReader};
-use crate::assemble::SourceRef;
-use crate::model::Span;
-use crate::sink::{Completion, Delivery, Destination, Forwarder};
-use crate::source::offsets::OffsetTracker;
+use crate::delivery::{DeliveryLedger, Destination, Record, Transport};
+use crate::position::{Hold, PendingOffsets, SourceRef};
 use crate::telemetry::PipelineMetrics;
 
 /// How often gathered counts are published (wall time: a transport matter, not event time).
@@ -41,7 +41,6 @@ const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct SloExchange {
     engine: Arc<Mutex<SloEngine>>,
-    counter: SloCounter,
     names: Vec<String>,
     aggregates_topic: String,
     state_topic: String,
@@ -51,12 +50,13 @@ pub struct SloExchange {
     /// Partitions of the aggregates topic (known once the reader exists).
     partitions: Option<i32>,
     batch: AggregateBatch<SourceRef>,
-    tally: Vec<(usize, Seconds, Counts)>,
-    /// Messages whose counts are not acknowledged yet (the batch's hold and one per record), by
-    /// the stage's partition indices: the floors of the records.
-    unpublished: OffsetTracker,
-    /// Per SLO: merged aggregates messages waiting for a checkpoint.
-    awaiting_checkpoint: Vec<Vec<SourceRef>>,
+    /// The batch's holds on each message with counts: its hold, and its count hold.
+    batch_holds: HashMap<SourceRef, (Hold, Hold)>,
+    /// Messages whose counts are not acknowledged yet (held by the batch and by each record
+    /// carrying them), by the ledger's partition indices: the floors of the records.
+    unpublished: PendingOffsets,
+    /// Per SLO: holds on merged aggregates messages waiting for a checkpoint.
+    awaiting_checkpoint: Vec<Vec<Hold>>,
     last_publish: Instant,
     last_reader_attempt: Instant,
     telemetry: Arc<PipelineMetrics>,
@@ -70,23 +70,19 @@ impl SloExchange {
         reader_client: ClientConfig,
         telemetry: Arc<PipelineMetrics>,
     ) -> Self {
-        let (counter, names) = {
-            let engine = engine.lock().expect("slo engine lock");
-            (engine.counter(), engine.names())
-        };
+        let names = engine.lock().expect("slo engine lock").names();
         Self {
             engine,
             batch: AggregateBatch::new(names.len()),
-            awaiting_checkpoint: vec![Vec::new(); names.len()],
-            counter,
+            batch_holds: HashMap::new(),
+            awaiting_checkpoint: (0..names.len()).map(|_| Vec::new()).collect(),
             names,
             aggregates_topic: aggregates_topic.into(),
             state_topic: state_topic.into(),
             reader_client,
             reader: None,
             partitions: None,
-            tally: Vec::new(),
-            unpublished: OffsetTracker::new(),
+            unpublished: PendingOffsets::new(),
             last_publish: Instant::now(),
             last_reader_attempt: Instant::now(),
             telemetry,
@@ -97,12 +93,13 @@ impl SloExchange {
         topic == self.aggregates_topic
     }
 
-    /// Counts an input message's spans; the message stays pending until they are published.
-    pub fn count(&mut self, source: SourceRef, spans: &[Span], offsets: &mut OffsetTracker) {
-        self.counter.count(spans, &mut self.tally);
-        if self.batch.add(source, &mut self.tally) {
-            offsets.acquire(source, 1);
-            self.unpublished.begin(source);
+    /// Gathers an input message's SLO counts (drained from `tally`, as the span path produced
+    /// them); the message stays held until they are published and acknowledged.
+    pub fn count(&mut self, message: &Hold, tally: &mut Vec<(usize, Seconds, Counts)>) {
+        let source = message.source();
+        if self.batch.add(source, tally) {
+            let counted = self.unpublished.begin(source);
+            self.batch_holds.insert(source, (message.share(), counted));
         }
     }
 
@@ -113,12 +110,7 @@ impl SloExchange {
     }
 
     /// Publishes gathered counts: one record per SLO to its owner's partition.
-    pub fn publish(
-        &mut self,
-        offsets: &mut OffsetTracker,
-        forwarder: &mut Forwarder,
-        completions: &mut Vec<Completion>,
-    ) {
+    pub fn publish<T: Transport>(&mut self, delivery: &mut DeliveryLedger<T>) {
         self.last_publish = Instant::now();
         if self.batch.is_empty() {
             return;
@@ -132,72 +124,59 @@ impl SloExchange {
             // The aggregates topic is not known yet: the counts (and their offsets) wait.
             return;
         };
-        let (per_slo, messages) = self.batch.take();
+        let (per_slo, _messages) = self.batch.take();
+        let mut records = Vec::with_capacity(per_slo.len());
         for (slo, entries) in per_slo {
             let mut sources: BTreeMap<u32, SourceCounts> = BTreeMap::new();
-            let mut refs = Vec::with_capacity(entries.len());
+            let mut holds = Vec::with_capacity(entries.len() * 2);
             for (source, buckets) in entries {
                 let counts = sources.entry(source.partition).or_insert_with(|| {
-                    let (topic, partition) = offsets.topic_partition(source.partition);
+                    let (topic, partition) = delivery.positions().topic_partition(source.partition);
                     SourceCounts { topic: topic.into(), partition, floor: 0, offsets: Vec::new() }
                 });
                 counts.offsets.push((source.offset, buckets));
-                offsets.acquire(source, 1);
-                self.unpublished.acquire(source, 1);
-                refs.push(source);
+                let (message, counted) = &self.batch_holds[&source];
+                holds.extend([message.share(), counted.share()]);
             }
             for (index, counts) in sources.iter_mut() {
-                counts.floor = self.floor(*index, offsets);
+                counts.floor = self.floor(*index, delivery.positions());
             }
             let record = AggregateRecord { slo: self.names[slo].clone(), sources: sources.into_values().collect() };
-            let delivery = Delivery {
+            records.push(Record {
                 destination: Destination::Aggregates,
                 partition: Some(owner_partition(&record.slo, partitions)),
                 key: Bytes::from(record.slo.clone()),
                 payload: Bytes::from(serde_json::to_vec(&record).expect("aggregate records serialise")),
                 dead_letter: None,
-                sources: refs,
+                holds,
                 spans: 0,
-                attempts: 1,
-            };
-            forwarder.send(Box::new(delivery), completions);
+            });
         }
-        // The batch's own hold on each message.
-        for source in messages {
-            self.published(&[source]);
-            offsets.release(source);
+        // The records hold what the batch held.
+        self.batch_holds.clear();
+        for record in records {
+            delivery.send(record);
         }
     }
 
     /// Every offset under the floor of a partition had its counts acknowledged (or had none).
-    fn floor(&self, index: u32, offsets: &OffsetTracker) -> i64 {
-        let next = offsets.next_read(index).unwrap_or(0);
-        match self.unpublished.pending(index) {
-            0 => next,
-            _ => self.unpublished.committable(index).map_or(next, |p| p.min(next)),
-        }
-    }
-
-    /// Records carrying these messages' counts were acknowledged (or abandoned).
-    pub fn published(&mut self, sources: &[SourceRef]) {
-        for &source in sources {
-            self.unpublished.release(source);
-        }
+    fn floor(&mut self, index: u32, positions: &PendingOffsets) -> i64 {
+        let next = positions.next_read(index).unwrap_or(0);
+        self.unpublished.lowest_held(index).map_or(next, |lowest| lowest.min(next))
     }
 
     /// Merges an aggregates message into the SLO it is for, when this instance owns it.
-    pub fn merge(&mut self, source: SourceRef, payload: &[u8], offsets: &mut OffsetTracker) {
+    pub fn merge(&mut self, message: &Hold, payload: &[u8]) {
         let record = match serde_json::from_slice::<AggregateRecord>(payload) {
             Ok(record) => record,
             Err(error) => {
-                tracing::warn!(%error, offset = source.offset, "unreadable aggregates record skipped");
+                tracing::warn!(%error, offset = message.source().offset, "unreadable aggregates record skipped");
                 return;
             }
         };
         let merged = self.engine.lock().expect("slo engine lock").merge(&record);
         if let Some((slo, admitted)) = merged {
-            offsets.acquire(source, 1);
-            self.awaiting_checkpoint[slo].push(source);
+            self.awaiting_checkpoint[slo].push(message.share());
             let messages: usize = record.sources.iter().map(|s| s.offsets.len()).sum();
             let merged = &self.telemetry.slo_counts_merged;
             merged.with_label_values(&["new"]).inc_by(admitted as u64);
@@ -206,7 +185,7 @@ impl SloExchange {
     }
 
     /// Evaluates the owned SLOs: alert state changes, then checkpoints of what changed.
-    pub fn evaluate(&mut self, now: Seconds, forwarder: &mut Forwarder, completions: &mut Vec<Completion>) {
+    pub fn evaluate<T: Transport>(&mut self, now: Seconds, delivery: &mut DeliveryLedger<T>) {
         let (messages, checkpoints) = {
             let mut engine = self.engine.lock().expect("slo engine lock");
             let messages = engine.evaluate(now);
@@ -216,31 +195,23 @@ impl SloExchange {
             (messages, checkpoints)
         };
         for message in messages {
-            send_alert(message, forwarder, completions);
+            send_alert(message, delivery);
         }
         for (slo, checkpoint) in checkpoints {
-            self.send_checkpoint(slo, &checkpoint, forwarder, completions);
+            self.send_checkpoint(slo, &checkpoint, delivery);
         }
     }
 
-    fn send_checkpoint(
-        &mut self,
-        slo: usize,
-        checkpoint: &Checkpoint,
-        forwarder: &mut Forwarder,
-        completions: &mut Vec<Completion>,
-    ) {
-        let delivery = Delivery {
+    fn send_checkpoint<T: Transport>(&mut self, slo: usize, checkpoint: &Checkpoint, delivery: &mut DeliveryLedger<T>) {
+        delivery.send(Record {
             destination: Destination::SloState,
             partition: None,
             key: Bytes::from(checkpoint.slo.clone()),
             payload: Bytes::from(serde_json::to_vec(checkpoint).expect("checkpoints serialise")),
             dead_letter: None,
-            sources: std::mem::take(&mut self.awaiting_checkpoint[slo]),
+            holds: std::mem::take(&mut self.awaiting_checkpoint[slo]),
             spans: 0,
-            attempts: 1,
-        };
-        forwarder.send(Box::new(delivery), completions);
+        });
     }
 
     /// The SLOs whose aggregates partition is among `partitions`.
@@ -283,19 +254,17 @@ impl SloExchange {
 
     /// Partitions are being revoked: publish what is gathered, checkpoint the SLOs of revoked
     /// aggregates partitions and stop evaluating them (the caller flushes and commits).
-    pub fn revoke(
+    pub fn revoke<T: Transport>(
         &mut self,
         partitions: &[(String, i32)],
         now: Seconds,
-        offsets: &mut OffsetTracker,
-        forwarder: &mut Forwarder,
-        completions: &mut Vec<Completion>,
+        delivery: &mut DeliveryLedger<T>,
     ) {
-        self.publish(offsets, forwarder, completions);
+        self.publish(delivery);
         for slo in self.owned_by(partitions) {
             let checkpoint = self.engine.lock().expect("slo engine lock").checkpoint(slo, now, true);
             if let Some(checkpoint) = checkpoint {
-                self.send_checkpoint(slo, &checkpoint, forwarder, completions);
+                self.send_checkpoint(slo, &checkpoint, delivery);
             }
             self.engine.lock().expect("slo engine lock").release(slo);
             tracing::info!(slo = %self.names[slo], "SLO handed over");
@@ -309,17 +278,15 @@ impl SloExchange {
 }
 
 /// Writes one alert message to the alerts topic, keyed by fingerprint.
-fn send_alert(message: AlertMessage, forwarder: &mut Forwarder, completions: &mut Vec<Completion>) {
+fn send_alert<T: Transport>(message: AlertMessage, delivery: &mut DeliveryLedger<T>) {
     tracing::info!(alert = %message.labels.get("alertname").map(String::as_str).unwrap_or(""), slo = %message.labels.get("slo").map(String::as_str).unwrap_or(""), status = message.status, summary = %message.annotations["summary"], "SLO alert");
-    let delivery = Delivery {
+    delivery.send(Record {
         destination: Destination::Alerts,
         partition: None,
         key: Bytes::from(message.fingerprint.clone()),
         payload: Bytes::from(serde_json::to_vec(&message).expect("alert messages serialise")),
         dead_letter: None,
-        sources: Vec::new(),
+        holds: Vec::new(),
         spans: 0,
-        attempts: 1,
-    };
-    forwarder.send(Box::new(delivery), completions);
+    });
 }

@@ -13,8 +13,6 @@
 //!   the handler is never entered twice at once; each position is committed by the member that
 //!   consumes its topic.
 
-pub mod offsets;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -64,8 +62,7 @@ impl Readiness {
     }
 }
 
-/// A committable position: (topic, partition, next offset to read).
-pub type Commit = (String, i32, i64);
+pub use crate::position::Commit;
 
 /// What the consumer loop drives.
 pub trait MessageHandler: Send + 'static {
@@ -215,16 +212,16 @@ pub fn run<H: MessageHandler>(
     let check = check_topics(&consumer, &settings)?;
     if !check.missing_required.is_empty() {
         let names: Vec<&str> = check.missing_required.iter().map(String::as_str).collect();
-        crate::sink::create_topics(&settings.admin, &names, check.partitions)
+        crate::delivery::topics::create_topics(&settings.admin, &names, check.partitions)
             .map_err(|reason| SourceError::CreateTopics { topics: check.missing_required.join(", "), reason })?;
     }
     if !check.missing_compacted.is_empty() {
         let names: Vec<&str> = check.missing_compacted.iter().map(String::as_str).collect();
         let compacted = [("cleanup.policy", "compact"), ("segment.ms", "3600000")];
-        crate::sink::create_topics_with(&settings.admin, &names, 1, &compacted)
+        crate::delivery::topics::create_topics_with(&settings.admin, &names, 1, &compacted)
             .map_err(|reason| SourceError::CreateTopics { topics: check.missing_compacted.join(", "), reason })?;
     }
-    crate::sink::create_missing_topics(settings.admin.clone(), check.missing_outputs, check.partitions);
+    crate::delivery::topics::create_missing_topics(settings.admin.clone(), check.missing_outputs, check.partitions);
     let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)

@@ -4,7 +4,7 @@ use crate::testing::{spans, SpanSpec, SERVER};
 fn engine(definition: &str) -> SloEngine {
     let config: SloConfig = toml::from_str(definition).unwrap();
     assert!(config.validate(0).is_empty(), "{:?}", config.validate(0));
-    let mut engine = SloEngine::new(&[config], &[]);
+    let mut engine = SloEngine::new(&[config]);
     engine.take_over(0, None);
     engine
 }

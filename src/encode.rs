@@ -18,8 +18,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
+use crate::decision::Decision;
 use crate::model::{Encoding, Span};
-use crate::sampling::Decision;
 
 pub const RULE_ATTRIBUTE: &str = "sampling.rule";
 pub const SAMPLE_RATE_ATTRIBUTE: &str = "sampling.sample_rate";

@@ -1,0 +1,142 @@
+//! The Kafka producer behind the [`DeliveryLedger`](super::DeliveryLedger): one `BaseProducer`,
+//! each record carrying its [`Attempt`] as the delivery opaque, every answer — the broker's, or a
+//! refusal before queueing — coming back as a [`Report`] with its error classified once by
+//! [`classify`].
+
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, ProducerContext};
+use rdkafka::ClientContext;
+
+use super::{Attempt, ErrorClass, Report, SendError, Topics, Transport};
+
+/// librdkafka producer queue limits tracewarden sets unless `[kafka.client]` does: the message
+/// count is librdkafka's default; the bytes are 64 MiB instead of 1 GiB, to bound memory.
+pub const QUEUE_MAX_MESSAGES: usize = 100_000;
+pub const QUEUE_MAX_KBYTES: usize = 65_536;
+
+/// How a Kafka error is handled: the one place Kafka errors are classified.
+pub fn classify(error: &KafkaError) -> ErrorClass {
+    use RDKafkaErrorCode as C;
+    match error.rdkafka_error_code() {
+        Some(
+            C::MessageSizeTooLarge
+            | C::InvalidMessage
+            | C::InvalidMessageSize
+            | C::UnknownTopic
+            | C::UnknownTopicOrPartition
+            | C::UnknownPartition
+            | C::TopicAuthorizationFailed
+            | C::ClusterAuthorizationFailed
+            | C::GroupAuthorizationFailed
+            | C::TransactionalIdAuthorizationFailed
+            | C::InvalidRecord
+            | C::InvalidRequiredAcks
+            | C::UnsupportedVersion
+            | C::InvalidTopic
+            | C::Fatal
+            | C::InvalidArgument
+            | C::Authentication
+            | C::SaslAuthenticationFailed,
+        ) => ErrorClass::Permanent,
+        _ => ErrorClass::Retriable,
+    }
+}
+
+fn send_error(error: &KafkaError) -> SendError {
+    SendError {
+        class: classify(error),
+        code: error.rdkafka_error_code().map_or_else(|| "client".to_string(), |c| format!("{c:?}")),
+        message: error.to_string(),
+    }
+}
+
+/// Routes delivery reports to the forwarder's queue.
+pub struct DeliveryContext {
+    reports: Mutex<Sender<Report>>,
+}
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = Box<Attempt>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, attempt: Box<Attempt>) {
+        let report = match result {
+            Ok(_) => Report::Delivered(attempt),
+            Err((error, _)) => Report::Failed(attempt, send_error(error)),
+        };
+        // The receiver lives as long as the forwarder that owns this producer.
+        let _ = self.reports.lock().expect("report sender").send(report);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForwarderError {
+    #[error("cannot create the Kafka producer: {0}")]
+    Create(#[source] KafkaError),
+}
+
+/// The Kafka [`Transport`].
+pub struct Forwarder {
+    producer: BaseProducer<DeliveryContext>,
+    reports: Receiver<Report>,
+    topics: Topics,
+}
+
+impl Forwarder {
+    pub fn new(client: &rdkafka::ClientConfig, topics: Topics) -> Result<Self, ForwarderError> {
+        let (sender, reports) = channel();
+        let producer = client
+            .create_with_context(DeliveryContext { reports: Mutex::new(sender) })
+            .map_err(ForwarderError::Create)?;
+        Ok(Self { producer, reports, topics })
+    }
+
+    fn collect(&mut self, reports: &mut Vec<Report>) {
+        reports.extend(self.reports.try_iter());
+    }
+}
+
+impl Transport for Forwarder {
+    fn send(&mut self, attempt: Box<Attempt>, reports: &mut Vec<Report>) {
+        let record = &attempt.record;
+        let topic = self.topics.of(record.destination).to_string();
+        let (partition, key, payload) = (record.partition, record.key.clone(), record.payload.clone());
+        let headers = record.dead_letter.as_ref().map(|(error, source)| {
+            OwnedHeaders::new()
+                .insert(Header { key: "tracewarden.error", value: Some(error.as_bytes()) })
+                .insert(Header { key: "tracewarden.source", value: Some(source.as_bytes()) })
+        });
+        let mut base = BaseRecord::with_opaque_to(&topic, attempt).key(&key[..]).payload(&payload[..]);
+        if let Some(headers) = headers {
+            base = base.headers(headers);
+        }
+        if let Some(partition) = partition {
+            base = base.partition(partition);
+        }
+        loop {
+            match self.producer.send(base) {
+                Ok(()) => return,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    base = returned;
+                    self.poll(Duration::from_millis(50), reports);
+                }
+                Err((error, returned)) => {
+                    // Refused before queueing (for example larger than message.max.bytes).
+                    reports.push(Report::Failed(returned.delivery_opaque, send_error(&error)));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn poll(&mut self, timeout: Duration, reports: &mut Vec<Report>) {
+        self.producer.poll(timeout);
+        self.collect(reports);
+    }
+}

@@ -1,0 +1,427 @@
+//! Delivery: the one owner of at-least-once (kafka.md "Delivery").
+//!
+//! [`DeliveryLedger`] issues a [`Hold`] for every message consumed, sends the records the span
+//! path and the SLO exchange produce (kept traces, dead letters, re-keyed spans, SLO counts,
+//! alerts, checkpoints) through its [`Transport`], applies the broker's answers, retries, applies
+//! back-pressure, and says which offsets may be committed.
+//!
+//! **The invariant.** A committed offset never passes a message whose spans are not counted and
+//! decided, and whose kept traces and SLO counts are not acknowledged. It holds because:
+//! - the consumer's hold on a message lives until the span path has decoded, counted and buffered
+//!   it; every buffered trace, every record in flight or waiting for a retry, and every SLO count
+//!   not yet acknowledged keeps a share of the holds of the messages it came from;
+//! - a share is dropped only when its work is done: a trace dropped by a rule, a record
+//!   acknowledged by the broker, or a record abandoned after an error that retrying cannot fix
+//!   (reported and counted in `tracewarden_forward_failures_total{destination}`);
+//! - the committable offset of a partition is the lowest offset still held ([`PendingOffsets`]).
+//!
+//! **Retries never spin.** A retriable failure waits `retry_backoff` × 2^(attempt − 1), at most
+//! `max_retry_backoff`, read from the injected clock, and consumption pauses while any record
+//! waits ([`DeliveryLedger::saturated`]). An error that retrying cannot fix — too large after
+//! splitting, unknown topic, not authorized — is reported once per topic and error (again at most
+//! once a minute with the count), its record abandoned: the partition never stalls on it.
+//!
+//! **Back-pressure.** When the records in flight reach 80% of the producer queue (records or
+//! bytes), [`DeliveryLedger::saturated`] asks the consumer to pause; it resumes at half.
+
+mod forwarder;
+pub mod topics;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+pub use forwarder::{classify, Forwarder, ForwarderError, QUEUE_MAX_KBYTES, QUEUE_MAX_MESSAGES};
+
+use crate::clock::{Nanos, SharedClock};
+use crate::position::{Commit, Hold, PendingOffsets, SourceRef};
+use crate::telemetry::{PipelineMetrics, RateLimitedWarning};
+
+/// Which topic a record goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Destination {
+    /// Kept traces (`kafka.output_topic`).
+    Output,
+    /// Undecodable input, unchanged (`kafka.dead_letter_topic`).
+    DeadLetter,
+    /// Spans re-keyed by trace id (input not keyed by trace id).
+    Repartition,
+    /// SLO alert messages.
+    Alerts,
+    /// Partial SLO counts for the owner of each SLO (explicit partition).
+    Aggregates,
+    /// SLO state checkpoints (compacted, keyed by SLO name).
+    SloState,
+}
+
+impl Destination {
+    /// The name used in logs and in `tracewarden_forward_failures_total{destination}`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Destination::Output => "output",
+            Destination::DeadLetter => "dead_letter",
+            Destination::Repartition => "repartition",
+            Destination::Alerts => "alerts",
+            Destination::Aggregates => "aggregates",
+            Destination::SloState => "slo_state",
+        }
+    }
+}
+
+/// The topic of each [`Destination`].
+#[derive(Clone, Debug)]
+pub struct Topics {
+    pub output: String,
+    pub dead_letter: String,
+    pub repartition: String,
+    pub alerts: String,
+    pub aggregates: String,
+    pub slo_state: String,
+}
+
+impl Topics {
+    pub fn of(&self, destination: Destination) -> &str {
+        match destination {
+            Destination::Output => &self.output,
+            Destination::DeadLetter => &self.dead_letter,
+            Destination::Repartition => &self.repartition,
+            Destination::Alerts => &self.alerts,
+            Destination::Aggregates => &self.aggregates,
+            Destination::SloState => &self.slo_state,
+        }
+    }
+}
+
+/// One record to write, and the holds its acknowledgement releases.
+#[derive(Debug)]
+pub struct Record {
+    pub destination: Destination,
+    /// The partition to write to; `None` lets the partitioner pick by key.
+    pub partition: Option<i32>,
+    pub key: Bytes,
+    pub payload: Bytes,
+    /// `(tracewarden.error, tracewarden.source)` headers, for dead letters.
+    pub dead_letter: Option<(String, String)>,
+    /// Shares of the holds of the messages this record settles.
+    pub holds: Vec<Hold>,
+    /// Spans in the record (for `tracewarden_spans_forwarded_total`).
+    pub spans: usize,
+}
+
+/// A record on its way, with how many times it was sent.
+#[derive(Debug)]
+pub struct Attempt {
+    pub record: Record,
+    pub attempts: u32,
+}
+
+/// How a Kafka error should be handled: decided once, by [`classify`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Transient: try again later (timeouts, leadership changes, broker down).
+    Retriable,
+    /// Retrying cannot fix it (too large, unknown topic, not authorized, invalid).
+    Permanent,
+}
+
+/// Why a record was not delivered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendError {
+    pub class: ErrorClass,
+    /// The error's name, stable enough to group reports by (librdkafka's code).
+    pub code: String,
+    /// The error as the client library reports it.
+    pub message: String,
+}
+
+/// The broker's answer for one record.
+#[derive(Debug)]
+pub enum Report {
+    Delivered(Box<Attempt>),
+    Failed(Box<Attempt>, SendError),
+}
+
+/// What writes records: the Kafka producer ([`Forwarder`]), or a scripted one in tests.
+pub trait Transport {
+    /// Queues a record. A record refused before queueing comes back at once as
+    /// [`Report::Failed`] in `reports`. When the queue is full, serves reports until there is
+    /// room: the caller stalls rather than drop anything.
+    fn send(&mut self, attempt: Box<Attempt>, reports: &mut Vec<Report>);
+    /// Serves the broker's answers, waiting up to `timeout` for the first.
+    fn poll(&mut self, timeout: Duration, reports: &mut Vec<Report>);
+}
+
+/// Limits of the ledger, from the producer's settings.
+#[derive(Clone, Debug)]
+pub struct DeliverySettings {
+    /// Records in flight at which consumption pauses (80% of `queue.buffering.max.messages`).
+    pub high_records: usize,
+    /// Bytes in flight at which consumption pauses (80% of `queue.buffering.max.kbytes`).
+    pub high_bytes: usize,
+    /// The first retry's wait; each further attempt doubles it.
+    pub retry_backoff: Duration,
+    /// The longest wait between two attempts.
+    pub max_retry_backoff: Duration,
+}
+
+impl DeliverySettings {
+    /// The limits of a producer configured with `client` (its queue sizes, or librdkafka's).
+    pub fn from_producer(client: &rdkafka::ClientConfig) -> Self {
+        let defaults = Self::default();
+        let limit = |key: &str| client.get(key).and_then(|v| v.parse::<usize>().ok());
+        Self {
+            high_records: limit("queue.buffering.max.messages").map_or(defaults.high_records, |n| (n * 4 / 5).max(1)),
+            high_bytes: limit("queue.buffering.max.kbytes")
+                .map_or(defaults.high_bytes, |kb| (kb * 1024 * 4 / 5).max(1)),
+            ..defaults
+        }
+    }
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            high_records: forwarder::QUEUE_MAX_MESSAGES * 4 / 5,
+            high_bytes: forwarder::QUEUE_MAX_KBYTES * 1024 * 4 / 5,
+            retry_backoff: Duration::from_millis(100),
+            max_retry_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Repeated reports of one (destination, error): logged the first time, then at most once a
+/// minute with how many came in between.
+#[derive(Default)]
+struct ErrorReports {
+    limiters: HashMap<(Destination, String), RateLimitedWarning>,
+}
+
+const REPORT_EVERY: Duration = Duration::from_secs(60);
+
+impl ErrorReports {
+    /// Whether to log this occurrence, and how many occurrences were not logged before it.
+    fn admit(&mut self, destination: Destination, code: &str, now: Nanos) -> Option<u64> {
+        self.limiters
+            .entry((destination, code.to_string()))
+            .or_insert_with(|| RateLimitedWarning::new(REPORT_EVERY))
+            .admit(now)
+    }
+}
+
+/// The owner of offsets, forwards, retries and back-pressure (see the module header).
+pub struct DeliveryLedger<T: Transport = Forwarder> {
+    positions: PendingOffsets,
+    transport: T,
+    topics: Topics,
+    settings: DeliverySettings,
+    in_flight: usize,
+    in_flight_bytes: usize,
+    /// Records waiting for their retry, with the time it is due.
+    retries: Vec<(Nanos, Box<Attempt>)>,
+    reports: Vec<Report>,
+    errors: ErrorReports,
+    telemetry: Arc<PipelineMetrics>,
+    clock: SharedClock,
+}
+
+impl<T: Transport> DeliveryLedger<T> {
+    pub fn new(
+        transport: T,
+        topics: Topics,
+        settings: DeliverySettings,
+        telemetry: Arc<PipelineMetrics>,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            positions: PendingOffsets::new(),
+            transport,
+            topics,
+            settings,
+            in_flight: 0,
+            in_flight_bytes: 0,
+            retries: Vec::new(),
+            reports: Vec::new(),
+            errors: ErrorReports::default(),
+            telemetry,
+            clock,
+        }
+    }
+
+    /// A message was consumed: it stays uncommitted while the returned hold, or a share of it,
+    /// lives.
+    pub fn receive(&mut self, topic: &str, partition: i32, offset: i64) -> Hold {
+        let index = self.positions.index(topic, partition);
+        self.positions.begin(SourceRef { partition: index, offset })
+    }
+
+    /// Every message read and held (the SLO exchange reads publication floors from it).
+    pub fn positions(&self) -> &PendingOffsets {
+        &self.positions
+    }
+
+    /// The stable index of a topic-partition.
+    pub fn index(&mut self, topic: &str, partition: i32) -> u32 {
+        self.positions.index(topic, partition)
+    }
+
+    /// Sends a record; its holds are released when the broker acknowledges it.
+    pub fn send(&mut self, record: Record) {
+        self.transmit(Box::new(Attempt { record, attempts: 1 }));
+    }
+
+    fn transmit(&mut self, attempt: Box<Attempt>) {
+        self.in_flight += 1;
+        self.in_flight_bytes += attempt.record.payload.len();
+        self.transport.send(attempt, &mut self.reports);
+        self.apply_reports();
+    }
+
+    /// Serves the broker's answers without waiting, and sends the retries that are due.
+    pub fn settle(&mut self) {
+        self.poll(Duration::ZERO);
+    }
+
+    /// As [`DeliveryLedger::settle`], waiting up to `timeout` for the first answer.
+    pub fn poll(&mut self, timeout: Duration) {
+        self.transport.poll(timeout, &mut self.reports);
+        self.apply_reports();
+        let now = self.clock.now();
+        if self.retries.iter().any(|(due, _)| *due <= now) {
+            let (due, waiting): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut self.retries).into_iter().partition(|(d, _)| *d <= now);
+            self.retries = waiting;
+            for (_, attempt) in due {
+                self.transmit(attempt);
+            }
+        }
+    }
+
+    fn apply_reports(&mut self) {
+        while !self.reports.is_empty() {
+            for report in std::mem::take(&mut self.reports) {
+                let attempt = match &report {
+                    Report::Delivered(a) | Report::Failed(a, _) => a,
+                };
+                self.in_flight = self.in_flight.saturating_sub(1);
+                self.in_flight_bytes = self.in_flight_bytes.saturating_sub(attempt.record.payload.len());
+                match report {
+                    Report::Delivered(attempt) => self.delivered(attempt.record),
+                    Report::Failed(attempt, error) => self.failed(attempt, error),
+                }
+            }
+        }
+    }
+
+    /// The record is in Kafka: its holds are dropped with it.
+    fn delivered(&mut self, record: Record) {
+        let t = &self.telemetry;
+        match record.destination {
+            Destination::Output => {
+                t.spans_forwarded.inc_by(record.spans as u64);
+                t.traces_forwarded.inc();
+            }
+            Destination::DeadLetter => t.messages_dead_lettered.inc(),
+            Destination::Repartition | Destination::Alerts | Destination::Aggregates | Destination::SloState => {}
+        }
+    }
+
+    fn failed(&mut self, mut attempt: Box<Attempt>, error: SendError) {
+        let now = self.clock.now();
+        let destination = attempt.record.destination;
+        let topic = self.topics.of(destination);
+        match error.class {
+            ErrorClass::Retriable => {
+                let wait = self.backoff(attempt.attempts);
+                if let Some(suppressed) = self.errors.admit(destination, &error.code, now) {
+                    tracing::warn!(topic, destination = destination.as_str(), error = %error.message, attempts = attempt.attempts, retry_in = ?wait, suppressed, "produce failed, retrying later; consumption pauses meanwhile");
+                }
+                self.telemetry.forward_retries.inc();
+                attempt.attempts += 1;
+                self.retries.push((now.saturating_add(wait), attempt));
+            }
+            ErrorClass::Permanent => {
+                if let Some(suppressed) = self.errors.admit(destination, &error.code, now) {
+                    tracing::error!(topic, destination = destination.as_str(), error = %error.message, bytes = attempt.record.payload.len(), suppressed, "record abandoned: retrying cannot fix this; its offsets move on");
+                }
+                self.telemetry.forward_failures.with_label_values(&[destination.as_str()]).inc();
+                // Dropping the record drops its holds: the partition never stalls on it.
+            }
+        }
+    }
+
+    /// The wait before attempt `attempts + 1`.
+    fn backoff(&self, attempts: u32) -> Duration {
+        let doublings = attempts.saturating_sub(1).min(20);
+        self.settings.retry_backoff.saturating_mul(1 << doublings).min(self.settings.max_retry_backoff)
+    }
+
+    /// Records sent and not yet answered, plus those waiting for a retry.
+    pub fn unsettled(&self) -> usize {
+        self.in_flight + self.retries.len()
+    }
+
+    /// Whether consumption should pause: forwarding does not keep up, or a record waits for a
+    /// retry.
+    pub fn saturated(&self) -> bool {
+        !self.retries.is_empty()
+            || self.in_flight >= self.settings.high_records
+            || self.in_flight_bytes >= self.settings.high_bytes
+    }
+
+    /// Whether a saturated ledger has caught up enough to consume again (hysteresis: half).
+    pub fn relieved(&self) -> bool {
+        self.retries.is_empty()
+            && self.in_flight < self.settings.high_records / 2
+            && self.in_flight_bytes < self.settings.high_bytes / 2
+    }
+
+    /// Waits, up to `timeout` of real time, until every record is answered; retries are sent
+    /// without their backoff (the flush is bounded by the deadline). Returns whether all were.
+    pub fn flush(&mut self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.unsettled() > 0 && std::time::Instant::now() < deadline {
+            for (_, attempt) in std::mem::take(&mut self.retries) {
+                self.transmit(attempt);
+            }
+            self.poll(Duration::from_millis(100));
+        }
+        if self.unsettled() > 0 {
+            tracing::error!(
+                unsettled = self.unsettled(),
+                "records not acknowledged in time; the offsets they hold stay uncommitted"
+            );
+        }
+        self.unsettled() == 0
+    }
+
+    /// Committable positions that moved since they were last returned (restricted to the
+    /// partition indices `only` when given).
+    pub fn commits(&mut self, only: Option<&[u32]>) -> Vec<Commit> {
+        let due = self.positions.due(only);
+        due.into_iter()
+            .map(|(index, offset)| {
+                self.positions.mark_committed(index, offset);
+                let (topic, partition) = self.positions.topic_partition(index);
+                (topic.to_string(), partition, offset)
+            })
+            .collect()
+    }
+
+    /// Forgets revoked partitions: their messages are read again by the next owner from the
+    /// committed offsets.
+    pub fn forget(&mut self, indices: &[u32]) {
+        for &index in indices {
+            self.positions.forget(index);
+        }
+    }
+
+    /// Messages read and still held.
+    pub fn pending_messages(&self) -> usize {
+        self.positions.total_pending()
+    }
+}

@@ -1,0 +1,46 @@
+//! The building blocks every component's configuration shares: [`HumanDuration`] (`"500ms"`,
+//! `"30d"`) and [`Problem`] (one invalid setting, named by its key). A leaf module: the components
+//! own their settings, `config` composes them, and both depend on this.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// A duration written as `"500ms"`, `"5s"`, `"15m"`, `"30d"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(text.trim()).map(HumanDuration).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "invalid duration {text:?}: expected a number and a unit, such as \"500ms\", \"5s\", \"15m\", \"30d\""
+            ))
+        })
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+pub fn secs(s: u64) -> HumanDuration {
+    HumanDuration(Duration::from_secs(s))
+}
+
+/// One configuration problem, with the key it concerns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}

@@ -1,0 +1,260 @@
+//! The span path: what happens to one input message, without Kafka.
+//!
+//! ```text
+//! bytes ─▶ decode ─▶ per-span facts ─▶ SLO counts ─▶ assemble ─▶ metrics ─▶ sample ─▶ encode ─▶ records
+//!            └─ undecodable: a dead-letter record with the bytes unchanged
+//! ```
+//! [`SpanPath::message`] takes a message's bytes, its position and a [`Hold`] on it, and returns
+//! in [`Effects`] the records to write (kept traces, dead letters, re-keyed spans) and the SLO
+//! counts of its entry spans; service and dependency metrics are recorded in the shared
+//! [`SignalStore`] as traces are released. [`SpanPath::expire`] releases the traces whose time has
+//! come; [`SpanPath::drain`] and [`SpanPath::hand_over`] settle revoked partitions. Time is always
+//! the caller's `now` (the injected clock); nothing here knows of Kafka clients.
+//!
+//! Invariants:
+//! - every span's metrics are recorded before its trace is decided, so a decision never changes a
+//!   metric (signals.md);
+//! - every record carries a share of the hold of each message its spans came from; a dropped
+//!   trace drops its holds: the delivery ledger sees work done exactly when it is;
+//! - per-span facts (outcome, role, exclusion) are computed once, right after decoding.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::assemble::{DecisionReason, ReadyTrace, TraceBuffer};
+use crate::clock::Nanos;
+use crate::decode::{DecodeStats, Decoder};
+use crate::delivery::{Destination, Record};
+use crate::encode::{encode_spans, encode_trace};
+use crate::model::{trace_id_hex, Span};
+use crate::position::{Hold, SourceRef};
+use crate::sampling::Sampler;
+use crate::signals::{Exclusions, SignalStore};
+use crate::slo::budget::{Counts, Seconds};
+use crate::slo::engine::SloCounter;
+use crate::telemetry::{PipelineMetrics, RateLimitedWarning};
+
+/// One input message, as the span path sees it.
+pub struct Message<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub payload: &'a [u8],
+}
+
+/// What the span path asks of delivery and of the SLO exchange.
+#[derive(Default)]
+pub struct Effects {
+    /// Records to write; each carries the holds its acknowledgement releases.
+    pub records: Vec<Record>,
+    /// The SLO counts of the message's entry spans: (SLO index, bucket start, counts).
+    pub slo_counts: Vec<(usize, Seconds, Counts)>,
+}
+
+/// Settings of the span path, parsed once from the configuration.
+pub struct SpanPathSettings {
+    pub decoder: Decoder,
+    pub buffer: TraceBuffer,
+    pub sampler: Sampler,
+    pub exclusions: Exclusions,
+    /// What counts for which SLO (none without `[[slo]]`).
+    pub slo_counter: Option<SloCounter>,
+    /// The producer's `message.max.bytes`: larger traces are forwarded in several records.
+    pub max_message_bytes: usize,
+    /// Input topics whose messages are re-keyed by trace id first (input not keyed by trace).
+    pub repartition_from: Vec<String>,
+}
+
+/// The span path of one instance (see the module header).
+pub struct SpanPath {
+    decoder: Decoder,
+    buffer: TraceBuffer,
+    sampler: Sampler,
+    exclusions: Exclusions,
+    slo_counter: Option<SloCounter>,
+    max_message_bytes: usize,
+    repartition_from: Vec<String>,
+    signals: Arc<Mutex<SignalStore>>,
+    telemetry: Arc<PipelineMetrics>,
+    undecodable: RateLimitedWarning,
+    spans: Vec<Span>,
+    ready: Vec<ReadyTrace>,
+}
+
+impl SpanPath {
+    pub fn new(settings: SpanPathSettings, signals: Arc<Mutex<SignalStore>>, telemetry: Arc<PipelineMetrics>) -> Self {
+        Self {
+            decoder: settings.decoder,
+            buffer: settings.buffer,
+            sampler: settings.sampler,
+            exclusions: settings.exclusions,
+            slo_counter: settings.slo_counter.filter(|c| !c.is_empty()),
+            max_message_bytes: settings.max_message_bytes,
+            repartition_from: settings.repartition_from,
+            signals,
+            telemetry,
+            undecodable: RateLimitedWarning::new(Duration::from_secs(10)),
+            spans: Vec::new(),
+            ready: Vec::new(),
+        }
+    }
+
+    /// One input message at time `now`; `hold` keeps it uncommitted while any work on it is left.
+    pub fn message(&mut self, message: Message<'_>, hold: &Hold, now: Nanos, effects: &mut Effects) {
+        let payload = Bytes::copy_from_slice(message.payload);
+        match self.decoder.decode_at(&payload, &mut self.spans, now) {
+            Ok(stats) => {
+                self.count_rejected(&stats);
+                if self.repartition_from.iter().any(|t| t == message.topic) {
+                    self.repartition(hold, effects);
+                    return;
+                }
+                if let Some(encoding) = stats.encoding {
+                    self.telemetry.spans_received.with_label_values(&[encoding.as_str()]).inc_by(stats.accepted as u64);
+                }
+                self.exclusions.judge(&mut self.spans);
+                if let Some(counter) = &mut self.slo_counter {
+                    counter.count(&self.spans, &mut effects.slo_counts);
+                }
+                self.buffer.insert(&mut self.spans, hold, now, &mut self.ready);
+                self.release_ready(now, effects);
+            }
+            Err(error) => {
+                self.telemetry.messages_rejected.with_label_values(&[error.reason()]).inc();
+                let (topic, partition, offset) = (message.topic, message.partition, message.offset);
+                if let Some(suppressed) = self.undecodable.admit(now) {
+                    tracing::warn!(%topic, partition, offset, %error, suppressed, "undecodable message sent to the dead-letter topic");
+                }
+                effects.records.push(Record {
+                    destination: Destination::DeadLetter,
+                    partition: None,
+                    key: message.key.map(Bytes::copy_from_slice).unwrap_or_default(),
+                    payload,
+                    dead_letter: Some((error.to_string(), format!("{topic}/{partition}/{offset}"))),
+                    holds: vec![hold.share()],
+                    spans: 0,
+                });
+            }
+        }
+    }
+
+    /// Releases the traces whose time has come at `now` (complete, timed out).
+    pub fn expire(&mut self, now: Nanos, effects: &mut Effects) {
+        self.buffer.expire(now, &mut self.ready);
+        self.release_ready(now, effects);
+    }
+
+    /// Decides at once every buffered trace for which `affected(sources, root_present)` holds.
+    pub fn drain(
+        &mut self,
+        reason: DecisionReason,
+        affected: impl Fn(&[Hold], bool) -> bool,
+        now: Nanos,
+        effects: &mut Effects,
+    ) {
+        self.buffer.drain(reason, affected, &mut self.ready);
+        self.release_ready(now, effects);
+    }
+
+    /// Removes, undecided, the traces wholly from sources matching `revoked`, returning their
+    /// holds: the caller keeps them until the revoked partitions are committed.
+    pub fn hand_over(&mut self, revoked: impl Fn(SourceRef) -> bool) -> Vec<Hold> {
+        let (traces, holds) = self.buffer.hand_over(revoked);
+        self.telemetry.traces_handed_over.inc_by(traces as u64);
+        holds
+    }
+
+    pub fn buffered_traces(&self) -> usize {
+        self.buffer.buffered_traces()
+    }
+
+    pub fn buffered_spans(&self) -> usize {
+        self.buffer.buffered_spans()
+    }
+
+    fn count_rejected(&self, stats: &DecodeStats) {
+        let t = &self.telemetry;
+        if stats.invalid_id > 0 {
+            t.spans_rejected.with_label_values(&["invalid_id"]).inc_by(stats.invalid_id as u64);
+        }
+        if stats.invalid_time > 0 {
+            t.spans_rejected.with_label_values(&["invalid_time"]).inc_by(stats.invalid_time as u64);
+        }
+    }
+
+    /// Re-keys the decoded spans of an input message by trace id (kafka.md "Scale-out"): one
+    /// record per trace to the repartition topic, in the arrival encoding.
+    fn repartition(&mut self, hold: &Hold, effects: &mut Effects) {
+        let mut spans = std::mem::take(&mut self.spans);
+        spans.sort_unstable_by_key(|s| s.trace_id);
+        for trace in spans.chunk_by(|a, b| a.trace_id == b.trace_id) {
+            let key = Bytes::from(trace_id_hex(&trace[0].trace_id));
+            for part in encode_spans(trace, None, self.max_message_bytes) {
+                self.telemetry.spans_repartitioned.inc_by(part.spans as u64);
+                effects.records.push(Record {
+                    destination: Destination::Repartition,
+                    partition: None,
+                    key: key.clone(),
+                    payload: part.payload,
+                    dead_letter: None,
+                    holds: vec![hold.share()],
+                    spans: part.spans,
+                });
+            }
+        }
+        spans.clear();
+        self.spans = spans;
+    }
+
+    /// Metrics for every released trace (one lock for the batch), then decisions and records.
+    fn release_ready(&mut self, now: Nanos, effects: &mut Effects) {
+        if self.ready.is_empty() {
+            return;
+        }
+        {
+            let mut store = self.signals.lock().expect("signal store lock");
+            for trace in &self.ready {
+                store.record_trace(&trace.spans, now);
+            }
+        }
+        let mut ready = std::mem::take(&mut self.ready);
+        for trace in ready.drain(..) {
+            let decision = match &trace.prior {
+                Some(prior) => {
+                    self.telemetry.late_spans.with_label_values(&[prior.label()]).inc_by(trace.spans.len() as u64);
+                    prior.clone()
+                }
+                None => {
+                    let decision = self.sampler.decide(&trace, now);
+                    self.buffer.remember(trace.trace_id, &decision);
+                    self.telemetry.traces_closed.with_label_values(&[trace.reason.as_str()]).inc();
+                    self.telemetry.traces_decided.with_label_values(&[decision.label(), &decision.rule]).inc();
+                    decision
+                }
+            };
+            if !decision.keep {
+                // Dropping the trace drops its holds: its messages are done with.
+                continue;
+            }
+            let key = Bytes::from(trace_id_hex(&trace.trace_id));
+            for part in encode_trace(&trace.spans, &decision, self.max_message_bytes) {
+                effects.records.push(Record {
+                    destination: Destination::Output,
+                    partition: None,
+                    key: key.clone(),
+                    payload: part.payload,
+                    dead_letter: None,
+                    holds: trace.sources.iter().map(Hold::share).collect(),
+                    spans: part.spans,
+                });
+            }
+        }
+        self.ready = ready;
+    }
+}
+
+#[cfg(test)]
+mod tests;
