@@ -1,0 +1,117 @@
+//! Delivery against the real Kafka protocol (librdkafka's mock cluster, with its error
+//! injection): a retriable produce failure is retried after a backoff read from the injected
+//! clock, never in a tight loop; an error that retrying cannot fix is reported once, counted, and
+//! the partition moves on.
+
+mod common;
+
+use std::time::Duration;
+
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+use common::*;
+use tracewarden::testing::{encode, AttrSpec, SpanSpec, SERVER};
+
+fn trace(t: u8) -> (String, bytes::Bytes) {
+    let span =
+        SpanSpec::new("shop", t, 1, None, SERVER, "GET /buy").http("GET", "/buy", 200).starting(T0.0 - 1_000_000_000);
+    (format!("{:032x}", u128::from_be_bytes([t; 16])), encode(&[span]))
+}
+
+fn received(pipeline: &tracewarden::pipeline::Pipeline) -> f64 {
+    metric(pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]).unwrap_or(0.0)
+}
+
+#[test]
+fn a_retriable_produce_failure_is_retried_after_its_backoff_and_loses_nothing() {
+    let mut harness = Harness::new("delivery-retriable");
+    // Our layer sees each broker error (librdkafka would otherwise retry on its own).
+    harness.config.kafka.client.insert("message.send.max.retries".into(), "0".into());
+    harness.cluster.create_topic("sampled_spans", PARTITIONS, 1).unwrap();
+    let pipeline = harness.start();
+    let (key, payload) = trace(1);
+    harness.produce(&key, &payload);
+    wait_for("the trace to be read", || received(&pipeline) == 1.0);
+
+    // The next three produce requests fail with a retriable error.
+    let retriable = RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS;
+    harness.cluster.request_errors(RDKafkaApiKey::Produce, &[retriable, retriable, retriable]);
+    harness.advance(Duration::from_secs(5));
+    let retries = || metric(&pipeline, "tracewarden_forward_retries_total", &[]).unwrap_or(0.0);
+    wait_for("the first failure", || retries() == 1.0);
+    wait_for("consumption to pause", || metric(&pipeline, "tracewarden_consumption_paused", &[]) == Some(1.0));
+    // The clock has not moved: no attempt before the 100 ms backoff, however long we wait.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(retries(), 1.0, "not sent again before its backoff");
+    harness.advance(Duration::from_millis(100));
+    wait_for("the second failure", || retries() == 2.0);
+    harness.advance(Duration::from_millis(200));
+    wait_for("the third failure", || retries() == 3.0);
+    harness.advance(Duration::from_millis(400));
+    wait_for("the trace forwarded", || metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(1.0));
+    assert_eq!(retries(), 3.0, "one retry per injected failure");
+    assert_eq!(metric(&pipeline, "tracewarden_forward_failures_total", &[("destination", "output")]), None);
+    wait_for("consumption to resume", || metric(&pipeline, "tracewarden_consumption_paused", &[]) == Some(0.0));
+    let output = harness.read_all("sampled_spans", 1);
+    assert_eq!(output.len(), 1, "exactly one copy");
+    assert_eq!(output[0].key.as_deref(), Some(key.as_bytes()));
+    wait_for("offsets committed to the end", || harness.committed_to_end());
+    pipeline.stop().unwrap();
+}
+
+#[test]
+fn a_record_too_large_even_split_is_reported_once_and_the_partition_moves_on() {
+    let mut harness = Harness::new("delivery-too-large");
+    harness.config.kafka.client.insert("message.max.bytes".into(), "4000".into());
+    harness.cluster.create_topic("sampled_spans", PARTITIONS, 1).unwrap();
+    let pipeline = harness.start();
+    // One span bigger than message.max.bytes: no split can make it fit.
+    let huge = "x".repeat(6_000);
+    let huge: &'static str = Box::leak(huge.into_boxed_str());
+    let big = SpanSpec::new("shop", 1, 1, None, SERVER, "GET /big")
+        .attr("payload", AttrSpec::Str(huge))
+        .starting(T0.0 - 1_000_000_000);
+    harness.produce(&format!("{:032x}", u128::from_be_bytes([1; 16])), &encode(&[big]));
+    let (key, payload) = trace(2);
+    harness.produce(&key, &payload);
+    wait_for("both traces read", || received(&pipeline) == 2.0);
+    harness.advance(Duration::from_secs(5));
+    wait_for("the small trace forwarded", || metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(1.0));
+    let failures = || metric(&pipeline, "tracewarden_forward_failures_total", &[("destination", "output")]);
+    wait_for("the large one abandoned", || failures() == Some(1.0));
+    assert_eq!(metric(&pipeline, "tracewarden_forward_retries_total", &[]), Some(0.0), "never re-sent");
+    // Time passes: still one failure, never a re-send.
+    for _ in 0..5 {
+        harness.advance(Duration::from_secs(30));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(failures(), Some(1.0));
+    let output = harness.read_all("sampled_spans", 1);
+    assert_eq!(output.iter().map(|r| r.key.clone().unwrap()).collect::<Vec<_>>(), vec![key.into_bytes()]);
+    wait_for("offsets committed past both", || harness.committed_to_end());
+    pipeline.stop().unwrap();
+}
+
+#[test]
+fn an_authorization_failure_is_not_retried() {
+    let harness = Harness::new("delivery-unauthorized");
+    harness.cluster.create_topic("sampled_spans", PARTITIONS, 1).unwrap();
+    let pipeline = harness.start();
+    let (key, payload) = trace(3);
+    harness.produce(&key, &payload);
+    wait_for("the trace to be read", || received(&pipeline) == 1.0);
+    harness
+        .cluster
+        .request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED]);
+    harness.advance(Duration::from_secs(5));
+    let failures = || metric(&pipeline, "tracewarden_forward_failures_total", &[("destination", "output")]);
+    wait_for("the record abandoned", || failures() == Some(1.0));
+    for _ in 0..5 {
+        harness.advance(Duration::from_secs(30));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(metric(&pipeline, "tracewarden_forward_retries_total", &[]), Some(0.0), "never re-sent");
+    assert_eq!(failures(), Some(1.0));
+    wait_for("offsets committed: the partition does not stall", || harness.committed_to_end());
+    pipeline.stop().unwrap();
+}
