@@ -5,7 +5,6 @@
 //! expected form. [`Config::validate`] checks the rules that span fields and returns every problem
 //! at once, so `tracewarden check-config` can explain them all.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -13,7 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::assemble::WindowLimits;
-use crate::decode::InputEncoding;
+pub use crate::kafka_client::KafkaConfig;
 pub use crate::settings::{secs, HumanDuration, Problem};
 use crate::signals::{ExcludeRule, SignalSettings};
 
@@ -29,62 +28,6 @@ pub struct Config {
     pub slo: Vec<crate::slo::config::SloConfig>,
     pub http: HttpConfig,
     pub log: LogConfig,
-}
-
-/// `[kafka]`: brokers, topics and delivery (kafka.md).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KafkaConfig {
-    /// Bootstrap servers, comma-separated `host:port`. Default `localhost:9092`.
-    pub brokers: String,
-    /// Consumer group shared by every instance. Default `tracewarden`.
-    pub group_id: String,
-    /// Topics spans are read from; they must exist. Default `["otlp_spans"]`.
-    pub input_topics: Vec<String>,
-    /// `auto` | `otlp_proto` | `otlp_json` | `zipkin_json`. Default `auto` (detected per message).
-    pub encoding: InputEncoding,
-    /// Kept traces, one message per trace keyed by trace id. Default `sampled_spans`.
-    pub output_topic: String,
-    /// SLO alert messages. Default `slo_alerts`.
-    pub alerts_topic: String,
-    /// Undecodable messages, unchanged, with error headers. Default `tracewarden_dead_letters`.
-    pub dead_letter_topic: String,
-    /// Internal: partial SLO counts, keyed by SLO name; consumed in the group
-    /// `{group_id}-owners`, and an SLO is evaluated by the instance assigned its partition.
-    /// Created at start when missing (with the input's partition count).
-    /// Default `tracewarden_aggregates`.
-    pub aggregates_topic: String,
-    /// Internal, compacted: SLO state checkpoints, keyed by SLO name. Created at start when
-    /// missing (`cleanup.policy = compact`). Default `tracewarden_slo_state`.
-    pub slo_state_topic: String,
-    /// How often consumed offsets are committed. Default `1s`; at least `10ms`.
-    pub commit_interval: HumanDuration,
-    /// Whether input messages are keyed (partitioned) by trace id. Default `true`. When `false`,
-    /// each instance first re-keys spans by trace id through the topic `{group_id}-repartition`
-    /// (created at start with the input's partition count) and assembles from there.
-    pub input_keyed_by_trace: bool,
-    /// Any librdkafka property, passed through unchanged (SASL, TLS, timeouts). Default empty. From
-    /// the environment: `TRACEWARDEN__KAFKA__CLIENT__SASL_PASSWORD` sets `sasl.password`.
-    pub client: BTreeMap<String, String>,
-}
-
-impl Default for KafkaConfig {
-    fn default() -> Self {
-        Self {
-            brokers: "localhost:9092".into(),
-            group_id: "tracewarden".into(),
-            input_topics: vec!["otlp_spans".into()],
-            encoding: InputEncoding::Auto,
-            output_topic: "sampled_spans".into(),
-            alerts_topic: "slo_alerts".into(),
-            dead_letter_topic: "tracewarden_dead_letters".into(),
-            aggregates_topic: "tracewarden_aggregates".into(),
-            slo_state_topic: "tracewarden_slo_state".into(),
-            commit_interval: secs(1),
-            input_keyed_by_trace: true,
-            client: BTreeMap::new(),
-        }
-    }
 }
 
 /// `[window]`: the assembly window (sampling.md).
@@ -117,21 +60,6 @@ impl Default for WindowConfig {
             decision_cache_kept: 100_000,
             decision_cache_dropped: 1_000_000,
         }
-    }
-}
-
-/// librdkafka's default `message.max.bytes`.
-const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
-
-impl KafkaConfig {
-    /// The repartition topic used when the input is not keyed by trace id.
-    pub fn repartition_topic(&self) -> String {
-        format!("{}-repartition", self.group_id)
-    }
-
-    /// The producer's `message.max.bytes` (`[kafka.client]`, else librdkafka's default).
-    pub fn message_max_bytes(&self) -> usize {
-        self.client.get("message.max.bytes").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_MESSAGE_MAX_BYTES)
     }
 }
 

@@ -17,6 +17,7 @@ pub mod demo;
 pub mod encode;
 pub mod generate;
 pub mod http;
+pub mod kafka_client;
 pub mod matcher;
 pub mod model;
 pub mod pipeline;

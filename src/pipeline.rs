@@ -29,6 +29,7 @@ use crate::clock::{Nanos, SharedClock};
 use crate::config::Config;
 use crate::decode::Decoder;
 use crate::delivery::{DeliveryLedger, DeliverySettings, Forwarder, ForwarderError, Topics};
+use crate::kafka_client::{admin_config, consumer_config, with_client_properties, ClientLog};
 use crate::position::{Commit, Hold};
 use crate::sampling::Sampler;
 use crate::signals::exposition::SignalCollector;
@@ -299,82 +300,6 @@ impl Pipeline {
     }
 }
 
-/// librdkafka properties that only a consumer takes (librdkafka warns when a producer gets them).
-fn consumer_only(property: &str) -> bool {
-    property.starts_with("fetch.")
-        || property.starts_with("group.")
-        || property.starts_with("queued.")
-        || property.starts_with("enable.auto.")
-        || matches!(
-            property,
-            "session.timeout.ms"
-                | "heartbeat.interval.ms"
-                | "max.poll.interval.ms"
-                | "auto.offset.reset"
-                | "auto.commit.interval.ms"
-                | "partition.assignment.strategy"
-                | "isolation.level"
-                | "check.crcs"
-                | "enable.partition.eof"
-                | "coordinator.query.interval.ms"
-        )
-}
-
-/// librdkafka properties that only a producer takes.
-fn producer_only(property: &str) -> bool {
-    property.starts_with("queue.buffering.")
-        || property.starts_with("batch.")
-        || property.starts_with("compression.")
-        || property.starts_with("transaction")
-        || matches!(
-            property,
-            "linger.ms"
-                | "acks"
-                | "request.required.acks"
-                | "enable.idempotence"
-                | "message.timeout.ms"
-                | "delivery.timeout.ms"
-                | "retries"
-                | "message.send.max.retries"
-                | "retry.backoff.ms"
-                | "partitioner"
-                | "compression.codec"
-                | "sticky.partitioning.linger.ms"
-        )
-}
-
-/// Applies the `[kafka.client]` properties a client of the given role takes (the shared ones and
-/// its own) over tracewarden's defaults already in `client`: the user's settings win.
-fn with_client_properties(mut client: ClientConfig, config: &Config, consumer: bool) -> ClientConfig {
-    let properties = config.kafka.client.iter();
-    for (key, value) in properties.filter(|(k, _)| if consumer { !producer_only(k) } else { !consumer_only(k) }) {
-        client.set(key, value);
-    }
-    client
-}
-
-/// The librdkafka properties of the admin client.
-pub fn client_config(config: &Config) -> ClientConfig {
-    let mut client = ClientConfig::new();
-    client.set("bootstrap.servers", &config.kafka.brokers);
-    with_client_properties(client, config, false)
-}
-
-fn consumer_config(config: &Config) -> ClientConfig {
-    let mut client = ClientConfig::new();
-    client
-        .set("bootstrap.servers", &config.kafka.brokers)
-        .set("group.id", &config.kafka.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("statistics.interval.ms", "5000")
-        // Prefetch at most 32 MiB (librdkafka's default is 64 MiB per consumer).
-        .set("queued.max.messages.kbytes", "32768")
-        .set("partition.assignment.strategy", "cooperative-sticky");
-    with_client_properties(client, config, true)
-}
-
 /// The span path's settings, parsed once from the configuration.
 fn span_path_settings(config: &Config, slos: &SloEngine) -> SpanPathSettings {
     SpanPathSettings {
@@ -406,7 +331,7 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", crate::delivery::QUEUE_MAX_MESSAGES.to_string())
         .set("queue.buffering.max.kbytes", crate::delivery::QUEUE_MAX_KBYTES.to_string());
-    let producer = with_client_properties(producer, config, false);
+    let producer = with_client_properties(producer, &config.kafka, false);
     let repartition_topic = config.kafka.repartition_topic();
     let k = &config.kafka;
     let topics = Topics {
@@ -417,7 +342,8 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         aggregates: k.aggregates_topic.clone(),
         slo_state: k.slo_state_topic.clone(),
     };
-    let forwarder = Forwarder::new(&producer, topics.clone())?;
+    let client_log = ClientLog::new(&config.kafka.brokers);
+    let forwarder = Forwarder::new(&producer, topics.clone(), client_log.clone())?;
     let delivery_settings = DeliverySettings::from_producer(&producer);
     let delivery = DeliveryLedger::new(forwarder, topics, delivery_settings, telemetry.clone(), clock.clone());
     let slos = Arc::new(Mutex::new(SloEngine::new(&config.slo)));
@@ -437,7 +363,7 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
             &config.kafka.slo_state_topic,
             with_client_properties(
                 ClientConfig::new().set("bootstrap.servers", &config.kafka.brokers).clone(),
-                config,
+                &config.kafka,
                 true,
             ),
             telemetry.clone(),
@@ -466,13 +392,14 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         compacted_topics.push(config.kafka.slo_state_topic.clone());
     }
     let settings = SourceSettings {
-        client: consumer_config(config),
+        client: consumer_config(&config.kafka),
         brokers: config.kafka.brokers.clone(),
         topics,
         owner_topics,
         required_topics,
         commit_interval: config.kafka.commit_interval.0,
-        admin: client_config(config),
+        admin: admin_config(&config.kafka),
+        client_log: client_log.clone(),
         compacted_topics,
         output_topics: vec![
             config.kafka.output_topic.clone(),

@@ -1,4 +1,5 @@
 use super::*;
+use crate::decode::InputEncoding;
 
 fn problems(text: &str) -> Vec<Problem> {
     match Config::from_toml(text) {

@@ -4,13 +4,16 @@
 //! [`classify`].
 
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, ProducerContext};
 use rdkafka::ClientContext;
+
+use crate::kafka_client::ClientLog;
 
 use super::{Attempt, ErrorClass, Report, SendError, Topics, Transport};
 
@@ -55,12 +58,21 @@ fn send_error(error: &KafkaError) -> SendError {
     }
 }
 
-/// Routes delivery reports to the forwarder's queue.
+/// Routes delivery reports to the forwarder's queue, and librdkafka's logs to the [`ClientLog`].
 pub struct DeliveryContext {
     reports: Mutex<Sender<Report>>,
+    log: Arc<ClientLog>,
 }
 
-impl ClientContext for DeliveryContext {}
+impl ClientContext for DeliveryContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.log.log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.log.error(error, reason);
+    }
+}
 
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Box<Attempt>;
@@ -89,10 +101,10 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    pub fn new(client: &rdkafka::ClientConfig, topics: Topics) -> Result<Self, ForwarderError> {
+    pub fn new(client: &rdkafka::ClientConfig, topics: Topics, log: Arc<ClientLog>) -> Result<Self, ForwarderError> {
         let (sender, reports) = channel();
         let producer = client
-            .create_with_context(DeliveryContext { reports: Mutex::new(sender) })
+            .create_with_context(DeliveryContext { reports: Mutex::new(sender), log })
             .map_err(ForwarderError::Create)?;
         Ok(Self { producer, reports, topics })
     }

@@ -17,12 +17,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientConfig, ClientContext, Message};
 
+use crate::delivery::{classify, ErrorClass};
+use crate::kafka_client::ClientLog;
 use crate::telemetry::PipelineMetrics;
 
 /// Whether this instance is a consuming member of its group, and what it holds (`/readyz`).
@@ -127,6 +130,8 @@ pub struct SourceSettings {
     /// Compacted topics this instance writes and reads back (SLO state), created before
     /// subscribing when missing.
     pub compacted_topics: Vec<String>,
+    /// Where librdkafka's logs go (an unreachable cluster is told once every few seconds).
+    pub client_log: Arc<ClientLog>,
 }
 
 struct SourceContext<H: MessageHandler> {
@@ -134,6 +139,7 @@ struct SourceContext<H: MessageHandler> {
     ready: Arc<Readiness>,
     telemetry: Arc<PipelineMetrics>,
     leaving: AtomicBool,
+    log: Arc<ClientLog>,
 }
 
 fn partitions_of(list: &TopicPartitionList) -> Vec<(String, i32)> {
@@ -149,6 +155,14 @@ fn commit_list(commits: &[Commit]) -> TopicPartitionList {
 }
 
 impl<H: MessageHandler> ClientContext for SourceContext<H> {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.log.log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.log.error(error, reason);
+    }
+
     fn stats(&self, statistics: Statistics) {
         for (topic, stats) in &statistics.topics {
             for (partition, p) in &stats.partitions {
@@ -206,10 +220,13 @@ pub fn run<H: MessageHandler>(
         ready: ready.clone(),
         telemetry: telemetry.clone(),
         leaving: AtomicBool::new(false),
+        log: settings.client_log.clone(),
     };
     let consumer: BaseConsumer<SourceContext<H>> =
         settings.client.create_with_context(context()).map_err(SourceError::Create)?;
-    let check = check_topics(&consumer, &settings)?;
+    let Some(check) = wait_for_brokers(&consumer, &settings, &shutdown)? else {
+        return Ok(());
+    };
     if !check.missing_required.is_empty() {
         let names: Vec<&str> = check.missing_required.iter().map(String::as_str).collect();
         crate::delivery::topics::create_topics(&settings.admin, &names, check.partitions)
@@ -353,6 +370,40 @@ fn telemetry_paused<H: MessageHandler>(consumer: &BaseConsumer<SourceContext<H>>
     consumer.context().telemetry.consumption_paused.set(value);
 }
 
+/// How long one metadata request waits for the brokers.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+/// The pause between two metadata requests while the brokers do not answer.
+const METADATA_RETRY: Duration = Duration::from_secs(2);
+
+/// Reads the topics' metadata, retrying while the brokers cannot be reached (readiness stays
+/// 503 meanwhile); `None` when shutdown was asked first. Errors that retrying cannot fix (a
+/// missing input topic, failed authentication) are returned.
+fn wait_for_brokers<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    settings: &SourceSettings,
+    shutdown: &AtomicBool,
+) -> Result<Option<TopicCheck>, SourceError> {
+    loop {
+        match check_topics(consumer, settings) {
+            Ok(check) => return Ok(Some(check)),
+            Err(SourceError::Metadata { source, .. }) if classify(&source) == ErrorClass::Retriable => {
+                settings.client_log.unreachable(&source.to_string());
+                let resume = Instant::now() + METADATA_RETRY;
+                while Instant::now() < resume {
+                    if shutdown.load(Ordering::SeqCst) {
+                        return Ok(None);
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            Err(error) => return Err(error),
+        }
+        if shutdown.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+    }
+}
+
 /// What the broker's metadata says of the topics this instance needs.
 struct TopicCheck {
     /// The largest partition count among the input topics.
@@ -371,7 +422,7 @@ fn check_topics<C: ConsumerContext>(
     settings: &SourceSettings,
 ) -> Result<TopicCheck, SourceError> {
     let metadata = consumer
-        .fetch_metadata(None, Duration::from_secs(10))
+        .fetch_metadata(None, METADATA_TIMEOUT)
         .map_err(|source| SourceError::Metadata { brokers: settings.brokers.clone(), source })?;
     let exists = |topic: &str| metadata.topics().iter().any(|m| m.name() == topic && m.error().is_none());
     let inputs = settings.topics.iter().filter(|t| !settings.required_topics.contains(t));

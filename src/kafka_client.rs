@@ -1,0 +1,235 @@
+//! `[kafka]`: the connection and topics (kafka.md), and the librdkafka clients they configure.
+//!
+//! [`KafkaConfig`] is the section as written; the client builders apply `[kafka.client]` over
+//! tracewarden's defaults, each property only to the clients that take it. [`ClientLog`] tells
+//! librdkafka's logs and errors once: an unreachable cluster is one line every few seconds
+//! (which brokers, what failed, that the clients retry), not hundreds of identical ones.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::ClientConfig;
+use serde::Deserialize;
+
+use crate::clock::{Clock, SystemClock};
+use crate::decode::InputEncoding;
+use crate::settings::{secs, HumanDuration};
+use crate::telemetry::RateLimitedWarning;
+
+/// `[kafka]`: brokers, topics and delivery (kafka.md).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma-separated `host:port`. Default `localhost:9092`.
+    pub brokers: String,
+    /// Consumer group shared by every instance. Default `tracewarden`.
+    pub group_id: String,
+    /// Topics spans are read from; they must exist. Default `["otlp_spans"]`.
+    pub input_topics: Vec<String>,
+    /// `auto` | `otlp_proto` | `otlp_json` | `zipkin_json`. Default `auto` (detected per message).
+    pub encoding: InputEncoding,
+    /// Kept traces, one message per trace keyed by trace id. Default `sampled_spans`.
+    pub output_topic: String,
+    /// SLO alert messages. Default `slo_alerts`.
+    pub alerts_topic: String,
+    /// Undecodable messages, unchanged, with error headers. Default `tracewarden_dead_letters`.
+    pub dead_letter_topic: String,
+    /// Internal: partial SLO counts, keyed by SLO name; consumed in the group
+    /// `{group_id}-owners`, and an SLO is evaluated by the instance assigned its partition.
+    /// Created at start when missing (with the input's partition count).
+    /// Default `tracewarden_aggregates`.
+    pub aggregates_topic: String,
+    /// Internal, compacted: SLO state checkpoints, keyed by SLO name. Created at start when
+    /// missing (`cleanup.policy = compact`). Default `tracewarden_slo_state`.
+    pub slo_state_topic: String,
+    /// How often consumed offsets are committed. Default `1s`; at least `10ms`.
+    pub commit_interval: HumanDuration,
+    /// Whether input messages are keyed (partitioned) by trace id. Default `true`. When `false`,
+    /// each instance first re-keys spans by trace id through the topic `{group_id}-repartition`
+    /// (created at start with the input's partition count) and assembles from there.
+    pub input_keyed_by_trace: bool,
+    /// Any librdkafka property, passed through unchanged (SASL, TLS, timeouts). Default empty. From
+    /// the environment: `TRACEWARDEN__KAFKA__CLIENT__SASL_PASSWORD` sets `sasl.password`.
+    pub client: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "localhost:9092".into(),
+            group_id: "tracewarden".into(),
+            input_topics: vec!["otlp_spans".into()],
+            encoding: InputEncoding::Auto,
+            output_topic: "sampled_spans".into(),
+            alerts_topic: "slo_alerts".into(),
+            dead_letter_topic: "tracewarden_dead_letters".into(),
+            aggregates_topic: "tracewarden_aggregates".into(),
+            slo_state_topic: "tracewarden_slo_state".into(),
+            commit_interval: secs(1),
+            input_keyed_by_trace: true,
+            client: BTreeMap::new(),
+        }
+    }
+}
+
+/// librdkafka's default `message.max.bytes`.
+const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+impl KafkaConfig {
+    /// The repartition topic used when the input is not keyed by trace id.
+    pub fn repartition_topic(&self) -> String {
+        format!("{}-repartition", self.group_id)
+    }
+
+    /// The producer's `message.max.bytes` (`[kafka.client]`, else librdkafka's default).
+    pub fn message_max_bytes(&self) -> usize {
+        self.client.get("message.max.bytes").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_MESSAGE_MAX_BYTES)
+    }
+}
+
+/// librdkafka properties that only a consumer takes (librdkafka warns when a producer gets them).
+fn consumer_only(property: &str) -> bool {
+    property.starts_with("fetch.")
+        || property.starts_with("group.")
+        || property.starts_with("queued.")
+        || property.starts_with("enable.auto.")
+        || matches!(
+            property,
+            "session.timeout.ms"
+                | "heartbeat.interval.ms"
+                | "max.poll.interval.ms"
+                | "auto.offset.reset"
+                | "auto.commit.interval.ms"
+                | "partition.assignment.strategy"
+                | "isolation.level"
+                | "check.crcs"
+                | "enable.partition.eof"
+                | "coordinator.query.interval.ms"
+        )
+}
+
+/// librdkafka properties that only a producer takes.
+fn producer_only(property: &str) -> bool {
+    property.starts_with("queue.buffering.")
+        || property.starts_with("batch.")
+        || property.starts_with("compression.")
+        || property.starts_with("transaction")
+        || matches!(
+            property,
+            "linger.ms"
+                | "acks"
+                | "request.required.acks"
+                | "enable.idempotence"
+                | "message.timeout.ms"
+                | "delivery.timeout.ms"
+                | "retries"
+                | "message.send.max.retries"
+                | "retry.backoff.ms"
+                | "partitioner"
+                | "compression.codec"
+                | "sticky.partitioning.linger.ms"
+        )
+}
+
+/// Applies the `[kafka.client]` properties a client of the given role takes (the shared ones and
+/// its own) over tracewarden's defaults already in `client`: the user's settings win.
+pub fn with_client_properties(mut client: ClientConfig, kafka: &KafkaConfig, consumer: bool) -> ClientConfig {
+    let properties = kafka.client.iter();
+    for (key, value) in properties.filter(|(k, _)| if consumer { !producer_only(k) } else { !consumer_only(k) }) {
+        client.set(key, value);
+    }
+    client
+}
+
+/// The librdkafka properties of the admin client.
+pub fn admin_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", &kafka.brokers);
+    with_client_properties(client, kafka, false)
+}
+
+/// The librdkafka properties of the group member that consumes the inputs.
+pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("group.id", &kafka.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("statistics.interval.ms", "5000")
+        // Prefetch at most 32 MiB (librdkafka's default is 64 MiB per consumer).
+        .set("queued.max.messages.kbytes", "32768")
+        .set("partition.assignment.strategy", "cooperative-sticky");
+    with_client_properties(client, kafka, true)
+}
+
+/// How often an unreachable cluster is reported.
+const UNREACHABLE_EVERY: Duration = Duration::from_secs(5);
+
+/// librdkafka's logs and global errors for every client of the process (see the module header).
+pub struct ClientLog {
+    brokers: String,
+    unreachable: Mutex<RateLimitedWarning>,
+    clock: SystemClock,
+}
+
+impl ClientLog {
+    pub fn new(brokers: &str) -> Arc<Self> {
+        Arc::new(Self {
+            brokers: brokers.to_string(),
+            unreachable: Mutex::new(RateLimitedWarning::new(UNREACHABLE_EVERY)),
+            clock: SystemClock::new(),
+        })
+    }
+
+    /// The brokers cannot be reached: one line every few seconds.
+    pub fn unreachable(&self, what: &str) {
+        let admitted = self.unreachable.lock().expect("log limiter lock").admit(self.clock.now());
+        if let Some(suppressed) = admitted {
+            tracing::warn!(brokers = %self.brokers, error = %what, repeats = suppressed, "Kafka unreachable; retrying until the brokers answer");
+        }
+    }
+
+    /// A librdkafka log line (`ClientContext::log`).
+    pub fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        if matches!(facility, "FAIL" | "CONNECT" | "BROKERFAIL") || message.contains("Connection refused") {
+            self.unreachable(message);
+            return;
+        }
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", facility, "{message}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", facility, "{message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
+        }
+    }
+
+    /// A librdkafka global error (`ClientContext::error`).
+    pub fn error(&self, error: KafkaError, reason: &str) {
+        if is_unreachable(&error) {
+            self.unreachable(reason);
+        } else {
+            tracing::error!(target: "librdkafka", %error, "{reason}");
+        }
+    }
+}
+
+/// Errors that mean the brokers cannot be reached now (and may be later).
+pub fn is_unreachable(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(C::BrokerTransportFailure | C::AllBrokersDown | C::Resolve | C::BrokerNotAvailable | C::OperationTimedOut)
+    ) || matches!(
+        error,
+        KafkaError::MetadataFetch(C::BrokerTransportFailure | C::AllBrokersDown | C::OperationTimedOut | C::Resolve)
+    )
+}

@@ -1,0 +1,85 @@
+//! `tracewarden run` while Kafka cannot be reached: one clear line every few seconds, readiness
+//! 503, and the pipeline starts by itself once the brokers answer.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tracewarden");
+
+fn status(addr: &str, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn an_unreachable_cluster_is_one_line_every_few_seconds_and_the_pipeline_waits_for_it() {
+    let cluster: MockCluster<'static, DefaultProducerContext> = MockCluster::new(1).unwrap();
+    cluster.create_topic("otlp_spans", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.broker_down(1).unwrap();
+    let http = format!("127.0.0.1:{}", free_port());
+    let config = std::env::temp_dir().join(format!("tw-unreachable-{}.toml", std::process::id()));
+    std::fs::write(&config, format!("[kafka]\nbrokers = \"{brokers}\"\n[http]\nlisten = \"{http}\"\n")).unwrap();
+    let log = std::env::temp_dir().join(format!("tw-unreachable-{}.log", std::process::id()));
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+
+    // Twelve seconds without brokers: still running, alive but not ready.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(12) {
+        assert!(child.try_wait().unwrap().is_none(), "exited while Kafka was unreachable");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(status(&http, "/healthz"), Some(200));
+    assert_eq!(status(&http, "/readyz"), Some(503), "not ready without Kafka");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let unreachable: Vec<&&str> = lines.iter().filter(|l| l.contains("Kafka unreachable")).collect();
+    assert!(
+        (1..=4).contains(&unreachable.len()),
+        "one line every few seconds, not a flood: {} in 12 s\n{text}",
+        unreachable.len()
+    );
+    assert!(unreachable[0].contains(&brokers), "the line names the brokers: {}", unreachable[0]);
+    assert!(unreachable[0].contains("retrying"), "and says it retries: {}", unreachable[0]);
+    assert!(lines.len() <= 8, "nothing else repeats: {} lines\n{text}", lines.len());
+
+    // The brokers come back: the instance joins its group by itself.
+    cluster.broker_up(1).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while status(&http, "/readyz") != Some(200) {
+        assert!(Instant::now() < deadline, "not ready 40 s after the brokers came back");
+        assert!(child.try_wait().unwrap().is_none(), "exited");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    unsafe_terminate(&child);
+    let exit = child.wait().unwrap();
+    assert_eq!(exit.code(), Some(0), "a clean shutdown");
+    std::fs::remove_file(&config).ok();
+    std::fs::remove_file(&log).ok();
+}
+
+/// SIGTERM, as an orchestrator stops the process.
+fn unsafe_terminate(child: &std::process::Child) {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
