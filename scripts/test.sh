@@ -25,6 +25,9 @@ python3 scripts/validate-compose.py
 step "format"
 cargo fmt --check
 
+step "module graph has no cycles"
+python3 scripts/check-module-cycles.py
+
 step "lint"
 cargo clippy --all-targets --locked -- -D warnings
 
