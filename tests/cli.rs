@@ -195,9 +195,13 @@ fn terminate(child: &std::process::Child) {
 
 mod common;
 
+/// `tracewarden run` as deployed: consumes, serves exact metrics, and on SIGTERM decides the
+/// traces still buffered, forwards them and commits. The decision wait is an hour, so the only
+/// ways out of the window while the test runs are `window.max_spans_per_trace` (two spans: the
+/// first five traces, decided at once as `too_large`) and the shutdown (the last trace, one span).
 #[test]
 fn run_consumes_serves_and_shuts_down_cleanly_on_sigterm() {
-    use tracewarden::testing::{encode, SpanSpec, SERVER};
+    use tracewarden::testing::{encode, SpanSpec, INTERNAL, SERVER};
     let harness = common::Harness::new("cli-run");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let listen = format!("127.0.0.1:{port}");
@@ -206,7 +210,9 @@ fn run_consumes_serves_and_shuts_down_cleanly_on_sigterm() {
         .env("TRACEWARDEN__KAFKA__BROKERS", &harness.brokers)
         .env("TRACEWARDEN__KAFKA__GROUP_ID", "cli-run")
         .env("TRACEWARDEN__HTTP__LISTEN", &listen)
-        .env("TRACEWARDEN__WINDOW__DECISION_WAIT", "300ms")
+        .env("TRACEWARDEN__WINDOW__DECISION_WAIT", "1h")
+        .env("TRACEWARDEN__WINDOW__MAX_TRACE_AGE", "2h")
+        .env("TRACEWARDEN__WINDOW__MAX_SPANS_PER_TRACE", "2")
         .env("TRACEWARDEN__LOG__FORMAT", "json")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -218,7 +224,10 @@ fn run_consumes_serves_and_shuts_down_cleanly_on_sigterm() {
         std::thread::sleep(Duration::from_millis(100));
     }
     for t in 1..=5u8 {
-        let spans = [SpanSpec::new("api", t, 1, None, SERVER, "x").http("GET", "/r", if t == 1 { 500 } else { 200 })];
+        let spans = [
+            SpanSpec::new("api", t, 1, None, SERVER, "x").http("GET", "/r", if t == 1 { 500 } else { 200 }),
+            SpanSpec::new("api", t, 2, Some(1), INTERNAL, "render"),
+        ];
         harness.produce(&hex::encode([t; 16]), &encode(&spans));
     }
     let requests = "tracewarden_requests_total{service=\"api\",operation=\"GET /r\",environment=\"default\"} 5";
@@ -227,25 +236,44 @@ fn run_consumes_serves_and_shuts_down_cleanly_on_sigterm() {
         if body.contains(requests) && body.contains("tracewarden_traces_forwarded_total 5") {
             assert!(body
                 .contains("tracewarden_faults_total{service=\"api\",operation=\"GET /r\",environment=\"default\"} 1"));
+            assert!(body.contains("tracewarden_traces_closed_total{reason=\"too_large\"} 5"), "{body}");
             break;
         }
         assert!(Instant::now() < deadline, "metrics never reached the expected values:\n{body}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    // One more trace, with its root, still buffered when SIGTERM arrives (the decision wait is
-    // 300 ms): decided and forwarded on the way out.
-    harness.produce(&hex::encode([9u8; 16]), &encode(&[SpanSpec::new("api", 9, 1, None, SERVER, "last")]));
-    while !get(&listen, "/metrics").1.contains("tracewarden_spans_received_total{encoding=\"otlp_proto\"} 6") {
-        assert!(Instant::now() < deadline, "the last trace was never received");
+    // One more trace, with its root and under the span limit: it stays buffered (the gauges are
+    // published every second) until SIGTERM, which decides and forwards it on the way out.
+    let last = hex::encode([9u8; 16]);
+    harness.produce(&last, &encode(&[SpanSpec::new("api", 9, 1, None, SERVER, "last")]));
+    loop {
+        let (_, body) = get(&listen, "/metrics");
+        if body.contains("tracewarden_spans_received_total{encoding=\"otlp_proto\"} 11")
+            && body.contains("tracewarden_buffered_traces 1\n")
+        {
+            assert!(body.contains("tracewarden_traces_forwarded_total 5\n"), "the last trace is not decided yet");
+            assert!(!body.contains("tracewarden_traces_closed_total{reason=\"shutdown\"} 1"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the last trace was never received and buffered:\n{body}");
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert!(
+        harness.read_all("sampled_spans", 5).iter().all(|r| r.key.as_deref() != Some(last.as_bytes())),
+        "the last trace is not forwarded before SIGTERM"
+    );
     terminate(&child);
     let status = child.wait().unwrap();
     let mut logs = String::new();
     child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
     assert!(status.success(), "exit code {status:?}\n{logs}");
     assert!(logs.lines().any(|l| l.starts_with('{') && l.contains("tracewarden running")), "JSON logs: {logs}");
-    assert_eq!(harness.read_all("sampled_spans", 6).len(), 6);
+    let forwarded = harness.read_all("sampled_spans", 6);
+    assert_eq!(forwarded.len(), 6);
+    assert!(
+        forwarded.iter().any(|r| r.key.as_deref() == Some(last.as_bytes())),
+        "the buffered trace was decided and forwarded at shutdown"
+    );
     assert!(harness.committed_to_end(), "offsets committed on the way out");
 }
 
