@@ -518,7 +518,6 @@ fn bad_input_is_dead_lettered_or_counted_and_never_stalls_a_partition() {
 
 #[test]
 fn sampling_rules_keep_faults_and_slow_traces_drop_health_checks_and_rate_the_rest() {
-    use tracewarden::sampling::{randomness, threshold_for};
     let mut harness = Harness::new("sampling");
     harness.config.sampling = toml::from_str(
         r#"
@@ -571,8 +570,12 @@ fn sampling_rules_keep_faults_and_slow_traces_drop_health_checks_and_rate_the_re
             == 250.0
     });
     let rated: Vec<u8> = (1..=250u8).filter(|t| kind(*t) > 2).collect();
-    let rate_kept: BTreeSet<String> =
-        rated.iter().filter(|t| randomness(&[**t; 16]) >= threshold_for(0.25)).map(|t| key(*t)).collect();
+    // p = 0.25 is `th:c`, the rejection threshold 0xc0000000000000 (OpenTelemetry specification,
+    // trace/tracestate-handling.md "Sampling threshold value th"); a trace is kept when its id's
+    // last 56 bits are at least that ("Testing randomness vs threshold"). Trace t's id is 16
+    // bytes t, so its randomness is 0xtttttttttttttt: kept exactly when t ≥ 0xc0.
+    let rate_kept: BTreeSet<String> = rated.iter().filter(|t| **t >= 0xc0).map(|t| key(*t)).collect();
+    assert_eq!(rate_kept.len(), 42, "192 ..= 250 without the tens, ones and twos (fault, slow, health check)");
     assert_eq!(decided("kept", "faults"), 25.0);
     assert_eq!(decided("kept", "slow"), 25.0);
     assert_eq!(decided("dropped", "health-checks"), 25.0);
