@@ -3,7 +3,8 @@
 //! Starts librdkafka's mock cluster (the real Kafka protocol on a loopback port), creates the
 //! input topic, runs the PetClinic generator against it, runs the full pipeline and the HTTP
 //! endpoints, and prints where to look. Faults can be switched off and on while it runs with
-//! `POST /api/demo/faults?enabled=false` (see [`crate::http`]).
+//! `POST /api/demo/faults?enabled=false`, a route of the demo's own ([`fault_switch`]) next to the
+//! pipeline's ([`crate::http::router`]).
 
 use std::net::SocketAddr;
 
@@ -18,6 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::{Query, State};
+use axum::routing::post;
+use axum::{Json, Router};
 use rdkafka::mocking::MockCluster;
 
 use crate::clock::SystemClock;
@@ -144,9 +148,8 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     let stop_http = Arc::new(tokio::sync::Notify::new());
     let (bound, server) = {
         let stop = stop_http.clone();
-        let mut handles = pipeline.handles.clone();
-        handles.demo_faults = Some(faults.clone());
-        crate::http::serve(config.http.listen, handles, async move { stop.notified().await }).await?
+        let app = crate::http::router(pipeline.handles.clone()).merge(fault_switch(faults.clone()));
+        crate::http::serve_router(config.http.listen, app, async move { stop.notified().await }).await?
     };
 
     let stop_generator = Arc::new(AtomicBool::new(false));
@@ -211,6 +214,20 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     let _ = server.await;
     drop(cluster);
     Ok(())
+}
+
+/// `POST /api/demo/faults?enabled=BOOL`: switches the generator's fault injection on or off and
+/// answers `{"faults": BOOL}`.
+pub fn fault_switch(faults: Arc<AtomicBool>) -> Router {
+    #[derive(serde::Deserialize)]
+    struct Toggle {
+        enabled: bool,
+    }
+    async fn set(State(faults): State<Arc<AtomicBool>>, Query(toggle): Query<Toggle>) -> Json<serde_json::Value> {
+        faults.store(toggle.enabled, Ordering::SeqCst);
+        Json(serde_json::json!({ "faults": toggle.enabled }))
+    }
+    Router::new().route("/api/demo/faults", post(set)).with_state(faults)
 }
 
 fn print_summary(handles: &crate::pipeline::Handles, progress: &GenerateProgress, faults: bool) {
