@@ -73,11 +73,13 @@ fn request(addr: &str, method: &str, path: &str, headers: &str) -> (u16, String)
     (status, body)
 }
 
-/// Starts `tracewarden demo`; returns the process and its HTTP address, once it is serving.
-fn spawn_demo(duration: &str, label: &str) -> (std::process::Child, String) {
+/// Starts `tracewarden demo` with `extra` arguments; returns the process and its HTTP address,
+/// once it is serving.
+fn spawn_demo(duration: &str, label: &str, extra: &[&str]) -> (std::process::Child, String) {
     let log = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{label}.log"));
     let mut child = Command::new(BIN)
         .args(["demo", "--duration", duration, "--listen", "127.0.0.1:0", "--rate", "1500"])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -106,7 +108,7 @@ fn spawn_demo(duration: &str, label: &str) -> (std::process::Child, String) {
 
 #[test]
 fn demo_serves_metrics_and_services() {
-    let (child, addr) = spawn_demo("40s", "demo-metrics");
+    let (child, addr) = spawn_demo("40s", "demo-metrics", &[]);
     let (status, _) = get(&addr, "/healthz");
     assert_eq!(status, 200);
 
@@ -164,7 +166,7 @@ fn demo_serves_metrics_and_services() {
 /// after the start, and resolves once `POST /api/demo/faults?enabled=false` stops the faults.
 #[test]
 fn demo_slo_fires_with_faults_and_resolves_when_they_stop() {
-    let (child, addr) = spawn_demo("6m", "demo-slo");
+    let (child, addr) = spawn_demo("6m", "demo-slo", &[]);
     let firing = |tier: &str| {
         let (_, body) = get(&addr, "/api/slos");
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -183,6 +185,69 @@ fn demo_slo_fires_with_faults_and_resolves_when_they_stop() {
     let (status, body) = request(&addr, "POST", "/api/demo/faults?enabled=false", "");
     assert_eq!((status, body.as_str()), (200, r#"{"faults":false}"#));
     wait("page-fast resolves once the faults stop", 240, &|| !firing("page-fast"));
+    terminate(&child);
+    let mut child = child;
+    assert!(child.wait().unwrap().success());
+}
+
+/// `demo --config FILE` runs the file's SLOs, sampling rules and metrics settings in place of the
+/// demo's own, on the in-process cluster: the file's Kafka brokers are not used.
+#[test]
+fn demo_runs_the_slos_rules_and_metrics_settings_of_a_config_file() {
+    let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("demo-config.toml");
+    std::fs::write(
+        &path,
+        r#"
+[kafka]
+brokers = "kafka.invalid:9092"
+
+[window]
+decision_wait = "1s"
+
+[[metrics.exclude]]
+name = "no-vets"
+operation = "GET /vets"
+
+[[sampling.rules]]
+name = "keep-everything"
+keep = "all"
+
+[[slo]]
+name = "frontend-from-the-file"
+service = "frontend"
+sli = "availability"
+goal = 0.9
+window = "1h"
+"#,
+    )
+    .unwrap();
+    let (child, addr) = spawn_demo("60s", "demo-config", &["--config", path.to_str().unwrap()]);
+    let slo_names = || {
+        let json: serde_json::Value = serde_json::from_str(&get(&addr, "/api/slos").1).unwrap();
+        json["slos"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while slo_names().is_empty() {
+        assert!(Instant::now() < deadline, "no SLO evaluated after 30 s");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(slo_names(), ["frontend-from-the-file"], "the file's SLOs, not the demo's");
+    let kept = "tracewarden_traces_decided_total{decision=\"kept\",rule=\"keep-everything\"}";
+    let excluded = "tracewarden_spans_excluded_total{rule=\"no-vets\"}";
+    let metrics = loop {
+        let (_, body) = get(&addr, "/metrics");
+        if body.contains(kept) && body.contains(excluded) {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "the file's rule and exclusion never showed after 30 s:\n{body}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(!metrics.contains("rule=\"dynamic\""), "the demo's sampling rules are replaced");
+    assert!(!metrics.contains("rule=\"elb-health-checks\""), "the demo's exclusions are replaced");
+    assert!(
+        !metrics.contains("tracewarden_requests_total{service=\"frontend\",operation=\"GET /vets\""),
+        "GET /vets is excluded from the service metrics"
+    );
     terminate(&child);
     let mut child = child;
     assert!(child.wait().unwrap().success());
