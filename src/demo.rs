@@ -3,9 +3,11 @@
 //! Starts librdkafka's mock cluster (the real Kafka protocol on a loopback port), creates the
 //! input topic, runs the PetClinic generator against it, runs the full pipeline and the HTTP
 //! endpoints, and prints where to look. Faults can be switched off and on while it runs with
-//! `POST /api/demo/faults?enabled=false` (see [`crate::http`]).
+//! `POST /api/demo/faults?enabled=false`, a route of the demo's own ([`fault_switch`]) next to the
+//! pipeline's ([`crate::http::router`]).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// Prints a line to stdout, ignoring a closed pipe (`tracewarden demo | head` must not panic).
 macro_rules! say {
@@ -18,10 +20,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::{Query, State};
+use axum::routing::post;
+use axum::{Json, Router};
 use rdkafka::mocking::MockCluster;
 
 use crate::clock::SystemClock;
-use crate::config::{Config, HumanDuration};
+use crate::config::{Config, HttpConfig, HumanDuration, KafkaConfig};
 use crate::generate::{GenerateProgress, GenerateSettings, TrafficProfile};
 use crate::model::Encoding;
 
@@ -32,6 +37,9 @@ pub struct DemoOptions {
     /// Spans per second the generator produces.
     pub rate: f64,
     pub partitions: i32,
+    /// A configuration file (`--config`) and what it holds: its sampling rules, SLOs, window and
+    /// metrics settings replace the demo's own (see [`demo_config`]).
+    pub config: Option<(PathBuf, Config)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,15 +54,33 @@ pub enum DemoError {
     Generate(#[from] crate::generate::GenerateError),
 }
 
-/// The demo's configuration: defaults, a shorter decision wait so results show quickly, and a
-/// health-check exclusion like the one a real deployment would have.
-pub fn demo_config(brokers: &str, listen: SocketAddr) -> Config {
+/// The demo's configuration: the in-process cluster, HTTP on `listen`, and either `file`'s
+/// `[[sampling.rules]]`, `[[slo]]`, `[window]` and `[metrics]` (as loaded: defaults where the file
+/// is silent) or, without a file, the demo's own ([`built_in_config`]). A file's `[kafka]`, `[http]`
+/// and `[log]` settings give way to the cluster's, `listen` and the demo's console logs.
+pub fn demo_config(brokers: &str, listen: SocketAddr, file: Option<&Config>) -> Config {
+    let mut config = match file {
+        Some(file) => Config {
+            window: file.window.clone(),
+            metrics: file.metrics.clone(),
+            sampling: file.sampling.clone(),
+            slo: file.slo.clone(),
+            ..Config::default()
+        },
+        None => built_in_config(),
+    };
+    config.kafka =
+        KafkaConfig { brokers: brokers.into(), group_id: "tracewarden-demo".into(), ..KafkaConfig::default() };
+    config.http = HttpConfig { listen };
+    config
+}
+
+/// The demo's own settings: defaults, a shorter decision wait so results show quickly, a
+/// health-check exclusion like the one a real deployment would have, its sampling rules and SLOs.
+pub fn built_in_config() -> Config {
     let mut config = Config::default();
-    config.kafka.brokers = brokers.into();
-    config.kafka.group_id = "tracewarden-demo".into();
     config.window.decision_wait = HumanDuration(Duration::from_secs(2));
     config.window.max_trace_age = HumanDuration(Duration::from_secs(10));
-    config.http.listen = listen;
     config.metrics.exclude = vec![toml::from_str(
         "name = \"elb-health-checks\"\nattribute = { key = \"user_agent.original\", matches = \"ELB-HealthChecker*\" }",
     )
@@ -126,7 +152,7 @@ adjust_every = "5s"
 pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     let cluster = MockCluster::new(1).map_err(DemoError::Cluster)?;
     let brokers = cluster.bootstrap_servers();
-    let config = demo_config(&brokers, options.listen);
+    let config = demo_config(&brokers, options.listen, options.config.as_ref().map(|(_, c)| c));
     // The mock cluster does not serve CreateTopics: create every topic through its own API.
     let topics = config.kafka.input_topics.iter().chain([
         &config.kafka.output_topic,
@@ -144,9 +170,8 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     let stop_http = Arc::new(tokio::sync::Notify::new());
     let (bound, server) = {
         let stop = stop_http.clone();
-        let mut handles = pipeline.handles.clone();
-        handles.demo_faults = Some(faults.clone());
-        crate::http::serve(config.http.listen, handles, async move { stop.notified().await }).await?
+        let app = crate::http::router(pipeline.handles.clone()).merge(fault_switch(faults.clone()));
+        crate::http::serve_router(config.http.listen, app, async move { stop.notified().await }).await?
     };
 
     let stop_generator = Arc::new(AtomicBool::new(false));
@@ -176,7 +201,17 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     say!("  SLOs (JSON):        http://{bound}/api/slos");
     say!("  SLO alerts:         kcat -b {brokers} -C -t {}", config.kafka.alerts_topic);
     say!("  Fault injection:    curl -X POST 'http://{bound}/api/demo/faults?enabled=false'");
+    if let Some((path, _)) = &options.config {
+        say!("  Configuration:      sampling rules, SLOs, window and metrics from {}", path.display());
+    }
     say!("Press Ctrl-C to stop.");
+    let sampling = SamplingSummary {
+        rules: config.sampling.rules.iter().map(|r| r.name.clone()).chain([crate::sampling::NO_MATCH.into()]).collect(),
+        note: match &options.config {
+            None => "every fault and slow trace, no health check, the rest by dynamic sampling".into(),
+            Some((path, _)) => format!("by the rules of {}", path.display()),
+        },
+    };
 
     let started = tokio::time::Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_secs(10));
@@ -184,7 +219,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     loop {
         tokio::select! {
             _ = ticker.tick() => {
-                print_summary(&pipeline.handles, &progress, faults.load(Ordering::Relaxed));
+                print_summary(&pipeline.handles, &progress, faults.load(Ordering::Relaxed), &sampling);
             }
             _ = crate::shutdown_signal() => break,
             _ = async {
@@ -206,21 +241,44 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     }
     let handles = pipeline.handles.clone();
     tokio::task::spawn_blocking(move || pipeline.stop()).await.expect("pipeline stop task")?;
-    print_summary(&handles, &progress, faults.load(Ordering::Relaxed));
+    print_summary(&handles, &progress, faults.load(Ordering::Relaxed), &sampling);
     stop_http.notify_waiters();
     let _ = server.await;
     drop(cluster);
     Ok(())
 }
 
-fn print_summary(handles: &crate::pipeline::Handles, progress: &GenerateProgress, faults: bool) {
+/// `POST /api/demo/faults?enabled=BOOL`: switches the generator's fault injection on or off and
+/// answers `{"faults": BOOL}`.
+pub fn fault_switch(faults: Arc<AtomicBool>) -> Router {
+    #[derive(serde::Deserialize)]
+    struct Toggle {
+        enabled: bool,
+    }
+    async fn set(State(faults): State<Arc<AtomicBool>>, Query(toggle): Query<Toggle>) -> Json<serde_json::Value> {
+        faults.store(toggle.enabled, Ordering::SeqCst);
+        Json(serde_json::json!({ "faults": toggle.enabled }))
+    }
+    Router::new().route("/api/demo/faults", post(set)).with_state(faults)
+}
+
+/// What the periodic summary says about sampling: the rules whose decisions it adds up, and how
+/// they decide.
+struct SamplingSummary {
+    rules: Vec<String>,
+    note: String,
+}
+
+fn print_summary(
+    handles: &crate::pipeline::Handles,
+    progress: &GenerateProgress,
+    faults: bool,
+    sampling: &SamplingSummary,
+) {
     let t = &handles.telemetry;
     let received = t.spans_received.with_label_values(&["otlp_proto"]).get();
     let decided = |decision: &str| -> u64 {
-        ["keep-faults", "keep-slow", "drop-health-checks", "dynamic", crate::sampling::NO_MATCH]
-            .iter()
-            .map(|rule| t.traces_decided.with_label_values(&[decision, rule]).get())
-            .sum()
+        sampling.rules.iter().map(|rule| t.traces_decided.with_label_values(&[decision, rule.as_str()]).get()).sum()
     };
     let (kept, dropped) = (decided("kept"), decided("dropped"));
     say!(
@@ -235,9 +293,10 @@ fn print_summary(handles: &crate::pipeline::Handles, progress: &GenerateProgress
     );
     if kept + dropped > 0 {
         say!(
-            "  tail sampling: kept {kept} of {} traces ({:.1}%): every fault and slow trace, no health check, the rest by dynamic sampling",
+            "  tail sampling: kept {kept} of {} traces ({:.1}%): {}",
             kept + dropped,
-            100.0 * kept as f64 / (kept + dropped) as f64
+            100.0 * kept as f64 / (kept + dropped) as f64,
+            sampling.note
         );
     }
     let now = handles.clock.now();

@@ -37,6 +37,12 @@ enum Command {
     },
     /// Everything in one process: in-process Kafka, traffic generator, pipeline, HTTP endpoints.
     Demo {
+        /// Configuration file (TOML, read as `run` reads it): its [[sampling.rules]], [[slo]],
+        /// [window] and [metrics] replace the demo's own (defaults where the file is silent); its
+        /// [kafka], [http] and [log] settings give way to the in-process cluster, --listen and the
+        /// demo's console logs.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
         /// HTTP address of the endpoints.
         #[arg(long, default_value = "127.0.0.1:9464")]
         listen: SocketAddr,
@@ -112,9 +118,16 @@ fn main() -> ExitCode {
             init_logging(&config.log.level, config.log.format);
             exit(runtime().and_then(|rt| rt.block_on(run(config))))
         }
-        Command::Demo { listen, duration, rate } => {
+        Command::Demo { config, listen, duration, rate } => {
+            let config = match config.map(|path| Config::load(Some(&path)).map(|c| (path, c))).transpose() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(1);
+                }
+            };
             init_logging("info,librdkafka=warn,rdkafka=warn", LogFormat::Pretty);
-            let options = tracewarden::demo::DemoOptions { listen, duration, rate, partitions: 4 };
+            let options = tracewarden::demo::DemoOptions { listen, duration, rate, partitions: 4, config };
             exit(runtime().and_then(|rt| rt.block_on(async { Ok(tracewarden::demo::run(options).await?) })))
         }
         Command::Generate { brokers, topic, rate, duration, encoding, fault_rate, seed } => {

@@ -265,8 +265,6 @@ pub struct Handles {
     pub telemetry: Arc<PipelineMetrics>,
     pub ready: Arc<Readiness>,
     pub clock: SharedClock,
-    /// The demo's fault-injection switch (`POST /api/demo/faults`); `None` outside the demo.
-    pub demo_faults: Option<Arc<AtomicBool>>,
 }
 
 /// A started pipeline.
@@ -413,9 +411,5 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
             .name("tracewarden-pipeline".into())
             .spawn(move || crate::source::run(settings, worker, telemetry, ready, shutdown))?
     };
-    Ok(Pipeline {
-        handles: Handles { signals, slos, telemetry, ready, clock, demo_faults: None },
-        shutdown,
-        worker: Some(thread),
-    })
+    Ok(Pipeline { handles: Handles { signals, slos, telemetry, ready, clock }, shutdown, worker: Some(thread) })
 }

@@ -73,11 +73,13 @@ fn request(addr: &str, method: &str, path: &str, headers: &str) -> (u16, String)
     (status, body)
 }
 
-/// Starts `tracewarden demo`; returns the process and its HTTP address, once it is serving.
-fn spawn_demo(duration: &str, label: &str) -> (std::process::Child, String) {
+/// Starts `tracewarden demo` with `extra` arguments; returns the process and its HTTP address,
+/// once it is serving.
+fn spawn_demo(duration: &str, label: &str, extra: &[&str]) -> (std::process::Child, String) {
     let log = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{label}.log"));
     let mut child = Command::new(BIN)
         .args(["demo", "--duration", duration, "--listen", "127.0.0.1:0", "--rate", "1500"])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -106,7 +108,7 @@ fn spawn_demo(duration: &str, label: &str) -> (std::process::Child, String) {
 
 #[test]
 fn demo_serves_metrics_and_services() {
-    let (child, addr) = spawn_demo("40s", "demo-metrics");
+    let (child, addr) = spawn_demo("40s", "demo-metrics", &[]);
     let (status, _) = get(&addr, "/healthz");
     assert_eq!(status, 200);
 
@@ -164,7 +166,7 @@ fn demo_serves_metrics_and_services() {
 /// after the start, and resolves once `POST /api/demo/faults?enabled=false` stops the faults.
 #[test]
 fn demo_slo_fires_with_faults_and_resolves_when_they_stop() {
-    let (child, addr) = spawn_demo("6m", "demo-slo");
+    let (child, addr) = spawn_demo("6m", "demo-slo", &[]);
     let firing = |tier: &str| {
         let (_, body) = get(&addr, "/api/slos");
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -188,6 +190,69 @@ fn demo_slo_fires_with_faults_and_resolves_when_they_stop() {
     assert!(child.wait().unwrap().success());
 }
 
+/// `demo --config FILE` runs the file's SLOs, sampling rules and metrics settings in place of the
+/// demo's own, on the in-process cluster: the file's Kafka brokers are not used.
+#[test]
+fn demo_runs_the_slos_rules_and_metrics_settings_of_a_config_file() {
+    let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("demo-config.toml");
+    std::fs::write(
+        &path,
+        r#"
+[kafka]
+brokers = "kafka.invalid:9092"
+
+[window]
+decision_wait = "1s"
+
+[[metrics.exclude]]
+name = "no-vets"
+operation = "GET /vets"
+
+[[sampling.rules]]
+name = "keep-everything"
+keep = "all"
+
+[[slo]]
+name = "frontend-from-the-file"
+service = "frontend"
+sli = "availability"
+goal = 0.9
+window = "1h"
+"#,
+    )
+    .unwrap();
+    let (child, addr) = spawn_demo("60s", "demo-config", &["--config", path.to_str().unwrap()]);
+    let slo_names = || {
+        let json: serde_json::Value = serde_json::from_str(&get(&addr, "/api/slos").1).unwrap();
+        json["slos"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while slo_names().is_empty() {
+        assert!(Instant::now() < deadline, "no SLO evaluated after 30 s");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(slo_names(), ["frontend-from-the-file"], "the file's SLOs, not the demo's");
+    let kept = "tracewarden_traces_decided_total{decision=\"kept\",rule=\"keep-everything\"}";
+    let excluded = "tracewarden_spans_excluded_total{rule=\"no-vets\"}";
+    let metrics = loop {
+        let (_, body) = get(&addr, "/metrics");
+        if body.contains(kept) && body.contains(excluded) {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "the file's rule and exclusion never showed after 30 s:\n{body}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(!metrics.contains("rule=\"dynamic\""), "the demo's sampling rules are replaced");
+    assert!(!metrics.contains("rule=\"elb-health-checks\""), "the demo's exclusions are replaced");
+    assert!(
+        !metrics.contains("tracewarden_requests_total{service=\"frontend\",operation=\"GET /vets\""),
+        "GET /vets is excluded from the service metrics"
+    );
+    terminate(&child);
+    let mut child = child;
+    assert!(child.wait().unwrap().success());
+}
+
 /// Sends SIGTERM (graceful shutdown) without extra dependencies.
 fn terminate(child: &std::process::Child) {
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
@@ -195,9 +260,13 @@ fn terminate(child: &std::process::Child) {
 
 mod common;
 
+/// `tracewarden run` as deployed: consumes, serves exact metrics, and on SIGTERM decides the
+/// traces still buffered, forwards them and commits. The decision wait is an hour, so the only
+/// ways out of the window while the test runs are `window.max_spans_per_trace` (two spans: the
+/// first five traces, decided at once as `too_large`) and the shutdown (the last trace, one span).
 #[test]
 fn run_consumes_serves_and_shuts_down_cleanly_on_sigterm() {
-    use tracewarden::testing::{encode, SpanSpec, SERVER};
+    use tracewarden::testing::{encode, SpanSpec, INTERNAL, SERVER};
     let harness = common::Harness::new("cli-run");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let listen = format!("127.0.0.1:{port}");
@@ -206,7 +275,9 @@ fn run_consumes_serves_and_shuts_down_cleanly_on_sigterm() {
         .env("TRACEWARDEN__KAFKA__BROKERS", &harness.brokers)
         .env("TRACEWARDEN__KAFKA__GROUP_ID", "cli-run")
         .env("TRACEWARDEN__HTTP__LISTEN", &listen)
-        .env("TRACEWARDEN__WINDOW__DECISION_WAIT", "300ms")
+        .env("TRACEWARDEN__WINDOW__DECISION_WAIT", "1h")
+        .env("TRACEWARDEN__WINDOW__MAX_TRACE_AGE", "2h")
+        .env("TRACEWARDEN__WINDOW__MAX_SPANS_PER_TRACE", "2")
         .env("TRACEWARDEN__LOG__FORMAT", "json")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -218,7 +289,10 @@ fn run_consumes_serves_and_shuts_down_cleanly_on_sigterm() {
         std::thread::sleep(Duration::from_millis(100));
     }
     for t in 1..=5u8 {
-        let spans = [SpanSpec::new("api", t, 1, None, SERVER, "x").http("GET", "/r", if t == 1 { 500 } else { 200 })];
+        let spans = [
+            SpanSpec::new("api", t, 1, None, SERVER, "x").http("GET", "/r", if t == 1 { 500 } else { 200 }),
+            SpanSpec::new("api", t, 2, Some(1), INTERNAL, "render"),
+        ];
         harness.produce(&hex::encode([t; 16]), &encode(&spans));
     }
     let requests = "tracewarden_requests_total{service=\"api\",operation=\"GET /r\",environment=\"default\"} 5";
@@ -227,25 +301,44 @@ fn run_consumes_serves_and_shuts_down_cleanly_on_sigterm() {
         if body.contains(requests) && body.contains("tracewarden_traces_forwarded_total 5") {
             assert!(body
                 .contains("tracewarden_faults_total{service=\"api\",operation=\"GET /r\",environment=\"default\"} 1"));
+            assert!(body.contains("tracewarden_traces_closed_total{reason=\"too_large\"} 5"), "{body}");
             break;
         }
         assert!(Instant::now() < deadline, "metrics never reached the expected values:\n{body}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    // One more trace, with its root, still buffered when SIGTERM arrives (the decision wait is
-    // 300 ms): decided and forwarded on the way out.
-    harness.produce(&hex::encode([9u8; 16]), &encode(&[SpanSpec::new("api", 9, 1, None, SERVER, "last")]));
-    while !get(&listen, "/metrics").1.contains("tracewarden_spans_received_total{encoding=\"otlp_proto\"} 6") {
-        assert!(Instant::now() < deadline, "the last trace was never received");
+    // One more trace, with its root and under the span limit: it stays buffered (the gauges are
+    // published every second) until SIGTERM, which decides and forwards it on the way out.
+    let last = hex::encode([9u8; 16]);
+    harness.produce(&last, &encode(&[SpanSpec::new("api", 9, 1, None, SERVER, "last")]));
+    loop {
+        let (_, body) = get(&listen, "/metrics");
+        if body.contains("tracewarden_spans_received_total{encoding=\"otlp_proto\"} 11")
+            && body.contains("tracewarden_buffered_traces 1\n")
+        {
+            assert!(body.contains("tracewarden_traces_forwarded_total 5\n"), "the last trace is not decided yet");
+            assert!(!body.contains("tracewarden_traces_closed_total{reason=\"shutdown\"} 1"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the last trace was never received and buffered:\n{body}");
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert!(
+        harness.read_all("sampled_spans", 5).iter().all(|r| r.key.as_deref() != Some(last.as_bytes())),
+        "the last trace is not forwarded before SIGTERM"
+    );
     terminate(&child);
     let status = child.wait().unwrap();
     let mut logs = String::new();
     child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
     assert!(status.success(), "exit code {status:?}\n{logs}");
     assert!(logs.lines().any(|l| l.starts_with('{') && l.contains("tracewarden running")), "JSON logs: {logs}");
-    assert_eq!(harness.read_all("sampled_spans", 6).len(), 6);
+    let forwarded = harness.read_all("sampled_spans", 6);
+    assert_eq!(forwarded.len(), 6);
+    assert!(
+        forwarded.iter().any(|r| r.key.as_deref() == Some(last.as_bytes())),
+        "the buffered trace was decided and forwarded at shutdown"
+    );
     assert!(harness.committed_to_end(), "offsets committed on the way out");
 }
 

@@ -298,14 +298,15 @@ fn late_spans_follow_and_shutdown_hands_root_less_traces_over() {
     );
 
     // At shutdown, a trace with its root is decided; a root-less one (its root may still be on its
-    // way) is handed over undecided: the committed offset stays before it, and the next instance
-    // of the group reads it whole.
+    // way) is handed over undecided: the committed offset stays before its first message, and the
+    // next instance of the group reads it whole. It arrives in two messages, so a commit between
+    // them would leave the next owner half a trace.
     let rooted = SpanSpec::new("api", 3, 1, None, SERVER, "GET /c");
     harness.produce(&key(3), &encode(&[rooted]));
-    let orphan = SpanSpec::new("api", 2, 5, Some(4), SERVER, "GET /b");
-    harness.produce(&key(2), &encode(&[orphan]));
+    harness.produce(&key(2), &encode(&[SpanSpec::new("api", 2, 5, Some(4), SERVER, "GET /b")]));
+    harness.produce(&key(2), &encode(&[SpanSpec::new("api", 2, 6, Some(5), CLIENT, "SELECT")]));
     wait_for("both buffered", || {
-        metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]) == Some(4.0)
+        metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]) == Some(5.0)
     });
     let telemetry = pipeline.handles.telemetry.clone();
     let ready = pipeline.handles.ready.clone();
@@ -313,19 +314,42 @@ fn late_spans_follow_and_shutdown_hands_root_less_traces_over() {
     assert!(!ready.is_ready() && ready.assignment().is_empty(), "not ready once stopped");
     assert_eq!(telemetry.traces_closed.with_label_values(&["shutdown"]).get(), 1, "the rooted trace");
     assert_eq!(telemetry.traces_handed_over.get(), 1, "the root-less trace");
+    let exported = telemetry.registry.gather();
+    let handed_over = exported.iter().find(|f| f.name() == "tracewarden_traces_handed_over_total");
+    assert_eq!(handed_over.map(|f| f.get_metric()[0].get_counter().get_value()), Some(1.0), "on /metrics too");
     assert_eq!(telemetry.traces_forwarded.get(), 3);
-    let end = harness.end_offsets();
-    assert_ne!(harness.committed(), end, "the handed-over trace's message is not committed");
+    let input = harness.read_all(INPUT, 5);
+    let orphan: Vec<&Record> = input.iter().filter(|r| r.key.as_deref() == Some(key(2).as_bytes())).collect();
+    assert_eq!(orphan.len(), 2, "the root-less trace's two messages");
+    assert_eq!(orphan[0].partition, orphan[1].partition, "keyed by trace id: one partition");
+    let (partition, first) = (orphan[0].partition, orphan.iter().map(|r| r.offset).min().unwrap());
+    let committed = harness.committed()[partition as usize];
+    assert!(
+        committed <= first,
+        "partition {partition}: committed {committed} passes the handed-over trace's first message at {first}"
+    );
 
     let restarted = harness.start();
     wait_for("the handed-over trace to be read again", || {
-        metric(&restarted, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]) == Some(1.0)
+        metric(&restarted, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]) == Some(2.0)
     });
     harness.advance(Duration::from_secs(31));
     wait_for("it to be forwarded", || metric(&restarted, "tracewarden_traces_forwarded_total", &[]) == Some(1.0));
     assert_eq!(metric(&restarted, "tracewarden_traces_closed_total", &[("reason", "timeout")]), Some(1.0));
+    assert_eq!(metric(&restarted, "tracewarden_spans_forwarded_total", &[]), Some(2.0));
     let output = harness.read_all("sampled_spans", 4);
     assert_eq!(output.len(), 4, "nothing lost, nothing forwarded twice");
+    let handed_over: Vec<&Record> = output.iter().filter(|r| r.key.as_deref() == Some(key(2).as_bytes())).collect();
+    assert_eq!(handed_over.len(), 1, "the handed-over trace forwarded once, by the next owner");
+    let data = TracesData::decode(&handed_over[0].payload[..]).unwrap();
+    let span_ids: BTreeSet<Vec<u8>> = data
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .map(|s| s.span_id.clone())
+        .collect();
+    assert_eq!(span_ids.len(), 2, "whole: both of its spans in one message");
     wait_for("everything committed", || harness.committed_to_end());
     restarted.stop().unwrap();
 }
@@ -494,7 +518,6 @@ fn bad_input_is_dead_lettered_or_counted_and_never_stalls_a_partition() {
 
 #[test]
 fn sampling_rules_keep_faults_and_slow_traces_drop_health_checks_and_rate_the_rest() {
-    use tracewarden::sampling::{randomness, threshold_for};
     let mut harness = Harness::new("sampling");
     harness.config.sampling = toml::from_str(
         r#"
@@ -547,8 +570,12 @@ fn sampling_rules_keep_faults_and_slow_traces_drop_health_checks_and_rate_the_re
             == 250.0
     });
     let rated: Vec<u8> = (1..=250u8).filter(|t| kind(*t) > 2).collect();
-    let rate_kept: BTreeSet<String> =
-        rated.iter().filter(|t| randomness(&[**t; 16]) >= threshold_for(0.25)).map(|t| key(*t)).collect();
+    // p = 0.25 is `th:c`, the rejection threshold 0xc0000000000000 (OpenTelemetry specification,
+    // trace/tracestate-handling.md "Sampling threshold value th"); a trace is kept when its id's
+    // last 56 bits are at least that ("Testing randomness vs threshold"). Trace t's id is 16
+    // bytes t, so its randomness is 0xtttttttttttttt: kept exactly when t ≥ 0xc0.
+    let rate_kept: BTreeSet<String> = rated.iter().filter(|t| **t >= 0xc0).map(|t| key(*t)).collect();
+    assert_eq!(rate_kept.len(), 42, "192 ..= 250 without the tens, ones and twos (fault, slow, health check)");
     assert_eq!(decided("kept", "faults"), 25.0);
     assert_eq!(decided("kept", "slow"), 25.0);
     assert_eq!(decided("dropped", "health-checks"), 25.0);

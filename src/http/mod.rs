@@ -1,12 +1,12 @@
-//! HTTP: `/metrics`, `/healthz`, `/readyz`, `/api/services` (interfaces.md "HTTP").
+//! HTTP: `/metrics`, `/healthz`, `/readyz`, `/api/services`, `/api/slos` (interfaces.md "HTTP").
 //!
-//! [`serve`] is the one entry point. Handlers only read shared state: the registry (which renders
-//! the signal store at scrape time), the readiness flag and the signal store.
+//! [`serve`] is the entry point; [`router`] and [`serve_router`] let a caller add routes of its
+//! own (the demo's fault switch). Handlers only read shared state: the registry (which renders
+//! the signal store at scrape time), the readiness flag, the signal store and the SLO engine.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -34,20 +34,27 @@ pub fn router(handles: Handles) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/services", get(services))
         .route("/api/slos", get(slos))
-        .route("/api/demo/faults", axum::routing::post(demo_faults))
         .with_state(handles)
 }
 
-/// Binds `addr` and serves until `shutdown` resolves. Returns the bound address (port 0 allowed)
-/// and the server task.
+/// Binds `addr` and serves [`router`] until `shutdown` resolves. Returns the bound address (port
+/// 0 allowed) and the server task.
 pub async fn serve(
     addr: SocketAddr,
     handles: Handles,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), HttpError> {
+    serve_router(addr, router(handles), shutdown).await
+}
+
+/// Binds `addr` and serves `app` until `shutdown` resolves, as [`serve`] does.
+pub async fn serve_router(
+    addr: SocketAddr,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), HttpError> {
     let listener = TcpListener::bind(addr).await.map_err(|source| HttpError::Bind { addr, source })?;
     let bound = listener.local_addr().map_err(|source| HttpError::Bind { addr, source })?;
-    let app = router(handles);
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
             tracing::error!(error = %e, "HTTP server failed");
@@ -100,22 +107,6 @@ async fn services(State(handles): State<Handles>) -> Response {
     .await
     .unwrap_or_default();
     Json(serde_json::json!({ "services": summaries })).into_response()
-}
-
-#[derive(serde::Deserialize)]
-struct FaultToggle {
-    enabled: bool,
-}
-
-/// The demo's fault-injection switch; 404 outside the demo.
-async fn demo_faults(State(handles): State<Handles>, Query(toggle): Query<FaultToggle>) -> Response {
-    match &handles.demo_faults {
-        Some(flag) => {
-            flag.store(toggle.enabled, Ordering::SeqCst);
-            Json(serde_json::json!({ "faults": toggle.enabled })).into_response()
-        }
-        None => (StatusCode::NOT_FOUND, "fault injection exists only in `tracewarden demo`\n").into_response(),
-    }
 }
 
 async fn slos(State(handles): State<Handles>) -> Response {

@@ -108,35 +108,114 @@ fn random_ids(n: usize, seed: u64) -> Vec<[u8; 16]> {
     (0..n).map(|_| rng.random()).collect()
 }
 
+/// A trace id's randomness as the OpenTelemetry specification defines it, written out here so the
+/// tests do not take it from the code under test: the least-significant 56 bits of the id
+/// (`specification/trace/tracestate-probability-sampling.md`, "Randomness Value (R)").
+fn spec_randomness(id: &[u8; 16]) -> u64 {
+    id[9..].iter().fold(0, |r, b| r << 8 | u64::from(*b))
+}
+
 #[test]
 fn rate_is_deterministic_accurate_and_marked_in_tracestate() {
+    // p = 0.1: rejection threshold (1 − 0.1)·2^56 = 0xe6666666666666.66…, whole part
+    // (tracestate-handling.md, "Sampling threshold value th": Threshold = MaxAdjustedCount·(1 − p)).
+    const THRESHOLD: u64 = 0xe6666666666666;
     let rules = "[[rules]]\nname = \"default\"\nkeep = \"rate\"\nrate = 0.1";
     let (mut a, mut b) = (sampler(rules), sampler(rules));
-    let template = checkout(200, 1);
     let ids = random_ids(100_000, 1);
     let mut kept = 0;
     for id in &ids {
         let t = with_id(checkout(200, 1), *id);
         let (da, db) = (a.decide(&t, T), b.decide(&t, T));
         assert_eq!(da, db, "every instance decides the same");
-        assert_eq!(da.keep, randomness(id) >= threshold_for(0.1), "the OpenTelemetry consistent rule");
+        // "Testing randomness vs threshold": sample when randomness >= threshold.
+        assert_eq!(da.keep, spec_randomness(id) >= THRESHOLD, "the OpenTelemetry consistent rule");
         if da.keep {
             kept += 1;
             assert!((da.sample_rate - 10.0).abs() < 1e-9);
-            assert_eq!(da.threshold, Some(threshold_for(0.1)));
+            assert_eq!(da.threshold, Some(THRESHOLD));
         }
     }
-    drop(template);
     // Binomial(100 000, 0.1): σ ≈ 95; allow 5σ.
     assert!((kept as f64 - 10_000.0).abs() < 475.0, "kept {kept}");
-    assert_eq!(threshold_for(0.1), 0xe6666666666666);
-    assert_eq!(tracestate_with_threshold("", threshold_for(0.1)), "ot=th:e6666666666666");
-    assert_eq!(tracestate_with_threshold("", threshold_for(0.5)), "ot=th:8");
-    assert_eq!(tracestate_with_threshold("", 0), "ot=th:0");
+    assert_eq!(tracestate_with_threshold("", THRESHOLD), "ot=th:e6666666666666");
     assert_eq!(
-        tracestate_with_threshold("vendor=x, ot=rv:abcdef;th:c , other=y", threshold_for(0.25)),
+        tracestate_with_threshold("vendor=x, ot=rv:abcdef;th:c , other=y", 0xc0000000000000),
         "ot=th:c;rv:abcdef,vendor=x,other=y"
     );
+}
+
+/// The 1-in-N table of `specification/trace/tracestate-probability-sampling.md`, "Converting
+/// floating-point probability to threshold value": input probability and its threshold rounded to
+/// precision 3, 4 and 5 (more digits where the threshold starts with f's; trailing zeros removed).
+const SPEC_THRESHOLD_TABLE: [(f64, [&str; 3]); 13] = [
+    (1.0, ["0", "0", "0"]),
+    (0.5, ["8", "8", "8"]),
+    (0.3333333333333333, ["aab", "aaab", "aaaab"]),
+    (0.25, ["c", "c", "c"]),
+    (0.2, ["ccd", "cccd", "ccccd"]),
+    (0.125, ["e", "e", "e"]),
+    (0.1, ["e66", "e666", "e6666"]),
+    (0.0625, ["f", "f", "f"]),
+    (0.01, ["fd71", "fd70a", "fd70a4"]),
+    (0.001, ["ffbe7", "ffbe77", "ffbe76d"]),
+    (0.0001, ["fff972", "fff9724", "fff97247"]),
+    (0.00001, ["ffff584", "ffff583a", "ffff583a5"]),
+    (0.000001, ["ffffef4", "ffffef39", "ffffef391"]),
+];
+
+#[test]
+fn thresholds_match_the_opentelemetry_specification() {
+    // tracestate writes the threshold in full (14 digits, trailing zeros removed); the table's
+    // entries are that threshold rounded half up to their number of digits.
+    let rounded = |threshold: u64, digits: usize| {
+        let shift = 4 * (14 - digits as u32);
+        let half = (1u64 << shift) >> 1;
+        format!("{:0digits$x}", (threshold + half) >> shift)
+    };
+    for (probability, entries) in SPEC_THRESHOLD_TABLE {
+        let threshold = threshold_for(probability);
+        for expected in entries {
+            assert_eq!(rounded(threshold, expected.len()), expected, "p = {probability}: threshold {threshold:#016x}");
+        }
+    }
+    // Exact ones, through a rule: `th` as the specification writes it, and the adjusted count
+    // (sample rate) 2^56 / (2^56 − threshold) = 1/p ("Converting threshold to an adjusted count").
+    let kept_by_any_rate = [0xff; 16];
+    for (probability, th, adjusted_count) in [(0.5, "8", 2.0), (0.25, "c", 4.0), (0.125, "e", 8.0), (0.0625, "f", 16.0)]
+    {
+        let mut s = sampler(&format!("[[rules]]\nname = \"r\"\nkeep = \"rate\"\nrate = {probability}"));
+        let d = s.decide(&with_id(checkout(200, 1), kept_by_any_rate), T);
+        assert!(d.keep);
+        assert_eq!(tracestate_with_threshold("", d.threshold.unwrap()), format!("ot=th:{th}"), "p = {probability}");
+        assert_eq!(d.sample_rate, adjusted_count, "p = {probability}");
+    }
+    // tracestate-handling.md: "ot=th:0" is 100 % sampling; "ot=th:c" is 25 % (threshold
+    // 0xc0000000000000, 75 % rejected).
+    assert_eq!(tracestate_with_threshold("", threshold_for(1.0)), "ot=th:0");
+    assert_eq!(threshold_for(0.25), 0xc0000000000000);
+    // tracestate-probability-sampling.md, "Rejection Threshold (T)": 1 % at 5 digits of precision
+    // (one more for the leading f) is 0xfd70a400000000, `ot=th:fd70a4`.
+    assert_eq!(rounded(threshold_for(0.01), 6), "fd70a4");
+}
+
+#[test]
+fn the_specifications_randomness_example_is_kept_from_56_9_percent() {
+    // tracestate-handling.md, "Explicit randomness value rv": randomness 0x6e6d1a75832a2f (43.1 % of
+    // 2^56) "supports making a consistent positive sampling decision at probabilities ranging
+    // from 56.9% through 100% ... the same as for a hexadecimal TraceID ending in 6e6d1a75832a2f".
+    let id: [u8; 16] = hex::decode("4bf92f3577b34da6a36e6d1a75832a2f").unwrap().try_into().unwrap();
+    assert_eq!(randomness(&id), 0x6e6d1a75832a2f);
+    let decide = |probability: f64| {
+        let mut s = sampler(&format!("[[rules]]\nname = \"r\"\nkeep = \"rate\"\nrate = {probability}"));
+        s.decide(&with_id(checkout(200, 1), id), T).keep
+    };
+    for kept in [1.0, 0.75, 0.6, 0.569] {
+        assert!(decide(kept), "kept at p = {kept}");
+    }
+    for dropped in [0.568, 0.5, 0.25, 0.1] {
+        assert!(!decide(dropped), "dropped at p = {dropped}");
+    }
 }
 
 #[test]
