@@ -1,20 +1,22 @@
 //! Configuration: a TOML file overridden by `TRACEWARDEN__SECTION__KEY` environment variables
 //! (interfaces.md "Configuration").
 //!
-//! Every struct denies unknown keys; every error names the key (`window.decision_wait`) and the
-//! expected form. [`Config::validate`] checks the rules that span fields and returns every problem
-//! at once, so `tracewarden check-config` can explain them all.
+//! Each component's section sits beside its logic (`[kafka]` in [`crate::kafka_client`], `[window]`
+//! in [`crate::assemble`], `[metrics]` in [`crate::signals`], `[http]` in [`crate::http`],
+//! `[[sampling.rules]]` in [`crate::sampling`], `[[slo]]` in [`crate::slo`]), each default next to
+//! its field; this module composes them. Every struct denies unknown keys; every error names the
+//! key (`window.decision_wait`) and the expected form. [`Config::validate`] returns every problem at
+//! once, so `tracewarden check-config` can explain them all.
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::assemble::WindowLimits;
+pub use crate::assemble::WindowConfig;
+pub use crate::http::HttpConfig;
 pub use crate::kafka_client::KafkaConfig;
 pub use crate::settings::{secs, HumanDuration, Problem};
-use crate::signals::{ExcludeRule, SignalSettings};
+pub use crate::signals::MetricsConfig;
 
 /// The whole configuration.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -28,109 +30,6 @@ pub struct Config {
     pub slo: Vec<crate::slo::config::SloConfig>,
     pub http: HttpConfig,
     pub log: LogConfig,
-}
-
-/// `[window]`: the assembly window (sampling.md).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WindowConfig {
-    /// A trace whose root arrived is decided after this long without a new span. Default `5s`.
-    pub decision_wait: HumanDuration,
-    /// A trace is decided this long after its first span at the latest. Default `30s`;
-    /// must exceed `decision_wait`.
-    pub max_trace_age: HumanDuration,
-    /// A trace is decided when it holds this many spans. Default 10 000; at least 1.
-    pub max_spans_per_trace: usize,
-    /// The store never holds more spans; the oldest traces are decided early. Default 2 000 000;
-    /// at least `max_spans_per_trace`.
-    pub max_buffered_spans: usize,
-    /// Kept trace ids remembered for late spans. Default 100 000.
-    pub decision_cache_kept: usize,
-    /// Dropped trace ids remembered for late spans (8 bytes each). Default 1 000 000.
-    pub decision_cache_dropped: usize,
-}
-
-impl Default for WindowConfig {
-    fn default() -> Self {
-        Self {
-            decision_wait: secs(5),
-            max_trace_age: secs(30),
-            max_spans_per_trace: 10_000,
-            max_buffered_spans: 2_000_000,
-            decision_cache_kept: 100_000,
-            decision_cache_dropped: 1_000_000,
-        }
-    }
-}
-
-impl WindowConfig {
-    pub fn limits(&self) -> WindowLimits {
-        WindowLimits {
-            decision_wait: self.decision_wait.0,
-            max_trace_age: self.max_trace_age.0,
-            max_spans_per_trace: self.max_spans_per_trace,
-            max_buffered_spans: self.max_buffered_spans,
-            decision_cache_kept: self.decision_cache_kept,
-            decision_cache_dropped: self.decision_cache_dropped,
-        }
-    }
-}
-
-/// `[metrics]`: service and dependency metrics (signals.md).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MetricsConfig {
-    /// Window of the HDR quantiles and availability gauges. Default `60s`; at least `1s`.
-    pub window: HumanDuration,
-    /// Upper bounds (seconds) of the classic latency histogram buckets, strictly increasing.
-    /// Default `[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]`.
-    pub latency_buckets: Vec<f64>,
-    /// Series per metric family; beyond it spans count under `operation="__overflow__"`.
-    /// Default 10 000; at least 1.
-    pub max_series: usize,
-    /// A series idle this long is removed. Default `15m`; at least `metrics.window`.
-    pub series_ttl: HumanDuration,
-    /// Exclusion rules (`[[metrics.exclude]]`): matching spans are counted only in
-    /// `tracewarden_spans_excluded_total{rule}`. Default none.
-    pub exclude: Vec<ExcludeRule>,
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        Self {
-            window: secs(60),
-            latency_buckets: vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
-            max_series: 10_000,
-            series_ttl: secs(15 * 60),
-            exclude: Vec::new(),
-        }
-    }
-}
-
-impl MetricsConfig {
-    pub fn settings(&self) -> SignalSettings {
-        SignalSettings {
-            window: self.window.0,
-            latency_buckets: self.latency_buckets.clone(),
-            max_series: self.max_series,
-            series_ttl: self.series_ttl.0,
-            exclude: self.exclude.clone(),
-        }
-    }
-}
-
-/// `[http]`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
-    /// Address of `/metrics`, `/healthz`, `/readyz`, `/api/*`. Default `127.0.0.1:9464`.
-    pub listen: SocketAddr,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self { listen: "127.0.0.1:9464".parse().expect("valid default address") }
-    }
 }
 
 /// `[log]`.
@@ -247,90 +146,9 @@ impl Config {
     /// Rules that span fields; every problem is reported.
     pub fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
-        let mut check = |ok: bool, key: &str, message: String| {
-            if !ok {
-                problems.push(Problem { key: key.into(), message });
-            }
-        };
-        let k = &self.kafka;
-        check(!k.brokers.trim().is_empty(), "kafka.brokers", "must name at least one broker (host:port)".into());
-        check(!k.group_id.trim().is_empty(), "kafka.group_id", "must not be empty".into());
-        check(!k.input_topics.is_empty(), "kafka.input_topics", "must list at least one topic".into());
-        for (key, topic) in [
-            ("kafka.output_topic", &k.output_topic),
-            ("kafka.alerts_topic", &k.alerts_topic),
-            ("kafka.dead_letter_topic", &k.dead_letter_topic),
-            ("kafka.aggregates_topic", &k.aggregates_topic),
-            ("kafka.slo_state_topic", &k.slo_state_topic),
-        ] {
-            check(!topic.trim().is_empty(), key, "must not be empty".into());
-            check(
-                !k.input_topics.contains(topic),
-                key,
-                format!("{topic:?} is also an input topic: tracewarden would read its own output"),
-            );
-        }
-        check(
-            k.commit_interval.0 >= Duration::from_millis(10),
-            "kafka.commit_interval",
-            format!("{} is too short: at least 10ms", k.commit_interval),
-        );
-        for property in k.client.keys() {
-            check(
-                !matches!(property.as_str(), "group.id" | "bootstrap.servers" | "enable.auto.commit"),
-                &format!("kafka.client.{property}"),
-                "is set by tracewarden itself (use kafka.group_id / kafka.brokers; commits are managed)".into(),
-            );
-        }
-        let w = &self.window;
-        check(!w.decision_wait.0.is_zero(), "window.decision_wait", "must be greater than zero".into());
-        check(
-            w.max_trace_age > w.decision_wait,
-            "window.max_trace_age",
-            format!("{} must exceed window.decision_wait ({})", w.max_trace_age, w.decision_wait),
-        );
-        check(w.max_spans_per_trace >= 1, "window.max_spans_per_trace", "must be at least 1".into());
-        check(
-            w.max_buffered_spans >= w.max_spans_per_trace,
-            "window.max_buffered_spans",
-            format!("{} must be at least window.max_spans_per_trace ({})", w.max_buffered_spans, w.max_spans_per_trace),
-        );
-        let m = &self.metrics;
-        check(
-            m.window.0 >= Duration::from_secs(1),
-            "metrics.window",
-            format!("{} is too short: at least 1s", m.window),
-        );
-        check(
-            m.latency_buckets.iter().all(|b| b.is_finite() && *b > 0.0)
-                && m.latency_buckets.windows(2).all(|w| w[0] < w[1]),
-            "metrics.latency_buckets",
-            "must be positive, finite and strictly increasing (seconds)".into(),
-        );
-        check(m.max_series >= 1, "metrics.max_series", "must be at least 1".into());
-        check(
-            m.series_ttl >= m.window,
-            "metrics.series_ttl",
-            format!("{} must be at least metrics.window ({})", m.series_ttl, m.window),
-        );
-        let mut names = std::collections::HashSet::new();
-        for (i, rule) in m.exclude.iter().enumerate() {
-            let key = format!("metrics.exclude[{i}]");
-            check(!rule.name.trim().is_empty(), &format!("{key}.name"), "must not be empty".into());
-            check(names.insert(rule.name.clone()), &format!("{key}.name"), format!("{:?} is used twice", rule.name));
-            check(
-                rule.service.is_some() || rule.operation.is_some() || rule.attribute.is_some(),
-                &key,
-                "needs at least one of service, operation, attribute (it would exclude every span)".into(),
-            );
-            if let Some(attribute) = &rule.attribute {
-                check(
-                    attribute.test_count() == 1,
-                    &format!("{key}.attribute"),
-                    "needs exactly one of equals, matches, regex, min/max, exists".into(),
-                );
-            }
-        }
+        self.kafka.validate(&mut problems);
+        self.window.validate(&mut problems);
+        self.metrics.validate(&mut problems);
         problems.extend(self.sampling.validate());
         let mut slo_names = std::collections::HashSet::new();
         for (i, slo) in self.slo.iter().enumerate() {

@@ -16,61 +16,121 @@ use serde::Deserialize;
 
 use crate::clock::{Clock, SystemClock};
 use crate::decode::InputEncoding;
-use crate::settings::{secs, HumanDuration};
+use crate::settings::{secs, HumanDuration, Problem};
 use crate::telemetry::RateLimitedWarning;
 
 /// `[kafka]`: brokers, topics and delivery (kafka.md).
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap servers, comma-separated `host:port`. Default `localhost:9092`.
+    #[serde(default = "default_brokers")]
     pub brokers: String,
     /// Consumer group shared by every instance. Default `tracewarden`.
+    #[serde(default = "default_group_id")]
     pub group_id: String,
     /// Topics spans are read from; they must exist. Default `["otlp_spans"]`.
+    #[serde(default = "default_input_topics")]
     pub input_topics: Vec<String>,
     /// `auto` | `otlp_proto` | `otlp_json` | `zipkin_json`. Default `auto` (detected per message).
+    #[serde(default = "default_encoding")]
     pub encoding: InputEncoding,
     /// Kept traces, one message per trace keyed by trace id. Default `sampled_spans`.
+    #[serde(default = "default_output_topic")]
     pub output_topic: String,
     /// SLO alert messages. Default `slo_alerts`.
+    #[serde(default = "default_alerts_topic")]
     pub alerts_topic: String,
     /// Undecodable messages, unchanged, with error headers. Default `tracewarden_dead_letters`.
+    #[serde(default = "default_dead_letter_topic")]
     pub dead_letter_topic: String,
     /// Internal: partial SLO counts, keyed by SLO name; consumed in the group
     /// `{group_id}-owners`, and an SLO is evaluated by the instance assigned its partition.
     /// Created at start when missing (with the input's partition count).
     /// Default `tracewarden_aggregates`.
+    #[serde(default = "default_aggregates_topic")]
     pub aggregates_topic: String,
     /// Internal, compacted: SLO state checkpoints, keyed by SLO name. Created at start when
     /// missing (`cleanup.policy = compact`). Default `tracewarden_slo_state`.
+    #[serde(default = "default_slo_state_topic")]
     pub slo_state_topic: String,
     /// How often consumed offsets are committed. Default `1s`; at least `10ms`.
+    #[serde(default = "default_commit_interval")]
     pub commit_interval: HumanDuration,
     /// Whether input messages are keyed (partitioned) by trace id. Default `true`. When `false`,
     /// each instance first re-keys spans by trace id through the topic `{group_id}-repartition`
     /// (created at start with the input's partition count) and assembles from there.
+    #[serde(default = "default_input_keyed_by_trace")]
     pub input_keyed_by_trace: bool,
     /// Any librdkafka property, passed through unchanged (SASL, TLS, timeouts). Default empty. From
     /// the environment: `TRACEWARDEN__KAFKA__CLIENT__SASL_PASSWORD` sets `sasl.password`.
+    #[serde(default = "default_client")]
     pub client: BTreeMap<String, String>,
+}
+
+fn default_brokers() -> String {
+    "localhost:9092".into()
+}
+
+fn default_group_id() -> String {
+    "tracewarden".into()
+}
+
+fn default_input_topics() -> Vec<String> {
+    vec!["otlp_spans".into()]
+}
+
+fn default_encoding() -> InputEncoding {
+    InputEncoding::Auto
+}
+
+fn default_output_topic() -> String {
+    "sampled_spans".into()
+}
+
+fn default_alerts_topic() -> String {
+    "slo_alerts".into()
+}
+
+fn default_dead_letter_topic() -> String {
+    "tracewarden_dead_letters".into()
+}
+
+fn default_aggregates_topic() -> String {
+    "tracewarden_aggregates".into()
+}
+
+fn default_slo_state_topic() -> String {
+    "tracewarden_slo_state".into()
+}
+
+fn default_commit_interval() -> HumanDuration {
+    secs(1)
+}
+
+fn default_input_keyed_by_trace() -> bool {
+    true
+}
+
+fn default_client() -> BTreeMap<String, String> {
+    BTreeMap::new()
 }
 
 impl Default for KafkaConfig {
     fn default() -> Self {
         Self {
-            brokers: "localhost:9092".into(),
-            group_id: "tracewarden".into(),
-            input_topics: vec!["otlp_spans".into()],
-            encoding: InputEncoding::Auto,
-            output_topic: "sampled_spans".into(),
-            alerts_topic: "slo_alerts".into(),
-            dead_letter_topic: "tracewarden_dead_letters".into(),
-            aggregates_topic: "tracewarden_aggregates".into(),
-            slo_state_topic: "tracewarden_slo_state".into(),
-            commit_interval: secs(1),
-            input_keyed_by_trace: true,
-            client: BTreeMap::new(),
+            brokers: default_brokers(),
+            group_id: default_group_id(),
+            input_topics: default_input_topics(),
+            encoding: default_encoding(),
+            output_topic: default_output_topic(),
+            alerts_topic: default_alerts_topic(),
+            dead_letter_topic: default_dead_letter_topic(),
+            aggregates_topic: default_aggregates_topic(),
+            slo_state_topic: default_slo_state_topic(),
+            commit_interval: default_commit_interval(),
+            input_keyed_by_trace: default_input_keyed_by_trace(),
+            client: default_client(),
         }
     }
 }
@@ -79,6 +139,45 @@ impl Default for KafkaConfig {
 const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
 
 impl KafkaConfig {
+    /// Adds this section's problems to `problems`.
+    pub fn validate(&self, problems: &mut Vec<Problem>) {
+        let mut check = |ok: bool, key: &str, message: String| {
+            if !ok {
+                problems.push(Problem { key: key.into(), message });
+            }
+        };
+        let k = self;
+        check(!k.brokers.trim().is_empty(), "kafka.brokers", "must name at least one broker (host:port)".into());
+        check(!k.group_id.trim().is_empty(), "kafka.group_id", "must not be empty".into());
+        check(!k.input_topics.is_empty(), "kafka.input_topics", "must list at least one topic".into());
+        for (key, topic) in [
+            ("kafka.output_topic", &k.output_topic),
+            ("kafka.alerts_topic", &k.alerts_topic),
+            ("kafka.dead_letter_topic", &k.dead_letter_topic),
+            ("kafka.aggregates_topic", &k.aggregates_topic),
+            ("kafka.slo_state_topic", &k.slo_state_topic),
+        ] {
+            check(!topic.trim().is_empty(), key, "must not be empty".into());
+            check(
+                !k.input_topics.contains(topic),
+                key,
+                format!("{topic:?} is also an input topic: tracewarden would read its own output"),
+            );
+        }
+        check(
+            k.commit_interval.0 >= Duration::from_millis(10),
+            "kafka.commit_interval",
+            format!("{} is too short: at least 10ms", k.commit_interval),
+        );
+        for property in k.client.keys() {
+            check(
+                !matches!(property.as_str(), "group.id" | "bootstrap.servers" | "enable.auto.commit"),
+                &format!("kafka.client.{property}"),
+                "is set by tracewarden itself (use kafka.group_id / kafka.brokers; commits are managed)".into(),
+            );
+        }
+    }
+
     /// The repartition topic used when the input is not keyed by trace id.
     pub fn repartition_topic(&self) -> String {
         format!("{}-repartition", self.group_id)

@@ -29,6 +29,7 @@ use crate::clock::{Nanos, SharedClock};
 use crate::config::Config;
 use crate::decode::Decoder;
 use crate::delivery::{DeliveryLedger, DeliverySettings, Forwarder, ForwarderError, Topics};
+pub use crate::http::Handles;
 use crate::kafka_client::{admin_config, consumer_config, with_client_properties, ClientLog};
 use crate::position::{Commit, Hold};
 use crate::sampling::Sampler;
@@ -255,16 +256,6 @@ pub enum PipelineError {
     Source(#[from] SourceError),
     #[error("cannot start the pipeline thread: {0}")]
     Thread(#[from] std::io::Error),
-}
-
-/// What the HTTP server and the caller see of a running pipeline.
-#[derive(Clone)]
-pub struct Handles {
-    pub signals: Arc<Mutex<SignalStore>>,
-    pub slos: Arc<Mutex<SloEngine>>,
-    pub telemetry: Arc<PipelineMetrics>,
-    pub ready: Arc<Readiness>,
-    pub clock: SharedClock,
 }
 
 /// A started pipeline.

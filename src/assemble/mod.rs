@@ -18,11 +18,13 @@
 //! deadline order and each check is O(1) amortised.
 
 mod cache;
+mod config;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 pub use cache::DecisionCache;
+pub use config::WindowConfig;
 
 use crate::clock::Nanos;
 use crate::decision::Decision;

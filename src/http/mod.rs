@@ -4,7 +4,10 @@
 //! own (the demo's fault switch). Handlers only read shared state: the registry (which renders
 //! the signal store at scrape time), the readiness flag, the signal store and the SLO engine.
 
+mod config;
+
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -14,8 +17,13 @@ use axum::{Json, Router};
 use prometheus::{Encoder, TextEncoder};
 use tokio::net::TcpListener;
 
-use crate::pipeline::Handles;
+use crate::clock::SharedClock;
 use crate::signals::exposition::{render_openmetrics, service_summaries, OPENMETRICS_CONTENT_TYPE};
+use crate::signals::SignalStore;
+use crate::slo::engine::SloEngine;
+use crate::source::Readiness;
+use crate::telemetry::PipelineMetrics;
+pub use config::HttpConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -25,6 +33,16 @@ pub enum HttpError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// What the HTTP server and the caller see of a running pipeline.
+#[derive(Clone)]
+pub struct Handles {
+    pub signals: Arc<Mutex<SignalStore>>,
+    pub slos: Arc<Mutex<SloEngine>>,
+    pub telemetry: Arc<PipelineMetrics>,
+    pub ready: Arc<Readiness>,
+    pub clock: SharedClock,
 }
 
 pub fn router(handles: Handles) -> Router {

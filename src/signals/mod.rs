@@ -13,6 +13,7 @@
 //! The store is owned by the pipeline worker and shared behind a mutex locked once per batch of
 //! traces; exposition ([`exposition`]) and the JSON API read it under the same lock.
 
+mod config;
 pub mod exposition;
 mod window;
 
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use config::MetricsConfig;
 pub use window::{LatencyWindow, WindowSnapshot};
 
 use crate::clock::Nanos;
