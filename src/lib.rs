@@ -22,6 +22,7 @@ pub mod matcher;
 pub mod model;
 pub mod pipeline;
 pub mod position;
+pub mod record;
 pub mod sampling;
 pub mod settings;
 pub mod signals;

@@ -223,7 +223,7 @@ impl MessageHandler for Worker {
         );
         self.apply(None);
         // Held until the revoked partitions are committed: the commit stops before them.
-        let handed_over = self.path.hand_over(|source| revoked(source.partition));
+        let handed_over = self.path.hand_over(|source| revoked(source.partition), now);
         self.delivery.flush(FLUSH_TIMEOUT);
         let commits = self.delivery.commits(Some(&indices));
         drop(handed_over);
@@ -389,6 +389,7 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         commit_interval: config.kafka.commit_interval.0,
         admin: admin_config(&config.kafka),
         client_log: client_log.clone(),
+        clock: clock.clone(),
         compacted_topics,
         output_topics: vec![
             config.kafka.output_topic.clone(),

@@ -19,22 +19,22 @@
 //! - per-span facts (outcome, role, exclusion) are computed once, right after decoding.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 
 use crate::assemble::{DecisionReason, ReadyTrace, TraceBuffer};
 use crate::clock::Nanos;
 use crate::decode::{DecodeStats, Decoder};
-use crate::delivery::{Destination, Record};
 use crate::encode::{encode_spans, encode_trace};
 use crate::model::{trace_id_hex, Span};
 use crate::position::{Hold, SourceRef};
+use crate::record::{Destination, Record};
 use crate::sampling::Sampler;
 use crate::signals::{Exclusions, SignalStore};
 use crate::slo::budget::{Counts, Seconds};
 use crate::slo::engine::SloCounter;
-use crate::telemetry::{PipelineMetrics, RateLimitedWarning};
+use crate::telemetry::events::PipelineEvent;
+use crate::telemetry::PipelineMetrics;
 
 /// One input message, as the span path sees it.
 pub struct Message<'a> {
@@ -79,7 +79,6 @@ pub struct SpanPath {
     repartition_from: Vec<String>,
     signals: Arc<Mutex<SignalStore>>,
     telemetry: Arc<PipelineMetrics>,
-    undecodable: RateLimitedWarning,
     spans: Vec<Span>,
     ready: Vec<ReadyTrace>,
 }
@@ -96,7 +95,6 @@ impl SpanPath {
             repartition_from: settings.repartition_from,
             signals,
             telemetry,
-            undecodable: RateLimitedWarning::new(Duration::from_secs(10)),
             spans: Vec::new(),
             ready: Vec::new(),
         }
@@ -106,15 +104,13 @@ impl SpanPath {
     pub fn message(&mut self, message: Message<'_>, hold: &Hold, now: Nanos, effects: &mut Effects) {
         let payload = Bytes::copy_from_slice(message.payload);
         match self.decoder.decode_at(&payload, &mut self.spans, now) {
+            Ok(stats) if self.repartition_from.iter().any(|t| t == message.topic) => {
+                self.telemetry
+                    .emit(PipelineEvent::MessageDecoded { stats: &DecodeStats { encoding: None, ..stats } }, now);
+                self.repartition(hold, effects);
+            }
             Ok(stats) => {
-                self.count_rejected(&stats);
-                if self.repartition_from.iter().any(|t| t == message.topic) {
-                    self.repartition(hold, effects);
-                    return;
-                }
-                if let Some(encoding) = stats.encoding {
-                    self.telemetry.spans_received.with_label_values(&[encoding.as_str()]).inc_by(stats.accepted as u64);
-                }
+                self.telemetry.emit(PipelineEvent::MessageDecoded { stats: &stats }, now);
                 self.exclusions.judge(&mut self.spans);
                 if let Some(counter) = &mut self.slo_counter {
                     counter.count(&self.spans, &mut effects.slo_counts);
@@ -123,11 +119,8 @@ impl SpanPath {
                 self.release_ready(now, effects);
             }
             Err(error) => {
-                self.telemetry.messages_rejected.with_label_values(&[error.reason()]).inc();
                 let (topic, partition, offset) = (message.topic, message.partition, message.offset);
-                if let Some(suppressed) = self.undecodable.admit(now) {
-                    tracing::warn!(%topic, partition, offset, %error, suppressed, "undecodable message sent to the dead-letter topic");
-                }
+                self.telemetry.emit(PipelineEvent::MessageUndecodable { topic, partition, offset, error: &error }, now);
                 effects.records.push(Record {
                     destination: Destination::DeadLetter,
                     partition: None,
@@ -161,9 +154,9 @@ impl SpanPath {
 
     /// Removes, undecided, the traces wholly from sources matching `revoked`, returning their
     /// holds: the caller keeps them until the revoked partitions are committed.
-    pub fn hand_over(&mut self, revoked: impl Fn(SourceRef) -> bool) -> Vec<Hold> {
+    pub fn hand_over(&mut self, revoked: impl Fn(SourceRef) -> bool, now: Nanos) -> Vec<Hold> {
         let (traces, holds) = self.buffer.hand_over(revoked);
-        self.telemetry.traces_handed_over.inc_by(traces as u64);
+        self.telemetry.emit(PipelineEvent::TracesHandedOver { traces }, now);
         holds
     }
 
@@ -173,16 +166,6 @@ impl SpanPath {
 
     pub fn buffered_spans(&self) -> usize {
         self.buffer.buffered_spans()
-    }
-
-    fn count_rejected(&self, stats: &DecodeStats) {
-        let t = &self.telemetry;
-        if stats.invalid_id > 0 {
-            t.spans_rejected.with_label_values(&["invalid_id"]).inc_by(stats.invalid_id as u64);
-        }
-        if stats.invalid_time > 0 {
-            t.spans_rejected.with_label_values(&["invalid_time"]).inc_by(stats.invalid_time as u64);
-        }
     }
 
     /// Re-keys the decoded spans of an input message by trace id (kafka.md "Scale-out"): one

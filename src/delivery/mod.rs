@@ -18,8 +18,9 @@
 //! **Retries never spin.** A retriable failure waits `retry_backoff` × 2^(attempt − 1), at most
 //! `max_retry_backoff`, read from the injected clock, and consumption pauses while any record
 //! waits ([`DeliveryLedger::saturated`]). An error that retrying cannot fix — too large after
-//! splitting, unknown topic, not authorized — is reported once per topic and error (again at most
-//! once a minute with the count), its record abandoned: the partition never stalls on it.
+//! splitting, unknown topic, not authorized — is reported once per destination and error (again
+//! at most once a minute with the count, [`PipelineEvent::RecordAbandoned`]), its record
+//! abandoned: the partition never stalls on it.
 //!
 //! **Back-pressure.** When the records in flight reach 80% of the producer queue (records or
 //! bytes), [`DeliveryLedger::saturated`] asks the consumer to pause; it resumes at half.
@@ -30,48 +31,16 @@ pub mod topics;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-
-use bytes::Bytes;
 
 pub use forwarder::{classify, Forwarder, ForwarderError, QUEUE_MAX_KBYTES, QUEUE_MAX_MESSAGES};
 
 use crate::clock::{Nanos, SharedClock};
 use crate::position::{Commit, Hold, PendingOffsets, SourceRef};
-use crate::telemetry::{PipelineMetrics, RateLimitedWarning};
-
-/// Which topic a record goes to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Destination {
-    /// Kept traces (`kafka.output_topic`).
-    Output,
-    /// Undecodable input, unchanged (`kafka.dead_letter_topic`).
-    DeadLetter,
-    /// Spans re-keyed by trace id (input not keyed by trace id).
-    Repartition,
-    /// SLO alert messages.
-    Alerts,
-    /// Partial SLO counts for the owner of each SLO (explicit partition).
-    Aggregates,
-    /// SLO state checkpoints (compacted, keyed by SLO name).
-    SloState,
-}
-
-impl Destination {
-    /// The name used in logs and in `tracewarden_forward_failures_total{destination}`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Destination::Output => "output",
-            Destination::DeadLetter => "dead_letter",
-            Destination::Repartition => "repartition",
-            Destination::Alerts => "alerts",
-            Destination::Aggregates => "aggregates",
-            Destination::SloState => "slo_state",
-        }
-    }
-}
+pub use crate::record::{Destination, Record};
+use crate::telemetry::events::PipelineEvent;
+use crate::telemetry::PipelineMetrics;
 
 /// The topic of each [`Destination`].
 #[derive(Clone, Debug)]
@@ -95,22 +64,6 @@ impl Topics {
             Destination::SloState => &self.slo_state,
         }
     }
-}
-
-/// One record to write, and the holds its acknowledgement releases.
-#[derive(Debug)]
-pub struct Record {
-    pub destination: Destination,
-    /// The partition to write to; `None` lets the partitioner pick by key.
-    pub partition: Option<i32>,
-    pub key: Bytes,
-    pub payload: Bytes,
-    /// `(tracewarden.error, tracewarden.source)` headers, for dead letters.
-    pub dead_letter: Option<(String, String)>,
-    /// Shares of the holds of the messages this record settles.
-    pub holds: Vec<Hold>,
-    /// Spans in the record (for `tracewarden_spans_forwarded_total`).
-    pub spans: usize,
 }
 
 /// A record on its way, with how many times it was sent.
@@ -194,25 +147,6 @@ impl Default for DeliverySettings {
     }
 }
 
-/// Repeated reports of one (destination, error): logged the first time, then at most once a
-/// minute with how many came in between.
-#[derive(Default)]
-struct ErrorReports {
-    limiters: HashMap<(Destination, String), RateLimitedWarning>,
-}
-
-const REPORT_EVERY: Duration = Duration::from_secs(60);
-
-impl ErrorReports {
-    /// Whether to log this occurrence, and how many occurrences were not logged before it.
-    fn admit(&mut self, destination: Destination, code: &str, now: Nanos) -> Option<u64> {
-        self.limiters
-            .entry((destination, code.to_string()))
-            .or_insert_with(|| RateLimitedWarning::new(REPORT_EVERY))
-            .admit(now)
-    }
-}
-
 /// The owner of offsets, forwards, retries and back-pressure (see the module header).
 pub struct DeliveryLedger<T: Transport = Forwarder> {
     positions: PendingOffsets,
@@ -224,7 +158,6 @@ pub struct DeliveryLedger<T: Transport = Forwarder> {
     /// Records waiting for their retry, with the time it is due.
     retries: Vec<(Nanos, Box<Attempt>)>,
     reports: Vec<Report>,
-    errors: ErrorReports,
     telemetry: Arc<PipelineMetrics>,
     clock: SharedClock,
 }
@@ -246,7 +179,6 @@ impl<T: Transport> DeliveryLedger<T> {
             in_flight_bytes: 0,
             retries: Vec::new(),
             reports: Vec::new(),
-            errors: ErrorReports::default(),
             telemetry,
             clock,
         }
@@ -319,36 +251,27 @@ impl<T: Transport> DeliveryLedger<T> {
 
     /// The record is in Kafka: its holds are dropped with it.
     fn delivered(&mut self, record: Record) {
-        let t = &self.telemetry;
-        match record.destination {
-            Destination::Output => {
-                t.spans_forwarded.inc_by(record.spans as u64);
-                t.traces_forwarded.inc();
-            }
-            Destination::DeadLetter => t.messages_dead_lettered.inc(),
-            Destination::Repartition | Destination::Alerts | Destination::Aggregates | Destination::SloState => {}
-        }
+        let event = PipelineEvent::RecordDelivered { destination: record.destination, spans: record.spans };
+        self.telemetry.emit(event, self.clock.now());
     }
 
     fn failed(&mut self, mut attempt: Box<Attempt>, error: SendError) {
         let now = self.clock.now();
         let destination = attempt.record.destination;
         let topic = self.topics.of(destination);
+        let (code, message) = (&error.code, &error.message);
         match error.class {
             ErrorClass::Retriable => {
-                let wait = self.backoff(attempt.attempts);
-                if let Some(suppressed) = self.errors.admit(destination, &error.code, now) {
-                    tracing::warn!(topic, destination = destination.as_str(), error = %error.message, attempts = attempt.attempts, retry_in = ?wait, suppressed, "produce failed, retrying later; consumption pauses meanwhile");
-                }
-                self.telemetry.forward_retries.inc();
+                let (wait, attempts) = (self.backoff(attempt.attempts), attempt.attempts);
+                let event = PipelineEvent::RetryScheduled { destination, topic, code, error: message, attempts, wait };
+                self.telemetry.emit(event, now);
                 attempt.attempts += 1;
                 self.retries.push((now.saturating_add(wait), attempt));
             }
             ErrorClass::Permanent => {
-                if let Some(suppressed) = self.errors.admit(destination, &error.code, now) {
-                    tracing::error!(topic, destination = destination.as_str(), error = %error.message, bytes = attempt.record.payload.len(), suppressed, "record abandoned: retrying cannot fix this; its offsets move on");
-                }
-                self.telemetry.forward_failures.with_label_values(&[destination.as_str()]).inc();
+                let bytes = attempt.record.payload.len();
+                let event = PipelineEvent::RecordAbandoned { destination, topic, code, error: message, bytes };
+                self.telemetry.emit(event, now);
                 // Dropping the record drops its holds: the partition never stalls on it.
             }
         }

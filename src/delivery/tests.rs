@@ -375,24 +375,3 @@ fn a_permanent_refusal_is_counted_once_and_releases_its_message() {
     assert!(!ledger.saturated());
     assert_eq!(ledger.commits(None), vec![("in".to_string(), 0, 1)], "the partition moves on");
 }
-
-#[test]
-fn repeated_errors_are_reported_once_a_minute() {
-    let mut reports = ErrorReports::default();
-    let t0 = Nanos(5_000_000_000);
-    assert_eq!(reports.admit(Destination::Output, "MessageSizeTooLarge", t0), Some(0));
-    assert_eq!(
-        reports.admit(Destination::Output, "MessageSizeTooLarge", t0.saturating_add(Duration::from_secs(1))),
-        None
-    );
-    assert_eq!(reports.admit(Destination::Alerts, "MessageSizeTooLarge", t0), Some(0), "per destination");
-    assert_eq!(
-        reports.admit(Destination::Output, "MessageSizeTooLarge", t0.saturating_add(Duration::from_secs(59))),
-        None
-    );
-    assert_eq!(
-        reports.admit(Destination::Output, "MessageSizeTooLarge", t0.saturating_add(Duration::from_secs(60))),
-        Some(2),
-        "the next report says how many were not logged"
-    );
-}

@@ -26,8 +26,9 @@ use super::aggregate::{owner_partition, AggregateBatch, AggregateRecord, Checkpo
 use super::budget::{Counts, Seconds};
 use super::engine::{AlertMessage, SloEngine};
 use super::state::{StateError, StateReader};
-use crate::delivery::{DeliveryLedger, Destination, Record, Transport};
+use crate::delivery::{DeliveryLedger, Transport};
 use crate::position::{Hold, PendingOffsets, SourceRef};
+use crate::record::{Destination, Record};
 use crate::telemetry::PipelineMetrics;
 
 /// How often gathered counts are published (wall time: a transport matter, not event time).

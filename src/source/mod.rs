@@ -24,8 +24,10 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientConfig, ClientContext, Message};
 
+use crate::clock::SharedClock;
 use crate::delivery::{classify, ErrorClass};
 use crate::kafka_client::ClientLog;
+use crate::telemetry::events::PipelineEvent;
 use crate::telemetry::PipelineMetrics;
 
 /// Whether this instance is a consuming member of its group, and what it holds (`/readyz`).
@@ -132,6 +134,8 @@ pub struct SourceSettings {
     pub compacted_topics: Vec<String>,
     /// Where librdkafka's logs go (an unreachable cluster is told once every few seconds).
     pub client_log: Arc<ClientLog>,
+    /// The injected clock (events are stamped with it).
+    pub clock: SharedClock,
 }
 
 struct SourceContext<H: MessageHandler> {
@@ -282,15 +286,13 @@ pub fn run<H: MessageHandler>(
         let (saturated, relieved) = (handler.saturated(), handler.relieved());
         match paused_at {
             None if saturated => {
-                tracing::warn!("back-pressure: forwarding is not keeping up, pausing consumption");
                 pause_all(&consumer, true);
-                telemetry_paused(&consumer, 1);
+                telemetry.emit(PipelineEvent::Consumption { paused: true }, settings.clock.now());
                 paused_at = Some(Instant::now());
             }
             Some(_) if relieved => {
-                tracing::info!("back-pressure relieved: resuming consumption");
                 pause_all(&consumer, false);
-                telemetry_paused(&consumer, 0);
+                telemetry.emit(PipelineEvent::Consumption { paused: false }, settings.clock.now());
                 paused_at = None;
             }
             Some(at) if at.elapsed() > Duration::from_millis(200) => {
@@ -364,10 +366,6 @@ fn pause_all<C: ConsumerContext>(consumer: &BaseConsumer<C>, pause: bool) {
     if let Err(e) = result {
         tracing::warn!(error = %e, pause, "cannot pause or resume partitions");
     }
-}
-
-fn telemetry_paused<H: MessageHandler>(consumer: &BaseConsumer<SourceContext<H>>, value: i64) {
-    consumer.context().telemetry.consumption_paused.set(value);
 }
 
 /// How long one metadata request waits for the brokers.

@@ -209,7 +209,7 @@ fn hand_over_returns_the_holds_of_rootless_traces() {
     let mut h = harness("");
     let child_only = vec![SpanSpec::new("shop", 5, 2, Some(1), CLIENT, "SELECT")];
     let _ = h.feed(&encode(&child_only), NOW);
-    let holds = h.path.hand_over(|source| source.partition == 0);
+    let holds = h.path.hand_over(|source| source.partition == 0, NOW);
     assert_eq!(holds.len(), 1);
     assert_eq!(h.path.buffered_spans(), 0);
     assert_eq!(h.telemetry.traces_handed_over.get(), 1);

@@ -1,6 +1,9 @@
 //! Pipeline health metrics (signals.md "Pipeline health") and the registry `/metrics` renders.
 //!
 //! Counters are atomics: stages add their local counts once per message or batch, never per span.
+//! What both logs and counts is a typed [`events::PipelineEvent`], emitted in one place.
+
+pub mod events;
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
@@ -25,6 +28,8 @@ pub struct PipelineMetrics {
     pub consumer_lag: IntGaugeVec,
     pub pending_messages: IntGauge,
     pub consumption_paused: IntGauge,
+    /// The rate limiters of repeated warnings.
+    events: events::EventLog,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -146,6 +151,7 @@ impl PipelineMetrics {
                 "1 while consumption is paused because forwarding is not keeping up.",
             ),
             registry,
+            events: events::EventLog::default(),
         }
     }
 }
