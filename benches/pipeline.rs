@@ -1,7 +1,9 @@
 //! Criterion benches of the hot path: decode, window insert/decide, metric recording, SLO
-//! counting, and decode + window + metrics together per message. Run: `cargo bench --bench pipeline`.
+//! counting, decode + window + metrics together per message, and the whole span path
+//! (`SpanPath::message`). Run: `cargo bench --bench pipeline`.
 
 use std::hint::black_box;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -15,7 +17,9 @@ use tracewarden::generate::{PetClinic, TrafficProfile};
 use tracewarden::model::{Encoding, Span};
 use tracewarden::position::{PendingOffsets, SourceRef};
 use tracewarden::sampling::{Sampler, SamplingConfig};
-use tracewarden::signals::SignalStore;
+use tracewarden::signals::{Exclusions, SignalStore};
+use tracewarden::span_path::{Effects, Message, SpanPath, SpanPathSettings};
+use tracewarden::telemetry::PipelineMetrics;
 
 /// A Collector-style batch: the messages of `traces` PetClinic traces concatenated into one
 /// `TracesData` (protobuf concatenation appends the repeated `resource_spans`).
@@ -245,6 +249,46 @@ fn benches(c: &mut Criterion) {
                 for trace in ready.drain(..) {
                     store.record_trace(&trace.spans, Nanos(clock));
                 }
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    // The whole span path as the worker drives it: a hold per message, decode, per-span facts,
+    // 5 SLOs counted, assemble, metrics, decisions (keep all), kept traces encoded into records
+    // (then acknowledged at once: the records are dropped).
+    group.bench_function("message_to_records", |b| {
+        let config = Config::default();
+        let slos = tracewarden::slo::engine::SloEngine::new(&tracewarden::slo::config::parse_slos(FIVE_SLOS).unwrap());
+        let signals = Arc::new(Mutex::new(SignalStore::new(config.metrics.settings())));
+        let telemetry = Arc::new(PipelineMetrics::new());
+        let mut clock = 1_800_000_000_000_000_000u64;
+        let mut read = PendingOffsets::new();
+        let mut effects = Effects::default();
+        b.iter_batched(
+            || {
+                let settings = SpanPathSettings {
+                    decoder: Decoder::new(InputEncoding::OtlpProto),
+                    buffer: TraceBuffer::new(limits()),
+                    sampler: Sampler::new(&config.sampling),
+                    exclusions: Exclusions::new(&config.metrics.exclude),
+                    slo_counter: Some(slos.counter()),
+                    max_message_bytes: config.kafka.message_max_bytes(),
+                    repartition_from: Vec::new(),
+                };
+                SpanPath::new(settings, signals.clone(), telemetry.clone())
+            },
+            |mut path| {
+                for (i, payload) in messages.iter().enumerate() {
+                    clock += 1_000_000;
+                    let hold = read.begin(SourceRef { partition: 0, offset: i as i64 });
+                    let message = Message { topic: "spans", partition: 0, offset: i as i64, key: None, payload };
+                    path.message(message, &hold, Nanos(clock), &mut effects);
+                    effects.slo_counts.clear();
+                    effects.records.clear();
+                }
+                path.expire(Nanos(clock + 31_000_000_000), &mut effects);
+                black_box(effects.records.len());
+                effects.records.clear();
             },
             BatchSize::LargeInput,
         )
