@@ -250,6 +250,15 @@ pub fn admin_config(kafka: &KafkaConfig) -> ClientConfig {
     with_client_properties(client, kafka, false)
 }
 
+/// The librdkafka properties of the member of `{group_id}-owners` that consumes the aggregates
+/// topic (SLO ownership), named `{client.id}-owners` (`tracewarden-owners` by default).
+pub fn owners_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut client = consumer_config(kafka);
+    let id = kafka.client.get("client.id").map_or("tracewarden", String::as_str);
+    client.set("group.id", format!("{}-owners", kafka.group_id)).set("client.id", format!("{id}-owners"));
+    client
+}
+
 /// The librdkafka properties of the group member that consumes the inputs.
 pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
     let mut client = ClientConfig::new();

@@ -30,7 +30,7 @@ use crate::config::Config;
 use crate::decode::Decoder;
 use crate::delivery::{DeliveryLedger, DeliverySettings, Forwarder, ForwarderError, Topics};
 pub use crate::http::Handles;
-use crate::kafka_client::{admin_config, consumer_config, with_client_properties, ClientLog};
+use crate::kafka_client::{admin_config, consumer_config, owners_config, with_client_properties, ClientLog};
 use crate::position::{Commit, Hold};
 use crate::sampling::Sampler;
 use crate::signals::exposition::SignalCollector;
@@ -382,6 +382,7 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
     }
     let settings = SourceSettings {
         client: consumer_config(&config.kafka),
+        owners_client: owners_config(&config.kafka),
         brokers: config.kafka.brokers.clone(),
         topics,
         owner_topics,

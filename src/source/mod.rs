@@ -118,7 +118,9 @@ pub struct SourceSettings {
     pub client: ClientConfig,
     pub brokers: String,
     pub topics: Vec<String>,
-    /// Topics consumed by a second member, in group `{group.id}-owners` (the SLO aggregates):
+    /// The second member's client (group `{group_id}-owners`), when it has topics.
+    pub owners_client: ClientConfig,
+    /// Topics consumed by a second member, in group `{group_id}-owners` (the SLO aggregates):
     /// Kafka balances them among the instances on their own, not against the input partitions.
     pub owner_topics: Vec<String>,
     pub commit_interval: Duration,
@@ -250,12 +252,8 @@ pub fn run<H: MessageHandler>(
     let owners: Option<BaseConsumer<SourceContext<H>>> = if settings.owner_topics.is_empty() {
         None
     } else {
-        let mut client = settings.client.clone();
-        let group = format!("{}-owners", client.get("group.id").unwrap_or("tracewarden"));
-        let id = format!("{}-owners", client.get("client.id").unwrap_or("tracewarden"));
-        client.set("group.id", group).set("client.id", id);
         let owners: BaseConsumer<SourceContext<H>> =
-            client.create_with_context(context()).map_err(SourceError::Create)?;
+            settings.owners_client.create_with_context(context()).map_err(SourceError::Create)?;
         let topics: Vec<&str> = settings.owner_topics.iter().map(String::as_str).collect();
         owners
             .subscribe(&topics)
