@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod demo;
+pub mod duration;
 pub mod generate;
 pub mod http;
 pub mod matcher;

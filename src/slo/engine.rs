@@ -15,6 +15,7 @@ use serde::Serialize;
 use super::aggregate::{AggregateRecord, AlertCheckpoint, Checkpoint, Ledger, CHECKPOINT_VERSION};
 use super::budget::{bucket_of, Budget, Budgeting, Counts, Objective, Seconds, Series, Status, Tier};
 use super::config::{SliKind, SloConfig};
+use crate::duration::{format_duration, format_seconds};
 use crate::model::{Outcome, Span};
 use crate::signals::ExcludeRule;
 
@@ -119,10 +120,6 @@ fn rfc3339(at: Seconds) -> String {
     Utc.timestamp_opt(at, 0).single().map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_default()
 }
 
-fn human(seconds: Seconds) -> String {
-    humantime::format_duration(std::time::Duration::from_secs(seconds.max(0) as u64)).to_string()
-}
-
 /// A stable 64-bit fingerprint of the labels (FNV-1a over `name=value` lines, names sorted).
 fn fingerprint(labels: &BTreeMap<String, String>) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -149,7 +146,7 @@ impl SloRuntime {
 
     fn window_text(&self) -> String {
         match (self.config.window, self.config.calendar) {
-            (Some(w), _) => human(w.0.as_secs() as i64),
+            (Some(w), _) => format_duration(w.0),
             (None, Some(c)) => format!("{c:?}").to_lowercase(),
             (None, None) => String::new(),
         }
@@ -169,7 +166,13 @@ impl SloRuntime {
             .into_iter()
             .map(|w| {
                 let burn = self.objective.burn_rate(&self.series, now, w);
-                WindowBurn { window: human(w), burn_rate: burn.rate, threshold, bad: burn.bad, total: burn.total }
+                WindowBurn {
+                    window: format_seconds(w),
+                    burn_rate: burn.rate,
+                    threshold,
+                    bad: burn.bad,
+                    total: burn.total,
+                }
             })
             .collect()
     }

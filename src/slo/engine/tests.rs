@@ -96,12 +96,23 @@ fn messages_follow_the_alert_schema() {
     assert_eq!(json["schemaVersion"], 1);
     assert_eq!(json["startsAt"], "2026-05-01T10:02:00Z");
     assert!(json["endsAt"].is_null());
-    assert_eq!(json["slo"], serde_json::json!({"goal": 0.999, "window": "30days", "budgeting": "requests"}));
+    assert_eq!(json["slo"], serde_json::json!({"goal": 0.999, "window": "30d", "budgeting": "requests"}));
     for key in ["evaluatedAt", "windows", "errorBudget", "attainment", "budgetStatus"] {
         assert!(json["evaluation"].get(key).is_some(), "missing evaluation.{key}");
     }
     assert_eq!(json["fingerprint"].as_str().unwrap().len(), 16);
     assert!(slos.evaluate(now + 60).is_empty(), "no state change, no message");
+}
+
+/// slo.md: durations are written as in the configuration, in the largest unit that divides them.
+#[test]
+fn windows_are_written_as_in_the_configuration() {
+    let slos = engine(CHECKOUT);
+    let report = &slos.reports(1_777_593_600)[0];
+    assert_eq!(report.window, "30d");
+    let windows: Vec<&str> = report.burn_rates.iter().map(|b| b.window.as_str()).collect();
+    // page-fast 1h/5m, page-slow 6h/30m, ticket 3d/6h (long, long/12).
+    assert_eq!(windows, ["1h", "5m", "6h", "30m", "3d", "6h"]);
 }
 
 /// The burst of `a_burst_fires_page_fast_once_and_resolves_it_once`, minute by minute, counted
