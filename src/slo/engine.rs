@@ -120,11 +120,14 @@ fn rfc3339(at: Seconds) -> String {
     Utc.timestamp_opt(at, 0).single().map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_default()
 }
 
-/// A stable 64-bit fingerprint of the labels (FNV-1a over `name=value` lines, names sorted).
+/// The labels' Prometheus/Alertmanager fingerprint (prometheus/common `model.LabelSet.Fingerprint`):
+/// FNV-1a 64 over the label names in sorted (byte) order, each name and each value followed by
+/// the byte 0xff, as 16 lowercase hex digits. Alertmanager, given the same labels, computes the same.
 fn fingerprint(labels: &BTreeMap<String, String>) -> String {
+    const SEPARATOR: u8 = 0xff;
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for (name, value) in labels {
-        for byte in name.bytes().chain([b'=']).chain(value.bytes()).chain([b'\n']) {
+        for byte in name.bytes().chain([SEPARATOR]).chain(value.bytes()).chain([SEPARATOR]) {
             hash ^= byte as u64;
             hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
         }
@@ -135,13 +138,17 @@ fn fingerprint(labels: &BTreeMap<String, String>) -> String {
 impl SloRuntime {
     fn base_labels(&self) -> BTreeMap<String, String> {
         let c = &self.config;
-        BTreeMap::from([
+        let mut labels = BTreeMap::from([
             ("slo".into(), c.name.clone()),
             ("service".into(), c.service.clone()),
-            ("operation".into(), c.operation.clone().unwrap_or_else(|| "*".into())),
             ("environment".into(), c.environment.clone().unwrap_or_else(|| "*".into())),
             ("sli".into(), format!("{:?}", c.sli).to_lowercase()),
-        ])
+        ]);
+        // An SLO over every operation of its service has no `operation` label (slo.md).
+        if let Some(operation) = &c.operation {
+            labels.insert("operation".into(), operation.clone());
+        }
+        labels
     }
 
     fn window_text(&self) -> String {
