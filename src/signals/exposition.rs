@@ -270,8 +270,9 @@ impl Collector for SignalCollector {
     }
 }
 
-/// One row of `/api/services`.
+/// One row of `/api/services` (camelCase fields, as every API: interfaces.md).
 #[derive(Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
 pub struct OperationSummary {
     pub service: String,
     pub operation: String,

@@ -215,6 +215,27 @@ fn exposition_uses_the_spec_names_and_labels() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].availability, Some(0.0));
     assert!((rows[0].p50_seconds.unwrap() - 0.007).abs() <= 0.007 * 0.001);
+    // interfaces.md: camelCase field names in every API.
+    let json = serde_json::to_value(&rows[0]).unwrap();
+    let mut fields: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "availability",
+            "environment",
+            "errorRate",
+            "faultRate",
+            "operation",
+            "p50Seconds",
+            "p90Seconds",
+            "p999Seconds",
+            "p99Seconds",
+            "requests",
+            "requestsTotal",
+            "service"
+        ]
+    );
 }
 
 #[test]

@@ -35,6 +35,7 @@ pub struct AlertMessage {
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
 pub struct SloSummary {
     pub goal: f64,
     pub window: String,
@@ -94,8 +95,9 @@ struct SloRuntime {
     dirty: bool,
 }
 
-/// The state of one SLO now, for gauges and `/api/slos`.
+/// The state of one SLO now, for gauges and `/api/slos` (camelCase fields, as every API).
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SloReport {
     pub name: String,
     pub service: String,

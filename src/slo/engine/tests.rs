@@ -154,6 +154,37 @@ fn windows_are_written_as_in_the_configuration() {
     assert_eq!(windows, ["1h", "5m", "6h", "30m", "3d", "6h"]);
 }
 
+/// interfaces.md: `/api/slos`, like every API, uses camelCase field names throughout.
+#[test]
+fn reports_use_camel_case_fields() {
+    let slos = engine(CHECKOUT);
+    let json = serde_json::to_value(&slos.reports(1_777_593_600)[0]).unwrap();
+    let keys = |value: &serde_json::Value| {
+        let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+        keys.sort_unstable();
+        keys
+    };
+    assert_eq!(
+        keys(&json),
+        [
+            "attainment",
+            "burnRates",
+            "errorBudget",
+            "firing",
+            "goal",
+            "name",
+            "operation",
+            "service",
+            "sli",
+            "status",
+            "tiers",
+            "window"
+        ]
+    );
+    assert_eq!(keys(&json["errorBudget"]), ["remaining", "remainingRatio", "total", "unit"]);
+    assert_eq!(keys(&json["burnRates"][0]), ["bad", "burnRate", "threshold", "total", "window"]);
+}
+
 /// The burst of `a_burst_fires_page_fast_once_and_resolves_it_once`, minute by minute, counted
 /// through aggregate records (every record sent twice when `replay`, as after a crash), with the
 /// engine replaced at `restart` by one restored from a JSON checkpoint of the old one.
