@@ -174,7 +174,7 @@ pub struct MetricsConfig {
     /// Upper bounds (seconds) of the classic latency histogram buckets, strictly increasing.
     /// Default `[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]`.
     pub latency_buckets: Vec<f64>,
-    /// Series per metric family; beyond it spans count under `operation="__overflow__"`.
+    /// Series per metric family; beyond it spans count in one series labelled all `__overflow__`.
     /// Default 10 000; at least 1.
     pub max_series: usize,
     /// A series idle this long is removed. Default `15m`; at least `metrics.window`.
