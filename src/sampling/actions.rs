@@ -31,6 +31,12 @@ pub fn threshold_for(probability: f64) -> u64 {
     }
 }
 
+/// The adjusted count of a rejection threshold below 2^56: 2^56 / (2^56 − threshold), the number of
+/// traces a trace kept at that threshold stands for.
+pub fn adjusted_count(threshold: u64) -> f64 {
+    SCALE as f64 / SCALE.saturating_sub(threshold).max(1) as f64
+}
+
 /// The exact keep probability a threshold stands for.
 fn probability_of(threshold: u64) -> f64 {
     (SCALE - threshold) as f64 / SCALE as f64

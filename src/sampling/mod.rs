@@ -8,7 +8,9 @@
 //!   consistent-probability scheme: randomness = the id's last 56 bits), so every instance, and a
 //!   restarted one, decides the same trace the same way;
 //! - every kept trace carries `sample_rate` = 1 / the probability it was kept with, so the sum of
-//!   `sample_rate` over a rule's kept traces estimates how many traces the rule saw.
+//!   `sample_rate` over a rule's kept traces estimates how many traces the rule saw; a span that
+//!   arrived head-sampled at a higher threshold is forwarded with that threshold and its adjusted
+//!   count instead (the sink reads the span's tracestate: `crate::sink::encode`).
 
 mod actions;
 pub mod rules;
@@ -20,7 +22,7 @@ use crate::clock::Nanos;
 use crate::model::{Outcome, Span, StatusCode};
 
 use actions::Action;
-pub use actions::{randomness, threshold_for};
+pub use actions::{adjusted_count, randomness, threshold_for};
 pub use rules::{Conditions, KeepAction, OutcomeName, RuleConfig, SamplingConfig, StatusName};
 
 /// The rule name of traces no rule matched.
@@ -32,10 +34,11 @@ pub struct Decision {
     pub keep: bool,
     /// The deciding rule's name (`sampling.rule` on forwarded spans).
     pub rule: Arc<str>,
-    /// The inverse of the keep probability (`sampling.sample_rate` on forwarded spans).
+    /// The inverse of the keep probability (`sampling.sample_rate` on forwarded spans, unless a
+    /// span arrived with a higher threshold: then that threshold's adjusted count).
     pub sample_rate: f64,
     /// For probabilistic decisions: the OpenTelemetry rejection threshold (56 bits), written to
-    /// the W3C `tracestate` as `ot=th:…`.
+    /// the W3C `tracestate` as `ot=th:…` unless a span arrived with a higher one.
     pub threshold: Option<u64>,
 }
 
