@@ -10,10 +10,11 @@ pub struct Decision {
     pub keep: bool,
     /// The deciding rule's name (`sampling.rule` on forwarded spans).
     pub rule: Arc<str>,
-    /// The inverse of the keep probability (`sampling.sample_rate` on forwarded spans).
+    /// The inverse of the keep probability (`sampling.sample_rate` on forwarded spans, unless a
+    /// span arrived with a higher threshold: then that threshold's adjusted count).
     pub sample_rate: f64,
     /// For probabilistic decisions: the OpenTelemetry rejection threshold (56 bits), written to
-    /// the W3C `tracestate` as `ot=th:…`.
+    /// the W3C `tracestate` as `ot=th:…` unless a span arrived with a higher one.
     pub threshold: Option<u64>,
 }
 
@@ -38,4 +39,13 @@ impl Decision {
             "dropped"
         }
     }
+}
+
+/// Rejection thresholds are 56-bit: 2^56 rejects everything.
+const THRESHOLD_SCALE: u64 = 1 << 56;
+
+/// The adjusted count of a rejection threshold below 2^56: 2^56 / (2^56 − threshold), the number of
+/// traces a trace kept at that threshold stands for.
+pub fn adjusted_count(threshold: u64) -> f64 {
+    THRESHOLD_SCALE as f64 / THRESHOLD_SCALE.saturating_sub(threshold).max(1) as f64
 }

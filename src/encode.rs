@@ -7,6 +7,10 @@
 //!   `Span`; protobuf concatenation semantics make that exactly "the span plus two attributes";
 //! - OTLP/JSON and Zipkin JSON: the attributes (tags) are added to each span object by rewriting
 //!   that one member; every other member is copied byte for byte, never re-parsed.
+//!
+//! Probabilistic decisions also set the span's `tracestate` threshold (`ot=th:…`), never lowering
+//! one it arrived with: a span head-sampled upstream at a higher threshold keeps it, and its
+//! `sampling.sample_rate` is that threshold's adjusted count (sampling.md "What is forwarded").
 
 use bytes::{BufMut, Bytes, BytesMut};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
@@ -18,7 +22,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use crate::decision::Decision;
+use crate::decision::{adjusted_count, Decision};
 use crate::model::{Encoding, Span};
 
 pub const RULE_ATTRIBUTE: &str = "sampling.rule";
@@ -108,6 +112,25 @@ pub fn tracestate_with_threshold(existing: &str, threshold: u64) -> String {
     out
 }
 
+/// The rejection threshold of the OpenTelemetry entry of a W3C `tracestate` (`ot=…;th:T;…`: 1 to
+/// 14 hex digits, trailing zeros omitted); `None` when absent or malformed.
+pub fn tracestate_threshold(tracestate: &str) -> Option<u64> {
+    let ot = tracestate.split(',').map(str::trim).find_map(|entry| entry.strip_prefix("ot="))?;
+    let digits = ot.split(';').find_map(|field| field.strip_prefix("th:"))?;
+    if digits.is_empty() || digits.len() > 14 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let value = u64::from_str_radix(digits, 16).ok()?;
+    Some(value << (4 * (14 - digits.len())))
+}
+
+/// The threshold a span arrived with, when it is higher than `threshold`: a sampler downstream
+/// may raise a threshold, never lower it (the OpenTelemetry probability-sampling specification),
+/// so the span leaves with the arriving one.
+fn raised_threshold(existing: &str, threshold: u64) -> Option<u64> {
+    tracestate_threshold(existing).filter(|&arriving| arriving > threshold)
+}
+
 /// The `trace_state` (field 3) of an encoded protobuf span.
 fn proto_tracestate(raw: &[u8]) -> &str {
     let mut state = "";
@@ -120,12 +143,19 @@ fn proto_tracestate(raw: &[u8]) -> &str {
     state
 }
 
-/// What is appended to an encoded protobuf span: the sampling attributes, then (for probabilistic
+/// What is appended to an encoded protobuf span: the sampling attributes (with the adjusted count
+/// of the span's own threshold when it arrived with a higher one), then (for probabilistic
 /// decisions) a `trace_state` field, which overrides the original (the last value of a singular
 /// protobuf field wins).
 fn proto_suffix(span: &Span, attributes: &Bytes, decision: Option<&Decision>) -> Bytes {
-    let Some(threshold) = decision.and_then(|d| d.threshold) else { return attributes.clone() };
-    let state = tracestate_with_threshold(proto_tracestate(&span.raw), threshold);
+    let Some((decision, threshold)) = decision.and_then(|d| Some((d, d.threshold?))) else {
+        return attributes.clone();
+    };
+    let existing = proto_tracestate(&span.raw);
+    let raised = raised_threshold(existing, threshold);
+    let state = tracestate_with_threshold(existing, raised.unwrap_or(threshold));
+    let raised_attributes = raised.map(|t| sampling_attributes_proto(&decision.rule, adjusted_count(t)));
+    let attributes = raised_attributes.as_ref().unwrap_or(attributes);
     let mut out = BytesMut::with_capacity(attributes.len() + state.len() + 4);
     out.put_slice(attributes);
     prost::encoding::string::encode(3, &state, &mut out);
@@ -157,17 +187,16 @@ fn group<'a>(spans: &[&'a Span]) -> Vec<ResourceGroup<'a>> {
     groups
 }
 
-fn sampling_attributes_proto(decision: Option<&Decision>) -> Bytes {
-    let Some(decision) = decision else { return Bytes::new() };
+fn sampling_attributes_proto(rule: &str, sample_rate: f64) -> Bytes {
     let attributes = [
         KeyValue {
             key: RULE_ATTRIBUTE.into(),
-            value: Some(AnyValue { value: Some(any_value::Value::StringValue(decision.rule.to_string())) }),
+            value: Some(AnyValue { value: Some(any_value::Value::StringValue(rule.to_string())) }),
             ..Default::default()
         },
         KeyValue {
             key: SAMPLE_RATE_ATTRIBUTE.into(),
-            value: Some(AnyValue { value: Some(any_value::Value::DoubleValue(decision.sample_rate)) }),
+            value: Some(AnyValue { value: Some(any_value::Value::DoubleValue(sample_rate)) }),
             ..Default::default()
         },
     ];
@@ -188,7 +217,7 @@ fn put_len_field(out: &mut BytesMut, field: u32, len: usize) {
 }
 
 fn encode_proto(spans: &[&Span], decision: Option<&Decision>) -> Bytes {
-    let attributes = sampling_attributes_proto(decision);
+    let attributes = decision.map(|d| sampling_attributes_proto(&d.rule, d.sample_rate)).unwrap_or_default();
     let groups = group(spans);
     // One suffix per span (its trace state may differ), computed once.
     let suffixes: Vec<Vec<Bytes>> = groups
@@ -292,10 +321,15 @@ fn with_member(object: &str, name: &str, update: impl FnOnce(Option<&RawValue>) 
 /// An OTLP/JSON span with the sampling attributes appended to its `attributes` (and, for
 /// probabilistic decisions, `ot=th:…` in its `traceState`).
 fn annotate_otlp_json(span: &str, decision: &Decision) -> String {
+    let mut sample_rate = decision.sample_rate;
     let span = match decision.threshold {
         Some(threshold) => with_member(span, "traceState", |old| {
             let existing = old.and_then(|raw| serde_json::from_str::<String>(raw.get()).ok()).unwrap_or_default();
-            Value::String(tracestate_with_threshold(&existing, threshold)).to_string()
+            let raised = raised_threshold(&existing, threshold);
+            if let Some(raised) = raised {
+                sample_rate = adjusted_count(raised);
+            }
+            Value::String(tracestate_with_threshold(&existing, raised.unwrap_or(threshold))).to_string()
         }),
         None => span.to_string(),
     };
@@ -307,7 +341,7 @@ fn annotate_otlp_json(span: &str, decision: &Decision) -> String {
             .map(|item| item.get().to_string())
             .collect();
         items.push(json!({"key": RULE_ATTRIBUTE, "value": {"stringValue": &*decision.rule}}).to_string());
-        items.push(json!({"key": SAMPLE_RATE_ATTRIBUTE, "value": {"doubleValue": decision.sample_rate}}).to_string());
+        items.push(json!({"key": SAMPLE_RATE_ATTRIBUTE, "value": {"doubleValue": sample_rate}}).to_string());
         format!("[{}]", items.join(","))
     })
 }
@@ -433,6 +467,68 @@ mod tests {
         let parts = encode_trace(&spans(&specs), &decision, 1_000_000);
         let data = TracesData::decode(&parts[0].payload[..]).unwrap();
         assert_eq!(data.resource_spans[0].scope_spans[0].spans[0].trace_state, "ot=th:c");
+    }
+
+    /// The `sampling.sample_rate` attributes of every span of a protobuf record, with its tracestate.
+    fn forwarded(payload: &[u8]) -> Vec<(String, f64)> {
+        let data = TracesData::decode(payload).unwrap();
+        let spans = data.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans);
+        spans
+            .map(|span| {
+                let rate = span.attributes.iter().find(|kv| kv.key == SAMPLE_RATE_ATTRIBUTE).unwrap();
+                let Some(any_value::Value::DoubleValue(rate)) = rate.value.as_ref().unwrap().value else { panic!() };
+                (span.trace_state.clone(), rate)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn arriving_thresholds_are_read_from_the_tracestate() {
+        assert_eq!(tracestate_threshold("ot=th:f"), Some(0xf0_0000_0000_0000));
+        assert_eq!(tracestate_threshold("vendor=1, ot=rv:abcdef01234567;th:c8 ,x=y"), Some(0xc8_0000_0000_0000));
+        assert_eq!(tracestate_threshold("ot=th:0"), Some(0));
+        assert_eq!(tracestate_threshold("ot=th:fffffffffffff1"), Some(0xff_ffff_ffff_fff1));
+        for none in ["", "vendor=th:f", "ot=rv:abcdef01234567", "ot=th:", "ot=th:fffffffffffffff", "ot=th:g"] {
+            assert_eq!(tracestate_threshold(none), None, "{none:?}");
+        }
+    }
+
+    /// sampling.md "What is forwarded": a trace kept upstream at 1 in 16 (`th:f`) and kept here
+    /// by a 10 % rule leaves with `th:f` and sample rate 16; a threshold is never lowered.
+    #[test]
+    fn a_head_sampled_trace_keeps_its_higher_threshold() {
+        use crate::assemble::{DecisionReason, ReadyTrace};
+        let config: crate::sampling::SamplingConfig =
+            toml::from_str("[[rules]]\nname = \"ten\"\nkeep = \"rate\"\nrate = 0.1").unwrap();
+        let mut sampler = crate::sampling::Sampler::new(&config);
+        // Trace id 0xff…: randomness 0xffffffffffffff, kept at any threshold.
+        let specs = [
+            SpanSpec::new("api", 0xff, 1, None, SERVER, "op").trace_state("ot=th:f;rv:ffffffffffffff,vendor=1"),
+            SpanSpec::new("api", 0xff, 2, Some(1), SERVER, "child").trace_state("ot=th:8"),
+            SpanSpec::new("api", 0xff, 3, Some(1), SERVER, "plain"),
+        ];
+        let spans = spans(&specs);
+        let trace = ReadyTrace {
+            trace_id: spans[0].trace_id,
+            root_present: true,
+            spans,
+            reason: DecisionReason::Complete,
+            sources: Vec::new(),
+            prior: None,
+        };
+        let decision = sampler.decide(&trace, crate::clock::Nanos(1_800_000_000_000_000_000));
+        assert!(decision.keep);
+        let parts = encode_trace(&trace.spans, &decision, 1_000_000);
+        let out = forwarded(&parts[0].payload);
+        let states: Vec<&str> = out.iter().map(|(state, _)| state.as_str()).collect();
+        assert_eq!(states, ["ot=th:f;rv:ffffffffffffff,vendor=1", "ot=th:e6666666666666", "ot=th:e6666666666666"]);
+        assert_eq!(out[0].1, 16.0, "2^56 / (2^56 - 0xf0000000000000)");
+        for (_, rate) in &out[1..] {
+            assert!((rate - 10.0).abs() < 1e-9, "the rule's own threshold is the higher one: {rate}");
+        }
+        let json = annotate_otlp_json(r#"{"traceState":"ot=th:f","name":"x"}"#, &decision);
+        assert!(json.starts_with(r#"{"traceState":"ot=th:f","name":"x","attributes":["#), "{json}");
+        assert!(json.contains(r#"{"key":"sampling.sample_rate","value":{"doubleValue":16.0}}"#), "{json}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod decision;
 pub mod decode;
 pub mod delivery;
 pub mod demo;
+pub mod duration;
 pub mod encode;
 pub mod generate;
 pub mod http;

@@ -133,8 +133,9 @@ impl fmt::Display for Encoding {
 /// `resource_header` and `scope_header` are the encoded members of the enclosing `ResourceSpans` and
 /// `ScopeSpans` messages other than their span lists, exactly as received: protobuf fields for
 /// `otlp_proto`, comma-separated JSON members for `otlp_json`. Forwarding writes them back
-/// unchanged, which is how resource and scope data survive the round trip. For `zipkin_json` the
-/// resource header is the local service name (a Zipkin span's whole resource) and is never written.
+/// unchanged, which is how resource and scope data survive the round trip. For `zipkin_json`, whose
+/// spans have no resource, the resource header encodes the span's identity (its local service name
+/// and the environment tags standing in for resource attributes) and is never written.
 /// Origins are shared by every span reported under the same headers, across messages.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Origin {

@@ -24,7 +24,7 @@ impl<'de> Deserialize<'de> for HumanDuration {
 
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_duration(self.0))
+        f.write_str(&crate::duration::format_duration(self.0))
     }
 }
 

@@ -24,6 +24,8 @@ pub struct SpanSpec {
     pub error_status: bool,
     /// Start, Unix nanoseconds.
     pub start: u64,
+    /// The W3C `tracestate` the span arrives with.
+    pub trace_state: &'static str,
 }
 
 #[derive(Clone)]
@@ -49,6 +51,7 @@ impl SpanSpec {
             attributes: Vec::new(),
             error_status: false,
             start: 1_700_000_000_000_000_000,
+            trace_state: "",
         }
     }
 
@@ -78,12 +81,18 @@ impl SpanSpec {
         self
     }
 
+    pub fn trace_state(mut self, state: &'static str) -> Self {
+        self.trace_state = state;
+        self
+    }
+
     fn proto(&self) -> ProtoSpan {
         let start = self.start;
         ProtoSpan {
             trace_id: vec![self.trace; 16],
             span_id: vec![self.id; 8],
             parent_span_id: self.parent.map(|p| vec![p; 8]).unwrap_or_default(),
+            trace_state: self.trace_state.into(),
             name: self.name.into(),
             kind: self.kind,
             start_time_unix_nano: start,

@@ -154,7 +154,7 @@ fn demo_serves_metrics_and_services() {
         .expect("frontend owner page listed");
     assert!(owners["requests"].as_u64().unwrap() > 0);
     assert!(owners["availability"].as_f64().unwrap() < 1.0, "the demo injects faults");
-    assert!(owners["p99_seconds"].as_f64().is_some());
+    assert!(owners["p99Seconds"].as_f64().is_some());
 
     terminate(&child);
     let mut child = child;

@@ -161,6 +161,42 @@ fn zipkin_json_maps_to_the_span_model() {
     assert_eq!(spans[1].attribute("error"), Some(AttrValue::Str("boom".into())));
 }
 
+/// signals.md: Zipkin spans carry no resource; their tags stand in for its attributes, as the
+/// OpenTelemetry Zipkin exporter writes them.
+#[test]
+fn zipkin_tags_stand_in_for_the_resource() {
+    let span = |id: u8, endpoint: &str, tags: &str| {
+        format!(
+            r#"{{"traceId":"463ac35c9f6413ad","id":"a2fb4a1d1a96d3{id:02x}","timestamp":1700000000000000,"duration":1,{endpoint}"tags":{{{tags}}}}}"#
+        )
+    };
+    let frontend = r#""localEndpoint":{"serviceName":"frontend"},"#;
+    let payload = format!(
+        "[{}]",
+        [
+            span(1, frontend, r#""deployment.environment.name":"prod""#),
+            span(2, frontend, r#""deployment.environment":"staging""#),
+            span(3, frontend, ""),
+            span(4, frontend, r#""deployment.environment":"old","deployment.environment.name":"prod""#),
+            span(5, "", r#""service.name":"billing","deployment.environment.name":"prod""#),
+        ]
+        .join(",")
+    );
+    let (spans, _) = decode_all(InputEncoding::ZipkinJson, payload.as_bytes()).unwrap();
+    let identity: Vec<(&str, &str)> = spans.iter().map(|s| (&**s.service(), &**s.environment())).collect();
+    assert_eq!(
+        identity,
+        [
+            ("frontend", "prod"),
+            ("frontend", "staging"),
+            ("frontend", "default"),
+            ("frontend", "prod"),
+            ("billing", "prod")
+        ]
+    );
+    assert_eq!(spans[4].attribute("service.name"), Some(AttrValue::Str("billing".into())));
+}
+
 #[test]
 fn otlp_json_accepts_numbers_strings_and_enum_names() {
     let payload = br#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"a"}},

@@ -4,6 +4,11 @@
 //! `localEndpoint.serviceName` → `service.name`; `kind` → span kind (absent → UNSPECIFIED);
 //! `timestamp`/`duration` (µs) → start/end; an `error` tag → status ERROR; tags → attributes;
 //! `remoteEndpoint.serviceName` → `peer.service`. 64-bit trace ids are widened with leading zeros.
+//!
+//! A Zipkin span has no resource: its tags stand in for one (signals.md), as the exporter writes
+//! resource attributes there. Its identity is `localEndpoint.serviceName` (else a `service.name`
+//! tag) and the `deployment.environment.name` (else `deployment.environment`) tag; attribute
+//! look-ups read the tags.
 
 use std::borrow::Cow;
 
@@ -93,11 +98,12 @@ pub(super) fn decode(
     let spans: Vec<&RawValue> = serde_json::from_slice(payload)?;
     let parsed: Vec<ZipkinSpan<'_>> =
         spans.iter().map(|raw| serde_json::from_str(raw.get())).collect::<Result<_, _>>()?;
+    let mut header = std::mem::take(&mut names.resource_scratch);
     for (raw, span) in spans.iter().zip(&parsed) {
-        // A Zipkin span's whole resource is its local service name: it keys the origin (and is
-        // never written back: forwarding writes Zipkin span objects only).
-        let service = span.local_endpoint.as_ref().and_then(|e| e.service_name.as_deref()).unwrap_or("");
-        let origin = names.origin(Encoding::ZipkinJson, service.as_bytes(), b"", identify);
+        // The span's identity keys its origin (and is never written back: forwarding writes
+        // Zipkin span objects only).
+        write_identity(span, &mut header);
+        let origin = names.origin(Encoding::ZipkinJson, &header, b"", identify);
         let start = span.timestamp.unwrap_or(0).saturating_mul(1000);
         let mut draft = SpanDraft {
             trace_id: trace_id(&span.trace_id),
@@ -126,18 +132,51 @@ pub(super) fn decode(
         }
         names.finish(draft, &origin, payload.slice_ref(raw.get().as_bytes()), out, stats);
     }
+    names.resource_scratch = header;
     Ok(())
 }
 
-/// [`Identify`] for Zipkin: the header is the local service name.
-fn identify(service: &Bytes) -> (Bytes, [Option<String>; 3]) {
-    (Bytes::new(), [Some(String::from_utf8_lossy(service).into_owned()), None, None])
+/// Writes a span's identity (`service.name`, `deployment.environment.name`,
+/// `deployment.environment`, in the order of [`Identify`]'s answer; each a little-endian `u32`
+/// length and its bytes, empty when absent) into `header`, the origin header [`identify`] reads.
+fn write_identity(span: &ZipkinSpan<'_>, header: &mut Vec<u8>) {
+    let local = span.local_endpoint.as_ref().and_then(|e| e.service_name.as_deref()).filter(|s| !s.is_empty());
+    let mut identity = [local.unwrap_or(""), "", ""];
+    for (key, value) in &span.tags.0 {
+        match &**key {
+            "service.name" if local.is_none() => identity[0] = value,
+            "deployment.environment.name" => identity[1] = value,
+            "deployment.environment" => identity[2] = value,
+            _ => {}
+        }
+    }
+    header.clear();
+    for value in identity {
+        header.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        header.extend_from_slice(value.as_bytes());
+    }
+}
+
+/// [`Identify`] for Zipkin: reads back what [`write_identity`] wrote. There is no resource to
+/// keep: attribute look-ups read the span's tags.
+fn identify(header: &Bytes) -> (Bytes, [Option<String>; 3]) {
+    let mut identity = [None, None, None];
+    let mut rest = &header[..];
+    for slot in &mut identity {
+        let Some((len, tail)) = rest.split_first_chunk::<4>() else { break };
+        let len = (u32::from_le_bytes(*len) as usize).min(tail.len());
+        let (value, tail) = tail.split_at(len);
+        *slot = Some(String::from_utf8_lossy(value).into_owned());
+        rest = tail;
+    }
+    (Bytes::new(), identity)
 }
 
 pub(super) fn find_span_attribute(raw: &[u8], key: &str) -> Option<AttrValue> {
     let span: ZipkinSpan<'_> = serde_json::from_slice(raw).ok()?;
-    if key == "service.name" {
-        return span.local_endpoint.and_then(|e| e.service_name).map(|s| AttrValue::Str(s.into_owned()));
+    let local = span.local_endpoint.and_then(|e| e.service_name).filter(|s| !s.is_empty());
+    if let (Some(service), "service.name") = (local, key) {
+        return Some(AttrValue::Str(service.into_owned()));
     }
     span.tags.0.into_iter().find(|(k, _)| k == key).map(|(_, v)| AttrValue::Str(v.into_owned()))
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::rules::{KeepAction, RuleConfig};
 use super::{Decision, TraceFacts};
 use crate::clock::Nanos;
+pub use crate::decision::adjusted_count;
 use crate::model::TraceId;
 
 /// 2^56: the range of OpenTelemetry sampling randomness and thresholds.

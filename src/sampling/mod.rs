@@ -8,7 +8,9 @@
 //!   consistent-probability scheme: randomness = the id's last 56 bits), so every instance, and a
 //!   restarted one, decides the same trace the same way;
 //! - every kept trace carries `sample_rate` = 1 / the probability it was kept with, so the sum of
-//!   `sample_rate` over a rule's kept traces estimates how many traces the rule saw.
+//!   `sample_rate` over a rule's kept traces estimates how many traces the rule saw; a span that
+//!   arrived head-sampled at a higher threshold is forwarded with that threshold and its adjusted
+//!   count instead (the sink reads the span's tracestate: `crate::sink::encode`).
 
 mod actions;
 pub mod rules;
@@ -22,7 +24,7 @@ use crate::model::{Outcome, Role, Span, StatusCode};
 
 pub use crate::decision::Decision;
 use actions::Action;
-pub use actions::{randomness, threshold_for};
+pub use actions::{adjusted_count, randomness, threshold_for};
 pub use rules::{Conditions, KeepAction, OutcomeName, RuleConfig, SamplingConfig, StatusName};
 
 /// The rule name of traces no rule matched.

@@ -19,7 +19,7 @@ pub struct MetricsConfig {
     /// Default `[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]`.
     #[serde(default = "default_latency_buckets")]
     pub latency_buckets: Vec<f64>,
-    /// Series per metric family; beyond it spans count under `operation="__overflow__"`.
+    /// Series per metric family; beyond it spans count in one series labelled all `__overflow__`.
     /// Default 10 000; at least 1.
     #[serde(default = "default_max_series")]
     pub max_series: usize,

@@ -97,7 +97,7 @@ const DEPENDENCY_FAMILIES: [FamilySpec; 5] = [
 
 const OVERFLOW: FamilySpec = FamilySpec {
     name: "tracewarden_series_overflow_total",
-    help: "Spans counted under operation=\"__overflow__\" because a family reached metrics.max_series.",
+    help: "Spans counted in a family's __overflow__ series because the family reached metrics.max_series.",
     kind: MetricType::COUNTER,
 };
 const EXCLUDED: FamilySpec = FamilySpec {
@@ -270,8 +270,9 @@ impl Collector for SignalCollector {
     }
 }
 
-/// One row of `/api/services`.
+/// One row of `/api/services` (camelCase fields, as every API: interfaces.md).
 #[derive(Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
 pub struct OperationSummary {
     pub service: String,
     pub operation: String,

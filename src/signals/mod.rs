@@ -7,8 +7,9 @@
 //!   assembled trace when it holds the callee's SERVER/CONSUMER span;
 //! - counters are exact; latency goes to classic buckets (aggregatable) and to an HDR window
 //!   ([`LatencyWindow`]) for quantiles over `metrics.window`;
-//! - each family holds at most `max_series` series; spans beyond that are counted under
-//!   `operation="__overflow__"`, never dropped; series idle for `series_ttl` are removed.
+//! - each family holds at most `max_series` series plus one overflow series whose every label is
+//!   `__overflow__`: spans that would need a series past the cap are counted there, never
+//!   dropped; series idle for `series_ttl` are removed.
 //!
 //! The store is owned by the pipeline worker and shared behind a mutex locked once per batch of
 //! traces; exposition ([`exposition`]) and the JSON API read it under the same lock.
@@ -31,7 +32,8 @@ use crate::clock::Nanos;
 use crate::matcher::{AttributeCondition, Wildcard};
 use crate::model::{Outcome, Role, Span, SpanId};
 
-pub const OVERFLOW_OPERATION: &str = "__overflow__";
+/// Every label of a family's overflow series.
+pub const OVERFLOW_LABEL: &str = "__overflow__";
 pub const UNKNOWN_OPERATION: &str = "unknown_operation";
 pub const UNKNOWN_REMOTE: &str = "unknown_remote";
 
@@ -110,24 +112,26 @@ pub struct DependencyKey {
     pub environment: Arc<str>,
 }
 
-/// Keys that can be folded into their family's overflow series.
+/// Keys of a family that has an overflow series.
 pub trait SeriesKey: Clone + Eq + Hash + Ord {
-    fn overflow(&self, overflow: &Arc<str>) -> Self;
+    /// The key of the family's overflow series: every label `overflow`.
+    fn overflow(overflow: &Arc<str>) -> Self;
 }
 
 impl SeriesKey for ServiceKey {
-    fn overflow(&self, overflow: &Arc<str>) -> Self {
-        Self { operation: overflow.clone(), ..self.clone() }
+    fn overflow(overflow: &Arc<str>) -> Self {
+        Self { service: overflow.clone(), operation: overflow.clone(), environment: overflow.clone() }
     }
 }
 
 impl SeriesKey for DependencyKey {
-    fn overflow(&self, overflow: &Arc<str>) -> Self {
+    fn overflow(overflow: &Arc<str>) -> Self {
         Self {
+            service: overflow.clone(),
             operation: overflow.clone(),
             remote_service: overflow.clone(),
             remote_operation: overflow.clone(),
-            ..self.clone()
+            environment: overflow.clone(),
         }
     }
 }
@@ -184,29 +188,34 @@ impl Series {
     }
 }
 
-/// One metric family's series, capped at `max_series`.
+/// One metric family's series: at most `max_series`, plus the overflow series (signals.md
+/// "Precision and cardinality": never more than `max_series + 1`).
 pub struct Family<K> {
     pub series: HashMap<K, Series>,
+    /// The key of the overflow series, whose every label is `__overflow__`.
+    overflow: K,
 }
 
 impl<K: SeriesKey> Family<K> {
-    fn new() -> Self {
-        Self { series: HashMap::new() }
+    fn new(overflow: &Arc<str>) -> Self {
+        Self { series: HashMap::new(), overflow: K::overflow(overflow) }
     }
 
-    /// The series for `key`, or its overflow series when the family is full.
-    fn series_for(
-        &mut self,
-        key: K,
-        settings: &SignalSettings,
-        overflow: &Arc<str>,
-        overflowed: &mut u64,
-    ) -> &mut Series {
-        let key = if self.series.len() >= settings.max_series && !self.series.contains_key(&key) {
-            *overflowed += 1;
-            key.overflow(overflow)
-        } else {
+    /// The series for `key`, or the overflow series when `key` would be a series past the cap.
+    /// (A service's own `operation="__overflow__"` series would need room under the cap too,
+    /// which a full family lacks: past the cap there is only the one overflow series.)
+    fn series_for(&mut self, key: K, settings: &SignalSettings, overflowed: &mut u64) -> &mut Series {
+        let key = if self.series.contains_key(&key) {
             key
+        } else {
+            // The overflow series takes no place under the cap.
+            let capped = self.series.len() - self.series.contains_key(&self.overflow) as usize;
+            if capped >= settings.max_series {
+                *overflowed += 1;
+                self.overflow.clone()
+            } else {
+                key
+            }
         };
         self.series.entry(key).or_insert_with(|| Series::new(settings.latency_buckets.len(), settings.window))
     }
@@ -235,7 +244,6 @@ pub struct SignalStore {
     pub overflowed: u64,
     /// Spans excluded, by rule name (`tracewarden_spans_excluded_total{rule}`).
     pub excluded: Vec<(Arc<str>, u64)>,
-    overflow: Arc<str>,
     unknown_operation: Arc<str>,
     unknown_remote: Arc<str>,
     index: TraceIndex,
@@ -244,13 +252,13 @@ pub struct SignalStore {
 impl SignalStore {
     pub fn new(settings: SignalSettings) -> Self {
         let excluded = settings.exclude.iter().map(|r| (Arc::from(r.name.as_str()), 0)).collect();
+        let overflow = Arc::from(OVERFLOW_LABEL);
         Self {
             settings,
-            services: Family::new(),
-            dependencies: Family::new(),
+            services: Family::new(&overflow),
+            dependencies: Family::new(&overflow),
             overflowed: 0,
             excluded,
-            overflow: Arc::from(OVERFLOW_OPERATION),
             unknown_operation: Arc::from(UNKNOWN_OPERATION),
             unknown_remote: Arc::from(UNKNOWN_REMOTE),
             index: TraceIndex::default(),
@@ -298,12 +306,12 @@ impl SignalStore {
                     environment: span.environment().clone(),
                 };
                 self.services
-                    .series_for(key, &self.settings, &self.overflow, &mut self.overflowed)
+                    .series_for(key, &self.settings, &mut self.overflowed)
                     .record(span, outcome, latency, bucket, now);
             } else {
                 let key = self.dependency_key(span, spans);
                 self.dependencies
-                    .series_for(key, &self.settings, &self.overflow, &mut self.overflowed)
+                    .series_for(key, &self.settings, &mut self.overflowed)
                     .record(span, outcome, latency, bucket, now);
             }
         }

@@ -94,6 +94,15 @@ fn dependencies_resolve_through_the_trace() {
     assert!(store.dependencies.series.contains_key(&dep("worker", UNKNOWN_OPERATION, "kafka", "publish")));
 }
 
+/// The series whose every label is `__overflow__`.
+fn overflow_service() -> ServiceKey {
+    ServiceKey {
+        service: Arc::from("__overflow__"),
+        operation: Arc::from("__overflow__"),
+        environment: Arc::from("__overflow__"),
+    }
+}
+
 #[test]
 fn series_cap_overflows_without_losing_counts() {
     let mut store = SignalStore::new(SignalSettings { max_series: 2, ..settings() });
@@ -104,9 +113,51 @@ fn series_cap_overflows_without_losing_counts() {
         store.record_trace(&[s], T0);
     }
     assert_eq!(store.overflowed, 2);
-    assert_eq!(store.services.series[&key("api", OVERFLOW_OPERATION)].requests, 2);
+    assert_eq!(store.services.series[&overflow_service()].requests, 2);
     let total: u64 = store.services.series.values().map(|s| s.requests).sum();
     assert_eq!(total, 4, "never dropped from the totals");
+}
+
+/// signals.md: a family never holds more than `max_series + 1` series, however many services
+/// come past the cap.
+#[test]
+fn past_the_cap_each_family_has_one_overflow_series() {
+    let mut store = SignalStore::new(SignalSettings { max_series: 2, ..settings() });
+    for (i, service) in ["a", "b", "c", "d", "e"].into_iter().enumerate() {
+        let trace = i as u8 + 1;
+        store.record_trace(
+            &spans(&[
+                SpanSpec::new(service, trace, 1, None, SERVER, "op"),
+                SpanSpec::new(service, trace, 2, Some(1), CLIENT, "q").attr("db.system", AttrSpec::Str("redis")),
+            ]),
+            T0,
+        );
+    }
+    let services = &store.services.series;
+    assert_eq!(services.len(), 3, "{:?}", services.keys().collect::<Vec<_>>());
+    assert_eq!((services[&key("a", "op")].requests, services[&key("b", "op")].requests), (1, 1));
+    assert_eq!(services[&overflow_service()].requests, 3, "c, d and e");
+    let dependencies = &store.dependencies.series;
+    assert_eq!(dependencies.len(), 3, "{:?}", dependencies.keys().collect::<Vec<_>>());
+    let overflow = DependencyKey {
+        service: Arc::from("__overflow__"),
+        operation: Arc::from("__overflow__"),
+        remote_service: Arc::from("__overflow__"),
+        remote_operation: Arc::from("__overflow__"),
+        environment: Arc::from("__overflow__"),
+    };
+    assert_eq!(dependencies[&overflow].requests, 3);
+    assert_eq!(store.overflowed, 6, "3 entry and 3 dependency spans");
+
+    // The overflow series takes no place under the cap: once an idle series is removed, a new one fits.
+    let later = T0.saturating_add(Duration::from_secs(600));
+    store.record_trace(&spans(&[SpanSpec::new("b", 9, 1, None, SERVER, "op")]), later);
+    store.record_trace(&spans(&[SpanSpec::new("e", 10, 1, None, SERVER, "op")]), later);
+    store.evict_idle(T0.saturating_add(Duration::from_secs(900)));
+    assert_eq!(store.services.series.len(), 2, "a expired; b and the overflow series stay");
+    store.record_trace(&spans(&[SpanSpec::new("f", 11, 1, None, SERVER, "op")]), later);
+    assert_eq!(store.services.series[&key("f", "op")].requests, 1);
+    assert_eq!(store.services.series.len(), 3);
 }
 
 #[test]
@@ -216,6 +267,27 @@ fn exposition_uses_the_spec_names_and_labels() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].availability, Some(0.0));
     assert!((rows[0].p50_seconds.unwrap() - 0.007).abs() <= 0.007 * 0.001);
+    // interfaces.md: camelCase field names in every API.
+    let json = serde_json::to_value(&rows[0]).unwrap();
+    let mut fields: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "availability",
+            "environment",
+            "errorRate",
+            "faultRate",
+            "operation",
+            "p50Seconds",
+            "p90Seconds",
+            "p999Seconds",
+            "p99Seconds",
+            "requests",
+            "requestsTotal",
+            "service"
+        ]
+    );
 }
 
 #[test]

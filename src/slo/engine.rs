@@ -15,6 +15,7 @@ use serde::Serialize;
 use super::aggregate::{AggregateRecord, AlertCheckpoint, Checkpoint, Ledger, CHECKPOINT_VERSION};
 use super::budget::{bucket_of, Budget, Budgeting, Counts, Objective, Seconds, Series, Status, Tier};
 use super::config::{SliKind, SloConfig};
+use crate::duration::{format_duration, format_seconds};
 use crate::model::{Role, Span};
 
 /// One alert message, as written to `kafka.alerts_topic` (JSON, keyed by fingerprint).
@@ -33,6 +34,7 @@ pub struct AlertMessage {
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
 pub struct SloSummary {
     pub goal: f64,
     pub window: String,
@@ -92,8 +94,9 @@ struct SloRuntime {
     dirty: bool,
 }
 
-/// The state of one SLO now, for gauges and `/api/slos`.
+/// The state of one SLO now, for gauges and `/api/slos` (camelCase fields, as every API).
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SloReport {
     pub name: String,
     pub service: String,
@@ -118,15 +121,14 @@ fn rfc3339(at: Seconds) -> String {
     Utc.timestamp_opt(at, 0).single().map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_default()
 }
 
-fn human(seconds: Seconds) -> String {
-    humantime::format_duration(std::time::Duration::from_secs(seconds.max(0) as u64)).to_string()
-}
-
-/// A stable 64-bit fingerprint of the labels (FNV-1a over `name=value` lines, names sorted).
+/// The labels' Prometheus/Alertmanager fingerprint (prometheus/common `model.LabelSet.Fingerprint`):
+/// FNV-1a 64 over the label names in sorted (byte) order, each name and each value followed by
+/// the byte 0xff, as 16 lowercase hex digits. Alertmanager, given the same labels, computes the same.
 fn fingerprint(labels: &BTreeMap<String, String>) -> String {
+    const SEPARATOR: u8 = 0xff;
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for (name, value) in labels {
-        for byte in name.bytes().chain([b'=']).chain(value.bytes()).chain([b'\n']) {
+        for byte in name.bytes().chain([SEPARATOR]).chain(value.bytes()).chain([SEPARATOR]) {
             hash ^= byte as u64;
             hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
         }
@@ -137,18 +139,22 @@ fn fingerprint(labels: &BTreeMap<String, String>) -> String {
 impl SloRuntime {
     fn base_labels(&self) -> BTreeMap<String, String> {
         let c = &self.config;
-        BTreeMap::from([
+        let mut labels = BTreeMap::from([
             ("slo".into(), c.name.clone()),
             ("service".into(), c.service.clone()),
-            ("operation".into(), c.operation.clone().unwrap_or_else(|| "*".into())),
             ("environment".into(), c.environment.clone().unwrap_or_else(|| "*".into())),
             ("sli".into(), format!("{:?}", c.sli).to_lowercase()),
-        ])
+        ]);
+        // An SLO over every operation of its service has no `operation` label (slo.md).
+        if let Some(operation) = &c.operation {
+            labels.insert("operation".into(), operation.clone());
+        }
+        labels
     }
 
     fn window_text(&self) -> String {
         match (self.config.window, self.config.calendar) {
-            (Some(w), _) => human(w.0.as_secs() as i64),
+            (Some(w), _) => format_duration(w.0),
             (None, Some(c)) => format!("{c:?}").to_lowercase(),
             (None, None) => String::new(),
         }
@@ -168,7 +174,13 @@ impl SloRuntime {
             .into_iter()
             .map(|w| {
                 let burn = self.objective.burn_rate(&self.series, now, w);
-                WindowBurn { window: human(w), burn_rate: burn.rate, threshold, bad: burn.bad, total: burn.total }
+                WindowBurn {
+                    window: format_seconds(w),
+                    burn_rate: burn.rate,
+                    threshold,
+                    bad: burn.bad,
+                    total: burn.total,
+                }
             })
             .collect()
     }

@@ -78,3 +78,30 @@ impl Collector for SloCollector {
         FAMILIES.iter().zip(metrics).filter(|(_, m)| !m.is_empty()).map(|((spec, _), m)| family(spec, m)).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{ManualClock, Nanos};
+
+    #[test]
+    fn window_labels_are_written_as_in_the_configuration() {
+        let config: crate::slo::config::SloConfig = toml::from_str(
+            "name = \"api\"\nservice = \"api\"\nsli = \"availability\"\ngoal = 0.99\nwindow = \"30d\"\n",
+        )
+        .unwrap();
+        let mut engine = SloEngine::new(&[config]);
+        engine.take_over(0, None);
+        let clock: SharedClock = Arc::new(ManualClock::new(Nanos(1_777_593_600_000_000_000)));
+        let registry = prometheus::Registry::new();
+        registry.register(Box::new(SloCollector::new(Arc::new(Mutex::new(engine)), clock))).unwrap();
+        let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather()).unwrap();
+        let mut windows: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("tracewarden_slo_burn_rate{"))
+            .filter_map(|l| l.split("window=\"").nth(1)?.split('"').next())
+            .collect();
+        windows.sort_unstable();
+        assert_eq!(windows, ["1h", "30m", "3d", "5m", "6h"], "one gauge per distinct window: {text}");
+    }
+}

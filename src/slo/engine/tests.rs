@@ -96,12 +96,93 @@ fn messages_follow_the_alert_schema() {
     assert_eq!(json["schemaVersion"], 1);
     assert_eq!(json["startsAt"], "2026-05-01T10:02:00Z");
     assert!(json["endsAt"].is_null());
-    assert_eq!(json["slo"], serde_json::json!({"goal": 0.999, "window": "30days", "budgeting": "requests"}));
+    assert_eq!(json["slo"], serde_json::json!({"goal": 0.999, "window": "30d", "budgeting": "requests"}));
     for key in ["evaluatedAt", "windows", "errorBudget", "attainment", "budgetStatus"] {
         assert!(json["evaluation"].get(key).is_some(), "missing evaluation.{key}");
     }
     assert_eq!(json["fingerprint"].as_str().unwrap().len(), 16);
     assert!(slos.evaluate(now + 60).is_empty(), "no state change, no message");
+}
+
+/// Prometheus's `labelSetToFingerprint` test vector (prometheus/common, model/signature_test.go):
+/// 5799056148416392346 = 0x507a62d79ee76c9a; the empty set is the FNV-1a offset basis.
+#[test]
+fn fingerprints_are_the_prometheus_label_set_fingerprint() {
+    let labels = BTreeMap::from([
+        ("name".to_string(), "garland, briggs".to_string()),
+        ("fear".to_string(), "love is not enough".to_string()),
+    ]);
+    assert_eq!(fingerprint(&labels), "507a62d79ee76c9a");
+    assert_eq!(fingerprint(&BTreeMap::new()), "cbf29ce484222325");
+}
+
+#[test]
+fn an_slo_without_operation_has_no_operation_label() {
+    let mut slos = engine(&CHECKOUT.replace("operation = \"POST /pay\"\n", ""));
+    let fault = spans(&[SpanSpec::new("checkout", 2, 1, None, SERVER, "x").http("POST", "/pay", 503)]).remove(0);
+    let now: Seconds = 1_777_629_720;
+    slos.record_trace(&(0..50).map(|_| request(&fault, now - 10)).collect::<Vec<_>>());
+    let messages = slos.evaluate(now);
+    let page_fast = messages.iter().find(|m| m.labels.get("tier").map(String::as_str) == Some("page-fast")).unwrap();
+    let expected: BTreeMap<String, String> = [
+        ("alertname", "SLOBurnRate"),
+        ("environment", "*"),
+        ("service", "checkout"),
+        ("severity", "page"),
+        ("sli", "availability"),
+        ("slo", "checkout-availability"),
+        ("tier", "page-fast"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(page_fast.labels, expected);
+    // FNV-1a 64 of "alertname\xffSLOBurnRate\xffenvironment\xff*\xff...tier\xffpage-fast\xff", worked
+    // out independently of this code.
+    assert_eq!(page_fast.fingerprint, "ae30c95e0eeef7bc");
+    assert!(messages.iter().all(|m| !m.labels.contains_key("operation")), "{messages:#?}");
+}
+
+/// slo.md: durations are written as in the configuration, in the largest unit that divides them.
+#[test]
+fn windows_are_written_as_in_the_configuration() {
+    let slos = engine(CHECKOUT);
+    let report = &slos.reports(1_777_593_600)[0];
+    assert_eq!(report.window, "30d");
+    let windows: Vec<&str> = report.burn_rates.iter().map(|b| b.window.as_str()).collect();
+    // page-fast 1h/5m, page-slow 6h/30m, ticket 3d/6h (long, long/12).
+    assert_eq!(windows, ["1h", "5m", "6h", "30m", "3d", "6h"]);
+}
+
+/// interfaces.md: `/api/slos`, like every API, uses camelCase field names throughout.
+#[test]
+fn reports_use_camel_case_fields() {
+    let slos = engine(CHECKOUT);
+    let json = serde_json::to_value(&slos.reports(1_777_593_600)[0]).unwrap();
+    let keys = |value: &serde_json::Value| {
+        let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+        keys.sort_unstable();
+        keys
+    };
+    assert_eq!(
+        keys(&json),
+        [
+            "attainment",
+            "burnRates",
+            "errorBudget",
+            "firing",
+            "goal",
+            "name",
+            "operation",
+            "service",
+            "sli",
+            "status",
+            "tiers",
+            "window"
+        ]
+    );
+    assert_eq!(keys(&json["errorBudget"]), ["remaining", "remainingRatio", "total", "unit"]);
+    assert_eq!(keys(&json["burnRates"][0]), ["bad", "burnRate", "threshold", "total", "window"]);
 }
 
 /// The burst of `a_burst_fires_page_fast_once_and_resolves_it_once`, minute by minute, counted
