@@ -37,15 +37,25 @@ pub struct SloConfig {
     /// `sli = "latency"` with `budgeting = "periods"`: `p50` | `p90` | `p99` | `p99.9` | `avg`.
     pub statistic: Option<String>,
     /// Status WARNING when the remaining budget ratio falls under this. Default 0.5; 0–1.
-    pub warning_threshold: Option<f64>,
+    #[serde(default = "default_warning_threshold")]
+    pub warning_threshold: f64,
     /// Burn-rate alerts stay quiet while the long window holds fewer requests. Default 10.
-    pub min_requests: Option<u64>,
+    #[serde(default = "default_min_requests")]
+    pub min_requests: u64,
     /// Windows in which requests are not counted (periods in them are good).
     #[serde(default)]
     pub exclusions: Vec<ExclusionConfig>,
     /// Burn-rate tiers; default the SRE Workbook's page-fast, page-slow, ticket.
     #[serde(default)]
     pub alerts: Vec<TierConfig>,
+}
+
+fn default_warning_threshold() -> f64 {
+    0.5
+}
+
+fn default_min_requests() -> u64 {
+    10
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -166,10 +176,9 @@ impl SloConfig {
             }
             _ => {}
         }
-        if let Some(w) = self.warning_threshold {
-            if !(0.0..=1.0).contains(&w) {
-                problem("warning_threshold", format!("{w} must be between 0 and 1"));
-            }
+        let w = self.warning_threshold;
+        if !(0.0..=1.0).contains(&w) {
+            problem("warning_threshold", format!("{w} must be between 0 and 1"));
         }
         for (i, exclusion) in self.exclusions.iter().enumerate() {
             let key = format!("exclusions[{i}]");
@@ -247,7 +256,7 @@ impl SloConfig {
             period_rule,
             window,
             budgeting,
-            warning_threshold: self.warning_threshold.unwrap_or(0.5),
+            warning_threshold: self.warning_threshold,
             exclusions,
         }
     }

@@ -241,7 +241,7 @@ impl SloRuntime {
             let summary = format!("{}: the alert's tier is no longer configured", self.subject());
             out.push(self.message(&alert, Some(now), summary, self.evaluation(&budget, Vec::new(), now)));
         }
-        let min_requests = self.config.min_requests.unwrap_or(10);
+        let min_requests = self.config.min_requests;
         for i in 0..self.tiers.len() {
             let tier = self.tiers[i].clone();
             let firing = tier.firing(&self.objective, &self.series, now, min_requests);
