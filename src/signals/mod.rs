@@ -194,28 +194,28 @@ pub struct Family<K> {
     pub series: HashMap<K, Series>,
     /// The key of the overflow series, whose every label is `__overflow__`.
     overflow: K,
+    /// Whether the overflow series is among `series`.
+    overflow_present: bool,
 }
 
 impl<K: SeriesKey> Family<K> {
     fn new(overflow: &Arc<str>) -> Self {
-        Self { series: HashMap::new(), overflow: K::overflow(overflow) }
+        Self { series: HashMap::new(), overflow: K::overflow(overflow), overflow_present: false }
     }
 
     /// The series for `key`, or the overflow series when `key` would be a series past the cap.
     /// (A service's own `operation="__overflow__"` series would need room under the cap too,
     /// which a full family lacks: past the cap there is only the one overflow series.)
     fn series_for(&mut self, key: K, settings: &SignalSettings, overflowed: &mut u64) -> &mut Series {
-        let key = if self.series.contains_key(&key) {
+        // The overflow series takes no place under the cap. Under the cap a key is its own series
+        // with no look-up beyond the entry's (the common case: one hash per span).
+        let capped = self.series.len() - self.overflow_present as usize;
+        let key = if capped < settings.max_series || self.series.contains_key(&key) {
             key
         } else {
-            // The overflow series takes no place under the cap.
-            let capped = self.series.len() - self.series.contains_key(&self.overflow) as usize;
-            if capped >= settings.max_series {
-                *overflowed += 1;
-                self.overflow.clone()
-            } else {
-                key
-            }
+            *overflowed += 1;
+            self.overflow_present = true;
+            self.overflow.clone()
         };
         self.series.entry(key).or_insert_with(|| Series::new(settings.latency_buckets.len(), settings.window))
     }
@@ -223,6 +223,7 @@ impl<K: SeriesKey> Family<K> {
     fn evict_idle(&mut self, now: Nanos, ttl: Duration) -> usize {
         let before = self.series.len();
         self.series.retain(|_, s| s.last_seen.saturating_add(ttl) > now);
+        self.overflow_present = self.series.contains_key(&self.overflow);
         before - self.series.len()
     }
 }
