@@ -11,7 +11,10 @@
 //!   handler has decided and flushed the revoked partitions' traces) and on shutdown;
 //! - the consumers are polled from one thread; rebalance callbacks run inside those polls, so
 //!   the handler is never entered twice at once; each position is committed by the member that
-//!   consumes its topic.
+//!   consumes its topic;
+//! - while the brokers cannot be reached the metadata check retries (readiness stays 503), and
+//!   librdkafka's connection errors become one line every few seconds ([`ClientLog`]); only what
+//!   retrying cannot fix (a missing input topic, failed authentication) is returned as an error.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
