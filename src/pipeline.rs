@@ -200,6 +200,10 @@ impl MessageHandler for Worker {
         self.delivery.relieved()
     }
 
+    fn waiting_partitions(&self) -> std::collections::BTreeSet<(String, i32)> {
+        self.delivery.waiting_partitions()
+    }
+
     /// Traces with their root are decided at once: the root span ends last, so they are complete.
     /// Root-less traces wholly in the revoked partitions are handed over undecided: the commit
     /// stops before their first span, so the next owner assembles them whole and no trace is split

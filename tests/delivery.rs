@@ -30,7 +30,7 @@ fn a_retriable_produce_failure_is_retried_after_its_backoff_and_loses_nothing() 
     harness.cluster.create_topic("sampled_spans", PARTITIONS, 1).unwrap();
     let pipeline = harness.start();
     let (key, payload) = trace(1);
-    harness.produce(&key, &payload);
+    harness.produce_to(0, &key, &payload);
     wait_for("the trace to be read", || received(&pipeline) == 1.0);
 
     // The next three produce requests fail with a retriable error.
@@ -39,7 +39,15 @@ fn a_retriable_produce_failure_is_retried_after_its_backoff_and_loses_nothing() 
     harness.advance(Duration::from_secs(5));
     let retries = || metric(&pipeline, "tracewarden_forward_retries_total", &[]).unwrap_or(0.0);
     wait_for("the first failure", || retries() == 1.0);
-    wait_for("consumption to pause", || metric(&pipeline, "tracewarden_consumption_paused", &[]) == Some(1.0));
+    let waiting = || metric(&pipeline, "tracewarden_partitions_waiting_for_retry", &[]);
+    wait_for("the trace's partition to pause", || waiting() == Some(1.0));
+    // Only that partition waits: another one is still read. (The injected errors answer every
+    // producer, this test's too: they are set aside while it writes, then the two left put back.)
+    harness.cluster.clear_request_errors(RDKafkaApiKey::Produce);
+    let (other_key, other_payload) = trace(2);
+    harness.produce_to(1, &other_key, &other_payload);
+    wait_for("a message on another partition to be read", || received(&pipeline) == 2.0);
+    harness.cluster.request_errors(RDKafkaApiKey::Produce, &[retriable, retriable]);
     // The clock has not moved: no attempt before the 100 ms backoff, however long we wait.
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(retries(), 1.0, "not sent again before its backoff");
@@ -50,11 +58,14 @@ fn a_retriable_produce_failure_is_retried_after_its_backoff_and_loses_nothing() 
     harness.advance(Duration::from_millis(400));
     wait_for("the trace forwarded", || metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(1.0));
     assert_eq!(retries(), 3.0, "one retry per injected failure");
+    harness.advance(Duration::from_secs(5));
+    wait_for("the other trace forwarded", || metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(2.0));
     assert_eq!(metric(&pipeline, "tracewarden_forward_failures_total", &[("destination", "output")]), None);
-    wait_for("consumption to resume", || metric(&pipeline, "tracewarden_consumption_paused", &[]) == Some(0.0));
-    let output = harness.read_all("sampled_spans", 1);
-    assert_eq!(output.len(), 1, "exactly one copy");
-    assert_eq!(output[0].key.as_deref(), Some(key.as_bytes()));
+    wait_for("the partition to resume", || waiting() == Some(0.0));
+    let output = harness.read_all("sampled_spans", 2);
+    let mut keys: Vec<Vec<u8>> = output.iter().filter_map(|r| r.key.clone()).collect();
+    keys.sort();
+    assert_eq!(keys, vec![key.into_bytes(), other_key.into_bytes()], "exactly one copy of each");
     wait_for("offsets committed to the end", || harness.committed_to_end());
     pipeline.stop().unwrap();
 }

@@ -16,8 +16,8 @@
 //! - the committable offset of a partition is the lowest offset still held ([`PendingOffsets`]).
 //!
 //! **Retries never spin.** A retriable failure waits `retry_backoff` × 2^(attempt − 1), at most
-//! `max_retry_backoff`, read from the injected clock, and consumption pauses while any record
-//! waits ([`DeliveryLedger::saturated`]). An error that retrying cannot fix — too large after
+//! `max_retry_backoff`, read from the injected clock, and the partitions whose messages it holds
+//! pause meanwhile ([`DeliveryLedger::waiting_partitions`]). An error that retrying cannot fix — too large after
 //! splitting, unknown topic, not authorized — is reported once per destination and error (again
 //! at most once a minute with the count, [`PipelineEvent::RecordAbandoned`]), its record
 //! abandoned: the partition never stalls on it.
@@ -31,6 +31,7 @@ pub mod topics;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -288,19 +289,28 @@ impl<T: Transport> DeliveryLedger<T> {
         self.in_flight + self.retries.len()
     }
 
-    /// Whether consumption should pause: forwarding does not keep up, or a record waits for a
-    /// retry.
+    /// Whether consumption should pause: forwarding does not keep up.
     pub fn saturated(&self) -> bool {
-        !self.retries.is_empty()
-            || self.in_flight >= self.settings.high_records
-            || self.in_flight_bytes >= self.settings.high_bytes
+        self.in_flight >= self.settings.high_records || self.in_flight_bytes >= self.settings.high_bytes
     }
 
     /// Whether a saturated ledger has caught up enough to consume again (hysteresis: half).
     pub fn relieved(&self) -> bool {
-        self.retries.is_empty()
-            && self.in_flight < self.settings.high_records / 2
-            && self.in_flight_bytes < self.settings.high_bytes / 2
+        self.in_flight < self.settings.high_records / 2 && self.in_flight_bytes < self.settings.high_bytes / 2
+    }
+
+    /// The partitions whose messages a record waiting for its retry holds: they pause until it
+    /// is delivered or abandoned.
+    pub fn waiting_partitions(&self) -> BTreeSet<(String, i32)> {
+        let indices: BTreeSet<u32> =
+            self.retries.iter().flat_map(|(_, a)| a.record.holds.iter().map(|h| h.source().partition)).collect();
+        indices
+            .into_iter()
+            .map(|index| {
+                let (topic, partition) = self.positions.topic_partition(index);
+                (topic.to_string(), partition)
+            })
+            .collect()
     }
 
     /// Waits, up to `timeout` of real time, until every record is answered; retries are sent

@@ -16,6 +16,7 @@
 //!   librdkafka's connection errors become one line every few seconds ([`ClientLog`]); only what
 //!   retrying cannot fix (a missing input topic, failed authentication) is returned as an error.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -86,6 +87,8 @@ pub trait MessageHandler: Send + 'static {
     fn saturated(&self) -> bool;
     /// Whether a saturated downstream has caught up: consumption resumes.
     fn relieved(&self) -> bool;
+    /// Partitions to pause until their pending writes are retried (others go on).
+    fn waiting_partitions(&self) -> BTreeSet<(String, i32)>;
     /// The partitions are being revoked (`leaving`: because this instance leaves the group):
     /// settle their traces and forwards; return their positions.
     fn revoke(&mut self, partitions: &[(String, i32)], leaving: bool) -> Vec<Commit>;
@@ -270,6 +273,8 @@ pub fn run<H: MessageHandler>(
     // While paused the consumer is still polled (group membership, rebalances); partitions
     // assigned meanwhile are paused on the next pass.
     let mut paused_at: Option<Instant> = None;
+    // Partitions paused while a record holding their messages waits for its retry.
+    let mut waiting: BTreeSet<(String, i32)> = BTreeSet::new();
     while !shutdown.load(Ordering::SeqCst) {
         for (i, member) in consumers.iter().enumerate() {
             match member.poll(Duration::from_millis(if i == 0 { 20 } else { 0 })) {
@@ -295,12 +300,34 @@ pub fn run<H: MessageHandler>(
                 pause_all(&consumer, false);
                 telemetry.emit(PipelineEvent::Consumption { paused: false }, settings.clock.now());
                 paused_at = None;
+                // Still waiting for a retry: paused again below.
+                waiting.clear();
             }
             Some(at) if at.elapsed() > Duration::from_millis(200) => {
                 pause_all(&consumer, true);
                 paused_at = Some(Instant::now());
             }
             _ => {}
+        }
+        let now_waiting = handler.waiting_partitions();
+        if now_waiting != waiting {
+            let owned = |topic: &str| settings.owner_topics.iter().any(|t| t == topic);
+            let member = |topic: &str| match owners.as_ref() {
+                Some(owners) if owned(topic) => owners,
+                _ => &consumer,
+            };
+            for (topic, partition) in now_waiting.difference(&waiting) {
+                pause_partition(member(topic), topic, *partition, true);
+            }
+            for (topic, partition) in waiting.difference(&now_waiting) {
+                // An input partition stays paused while all of consumption is (back-pressure).
+                if paused_at.is_none() || owned(topic) {
+                    pause_partition(member(topic), topic, *partition, false);
+                }
+            }
+            let partitions: Vec<&(String, i32)> = now_waiting.iter().collect();
+            telemetry.emit(PipelineEvent::PartitionsWaiting { partitions: &partitions }, settings.clock.now());
+            waiting = now_waiting;
         }
         if last_commit.elapsed() >= settings.commit_interval {
             last_commit = Instant::now();
@@ -358,6 +385,16 @@ fn deliver<H: MessageHandler>(handler: &Mutex<H>, message: &rdkafka::message::Bo
         message.key(),
         payload,
     );
+}
+
+/// Pauses (or resumes) one partition.
+fn pause_partition<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, partition: i32, pause: bool) {
+    let mut list = TopicPartitionList::new();
+    list.add_partition(topic, partition);
+    let result = if pause { consumer.pause(&list) } else { consumer.resume(&list) };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, topic, partition, pause, "cannot pause or resume a partition");
+    }
 }
 
 /// Pauses (or resumes) every partition currently assigned.

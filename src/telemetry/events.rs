@@ -34,6 +34,9 @@ pub enum PipelineEvent<'a> {
     RecordAbandoned { destination: Destination, topic: &'a str, code: &'a str, error: &'a str, bytes: usize },
     /// Consumption paused (back-pressure, or a record waiting for its retry) or resumed.
     Consumption { paused: bool },
+    /// These partitions (all of them when empty: none) are paused until a record holding their
+    /// messages, waiting for its retry, is delivered or abandoned.
+    PartitionsWaiting { partitions: &'a [&'a (String, i32)] },
     /// Root-less traces of revoked partitions were left to the partitions' next owner.
     TracesHandedOver { traces: usize },
 }
@@ -113,6 +116,17 @@ impl PipelineMetrics {
                     tracing::warn!("back-pressure: forwarding is not keeping up, pausing consumption");
                 } else {
                     tracing::info!("back-pressure relieved: resuming consumption");
+                }
+            }
+            PipelineEvent::PartitionsWaiting { partitions } => {
+                self.partitions_waiting.set(partitions.len() as i64);
+                if partitions.is_empty() {
+                    tracing::info!("no write waits for a retry: every partition consumes again");
+                } else {
+                    tracing::warn!(
+                        ?partitions,
+                        "partitions paused while a write holding their messages waits for its retry"
+                    );
                 }
             }
             PipelineEvent::TracesHandedOver { traces } => {

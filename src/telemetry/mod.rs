@@ -28,6 +28,7 @@ pub struct PipelineMetrics {
     pub consumer_lag: IntGaugeVec,
     pub pending_messages: IntGauge,
     pub consumption_paused: IntGauge,
+    pub partitions_waiting: IntGauge,
     /// The rate limiters of repeated warnings.
     events: events::EventLog,
 }
@@ -149,6 +150,11 @@ impl PipelineMetrics {
                 r,
                 "tracewarden_consumption_paused",
                 "1 while consumption is paused because forwarding is not keeping up.",
+            ),
+            partitions_waiting: gauge(
+                r,
+                "tracewarden_partitions_waiting_for_retry",
+                "Partitions paused while a write holding their messages waits for its retry.",
             ),
             registry,
             events: events::EventLog::default(),

@@ -85,6 +85,12 @@ impl Harness {
         self.producer.flush(Duration::from_secs(10)).expect("acknowledged");
     }
 
+    /// Produces one message to the given input partition and waits for the ack.
+    pub fn produce_to(&self, partition: i32, key: &str, payload: &[u8]) {
+        self.producer.send(BaseRecord::to(INPUT).partition(partition).key(key).payload(payload)).expect("queued");
+        self.producer.flush(Duration::from_secs(10)).expect("acknowledged");
+    }
+
     /// Produces many messages, waiting once for all acknowledgements.
     pub fn produce_all(&self, messages: &[(String, Bytes)]) {
         for (key, payload) in messages {
