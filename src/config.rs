@@ -158,12 +158,7 @@ impl Config {
                     .push(Problem { key: format!("slo[{i}] ({:?}).name", slo.name), message: "is used twice".into() });
             }
         }
-        let mut check = |ok: bool, key: &str, message: String| {
-            if !ok {
-                problems.push(Problem { key: key.into(), message });
-            }
-        };
-        check(
+        Problem::checker(&mut problems)(
             valid_log_filter(&self.log.level),
             "log.level",
             format!("{:?} is not a level or filter (error, warn, info, debug, trace)", self.log.level),

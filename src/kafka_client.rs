@@ -141,11 +141,7 @@ const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
 impl KafkaConfig {
     /// Adds this section's problems to `problems`.
     pub fn validate(&self, problems: &mut Vec<Problem>) {
-        let mut check = |ok: bool, key: &str, message: String| {
-            if !ok {
-                problems.push(Problem { key: key.into(), message });
-            }
-        };
+        let mut check = Problem::checker(problems);
         let k = self;
         check(!k.brokers.trim().is_empty(), "kafka.brokers", "must name at least one broker (host:port)".into());
         check(!k.group_id.trim().is_empty(), "kafka.group_id", "must not be empty".into());

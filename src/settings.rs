@@ -39,6 +39,17 @@ pub struct Problem {
     pub message: String,
 }
 
+impl Problem {
+    /// A `check(ok, key, message)` that records a problem with `key` when `ok` is false.
+    pub fn checker(problems: &mut Vec<Problem>) -> impl FnMut(bool, &str, String) + '_ {
+        move |ok, key, message| {
+            if !ok {
+                problems.push(Problem { key: key.into(), message });
+            }
+        }
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.key, self.message)

@@ -72,11 +72,7 @@ impl Default for WindowConfig {
 impl WindowConfig {
     /// Adds this section's problems to `problems`.
     pub fn validate(&self, problems: &mut Vec<Problem>) {
-        let mut check = |ok: bool, key: &str, message: String| {
-            if !ok {
-                problems.push(Problem { key: key.into(), message });
-            }
-        };
+        let mut check = Problem::checker(problems);
         let w = self;
         check(!w.decision_wait.0.is_zero(), "window.decision_wait", "must be greater than zero".into());
         check(

@@ -67,11 +67,7 @@ impl Default for MetricsConfig {
 impl MetricsConfig {
     /// Adds this section's problems to `problems`.
     pub fn validate(&self, problems: &mut Vec<Problem>) {
-        let mut check = |ok: bool, key: &str, message: String| {
-            if !ok {
-                problems.push(Problem { key: key.into(), message });
-            }
-        };
+        let mut check = Problem::checker(problems);
         let m = self;
         check(
             m.window.0 >= Duration::from_secs(1),
