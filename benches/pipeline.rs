@@ -14,6 +14,7 @@ use tracewarden::clock::Nanos;
 use tracewarden::config::Config;
 use tracewarden::decode::{Decoder, InputEncoding};
 use tracewarden::generate::{PetClinic, TrafficProfile};
+use tracewarden::investigate::traces::TraceIndex;
 use tracewarden::model::{Encoding, Span};
 use tracewarden::position::{PendingOffsets, SourceRef};
 use tracewarden::sampling::{Sampler, SamplingConfig};
@@ -261,6 +262,7 @@ fn benches(c: &mut Criterion) {
         let slos = tracewarden::slo::engine::SloEngine::new(&tracewarden::slo::config::parse_slos(FIVE_SLOS).unwrap());
         let signals = Arc::new(Mutex::new(SignalStore::new(config.metrics.settings())));
         let telemetry = Arc::new(PipelineMetrics::new());
+        let traces = Arc::new(Mutex::new(TraceIndex::new(config.investigation.max_trace_summaries)));
         let mut clock = 1_800_000_000_000_000_000u64;
         let mut read = PendingOffsets::new();
         let mut effects = Effects::default();
@@ -275,7 +277,7 @@ fn benches(c: &mut Criterion) {
                     max_message_bytes: config.kafka.message_max_bytes(),
                     repartition_from: Vec::new(),
                 };
-                SpanPath::new(settings, signals.clone(), telemetry.clone())
+                SpanPath::new(settings, signals.clone(), traces.clone(), telemetry.clone())
             },
             |mut path| {
                 for (i, payload) in messages.iter().enumerate() {

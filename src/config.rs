@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 pub use crate::assemble::WindowConfig;
 pub use crate::http::HttpConfig;
+pub use crate::investigate::InvestigationConfig;
 pub use crate::kafka_client::KafkaConfig;
 pub use crate::settings::{secs, HumanDuration, Problem};
 pub use crate::signals::MetricsConfig;
@@ -30,6 +31,7 @@ pub struct Config {
     pub slo: Vec<crate::slo::config::SloConfig>,
     pub http: HttpConfig,
     pub log: LogConfig,
+    pub investigation: InvestigationConfig,
 }
 
 /// `[log]`.
@@ -149,6 +151,7 @@ impl Config {
         self.kafka.validate(&mut problems);
         self.window.validate(&mut problems);
         self.metrics.validate(&mut problems);
+        self.investigation.validate(&mut problems);
         problems.extend(self.sampling.validate());
         let mut slo_names = std::collections::HashSet::new();
         for (i, slo) in self.slo.iter().enumerate() {

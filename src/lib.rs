@@ -18,6 +18,7 @@ pub mod duration;
 pub mod encode;
 pub mod generate;
 pub mod http;
+pub mod investigate;
 pub mod kafka_client;
 pub mod matcher;
 pub mod model;

@@ -30,6 +30,7 @@ use crate::config::Config;
 use crate::decode::Decoder;
 use crate::delivery::{DeliveryLedger, DeliverySettings, Forwarder, ForwarderError, Topics};
 pub use crate::http::Handles;
+use crate::investigate::traces::TraceIndex;
 use crate::kafka_client::{admin_config, consumer_config, owners_config, with_client_properties, ClientLog};
 use crate::position::{Commit, Hold};
 use crate::sampling::Sampler;
@@ -344,9 +345,11 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         .registry
         .register(Box::new(SloCollector::new(slos.clone(), clock.clone())))
         .expect("SLO families are unique");
+    let traces = Arc::new(Mutex::new(TraceIndex::new(config.investigation.max_trace_summaries)));
     let path = SpanPath::new(
         span_path_settings(config, &slos.lock().expect("slo engine lock")),
         signals.clone(),
+        traces.clone(),
         telemetry.clone(),
     );
     let slo_exchange = (!config.slo.is_empty()).then(|| {
@@ -408,5 +411,5 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
             .name("tracewarden-pipeline".into())
             .spawn(move || crate::source::run(settings, worker, telemetry, ready, shutdown))?
     };
-    Ok(Pipeline { handles: Handles { signals, slos, telemetry, ready, clock }, shutdown, worker: Some(thread) })
+    Ok(Pipeline { handles: Handles { signals, slos, traces, telemetry, ready, clock }, shutdown, worker: Some(thread) })
 }

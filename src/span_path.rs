@@ -7,7 +7,8 @@
 //! [`SpanPath::message`] takes a message's bytes, its position and a [`Hold`] on it, and returns
 //! in [`Effects`] the records to write (kept traces, dead letters, re-keyed spans) and the SLO
 //! counts of its entry spans; service and dependency metrics are recorded in the shared
-//! [`SignalStore`] as traces are released. [`SpanPath::expire`] releases the traces whose time has
+//! [`SignalStore`] as traces are released, and every decided trace leaves a summary in the shared
+//! [`TraceIndex`]. [`SpanPath::expire`] releases the traces whose time has
 //! come; [`SpanPath::drain`] and [`SpanPath::hand_over`] settle revoked partitions. Time is always
 //! the caller's `now` (the injected clock); nothing here knows of Kafka clients.
 //!
@@ -26,6 +27,7 @@ use crate::assemble::{DecisionReason, ReadyTrace, TraceBuffer};
 use crate::clock::Nanos;
 use crate::decode::{DecodeStats, Decoder};
 use crate::encode::{encode_spans, encode_trace};
+use crate::investigate::traces::{TraceIndex, TraceSummary};
 use crate::model::{trace_id_hex, Span};
 use crate::position::{Hold, SourceRef};
 use crate::record::{Destination, Record};
@@ -78,13 +80,20 @@ pub struct SpanPath {
     max_message_bytes: usize,
     repartition_from: Vec<String>,
     signals: Arc<Mutex<SignalStore>>,
+    traces: Arc<Mutex<TraceIndex>>,
     telemetry: Arc<PipelineMetrics>,
     spans: Vec<Span>,
     ready: Vec<ReadyTrace>,
+    summaries: Vec<TraceSummary>,
 }
 
 impl SpanPath {
-    pub fn new(settings: SpanPathSettings, signals: Arc<Mutex<SignalStore>>, telemetry: Arc<PipelineMetrics>) -> Self {
+    pub fn new(
+        settings: SpanPathSettings,
+        signals: Arc<Mutex<SignalStore>>,
+        traces: Arc<Mutex<TraceIndex>>,
+        telemetry: Arc<PipelineMetrics>,
+    ) -> Self {
         Self {
             decoder: settings.decoder,
             buffer: settings.buffer,
@@ -94,9 +103,11 @@ impl SpanPath {
             max_message_bytes: settings.max_message_bytes,
             repartition_from: settings.repartition_from,
             signals,
+            traces,
             telemetry,
             spans: Vec::new(),
             ready: Vec::new(),
+            summaries: Vec::new(),
         }
     }
 
@@ -213,6 +224,7 @@ impl SpanPath {
                 None => {
                     let decision = self.sampler.decide(&trace, now);
                     self.buffer.remember(trace.trace_id, &decision);
+                    self.summaries.push(TraceSummary::of(&trace.spans, &decision));
                     self.telemetry.traces_closed.with_label_values(&[trace.reason.as_str()]).inc();
                     self.telemetry.traces_decided.with_label_values(&[decision.label(), &decision.rule]).inc();
                     decision
@@ -236,6 +248,12 @@ impl SpanPath {
             }
         }
         self.ready = ready;
+        if !self.summaries.is_empty() {
+            let mut index = self.traces.lock().expect("trace index lock");
+            for summary in self.summaries.drain(..) {
+                index.insert(summary);
+            }
+        }
     }
 }
 

@@ -9,7 +9,7 @@ mod config;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -18,6 +18,7 @@ use prometheus::{Encoder, TextEncoder};
 use tokio::net::TcpListener;
 
 use crate::clock::SharedClock;
+use crate::investigate::traces::{TraceIndex, TraceQuery};
 use crate::signals::exposition::{render_openmetrics, service_summaries, OPENMETRICS_CONTENT_TYPE};
 use crate::signals::SignalStore;
 use crate::slo::engine::SloEngine;
@@ -40,6 +41,8 @@ pub enum HttpError {
 pub struct Handles {
     pub signals: Arc<Mutex<SignalStore>>,
     pub slos: Arc<Mutex<SloEngine>>,
+    /// Summaries of decided traces (`/api/traces`).
+    pub traces: Arc<Mutex<TraceIndex>>,
     pub telemetry: Arc<PipelineMetrics>,
     pub ready: Arc<Readiness>,
     pub clock: SharedClock,
@@ -52,6 +55,7 @@ pub fn router(handles: Handles) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/services", get(services))
         .route("/api/slos", get(slos))
+        .route("/api/traces", get(traces))
         .with_state(handles)
 }
 
@@ -135,4 +139,22 @@ async fn slos(State(handles): State<Handles>) -> Response {
     .await
     .unwrap_or_default();
     Json(serde_json::json!({ "slos": reports })).into_response()
+}
+
+/// `GET /api/traces`: summaries of decided traces, newest first; a bad parameter is a 400 naming it.
+async fn traces(State(handles): State<Handles>, Query(parameters): Query<Vec<(String, String)>>) -> Response {
+    let query = match TraceQuery::parse(parameters.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        Ok(query) => query,
+        Err(error) => {
+            let body = serde_json::json!({ "error": error.to_string(), "parameter": error.parameter });
+            return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+        }
+    };
+    let summaries = tokio::task::spawn_blocking(move || {
+        let index = handles.traces.lock().expect("trace index lock");
+        index.search(&query).into_iter().map(|s| s.json(None)).collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    Json(serde_json::json!({ "traces": summaries })).into_response()
 }

@@ -16,6 +16,7 @@ const NOW: Nanos = Nanos(1_700_000_001_000_000_000);
 struct Harness {
     path: SpanPath,
     signals: Arc<Mutex<SignalStore>>,
+    traces: Arc<Mutex<TraceIndex>>,
     telemetry: Arc<PipelineMetrics>,
     read: PendingOffsets,
     partition: u32,
@@ -40,10 +41,12 @@ fn harness(config: &str) -> Harness {
             config.kafka.input_topics.clone()
         },
     };
+    let traces = Arc::new(Mutex::new(TraceIndex::new(100)));
     let mut read = PendingOffsets::new();
     let partition = read.index("spans", 0);
     Harness {
-        path: SpanPath::new(settings, signals.clone(), telemetry.clone()),
+        path: SpanPath::new(settings, signals.clone(), traces.clone(), telemetry.clone()),
+        traces,
         signals,
         telemetry,
         read,
@@ -132,6 +135,10 @@ keep = "none"
     assert_eq!(h.committable(), Some(1));
     let decided = h.telemetry.traces_decided.with_label_values(&["dropped", "drop-everything"]).get();
     assert_eq!(decided, 1);
+    let index = h.traces.lock().unwrap();
+    let summary = index.get(&[9; 16]).expect("a dropped trace leaves a summary too");
+    assert!(!summary.kept);
+    assert_eq!(&*summary.rule, "drop-everything");
 }
 
 #[test]

@@ -1,0 +1,118 @@
+//! Investigation APIs through Kafka (librdkafka's mock cluster) and HTTP: a known trace set in,
+//! exactly the expected summaries out of `/api/traces`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+use tracewarden::testing::{encode, AttrSpec, SpanSpec, CLIENT, SERVER};
+
+/// Trace `t`: frontend GET /owners → customers GET /owners/{id}; the customers service answers
+/// 500 for t ≤ 3, 404 for t = 4, else 200. Trace 9 is slow (2 s).
+fn trace(t: u8) -> Vec<SpanSpec> {
+    let status = match t {
+        1..=3 => 500,
+        4 => 404,
+        _ => 200,
+    };
+    let start = T0.0 - 10_000_000_000;
+    let micros = if t == 9 { 2_000_000 } else { 20_000 };
+    vec![
+        SpanSpec::new("frontend", t, 1, None, SERVER, "GET")
+            .http("GET", "/owners", status)
+            .micros(micros)
+            .starting(start),
+        SpanSpec::new("frontend", t, 2, Some(1), CLIENT, "GET")
+            .attr("server.address", AttrSpec::Str("customers"))
+            .micros(8_000)
+            .starting(start + 1_000_000),
+        SpanSpec::new("customers", t, 3, Some(2), SERVER, "GET")
+            .http("GET", "/owners/{id}", status)
+            .micros(7_000)
+            .starting(start + 2_000_000),
+    ]
+}
+
+fn get(addr: &str, path: &str) -> (u16, serde_json::Value) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+}
+
+fn ids(body: &serde_json::Value) -> Vec<String> {
+    body["traces"].as_array().unwrap().iter().map(|t| t["traceId"].as_str().unwrap()[..2].to_string()).collect()
+}
+
+#[test]
+fn the_trace_index_answers_searches_for_decided_traces() {
+    let mut harness = Harness::new("investigate-traces");
+    harness.config.sampling = toml::from_str(
+        r#"
+[[rules]]
+name = "keep-faults"
+when = { outcome = "fault" }
+keep = "all"
+[[rules]]
+name = "drop-the-rest"
+keep = "none"
+"#,
+    )
+    .unwrap();
+    let pipeline = harness.start();
+    let messages: Vec<(String, bytes::Bytes)> =
+        (1..=9).map(|t| (format!("{:032x}", u128::from_be_bytes([t; 16])), encode(&trace(t)))).collect();
+    harness.produce_all(&messages);
+    wait_for("every span read", || {
+        metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]) == Some(27.0)
+    });
+    harness.advance(Duration::from_secs(6));
+    wait_for("every trace decided", || {
+        let index = pipeline.handles.traces.lock().unwrap();
+        index.len() == 9
+    });
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (addr, _server) = runtime
+        .block_on(tracewarden::http::serve(
+            "127.0.0.1:0".parse().unwrap(),
+            pipeline.handles.clone(),
+            std::future::pending(),
+        ))
+        .unwrap();
+    let addr = addr.to_string();
+    let serve = std::thread::spawn(move || runtime.block_on(std::future::pending::<()>()));
+
+    let (status, faults) = get(&addr, "/api/traces?outcome=fault");
+    assert_eq!(status, 200);
+    let mut fault_ids = ids(&faults);
+    fault_ids.sort();
+    assert_eq!(fault_ids, vec!["01", "02", "03"]);
+    for summary in faults["traces"].as_array().unwrap() {
+        assert_eq!(summary["decision"], "kept");
+        assert_eq!(summary["rule"], "keep-faults");
+        assert_eq!(summary["rootService"], "frontend");
+        assert_eq!(summary["rootOperation"], "GET /owners");
+        assert_eq!(summary["httpStatus"], 500);
+        assert_eq!(summary["spanCount"], 3);
+        assert_eq!(summary["services"], serde_json::json!(["frontend", "customers"]));
+    }
+    let (_, errors) = get(&addr, "/api/traces?outcome=error&decision=dropped");
+    assert_eq!(ids(&errors), vec!["04"]);
+    let (_, slow) = get(&addr, "/api/traces?min_duration=1s");
+    assert_eq!(ids(&slow), vec!["09"]);
+    assert_eq!(slow["traces"][0]["durationSeconds"], 2.0);
+    let (_, by_callee) = get(&addr, "/api/traces?service=customers&operation=GET%20/owners/%7Bid%7D&limit=4");
+    assert_eq!(by_callee["traces"].as_array().unwrap().len(), 4, "an entry span that is not the root matches");
+    let (status, bad) = get(&addr, "/api/traces?outcome=terrible");
+    assert_eq!(status, 400);
+    assert_eq!(bad["parameter"], "outcome");
+    drop(serve);
+    pipeline.stop().unwrap();
+}
