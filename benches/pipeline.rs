@@ -14,7 +14,7 @@ use tracewarden::clock::Nanos;
 use tracewarden::config::Config;
 use tracewarden::decode::{Decoder, InputEncoding};
 use tracewarden::generate::{PetClinic, TrafficProfile};
-use tracewarden::investigate::traces::TraceIndex;
+use tracewarden::investigate::TraceStore;
 use tracewarden::model::{Encoding, Span};
 use tracewarden::position::{PendingOffsets, SourceRef};
 use tracewarden::sampling::{Sampler, SamplingConfig};
@@ -262,7 +262,7 @@ fn benches(c: &mut Criterion) {
         let slos = tracewarden::slo::engine::SloEngine::new(&tracewarden::slo::config::parse_slos(FIVE_SLOS).unwrap());
         let signals = Arc::new(Mutex::new(SignalStore::new(config.metrics.settings())));
         let telemetry = Arc::new(PipelineMetrics::new());
-        let traces = Arc::new(Mutex::new(TraceIndex::new(config.investigation.max_trace_summaries)));
+        let traces = Arc::new(Mutex::new(TraceStore::new(&config.investigation)));
         let mut clock = 1_800_000_000_000_000_000u64;
         let mut read = PendingOffsets::new();
         let mut effects = Effects::default();

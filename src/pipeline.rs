@@ -30,7 +30,7 @@ use crate::config::Config;
 use crate::decode::Decoder;
 use crate::delivery::{DeliveryLedger, DeliverySettings, Forwarder, ForwarderError, Topics};
 pub use crate::http::Handles;
-use crate::investigate::traces::TraceIndex;
+use crate::investigate::TraceStore;
 use crate::kafka_client::{admin_config, consumer_config, owners_config, with_client_properties, ClientLog};
 use crate::position::{Commit, Hold};
 use crate::sampling::Sampler;
@@ -345,7 +345,7 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         .registry
         .register(Box::new(SloCollector::new(slos.clone(), clock.clone())))
         .expect("SLO families are unique");
-    let traces = Arc::new(Mutex::new(TraceIndex::new(config.investigation.max_trace_summaries)));
+    let traces = Arc::new(Mutex::new(TraceStore::new(&config.investigation)));
     let path = SpanPath::new(
         span_path_settings(config, &slos.lock().expect("slo engine lock")),
         signals.clone(),

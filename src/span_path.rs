@@ -7,8 +7,8 @@
 //! [`SpanPath::message`] takes a message's bytes, its position and a [`Hold`] on it, and returns
 //! in [`Effects`] the records to write (kept traces, dead letters, re-keyed spans) and the SLO
 //! counts of its entry spans; service and dependency metrics are recorded in the shared
-//! [`SignalStore`] as traces are released, and every decided trace leaves a summary in the shared
-//! [`TraceIndex`]. [`SpanPath::expire`] releases the traces whose time has
+//! [`SignalStore`] as traces are released, and every decided trace leaves a summary (kept ones
+//! their records too) in the shared [`TraceStore`]. [`SpanPath::expire`] releases the traces whose time has
 //! come; [`SpanPath::drain`] and [`SpanPath::hand_over`] settle revoked partitions. Time is always
 //! the caller's `now` (the injected clock); nothing here knows of Kafka clients.
 //!
@@ -27,7 +27,8 @@ use crate::assemble::{DecisionReason, ReadyTrace, TraceBuffer};
 use crate::clock::Nanos;
 use crate::decode::{DecodeStats, Decoder};
 use crate::encode::{encode_spans, encode_trace};
-use crate::investigate::traces::{TraceIndex, TraceSummary};
+use crate::investigate::traces::TraceSummary;
+use crate::investigate::TraceStore;
 use crate::model::{trace_id_hex, Span};
 use crate::position::{Hold, SourceRef};
 use crate::record::{Destination, Record};
@@ -80,18 +81,20 @@ pub struct SpanPath {
     max_message_bytes: usize,
     repartition_from: Vec<String>,
     signals: Arc<Mutex<SignalStore>>,
-    traces: Arc<Mutex<TraceIndex>>,
+    traces: Arc<Mutex<TraceStore>>,
     telemetry: Arc<PipelineMetrics>,
     spans: Vec<Span>,
     ready: Vec<ReadyTrace>,
     summaries: Vec<TraceSummary>,
+    /// Records of the kept traces of the batch, held for the trace view.
+    kept: Vec<(crate::model::TraceId, Vec<Bytes>)>,
 }
 
 impl SpanPath {
     pub fn new(
         settings: SpanPathSettings,
         signals: Arc<Mutex<SignalStore>>,
-        traces: Arc<Mutex<TraceIndex>>,
+        traces: Arc<Mutex<TraceStore>>,
         telemetry: Arc<PipelineMetrics>,
     ) -> Self {
         Self {
@@ -108,6 +111,7 @@ impl SpanPath {
             spans: Vec::new(),
             ready: Vec::new(),
             summaries: Vec::new(),
+            kept: Vec::new(),
         }
     }
 
@@ -235,7 +239,9 @@ impl SpanPath {
                 continue;
             }
             let key = Bytes::from(trace_id_hex(&trace.trace_id));
-            for part in encode_trace(&trace.spans, &decision, self.max_message_bytes) {
+            let parts = encode_trace(&trace.spans, &decision, self.max_message_bytes);
+            self.kept.push((trace.trace_id, parts.iter().map(|p| p.payload.clone()).collect()));
+            for part in parts {
                 effects.records.push(Record {
                     destination: Destination::Output,
                     partition: None,
@@ -248,11 +254,8 @@ impl SpanPath {
             }
         }
         self.ready = ready;
-        if !self.summaries.is_empty() {
-            let mut index = self.traces.lock().expect("trace index lock");
-            for summary in self.summaries.drain(..) {
-                index.insert(summary);
-            }
+        if !self.summaries.is_empty() || !self.kept.is_empty() {
+            self.traces.lock().expect("trace store lock").record(&mut self.summaries, &mut self.kept);
         }
     }
 }

@@ -74,8 +74,8 @@ keep = "none"
     });
     harness.advance(Duration::from_secs(6));
     wait_for("every trace decided", || {
-        let index = pipeline.handles.traces.lock().unwrap();
-        index.len() == 9
+        let store = pipeline.handles.traces.lock().unwrap();
+        store.index.len() == 9
     });
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -113,6 +113,27 @@ keep = "none"
     let (status, bad) = get(&addr, "/api/traces?outcome=terrible");
     assert_eq!(status, 400);
     assert_eq!(bad["parameter"], "outcome");
+
+    // The waterfall of a kept trace; a dropped one has its summary only.
+    let (status, kept) = get(&addr, &format!("/api/traces/{:032x}", u128::from_be_bytes([2; 16])));
+    assert_eq!(status, 200);
+    assert_eq!(kept["decision"], "kept");
+    let spans = kept["spans"].as_array().expect("a kept trace's spans are held");
+    let names: Vec<(&str, &str)> =
+        spans.iter().map(|s| (s["service"].as_str().unwrap(), s["kind"].as_str().unwrap())).collect();
+    assert_eq!(names, vec![("frontend", "SERVER"), ("frontend", "CLIENT"), ("customers", "SERVER")]);
+    assert_eq!(spans[2]["parentSpanId"], "0202020202020202");
+    assert_eq!(spans[2]["outcome"], "fault");
+    assert_eq!(spans[1]["attributes"]["server.address"], "customers");
+    assert_eq!(spans[0]["attributes"]["sampling.rule"], "keep-faults", "as it was forwarded");
+    let (status, dropped) = get(&addr, &format!("/api/traces/{:032x}", u128::from_be_bytes([5; 16])));
+    assert_eq!(status, 200);
+    assert_eq!(dropped["decision"], "dropped");
+    assert_eq!(dropped["spans"], serde_json::Value::Null);
+    assert_eq!(get(&addr, &format!("/api/traces/{:032x}", 77u128)).0, 404);
+    let (status, bad) = get(&addr, "/api/traces/not-a-trace-id");
+    assert_eq!(status, 400);
+    assert_eq!(bad["parameter"], "traceId");
     drop(serve);
     pipeline.stop().unwrap();
 }

@@ -215,9 +215,19 @@ pub fn find_attribute(encoding: Encoding, raw: &[u8], key: &str) -> Option<AttrV
 pub trait AttributeLookup {
     /// The attribute on the span, else on its resource.
     fn attribute(&self, key: &str) -> Option<AttrValue>;
+    /// Every attribute of the span itself (tags for Zipkin), in wire order.
+    fn attributes(&self) -> Vec<(String, AttrValue)>;
 }
 
 impl AttributeLookup for Span {
+    fn attributes(&self) -> Vec<(String, AttrValue)> {
+        match self.origin.encoding {
+            Encoding::OtlpProto => otlp_proto::span_attributes(&self.raw),
+            Encoding::OtlpJson => otlp_json::span_attributes(&self.raw),
+            Encoding::ZipkinJson => zipkin::span_attributes(&self.raw),
+        }
+    }
+
     fn attribute(&self, key: &str) -> Option<AttrValue> {
         find_attribute(self.origin.encoding, &self.raw, key)
             .or_else(|| find_resource_attribute(self.origin.encoding, &self.origin.resource, key))

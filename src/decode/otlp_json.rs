@@ -276,6 +276,12 @@ fn find_in(attributes: &[KeyValue<'_>], key: &str) -> Option<AttrValue> {
     attributes.iter().find(|kv| kv.key == key).map(|kv| kv.value.to_value())
 }
 
+/// Every attribute of a span, decoded (for the trace view).
+pub(super) fn span_attributes(raw: &[u8]) -> Vec<(String, AttrValue)> {
+    let Ok(span) = serde_json::from_slice::<JsonSpan<'_>>(raw) else { return Vec::new() };
+    span.attributes.iter().map(|kv| (kv.key.to_string(), kv.value.to_value())).collect()
+}
+
 pub(super) fn find_span_attribute(raw: &[u8], key: &str) -> Option<AttrValue> {
     let span: JsonSpan<'_> = serde_json::from_slice(raw).ok()?;
     find_in(&span.attributes, key)

@@ -252,13 +252,13 @@ fn for_each_attribute<'a>(
     Ok(())
 }
 
-/// Full decoding of one attribute value, for on-demand look-ups.
-fn attribute_in(message: &[u8], field_number: u32, wanted: &str) -> Option<AttrValue> {
+/// The (key, encoded `AnyValue`) pairs of the `KeyValue` entries in field `field_number`.
+fn key_values(message: &[u8], field_number: u32) -> impl Iterator<Item = (&[u8], &[u8])> {
     let mut reader = WireReader::new(message);
-    while let Ok(Some((field, value, _))) = reader.next_field() {
+    std::iter::from_fn(move || loop {
+        let (field, value, _) = reader.next_field().ok()??;
         let (true, WireField::Len(kv)) = (field == field_number, value) else { continue };
-        let mut key = None;
-        let mut any = None;
+        let (mut key, mut any) = (None, None);
         let mut kv_reader = WireReader::new(kv);
         while let Ok(Some((f, v, _))) = kv_reader.next_field() {
             match (f, v) {
@@ -267,23 +267,34 @@ fn attribute_in(message: &[u8], field_number: u32, wanted: &str) -> Option<AttrV
                 _ => {}
             }
         }
-        if key != Some(wanted.as_bytes()) {
-            continue;
-        }
-        let mut result = AttrValue::Other;
-        let mut any_reader = WireReader::new(any.unwrap_or_default());
-        while let Ok(Some((f, v, _))) = any_reader.next_field() {
-            result = match (f, v) {
-                (1, WireField::Len(b)) => AttrValue::Str(String::from_utf8_lossy(b).into_owned()),
-                (2, WireField::Varint(b)) => AttrValue::Bool(b != 0),
-                (3, WireField::Varint(i)) => AttrValue::Int(i as i64),
-                (4, WireField::Fixed64(d)) => AttrValue::Double(f64::from_bits(d)),
-                _ => AttrValue::Other,
-            };
-        }
-        return Some(result);
+        return Some((key.unwrap_or_default(), any.unwrap_or_default()));
+    })
+}
+
+/// Full decoding of one attribute value.
+fn any_value(any: &[u8]) -> AttrValue {
+    let mut result = AttrValue::Other;
+    let mut any_reader = WireReader::new(any);
+    while let Ok(Some((f, v, _))) = any_reader.next_field() {
+        result = match (f, v) {
+            (1, WireField::Len(b)) => AttrValue::Str(String::from_utf8_lossy(b).into_owned()),
+            (2, WireField::Varint(b)) => AttrValue::Bool(b != 0),
+            (3, WireField::Varint(i)) => AttrValue::Int(i as i64),
+            (4, WireField::Fixed64(d)) => AttrValue::Double(f64::from_bits(d)),
+            _ => AttrValue::Other,
+        };
     }
-    None
+    result
+}
+
+/// One attribute, decoded on demand.
+fn attribute_in(message: &[u8], field_number: u32, wanted: &str) -> Option<AttrValue> {
+    key_values(message, field_number).find(|(key, _)| *key == wanted.as_bytes()).map(|(_, any)| any_value(any))
+}
+
+/// Every attribute of a span, decoded (for the trace view).
+pub(super) fn span_attributes(raw: &[u8]) -> Vec<(String, AttrValue)> {
+    key_values(raw, 9).map(|(key, any)| (String::from_utf8_lossy(key).into_owned(), any_value(any))).collect()
 }
 
 pub(super) fn find_span_attribute(raw: &[u8], key: &str) -> Option<AttrValue> {

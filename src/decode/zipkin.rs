@@ -172,6 +172,12 @@ fn identify(header: &Bytes) -> (Bytes, [Option<String>; 3]) {
     (Bytes::new(), identity)
 }
 
+/// Every tag of a span (for the trace view).
+pub(super) fn span_attributes(raw: &[u8]) -> Vec<(String, AttrValue)> {
+    let Ok(span) = serde_json::from_slice::<ZipkinSpan<'_>>(raw) else { return Vec::new() };
+    span.tags.0.into_iter().map(|(k, v)| (k.into_owned(), AttrValue::Str(v.into_owned()))).collect()
+}
+
 pub(super) fn find_span_attribute(raw: &[u8], key: &str) -> Option<AttrValue> {
     let span: ZipkinSpan<'_> = serde_json::from_slice(raw).ok()?;
     let local = span.local_endpoint.and_then(|e| e.service_name).filter(|s| !s.is_empty());

@@ -9,7 +9,7 @@ mod config;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -18,7 +18,8 @@ use prometheus::{Encoder, TextEncoder};
 use tokio::net::TcpListener;
 
 use crate::clock::SharedClock;
-use crate::investigate::traces::{TraceIndex, TraceQuery};
+use crate::investigate::traces::TraceQuery;
+use crate::investigate::TraceStore;
 use crate::signals::exposition::{render_openmetrics, service_summaries, OPENMETRICS_CONTENT_TYPE};
 use crate::signals::SignalStore;
 use crate::slo::engine::SloEngine;
@@ -41,8 +42,8 @@ pub enum HttpError {
 pub struct Handles {
     pub signals: Arc<Mutex<SignalStore>>,
     pub slos: Arc<Mutex<SloEngine>>,
-    /// Summaries of decided traces (`/api/traces`).
-    pub traces: Arc<Mutex<TraceIndex>>,
+    /// Summaries of decided traces and the records of kept ones (`/api/traces`).
+    pub traces: Arc<Mutex<TraceStore>>,
     pub telemetry: Arc<PipelineMetrics>,
     pub ready: Arc<Readiness>,
     pub clock: SharedClock,
@@ -56,6 +57,7 @@ pub fn router(handles: Handles) -> Router {
         .route("/api/services", get(services))
         .route("/api/slos", get(slos))
         .route("/api/traces", get(traces))
+        .route("/api/traces/{trace_id}", get(trace))
         .with_state(handles)
 }
 
@@ -151,10 +153,37 @@ async fn traces(State(handles): State<Handles>, Query(parameters): Query<Vec<(St
         }
     };
     let summaries = tokio::task::spawn_blocking(move || {
-        let index = handles.traces.lock().expect("trace index lock");
-        index.search(&query).into_iter().map(|s| s.json(None)).collect::<Vec<_>>()
+        let store = handles.traces.lock().expect("trace store lock");
+        store.index.search(&query).into_iter().map(|s| s.json(None)).collect::<Vec<_>>()
     })
     .await
     .unwrap_or_default();
     Json(serde_json::json!({ "traces": summaries })).into_response()
+}
+
+/// `GET /api/traces/{id}`: a trace's summary and, while its records are held, its spans; 404 for
+/// a trace this instance never decided (or forgot), 400 for a malformed id.
+async fn trace(State(handles): State<Handles>, Path(id): Path<String>) -> Response {
+    let mut trace_id = [0u8; 16];
+    if id.len() != 32 || hex::decode_to_slice(&id, &mut trace_id).is_err() {
+        let body = serde_json::json!({ "error": "expected a 32-hex-digit trace id", "parameter": "traceId" });
+        return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+    }
+    let found = tokio::task::spawn_blocking(move || {
+        let store = handles.traces.lock().expect("trace store lock");
+        let summary = store.index.get(&trace_id)?.json(None);
+        let mut body = serde_json::to_value(summary).expect("summaries serialise");
+        body["spans"] = match store.held.spans(&trace_id) {
+            Some(spans) => serde_json::to_value(spans).expect("spans serialise"),
+            None => serde_json::Value::Null,
+        };
+        Some(body)
+    })
+    .await
+    .ok()
+    .flatten();
+    match found {
+        Some(body) => Json(body).into_response(),
+        None => (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": "no such trace here" }))).into_response(),
+    }
 }

@@ -14,6 +14,14 @@ pub struct InvestigationConfig {
     /// Default 100 000; at least 1.
     #[serde(default = "default_max_trace_summaries")]
     pub max_trace_summaries: usize,
+    /// Bytes of kept traces' records held for `/api/traces/{id}` (the most recent kept first).
+    /// Default 64 MiB (`67108864`); 0 holds none.
+    #[serde(default = "default_max_trace_bytes")]
+    pub max_trace_bytes: usize,
+}
+
+fn default_max_trace_bytes() -> usize {
+    64 << 20
 }
 
 fn default_max_trace_summaries() -> usize {
@@ -22,7 +30,7 @@ fn default_max_trace_summaries() -> usize {
 
 impl Default for InvestigationConfig {
     fn default() -> Self {
-        Self { max_trace_summaries: default_max_trace_summaries() }
+        Self { max_trace_summaries: default_max_trace_summaries(), max_trace_bytes: default_max_trace_bytes() }
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::config::Config;
+use crate::investigate::TraceStore;
 use crate::position::PendingOffsets;
 use crate::slo::engine::SloEngine;
 use crate::testing::{encode, AttrSpec, SpanSpec, CLIENT, SERVER};
@@ -16,7 +17,7 @@ const NOW: Nanos = Nanos(1_700_000_001_000_000_000);
 struct Harness {
     path: SpanPath,
     signals: Arc<Mutex<SignalStore>>,
-    traces: Arc<Mutex<TraceIndex>>,
+    traces: Arc<Mutex<TraceStore>>,
     telemetry: Arc<PipelineMetrics>,
     read: PendingOffsets,
     partition: u32,
@@ -41,7 +42,7 @@ fn harness(config: &str) -> Harness {
             config.kafka.input_topics.clone()
         },
     };
-    let traces = Arc::new(Mutex::new(TraceIndex::new(100)));
+    let traces = Arc::new(Mutex::new(TraceStore::new(&config.investigation)));
     let mut read = PendingOffsets::new();
     let partition = read.index("spans", 0);
     Harness {
@@ -135,8 +136,8 @@ keep = "none"
     assert_eq!(h.committable(), Some(1));
     let decided = h.telemetry.traces_decided.with_label_values(&["dropped", "drop-everything"]).get();
     assert_eq!(decided, 1);
-    let index = h.traces.lock().unwrap();
-    let summary = index.get(&[9; 16]).expect("a dropped trace leaves a summary too");
+    let store = h.traces.lock().unwrap();
+    let summary = store.index.get(&[9; 16]).expect("a dropped trace leaves a summary too");
     assert!(!summary.kept);
     assert_eq!(&*summary.rule, "drop-everything");
 }
