@@ -171,6 +171,9 @@ pub struct Span {
     pub remote_service: Option<Arc<str>>,
     /// For CLIENT/PRODUCER spans: the remote operation named by the span's own attributes.
     pub remote_operation: Option<Arc<str>>,
+    /// What the remote side is, by the attributes that describe the call (`db.system`,
+    /// `messaging.system`, `rpc.system = "aws-api"`): the service map's node kind.
+    pub remote_kind: RemoteKind,
     pub origin: Arc<Origin>,
     /// The span as it was encoded on the wire.
     pub raw: Bytes,
@@ -204,6 +207,28 @@ impl SpanFacts {
     /// Whether the span counts as a request or a dependency call in the metrics and SLOs.
     pub fn is_measured(&self) -> bool {
         self.role != Role::Internal && self.excluded.is_none()
+    }
+}
+
+/// What a dependency call reaches, when it is not an instrumented service (investigation.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum RemoteKind {
+    Database,
+    Queue,
+    Aws,
+    #[default]
+    Remote,
+}
+
+impl RemoteKind {
+    /// The `kind` of a service-map node.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Database => "database",
+            Self::Queue => "queue",
+            Self::Aws => "aws",
+            Self::Remote => "remote",
+        }
     }
 }
 

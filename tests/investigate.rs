@@ -114,6 +114,43 @@ keep = "none"
     assert_eq!(status, 400);
     assert_eq!(bad["parameter"], "outcome");
 
+    // The service map of the same traffic.
+    let (status, map) = get(&addr, "/api/service-map");
+    assert_eq!(status, 200);
+    let node = |id: &str| {
+        let node = map["nodes"].as_array().unwrap().iter().find(|n| n["id"] == id).unwrap_or_else(|| panic!("{id}"));
+        (
+            node["kind"].as_str().unwrap().to_string(),
+            node["requests"].as_u64(),
+            node["faults"].as_u64(),
+            node["errors"].as_u64(),
+        )
+    };
+    assert_eq!(map["nodes"].as_array().unwrap().len(), 3);
+    assert_eq!(node("frontend:default"), ("service".into(), Some(9), Some(3), Some(1)));
+    assert_eq!(node("customers:default"), ("service".into(), Some(9), Some(3), Some(1)));
+    assert_eq!(node("client:default"), ("client".into(), Some(9), Some(3), Some(1)));
+    let mut edges: Vec<(String, u64, u64)> = map["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (e["id"].as_str().unwrap().to_string(), e["requests"].as_u64().unwrap(), e["faults"].as_u64().unwrap())
+        })
+        .collect();
+    edges.sort();
+    assert_eq!(
+        edges,
+        vec![
+            ("client:default->frontend:default".to_string(), 9, 3),
+            ("frontend:default->customers:default".to_string(), 9, 0),
+        ],
+        "the client spans carry no status: the call itself did not fail"
+    );
+    let (_, focused) = get(&addr, "/api/service-map?service=customers&depth=1");
+    assert_eq!(focused["nodes"].as_array().unwrap().len(), 2, "customers and its caller");
+    assert_eq!(get(&addr, "/api/service-map?depth=2").0, 400);
+
     // The waterfall of a kept trace; a dropped one has its summary only.
     let (status, kept) = get(&addr, &format!("/api/traces/{:032x}", u128::from_be_bytes([2; 16])));
     assert_eq!(status, 200);

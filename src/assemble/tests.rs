@@ -40,6 +40,7 @@ fn span(trace: u8, id: u8, parent: Option<u8>) -> Span {
         grpc_status: None,
         remote_service: None,
         remote_operation: None,
+        remote_kind: crate::model::RemoteKind::Remote,
         origin,
         raw: Bytes::new(),
         facts: crate::model::SpanFacts {

@@ -10,7 +10,8 @@ use bytes::Bytes;
 
 use super::{DecodeStats, Interner, SpanReject};
 use crate::model::{
-    Encoding, Origin, Outcome, Role, Span, SpanFacts, SpanId, SpanKind, StatusCode, TraceId, MAX_SPAN_DURATION_NANOS,
+    Encoding, Origin, Outcome, RemoteKind, Role, Span, SpanFacts, SpanId, SpanKind, StatusCode, TraceId,
+    MAX_SPAN_DURATION_NANOS,
 };
 
 /// A span as read off the wire, borrowing its strings from the payload.
@@ -58,6 +59,7 @@ pub(crate) struct HotAttributes<'a> {
     db_system: Option<&'a str>,
     messaging_system: Option<&'a str>,
     rpc_service: Option<&'a str>,
+    rpc_system: Option<&'a str>,
     server_address: Option<&'a str>,
     net_peer_name: Option<&'a str>,
     db_operation: Option<&'a str>,
@@ -107,6 +109,7 @@ impl<'a> HotAttributes<'a> {
             "db.system" | "db.system.name" => self.db_system = self.db_system.or(value.str()),
             "messaging.system" => self.messaging_system = value.str(),
             "rpc.service" => self.rpc_service = value.str(),
+            "rpc.system" => self.rpc_system = value.str(),
             "server.address" => self.server_address = value.str(),
             "net.peer.name" => self.net_peer_name = value.str(),
             "db.operation.name" => self.db_operation = value.str(),
@@ -334,6 +337,15 @@ impl Names {
             grpc_status,
             remote_service,
             remote_operation,
+            remote_kind: if attrs.db_system.is_some() {
+                RemoteKind::Database
+            } else if attrs.messaging_system.is_some() {
+                RemoteKind::Queue
+            } else if attrs.rpc_system == Some("aws-api") {
+                RemoteKind::Aws
+            } else {
+                RemoteKind::Remote
+            },
             origin: origin.clone(),
             raw,
             facts: SpanFacts { role: Role::Internal, outcome: Outcome::Ok, excluded: None },

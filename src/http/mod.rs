@@ -18,7 +18,8 @@ use prometheus::{Encoder, TextEncoder};
 use tokio::net::TcpListener;
 
 use crate::clock::SharedClock;
-use crate::investigate::traces::TraceQuery;
+use crate::investigate::map::MapQuery;
+use crate::investigate::traces::{QueryError, TraceQuery};
 use crate::investigate::TraceStore;
 use crate::signals::exposition::{render_openmetrics, service_summaries, OPENMETRICS_CONTENT_TYPE};
 use crate::signals::SignalStore;
@@ -56,6 +57,7 @@ pub fn router(handles: Handles) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/services", get(services))
         .route("/api/slos", get(slos))
+        .route("/api/service-map", get(service_map))
         .route("/api/traces", get(traces))
         .route("/api/traces/{trace_id}", get(trace))
         .with_state(handles)
@@ -147,10 +149,7 @@ async fn slos(State(handles): State<Handles>) -> Response {
 async fn traces(State(handles): State<Handles>, Query(parameters): Query<Vec<(String, String)>>) -> Response {
     let query = match TraceQuery::parse(parameters.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
         Ok(query) => query,
-        Err(error) => {
-            let body = serde_json::json!({ "error": error.to_string(), "parameter": error.parameter });
-            return (StatusCode::BAD_REQUEST, Json(body)).into_response();
-        }
+        Err(error) => return bad_query(error),
     };
     let summaries = tokio::task::spawn_blocking(move || {
         let store = handles.traces.lock().expect("trace store lock");
@@ -186,4 +185,28 @@ async fn trace(State(handles): State<Handles>, Path(id): Path<String>) -> Respon
         Some(body) => Json(body).into_response(),
         None => (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": "no such trace here" }))).into_response(),
     }
+}
+
+/// A 400 naming the query parameter that cannot be used.
+fn bad_query(error: QueryError) -> Response {
+    let body = serde_json::json!({ "error": error.to_string(), "parameter": error.parameter });
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}
+
+/// `GET /api/service-map`: nodes and edges over `metrics.window` (investigation.md).
+async fn service_map(State(handles): State<Handles>, Query(parameters): Query<Vec<(String, String)>>) -> Response {
+    let query = match MapQuery::parse(parameters.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        Ok(query) => query,
+        Err(error) => return bad_query(error),
+    };
+    let map = tokio::task::spawn_blocking(move || {
+        let now = handles.clock.now();
+        let reports = handles.slos.lock().expect("slo engine lock").reports(now.unix_seconds());
+        let statuses: Vec<(String, &'static str)> = reports.into_iter().map(|r| (r.service, r.status)).collect();
+        let mut store = handles.signals.lock().expect("signal store lock");
+        crate::investigate::map::service_map(&mut store, &statuses, &query, now)
+    })
+    .await
+    .unwrap_or_default();
+    Json(map).into_response()
 }

@@ -4,6 +4,7 @@
 
 mod config;
 pub mod held;
+pub mod map;
 pub mod traces;
 
 pub use config::InvestigationConfig;

@@ -26,11 +26,11 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use config::MetricsConfig;
-pub use window::{LatencyWindow, WindowSnapshot};
+pub use window::{LatencyWindow, WindowSnapshot, WindowTotals};
 
 use crate::clock::Nanos;
 use crate::matcher::{AttributeCondition, Wildcard};
-use crate::model::{Outcome, Role, Span, SpanId};
+use crate::model::{Outcome, RemoteKind, Role, Span, SpanId};
 
 /// Every label of a family's overflow series.
 pub const OVERFLOW_LABEL: &str = "__overflow__";
@@ -149,6 +149,8 @@ pub struct Series {
     pub exemplars: Vec<Option<Exemplar>>,
     pub window: LatencyWindow,
     pub last_seen: Nanos,
+    /// For dependency series: what the remote side is (the service map's node kind).
+    pub remote_kind: RemoteKind,
 }
 
 /// A request that fell in a histogram bucket: links a latency bucket to a trace.
@@ -171,6 +173,7 @@ impl Series {
             exemplars: vec![None; buckets + 1],
             window: LatencyWindow::new(window),
             last_seen: Nanos(0),
+            remote_kind: RemoteKind::Remote,
         }
     }
 
@@ -185,6 +188,7 @@ impl Series {
         self.exemplars[bucket] = Some(Exemplar { trace_id: span.trace_id, seconds, at: now });
         self.window.record(now, latency_nanos, outcome);
         self.last_seen = now;
+        self.remote_kind = span.remote_kind;
     }
 }
 
@@ -241,6 +245,9 @@ pub struct SignalStore {
     settings: SignalSettings,
     pub services: Family<ServiceKey>,
     pub dependencies: Family<DependencyKey>,
+    /// Root entry spans per (service, environment): requests entering from outside, the service
+    /// map's client edges. At most `max_series` entries.
+    pub clients: HashMap<(Arc<str>, Arc<str>), Series>,
     /// Spans routed to an overflow series (`tracewarden_series_overflow_total`).
     pub overflowed: u64,
     /// Spans excluded, by rule name (`tracewarden_spans_excluded_total{rule}`).
@@ -258,6 +265,7 @@ impl SignalStore {
             settings,
             services: Family::new(&overflow),
             dependencies: Family::new(&overflow),
+            clients: HashMap::new(),
             overflowed: 0,
             excluded,
             unknown_operation: Arc::from(UNKNOWN_OPERATION),
@@ -309,6 +317,15 @@ impl SignalStore {
                 self.services
                     .series_for(key, &self.settings, &mut self.overflowed)
                     .record(span, outcome, latency, bucket, now);
+                if span.is_root() {
+                    let key = (span.service().clone(), span.environment().clone());
+                    let room = self.clients.len() < self.settings.max_series;
+                    let (buckets, window) = (self.settings.latency_buckets.len(), self.settings.window);
+                    if room || self.clients.contains_key(&key) {
+                        let client = self.clients.entry(key).or_insert_with(|| Series::new(buckets, window));
+                        client.record(span, outcome, latency, bucket, now);
+                    }
+                }
             } else {
                 let key = self.dependency_key(span, spans);
                 self.dependencies
@@ -363,6 +380,7 @@ impl SignalStore {
     /// Removes series idle for `series_ttl`; returns how many were removed.
     pub fn evict_idle(&mut self, now: Nanos) -> usize {
         let ttl = self.settings.series_ttl;
+        self.clients.retain(|_, s| s.last_seen.saturating_add(ttl) > now);
         self.services.evict_idle(now, ttl) + self.dependencies.evict_idle(now, ttl)
     }
 }

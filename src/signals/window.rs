@@ -27,6 +27,7 @@ struct Slot {
     requests: u64,
     faults: u64,
     errors: u64,
+    throttles: u64,
 }
 
 pub struct LatencyWindow {
@@ -41,6 +42,7 @@ pub struct WindowSnapshot {
     pub faults: u64,
     /// Errors (4xx, throttles included).
     pub errors: u64,
+    pub throttles: u64,
     /// (quantile, seconds) for 0.5, 0.9, 0.99, 0.999; empty when the window holds no request.
     pub quantiles: Vec<(f64, f64)>,
 }
@@ -69,8 +71,9 @@ pub const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
 impl LatencyWindow {
     pub fn new(window: Duration) -> Self {
         let slot_nanos = (window.as_nanos() as u64 / SLOTS).max(1);
-        let slots =
-            (0..SLOTS).map(|_| Slot { index: u64::MAX, histogram: None, requests: 0, faults: 0, errors: 0 }).collect();
+        let slots = (0..SLOTS)
+            .map(|_| Slot { index: u64::MAX, histogram: None, requests: 0, faults: 0, errors: 0, throttles: 0 })
+            .collect();
         Self { slot_nanos, slots }
     }
 
@@ -86,6 +89,7 @@ impl LatencyWindow {
             slot.requests = 0;
             slot.faults = 0;
             slot.errors = 0;
+            slot.throttles = 0;
             if let Some(h) = slot.histogram.as_mut() {
                 h.reset();
             }
@@ -93,6 +97,7 @@ impl LatencyWindow {
         slot.requests += 1;
         slot.faults += outcome.is_fault() as u64;
         slot.errors += outcome.is_error() as u64;
+        slot.throttles += outcome.is_throttle() as u64;
         let micros = (latency_nanos / 1_000).clamp(LOWEST_MICROS, HIGHEST_MICROS);
         // Auto-resizing: a histogram grows only as far as the largest latency it has seen.
         let histogram =
@@ -105,11 +110,29 @@ impl LatencyWindow {
     /// Quantiles and availability of the slots still inside the window at `now`. Frees the
     /// histograms of expired slots.
     pub fn snapshot(&mut self, now: Nanos) -> WindowSnapshot {
-        let current = self.slot_index(now);
+        let mut totals = WindowTotals::default();
+        totals.add(self, now);
+        totals.snapshot()
+    }
+}
+
+/// Several windows merged (a service's operations, a node's calls): counts added, HDR
+/// histograms merged, so quantiles are those of all the requests together.
+#[derive(Default)]
+pub struct WindowTotals {
+    requests: u64,
+    faults: u64,
+    errors: u64,
+    throttles: u64,
+    histogram: Option<Histogram<u32>>,
+}
+
+impl WindowTotals {
+    /// Adds the slots of `window` still inside it at `now` (freeing the expired ones).
+    pub fn add(&mut self, window: &mut LatencyWindow, now: Nanos) {
+        let current = window.slot_index(now);
         let oldest = current.saturating_sub(SLOTS - 1);
-        let mut merged: Option<Histogram<u32>> = None;
-        let (mut requests, mut faults, mut errors) = (0, 0, 0);
-        for slot in &mut self.slots {
+        for slot in &mut window.slots {
             if slot.index == u64::MAX {
                 continue;
             }
@@ -118,20 +141,32 @@ impl LatencyWindow {
                 slot.index = u64::MAX;
                 continue;
             }
-            requests += slot.requests;
-            faults += slot.faults;
-            errors += slot.errors;
+            self.requests += slot.requests;
+            self.faults += slot.faults;
+            self.errors += slot.errors;
+            self.throttles += slot.throttles;
             if let Some(h) = &slot.histogram {
-                match merged.as_mut() {
+                match self.histogram.as_mut() {
                     Some(m) => m.add(h).expect("same bounds"),
-                    None => merged = Some(h.clone()),
+                    None => self.histogram = Some(h.clone()),
                 }
             }
         }
-        let quantiles = match merged {
-            Some(h) if requests > 0 => QUANTILES.iter().map(|&q| (q, h.value_at_quantile(q) as f64 / 1e6)).collect(),
+    }
+
+    pub fn snapshot(&self) -> WindowSnapshot {
+        let quantiles = match &self.histogram {
+            Some(h) if self.requests > 0 => {
+                QUANTILES.iter().map(|&q| (q, h.value_at_quantile(q) as f64 / 1e6)).collect()
+            }
             _ => Vec::new(),
         };
-        WindowSnapshot { requests, faults, errors, quantiles }
+        WindowSnapshot {
+            requests: self.requests,
+            faults: self.faults,
+            errors: self.errors,
+            throttles: self.throttles,
+            quantiles,
+        }
     }
 }

@@ -1,0 +1,252 @@
+//! The service map (investigation.md "Service map"): nodes and edges built from the service and
+//! dependency metrics over `metrics.window`.
+//!
+//! - a service node per (service, environment) with entry spans: its operations' windows merged;
+//! - a remote node per dependency target that is not an instrumented service of the environment,
+//!   typed by the call's attributes (`database`, `queue`, `aws`, `remote`), measured by the calls
+//!   into it (client-side latency);
+//! - one `client` node per environment, and a client → service edge for requests entering from
+//!   outside (root entry spans);
+//! - an edge per caller → callee, from the client side of the calls.
+//!
+//! Ids are stable strings: `service:environment` for nodes, `from->to` for edges.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use serde::Serialize;
+
+use crate::clock::Nanos;
+use crate::matcher::Wildcard;
+use crate::signals::{SignalStore, WindowTotals};
+
+use super::traces::QueryError;
+
+/// The name of the node requests come from when they enter from outside.
+pub const CLIENT: &str = "client";
+
+/// What `/api/service-map` asks for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MapQuery {
+    pub environment: Option<String>,
+    /// Only nodes within `depth` hops (either direction) of this service.
+    pub focus: Option<(String, usize)>,
+}
+
+/// The default `depth` around a focused service.
+pub const DEFAULT_DEPTH: usize = 1;
+
+impl MapQuery {
+    /// Parses `/api/service-map` query parameters; an unknown or invalid one is named.
+    pub fn parse<'a>(parameters: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, QueryError> {
+        let (mut environment, mut service, mut depth) = (None, None, None);
+        for (name, value) in parameters {
+            let invalid = |message: &str| QueryError { parameter: name.to_string(), message: message.to_string() };
+            match name {
+                "environment" => environment = Some(value.to_string()),
+                "service" => service = Some(value.to_string()),
+                "depth" => {
+                    depth = Some(
+                        value
+                            .parse::<usize>()
+                            .ok()
+                            .filter(|d| (1..=10).contains(d))
+                            .ok_or_else(|| invalid("expected 1 to 10"))?,
+                    )
+                }
+                _ => return Err(invalid("unknown; expected environment, service or depth")),
+            }
+        }
+        let focus = match (service, depth) {
+            (Some(service), depth) => Some((service, depth.unwrap_or(DEFAULT_DEPTH))),
+            (None, Some(_)) => {
+                return Err(QueryError {
+                    parameter: "depth".into(),
+                    message: "needs service (the node to focus on)".into(),
+                })
+            }
+            (None, None) => None,
+        };
+        Ok(Self { environment, focus })
+    }
+}
+
+/// A node of the map.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MapNode {
+    pub id: String,
+    pub name: String,
+    pub environment: String,
+    /// `service` | `database` | `queue` | `aws` | `remote` | `client`.
+    pub kind: &'static str,
+    pub requests: u64,
+    pub faults: u64,
+    pub errors: u64,
+    pub throttles: u64,
+    pub availability: Option<f64>,
+    pub p50_seconds: Option<f64>,
+    pub p99_seconds: Option<f64>,
+    /// The worst status of the SLOs (evaluated here) that select the service.
+    pub slo_status: Option<&'static str>,
+}
+
+/// An edge of the map.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MapEdge {
+    pub id: String,
+    pub source: String,
+    pub target: String,
+    pub requests: u64,
+    pub faults: u64,
+    pub errors: u64,
+    pub throttles: u64,
+    pub p50_seconds: Option<f64>,
+    pub p99_seconds: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ServiceMap {
+    pub nodes: Vec<MapNode>,
+    pub edges: Vec<MapEdge>,
+}
+
+fn node_id(name: &str, environment: &str) -> String {
+    format!("{name}:{environment}")
+}
+
+fn severity(status: &str) -> u8 {
+    match status {
+        "BREACHED" => 3,
+        "WARNING" => 2,
+        "OK" => 1,
+        _ => 0,
+    }
+}
+
+/// The map of what `store` measured over its window at `now`; `slos` holds the service pattern
+/// and status of each SLO evaluated here.
+pub fn service_map(
+    store: &mut SignalStore,
+    slos: &[(String, &'static str)],
+    query: &MapQuery,
+    now: Nanos,
+) -> ServiceMap {
+    let in_environment = |environment: &str| query.environment.as_deref().is_none_or(|e| e == environment);
+    // Service nodes: every operation's window merged.
+    let mut services: BTreeMap<(String, String), WindowTotals> = BTreeMap::new();
+    for (key, series) in store.services.series.iter_mut() {
+        if in_environment(&key.environment) {
+            let totals = services.entry((key.service.to_string(), key.environment.to_string())).or_default();
+            totals.add(&mut series.window, now);
+        }
+    }
+    // Edges caller -> callee; remote nodes for callees that are not services here.
+    let mut edges: BTreeMap<(String, String), WindowTotals> = BTreeMap::new();
+    let mut remotes: BTreeMap<(String, String), (&'static str, WindowTotals)> = BTreeMap::new();
+    for (key, series) in store.dependencies.series.iter_mut() {
+        if !in_environment(&key.environment) {
+            continue;
+        }
+        let environment = key.environment.to_string();
+        let callee = (key.remote_service.to_string(), environment.clone());
+        if !services.contains_key(&callee) {
+            let (_, totals) =
+                remotes.entry(callee.clone()).or_insert((series.remote_kind.as_str(), WindowTotals::default()));
+            totals.add(&mut series.window, now);
+        }
+        let edge = (node_id(&key.service, &environment), node_id(&callee.0, &callee.1));
+        edges.entry(edge).or_default().add(&mut series.window, now);
+    }
+    // Requests entering from outside: one client node per environment.
+    let mut clients: BTreeMap<String, WindowTotals> = BTreeMap::new();
+    for ((service, environment), series) in store.clients.iter_mut() {
+        if !in_environment(environment) {
+            continue;
+        }
+        let edge = (node_id(CLIENT, environment), node_id(service, environment));
+        edges.entry(edge).or_default().add(&mut series.window, now);
+        clients.entry(environment.to_string()).or_default().add(&mut series.window, now);
+    }
+
+    let slo_status = |service: &str| {
+        slos.iter()
+            .filter(|(pattern, _)| Wildcard::new(pattern).matches(service))
+            .map(|(_, status)| *status)
+            .max_by_key(|s| severity(s))
+    };
+    let node = |name: &str, environment: &str, kind: &'static str, totals: &WindowTotals, slo: Option<&'static str>| {
+        let s = totals.snapshot();
+        MapNode {
+            id: node_id(name, environment),
+            name: name.to_string(),
+            environment: environment.to_string(),
+            kind,
+            requests: s.requests,
+            faults: s.faults,
+            errors: s.errors,
+            throttles: s.throttles,
+            availability: s.availability(),
+            p50_seconds: s.quantile(0.5),
+            p99_seconds: s.quantile(0.99),
+            slo_status: slo,
+        }
+    };
+    let mut map = ServiceMap::default();
+    for ((name, environment), totals) in &services {
+        map.nodes.push(node(name, environment, "service", totals, slo_status(name)));
+    }
+    for ((name, environment), (kind, totals)) in &remotes {
+        map.nodes.push(node(name, environment, kind, totals, None));
+    }
+    for (environment, totals) in &clients {
+        map.nodes.push(node(CLIENT, environment, "client", totals, None));
+    }
+    for ((source, target), totals) in &edges {
+        let s = totals.snapshot();
+        map.edges.push(MapEdge {
+            id: format!("{source}->{target}"),
+            source: source.clone(),
+            target: target.clone(),
+            requests: s.requests,
+            faults: s.faults,
+            errors: s.errors,
+            throttles: s.throttles,
+            p50_seconds: s.quantile(0.5),
+            p99_seconds: s.quantile(0.99),
+        });
+    }
+    if let Some((service, depth)) = &query.focus {
+        focus(&mut map, service, *depth);
+    }
+    map
+}
+
+/// Keeps the nodes within `depth` hops of `service` (any environment), either direction, and the
+/// edges between them.
+fn focus(map: &mut ServiceMap, service: &str, depth: usize) {
+    let mut reached: BTreeSet<String> = map.nodes.iter().filter(|n| n.name == service).map(|n| n.id.clone()).collect();
+    let mut frontier: VecDeque<(String, usize)> = reached.iter().map(|id| (id.clone(), 0)).collect();
+    while let Some((id, hops)) = frontier.pop_front() {
+        if hops == depth {
+            continue;
+        }
+        for edge in &map.edges {
+            let next = if edge.source == id {
+                &edge.target
+            } else if edge.target == id {
+                &edge.source
+            } else {
+                continue;
+            };
+            if reached.insert(next.clone()) {
+                frontier.push_back((next.clone(), hops + 1));
+            }
+        }
+    }
+    map.nodes.retain(|n| reached.contains(&n.id));
+    map.edges.retain(|e| reached.contains(&e.source) && reached.contains(&e.target));
+}
+
+#[cfg(test)]
+mod tests;

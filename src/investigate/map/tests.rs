@@ -1,0 +1,113 @@
+use std::time::Duration;
+
+use super::*;
+use crate::config::Config;
+use crate::testing::{spans, AttrSpec, SpanSpec, CLIENT as CLIENT_KIND, SERVER};
+
+const T: u64 = 1_700_000_000_000_000_000;
+const NOW: Nanos = Nanos(T + 1_000_000_000);
+
+/// Trace `t`: frontend GET /owners → customers GET /owners/{id} → postgresql SELECT (no server
+/// span: a database). Trace 1 fails with 500 in both services.
+fn owners(t: u8) -> Vec<crate::model::Span> {
+    let status = if t == 1 { 500 } else { 200 };
+    spans(&[
+        SpanSpec::new("frontend", t, 1, None, SERVER, "GET").http("GET", "/owners", status).micros(30_000).starting(T),
+        SpanSpec::new("frontend", t, 2, Some(1), CLIENT_KIND, "GET")
+            .attr("server.address", AttrSpec::Str("customers"))
+            .attr("http.response.status_code", AttrSpec::Int(status))
+            .micros(20_000)
+            .starting(T),
+        SpanSpec::new("customers", t, 3, Some(2), SERVER, "GET")
+            .http("GET", "/owners/{id}", status)
+            .micros(15_000)
+            .starting(T),
+        SpanSpec::new("customers", t, 4, Some(3), CLIENT_KIND, "SELECT")
+            .attr("db.system", AttrSpec::Str("postgresql"))
+            .micros(5_000)
+            .starting(T),
+    ])
+}
+
+fn store() -> SignalStore {
+    let mut store = SignalStore::new(Config::default().metrics.settings());
+    for t in 1..=4 {
+        store.record_trace(&owners(t), NOW);
+    }
+    store
+}
+
+fn counts(node: &MapNode) -> (&str, u64, u64) {
+    (node.kind, node.requests, node.faults)
+}
+
+#[test]
+fn nodes_and_edges_of_a_known_trace_set() {
+    let mut store = store();
+    let slos = vec![("front*".to_string(), "BREACHED"), ("frontend".to_string(), "OK")];
+    let map = service_map(&mut store, &slos, &MapQuery::default(), NOW);
+    let nodes: BTreeMap<&str, &MapNode> = map.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
+    assert_eq!(
+        nodes.keys().copied().collect::<Vec<_>>(),
+        vec!["client:default", "customers:default", "frontend:default", "postgresql:default"]
+    );
+    assert_eq!(counts(nodes["client:default"]), ("client", 4, 1));
+    assert_eq!(counts(nodes["frontend:default"]), ("service", 4, 1));
+    assert_eq!(counts(nodes["customers:default"]), ("service", 4, 1));
+    assert_eq!(counts(nodes["postgresql:default"]), ("database", 4, 0), "typed by db.system");
+    assert_eq!(nodes["frontend:default"].availability, Some(0.75));
+    assert_eq!(nodes["frontend:default"].slo_status, Some("BREACHED"), "the worst SLO selecting it");
+    assert_eq!(nodes["customers:default"].slo_status, None);
+    // HDR quantiles (3 significant digits) of 4 requests of 30 ms.
+    let p99 = nodes["frontend:default"].p99_seconds.unwrap();
+    assert!((p99 - 0.030).abs() < 0.0001, "{p99}");
+    let p50 = nodes["postgresql:default"].p50_seconds.unwrap();
+    assert!((p50 - 0.005).abs() < 0.00001, "client-side latency of the calls into it: {p50}");
+
+    let edges: BTreeMap<&str, (u64, u64)> = map.edges.iter().map(|e| (e.id.as_str(), (e.requests, e.faults))).collect();
+    assert_eq!(
+        edges,
+        BTreeMap::from([
+            ("client:default->frontend:default", (4, 1)),
+            ("customers:default->postgresql:default", (4, 0)),
+            ("frontend:default->customers:default", (4, 1)),
+        ])
+    );
+    let json = serde_json::to_value(&map).unwrap();
+    assert_eq!(json["nodes"][0]["p50Seconds"].as_f64().map(|v| v > 0.0), Some(true), "camelCase fields");
+    assert_eq!(json["edges"][0]["source"], "client:default");
+}
+
+#[test]
+fn focus_keeps_the_nodes_within_depth_hops() {
+    let mut store = store();
+    let query = MapQuery { environment: None, focus: Some(("customers".into(), 1)) };
+    let map = service_map(&mut store, &[], &query, NOW);
+    let ids: Vec<&str> = map.nodes.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(ids, vec!["customers:default", "frontend:default", "postgresql:default"]);
+    assert_eq!(map.edges.len(), 2, "the client edge is two hops away");
+    let query = MapQuery { environment: None, focus: Some(("customers".into(), 2)) };
+    assert_eq!(service_map(&mut store, &[], &query, NOW).nodes.len(), 4);
+    let query = MapQuery { environment: Some("production".into()), focus: None };
+    assert_eq!(service_map(&mut store, &[], &query, NOW), ServiceMap::default(), "no span in that environment");
+}
+
+#[test]
+fn the_window_ages_out() {
+    let mut store = store();
+    let later = NOW.saturating_add(Duration::from_secs(120));
+    let map = service_map(&mut store, &[], &MapQuery::default(), later);
+    assert!(map.nodes.iter().all(|n| n.requests == 0), "metrics.window (60 s) has passed");
+}
+
+#[test]
+fn query_parameters_are_checked() {
+    let parse = |pairs: &[(&str, &str)]| MapQuery::parse(pairs.iter().copied());
+    assert_eq!(
+        parse(&[("service", "customers"), ("environment", "demo")]),
+        Ok(MapQuery { environment: Some("demo".into()), focus: Some(("customers".into(), DEFAULT_DEPTH)) })
+    );
+    assert_eq!(parse(&[("depth", "2")]).unwrap_err().parameter, "depth");
+    assert_eq!(parse(&[("service", "a"), ("depth", "0")]).unwrap_err().parameter, "depth");
+    assert_eq!(parse(&[("colour", "red")]).unwrap_err().parameter, "colour");
+}
