@@ -343,6 +343,31 @@ impl Outcome {
         }
     }
 
+    /// The API name of an outcome (investigation.md): `ok` | `error` | `throttle` | `fault`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Error => "error",
+            Self::Throttle => "throttle",
+            Self::Fault => "fault",
+        }
+    }
+
+    /// The outcome an API name stands for.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Ok, Self::Error, Self::Throttle, Self::Fault].into_iter().find(|o| o.as_str() == name)
+    }
+
+    /// How bad it is, for "the worst outcome": ok < error < throttle < fault.
+    pub fn severity(self) -> u8 {
+        match self {
+            Self::Ok => 0,
+            Self::Error => 1,
+            Self::Throttle => 2,
+            Self::Fault => 3,
+        }
+    }
+
     pub fn is_fault(self) -> bool {
         self == Self::Fault
     }

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use common::*;
@@ -37,13 +35,8 @@ fn trace(t: u8) -> Vec<SpanSpec> {
 }
 
 fn get(addr: &str, path: &str) -> (u16, serde_json::Value) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
-    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+    let (status, body) = http_get(addr, path).expect("the server answers");
+    (status, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
 }
 
 fn ids(body: &serde_json::Value) -> Vec<String> {

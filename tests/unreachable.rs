@@ -1,8 +1,8 @@
 //! `tracewarden run` while Kafka cannot be reached: one clear line every few seconds, readiness
 //! 503, and the pipeline starts by itself once the brokers answer.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,12 +12,7 @@ use rdkafka::producer::DefaultProducerContext;
 const BIN: &str = env!("CARGO_BIN_EXE_tracewarden");
 
 fn status(addr: &str, path: &str) -> Option<u16> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    response.split_whitespace().nth(1)?.parse().ok()
+    common::http_get(addr, path).map(|(status, _)| status)
 }
 
 fn free_port() -> u16 {

@@ -11,7 +11,6 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::decode::{AttributeLookup, Decoder, InputEncoding};
-use crate::investigate::traces::outcome_name;
 use crate::model::{AttrValue, Span, SpanKind, TraceId};
 
 /// Kept traces' records, bounded in bytes.
@@ -123,7 +122,7 @@ impl SpanView {
             kind: kind_name(span.kind),
             start_unix_nano: span.start_unix_nano.to_string(),
             duration_seconds: span.duration_nanos() as f64 / 1e9,
-            outcome: outcome_name(span.facts.outcome),
+            outcome: span.facts.outcome.as_str(),
             status: span.status.as_str(),
             http_status: (span.http_status != 0).then_some(span.http_status),
             attributes: span.attributes().into_iter().map(|(k, v)| (k, json_value(v))).collect(),

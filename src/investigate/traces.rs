@@ -39,26 +39,6 @@ pub struct TraceSummary {
     pub rule: Arc<str>,
 }
 
-/// How bad an outcome is, for "worst".
-fn severity(outcome: Outcome) -> u8 {
-    match outcome {
-        Outcome::Ok => 0,
-        Outcome::Error => 1,
-        Outcome::Throttle => 2,
-        Outcome::Fault => 3,
-    }
-}
-
-/// The API name of an outcome.
-pub fn outcome_name(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Ok => "ok",
-        Outcome::Error => "error",
-        Outcome::Throttle => "throttle",
-        Outcome::Fault => "fault",
-    }
-}
-
 impl TraceSummary {
     /// The summary of a decided trace (`spans` non-empty).
     pub fn of(spans: &[Span], decision: &Decision) -> Self {
@@ -86,7 +66,7 @@ impl TraceSummary {
                     entries.push((span.service().clone(), span.operation.clone(), span.environment().clone()));
                 }
             }
-            if span.facts.role != Role::Internal && severity(span.facts.outcome) > severity(outcome) {
+            if span.facts.role != Role::Internal && span.facts.outcome.severity() > outcome.severity() {
                 outcome = span.facts.outcome;
             }
         }
@@ -116,7 +96,7 @@ impl TraceSummary {
             root_service: self.root_service.to_string(),
             root_operation: self.root_operation.to_string(),
             services: self.services.iter().map(|s| s.to_string()).collect(),
-            outcome: outcome_name(self.outcome),
+            outcome: self.outcome.as_str(),
             http_status: (self.http_status != 0).then_some(self.http_status),
             decision: if self.kept { "kept" } else { "dropped" },
             rule: self.rule.to_string(),
@@ -208,13 +188,9 @@ impl TraceQuery {
                 "operation" => query.operation = Some(value.to_string()),
                 "environment" => query.environment = Some(value.to_string()),
                 "outcome" => {
-                    query.outcome = Some(match value {
-                        "ok" => Outcome::Ok,
-                        "error" => Outcome::Error,
-                        "throttle" => Outcome::Throttle,
-                        "fault" => Outcome::Fault,
-                        _ => return Err(invalid("expected fault, error, throttle or ok")),
-                    })
+                    query.outcome = Some(
+                        Outcome::from_name(value).ok_or_else(|| invalid("expected fault, error, throttle or ok"))?,
+                    )
                 }
                 "min_duration" => query.min_duration_nanos = Some(duration(value)?),
                 "max_duration" => query.max_duration_nanos = Some(duration(value)?),
