@@ -69,6 +69,16 @@ pub enum ConfigError {
 const ENV_PREFIX: &str = "TRACEWARDEN";
 
 impl Config {
+    /// The signal store's settings: `[metrics]`, with the contributor dimensions of
+    /// `[investigation]`.
+    pub fn signal_settings(&self) -> crate::signals::SignalSettings {
+        crate::signals::SignalSettings {
+            dimensions: self.investigation.dimensions.clone(),
+            max_values_per_dimension: self.investigation.max_values_per_dimension,
+            ..self.metrics.settings()
+        }
+    }
+
     /// Loads `path` (optional: defaults when `None`), applies environment overrides, validates.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         Self::load_with_env(path, std::env::vars())

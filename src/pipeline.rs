@@ -314,7 +314,7 @@ fn span_path_settings(config: &Config, slos: &SloEngine) -> SpanPathSettings {
 /// Builds the signal store and registry, then starts the worker thread.
 pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineError> {
     let telemetry = Arc::new(PipelineMetrics::new());
-    let signals = Arc::new(Mutex::new(SignalStore::new(config.metrics.settings())));
+    let signals = Arc::new(Mutex::new(SignalStore::new(config.signal_settings())));
     telemetry
         .registry
         .register(Box::new(SignalCollector::new(signals.clone(), clock.clone())))

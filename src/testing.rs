@@ -26,6 +26,8 @@ pub struct SpanSpec {
     pub start: u64,
     /// The W3C `tracestate` the span arrives with.
     pub trace_state: &'static str,
+    /// Resource attributes besides `service.name` (a pod, a version).
+    pub resource: Vec<(&'static str, &'static str)>,
 }
 
 #[derive(Clone)]
@@ -52,7 +54,15 @@ impl SpanSpec {
             error_status: false,
             start: 1_700_000_000_000_000_000,
             trace_state: "",
+            resource: Vec::new(),
         }
+    }
+
+    /// Adds a resource attribute: spans of one service with different resources are reported
+    /// under separate `ResourceSpans`.
+    pub fn resource(mut self, key: &'static str, value: &'static str) -> Self {
+        self.resource.push((key, value));
+        self
     }
 
     pub fn attr(mut self, key: &'static str, value: AttrSpec) -> Self {
@@ -117,29 +127,38 @@ impl SpanSpec {
     }
 }
 
-/// Encodes specs as one `TracesData`, one `ResourceSpans` per service (in first-seen order).
+/// Encodes specs as one `TracesData`, one `ResourceSpans` per service and resource (in
+/// first-seen order).
 pub fn encode(specs: &[SpanSpec]) -> Bytes {
-    let mut services: Vec<&str> = Vec::new();
+    type ResourceKey<'a> = (&'a str, &'a [(&'static str, &'static str)]);
+    let mut resources: Vec<ResourceKey<'_>> = Vec::new();
     for s in specs {
-        if !services.contains(&s.service) {
-            services.push(s.service);
+        if !resources.contains(&(s.service, &s.resource[..])) {
+            resources.push((s.service, &s.resource));
         }
     }
+    let string = |key: &str, value: &str| KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.to_string())) }),
+        ..Default::default()
+    };
     let data = TracesData {
-        resource_spans: services
+        resource_spans: resources
             .iter()
-            .map(|service| ResourceSpans {
+            .map(|&(service, resource)| ResourceSpans {
                 resource: Some(Resource {
-                    attributes: vec![KeyValue {
-                        key: "service.name".into(),
-                        value: Some(AnyValue { value: Some(any_value::Value::StringValue(service.to_string())) }),
-                        ..Default::default()
-                    }],
+                    attributes: std::iter::once(string("service.name", service))
+                        .chain(resource.iter().map(|(k, v)| string(k, v)))
+                        .collect(),
                     ..Default::default()
                 }),
                 scope_spans: vec![ScopeSpans {
                     scope: None,
-                    spans: specs.iter().filter(|s| s.service == *service).map(SpanSpec::proto).collect(),
+                    spans: specs
+                        .iter()
+                        .filter(|s| s.service == service && s.resource == resource)
+                        .map(SpanSpec::proto)
+                        .collect(),
                     schema_url: String::new(),
                 }],
                 schema_url: String::new(),

@@ -1,9 +1,11 @@
 //! `[investigation]`: the bounds of what is kept for investigation (investigation.md), each
 //! default next to its field.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
-use crate::settings::Problem;
+use crate::settings::{secs, HumanDuration, Problem};
 
 /// `[investigation]`.
 #[derive(Clone, Debug, Deserialize)]
@@ -18,6 +20,44 @@ pub struct InvestigationConfig {
     /// Default 64 MiB (`67108864`); 0 holds none.
     #[serde(default = "default_max_trace_bytes")]
     pub max_trace_bytes: usize,
+    /// Resource attributes `/api/contributors` ranks values of. Default `service.instance.id`,
+    /// `service.version`, `host.name`, `k8s.pod.name`, `k8s.node.name`, `k8s.namespace.name`,
+    /// `cloud.availability_zone`, `cloud.region`, `aws.ecs.task.arn`; empty keeps no contributors.
+    #[serde(default = "default_dimensions")]
+    pub dimensions: Vec<String>,
+    /// Distinct resources (so values of any dimension) tracked exactly per series and 10 s point;
+    /// beyond, a heavy-hitter sketch keeps the largest and answers say `estimated`. Default 100;
+    /// 1 to 10 000.
+    #[serde(default = "default_max_values_per_dimension")]
+    pub max_values_per_dimension: usize,
+    /// How far back `/api/history` goes, in 10 s points. Default `1h`; 10 s to 24 h.
+    #[serde(default = "default_history")]
+    pub history: HumanDuration,
+}
+
+/// investigation.md's default dimensions.
+fn default_dimensions() -> Vec<String> {
+    [
+        "service.instance.id",
+        "service.version",
+        "host.name",
+        "k8s.pod.name",
+        "k8s.node.name",
+        "k8s.namespace.name",
+        "cloud.availability_zone",
+        "cloud.region",
+        "aws.ecs.task.arn",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn default_max_values_per_dimension() -> usize {
+    100
+}
+
+fn default_history() -> HumanDuration {
+    secs(3600)
 }
 
 fn default_max_trace_bytes() -> usize {
@@ -30,7 +70,13 @@ fn default_max_trace_summaries() -> usize {
 
 impl Default for InvestigationConfig {
     fn default() -> Self {
-        Self { max_trace_summaries: default_max_trace_summaries(), max_trace_bytes: default_max_trace_bytes() }
+        Self {
+            max_trace_summaries: default_max_trace_summaries(),
+            max_trace_bytes: default_max_trace_bytes(),
+            dimensions: default_dimensions(),
+            max_values_per_dimension: default_max_values_per_dimension(),
+            history: default_history(),
+        }
     }
 }
 
@@ -39,5 +85,20 @@ impl InvestigationConfig {
     pub fn validate(&self, problems: &mut Vec<Problem>) {
         let mut check = Problem::checker(problems);
         check(self.max_trace_summaries >= 1, "investigation.max_trace_summaries", "must be at least 1".into());
+        check(
+            (1..=10_000).contains(&self.max_values_per_dimension),
+            "investigation.max_values_per_dimension",
+            format!("{} is out of range: 1 to 10000", self.max_values_per_dimension),
+        );
+        check(
+            (Duration::from_secs(10)..=Duration::from_secs(24 * 3600)).contains(&self.history.0),
+            "investigation.history",
+            format!("{} is out of range: 10s to 24h", self.history),
+        );
+        check(
+            self.dimensions.iter().all(|d| !d.is_empty()),
+            "investigation.dimensions",
+            "a dimension is an attribute name: not empty".into(),
+        );
     }
 }

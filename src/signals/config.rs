@@ -106,6 +106,8 @@ impl MetricsConfig {
         }
     }
 
+    /// The store's settings; contributors are off until the composing configuration sets
+    /// `dimensions` (`[investigation]`, see `Config::signal_settings`).
     pub fn settings(&self) -> SignalSettings {
         SignalSettings {
             window: self.window.0,
@@ -113,6 +115,8 @@ impl MetricsConfig {
             max_series: self.max_series,
             series_ttl: self.series_ttl.0,
             exclude: self.exclude.clone(),
+            dimensions: Vec::new(),
+            max_values_per_dimension: 1,
         }
     }
 }

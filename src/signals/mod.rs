@@ -15,7 +15,10 @@
 //! traces; exposition ([`exposition`]) and the JSON API read it under the same lock.
 
 mod config;
+pub mod contributors;
 pub mod exposition;
+pub mod point;
+pub mod sketch;
 mod window;
 
 use std::collections::HashMap;
@@ -27,6 +30,10 @@ use serde::Deserialize;
 
 pub use config::MetricsConfig;
 pub use window::{LatencyWindow, WindowSnapshot, WindowTotals};
+
+use contributors::{Profile, ProfileCache};
+use point::{step_of, OpenPoints, Point};
+use sketch::Bucket;
 
 use crate::clock::Nanos;
 use crate::matcher::{AttributeCondition, Wildcard};
@@ -92,6 +99,12 @@ pub struct SignalSettings {
     pub max_series: usize,
     pub series_ttl: Duration,
     pub exclude: Vec<ExcludeRule>,
+    /// Resource attributes whose values each series' contributors are kept by
+    /// (`investigation.dimensions`); none keeps no contributors.
+    pub dimensions: Vec<String>,
+    /// Resource profiles tracked exactly per series and point
+    /// (`investigation.max_values_per_dimension`).
+    pub max_values_per_dimension: usize,
 }
 
 /// Labels of a service series.
@@ -110,6 +123,26 @@ pub struct DependencyKey {
     pub remote_service: Arc<str>,
     pub remote_operation: Arc<str>,
     pub environment: Arc<str>,
+}
+
+/// Which series a point belongs to: a service's operation, a dependency, or the requests
+/// entering a service from outside (the map's client edge).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SeriesId {
+    Service(ServiceKey),
+    Dependency(DependencyKey),
+    Client { service: Arc<str>, environment: Arc<str> },
+}
+
+/// A point handed over by [`SignalStore::flush_points`].
+#[derive(Debug)]
+pub struct FlushedPoint {
+    pub series: SeriesId,
+    /// For dependency series: what the remote side is.
+    pub remote_kind: RemoteKind,
+    /// The 10 s step ([`point::step_of`]).
+    pub step: u64,
+    pub point: Point,
 }
 
 /// Keys of a family that has an overflow series.
@@ -151,6 +184,23 @@ pub struct Series {
     pub last_seen: Nanos,
     /// For dependency series: what the remote side is (the service map's node kind).
     pub remote_kind: RemoteKind,
+    /// The 10 s points measured since the last [`SignalStore::flush_points`].
+    pub open: OpenPoints,
+}
+
+/// What is worked out once per measured span and recorded in its series.
+struct Measure<'a> {
+    outcome: Outcome,
+    latency_nanos: u64,
+    /// The classic histogram bucket.
+    bucket: usize,
+    /// The sketch bucket of the points.
+    sketch: Bucket,
+    step: u64,
+    /// The span's resource profile, when dimensions are configured.
+    profile: Option<&'a Profile>,
+    max_values: usize,
+    now: Nanos,
 }
 
 /// A request that fell in a histogram bucket: links a latency bucket to a trace.
@@ -174,10 +224,17 @@ impl Series {
             window: LatencyWindow::new(window),
             last_seen: Nanos(0),
             remote_kind: RemoteKind::Remote,
+            open: OpenPoints::default(),
         }
     }
 
-    fn record(&mut self, span: &Span, outcome: Outcome, latency_nanos: u64, bucket: usize, now: Nanos) {
+    fn record(&mut self, span: &Span, measure: &Measure<'_>) {
+        let Measure { outcome, latency_nanos, bucket, now, .. } = *measure;
+        let point = self.open.at(measure.step);
+        point.record(outcome, measure.sketch, &span.trace_id);
+        if let Some(profile) = measure.profile {
+            point.record_contributor(profile, measure.max_values, outcome, measure.sketch, &span.trace_id);
+        }
         self.requests += 1;
         self.faults += outcome.is_fault() as u64;
         self.errors += outcome.is_error() as u64;
@@ -255,6 +312,7 @@ pub struct SignalStore {
     unknown_operation: Arc<str>,
     unknown_remote: Arc<str>,
     index: TraceIndex,
+    profiles: ProfileCache,
 }
 
 impl SignalStore {
@@ -262,7 +320,6 @@ impl SignalStore {
         let excluded = settings.exclude.iter().map(|r| (Arc::from(r.name.as_str()), 0)).collect();
         let overflow = Arc::from(OVERFLOW_LABEL);
         Self {
-            settings,
             services: Family::new(&overflow),
             dependencies: Family::new(&overflow),
             clients: HashMap::new(),
@@ -271,16 +328,39 @@ impl SignalStore {
             unknown_operation: Arc::from(UNKNOWN_OPERATION),
             unknown_remote: Arc::from(UNKNOWN_REMOTE),
             index: TraceIndex::default(),
+            profiles: ProfileCache::new(&settings.dimensions),
+            settings,
         }
+    }
+
+    /// The configured contributor dimensions, in the order of every profile's values.
+    pub fn dimensions(&self) -> &Arc<[Arc<str>]> {
+        self.profiles.dimensions()
+    }
+
+    /// Hands over every point measured since the last call (the investigation timeline merges
+    /// them, and the snapshot exchange publishes them).
+    pub fn flush_points(&mut self) -> Vec<FlushedPoint> {
+        let mut flushed = Vec::new();
+        let mut hand_over = |series: SeriesId, s: &mut Series| {
+            for (step, point) in s.open.take() {
+                flushed.push(FlushedPoint { series: series.clone(), remote_kind: s.remote_kind, step, point });
+            }
+        };
+        for (key, series) in self.services.series.iter_mut().filter(|(_, s)| !s.open.is_empty()) {
+            hand_over(SeriesId::Service(key.clone()), series);
+        }
+        for (key, series) in self.dependencies.series.iter_mut().filter(|(_, s)| !s.open.is_empty()) {
+            hand_over(SeriesId::Dependency(key.clone()), series);
+        }
+        for ((service, environment), series) in self.clients.iter_mut().filter(|(_, s)| !s.open.is_empty()) {
+            hand_over(SeriesId::Client { service: service.clone(), environment: environment.clone() }, series);
+        }
+        flushed
     }
 
     pub fn settings(&self) -> &SignalSettings {
         &self.settings
-    }
-
-    fn bucket_of(&self, latency_nanos: u64) -> usize {
-        let seconds = latency_nanos as f64 / 1e9;
-        self.settings.latency_buckets.partition_point(|&le| le < seconds)
     }
 
     /// Records every span of one assembled trace (or of a group of late spans) at time `now`.
@@ -305,76 +385,39 @@ impl SignalStore {
                 self.excluded[rule as usize].1 += 1;
                 continue;
             }
-            let outcome = facts.outcome;
-            let latency = span.duration_nanos();
-            let bucket = self.bucket_of(latency);
+            let latency_nanos = span.duration_nanos();
+            let profile = if self.profiles.is_active() { Some(self.profiles.of(&span.origin)) } else { None };
+            let measure = Measure {
+                outcome: facts.outcome,
+                latency_nanos,
+                bucket: bucket_of(&self.settings.latency_buckets, latency_nanos),
+                sketch: Bucket::of_nanos(latency_nanos),
+                step: step_of(now.0),
+                profile,
+                max_values: self.settings.max_values_per_dimension,
+                now,
+            };
             if facts.role == Role::Entry {
                 let key = ServiceKey {
                     service: span.service().clone(),
                     operation: span.operation.clone(),
                     environment: span.environment().clone(),
                 };
-                self.services
-                    .series_for(key, &self.settings, &mut self.overflowed)
-                    .record(span, outcome, latency, bucket, now);
+                self.services.series_for(key, &self.settings, &mut self.overflowed).record(span, &measure);
                 if span.is_root() {
                     let key = (span.service().clone(), span.environment().clone());
                     let room = self.clients.len() < self.settings.max_series;
                     let (buckets, window) = (self.settings.latency_buckets.len(), self.settings.window);
                     if room || self.clients.contains_key(&key) {
                         let client = self.clients.entry(key).or_insert_with(|| Series::new(buckets, window));
-                        client.record(span, outcome, latency, bucket, now);
+                        client.record(span, &measure);
                     }
                 }
             } else {
-                let key = self.dependency_key(span, spans);
-                self.dependencies
-                    .series_for(key, &self.settings, &mut self.overflowed)
-                    .record(span, outcome, latency, bucket, now);
+                let key = dependency_key(&self.index, &self.unknown_remote, &self.unknown_operation, span, spans);
+                self.dependencies.series_for(key, &self.settings, &mut self.overflowed).record(span, &measure);
             }
         }
-    }
-
-    fn dependency_key(&self, span: &Span, spans: &[Span]) -> DependencyKey {
-        let callee = self
-            .index
-            .callee_by_parent
-            .get(&span.span_id)
-            .map(|&i| &spans[i])
-            .filter(|callee| callee.service() != span.service());
-        let (remote_service, remote_operation) = match callee {
-            Some(callee) => (callee.service().clone(), callee.operation.clone()),
-            None => (
-                span.remote_service.clone().unwrap_or_else(|| self.unknown_remote.clone()),
-                span.remote_operation.clone().unwrap_or_else(|| span.operation.clone()),
-            ),
-        };
-        DependencyKey {
-            service: span.service().clone(),
-            operation: self.caller_operation(span, spans),
-            remote_service,
-            remote_operation,
-            environment: span.environment().clone(),
-        }
-    }
-
-    /// The operation of the nearest entry ancestor in the same service.
-    fn caller_operation(&self, span: &Span, spans: &[Span]) -> Arc<str> {
-        let mut current = span;
-        for _ in 0..spans.len() {
-            let Some(parent) = current.parent_span_id.and_then(|p| self.index.by_span_id.get(&p)).map(|&i| &spans[i])
-            else {
-                break;
-            };
-            if parent.service() != span.service() {
-                break;
-            }
-            if parent.facts.role == Role::Entry {
-                return parent.operation.clone();
-            }
-            current = parent;
-        }
-        self.unknown_operation.clone()
     }
 
     /// Removes series idle for `series_ttl`; returns how many were removed.
@@ -383,6 +426,58 @@ impl SignalStore {
         self.clients.retain(|_, s| s.last_seen.saturating_add(ttl) > now);
         self.services.evict_idle(now, ttl) + self.dependencies.evict_idle(now, ttl)
     }
+}
+
+/// The classic histogram bucket of a latency (the last one is +Inf).
+fn bucket_of(latency_buckets: &[f64], latency_nanos: u64) -> usize {
+    let seconds = latency_nanos as f64 / 1e9;
+    latency_buckets.partition_point(|&le| le < seconds)
+}
+
+/// The dependency series of a CLIENT/PRODUCER span: the remote side is the callee's service and
+/// operation when the trace holds its SERVER/CONSUMER span, else what the span's attributes name.
+fn dependency_key(
+    index: &TraceIndex,
+    unknown_remote: &Arc<str>,
+    unknown_operation: &Arc<str>,
+    span: &Span,
+    spans: &[Span],
+) -> DependencyKey {
+    let callee = index
+        .callee_by_parent
+        .get(&span.span_id)
+        .map(|&i| &spans[i])
+        .filter(|callee| callee.service() != span.service());
+    let (remote_service, remote_operation) = match callee {
+        Some(callee) => (callee.service().clone(), callee.operation.clone()),
+        None => (
+            span.remote_service.clone().unwrap_or_else(|| unknown_remote.clone()),
+            span.remote_operation.clone().unwrap_or_else(|| span.operation.clone()),
+        ),
+    };
+    DependencyKey {
+        service: span.service().clone(),
+        operation: caller_operation(index, span, spans).unwrap_or_else(|| unknown_operation.clone()),
+        remote_service,
+        remote_operation,
+        environment: span.environment().clone(),
+    }
+}
+
+/// The operation of the nearest entry ancestor in the same service.
+fn caller_operation(index: &TraceIndex, span: &Span, spans: &[Span]) -> Option<Arc<str>> {
+    let mut current = span;
+    for _ in 0..spans.len() {
+        let parent = current.parent_span_id.and_then(|p| index.by_span_id.get(&p)).map(|&i| &spans[i])?;
+        if parent.service() != span.service() {
+            return None;
+        }
+        if parent.facts.role == Role::Entry {
+            return Some(parent.operation.clone());
+        }
+        current = parent;
+    }
+    None
 }
 
 #[cfg(test)]

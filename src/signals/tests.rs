@@ -15,6 +15,8 @@ fn settings() -> SignalSettings {
         max_series: 100,
         series_ttl: Duration::from_secs(900),
         exclude: Vec::new(),
+        dimensions: vec!["k8s.pod.name".into(), "service.version".into()],
+        max_values_per_dimension: 3,
     }
 }
 
@@ -322,4 +324,54 @@ fn openmetrics_carries_trace_id_exemplars() {
         "no exemplar where nothing fell"
     );
     assert!(text.ends_with("# EOF\n"));
+}
+
+/// Each series' requests land in the 10 s point of the time they were recorded, with their
+/// contributors by resource; a flush hands every point over once.
+#[test]
+fn points_and_contributors_are_flushed_once_per_step() {
+    let mut store = SignalStore::new(settings());
+    let request = |trace: u8, pod: &'static str, status: i64| {
+        SpanSpec::new("api", trace, 1, None, SERVER, "x")
+            .http("GET", "/a", status)
+            .resource("k8s.pod.name", pod)
+            .resource("service.version", if pod == "api-2" { "2.0" } else { "1.0" })
+    };
+    let t1 = Nanos(T0.0 + 10_000_000_000);
+    store.record_trace(&spans(&[request(1, "api-1", 200)]), T0);
+    store.record_trace(&spans(&[request(2, "api-2", 500)]), T0);
+    store.record_trace(&spans(&[request(3, "api-2", 503)]), t1);
+    let flushed = store.flush_points();
+    assert!(store.flush_points().is_empty(), "a point is handed over once");
+    let step = T0.0 / 10_000_000_000;
+    for family in ["service", "client"] {
+        let mut steps: Vec<(u64, u64, u64)> = flushed
+            .iter()
+            .filter(|f| matches!(f.series, SeriesId::Client { .. }) == (family == "client"))
+            .map(|f| (f.step, f.point.counts.requests, f.point.counts.faults))
+            .collect();
+        steps.sort_unstable();
+        assert_eq!(steps, vec![(step, 2, 1), (step + 1, 1, 1)], "{family}");
+    }
+    let first = flushed
+        .iter()
+        .find(|f| f.step == step && f.series == SeriesId::Service(key("api", "GET /a")))
+        .expect("first step");
+    let mut rows: Vec<(Vec<Option<String>>, u64, u64)> = first
+        .point
+        .contributors
+        .rows()
+        .iter()
+        .map(|r| {
+            (
+                r.profile.values.iter().map(|v| v.as_deref().map(str::to_string)).collect(),
+                r.counts.requests,
+                r.counts.faults,
+            )
+        })
+        .collect();
+    rows.sort();
+    let values = |pod: &str, version: &str| vec![Some(pod.to_string()), Some(version.to_string())];
+    assert_eq!(rows, vec![(values("api-1", "1.0"), 1, 0), (values("api-2", "2.0"), 1, 1)]);
+    assert_eq!(first.point.examples.trace_ids()[0], [2; 16], "the fault first");
 }

@@ -27,7 +27,7 @@ struct Harness {
 fn harness(config: &str) -> Harness {
     let config = Config::from_toml(config).expect("valid configuration");
     let telemetry = Arc::new(PipelineMetrics::new());
-    let signals = Arc::new(Mutex::new(SignalStore::new(config.metrics.settings())));
+    let signals = Arc::new(Mutex::new(SignalStore::new(config.signal_settings())));
     let slos = SloEngine::new(&config.slo);
     let settings = SpanPathSettings {
         decoder: Decoder::new(config.kafka.encoding),

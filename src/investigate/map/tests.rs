@@ -30,7 +30,7 @@ fn owners(t: u8) -> Vec<crate::model::Span> {
 }
 
 fn store() -> SignalStore {
-    let mut store = SignalStore::new(Config::default().metrics.settings());
+    let mut store = SignalStore::new(Config::default().signal_settings());
     for t in 1..=4 {
         store.record_trace(&owners(t), NOW);
     }

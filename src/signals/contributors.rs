@@ -1,0 +1,265 @@
+//! Top contributors (investigation.md): which pod, host, zone or version is behind a series'
+//! requests, faults and latency.
+//!
+//! Every dimension is a resource attribute, so a resource determines the value of every
+//! dimension at once: a [`Profile`] is that tuple of values, worked out once per resource (per
+//! [`Origin`], which spans of one resource share) by the [`ProfileCache`]. A series' point keeps
+//! one [`ContributorTable`] row per profile; an answer for one dimension groups the rows by that
+//! dimension's value. One table look-up per span, whatever the number of dimensions.
+//!
+//! Invariants:
+//! - a table tracks at most `capacity` (`investigation.max_values_per_dimension`) profiles, so at
+//!   most that many values of any dimension, exactly;
+//! - beyond that it is a Space-Saving heavy-hitter summary: a new profile takes over the row with
+//!   the fewest requests, inheriting its counts (recorded as `overcount`), so a row's requests are
+//!   an upper bound, over by at most `total / capacity`; a profile with more than
+//!   `total / capacity` requests is always tracked; its other figures (faults, latency) are
+//!   approximate, and the table says it is `estimated`;
+//! - every request lands in exactly one row: the rows' sums equal the series' totals.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault};
+use std::sync::Arc;
+
+use crate::decode::find_resource_attribute;
+use crate::model::{Origin, Outcome, TraceId};
+
+use super::point::{Counts, Examples};
+use super::sketch::{Bucket, LatencySketch};
+
+/// The values of every configured dimension for one resource, in the order of
+/// `investigation.dimensions` (`None`: the resource lacks the attribute).
+#[derive(Clone, Debug)]
+pub struct Profile {
+    /// A hash of the values: the row key.
+    pub hash: u64,
+    pub values: Arc<[Option<Arc<str>>]>,
+}
+
+impl Profile {
+    /// The profile of a tuple of values. The hash is the same in every instance (a fixed-key
+    /// hasher), so rows from snapshots merge with local ones.
+    pub fn new(values: Arc<[Option<Arc<str>>]>) -> Self {
+        Self { hash: BuildHasherDefault::<DefaultHasher>::default().hash_one(&values), values }
+    }
+}
+
+impl PartialEq for Profile {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.values == other.values
+    }
+}
+
+/// Profiles cached beyond this many resources start afresh.
+const MAX_CACHED_ORIGINS: usize = 16_384;
+
+/// Works out each resource's profile once.
+pub struct ProfileCache {
+    dimensions: Arc<[Arc<str>]>,
+    /// By the address of the shared [`Origin`]; the `Arc` keeps the address from being reused.
+    by_origin: HashMap<usize, (Arc<Origin>, Profile)>,
+    /// Interned value strings, so profiles of many resources share them.
+    values: HashMap<Arc<str>, ()>,
+}
+
+impl ProfileCache {
+    pub fn new(dimensions: &[String]) -> Self {
+        Self {
+            dimensions: dimensions.iter().map(|d| Arc::from(d.as_str())).collect(),
+            by_origin: HashMap::new(),
+            values: HashMap::new(),
+        }
+    }
+
+    pub fn dimensions(&self) -> &Arc<[Arc<str>]> {
+        &self.dimensions
+    }
+
+    /// Whether any dimension is configured (with none, no table is kept).
+    pub fn is_active(&self) -> bool {
+        !self.dimensions.is_empty()
+    }
+
+    /// The profile of the resource the spans of `origin` were reported under.
+    pub fn of(&mut self, origin: &Arc<Origin>) -> &Profile {
+        let address = Arc::as_ptr(origin) as usize;
+        if !self.by_origin.contains_key(&address) {
+            if self.by_origin.len() >= MAX_CACHED_ORIGINS {
+                self.by_origin.clear();
+                self.values.clear();
+            }
+            let dimensions = self.dimensions.clone();
+            let values: Arc<[Option<Arc<str>>]> = dimensions
+                .iter()
+                .map(|dimension| {
+                    let value = find_resource_attribute(origin.encoding, &origin.resource, dimension)?.as_text()?;
+                    Some(self.intern(&value))
+                })
+                .collect();
+            let profile = Profile::new(values);
+            self.by_origin.insert(address, (origin.clone(), profile));
+        }
+        &self.by_origin[&address].1
+    }
+
+    pub fn intern(&mut self, value: &str) -> Arc<str> {
+        match self.values.get_key_value(value) {
+            Some((interned, ())) => interned.clone(),
+            None => {
+                let interned: Arc<str> = Arc::from(value);
+                self.values.insert(interned.clone(), ());
+                interned
+            }
+        }
+    }
+}
+
+/// The figures of one profile (or, once the table is full, of the profiles that took the row).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContributorRow {
+    pub profile: Profile,
+    pub counts: Counts,
+    pub latency: LatencySketch,
+    pub examples: Examples,
+    /// Requests inherited from the profiles this row replaced: `requests - overcount` is a lower
+    /// bound of this profile's own requests (0 when exact).
+    pub overcount: u64,
+}
+
+impl ContributorRow {
+    fn new(profile: Profile) -> Self {
+        Self {
+            profile,
+            counts: Counts::default(),
+            latency: LatencySketch::default(),
+            examples: Examples::default(),
+            overcount: 0,
+        }
+    }
+
+    fn record(&mut self, outcome: Outcome, bucket: Bucket, trace_id: &TraceId) {
+        self.counts.record(outcome);
+        self.latency.record(bucket);
+        self.examples.record(trace_id, outcome);
+    }
+
+    /// Adds another row's figures (the same profile, from another point or instance).
+    pub fn merge(&mut self, other: &ContributorRow) {
+        self.counts.add(&other.counts);
+        self.latency.merge(&other.latency);
+        self.examples.merge(&other.examples);
+        self.overcount += other.overcount;
+    }
+}
+
+/// Rows beyond which look-ups go through a hash index rather than a scan.
+const SCAN_LIMIT: usize = 24;
+
+/// A series' contributors over one point (module docs for the invariants).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ContributorTable {
+    rows: Vec<ContributorRow>,
+    /// Row by profile hash, once the table is larger than [`SCAN_LIMIT`].
+    index: Option<HashMap<u64, usize>>,
+    /// Whether a row was ever taken over by another profile.
+    pub estimated: bool,
+}
+
+impl ContributorTable {
+    pub fn rows(&self) -> &[ContributorRow] {
+        &self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    fn position(&self, profile: &Profile) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(&profile.hash).copied(),
+            None => self.rows.iter().position(|r| r.profile.hash == profile.hash),
+        }
+    }
+
+    fn reindex(&mut self) {
+        if self.rows.len() > SCAN_LIMIT {
+            self.index = Some(self.rows.iter().enumerate().map(|(i, r)| (r.profile.hash, i)).collect());
+        }
+    }
+
+    /// The row of `profile`: its own, a new one while there is room, else the row with the
+    /// fewest requests, taken over.
+    fn row_for(&mut self, profile: &Profile, capacity: usize) -> &mut ContributorRow {
+        let position = match self.position(profile) {
+            Some(i) => i,
+            None if self.rows.len() < capacity.max(1) => {
+                self.rows.push(ContributorRow::new(profile.clone()));
+                let i = self.rows.len() - 1;
+                match self.index.as_mut() {
+                    Some(index) => {
+                        index.insert(profile.hash, i);
+                    }
+                    None => self.reindex(),
+                }
+                i
+            }
+            None => {
+                let (i, smallest) = self
+                    .rows
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, r)| r.counts.requests)
+                    .expect("capacity is at least 1");
+                let old = smallest.profile.hash;
+                let row = &mut self.rows[i];
+                row.overcount = row.counts.requests;
+                row.profile = profile.clone();
+                row.examples = Examples::default();
+                self.estimated = true;
+                if let Some(index) = self.index.as_mut() {
+                    index.remove(&old);
+                    index.insert(profile.hash, i);
+                }
+                i
+            }
+        };
+        &mut self.rows[position]
+    }
+
+    /// Counts one request of `profile`.
+    pub fn record(&mut self, profile: &Profile, capacity: usize, outcome: Outcome, bucket: Bucket, trace_id: &TraceId) {
+        self.row_for(profile, capacity).record(outcome, bucket, trace_id);
+    }
+
+    /// Adds the rows of `other` (another point of the same series, or another instance's).
+    /// Rows of the same profile are merged; others are added as they are, so a merged table
+    /// may hold more than `capacity` rows (at most the sum of its parts').
+    pub fn merge(&mut self, other: &ContributorTable) {
+        self.estimated |= other.estimated;
+        for row in &other.rows {
+            match self.position(&row.profile) {
+                Some(i) => self.rows[i].merge(row),
+                None => {
+                    self.rows.push(row.clone());
+                    if let Some(index) = self.index.as_mut() {
+                        index.insert(row.profile.hash, self.rows.len() - 1);
+                    }
+                }
+            }
+        }
+        if self.index.is_none() {
+            self.reindex();
+        }
+    }
+
+    /// Heap bytes held (for the memory figures).
+    pub fn heap_bytes(&self) -> usize {
+        self.rows.capacity() * std::mem::size_of::<ContributorRow>()
+            + self.rows.iter().map(|r| r.latency.heap_bytes()).sum::<usize>()
+            + self.index.as_ref().map_or(0, |i| i.capacity() * 16)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,228 @@
+//! One series over one 10 s step: the unit of history, of top contributors and of the snapshots
+//! instances exchange (investigation.md "History", "One view per consumer group").
+//!
+//! A [`Point`] is additive: merging two points of the same series and step (two instances', or
+//! two flushes of one instance's) gives the point of all their requests together. Each series keeps
+//! its open points ([`OpenPoints`]) as spans are recorded; [`super::SignalStore::flush_points`]
+//! hands them over to the investigation timeline, which merges them with the other instances'.
+
+use crate::model::{Outcome, TraceId};
+
+use super::contributors::{ContributorTable, Profile};
+use super::sketch::{Bucket, LatencySketch};
+
+/// The length of a point: 10 s.
+pub const STEP_NANOS: u64 = 10_000_000_000;
+
+/// The step (index of the 10 s interval since the epoch) holding time `nanos`.
+pub fn step_of(nanos: u64) -> u64 {
+    nanos / STEP_NANOS
+}
+
+/// Example trace ids kept per point and per contributor.
+pub const EXAMPLES: usize = 3;
+
+/// A few trace ids behind a figure: the worst outcomes first, the most recent among equals.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Examples {
+    /// (trace id, outcome severity), at most [`EXAMPLES`].
+    ids: [(TraceId, u8); EXAMPLES],
+    len: u8,
+}
+
+impl Examples {
+    pub fn record(&mut self, trace_id: &TraceId, outcome: Outcome) {
+        self.offer(trace_id, outcome.severity());
+    }
+
+    fn offer(&mut self, trace_id: &TraceId, severity: u8) {
+        let held = &mut self.ids[..self.len as usize];
+        if let Some(same) = held.iter_mut().find(|(id, _)| id == trace_id) {
+            same.1 = same.1.max(severity);
+            return;
+        }
+        if (self.len as usize) < EXAMPLES {
+            self.ids[self.len as usize] = (*trace_id, severity);
+            self.len += 1;
+            return;
+        }
+        // Replace the mildest (the oldest among the mildest): a worse or equally bad one is newer news.
+        let (mildest, &(_, lowest)) =
+            self.ids.iter().enumerate().min_by_key(|(i, (_, s))| (*s, *i)).expect("EXAMPLES > 0");
+        if severity >= lowest {
+            self.ids.copy_within(mildest + 1.., mildest);
+            self.ids[EXAMPLES - 1] = (*trace_id, severity);
+        }
+    }
+
+    /// Offers every example of `other`.
+    pub fn merge(&mut self, other: &Examples) {
+        for (id, severity) in other.iter_with_severity() {
+            self.offer(&id, severity);
+        }
+    }
+
+    /// The trace ids, worst outcome first.
+    pub fn trace_ids(&self) -> Vec<TraceId> {
+        let mut held: Vec<(TraceId, u8)> = self.iter_with_severity().collect();
+        held.sort_by_key(|&(_, s)| std::cmp::Reverse(s));
+        held.into_iter().map(|(id, _)| id).collect()
+    }
+
+    pub fn iter_with_severity(&self) -> impl Iterator<Item = (TraceId, u8)> + '_ {
+        self.ids[..self.len as usize].iter().copied()
+    }
+}
+
+/// Requests by outcome.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub requests: u64,
+    pub faults: u64,
+    /// Errors (4xx), throttles included.
+    pub errors: u64,
+    pub throttles: u64,
+}
+
+impl Counts {
+    pub fn record(&mut self, outcome: Outcome) {
+        self.requests += 1;
+        self.faults += outcome.is_fault() as u64;
+        self.errors += outcome.is_error() as u64;
+        self.throttles += outcome.is_throttle() as u64;
+    }
+
+    pub fn add(&mut self, other: &Counts) {
+        self.requests += other.requests;
+        self.faults += other.faults;
+        self.errors += other.errors;
+        self.throttles += other.throttles;
+    }
+
+    /// 1 − faults / requests; `None` without requests.
+    pub fn availability(&self) -> Option<f64> {
+        (self.requests > 0).then(|| 1.0 - self.faults as f64 / self.requests as f64)
+    }
+}
+
+/// What one series measured over one step.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Point {
+    pub counts: Counts,
+    pub latency: LatencySketch,
+    pub examples: Examples,
+    /// By resource profile; empty when no dimension is configured.
+    pub contributors: ContributorTable,
+}
+
+impl Point {
+    /// Counts one request.
+    pub fn record(&mut self, outcome: Outcome, bucket: Bucket, trace_id: &TraceId) {
+        self.counts.record(outcome);
+        self.latency.record(bucket);
+        self.examples.record(trace_id, outcome);
+    }
+
+    /// Counts one request of a resource with `profile` among the contributors too.
+    pub fn record_contributor(
+        &mut self,
+        profile: &Profile,
+        capacity: usize,
+        outcome: Outcome,
+        bucket: Bucket,
+        trace_id: &TraceId,
+    ) {
+        self.contributors.record(profile, capacity, outcome, bucket, trace_id);
+    }
+
+    /// Adds every request of `other`.
+    pub fn merge(&mut self, other: &Point) {
+        self.counts.add(&other.counts);
+        self.latency.merge(&other.latency);
+        self.examples.merge(&other.examples);
+        self.contributors.merge(&other.contributors);
+    }
+
+    /// Heap bytes held (for the memory figures).
+    pub fn heap_bytes(&self) -> usize {
+        self.latency.heap_bytes() + self.contributors.heap_bytes()
+    }
+}
+
+/// The points a series has measured since the last flush: normally one, two across a step's end.
+#[derive(Debug, Default)]
+pub struct OpenPoints {
+    points: Vec<(u64, Point)>,
+}
+
+impl OpenPoints {
+    /// The point of `step`, opened when the step is new.
+    pub fn at(&mut self, step: u64) -> &mut Point {
+        let current = matches!(self.points.last(), Some((s, _)) if *s == step);
+        if !current {
+            self.points.push((step, Point::default()));
+        }
+        &mut self.points.last_mut().expect("just ensured").1
+    }
+
+    pub fn take(&mut self) -> Vec<(u64, Point)> {
+        std::mem::take(&mut self.points)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> TraceId {
+        [n; 16]
+    }
+
+    #[test]
+    fn examples_keep_the_worst_and_then_the_newest() {
+        let mut examples = Examples::default();
+        examples.record(&id(1), Outcome::Ok);
+        examples.record(&id(2), Outcome::Fault);
+        examples.record(&id(3), Outcome::Ok);
+        examples.record(&id(4), Outcome::Error);
+        // The oldest ok (1) made room for the error.
+        assert_eq!(examples.trace_ids(), vec![id(2), id(4), id(3)]);
+        examples.record(&id(5), Outcome::Ok);
+        // An ok replaces the other ok (3), the mildest and oldest of the mildest.
+        assert_eq!(examples.trace_ids(), vec![id(2), id(4), id(5)]);
+        examples.record(&id(6), Outcome::Fault);
+        examples.record(&id(7), Outcome::Fault);
+        assert_eq!(examples.trace_ids(), vec![id(2), id(6), id(7)]);
+        // An ok no longer gets in; the same trace twice is one example.
+        examples.record(&id(8), Outcome::Ok);
+        examples.record(&id(7), Outcome::Fault);
+        assert_eq!(examples.trace_ids(), vec![id(2), id(6), id(7)]);
+    }
+
+    #[test]
+    fn points_merge_by_adding() {
+        let (mut a, mut b) = (Point::default(), Point::default());
+        a.record(Outcome::Fault, Bucket::of_nanos(5_000_000), &id(1));
+        a.record(Outcome::Ok, Bucket::of_nanos(1_000_000), &id(2));
+        b.record(Outcome::Throttle, Bucket::of_nanos(9_000_000), &id(3));
+        a.merge(&b);
+        assert_eq!(a.counts, Counts { requests: 3, faults: 1, errors: 1, throttles: 1 });
+        assert_eq!(a.latency.count(), 3);
+        assert_eq!(a.examples.trace_ids(), vec![id(1), id(3), id(2)]);
+    }
+
+    #[test]
+    fn open_points_split_at_the_step() {
+        let mut open = OpenPoints::default();
+        open.at(7).record(Outcome::Ok, Bucket::of_nanos(1), &id(1));
+        open.at(7).record(Outcome::Ok, Bucket::of_nanos(1), &id(2));
+        open.at(8).record(Outcome::Ok, Bucket::of_nanos(1), &id(3));
+        let points = open.take();
+        assert_eq!(points.iter().map(|(s, p)| (*s, p.counts.requests)).collect::<Vec<_>>(), vec![(7, 2), (8, 1)]);
+        assert!(open.is_empty());
+    }
+}
