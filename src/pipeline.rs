@@ -30,7 +30,8 @@ use crate::config::Config;
 use crate::decode::Decoder;
 use crate::delivery::{DeliveryLedger, DeliverySettings, Forwarder, ForwarderError, Topics};
 pub use crate::http::Handles;
-use crate::investigate::TraceStore;
+use crate::investigate::timeline::Timeline;
+use crate::investigate::{GroupTimeline, TraceStore};
 use crate::kafka_client::{admin_config, consumer_config, owners_config, with_client_properties, ClientLog};
 use crate::position::{Commit, Hold};
 use crate::sampling::Sampler;
@@ -346,6 +347,10 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         .register(Box::new(SloCollector::new(slos.clone(), clock.clone())))
         .expect("SLO families are unique");
     let traces = Arc::new(Mutex::new(TraceStore::new(&config.investigation)));
+    let timeline = Arc::new(GroupTimeline::new(
+        Timeline::new(config.investigation.history.0, config.metrics.window.0, config.metrics.max_series),
+        signals.lock().expect("signal store lock").dimensions().clone(),
+    ));
     let path = SpanPath::new(
         span_path_settings(config, &slos.lock().expect("slo engine lock")),
         signals.clone(),
@@ -411,5 +416,9 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
             .name("tracewarden-pipeline".into())
             .spawn(move || crate::source::run(settings, worker, telemetry, ready, shutdown))?
     };
-    Ok(Pipeline { handles: Handles { signals, slos, traces, telemetry, ready, clock }, shutdown, worker: Some(thread) })
+    Ok(Pipeline {
+        handles: Handles { signals, slos, traces, timeline, telemetry, ready, clock },
+        shutdown,
+        worker: Some(thread),
+    })
 }

@@ -18,9 +18,12 @@ use prometheus::{Encoder, TextEncoder};
 use tokio::net::TcpListener;
 
 use crate::clock::SharedClock;
+use crate::investigate::contributors::{dimensions_seen, parse_selection, top_contributors, ContributorQuery};
+use crate::investigate::history::{history, HistoryQuery};
 use crate::investigate::map::MapQuery;
-use crate::investigate::traces::{QueryError, TraceQuery};
-use crate::investigate::TraceStore;
+use crate::investigate::query::QueryError;
+use crate::investigate::traces::TraceQuery;
+use crate::investigate::{GroupTimeline, TraceStore};
 use crate::signals::exposition::{render_openmetrics, service_summaries, OPENMETRICS_CONTENT_TYPE};
 use crate::signals::SignalStore;
 use crate::slo::engine::SloEngine;
@@ -45,6 +48,8 @@ pub struct Handles {
     pub slos: Arc<Mutex<SloEngine>>,
     /// Summaries of decided traces and the records of kept ones (`/api/traces`).
     pub traces: Arc<Mutex<TraceStore>>,
+    /// The group-wide 10 s points: the map, contributors and history.
+    pub timeline: Arc<GroupTimeline>,
     pub telemetry: Arc<PipelineMetrics>,
     pub ready: Arc<Readiness>,
     pub clock: SharedClock,
@@ -60,6 +65,9 @@ pub fn router(handles: Handles) -> Router {
         .route("/api/service-map", get(service_map))
         .route("/api/traces", get(traces))
         .route("/api/traces/{trace_id}", get(trace))
+        .route("/api/contributors", get(contributors))
+        .route("/api/contributors/dimensions", get(contributor_dimensions))
+        .route("/api/history", get(series_history))
         .with_state(handles)
 }
 
@@ -203,10 +211,66 @@ async fn service_map(State(handles): State<Handles>, Query(parameters): Query<Ve
         let now = handles.clock.now();
         let reports = handles.slos.lock().expect("slo engine lock").reports(now.unix_seconds());
         let statuses: Vec<(String, &'static str)> = reports.into_iter().map(|r| (r.service, r.status)).collect();
-        let mut store = handles.signals.lock().expect("signal store lock");
-        crate::investigate::map::service_map(&mut store, &statuses, &query, now)
+        let timeline = handles.timeline.refresh(&handles.signals, now);
+        crate::investigate::map::service_map(&timeline, &statuses, &query, now)
     })
     .await
     .unwrap_or_default();
     Json(map).into_response()
+}
+
+/// Query parameters as name/value pairs.
+type Parameters = Query<Vec<(String, String)>>;
+
+fn pairs(parameters: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
+    parameters.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+}
+
+/// `GET /api/contributors`: the values of a dimension behind a series, ranked.
+async fn contributors(State(handles): State<Handles>, Query(parameters): Parameters) -> Response {
+    let query = match ContributorQuery::parse(pairs(&parameters), &handles.timeline.dimensions) {
+        Ok(query) => query,
+        Err(error) => return bad_query(error),
+    };
+    let answer = tokio::task::spawn_blocking(move || {
+        let now = handles.clock.now();
+        let timeline = handles.timeline.refresh(&handles.signals, now);
+        serde_json::to_value(top_contributors(&timeline, &handles.timeline.dimensions, &query, now))
+            .expect("contributors serialise")
+    })
+    .await
+    .unwrap_or_default();
+    Json(answer).into_response()
+}
+
+/// `GET /api/contributors/dimensions`: the configured dimensions the selected series has seen.
+async fn contributor_dimensions(State(handles): State<Handles>, Query(parameters): Parameters) -> Response {
+    let selection = match parse_selection(pairs(&parameters)) {
+        Ok(selection) => selection,
+        Err(error) => return bad_query(error),
+    };
+    let seen = tokio::task::spawn_blocking(move || {
+        let now = handles.clock.now();
+        let timeline = handles.timeline.refresh(&handles.signals, now);
+        dimensions_seen(&timeline, &handles.timeline.dimensions, &selection, now)
+    })
+    .await
+    .unwrap_or_default();
+    Json(serde_json::json!({ "dimensions": seen })).into_response()
+}
+
+/// `GET /api/history`: 10 s points of a series or edge over the history.
+async fn series_history(State(handles): State<Handles>, Query(parameters): Parameters) -> Response {
+    let query = match HistoryQuery::parse(pairs(&parameters)) {
+        Ok(query) => query,
+        Err(error) => return bad_query(error),
+    };
+    let answer = tokio::task::spawn_blocking(move || {
+        let now = handles.clock.now();
+        let timeline = handles.timeline.refresh(&handles.signals, now);
+        serde_json::to_value(history(&timeline, &query, now)).expect("history serialises")
+    })
+    .await
+    .unwrap_or_default();
+    Json(answer).into_response()
 }

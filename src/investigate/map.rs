@@ -1,7 +1,7 @@
-//! The service map (investigation.md "Service map"): nodes and edges built from the service and
-//! dependency metrics over `metrics.window`.
+//! The service map (investigation.md "Service map"): nodes and edges built from the group-wide
+//! timeline of service and dependency points over `metrics.window`.
 //!
-//! - a service node per (service, environment) with entry spans: its operations' windows merged;
+//! - a service node per (service, environment) with entry spans: its operations' points merged;
 //! - a remote node per dependency target that is not an instrumented service of the environment,
 //!   typed by the call's attributes (`database`, `queue`, `aws`, `remote`), measured by the calls
 //!   into it (client-side latency);
@@ -17,9 +17,10 @@ use serde::Serialize;
 
 use crate::clock::Nanos;
 use crate::matcher::Wildcard;
-use crate::signals::{SignalStore, WindowTotals};
+use crate::signals::SeriesId;
 
-use super::traces::QueryError;
+use super::query::QueryError;
+use super::timeline::{Aggregate, Timeline};
 
 /// The name of the node requests come from when they enter from outside.
 pub const CLIENT: &str = "client";
@@ -124,49 +125,46 @@ fn severity(status: &str) -> u8 {
     }
 }
 
-/// The map of what `store` measured over its window at `now`; `slos` holds the service pattern
-/// and status of each SLO evaluated here.
-pub fn service_map(
-    store: &mut SignalStore,
-    slos: &[(String, &'static str)],
-    query: &MapQuery,
-    now: Nanos,
-) -> ServiceMap {
+/// The map of what the group measured over `metrics.window` at `now`; `slos` holds the service
+/// pattern and status of each SLO (evaluated by whichever instance owns it).
+pub fn service_map(timeline: &Timeline, slos: &[(String, &'static str)], query: &MapQuery, now: Nanos) -> ServiceMap {
     let in_environment = |environment: &str| query.environment.as_deref().is_none_or(|e| e == environment);
-    // Service nodes: every operation's window merged.
-    let mut services: BTreeMap<(String, String), WindowTotals> = BTreeMap::new();
-    for (key, series) in store.services.series.iter_mut() {
-        if in_environment(&key.environment) {
-            let totals = services.entry((key.service.to_string(), key.environment.to_string())).or_default();
-            totals.add(&mut series.window, now);
+    let window = timeline.over_window(now);
+    // Service nodes: every operation's points merged.
+    let mut services: BTreeMap<(String, String), Aggregate> = BTreeMap::new();
+    for (series, _, aggregate) in &window {
+        if let SeriesId::Service(key) = series {
+            if in_environment(&key.environment) {
+                let node = services.entry((key.service.to_string(), key.environment.to_string())).or_default();
+                node.add_aggregate(aggregate);
+            }
         }
     }
-    // Edges caller -> callee; remote nodes for callees that are not services here.
-    let mut edges: BTreeMap<(String, String), WindowTotals> = BTreeMap::new();
-    let mut remotes: BTreeMap<(String, String), (&'static str, WindowTotals)> = BTreeMap::new();
-    for (key, series) in store.dependencies.series.iter_mut() {
-        if !in_environment(&key.environment) {
-            continue;
+    // Edges caller -> callee; remote nodes for callees that are not services here; one client
+    // node per environment for requests entering from outside.
+    let mut edges: BTreeMap<(String, String), Aggregate> = BTreeMap::new();
+    let mut remotes: BTreeMap<(String, String), (&'static str, Aggregate)> = BTreeMap::new();
+    let mut clients: BTreeMap<String, Aggregate> = BTreeMap::new();
+    for (series, remote_kind, aggregate) in &window {
+        match series {
+            SeriesId::Dependency(key) if in_environment(&key.environment) => {
+                let environment = key.environment.to_string();
+                let callee = (key.remote_service.to_string(), environment.clone());
+                if !services.contains_key(&callee) {
+                    let (_, node) =
+                        remotes.entry(callee.clone()).or_insert((remote_kind.as_str(), Aggregate::default()));
+                    node.add_aggregate(aggregate);
+                }
+                let edge = (node_id(&key.service, &environment), node_id(&callee.0, &callee.1));
+                edges.entry(edge).or_default().add_aggregate(aggregate);
+            }
+            SeriesId::Client { service, environment } if in_environment(environment) => {
+                let edge = (node_id(CLIENT, environment), node_id(service, environment));
+                edges.entry(edge).or_default().add_aggregate(aggregate);
+                clients.entry(environment.to_string()).or_default().add_aggregate(aggregate);
+            }
+            _ => {}
         }
-        let environment = key.environment.to_string();
-        let callee = (key.remote_service.to_string(), environment.clone());
-        if !services.contains_key(&callee) {
-            let (_, totals) =
-                remotes.entry(callee.clone()).or_insert((series.remote_kind.as_str(), WindowTotals::default()));
-            totals.add(&mut series.window, now);
-        }
-        let edge = (node_id(&key.service, &environment), node_id(&callee.0, &callee.1));
-        edges.entry(edge).or_default().add(&mut series.window, now);
-    }
-    // Requests entering from outside: one client node per environment.
-    let mut clients: BTreeMap<String, WindowTotals> = BTreeMap::new();
-    for ((service, environment), series) in store.clients.iter_mut() {
-        if !in_environment(environment) {
-            continue;
-        }
-        let edge = (node_id(CLIENT, environment), node_id(service, environment));
-        edges.entry(edge).or_default().add(&mut series.window, now);
-        clients.entry(environment.to_string()).or_default().add(&mut series.window, now);
     }
 
     let slo_status = |service: &str| {
@@ -175,20 +173,20 @@ pub fn service_map(
             .map(|(_, status)| *status)
             .max_by_key(|s| severity(s))
     };
-    let node = |name: &str, environment: &str, kind: &'static str, totals: &WindowTotals, slo: Option<&'static str>| {
-        let s = totals.snapshot();
+    let node = |name: &str, environment: &str, kind: &'static str, figures: &Aggregate, slo: Option<&'static str>| {
+        let counts = &figures.counts;
         MapNode {
             id: node_id(name, environment),
             name: name.to_string(),
             environment: environment.to_string(),
             kind,
-            requests: s.requests,
-            faults: s.faults,
-            errors: s.errors,
-            throttles: s.throttles,
-            availability: s.availability(),
-            p50_seconds: s.quantile(0.5),
-            p99_seconds: s.quantile(0.99),
+            requests: counts.requests,
+            faults: counts.faults,
+            errors: counts.errors,
+            throttles: counts.throttles,
+            availability: counts.availability(),
+            p50_seconds: figures.latency.quantile(0.5),
+            p99_seconds: figures.latency.quantile(0.99),
             slo_status: slo,
         }
     };
@@ -202,18 +200,18 @@ pub fn service_map(
     for (environment, totals) in &clients {
         map.nodes.push(node(CLIENT, environment, "client", totals, None));
     }
-    for ((source, target), totals) in &edges {
-        let s = totals.snapshot();
+    for ((source, target), figures) in &edges {
+        let counts = &figures.counts;
         map.edges.push(MapEdge {
             id: format!("{source}->{target}"),
             source: source.clone(),
             target: target.clone(),
-            requests: s.requests,
-            faults: s.faults,
-            errors: s.errors,
-            throttles: s.throttles,
-            p50_seconds: s.quantile(0.5),
-            p99_seconds: s.quantile(0.99),
+            requests: counts.requests,
+            faults: counts.faults,
+            errors: counts.errors,
+            throttles: counts.throttles,
+            p50_seconds: figures.latency.quantile(0.5),
+            p99_seconds: figures.latency.quantile(0.99),
         });
     }
     if let Some((service, depth)) = &query.focus {

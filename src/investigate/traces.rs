@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::query::QueryError;
 use crate::decision::Decision;
 use crate::model::{trace_id_hex, Outcome, Role, Span, TraceId};
 
@@ -161,14 +162,6 @@ impl Default for TraceQuery {
             limit: DEFAULT_LIMIT,
         }
     }
-}
-
-/// A query parameter that cannot be used; the message names it.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-#[error("query parameter {parameter:?}: {message}")]
-pub struct QueryError {
-    pub parameter: String,
-    pub message: String,
 }
 
 impl TraceQuery {

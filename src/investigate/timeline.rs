@@ -1,0 +1,203 @@
+//! The timeline: every series' 10 s points over the last `investigation.history`, this
+//! instance's and the other instances' merged — what the service map, top contributors and
+//! history answer from, so that every instance of a group answers the same.
+//!
+//! Invariants:
+//! - a point is additive ([`Point::merge`]): the timeline's point of a series and step is the sum
+//!   of every instance's (and every flush's) points of that series and step, whatever the order
+//!   they arrive in;
+//! - points older than the history are dropped, and so are the series left without points;
+//!   contributor tables are kept only for the steps inside `metrics.window` (what
+//!   `/api/contributors` answers over), so an hour of history costs counts and a sketch per
+//!   series and step;
+//! - at most `max_series` series are held (`metrics.max_series`); points of further series are
+//!   counted in `refused` and not kept.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use crate::clock::Nanos;
+use crate::model::RemoteKind;
+use crate::signals::contributors::ContributorTable;
+use crate::signals::point::{step_of, Counts, Examples, Point, STEP_NANOS};
+use crate::signals::sketch::LatencySketch;
+use crate::signals::{FlushedPoint, SeriesId};
+
+/// A series' points, oldest first.
+#[derive(Debug, Default)]
+pub struct SeriesPoints {
+    /// For dependency series: what the remote side is (the map's node kind).
+    pub remote_kind: RemoteKind,
+    points: VecDeque<(u64, Point)>,
+}
+
+impl SeriesPoints {
+    /// The points of steps `from..=to`, oldest first.
+    pub fn between(&self, from: u64, to: u64) -> impl Iterator<Item = &(u64, Point)> {
+        let start = self.points.partition_point(|(s, _)| *s < from);
+        self.points.range(start..).take_while(move |(s, _)| *s <= to)
+    }
+
+    fn merge(&mut self, step: u64, point: &Point) {
+        match self.points.binary_search_by_key(&step, |(s, _)| *s) {
+            Ok(i) => self.points[i].1.merge(point),
+            Err(i) => self.points.insert(i, (step, point.clone())),
+        }
+    }
+}
+
+/// Counts, latency and examples of several points together.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Aggregate {
+    pub counts: Counts,
+    pub latency: LatencySketch,
+    pub examples: Examples,
+}
+
+impl Aggregate {
+    pub fn add(&mut self, point: &Point) {
+        self.counts.add(&point.counts);
+        self.latency.merge(&point.latency);
+        self.examples.merge(&point.examples);
+    }
+
+    pub fn add_aggregate(&mut self, other: &Aggregate) {
+        self.counts.add(&other.counts);
+        self.latency.merge(&other.latency);
+        self.examples.merge(&other.examples);
+    }
+}
+
+/// The group-wide points of every series (module docs).
+pub struct Timeline {
+    /// Steps of history kept (`investigation.history / 10 s`).
+    history_steps: u64,
+    /// Steps of `metrics.window` (the current, partial step included).
+    window_steps: u64,
+    max_series: usize,
+    series: HashMap<SeriesId, SeriesPoints>,
+    /// Points refused because `max_series` series were held.
+    pub refused: u64,
+}
+
+impl Timeline {
+    pub fn new(history: Duration, window: Duration, max_series: usize) -> Self {
+        let steps = |d: Duration| (d.as_nanos() as u64).div_ceil(STEP_NANOS).max(1);
+        Self {
+            history_steps: steps(history),
+            window_steps: steps(window),
+            max_series,
+            series: HashMap::new(),
+            refused: 0,
+        }
+    }
+
+    /// The steps of `metrics.window` at `now`: `(first, last)`.
+    pub fn window(&self, now: Nanos) -> (u64, u64) {
+        let last = step_of(now.0);
+        (last.saturating_sub(self.window_steps - 1), last)
+    }
+
+    /// The steps of the history at `now`: `(first, last)`.
+    pub fn history(&self, now: Nanos) -> (u64, u64) {
+        let last = step_of(now.0);
+        (last.saturating_sub(self.history_steps - 1), last)
+    }
+
+    /// Merges points (this instance's flushed ones, or another instance's from a snapshot);
+    /// points older than the history at `now` are ignored.
+    pub fn merge(&mut self, points: &[FlushedPoint], now: Nanos) {
+        let (oldest, _) = self.history(now);
+        for flushed in points.iter().filter(|f| f.step >= oldest) {
+            let room = self.series.len() < self.max_series;
+            let series = match self.series.get_mut(&flushed.series) {
+                Some(series) => series,
+                None if room => self.series.entry(flushed.series.clone()).or_default(),
+                None => {
+                    self.refused += 1;
+                    continue;
+                }
+            };
+            series.remote_kind = flushed.remote_kind;
+            series.merge(flushed.step, &flushed.point);
+        }
+    }
+
+    /// Drops what has aged out at `now`: points past the history, contributor tables past the
+    /// window, series left empty.
+    pub fn expire(&mut self, now: Nanos) {
+        let (oldest, _) = self.history(now);
+        let (window_start, _) = self.window(now);
+        self.series.retain(|_, series| {
+            while series.points.front().is_some_and(|(s, _)| *s < oldest) {
+                series.points.pop_front();
+            }
+            for (_, point) in series.points.iter_mut().take_while(|(s, _)| *s < window_start) {
+                if !point.contributors.is_empty() {
+                    point.contributors = ContributorTable::default();
+                }
+            }
+            !series.points.is_empty()
+        });
+    }
+
+    /// Every series and its points.
+    pub fn series(&self) -> impl Iterator<Item = (&SeriesId, &SeriesPoints)> {
+        self.series.iter()
+    }
+
+    /// The aggregate of each series over `metrics.window` at `now` (series with no point in it
+    /// left out).
+    pub fn over_window(&self, now: Nanos) -> Vec<(&SeriesId, RemoteKind, Aggregate)> {
+        let (from, to) = self.window(now);
+        self.series
+            .iter()
+            .filter_map(|(id, series)| {
+                let mut aggregate = Aggregate::default();
+                series.between(from, to).for_each(|(_, p)| aggregate.add(p));
+                (aggregate.counts.requests > 0).then_some((id, series.remote_kind, aggregate))
+            })
+            .collect()
+    }
+
+    /// The contributor tables of the selected series over `metrics.window` at `now`, merged.
+    pub fn contributors(&self, select: impl Fn(&SeriesId) -> bool, now: Nanos) -> ContributorTable {
+        let (from, to) = self.window(now);
+        let mut merged = ContributorTable::default();
+        for (_, series) in self.series.iter().filter(|(id, _)| select(id)) {
+            series.between(from, to).for_each(|(_, p)| merged.merge(&p.contributors));
+        }
+        merged
+    }
+
+    /// The selected series' points of steps `from..=to` added together, one per step that has
+    /// any (oldest first).
+    pub fn points(&self, select: impl Fn(&SeriesId) -> bool, from: u64, to: u64) -> Vec<(u64, Aggregate)> {
+        let mut by_step: std::collections::BTreeMap<u64, Aggregate> = Default::default();
+        for (_, series) in self.series.iter().filter(|(id, _)| select(id)) {
+            for (step, point) in series.between(from, to) {
+                by_step.entry(*step).or_default().add(point);
+            }
+        }
+        by_step.into_iter().collect()
+    }
+
+    /// Heap bytes held by points (for the memory figures; map overhead left out).
+    pub fn heap_bytes(&self) -> usize {
+        self.series
+            .values()
+            .map(|s| {
+                s.points.capacity() * std::mem::size_of::<(u64, Point)>()
+                    + s.points.iter().map(|(_, p)| p.heap_bytes()).sum::<usize>()
+            })
+            .sum()
+    }
+
+    /// How many series are held.
+    pub fn series_count(&self) -> usize {
+        self.series.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;
