@@ -162,6 +162,7 @@ impl Config {
         self.window.validate(&mut problems);
         self.metrics.validate(&mut problems);
         self.investigation.validate(&mut problems);
+        self.http.validate(&mut problems);
         problems.extend(self.sampling.validate());
         let mut slo_names = std::collections::HashSet::new();
         for (i, slo) in self.slo.iter().enumerate() {

@@ -65,13 +65,14 @@ pub fn demo_config(brokers: &str, listen: SocketAddr, file: Option<&Config>) -> 
             metrics: file.metrics.clone(),
             sampling: file.sampling.clone(),
             slo: file.slo.clone(),
+            investigation: file.investigation.clone(),
             ..Config::default()
         },
         None => built_in_config(),
     };
     config.kafka =
         KafkaConfig { brokers: brokers.into(), group_id: "tracewarden-demo".into(), ..KafkaConfig::default() };
-    config.http = HttpConfig { listen };
+    config.http = HttpConfig { listen, ..config.http };
     config
 }
 
@@ -160,6 +161,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         &config.kafka.alerts_topic,
         &config.kafka.aggregates_topic,
         &config.kafka.slo_state_topic,
+        &config.kafka.snapshots_topic,
     ]);
     for topic in topics {
         cluster.create_topic(topic, options.partitions, 1).map_err(DemoError::Cluster)?;
@@ -171,7 +173,9 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     let (bound, server) = {
         let stop = stop_http.clone();
         let app = crate::http::router(pipeline.handles.clone()).merge(fault_switch(faults.clone()));
-        crate::http::serve_router(config.http.listen, app, async move { stop.notified().await }).await?
+        let served = crate::http::serve_router(config.http.listen, app, async move { stop.notified().await }).await?;
+        pipeline.handles.peers.set_url(&config.http.advertised(served.0));
+        served
     };
 
     let stop_generator = Arc::new(AtomicBool::new(false));

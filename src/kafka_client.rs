@@ -54,6 +54,11 @@ pub struct KafkaConfig {
     /// missing (`cleanup.policy = compact`). Default `tracewarden_slo_state`.
     #[serde(default = "default_slo_state_topic")]
     pub slo_state_topic: String,
+    /// Internal: each instance's 10 s points and trace summaries, merged by every instance for
+    /// the group-wide investigation views. Created at start when missing (one partition,
+    /// retention `investigation.history` + 1 h). Default `tracewarden_snapshots`.
+    #[serde(default = "default_snapshots_topic")]
+    pub snapshots_topic: String,
     /// How often consumed offsets are committed. Default `1s`; at least `10ms`.
     #[serde(default = "default_commit_interval")]
     pub commit_interval: HumanDuration,
@@ -100,6 +105,10 @@ fn default_aggregates_topic() -> String {
     "tracewarden_aggregates".into()
 }
 
+fn default_snapshots_topic() -> String {
+    "tracewarden_snapshots".into()
+}
+
 fn default_slo_state_topic() -> String {
     "tracewarden_slo_state".into()
 }
@@ -128,6 +137,7 @@ impl Default for KafkaConfig {
             dead_letter_topic: default_dead_letter_topic(),
             aggregates_topic: default_aggregates_topic(),
             slo_state_topic: default_slo_state_topic(),
+            snapshots_topic: default_snapshots_topic(),
             commit_interval: default_commit_interval(),
             input_keyed_by_trace: default_input_keyed_by_trace(),
             client: default_client(),
@@ -152,6 +162,7 @@ impl KafkaConfig {
             ("kafka.dead_letter_topic", &k.dead_letter_topic),
             ("kafka.aggregates_topic", &k.aggregates_topic),
             ("kafka.slo_state_topic", &k.slo_state_topic),
+            ("kafka.snapshots_topic", &k.snapshots_topic),
         ] {
             check(!topic.trim().is_empty(), key, "must not be empty".into());
             check(

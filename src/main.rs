@@ -199,6 +199,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tracewarden::http::serve(config.http.listen, pipeline.handles.clone(), async move { stop.notified().await })
             .await?
     };
+    pipeline.handles.peers.set_url(&config.http.advertised(bound));
     tracing::info!(http = %bound, brokers = %config.kafka.brokers, topics = ?config.kafka.input_topics, "tracewarden running");
     let shutdown = pipeline.shutdown_flag();
     let watcher = {

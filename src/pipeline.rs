@@ -30,6 +30,7 @@ use crate::config::Config;
 use crate::decode::Decoder;
 use crate::delivery::{DeliveryLedger, DeliverySettings, Forwarder, ForwarderError, Topics};
 pub use crate::http::Handles;
+use crate::investigate::exchange::{Exchange, ExchangeError, Peers};
 use crate::investigate::timeline::Timeline;
 use crate::investigate::{GroupTimeline, TraceStore};
 use crate::kafka_client::{admin_config, consumer_config, owners_config, with_client_properties, ClientLog};
@@ -262,6 +263,8 @@ pub enum PipelineError {
     Source(#[from] SourceError),
     #[error("cannot start the pipeline thread: {0}")]
     Thread(#[from] std::io::Error),
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
 }
 
 /// A started pipeline.
@@ -269,6 +272,8 @@ pub struct Pipeline {
     pub handles: Handles,
     shutdown: Arc<AtomicBool>,
     worker: Option<JoinHandle<Result<(), SourceError>>>,
+    /// The snapshot exchange (group-wide views); ends with the worker.
+    exchange: Option<JoinHandle<()>>,
 }
 
 impl Pipeline {
@@ -280,10 +285,15 @@ impl Pipeline {
 
     /// Waits for the worker to end (it ends early only on a fatal error).
     pub fn join(&mut self) -> Result<(), PipelineError> {
-        if let Some(worker) = self.worker.take() {
-            worker.join().unwrap_or_else(|_| Ok(()))?;
+        let result = match self.worker.take() {
+            Some(worker) => worker.join().unwrap_or_else(|_| Ok(())),
+            None => Ok(()),
+        };
+        self.shutdown.store(true, Ordering::SeqCst);
+        if let Some(exchange) = self.exchange.take() {
+            let _ = exchange.join();
         }
-        Ok(())
+        Ok(result?)
     }
 
     pub fn is_finished(&self) -> bool {
@@ -416,9 +426,27 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
             .name("tracewarden-pipeline".into())
             .spawn(move || crate::source::run(settings, worker, telemetry, ready, shutdown))?
     };
+    let peers = Arc::new(Peers::new());
+    let exchange = Exchange {
+        topic: config.kafka.snapshots_topic.clone(),
+        client: with_client_properties(
+            ClientConfig::new().set("bootstrap.servers", &config.kafka.brokers).clone(),
+            &config.kafka,
+            false,
+        ),
+        admin: admin_config(&config.kafka),
+        history: config.investigation.history.0,
+        signals: signals.clone(),
+        timeline: timeline.clone(),
+        traces: traces.clone(),
+        peers: peers.clone(),
+        clock: clock.clone(),
+    }
+    .start(shutdown.clone())?;
     Ok(Pipeline {
-        handles: Handles { signals, slos, traces, timeline, telemetry, ready, clock },
+        handles: Handles { signals, slos, traces, timeline, peers, telemetry, ready, clock },
         shutdown,
         worker: Some(thread),
+        exchange: Some(exchange),
     })
 }

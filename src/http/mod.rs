@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 
 use crate::clock::SharedClock;
 use crate::investigate::contributors::{dimensions_seen, parse_selection, top_contributors, ContributorQuery};
+use crate::investigate::exchange::Peers;
 use crate::investigate::history::{history, HistoryQuery};
 use crate::investigate::map::MapQuery;
 use crate::investigate::query::QueryError;
@@ -50,6 +51,8 @@ pub struct Handles {
     pub traces: Arc<Mutex<TraceStore>>,
     /// The group-wide 10 s points: the map, contributors and history.
     pub timeline: Arc<GroupTimeline>,
+    /// This instance's URL and the other instances heard of (`heldBy`, redirects).
+    pub peers: Arc<Peers>,
     pub telemetry: Arc<PipelineMetrics>,
     pub ready: Arc<Readiness>,
     pub clock: SharedClock,
@@ -160,16 +163,27 @@ async fn traces(State(handles): State<Handles>, Query(parameters): Query<Vec<(St
         Err(error) => return bad_query(error),
     };
     let summaries = tokio::task::spawn_blocking(move || {
+        let here = handles.peers.url();
         let store = handles.traces.lock().expect("trace store lock");
-        store.index.search(&query).into_iter().map(|s| s.json(None)).collect::<Vec<_>>()
+        store.index.search(&query).into_iter().map(|s| s.json(here.as_deref())).collect::<Vec<_>>()
     })
     .await
     .unwrap_or_default();
     Json(serde_json::json!({ "traces": summaries })).into_response()
 }
 
-/// `GET /api/traces/{id}`: a trace's summary and, while its records are held, its spans; 404 for
-/// a trace this instance never decided (or forgot), 400 for a malformed id.
+/// What `/api/traces/{id}` found.
+enum TraceAnswer {
+    /// The summary, with the spans when held here.
+    Here(serde_json::Value),
+    /// Kept and held by another live instance: its URL.
+    Elsewhere(String),
+    Unknown,
+}
+
+/// `GET /api/traces/{id}`: a trace's summary and, while its records are held, its spans; a 307 to
+/// the instance holding them when that is another live one (with the summary alone when it is
+/// gone); 404 for a trace the group never decided (or forgot), 400 for a malformed id.
 async fn trace(State(handles): State<Handles>, Path(id): Path<String>) -> Response {
     let mut trace_id = [0u8; 16];
     if id.len() != 32 || hex::decode_to_slice(&id, &mut trace_id).is_err() {
@@ -177,21 +191,34 @@ async fn trace(State(handles): State<Handles>, Path(id): Path<String>) -> Respon
         return (StatusCode::BAD_REQUEST, Json(body)).into_response();
     }
     let found = tokio::task::spawn_blocking(move || {
+        let here = handles.peers.url();
         let store = handles.traces.lock().expect("trace store lock");
-        let summary = store.index.get(&trace_id)?.json(None);
-        let mut body = serde_json::to_value(summary).expect("summaries serialise");
-        body["spans"] = match store.held.spans(&trace_id) {
-            Some(spans) => serde_json::to_value(spans).expect("spans serialise"),
-            None => serde_json::Value::Null,
+        let Some(summary) = store.index.get(&trace_id) else {
+            return TraceAnswer::Unknown;
         };
-        Some(body)
+        if let (true, Some(holder)) = (summary.kept, &summary.held_by) {
+            if Some(holder) != here.as_ref() && handles.peers.is_alive(holder, handles.clock.now()) {
+                return TraceAnswer::Elsewhere(holder.to_string());
+            }
+        }
+        let mut body = serde_json::to_value(summary.json(here.as_deref())).expect("summaries serialise");
+        body["spans"] = match (&summary.held_by, store.held.spans(&trace_id)) {
+            (None, Some(spans)) => serde_json::to_value(spans).expect("spans serialise"),
+            _ => serde_json::Value::Null,
+        };
+        TraceAnswer::Here(body)
     })
     .await
-    .ok()
-    .flatten();
+    .unwrap_or(TraceAnswer::Unknown);
     match found {
-        Some(body) => Json(body).into_response(),
-        None => (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": "no such trace here" }))).into_response(),
+        TraceAnswer::Here(body) => Json(body).into_response(),
+        TraceAnswer::Elsewhere(holder) => {
+            let location = format!("{holder}/api/traces/{id}");
+            (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, location)]).into_response()
+        }
+        TraceAnswer::Unknown => {
+            (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": "no such trace in the group" }))).into_response()
+        }
     }
 }
 

@@ -9,10 +9,12 @@
 
 mod config;
 pub mod contributors;
+pub mod exchange;
 pub mod held;
 pub mod history;
 pub mod map;
 pub mod query;
+pub mod snapshot;
 pub mod timeline;
 pub mod traces;
 
@@ -81,6 +83,9 @@ impl GroupTimeline {
 pub struct TraceStore {
     pub index: traces::TraceIndex,
     pub held: held::HeldTraces,
+    /// Summaries decided here and not yet published; `None` when nothing publishes them.
+    unpublished: Option<std::collections::VecDeque<traces::TraceSummary>>,
+    max_unpublished: usize,
 }
 
 impl TraceStore {
@@ -88,12 +93,31 @@ impl TraceStore {
         Self {
             index: traces::TraceIndex::new(config.max_trace_summaries),
             held: held::HeldTraces::new(config.max_trace_bytes),
+            unpublished: None,
+            max_unpublished: config.max_trace_summaries,
         }
+    }
+
+    /// From now on, keeps the summaries recorded here for [`TraceStore::take_unpublished`].
+    pub fn start_publishing(&mut self) {
+        self.unpublished.get_or_insert_with(Default::default);
+    }
+
+    /// The summaries recorded here since the last call (at most `max_trace_summaries`, the
+    /// newest).
+    pub fn take_unpublished(&mut self) -> Vec<traces::TraceSummary> {
+        self.unpublished.as_mut().map(|u| std::mem::take(u).into()).unwrap_or_default()
     }
 
     /// Records a batch of decided traces: their summaries, and the records of the kept ones.
     pub fn record(&mut self, summaries: &mut Vec<traces::TraceSummary>, kept: &mut Vec<(TraceId, Vec<Bytes>)>) {
         for summary in summaries.drain(..) {
+            if let Some(unpublished) = self.unpublished.as_mut() {
+                if unpublished.len() >= self.max_unpublished {
+                    unpublished.pop_front();
+                }
+                unpublished.push_back(summary.clone());
+            }
             self.index.insert(summary);
         }
         for (trace_id, payloads) in kept.drain(..) {

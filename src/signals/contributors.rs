@@ -167,6 +167,14 @@ pub struct ContributorTable {
 }
 
 impl ContributorTable {
+    /// A table of rows as they are (from a snapshot): one row per profile is assumed, as every
+    /// table keeps.
+    pub fn from_rows(rows: Vec<ContributorRow>, estimated: bool) -> Self {
+        let mut table = Self { rows, index: None, estimated };
+        table.reindex();
+        table
+    }
+
     pub fn rows(&self) -> &[ContributorRow] {
         &self.rows
     }

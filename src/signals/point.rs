@@ -35,7 +35,8 @@ impl Examples {
         self.offer(trace_id, outcome.severity());
     }
 
-    fn offer(&mut self, trace_id: &TraceId, severity: u8) {
+    /// Offers a trace id with its outcome's severity ([`Outcome::severity`]).
+    pub fn offer(&mut self, trace_id: &TraceId, severity: u8) {
         let held = &mut self.ids[..self.len as usize];
         if let Some(same) = held.iter_mut().find(|(id, _)| id == trace_id) {
             same.1 = same.1.max(severity);

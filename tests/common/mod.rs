@@ -57,6 +57,7 @@ impl Harness {
         // The mock cluster does not serve CreateTopics: the SLO topics are made here.
         cluster.create_topic("tracewarden_aggregates", PARTITIONS, 1).expect("aggregates topic");
         cluster.create_topic("tracewarden_slo_state", 1, 1).expect("state topic");
+        cluster.create_topic("tracewarden_snapshots", 1, 1).expect("snapshots topic");
         for p in 0..PARTITIONS {
             cluster.partition_leader(INPUT, p, Some(1)).expect("input leader");
         }
