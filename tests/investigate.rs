@@ -167,3 +167,149 @@ keep = "none"
     drop(serve);
     pipeline.stop().unwrap();
 }
+
+/// Trace `t` of the group test: frontend (pod frontend-a or -b) → customers on pod
+/// customers-{t % 3}; customers-2 runs a bad version and answers 500, and so does customers-1
+/// for trace 1; everything else answers 200.
+fn pod_trace(t: u8) -> Vec<SpanSpec> {
+    let pod = ["customers-0", "customers-1", "customers-2"][t as usize % 3];
+    let status = if t % 3 == 2 || t == 1 { 500 } else { 200 };
+    let frontend_pod = if t % 2 == 0 { "frontend-a" } else { "frontend-b" };
+    let version = if pod == "customers-2" { "1.4.0-rc1" } else { "1.3.2" };
+    let start = T0.0 - 10_000_000_000;
+    vec![
+        SpanSpec::new("frontend", t, 1, None, SERVER, "GET")
+            .http("GET", "/owners", status)
+            .micros(30_000)
+            .starting(start)
+            .resource("k8s.pod.name", frontend_pod),
+        SpanSpec::new("frontend", t, 2, Some(1), CLIENT, "GET")
+            .attr("server.address", AttrSpec::Str("customers"))
+            .micros(20_000)
+            .starting(start + 1_000_000)
+            .resource("k8s.pod.name", frontend_pod),
+        SpanSpec::new("customers", t, 3, Some(2), SERVER, "GET")
+            .http("GET", "/owners/{id}", status)
+            .micros(if pod == "customers-2" { 15_000 } else { 5_000 })
+            .starting(start + 2_000_000)
+            .resource("k8s.pod.name", pod)
+            .resource("service.version", version),
+    ]
+}
+
+/// Serves an instance's API on an ephemeral port, advertising it; returns the address.
+fn serve(pipeline: &tracewarden::pipeline::Pipeline) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (addr, _server) = runtime
+        .block_on(tracewarden::http::serve(
+            "127.0.0.1:0".parse().unwrap(),
+            pipeline.handles.clone(),
+            std::future::pending(),
+        ))
+        .unwrap();
+    pipeline.handles.peers.set_url(&format!("http://{addr}"));
+    std::thread::spawn(move || runtime.block_on(std::future::pending::<()>()));
+    addr.to_string()
+}
+
+/// The `Location` of a response, read raw (the helper `http_get` does not return headers).
+fn location(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.lines().find_map(|l| l.strip_prefix("location: ").map(str::to_string))
+}
+
+/// Two instances of one group, each reading part of the partitions, answer the same for the whole
+/// input: the map, the contributors (the bad pod first) and the history; a trace looked up on the
+/// instance that did not decide it redirects to the one that did.
+#[test]
+fn two_instances_answer_for_the_whole_group() {
+    let mut harness = Harness::new("investigate-group");
+    harness.config.sampling =
+        toml::from_str("[[rules]]\nname = \"keep-faults\"\nwhen = { outcome = \"fault\" }\nkeep = \"all\"\n[[rules]]\nname = \"drop-the-rest\"\nkeep = \"none\"\n").unwrap();
+    let (first, second) = (harness.start(), harness.start());
+    wait_for("the partitions split between the two", || {
+        let (a, b) = (first.handles.ready.assignment(), second.handles.ready.assignment());
+        !a.is_empty() && !b.is_empty() && a.len() + b.len() == PARTITIONS as usize
+    });
+    let (addr_a, addr_b) = (serve(&first), serve(&second));
+    const TRACES: u8 = 30;
+    let messages: Vec<(String, bytes::Bytes)> =
+        (1..=TRACES).map(|t| (format!("{:032x}", u128::from_be_bytes([t; 16])), encode(&pod_trace(t)))).collect();
+    harness.produce_all(&messages);
+    let spans = |p: &tracewarden::pipeline::Pipeline| {
+        metric(p, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]).unwrap_or(0.0)
+    };
+    wait_for("every span read by one or the other", || spans(&first) + spans(&second) == 90.0);
+    assert!(spans(&first) > 0.0 && spans(&second) > 0.0, "both instances read part of the input");
+    harness.advance(Duration::from_secs(6));
+
+    // The expectations, from the trace set's definition.
+    let faults_of =
+        |pod: usize| (1..=TRACES).filter(|t| *t as usize % 3 == pod && (t % 3 == 2 || *t == 1)).count() as u64;
+    let requests_of = |pod: usize| (1..=TRACES).filter(|t| *t as usize % 3 == pod).count() as u64;
+    let total_faults: u64 = (0..3).map(faults_of).sum();
+
+    let map_of = |addr: &str| get(addr, "/api/service-map").1;
+    let customers = |map: &serde_json::Value| {
+        map["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == "customers:default")
+            .map(|n| (n["requests"].as_u64(), n["faults"].as_u64()))
+    };
+    wait_for("both instances to see the whole group's traffic", || {
+        customers(&map_of(&addr_a)) == Some((Some(TRACES as u64), Some(total_faults)))
+            && customers(&map_of(&addr_b)) == Some((Some(TRACES as u64), Some(total_faults)))
+    });
+    assert_eq!(map_of(&addr_a), map_of(&addr_b), "the same map, quantiles included");
+
+    let contributors = "/api/contributors?service=customers&dimension=k8s.pod.name&by=faults";
+    let (status, answer) = get(&addr_a, contributors);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer, get(&addr_b, contributors).1);
+    let rows: Vec<(String, u64, u64)> = answer["contributors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (c["value"].as_str().unwrap().to_string(), c["requests"].as_u64().unwrap(), c["faults"].as_u64().unwrap())
+        })
+        .collect();
+    let expected: Vec<(String, u64, u64)> =
+        [2, 1, 0].iter().map(|&pod| (format!("customers-{pod}"), requests_of(pod), faults_of(pod))).collect();
+    assert_eq!(rows, expected, "the bad pod first, every figure exact");
+    assert_eq!(answer["estimated"], false);
+    let (_, dimensions) = get(&addr_b, "/api/contributors/dimensions?service=customers");
+    assert_eq!(dimensions["dimensions"], serde_json::json!(["service.version", "k8s.pod.name"]));
+
+    let history = "/api/history?edge=frontend:default-%3Ecustomers:default";
+    let (status, points) = get(&addr_a, history);
+    assert_eq!(status, 200);
+    assert_eq!(points, get(&addr_b, history).1);
+    let calls: u64 = points["points"].as_array().unwrap().iter().map(|p| p["requests"].as_u64().unwrap()).sum();
+    assert_eq!(calls, TRACES as u64, "every call into customers, once");
+
+    // Trace 2 is kept (a fault): the instance that did not decide it redirects to the one that did.
+    let path = format!("/api/traces/{:032x}", u128::from_be_bytes([2; 16]));
+    wait_for("both trace indexes to hold every summary", || {
+        [&first, &second].iter().all(|p| p.handles.traces.lock().unwrap().index.len() == TRACES as usize)
+    });
+    let (status_a, body_a) = http_get(&addr_a, &path).unwrap();
+    let (status_b, body_b) = http_get(&addr_b, &path).unwrap();
+    let (holder, other) = if status_a == 200 { (&addr_a, &addr_b) } else { (&addr_b, &addr_a) };
+    assert_eq!([status_a.min(status_b), status_a.max(status_b)], [200, 307], "{body_a} {body_b}");
+    assert_eq!(location(other, &path), Some(format!("http://{holder}{path}")));
+    let (_, summaries) = get(other, "/api/traces?outcome=fault&limit=100");
+    let held_by: Vec<&str> =
+        summaries["traces"].as_array().unwrap().iter().map(|t| t["heldBy"].as_str().unwrap()).collect();
+    assert_eq!(held_by.len() as u64, total_faults);
+    assert!(held_by.iter().all(|h| *h == format!("http://{addr_a}") || *h == format!("http://{addr_b}")));
+
+    first.stop().unwrap();
+    second.stop().unwrap();
+}
