@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
-use serde::Serialize;
+use serde::de::{Error as _, Unexpected};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::aggregate::{AggregateRecord, AlertCheckpoint, Checkpoint, Ledger, CHECKPOINT_VERSION};
 use super::budget::{bucket_of, Budget, Budgeting, Counts, Objective, Seconds, Series, Status, Tier};
@@ -51,7 +52,7 @@ pub struct AlertEvaluation {
     pub budget_status: &'static str,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct WindowBurn {
     pub window: String,
@@ -61,10 +62,12 @@ pub struct WindowBurn {
     pub total: u64,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorBudget {
-    pub unit: &'static str,
+    /// `requests`, or `seconds` for period budgeting.
+    #[serde(deserialize_with = "unit_text")]
+    pub unit: KnownText,
     pub total: f64,
     pub remaining: f64,
     pub remaining_ratio: f64,
@@ -94,8 +97,9 @@ struct SloRuntime {
     dirty: bool,
 }
 
-/// The state of one SLO now, for gauges and `/api/slos` (camelCase fields, as every API).
-#[derive(Clone, Debug, Serialize)]
+/// The state of one SLO now, for gauges and `/api/slos` (camelCase fields, as every API). A
+/// non-owner answers with the owner's, read back from its JSON.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SloReport {
     pub name: String,
@@ -107,7 +111,9 @@ pub struct SloReport {
     pub attainment: Option<f64>,
     pub error_budget: ErrorBudget,
     pub burn_rates: Vec<WindowBurn>,
-    pub status: &'static str,
+    /// [`Status::as_str`]: `OK`, `WARNING`, `BREACHED` or `INSUFFICIENT_DATA`.
+    #[serde(deserialize_with = "status_text")]
+    pub status: KnownText,
     /// The burn-rate tiers.
     pub tiers: Vec<String>,
     /// Firing alerts: tier names, and `budget-warning` / `budget-breached`.
@@ -116,6 +122,29 @@ pub struct SloReport {
 
 /// The name of the budget alert family in checkpoints.
 const BUDGET_ALERT: &str = "budget";
+
+/// One of a fixed set of texts (a status, a unit), read back by `status_text` or `unit_text`.
+/// Named so that serde's derive does not take it for text borrowed from the input, which would
+/// tie a value read back to input living forever.
+pub type KnownText = &'static str;
+
+/// Reads back a status written by [`Status::as_str`] (the `&'static str` it was).
+pub(super) fn status_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<&'static str, D::Error> {
+    one_of(deserializer, &Status::ALL.map(Status::as_str))
+}
+
+/// Reads back a budget unit (the `&'static str` it was).
+fn unit_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<&'static str, D::Error> {
+    one_of(deserializer, &["requests", "seconds"])
+}
+
+fn one_of<'de, D: Deserializer<'de>>(deserializer: D, known: &[&'static str]) -> Result<&'static str, D::Error> {
+    let text = std::borrow::Cow::<str>::deserialize(deserializer)?;
+    known.iter().find(|k| **k == text).copied().ok_or_else(|| {
+        let expected = format!("one of {}", known.join(", "));
+        D::Error::invalid_value(Unexpected::Str(&text), &expected.as_str())
+    })
+}
 
 fn rfc3339(at: Seconds) -> String {
     Utc.timestamp_opt(at, 0).single().map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_default()

@@ -248,3 +248,30 @@ fn replayed_counts_and_a_restart_mid_incident_change_no_alert() {
         assert!(same(&burst_through_records(Some(restart), true)), "restart at minute {restart}");
     }
 }
+
+/// `total` requests of the SLO ending at `at`, the first `bad` of them faults.
+fn requests(slos: &mut SloEngine, at: Seconds, total: usize, bad: usize) {
+    let ok = spans(&[SpanSpec::new("checkout", 1, 1, None, SERVER, "x").http("POST", "/pay", 200)]).remove(0);
+    let fault = spans(&[SpanSpec::new("checkout", 2, 1, None, SERVER, "x").http("POST", "/pay", 503)]).remove(0);
+    let trace: Vec<Span> = (0..total).map(|i| request(if i < bad { &fault } else { &ok }, at)).collect();
+    slos.record_trace(&trace);
+}
+
+const T0: Seconds = 1_777_629_600; // 2026-05-01T10:00:00Z
+
+#[test]
+fn reports_read_back_are_the_reports_written() {
+    let mut slos = engine(CHECKOUT);
+    requests(&mut slos, T0 - 30, 100, 1);
+    slos.evaluate(T0);
+    let report = slos.reports(T0).remove(0);
+    // Read from a JSON value: read from text, serde_json's default float parsing may move the
+    // last bit of a figure (0.1000…09 comes back 0.1000…07).
+    let json = serde_json::to_value(&report).unwrap();
+    let back: SloReport = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(back, report);
+    assert_eq!(serde_json::to_value(&back).unwrap(), json);
+    let mut unknown = json;
+    unknown["errorBudget"]["unit"] = "minutes".into();
+    assert!(serde_json::from_value::<SloReport>(unknown).is_err());
+}
