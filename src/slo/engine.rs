@@ -123,6 +123,12 @@ pub struct SloReport {
 /// The name of the budget alert family in checkpoints.
 const BUDGET_ALERT: &str = "budget";
 
+/// Each window's burn once: tiers may share a window (page-slow's long 6 h is ticket's short one),
+/// and a window's burn rate does not depend on the tier.
+pub fn distinct_windows(burns: &[WindowBurn]) -> impl Iterator<Item = &WindowBurn> {
+    burns.iter().enumerate().filter(|(i, b)| burns[..*i].iter().all(|seen| seen.window != b.window)).map(|(_, b)| b)
+}
+
 /// One of a fixed set of texts (a status, a unit), read back by `status_text` or `unit_text`.
 /// Named so that serde's derive does not take it for text borrowed from the input, which would
 /// tie a value read back to input living forever.
@@ -214,16 +220,20 @@ impl SloRuntime {
             .collect()
     }
 
+    fn error_budget(&self, budget: &Budget) -> ErrorBudget {
+        ErrorBudget {
+            unit: self.unit(),
+            total: budget.total,
+            remaining: budget.remaining,
+            remaining_ratio: budget.remaining_ratio,
+        }
+    }
+
     fn evaluation(&self, budget: &Budget, windows: Vec<WindowBurn>, now: Seconds) -> AlertEvaluation {
         AlertEvaluation {
             evaluated_at: rfc3339(now),
             windows,
-            error_budget: ErrorBudget {
-                unit: self.unit(),
-                total: budget.total,
-                remaining: budget.remaining,
-                remaining_ratio: budget.remaining_ratio,
-            },
+            error_budget: self.error_budget(budget),
             attainment: budget.attainment,
             budget_status: budget.status.as_str(),
         }
@@ -398,17 +408,20 @@ impl SloRuntime {
         }
     }
 
-    fn report(&self, now: Seconds) -> SloReport {
-        let budget = self.objective.budget(&self.series, now);
-        let burn_rates = self.tiers.iter().flat_map(|t| self.burns(t, now)).collect();
-        let firing = self
-            .tiers
+    /// Firing alerts: tier names, and `budget-warning` / `budget-breached`.
+    fn firing(&self) -> Vec<String> {
+        self.tiers
             .iter()
             .zip(&self.tier_alerts)
             .filter(|(_, a)| a.is_some())
             .map(|(t, _)| t.name.clone())
             .chain(self.budget_alert.as_ref().map(|(s, _)| format!("budget-{}", s.as_str().to_lowercase())))
-            .collect();
+            .collect()
+    }
+
+    fn report(&self, now: Seconds) -> SloReport {
+        let budget = self.objective.budget(&self.series, now);
+        let burn_rates = self.tiers.iter().flat_map(|t| self.burns(t, now)).collect();
         SloReport {
             name: self.config.name.clone(),
             service: self.config.service.clone(),
@@ -417,16 +430,11 @@ impl SloRuntime {
             goal: self.config.goal,
             window: self.window_text(),
             attainment: budget.attainment,
-            error_budget: ErrorBudget {
-                unit: self.unit(),
-                total: budget.total,
-                remaining: budget.remaining,
-                remaining_ratio: budget.remaining_ratio,
-            },
+            error_budget: self.error_budget(&budget),
             burn_rates,
             status: budget.status.as_str(),
             tiers: self.tiers.iter().map(|t| t.name.clone()).collect(),
-            firing,
+            firing: self.firing(),
         }
     }
 }
