@@ -152,7 +152,8 @@ fn one_of<'de, D: Deserializer<'de>>(deserializer: D, known: &[&'static str]) ->
     })
 }
 
-fn rfc3339(at: Seconds) -> String {
+/// `at` as RFC 3339 UTC, whole seconds (`2026-05-01T10:02:00Z`).
+pub(super) fn rfc3339(at: Seconds) -> String {
     Utc.timestamp_opt(at, 0).single().map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_default()
 }
 
