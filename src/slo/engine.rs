@@ -16,6 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::aggregate::{AggregateRecord, AlertCheckpoint, Checkpoint, Ledger, CHECKPOINT_VERSION};
 use super::budget::{bucket_of, Budget, Budgeting, Counts, Objective, Seconds, Series, Status, Tier};
 use super::config::{SliKind, SloConfig};
+use super::history::{HistoryPoint, SloHistory};
 use crate::duration::{format_duration, format_seconds};
 use crate::model::{Role, Span};
 
@@ -95,6 +96,11 @@ struct SloRuntime {
     orphans: Vec<Firing>,
     /// Whether anything changed since the last checkpoint.
     dirty: bool,
+    /// One point per evaluation over the last hour: recorded here while owned, received from
+    /// the owner otherwise; kept across take-over and release so the chart has no hole.
+    history: SloHistory,
+    /// The owner's latest report, while another instance owns the SLO.
+    remote_report: Option<SloReport>,
 }
 
 /// The state of one SLO now, for gauges and `/api/slos` (camelCase fields, as every API). A
@@ -282,10 +288,12 @@ impl SloRuntime {
             out.push(self.message(&alert, Some(now), summary, self.evaluation(&budget, Vec::new(), now)));
         }
         let min_requests = self.config.min_requests;
+        let mut burn_rates = Vec::with_capacity(2 * self.tiers.len());
         for i in 0..self.tiers.len() {
             let tier = self.tiers[i].clone();
             let firing = tier.firing(&self.objective, &self.series, now, min_requests);
             let windows = self.burns(&tier, now);
+            burn_rates.extend(windows.iter().cloned());
             let summary = match firing {
                 true => format!(
                     "{} is burning its error budget at {:.1}x (threshold {:.1}x)",
@@ -343,6 +351,15 @@ impl SloRuntime {
                 self.budget_alert = Some((status, alert));
             }
         }
+        let point = HistoryPoint {
+            at: now,
+            attainment: budget.attainment,
+            error_budget: self.error_budget(&budget),
+            burn_rates: distinct_windows(&burn_rates).map(Into::into).collect(),
+            status: budget.status.as_str(),
+            firing: self.firing(),
+        };
+        self.history.record(point);
         // Keep the buckets the window and the longest tier still need.
         let (start, _) = self.objective.window.bounds(now);
         let longest = self.tiers.iter().map(|t| t.long).max().unwrap_or(0);
@@ -526,6 +543,8 @@ impl SloEngine {
                     budget_alert: None,
                     orphans: Vec::new(),
                     dirty: false,
+                    history: SloHistory::default(),
+                    remote_report: None,
                 }
             })
             .collect();
@@ -553,14 +572,17 @@ impl SloEngine {
         self.slos.get(index).is_some_and(|s| s.owned)
     }
 
-    /// Starts evaluating SLO `index` here, from its checkpoint when there is one.
+    /// Starts evaluating SLO `index` here, from its checkpoint when there is one. The history
+    /// received from the previous owner stays: this instance's points follow it.
     pub fn take_over(&mut self, index: usize, checkpoint: Option<Checkpoint>) {
         if let Some(slo) = self.slos.get_mut(index) {
             slo.restore(checkpoint);
+            slo.remote_report = None;
         }
     }
 
-    /// Stops evaluating SLO `index` here (its new owner restores it from the checkpoint).
+    /// Stops evaluating SLO `index` here (its new owner restores it from the checkpoint). The
+    /// history recorded here stays, as received history the new owner's points continue.
     pub fn release(&mut self, index: usize) {
         if let Some(slo) = self.slos.get_mut(index) {
             slo.restore(None);
@@ -594,11 +616,18 @@ impl SloEngine {
         }
     }
 
-    /// Evaluates every owned SLO at `now` and returns the alert messages of the state changes.
+    /// Evaluates every owned SLO at `now` and returns the alert messages of the state changes;
+    /// each evaluation adds a point to the SLO's history. The histories received for the other
+    /// SLOs drop the points [`HISTORY_SPAN`] or more older than `now` (their owner may be gone).
+    ///
+    /// [`HISTORY_SPAN`]: super::history::HISTORY_SPAN
     pub fn evaluate(&mut self, now: Seconds) -> Vec<AlertMessage> {
         let mut out = Vec::new();
-        for slo in self.slos.iter_mut().filter(|s| s.owned) {
-            slo.evaluate(now, &mut out);
+        for slo in &mut self.slos {
+            match slo.owned {
+                true => slo.evaluate(now, &mut out),
+                false => slo.history.expire(now),
+            }
         }
         out
     }
@@ -614,6 +643,59 @@ impl SloEngine {
     /// Reports of the SLOs evaluated here.
     pub fn reports(&self, now: Seconds) -> Vec<SloReport> {
         self.slos.iter().filter(|s| s.owned).map(|s| s.report(now)).collect()
+    }
+
+    fn named(&self, name: &str) -> Option<&SloRuntime> {
+        self.slos.iter().find(|s| s.config.name == name)
+    }
+
+    fn named_mut(&mut self, name: &str) -> Option<&mut SloRuntime> {
+        self.slos.iter_mut().find(|s| s.config.name == name)
+    }
+
+    /// The history of SLO `name` (recorded here or received from its owner); `None` for a name
+    /// not configured.
+    pub fn history(&self, name: &str) -> Option<&SloHistory> {
+        Some(&self.named(name)?.history)
+    }
+
+    /// The points of SLO `name` newer than `after`, oldest first: what to publish since the
+    /// last publication (publish only for SLOs owned here, see [`SloEngine::is_owned`]).
+    pub fn history_since(&self, name: &str, after: Seconds) -> Vec<HistoryPoint> {
+        self.named(name).map(|s| s.history.since(after).cloned().collect()).unwrap_or_default()
+    }
+
+    /// Merges points of SLO `name` received from its owner: in time order, a point at a time
+    /// already held ignored, within the history's bounds. Accepted while owned too: the previous
+    /// owner's last points may arrive after the take-over. Returns how many points were new, or
+    /// `None` for a name not configured.
+    pub fn merge_remote_history(&mut self, name: &str, points: Vec<HistoryPoint>) -> Option<usize> {
+        Some(self.named_mut(name)?.history.merge(points))
+    }
+
+    /// The latest report received from the owner of SLO `name`, while another instance owns it.
+    pub fn remote_report(&self, name: &str) -> Option<&SloReport> {
+        self.named(name)?.remote_report.as_ref()
+    }
+
+    /// Keeps the owner's latest report of an SLO owned elsewhere; returns whether it was kept (a
+    /// report for an SLO owned here, or not configured, is not).
+    pub fn set_remote_report(&mut self, report: SloReport) -> bool {
+        match self.named_mut(&report.name) {
+            Some(slo) if !slo.owned => {
+                slo.remote_report = Some(report);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The answer of `GET /api/slos/{name}/history`: `{"slo": name, "points": [...]}`, the
+    /// points oldest first, over the last hour (as of the latest evaluation or point received);
+    /// `None` for a name not configured.
+    pub fn history_json(&self, name: &str) -> Option<serde_json::Value> {
+        let slo = self.named(name)?;
+        Some(serde_json::json!({ "slo": slo.config.name, "points": slo.history }))
     }
 }
 
