@@ -265,6 +265,9 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status (to read one back from its text).
+    pub const ALL: [Status; 4] = [Status::Ok, Status::Warning, Status::Breached, Status::InsufficientData];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Ok => "OK",

@@ -10,11 +10,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
-use serde::Serialize;
+use serde::de::{Error as _, Unexpected};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::aggregate::{AggregateRecord, AlertCheckpoint, Checkpoint, Ledger, CHECKPOINT_VERSION};
 use super::budget::{bucket_of, Budget, Budgeting, Counts, Objective, Seconds, Series, Status, Tier};
 use super::config::{SliKind, SloConfig};
+use super::history::{HistoryPoint, SloHistory};
 use crate::duration::{format_duration, format_seconds};
 use crate::model::{Role, Span};
 
@@ -51,7 +53,7 @@ pub struct AlertEvaluation {
     pub budget_status: &'static str,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct WindowBurn {
     pub window: String,
@@ -61,10 +63,12 @@ pub struct WindowBurn {
     pub total: u64,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorBudget {
-    pub unit: &'static str,
+    /// `requests`, or `seconds` for period budgeting.
+    #[serde(deserialize_with = "unit_text")]
+    pub unit: KnownText,
     pub total: f64,
     pub remaining: f64,
     pub remaining_ratio: f64,
@@ -92,10 +96,16 @@ struct SloRuntime {
     orphans: Vec<Firing>,
     /// Whether anything changed since the last checkpoint.
     dirty: bool,
+    /// One point per evaluation over the last hour: recorded here while owned, received from
+    /// the owner otherwise; kept across take-over and release so the chart has no hole.
+    history: SloHistory,
+    /// The owner's latest report, while another instance owns the SLO.
+    remote_report: Option<SloReport>,
 }
 
-/// The state of one SLO now, for gauges and `/api/slos` (camelCase fields, as every API).
-#[derive(Clone, Debug, Serialize)]
+/// The state of one SLO now, for gauges and `/api/slos` (camelCase fields, as every API). A
+/// non-owner answers with the owner's, read back from its JSON.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SloReport {
     pub name: String,
@@ -107,7 +117,9 @@ pub struct SloReport {
     pub attainment: Option<f64>,
     pub error_budget: ErrorBudget,
     pub burn_rates: Vec<WindowBurn>,
-    pub status: &'static str,
+    /// [`Status::as_str`]: `OK`, `WARNING`, `BREACHED` or `INSUFFICIENT_DATA`.
+    #[serde(deserialize_with = "status_text")]
+    pub status: KnownText,
     /// The burn-rate tiers.
     pub tiers: Vec<String>,
     /// Firing alerts: tier names, and `budget-warning` / `budget-breached`.
@@ -117,7 +129,37 @@ pub struct SloReport {
 /// The name of the budget alert family in checkpoints.
 const BUDGET_ALERT: &str = "budget";
 
-fn rfc3339(at: Seconds) -> String {
+/// Each window's burn once: tiers may share a window (page-slow's long 6 h is ticket's short one),
+/// and a window's burn rate does not depend on the tier.
+pub fn distinct_windows(burns: &[WindowBurn]) -> impl Iterator<Item = &WindowBurn> {
+    burns.iter().enumerate().filter(|(i, b)| burns[..*i].iter().all(|seen| seen.window != b.window)).map(|(_, b)| b)
+}
+
+/// One of a fixed set of texts (a status, a unit), read back by `status_text` or `unit_text`.
+/// Named so that serde's derive does not take it for text borrowed from the input, which would
+/// tie a value read back to input living forever.
+pub type KnownText = &'static str;
+
+/// Reads back a status written by [`Status::as_str`] (the `&'static str` it was).
+pub(super) fn status_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<&'static str, D::Error> {
+    one_of(deserializer, &Status::ALL.map(Status::as_str))
+}
+
+/// Reads back a budget unit (the `&'static str` it was).
+fn unit_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<&'static str, D::Error> {
+    one_of(deserializer, &["requests", "seconds"])
+}
+
+fn one_of<'de, D: Deserializer<'de>>(deserializer: D, known: &[&'static str]) -> Result<&'static str, D::Error> {
+    let text = std::borrow::Cow::<str>::deserialize(deserializer)?;
+    known.iter().find(|k| **k == text).copied().ok_or_else(|| {
+        let expected = format!("one of {}", known.join(", "));
+        D::Error::invalid_value(Unexpected::Str(&text), &expected.as_str())
+    })
+}
+
+/// `at` as RFC 3339 UTC, whole seconds (`2026-05-01T10:02:00Z`).
+pub(super) fn rfc3339(at: Seconds) -> String {
     Utc.timestamp_opt(at, 0).single().map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_default()
 }
 
@@ -185,16 +227,20 @@ impl SloRuntime {
             .collect()
     }
 
+    fn error_budget(&self, budget: &Budget) -> ErrorBudget {
+        ErrorBudget {
+            unit: self.unit(),
+            total: budget.total,
+            remaining: budget.remaining,
+            remaining_ratio: budget.remaining_ratio,
+        }
+    }
+
     fn evaluation(&self, budget: &Budget, windows: Vec<WindowBurn>, now: Seconds) -> AlertEvaluation {
         AlertEvaluation {
             evaluated_at: rfc3339(now),
             windows,
-            error_budget: ErrorBudget {
-                unit: self.unit(),
-                total: budget.total,
-                remaining: budget.remaining,
-                remaining_ratio: budget.remaining_ratio,
-            },
+            error_budget: self.error_budget(budget),
             attainment: budget.attainment,
             budget_status: budget.status.as_str(),
         }
@@ -242,10 +288,12 @@ impl SloRuntime {
             out.push(self.message(&alert, Some(now), summary, self.evaluation(&budget, Vec::new(), now)));
         }
         let min_requests = self.config.min_requests;
+        let mut burn_rates = Vec::with_capacity(2 * self.tiers.len());
         for i in 0..self.tiers.len() {
             let tier = self.tiers[i].clone();
             let firing = tier.firing(&self.objective, &self.series, now, min_requests);
             let windows = self.burns(&tier, now);
+            burn_rates.extend(windows.iter().cloned());
             let summary = match firing {
                 true => format!(
                     "{} is burning its error budget at {:.1}x (threshold {:.1}x)",
@@ -303,6 +351,15 @@ impl SloRuntime {
                 self.budget_alert = Some((status, alert));
             }
         }
+        let point = HistoryPoint {
+            at: now,
+            attainment: budget.attainment,
+            error_budget: self.error_budget(&budget),
+            burn_rates: distinct_windows(&burn_rates).map(Into::into).collect(),
+            status: budget.status.as_str(),
+            firing: self.firing(),
+        };
+        self.history.record(point);
         // Keep the buckets the window and the longest tier still need.
         let (start, _) = self.objective.window.bounds(now);
         let longest = self.tiers.iter().map(|t| t.long).max().unwrap_or(0);
@@ -369,17 +426,20 @@ impl SloRuntime {
         }
     }
 
-    fn report(&self, now: Seconds) -> SloReport {
-        let budget = self.objective.budget(&self.series, now);
-        let burn_rates = self.tiers.iter().flat_map(|t| self.burns(t, now)).collect();
-        let firing = self
-            .tiers
+    /// Firing alerts: tier names, and `budget-warning` / `budget-breached`.
+    fn firing(&self) -> Vec<String> {
+        self.tiers
             .iter()
             .zip(&self.tier_alerts)
             .filter(|(_, a)| a.is_some())
             .map(|(t, _)| t.name.clone())
             .chain(self.budget_alert.as_ref().map(|(s, _)| format!("budget-{}", s.as_str().to_lowercase())))
-            .collect();
+            .collect()
+    }
+
+    fn report(&self, now: Seconds) -> SloReport {
+        let budget = self.objective.budget(&self.series, now);
+        let burn_rates = self.tiers.iter().flat_map(|t| self.burns(t, now)).collect();
         SloReport {
             name: self.config.name.clone(),
             service: self.config.service.clone(),
@@ -388,16 +448,11 @@ impl SloRuntime {
             goal: self.config.goal,
             window: self.window_text(),
             attainment: budget.attainment,
-            error_budget: ErrorBudget {
-                unit: self.unit(),
-                total: budget.total,
-                remaining: budget.remaining,
-                remaining_ratio: budget.remaining_ratio,
-            },
+            error_budget: self.error_budget(&budget),
             burn_rates,
             status: budget.status.as_str(),
             tiers: self.tiers.iter().map(|t| t.name.clone()).collect(),
-            firing,
+            firing: self.firing(),
         }
     }
 }
@@ -488,6 +543,8 @@ impl SloEngine {
                     budget_alert: None,
                     orphans: Vec::new(),
                     dirty: false,
+                    history: SloHistory::default(),
+                    remote_report: None,
                 }
             })
             .collect();
@@ -515,14 +572,17 @@ impl SloEngine {
         self.slos.get(index).is_some_and(|s| s.owned)
     }
 
-    /// Starts evaluating SLO `index` here, from its checkpoint when there is one.
+    /// Starts evaluating SLO `index` here, from its checkpoint when there is one. The history
+    /// received from the previous owner stays: this instance's points follow it.
     pub fn take_over(&mut self, index: usize, checkpoint: Option<Checkpoint>) {
         if let Some(slo) = self.slos.get_mut(index) {
             slo.restore(checkpoint);
+            slo.remote_report = None;
         }
     }
 
-    /// Stops evaluating SLO `index` here (its new owner restores it from the checkpoint).
+    /// Stops evaluating SLO `index` here (its new owner restores it from the checkpoint). The
+    /// history recorded here stays, as received history the new owner's points continue.
     pub fn release(&mut self, index: usize) {
         if let Some(slo) = self.slos.get_mut(index) {
             slo.restore(None);
@@ -556,11 +616,18 @@ impl SloEngine {
         }
     }
 
-    /// Evaluates every owned SLO at `now` and returns the alert messages of the state changes.
+    /// Evaluates every owned SLO at `now` and returns the alert messages of the state changes;
+    /// each evaluation adds a point to the SLO's history. The histories received for the other
+    /// SLOs drop the points [`HISTORY_SPAN`] or more older than `now` (their owner may be gone).
+    ///
+    /// [`HISTORY_SPAN`]: super::history::HISTORY_SPAN
     pub fn evaluate(&mut self, now: Seconds) -> Vec<AlertMessage> {
         let mut out = Vec::new();
-        for slo in self.slos.iter_mut().filter(|s| s.owned) {
-            slo.evaluate(now, &mut out);
+        for slo in &mut self.slos {
+            match slo.owned {
+                true => slo.evaluate(now, &mut out),
+                false => slo.history.expire(now),
+            }
         }
         out
     }
@@ -576,6 +643,59 @@ impl SloEngine {
     /// Reports of the SLOs evaluated here.
     pub fn reports(&self, now: Seconds) -> Vec<SloReport> {
         self.slos.iter().filter(|s| s.owned).map(|s| s.report(now)).collect()
+    }
+
+    fn named(&self, name: &str) -> Option<&SloRuntime> {
+        self.slos.iter().find(|s| s.config.name == name)
+    }
+
+    fn named_mut(&mut self, name: &str) -> Option<&mut SloRuntime> {
+        self.slos.iter_mut().find(|s| s.config.name == name)
+    }
+
+    /// The history of SLO `name` (recorded here or received from its owner); `None` for a name
+    /// not configured.
+    pub fn history(&self, name: &str) -> Option<&SloHistory> {
+        Some(&self.named(name)?.history)
+    }
+
+    /// The points of SLO `name` newer than `after`, oldest first: what to publish since the
+    /// last publication (publish only for SLOs owned here, see [`SloEngine::is_owned`]).
+    pub fn history_since(&self, name: &str, after: Seconds) -> Vec<HistoryPoint> {
+        self.named(name).map(|s| s.history.since(after).cloned().collect()).unwrap_or_default()
+    }
+
+    /// Merges points of SLO `name` received from its owner: in time order, a point at a time
+    /// already held ignored, within the history's bounds. Accepted while owned too: the previous
+    /// owner's last points may arrive after the take-over. Returns how many points were new, or
+    /// `None` for a name not configured.
+    pub fn merge_remote_history(&mut self, name: &str, points: Vec<HistoryPoint>) -> Option<usize> {
+        Some(self.named_mut(name)?.history.merge(points))
+    }
+
+    /// The latest report received from the owner of SLO `name`, while another instance owns it.
+    pub fn remote_report(&self, name: &str) -> Option<&SloReport> {
+        self.named(name)?.remote_report.as_ref()
+    }
+
+    /// Keeps the owner's latest report of an SLO owned elsewhere; returns whether it was kept (a
+    /// report for an SLO owned here, or not configured, is not).
+    pub fn set_remote_report(&mut self, report: SloReport) -> bool {
+        match self.named_mut(&report.name) {
+            Some(slo) if !slo.owned => {
+                slo.remote_report = Some(report);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The answer of `GET /api/slos/{name}/history`: `{"slo": name, "points": [...]}`, the
+    /// points oldest first, over the last hour (as of the latest evaluation or point received);
+    /// `None` for a name not configured.
+    pub fn history_json(&self, name: &str) -> Option<serde_json::Value> {
+        let slo = self.named(name)?;
+        Some(serde_json::json!({ "slo": slo.config.name, "points": slo.history }))
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{MetricFamily, MetricType};
 
-use super::engine::SloEngine;
+use super::engine::{distinct_windows, SloEngine};
 use crate::clock::SharedClock;
 use crate::signals::exposition::{desc, family, gauge, FamilySpec};
 
@@ -61,12 +61,8 @@ impl Collector for SloCollector {
             metrics[2].push(gauge(&[("slo", slo), ("unit", unit)], r.error_budget.total));
             metrics[3].push(gauge(&[("slo", slo), ("unit", unit)], r.error_budget.remaining));
             metrics[4].push(gauge(&[("slo", slo)], r.error_budget.remaining_ratio));
-            let mut windows: Vec<&str> = Vec::new();
-            for burn in &r.burn_rates {
-                if !windows.contains(&burn.window.as_str()) {
-                    windows.push(&burn.window);
-                    metrics[5].push(gauge(&[("slo", slo), ("window", &burn.window)], burn.burn_rate));
-                }
+            for burn in distinct_windows(&r.burn_rates) {
+                metrics[5].push(gauge(&[("slo", slo), ("window", &burn.window)], burn.burn_rate));
             }
             for status in STATUSES {
                 metrics[6].push(gauge(&[("slo", slo), ("status", status)], (r.status == status) as u8 as f64));

@@ -248,3 +248,156 @@ fn replayed_counts_and_a_restart_mid_incident_change_no_alert() {
         assert!(same(&burst_through_records(Some(restart), true)), "restart at minute {restart}");
     }
 }
+
+/// `total` requests of the SLO ending at `at`, the first `bad` of them faults.
+fn requests(slos: &mut SloEngine, at: Seconds, total: usize, bad: usize) {
+    let ok = spans(&[SpanSpec::new("checkout", 1, 1, None, SERVER, "x").http("POST", "/pay", 200)]).remove(0);
+    let fault = spans(&[SpanSpec::new("checkout", 2, 1, None, SERVER, "x").http("POST", "/pay", 503)]).remove(0);
+    let trace: Vec<Span> = (0..total).map(|i| request(if i < bad { &fault } else { &ok }, at)).collect();
+    slos.record_trace(&trace);
+}
+
+fn close(actual: f64, expected: f64) -> bool {
+    (actual - expected).abs() <= 1e-9 * expected.abs().max(1.0)
+}
+
+const T0: Seconds = 1_777_629_600; // 2026-05-01T10:00:00Z
+const MINUTE: Seconds = 60;
+const HOUR: Seconds = 3600;
+const DAY: Seconds = 86_400;
+
+#[test]
+fn every_evaluation_adds_a_point_worked_out_by_hand() {
+    let mut slos = engine(CHECKOUT);
+    // (how long before T0 the minute starts, requests, faults); each ends 30 s into its minute.
+    for (ago, total, bad) in [
+        (10 * DAY, 20_000, 2),
+        (DAY, 2_000, 0),
+        (2 * HOUR, 1_000, 4),
+        (40 * MINUTE, 1_000, 3),
+        (10 * MINUTE, 900, 0),
+        (2 * MINUTE, 100, 1),
+    ] {
+        requests(&mut slos, T0 - ago + 30, total, bad);
+    }
+    slos.evaluate(T0);
+    // Goal 99.9 % over 30 d: N = 25 000, B = 10. Attainment 1 − 10/25 000 = 0.9996; budget
+    // (1 − T)·N = 25 requests, 15 left, ratio 1 − 0.0004/0.001 = 0.6: OK (not under 0.5).
+    // Burn rates (B(w)/N(w))/0.001, a window reaching back to the minute holding its start:
+    // 1h 4/2 000 → 2; 5m 1/100 → 10; 6h 8/3 000 → 8/3; 30m 1/1 000 → 1; 3d 8/5 000 → 1.6.
+    // Ticket (threshold 0.1 × 30 d / 3 d = 1) fires: 1.6 and 8/3 both over 1; page-slow (6) and
+    // page-fast (14.4) do not.
+    let first = slos.history("checkout-availability").unwrap().points().next().unwrap().clone();
+    assert_eq!(first.at, T0);
+    assert!(close(first.attainment.unwrap(), 0.9996), "{first:?}");
+    assert_eq!(first.error_budget.unit, "requests");
+    assert!(close(first.error_budget.total, 25.0), "{first:?}");
+    assert!(close(first.error_budget.remaining, 15.0), "{first:?}");
+    assert!(close(first.error_budget.remaining_ratio, 0.6), "{first:?}");
+    let windows: Vec<&str> = first.burn_rates.iter().map(|b| b.window.as_str()).collect();
+    assert_eq!(windows, ["1h", "5m", "6h", "30m", "3d"], "each window once, in tier order");
+    for (burn, expected) in first.burn_rates.iter().zip([2.0, 10.0, 8.0 / 3.0, 1.0, 1.6]) {
+        assert!(close(burn.burn_rate, expected), "{}: {} ≠ {expected}", burn.window, burn.burn_rate);
+    }
+    assert_eq!((first.status, first.firing.as_slice()), ("OK", ["ticket".to_string()].as_slice()));
+
+    // 50 faults of 100 in T0's minute. 30 d: N = 25 100, B = 60 > 25.1 allowed: BREACHED,
+    // remaining 25.1 − 60 = −34.9. 5m: 51/200 → 255 and 1h: 54/2 100 → 25.71…, both over 14.4;
+    // 6h: 58/3 100 → 18.71… and 30m: 51/1 100 → 46.36…, both over 6.
+    requests(&mut slos, T0 + 5, 100, 50);
+    slos.evaluate(T0 + 10);
+    let history = slos.history("checkout-availability").unwrap();
+    assert_eq!(history.len(), 2, "one point per evaluation");
+    let second = history.points().last().unwrap();
+    assert_eq!(second.at, T0 + 10);
+    assert!(close(second.attainment.unwrap(), 1.0 - 60.0 / 25_100.0), "{second:?}");
+    assert!(close(second.error_budget.remaining, -34.9), "{second:?}");
+    assert!(close(second.error_budget.remaining_ratio, 1.0 - (60.0 / 25_100.0) / 0.001), "{second:?}");
+    assert!(close(second.burn_rates[1].burn_rate, 255.0), "{second:?}");
+    assert_eq!(second.status, "BREACHED");
+    assert_eq!(second.firing, ["page-fast", "page-slow", "ticket", "budget-breached"]);
+}
+
+#[test]
+fn points_since_a_time_are_the_increment_to_publish() {
+    let mut slos = engine(CHECKOUT);
+    for step in 0..3 {
+        slos.evaluate(T0 + step * 10);
+    }
+    let times =
+        |after: Seconds| slos.history_since("checkout-availability", after).iter().map(|p| p.at).collect::<Vec<_>>();
+    assert_eq!(times(T0), [T0 + 10, T0 + 20]);
+    assert!(times(T0 + 20).is_empty());
+    assert!(slos.history_since("no-such-slo", 0).is_empty());
+}
+
+/// Points and reports as another instance receives them: through their JSON.
+fn shipped<T: Serialize + serde::de::DeserializeOwned>(value: &T) -> T {
+    serde_json::from_slice(&serde_json::to_vec(value).unwrap()).unwrap()
+}
+
+#[test]
+fn the_history_outlives_changes_of_owner() {
+    const NAME: &str = "checkout-availability";
+    let mut owner = engine(CHECKOUT);
+    let mut other = SloEngine::new(&[toml::from_str(CHECKOUT).unwrap()]);
+    requests(&mut owner, T0 - 30, 100, 1);
+    owner.evaluate(T0 - 20);
+    owner.evaluate(T0 - 10);
+    assert_eq!(other.merge_remote_history(NAME, shipped(&owner.history_since(NAME, 0))), Some(2));
+    assert_eq!(other.merge_remote_history(NAME, shipped(&owner.history_since(NAME, 0))), Some(0), "duplicates");
+    let report = shipped(&owner.reports(T0 - 10).remove(0));
+    assert!(other.set_remote_report(report.clone()));
+    assert_eq!(other.remote_report(NAME), Some(&report));
+    other.evaluate(T0 - 5);
+    assert_eq!(other.history(NAME).unwrap().len(), 2, "no point where the SLO is not evaluated");
+
+    // The SLO moves to `other`: what it received stays, its own points follow.
+    let checkpoint = owner.checkpoint(0, T0 - 10, true);
+    owner.release(0);
+    other.take_over(0, checkpoint);
+    assert_eq!(other.remote_report(NAME), None, "reports are made here now");
+    assert!(!other.set_remote_report(report.clone()), "not while owned here");
+    other.evaluate(T0);
+    let times = |slos: &SloEngine| slos.history(NAME).unwrap().points().map(|p| p.at).collect::<Vec<_>>();
+    assert_eq!(times(&other), [T0 - 20, T0 - 10, T0]);
+    let restored = other.history(NAME).unwrap().points().last().unwrap().attainment.unwrap();
+    assert!(close(restored, 0.99), "counts from the checkpoint: {restored}");
+    assert_eq!(times(&owner), [T0 - 20, T0 - 10], "the released history stays as received history");
+    assert_eq!(owner.merge_remote_history(NAME, other.history_since(NAME, T0 - 10)), Some(1));
+    assert_eq!(times(&owner), [T0 - 20, T0 - 10, T0]);
+
+    // Away again: kept, and fed by the next owner.
+    other.release(0);
+    assert_eq!(times(&other), [T0 - 20, T0 - 10, T0]);
+    let json = other.history_json(NAME).unwrap();
+    assert_eq!(json["slo"], NAME);
+    let json_times: Vec<&str> =
+        json["points"].as_array().unwrap().iter().map(|p| p["time"].as_str().unwrap()).collect();
+    assert_eq!(json_times, ["2026-05-01T09:59:40Z", "2026-05-01T09:59:50Z", "2026-05-01T10:00:00Z"]);
+    // Nobody feeds it for an hour: it empties.
+    other.evaluate(T0 + HOUR);
+    assert!(other.history(NAME).unwrap().is_empty());
+    assert_eq!(other.history_json(NAME).unwrap()["points"], serde_json::json!([]));
+
+    assert_eq!(other.history_json("no-such-slo"), None);
+    assert_eq!(other.merge_remote_history("no-such-slo", Vec::new()), None);
+    assert!(!other.set_remote_report(SloReport { name: "no-such-slo".into(), ..report }));
+}
+
+#[test]
+fn reports_read_back_are_the_reports_written() {
+    let mut slos = engine(CHECKOUT);
+    requests(&mut slos, T0 - 30, 100, 1);
+    slos.evaluate(T0);
+    let report = slos.reports(T0).remove(0);
+    // Read from a JSON value: read from text, serde_json's default float parsing may move the
+    // last bit of a figure (0.1000…09 comes back 0.1000…07).
+    let json = serde_json::to_value(&report).unwrap();
+    let back: SloReport = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(back, report);
+    assert_eq!(serde_json::to_value(&back).unwrap(), json);
+    let mut unknown = json;
+    unknown["errorBudget"]["unit"] = "minutes".into();
+    assert!(serde_json::from_value::<SloReport>(unknown).is_err());
+}
