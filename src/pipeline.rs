@@ -439,6 +439,7 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         signals: signals.clone(),
         timeline: timeline.clone(),
         traces: traces.clone(),
+        slos: slos.clone(),
         peers: peers.clone(),
         clock: clock.clone(),
     }

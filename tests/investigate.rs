@@ -230,10 +230,20 @@ fn two_instances_answer_for_the_whole_group() {
     let mut harness = Harness::new("investigate-group");
     harness.config.sampling =
         toml::from_str("[[rules]]\nname = \"keep-faults\"\nwhen = { outcome = \"fault\" }\nkeep = \"all\"\n[[rules]]\nname = \"drop-the-rest\"\nkeep = \"none\"\n").unwrap();
+    harness.config.slo = toml::from_str::<toml::Table>(
+        "[[slo]]\nname = \"customers-availability\"\nservice = \"customers\"\nsli = \"availability\"\ngoal = 0.9\nwindow = \"1d\"\n",
+    )
+    .unwrap()["slo"]
+        .clone()
+        .try_into()
+        .unwrap();
     let (first, second) = (harness.start(), harness.start());
     wait_for("the partitions split between the two", || {
-        let (a, b) = (first.handles.ready.assignment(), second.handles.ready.assignment());
-        !a.is_empty() && !b.is_empty() && a.len() + b.len() == PARTITIONS as usize
+        let inputs = |p: &tracewarden::pipeline::Pipeline| {
+            p.handles.ready.assignment().into_iter().filter(|(topic, _)| topic == INPUT).count()
+        };
+        let (a, b) = (inputs(&first), inputs(&second));
+        a > 0 && b > 0 && a + b == PARTITIONS as usize
     });
     let (addr_a, addr_b) = (serve(&first), serve(&second));
     const TRACES: u8 = 30;
@@ -309,6 +319,26 @@ fn two_instances_answer_for_the_whole_group() {
         summaries["traces"].as_array().unwrap().iter().map(|t| t["heldBy"].as_str().unwrap()).collect();
     assert_eq!(held_by.len() as u64, total_faults);
     assert!(held_by.iter().all(|h| *h == format!("http://{addr_a}") || *h == format!("http://{addr_b}")));
+
+    // The SLO is evaluated by one of the two; both answer with its report and its history.
+    harness.advance(Duration::from_secs(11));
+    let slos_of = |addr: &str| get(addr, "/api/slos").1;
+    let attainment = 1.0 - total_faults as f64 / TRACES as f64;
+    wait_for("both instances to report the SLO", || {
+        let (a, b) = (slos_of(&addr_a), slos_of(&addr_b));
+        let reported = |slos: &serde_json::Value| {
+            slos["slos"].as_array().is_some_and(|l| {
+                l.len() == 1 && l[0]["attainment"].as_f64().is_some_and(|v| (v - attainment).abs() < 1e-9)
+            })
+        };
+        reported(&a) && reported(&b)
+    });
+    let history_path = "/api/slos/customers-availability/history";
+    wait_for("both instances to hold the SLO's evaluations", || {
+        let (a, b) = (get(&addr_a, history_path).1, get(&addr_b, history_path).1);
+        a["points"].as_array().is_some_and(|p| !p.is_empty()) && a == b
+    });
+    assert_eq!(get(&addr_b, "/api/slos/nonesuch/history").0, 404);
 
     first.stop().unwrap();
     second.stop().unwrap();

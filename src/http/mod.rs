@@ -65,6 +65,7 @@ pub fn router(handles: Handles) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/services", get(services))
         .route("/api/slos", get(slos))
+        .route("/api/slos/{name}/history", get(slo_history))
         .route("/api/service-map", get(service_map))
         .route("/api/traces", get(traces))
         .route("/api/traces/{trace_id}", get(trace))
@@ -149,11 +150,24 @@ async fn services(State(handles): State<Handles>) -> Response {
 async fn slos(State(handles): State<Handles>) -> Response {
     let reports = tokio::task::spawn_blocking(move || {
         let now = (handles.clock.now().0 / 1_000_000_000) as i64;
-        handles.slos.lock().expect("slo engine lock").reports(now)
+        handles.slos.lock().expect("slo engine lock").group_reports(now)
     })
     .await
     .unwrap_or_default();
     Json(serde_json::json!({ "slos": reports })).into_response()
+}
+
+/// `GET /api/slos/{name}/history`: the SLO's evaluations over the last hour (from its owner,
+/// wherever it runs); 404 for a name not configured.
+async fn slo_history(State(handles): State<Handles>, Path(name): Path<String>) -> Response {
+    let found = tokio::task::spawn_blocking(move || handles.slos.lock().expect("slo engine lock").history_json(&name))
+        .await
+        .ok()
+        .flatten();
+    match found {
+        Some(body) => Json(body).into_response(),
+        None => (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": "no SLO of that name" }))).into_response(),
+    }
 }
 
 /// `GET /api/traces`: summaries of decided traces, newest first; a bad parameter is a 400 naming it.
@@ -236,7 +250,7 @@ async fn service_map(State(handles): State<Handles>, Query(parameters): Query<Ve
     };
     let map = tokio::task::spawn_blocking(move || {
         let now = handles.clock.now();
-        let reports = handles.slos.lock().expect("slo engine lock").reports(now.unix_seconds());
+        let reports = handles.slos.lock().expect("slo engine lock").group_reports(now.unix_seconds());
         let statuses: Vec<(String, &'static str)> = reports.into_iter().map(|r| (r.service, r.status)).collect();
         let timeline = handles.timeline.refresh(&handles.signals, now);
         crate::investigate::map::service_map(&timeline, &statuses, &query, now)

@@ -29,10 +29,13 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use crate::clock::{Nanos, SharedClock};
 use crate::signals::SignalStore;
+use crate::slo::budget::Seconds;
+use crate::slo::engine::SloEngine;
 use crate::telemetry::RateLimitedWarning;
 
 use super::snapshot::{
-    point_of, point_wire, summary_of, summary_wire, SnapshotMessage, POINTS_PER_MESSAGE, SUMMARIES_PER_MESSAGE, VERSION,
+    point_of, point_wire, summary_of, summary_wire, SloWire, SnapshotMessage, POINTS_PER_MESSAGE,
+    SUMMARIES_PER_MESSAGE, VERSION,
 };
 use super::{GroupTimeline, TraceStore};
 
@@ -111,6 +114,8 @@ pub struct Exchange {
     pub signals: Arc<Mutex<SignalStore>>,
     pub timeline: Arc<GroupTimeline>,
     pub traces: Arc<Mutex<TraceStore>>,
+    /// Reports and history of the SLOs owned here go out; the owners' of the others come in.
+    pub slos: Arc<Mutex<SloEngine>>,
     pub peers: Arc<Peers>,
     pub clock: SharedClock,
 }
@@ -145,6 +150,8 @@ impl Exchange {
         let mut warning = RateLimitedWarning::new(LOG_EVERY);
         let mut assigned = false;
         let mut last_publish = Instant::now();
+        // Per SLO owned here: the time of the last evaluation published.
+        let mut published_evaluations: HashMap<String, Seconds> = HashMap::new();
         while !shutdown.load(Ordering::Relaxed) {
             if !assigned {
                 match self.assign(&consumer) {
@@ -171,11 +178,11 @@ impl Exchange {
             }
             if last_publish.elapsed() >= PUBLISH_EVERY {
                 last_publish = Instant::now();
-                self.publish(&producer, &mut warning);
+                self.publish(&producer, &mut published_evaluations, &mut warning);
             }
             producer.poll(Duration::ZERO);
         }
-        self.publish(&producer, &mut warning);
+        self.publish(&producer, &mut published_evaluations, &mut warning);
         let _ = producer.flush(Duration::from_secs(2));
     }
 
@@ -234,6 +241,13 @@ impl Exchange {
         let dimensions = &self.timeline.dimensions;
         let points: Vec<_> = message.points.into_iter().map(|p| point_of(p, &message.dimensions, dimensions)).collect();
         self.timeline.merge_remote(&points, now);
+        if !message.slos.is_empty() {
+            let mut engine = self.slos.lock().expect("slo engine lock");
+            for slo in message.slos {
+                engine.merge_remote_history(&slo.report.name, slo.history);
+                engine.set_remote_report(slo.report);
+            }
+        }
         if !message.traces.is_empty() {
             let mut traces = self.traces.lock().expect("trace store lock");
             for summary in message.traces.into_iter().filter_map(|s| summary_of(s, url.clone())) {
@@ -242,9 +256,34 @@ impl Exchange {
         }
     }
 
+    /// The SLOs owned here: their reports now, and their evaluations since the last publication.
+    fn owned_slos(&self, now: Nanos, published: &mut HashMap<String, Seconds>) -> Vec<SloWire> {
+        let engine = self.slos.lock().expect("slo engine lock");
+        let owned = engine.owned_names();
+        published.retain(|name, _| owned.contains(name));
+        let reports = engine.reports(now.unix_seconds());
+        reports
+            .into_iter()
+            .map(|report| {
+                let after = published.get(&report.name).copied().unwrap_or(Seconds::MIN);
+                let history = engine.history_since(&report.name, after);
+                if let Some(last) = history.last() {
+                    published.insert(report.name.clone(), last.at);
+                }
+                SloWire { report, history }
+            })
+            .collect()
+    }
+
     /// Publishes what was measured here since the last publication.
-    fn publish(&self, producer: &BaseProducer, warning: &mut RateLimitedWarning) {
+    fn publish(
+        &self,
+        producer: &BaseProducer,
+        published_evaluations: &mut HashMap<String, Seconds>,
+        warning: &mut RateLimitedWarning,
+    ) {
         let now = self.clock.now();
+        let mut slos = self.owned_slos(now, published_evaluations);
         drop(self.timeline.refresh(&self.signals, now));
         let points = self.timeline.take_unpublished();
         let summaries = self.traces.lock().expect("trace store lock").take_unpublished();
@@ -265,6 +304,7 @@ impl Exchange {
                 dimensions: dimensions.clone(),
                 points: point_chunk.unwrap_or_default().iter().map(point_wire).collect(),
                 traces: summary_chunk.unwrap_or_default().iter().map(summary_wire).collect(),
+                slos: std::mem::take(&mut slos),
             };
             let payload = serde_json::to_vec(&message).expect("snapshots serialise");
             let record = BaseRecord::to(&self.topic).key(&self.peers.instance).payload(&payload);

@@ -1,6 +1,7 @@
 //! The snapshots one instance publishes to `kafka.snapshots_topic` for the others
 //! (investigation.md "One view per consumer group"): its 10 s points (counts, latency sketch,
-//! example traces, contributor rows) and the summaries of the traces it decided.
+//! example traces, contributor rows), the summaries of the traces it decided, and the reports and
+//! evaluation history of the SLOs it owns.
 //!
 //! One message is JSON (`SnapshotMessage`), keyed by the instance id, at most [`POINTS_PER_MESSAGE`]
 //! points and [`SUMMARIES_PER_MESSAGE`] summaries; a snapshot may span several messages, and each
@@ -17,6 +18,8 @@ use crate::signals::contributors::{ContributorRow, ContributorTable, Profile};
 use crate::signals::point::{Counts, Examples, Point};
 use crate::signals::sketch::LatencySketch;
 use crate::signals::{DependencyKey, FlushedPoint, SeriesId, ServiceKey};
+use crate::slo::engine::SloReport;
+use crate::slo::history::HistoryPoint;
 
 use super::traces::TraceSummary;
 
@@ -40,6 +43,17 @@ pub struct SnapshotMessage {
     pub points: Vec<PointWire>,
     #[serde(default)]
     pub traces: Vec<SummaryWire>,
+    /// The SLOs this instance evaluates: latest report and the evaluations since the last message.
+    #[serde(default)]
+    pub slos: Vec<SloWire>,
+}
+
+/// One SLO as its owner publishes it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SloWire {
+    pub report: SloReport,
+    pub history: Vec<HistoryPoint>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

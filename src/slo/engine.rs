@@ -645,6 +645,17 @@ impl SloEngine {
         self.slos.iter().filter(|s| s.owned).map(|s| s.report(now)).collect()
     }
 
+    /// Reports of every SLO the group evaluates: this instance's own, and the latest received from
+    /// the owners of the others (an SLO not heard of yet is left out).
+    pub fn group_reports(&self, now: Seconds) -> Vec<SloReport> {
+        self.slos.iter().filter_map(|s| if s.owned { Some(s.report(now)) } else { s.remote_report.clone() }).collect()
+    }
+
+    /// Names of the SLOs evaluated here (what this instance publishes reports and history of).
+    pub fn owned_names(&self) -> Vec<String> {
+        self.slos.iter().filter(|s| s.owned).map(|s| s.config.name.clone()).collect()
+    }
+
     fn named(&self, name: &str) -> Option<&SloRuntime> {
         self.slos.iter().find(|s| s.config.name == name)
     }
