@@ -619,3 +619,91 @@ fn slo_incident_with_a_kill(broker: &Broker, instances: usize) {
         instance.terminate();
     }
 }
+
+/// Two instances of one group, each reading half the partitions, answer `/api/service-map`,
+/// `/api/contributors` and `/api/history` as one instance reading the whole input alone does; a
+/// trace looked up on the instance that did not decide it redirects to the one that did.
+#[test]
+#[ignore = "needs a real Kafka broker: run scripts/test.sh, or set TRACEWARDEN_TEST_BROKERS"]
+fn two_instances_answer_as_one_instance_with_the_whole_input() {
+    let broker = broker("group-view");
+    broker.create_topic(&broker.topic("in"), 4);
+    // A window wide enough to hold the whole run, so the maps cover the same requests.
+    let wide = ("TRACEWARDEN__METRICS__WINDOW", "15m");
+    let snapshots = broker.topic("snapshots");
+    let group_settings = [wide, ("TRACEWARDEN__KAFKA__SNAPSHOTS_TOPIC", snapshots.as_str())];
+    let (first, second) =
+        (Instance::spawn(&broker, "a", &group_settings), Instance::spawn(&broker, "b", &group_settings));
+    // One instance alone, in its own group with its own snapshots: the whole input.
+    let (alone_group, alone_snapshots) = (broker.topic("alone"), broker.topic("alone-snapshots"));
+    let alone = Instance::spawn(
+        &broker,
+        "alone",
+        &[
+            wide,
+            ("TRACEWARDEN__KAFKA__GROUP_ID", alone_group.as_str()),
+            ("TRACEWARDEN__KAFKA__SNAPSHOTS_TOPIC", alone_snapshots.as_str()),
+            ("TRACEWARDEN__KAFKA__OUTPUT_TOPIC", "group-view-alone-out"),
+        ],
+    );
+    let (producer, _) = produce_traffic(&broker, 600, 300, true);
+    let sent = producer.join().unwrap();
+    let spans: usize = sent.values().sum();
+    let read = |i: &Instance| i.metric("tracewarden_spans_received_total");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while read(&first) + read(&second) < spans as f64 || read(&alone) < spans as f64 {
+        assert!(Instant::now() < deadline, "the input was not read: see {}", first.log.display());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(read(&first) > 0.0 && read(&second) > 0.0, "both instances of the group read part of the input");
+
+    // Counts exact and quantiles from merged sketches: equal once every snapshot is in.
+    let json = |i: &Instance, path: &str| -> serde_json::Value {
+        serde_json::from_str(&i.get(path).unwrap_or_default()).unwrap_or(serde_json::Value::Null)
+    };
+    let contributors = "/api/contributors?service=frontend&dimension=k8s.pod.name&by=faults";
+    let history_total = |i: &Instance| -> u64 {
+        json(i, "/api/history?service=frontend")["points"]
+            .as_array()
+            .map(|points| points.iter().filter_map(|p| p["requests"].as_u64()).sum())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let map = json(&alone, "/api/service-map");
+        let same_maps = map["nodes"].as_array().is_some_and(|n| !n.is_empty())
+            && json(&first, "/api/service-map") == map
+            && json(&second, "/api/service-map") == map;
+        let same_contributors = json(&first, contributors) == json(&alone, contributors)
+            && json(&second, contributors) == json(&alone, contributors);
+        let total = history_total(&alone);
+        if same_maps
+            && same_contributors
+            && total > 0
+            && history_total(&first) == total
+            && history_total(&second) == total
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the group's answers never matched the lone instance's:\nalone {map}\nfirst {}\nsecond {}",
+            json(&first, "/api/service-map"),
+            json(&second, "/api/service-map")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // A kept trace: found on both; the one that did not decide it redirects to the one that did.
+    let kept = json(&first, "/api/traces?decision=kept&limit=1");
+    let trace_id = kept["traces"][0]["traceId"].as_str().expect("a kept trace").to_string();
+    let held_by = kept["traces"][0]["heldBy"].as_str().expect("heldBy").to_string();
+    let other = if held_by.ends_with(&first.http) { &second } else { &first };
+    let mut stream = TcpStream::connect(&other.http).unwrap();
+    write!(stream, "GET /api/traces/{trace_id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 307"), "{response}");
+    assert!(response.contains(&format!("location: {held_by}/api/traces/{trace_id}")), "{response}");
+    drop((first, second, alone));
+}

@@ -22,7 +22,9 @@ pub fn step_of(nanos: u64) -> u64 {
 /// Example trace ids kept per point and per contributor.
 pub const EXAMPLES: usize = 3;
 
-/// A few trace ids behind a figure: the worst outcomes first, the most recent among equals.
+/// A few trace ids behind a figure: those of the worst outcomes, and among equally bad ones the
+/// highest ids (random ids make that a fair sample). The choice depends only on what was offered,
+/// not on the order: merging examples in any order, on any instance, keeps the same ones.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Examples {
     /// (trace id, outcome severity), at most [`EXAMPLES`].
@@ -47,12 +49,16 @@ impl Examples {
             self.len += 1;
             return;
         }
-        // Replace the mildest (the oldest among the mildest): a worse or equally bad one is newer news.
-        let (mildest, &(_, lowest)) =
-            self.ids.iter().enumerate().min_by_key(|(i, (_, s))| (*s, *i)).expect("EXAMPLES > 0");
-        if severity >= lowest {
-            self.ids.copy_within(mildest + 1.., mildest);
-            self.ids[EXAMPLES - 1] = (*trace_id, severity);
+        let rank = |&(id, severity): &(TraceId, u8)| (severity, id);
+        let (weakest, held_rank) = self
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(i, example)| (i, rank(example)))
+            .min_by_key(|(_, r)| *r)
+            .expect("EXAMPLES > 0");
+        if (severity, *trace_id) > held_rank {
+            self.ids[weakest] = (*trace_id, severity);
         }
     }
 
@@ -63,10 +69,10 @@ impl Examples {
         }
     }
 
-    /// The trace ids, worst outcome first.
+    /// The trace ids, worst outcome first (then highest id).
     pub fn trace_ids(&self) -> Vec<TraceId> {
         let mut held: Vec<(TraceId, u8)> = self.iter_with_severity().collect();
-        held.sort_by_key(|&(_, s)| std::cmp::Reverse(s));
+        held.sort_by_key(|&(id, s)| std::cmp::Reverse((s, id)));
         held.into_iter().map(|(id, _)| id).collect()
     }
 
@@ -184,24 +190,45 @@ mod tests {
     }
 
     #[test]
-    fn examples_keep_the_worst_and_then_the_newest() {
+    fn examples_keep_the_worst_and_then_the_highest_ids() {
         let mut examples = Examples::default();
         examples.record(&id(1), Outcome::Ok);
         examples.record(&id(2), Outcome::Fault);
         examples.record(&id(3), Outcome::Ok);
         examples.record(&id(4), Outcome::Error);
-        // The oldest ok (1) made room for the error.
+        // The weakest, ok with the lowest id (1), made room for the error.
         assert_eq!(examples.trace_ids(), vec![id(2), id(4), id(3)]);
         examples.record(&id(5), Outcome::Ok);
-        // An ok replaces the other ok (3), the mildest and oldest of the mildest.
-        assert_eq!(examples.trace_ids(), vec![id(2), id(4), id(5)]);
+        assert_eq!(examples.trace_ids(), vec![id(2), id(4), id(5)], "an ok with a higher id replaces 3");
+        examples.record(&id(0), Outcome::Ok);
+        assert_eq!(examples.trace_ids(), vec![id(2), id(4), id(5)], "a lower one does not get in");
         examples.record(&id(6), Outcome::Fault);
         examples.record(&id(7), Outcome::Fault);
-        assert_eq!(examples.trace_ids(), vec![id(2), id(6), id(7)]);
-        // An ok no longer gets in; the same trace twice is one example.
-        examples.record(&id(8), Outcome::Ok);
+        assert_eq!(examples.trace_ids(), vec![id(7), id(6), id(2)]);
         examples.record(&id(7), Outcome::Fault);
-        assert_eq!(examples.trace_ids(), vec![id(2), id(6), id(7)]);
+        assert_eq!(examples.trace_ids(), vec![id(7), id(6), id(2)], "the same trace twice is one example");
+    }
+
+    proptest::proptest! {
+        /// Whatever the order and grouping, the same examples are kept.
+        #[test]
+        fn examples_do_not_depend_on_the_order(
+            offers in proptest::collection::vec((0u8..20, 0u8..4), 0..30),
+            split in 0usize..30,
+        ) {
+            let of = |offers: &[(u8, u8)]| {
+                let mut e = Examples::default();
+                offers.iter().for_each(|&(t, s)| e.offer(&id(t), s));
+                e
+            };
+            let split = split.min(offers.len());
+            let mut reversed = offers.clone();
+            reversed.reverse();
+            let mut merged = of(&offers[split..]);
+            merged.merge(&of(&offers[..split]));
+            proptest::prop_assert_eq!(of(&offers).trace_ids(), of(&reversed).trace_ids());
+            proptest::prop_assert_eq!(of(&offers).trace_ids(), merged.trace_ids());
+        }
     }
 
     #[test]
@@ -213,7 +240,7 @@ mod tests {
         a.merge(&b);
         assert_eq!(a.counts, Counts { requests: 3, faults: 1, errors: 1, throttles: 1 });
         assert_eq!(a.latency.count(), 3);
-        assert_eq!(a.examples.trace_ids(), vec![id(1), id(3), id(2)]);
+        assert_eq!(a.examples.trace_ids(), vec![id(1), id(3), id(2)], "fault, throttle, ok");
     }
 
     #[test]
