@@ -156,6 +156,10 @@ impl Point {
     }
 }
 
+/// Open points kept per series without a flush; beyond, the oldest is dropped (a flush comes
+/// every 2 s in a running pipeline: this only bounds a store nobody flushes).
+pub const MAX_OPEN_POINTS: usize = 64;
+
 /// The points a series has measured since the last flush: normally one, two across a step's end.
 #[derive(Debug, Default)]
 pub struct OpenPoints {
@@ -167,6 +171,9 @@ impl OpenPoints {
     pub fn at(&mut self, step: u64) -> &mut Point {
         let current = matches!(self.points.last(), Some((s, _)) if *s == step);
         if !current {
+            if self.points.len() >= MAX_OPEN_POINTS {
+                self.points.remove(0);
+            }
             self.points.push((step, Point::default()));
         }
         &mut self.points.last_mut().expect("just ensured").1
@@ -252,5 +259,11 @@ mod tests {
         let points = open.take();
         assert_eq!(points.iter().map(|(s, p)| (*s, p.counts.requests)).collect::<Vec<_>>(), vec![(7, 2), (8, 1)]);
         assert!(open.is_empty());
+        for step in 0..MAX_OPEN_POINTS as u64 + 5 {
+            open.at(step).record(Outcome::Ok, Bucket::of_nanos(1), &id(1));
+        }
+        let kept = open.take();
+        assert_eq!(kept.len(), MAX_OPEN_POINTS, "bounded without flushes");
+        assert_eq!(kept[0].0, 5, "the oldest went first");
     }
 }
