@@ -15,6 +15,7 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use super::deployment::{Pod, Service};
 use super::latency::{self, LogNormal};
 use super::wire::{self, GenSpan, Val};
 use crate::model::Encoding;
@@ -71,31 +72,6 @@ const CACHE_REFRESH_WORK: LogNormal = LogNormal::typical_ms(15.0);
 const SELECT_MS: f64 = 4.0;
 const INSERT_MS: f64 = 6.0;
 
-/// The instrumented services of the application.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Service {
-    Frontend,
-    Customers,
-    Vets,
-    Visits,
-    Billing,
-    Insurance,
-}
-
-impl Service {
-    /// `service.name`.
-    fn name(self) -> &'static str {
-        match self {
-            Service::Frontend => "frontend",
-            Service::Customers => "customers-service",
-            Service::Vets => "vets-service",
-            Service::Visits => "visits-service",
-            Service::Billing => "billing-service",
-            Service::Insurance => "insurance-service",
-        }
-    }
-}
-
 /// The application: call it once per trace.
 pub struct PetClinic {
     rng: SmallRng,
@@ -107,7 +83,7 @@ pub struct PetClinic {
 /// own steps of work around them (`work[i]` before call `i`, the last one after the last call). A
 /// message it hands to a consumer is processed `wait` after it ends, without holding it up.
 struct Call {
-    service: Service,
+    pod: &'static Pod,
     name: &'static str,
     kind: SpanKind,
     attributes: Vec<(&'static str, Val)>,
@@ -148,13 +124,19 @@ struct Mishaps {
     slow: bool,
 }
 
-/// One request being built: the load it meets.
+/// One request being built: the pod serving each service and the load it meets.
 struct Request<'a> {
     rng: &'a mut SmallRng,
+    /// By [`Service`] discriminant, the order of [`Service::ALL`].
+    pods: [&'static Pod; Service::ALL.len()],
     load: f64,
 }
 
 impl Request<'_> {
+    fn pod(&self, service: Service) -> &'static Pod {
+        self.pods[service as usize]
+    }
+
     /// A duration drawn from `d` (milliseconds) under the request's load, in whole microseconds
     /// (so Zipkin's microsecond times nest exactly as the nanosecond ones do).
     fn time(&mut self, d: LogNormal) -> u64 {
@@ -177,7 +159,7 @@ impl Request<'_> {
         let sum: f64 = weights.iter().sum();
         let mut work: Vec<u64> = weights.iter().map(|w| (total as f64 * w / sum) as u64 / 1_000 * 1_000).collect();
         work[0] = total - work[1..].iter().sum::<u64>();
-        let mut call = Call { service, name, kind, attributes, error: None, work, calls, handoff: None };
+        let mut call = Call { pod: self.pod(service), name, kind, attributes, error: None, work, calls, handoff: None };
         if call.status().is_some_and(|code| code >= 500) {
             call.error = Some(INJECTED_FAULT);
         }
@@ -193,7 +175,7 @@ impl Request<'_> {
     /// `caller`'s HTTP call to `path` of the service serving `server`, answered with its status.
     fn call(&mut self, caller: Service, path: &str, server: Call) -> Call {
         let method = server.name.split_once(' ').map_or(server.name, |(method, _)| method);
-        let attributes = http_client(method, path, server.service.name(), server.status().unwrap_or(200));
+        let attributes = http_client(method, path, server.pod.service.name(), server.status().unwrap_or(200));
         self.span(caller, method, SpanKind::Client, attributes, NETWORK, vec![server])
     }
 
@@ -212,23 +194,13 @@ impl Request<'_> {
     /// Places `call` from `start` under `parent`, its calls inside it; appends its spans (parents
     /// before children) and returns its end.
     fn place(&mut self, call: Call, parent: Option<[u8; 8]>, start: u64, spans: &mut Vec<GenSpan>) -> u64 {
-        let Call { service, name, kind, attributes, error, work, calls, handoff } = call;
+        let Call { pod, name, kind, attributes, error, work, calls, handoff } = call;
         let mut span_id = [0u8; 8];
         while span_id == [0; 8] {
             self.rng.fill(&mut span_id);
         }
         let index = spans.len();
-        spans.push(GenSpan {
-            service: service.name(),
-            span_id,
-            parent,
-            name,
-            kind,
-            start,
-            end: start,
-            attributes,
-            error,
-        });
+        spans.push(GenSpan { pod, span_id, parent, name, kind, start, end: start, attributes, error });
         let mut steps = work.into_iter();
         let mut end = start + steps.next().unwrap_or(0);
         for callee in calls {
@@ -382,8 +354,12 @@ impl PetClinic {
             throttled: self.rng.random::<f64>() < self.profile.throttle_rate,
             slow: self.rng.random::<f64>() < self.profile.slow_rate,
         };
+        let pods = Service::ALL.map(|service| {
+            let pods = service.pods();
+            &pods[self.rng.random_range(0..pods.len())]
+        });
         let load = latency::LOAD.draw(&mut self.rng);
-        let mut request = Request { rng: &mut self.rng, load };
+        let mut request = Request { rng: &mut self.rng, pods, load };
         let mut root_fault = false;
         let root = if roll < 0.30 {
             let (root, fault) = request.owner_page(&mishaps, fault_rate);

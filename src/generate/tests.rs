@@ -1,11 +1,11 @@
 //! The demo's story, checked on what the generator delivers: its messages decoded by the
-//! project's decoder, every expectation worked out from the decoded spans (their attributes,
-//! times and outcomes), none from the generator's internals.
+//! project's decoder, every expectation worked out from the decoded spans (their resource and
+//! span attributes, times and outcomes), none from the generator's internals.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::*;
-use crate::decode::{Decoder, InputEncoding};
+use crate::decode::{AttributeLookup, Decoder, InputEncoding};
 use crate::model::{Span, SpanKind};
 
 /// The `now` of the traces.
@@ -33,10 +33,71 @@ fn traces(clinic: &mut PetClinic, count: usize, now: u64, encoding: Encoding) ->
         .collect()
 }
 
+fn text(span: &Span, key: &str) -> Option<String> {
+    span.attribute(key).and_then(|v| v.as_text())
+}
+
 /// The `q` quantile (nearest rank) of `values`, sorted in place.
 fn quantile(values: &mut [u64], q: f64) -> u64 {
     values.sort_unstable();
     values[((values.len() - 1) as f64 * q).round() as usize]
+}
+
+#[test]
+fn every_span_names_its_pod_and_each_service_runs_on_several() {
+    let mut clinic = PetClinic::new(5, TrafficProfile::default());
+    let mut pods: HashMap<String, BTreeSet<String>> = HashMap::new();
+    let mut zones = BTreeSet::new();
+    for encoding in [Encoding::OtlpProto, Encoding::OtlpJson, Encoding::ZipkinJson] {
+        for trace in traces(&mut clinic, 500, NOW, encoding) {
+            let mut pod_of_service = HashMap::new();
+            for span in &trace {
+                for key in [
+                    "k8s.pod.name",
+                    "k8s.node.name",
+                    "host.name",
+                    "service.instance.id",
+                    "service.version",
+                    "cloud.availability_zone",
+                    "cloud.region",
+                ] {
+                    assert!(text(span, key).is_some(), "{encoding}: {} lacks {key}", span.operation);
+                }
+                assert_eq!(text(span, "k8s.namespace.name").as_deref(), Some("petclinic"));
+                let pod = text(span, "k8s.pod.name").unwrap();
+                assert!(pod.starts_with(&**span.service()), "{pod} is a pod of {}", span.service());
+                let first = pod_of_service.entry(span.service().to_string()).or_insert_with(|| pod.clone());
+                assert_eq!(*first, pod, "a trace's spans of one service come from one pod");
+                if encoding != Encoding::ZipkinJson {
+                    assert_eq!(&**span.environment(), "demo");
+                }
+                zones.insert(text(span, "cloud.availability_zone").unwrap());
+                pods.entry(span.service().to_string()).or_default().insert(pod);
+            }
+        }
+    }
+    assert_eq!(pods.len(), 6, "six services: {pods:?}");
+    for (service, names) in &pods {
+        assert!(names.len() >= 2, "{service} runs on several pods: {names:?}");
+    }
+    assert!((2..=3).contains(&zones.len()), "two or three zones: {zones:?}");
+}
+
+#[test]
+fn a_service_message_holds_one_resource() {
+    let mut clinic = PetClinic::new(6, TrafficProfile::default());
+    for _ in 0..200 {
+        let trace = clinic.trace(NOW, Encoding::OtlpProto);
+        let mut services = BTreeSet::new();
+        for message in &trace.messages {
+            let data = <opentelemetry_proto::tonic::trace::v1::TracesData as prost::Message>::decode(&message[..])
+                .expect("protobuf");
+            assert_eq!(data.resource_spans.len(), 1, "one pod per service and trace");
+            let resource = data.resource_spans[0].resource.as_ref().expect("a resource");
+            let service = resource.attributes.iter().find(|kv| kv.key == "service.name").expect("service.name");
+            assert!(services.insert(format!("{:?}", service.value)), "one message per service");
+        }
+    }
 }
 
 #[test]

@@ -1,5 +1,11 @@
 //! Generated spans as an OpenTelemetry pipeline delivers them: one message per service of a trace
 //! (each SDK exports its own spans), in OTLP protobuf, OTLP/JSON or Zipkin JSON.
+//!
+//! In OTLP the message holds one `ResourceSpans` whose resource is the pod that served the
+//! service's part of the trace (`service.name`, `deployment.environment.name = demo`, and the pod's
+//! placement: version, instance, Kubernetes, host and cloud attributes). Zipkin has no resource:
+//! the pod's placement goes into every span's tags, as an exporter writes resource attributes
+//! there; the environment stays out of them, as before.
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
@@ -8,6 +14,7 @@ use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Spa
 use prost::Message;
 use serde_json::{json, Value};
 
+use super::deployment::Pod;
 use crate::model::Encoding;
 
 /// An attribute value.
@@ -28,7 +35,8 @@ impl Val {
 
 /// A span placed in time, ready to encode.
 pub struct GenSpan {
-    pub service: &'static str,
+    /// The pod that ran it (and so its service).
+    pub pod: &'static Pod,
     pub span_id: [u8; 8],
     pub parent: Option<[u8; 8]>,
     pub name: &'static str,
@@ -40,25 +48,25 @@ pub struct GenSpan {
     pub error: Option<&'static str>,
 }
 
-/// The trace's messages: one per service, in the order the services first appear in `spans`.
+/// The trace's messages: one per pod, in the order the pods first appear in `spans` (a trace has
+/// one pod per service).
 pub fn encode(trace_id: &[u8; 16], spans: &[GenSpan], encoding: Encoding) -> Vec<Bytes> {
-    let mut services: Vec<&'static str> = Vec::new();
+    let mut pods: Vec<&'static Pod> = Vec::new();
     for s in spans {
-        if !services.contains(&s.service) {
-            services.push(s.service);
+        if !pods.iter().any(|p| std::ptr::eq(*p, s.pod)) {
+            pods.push(s.pod);
         }
     }
-    services
-        .into_iter()
-        .map(|service| {
-            let of_service: Vec<&GenSpan> = spans.iter().filter(|s| s.service == service).collect();
+    pods.into_iter()
+        .map(|pod| {
+            let of_pod: Vec<&GenSpan> = spans.iter().filter(|s| std::ptr::eq(s.pod, pod)).collect();
             match encoding {
-                Encoding::OtlpProto => Bytes::from(proto_data(trace_id, service, &of_service).encode_to_vec()),
+                Encoding::OtlpProto => Bytes::from(proto_data(trace_id, pod, &of_pod).encode_to_vec()),
                 Encoding::OtlpJson => {
-                    Bytes::from(serde_json::to_vec(&proto_data(trace_id, service, &of_service)).expect("serialisable"))
+                    Bytes::from(serde_json::to_vec(&proto_data(trace_id, pod, &of_pod)).expect("serialisable"))
                 }
                 Encoding::ZipkinJson => {
-                    let list: Vec<Value> = of_service.iter().map(|s| zipkin_span(trace_id, s)).collect();
+                    let list: Vec<Value> = of_pod.iter().map(|s| zipkin_span(trace_id, s)).collect();
                     Bytes::from(Value::Array(list).to_string())
                 }
             }
@@ -74,15 +82,15 @@ fn kv(key: &str, value: &Val) -> KeyValue {
     KeyValue { key: key.into(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
 }
 
-fn proto_data(trace_id: &[u8; 16], service: &str, spans: &[&GenSpan]) -> TracesData {
-    let resource = Resource {
-        attributes: vec![
-            kv("service.name", &Val::Str(service.into())),
-            kv("deployment.environment.name", &Val::Str("demo".into())),
-            kv("telemetry.sdk.language", &Val::Str("java".into())),
-        ],
-        ..Default::default()
-    };
+fn proto_data(trace_id: &[u8; 16], pod: &Pod, spans: &[&GenSpan]) -> TracesData {
+    let identity = [
+        ("service.name", Val::Str(pod.service.name().into())),
+        ("deployment.environment.name", Val::Str("demo".into())),
+        ("telemetry.sdk.language", Val::Str("java".into())),
+    ];
+    let placement = pod.placement().into_iter().map(|(k, v)| (k, Val::Str(v)));
+    let attributes = identity.into_iter().chain(placement).map(|(k, v)| kv(k, &v)).collect();
+    let resource = Resource { attributes, ..Default::default() };
     let spans = spans
         .iter()
         .map(|s| Span {
@@ -130,6 +138,9 @@ fn zipkin_span(trace_id: &[u8; 16], s: &GenSpan) -> Value {
     for (k, v) in &s.attributes {
         tags.insert(k.to_string(), Value::String(v.text()));
     }
+    for (k, v) in s.pod.placement() {
+        tags.insert(k.to_string(), Value::String(v));
+    }
     if let Some(message) = s.error {
         tags.insert("error".into(), Value::String(message.into()));
     }
@@ -139,7 +150,7 @@ fn zipkin_span(trace_id: &[u8; 16], s: &GenSpan) -> Value {
         "name": s.name,
         "timestamp": s.start / 1000,
         "duration": (s.end - s.start) / 1000,
-        "localEndpoint": {"serviceName": s.service},
+        "localEndpoint": {"serviceName": s.pod.service.name()},
         "tags": tags,
     });
     if let Some(parent) = s.parent {
