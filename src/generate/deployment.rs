@@ -1,11 +1,16 @@
 //! Where the PetClinic runs: one Kubernetes namespace (`petclinic`) on an EKS cluster in
 //! `us-east-1`, several pods per service spread over five nodes in three availability zones.
 //!
-//! Every pod runs release [`STABLE_VERSION`]. The pod, node and version of every span are in its
-//! resource, for the contributors of investigation.md to find.
+//! Every pod runs release [`STABLE_VERSION`] except one customers-service pod, a canary of
+//! [`CANARY_VERSION`] from a newer ReplicaSet (its pod name has another hash), which shares zone
+//! `us-east-1b` with a healthy customers-service pod. The application model makes the canary serve
+//! most of customers-service's faults while faults are injected; the pod, node and version of every
+//! span are in its resource, for the contributors of investigation.md to find.
 
-/// The release every pod runs.
+/// The release every pod runs but the canary.
 pub const STABLE_VERSION: &str = "1.3.2";
+/// The release the customers-service canary runs: the one with the bug.
+pub const CANARY_VERSION: &str = "1.4.0-rc1";
 /// `k8s.namespace.name` of every pod.
 pub const NAMESPACE: &str = "petclinic";
 /// `cloud.region` of every node.
@@ -74,13 +79,19 @@ const fn pod(service: Service, name: &'static str, node: &'static Node) -> Pod {
 }
 
 /// Every pod, each service's together.
-static PODS: [Pod; 14] = [
+static PODS: [Pod; 15] = [
     pod(Service::Frontend, "frontend-6c9f7b8d4-2xkqp", &NODE_1A),
     pod(Service::Frontend, "frontend-6c9f7b8d4-h7w9z", &NODE_1B),
     pod(Service::Frontend, "frontend-6c9f7b8d4-tq5mn", &NODE_1C),
     pod(Service::Customers, "customers-service-7d9f8c6b5-abc12", &NODE_1A_2),
     pod(Service::Customers, "customers-service-7d9f8c6b5-k4m8s", &NODE_1B),
     pod(Service::Customers, "customers-service-7d9f8c6b5-p9x2d", &NODE_1C),
+    Pod {
+        service: Service::Customers,
+        name: "customers-service-5b7c4d9f6-zr8vt",
+        node: &NODE_1B_2,
+        version: CANARY_VERSION,
+    },
     pod(Service::Vets, "vets-service-85f6d7c9b-m2n4k", &NODE_1A),
     pod(Service::Vets, "vets-service-85f6d7c9b-w8j3r", &NODE_1C),
     pod(Service::Visits, "visits-service-6b8d9f7c5-f3g7h", &NODE_1A_2),
@@ -92,6 +103,11 @@ static PODS: [Pod; 14] = [
 ];
 
 impl Pod {
+    /// Whether the pod runs the canary release.
+    pub fn is_canary(&self) -> bool {
+        self.version == CANARY_VERSION
+    }
+
     /// The resource attributes that place the pod, as the OpenTelemetry Kubernetes and EC2
     /// resource detectors set them (`service.instance.id` as the Kubernetes semantic conventions
     /// recommend: namespace, pod and container names). `service.name` and the environment are the

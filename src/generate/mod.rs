@@ -1,7 +1,7 @@
 //! Traffic generation: a PetClinic-like application (frontend, customers, vets, visits, billing,
 //! insurance, a PostgreSQL database, a Kafka queue) running on several Kubernetes pods per service,
-//! emitting realistic traces with configurable faults (5xx), errors (4xx), throttles (429), a slow
-//! operation, long-tailed latencies and health checks.
+//! emitting realistic traces with configurable faults (5xx, mostly from one canary pod), errors
+//! (4xx), throttles (429), a slow operation, long-tailed latencies and health checks.
 //!
 //! [`PetClinic::trace`] builds one trace (`petclinic`: the model and its story; `deployment`: the
 //! pods; `latency`: durations) and encodes it the way an OpenTelemetry pipeline would deliver it

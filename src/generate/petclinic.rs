@@ -2,9 +2,12 @@
 //! takes and what goes wrong. [`PetClinic::trace`] builds one request's trace.
 //!
 //! The story an investigation finds:
-//! - **Faults**: while faults are injected, owner lookups fail with a 500 at `fault_rate` on a
-//!   database error, and visits when the insurer answers 503. With faults switched off
-//!   ([`PetClinic::set_faults`]) nothing faults.
+//! - **A bad canary.** While faults are injected, owner lookups fail with a 500 at
+//!   `fault_rate` on average, but [`CANARY_FAULT_SHARE`] of customers-service's faults come
+//!   from its canary pod (release [`super::deployment::CANARY_VERSION`]): a bug of the release,
+//!   whose database query succeeds. The other pods fail rarely, on a database error as before.
+//!   Visits fail at `fault_rate` when the insurer answers 503, on any pod. With faults switched
+//!   off ([`PetClinic::set_faults`]) nothing faults, the canary included.
 //! - **Long tails everywhere**: every step's duration is log-normal and a request's steps share the
 //!   load it meets ([`super::latency::LOAD`]), so every operation's p99 is several times its p50.
 //!   A span's calls run inside it, one after another, between its own steps of work; a message
@@ -23,7 +26,8 @@ use crate::model::Encoding;
 /// Shares of the traffic that go wrong.
 #[derive(Clone, Debug)]
 pub struct TrafficProfile {
-    /// Probability that a fault-prone call fails with a 5xx (database error, insurance outage).
+    /// Probability that a fault-prone call fails with a 5xx (an owner lookup: mostly on the
+    /// customers-service canary; a claim: insurance outage).
     pub fault_rate: f64,
     /// Probability that an owner lookup misses (404).
     pub error_rate: f64,
@@ -49,9 +53,14 @@ pub struct GeneratedTrace {
     pub root_fault: bool,
 }
 
+/// Share of customers-service's faults that its canary pod serves while faults are injected.
+pub const CANARY_FAULT_SHARE: f64 = 0.9;
+
 const MS: u64 = 1_000_000;
 
-/// Status message of the injected faults.
+/// Status message of a fault the canary's release causes.
+const CANARY_BUG: &str = "java.lang.NullPointerException: Cannot invoke \"Owner.getPets()\" (OwnerResource.java:74)";
+/// Status message of the other injected faults.
 const INJECTED_FAULT: &str = "injected fault";
 
 /// Medians of the steps of work, in milliseconds.
@@ -216,7 +225,8 @@ impl Request<'_> {
     /// An owner page: frontend → customers-service → database. Returns the root and whether it
     /// faults.
     fn owner_page(&mut self, mishaps: &Mishaps, fault_rate: f64) -> (Call, bool) {
-        let fault = mishaps.fault_roll < fault_rate;
+        let pod = self.pod(Service::Customers);
+        let fault = mishaps.fault_roll < owner_lookup_fault_rate(pod, fault_rate);
         let status = if fault {
             500
         } else if mishaps.miss {
@@ -225,11 +235,14 @@ impl Request<'_> {
             200
         };
         let mut query = self.query(Service::Customers, "SELECT petclinic.owners", SELECT_MS);
-        if fault {
+        if fault && !pod.is_canary() {
             query = query.failed(INJECTED_FAULT);
         }
         let page = "GET /owners/{ownerId}";
-        let server = self.serve(Service::Customers, page, status, OWNER_LOOKUP_WORK, vec![query]);
+        let mut server = self.serve(Service::Customers, page, status, OWNER_LOOKUP_WORK, vec![query]);
+        if fault && pod.is_canary() {
+            server = server.failed(CANARY_BUG);
+        }
         (self.frontend_page(page, "/owners/{ownerId}", server), fault)
     }
 
@@ -292,6 +305,16 @@ impl Request<'_> {
         let name = "refresh-specialties-cache";
         self.span(Service::Vets, name, SpanKind::Internal, vec![], CACHE_REFRESH_WORK, vec![query])
     }
+}
+
+/// The probability that an owner lookup served by `pod` faults, such that lookups fault at
+/// `fault_rate` on average over the evenly balanced pods and the canary serves
+/// [`CANARY_FAULT_SHARE`] of the faults (up to a `fault_rate` of 1 / (pods × share), 0.28 with
+/// four pods; beyond it the canary fails every lookup and the average is lower).
+fn owner_lookup_fault_rate(pod: &Pod, fault_rate: f64) -> f64 {
+    let pods = pod.service.pods().len() as f64;
+    let share = if pod.is_canary() { CANARY_FAULT_SHARE } else { (1.0 - CANARY_FAULT_SHARE) / (pods - 1.0) };
+    fault_rate * pods * share
 }
 
 fn http_server(method: &str, route: &str, status: i64) -> Vec<(&'static str, Val)> {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::*;
 use crate::decode::{AttributeLookup, Decoder, InputEncoding};
-use crate::model::{Span, SpanKind};
+use crate::model::{Outcome, Span, SpanKind};
 
 /// The `now` of the traces.
 const NOW: u64 = 1_800_000_150_000_000_000;
@@ -41,6 +41,20 @@ fn text(span: &Span, key: &str) -> Option<String> {
 fn quantile(values: &mut [u64], q: f64) -> u64 {
     values.sort_unstable();
     values[((values.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Faults of customers-service's entry spans by pod, and each pod's `service.version`.
+fn customers_faults_by_pod(traces: &[Vec<Span>]) -> BTreeMap<String, (String, usize)> {
+    let mut by_pod = BTreeMap::new();
+    for span in traces.iter().flatten().filter(|s| &**s.service() == "customers-service" && s.is_entry()) {
+        let pod = text(span, "k8s.pod.name").expect("a pod name");
+        let version = text(span, "service.version").expect("a version");
+        let entry = by_pod.entry(pod).or_insert((version, 0));
+        if span.facts.outcome == Outcome::Fault {
+            entry.1 += 1;
+        }
+    }
+    by_pod
 }
 
 #[test]
@@ -98,6 +112,25 @@ fn a_service_message_holds_one_resource() {
             assert!(services.insert(format!("{:?}", service.value)), "one message per service");
         }
     }
+}
+
+#[test]
+fn the_canary_pod_serves_most_of_customers_faults_until_faults_are_switched_off() {
+    let mut clinic = PetClinic::new(7, TrafficProfile::default());
+    let by_pod = customers_faults_by_pod(&traces(&mut clinic, 5000, NOW, Encoding::OtlpProto));
+    let canaries: Vec<_> = by_pod.iter().filter(|(_, (version, _))| version == "1.4.0-rc1").collect();
+    assert_eq!(canaries.len(), 1, "one pod runs 1.4.0-rc1: {by_pod:?}");
+    assert!(by_pod.len() >= 3, "customers-service runs on several pods: {by_pod:?}");
+    let canary_faults = canaries[0].1 .1;
+    let faults: usize = by_pod.values().map(|(_, f)| f).sum();
+    assert!(faults >= 50, "enough faults to judge: {by_pod:?}");
+    assert!(canary_faults as f64 >= 0.8 * faults as f64, "the canary serves ≥ 80 % of the faults: {by_pod:?}");
+
+    clinic.set_faults(false);
+    let after = traces(&mut clinic, 5000, NOW, Encoding::OtlpProto);
+    let by_pod = customers_faults_by_pod(&after);
+    assert!(by_pod.values().all(|(_, faults)| *faults == 0), "no fault once switched off: {by_pod:?}");
+    assert!(after.iter().flatten().all(|s| s.facts.outcome != Outcome::Fault), "no fault anywhere");
 }
 
 #[test]
