@@ -1,4 +1,5 @@
-//! How long the PetClinic's work takes: long-tailed (log-normal) durations.
+//! How long the PetClinic's work takes: long-tailed (log-normal) durations, and the schedule on
+//! which its database degrades.
 
 use rand::Rng;
 
@@ -36,3 +37,28 @@ fn standard_normal(rng: &mut impl Rng) -> f64 {
 /// the steps of one request, so the tail shows at every level of a trace (a root's p99 is several
 /// times its p50, as its leaves' are), not only at the leaves.
 pub const LOAD: LogNormal = LogNormal { median: 1.0, sigma: 0.45 };
+
+/// The database degrades for this long at the start of every [`DATABASE_PERIOD_SECS`].
+pub const DATABASE_DEGRADED_SECS: u64 = 90;
+/// Period of the database's degradation: 5 minutes of Unix time, so the bad phases start at
+/// hh:00:00, hh:05:00, hh:10:00 … UTC.
+pub const DATABASE_PERIOD_SECS: u64 = 300;
+
+/// Whether the database is degraded at `now` (Unix nanoseconds): in the first
+/// [`DATABASE_DEGRADED_SECS`] of every [`DATABASE_PERIOD_SECS`] (a backup job saturating its
+/// disk, scheduled that often for the demo's sake). A pure function of `now`: two generators agree,
+/// and tests pick either phase with a fixed `now`.
+pub fn database_degraded(now: u64) -> bool {
+    (now / 1_000_000_000) % DATABASE_PERIOD_SECS < DATABASE_DEGRADED_SECS
+}
+
+/// How long a query takes, in milliseconds of the distribution: `median` when the database is
+/// healthy; while degraded, 5 × the median at the median and, with its wider spread, about
+/// 10 × the healthy p99 at p99.
+pub fn database_query(median_ms: f64, degraded: bool) -> LogNormal {
+    if degraded {
+        LogNormal { median: 5.0 * median_ms, sigma: 0.9 }
+    } else {
+        LogNormal::typical_ms(median_ms)
+    }
+}

@@ -8,6 +8,9 @@
 //!   whose database query succeeds. The other pods fail rarely, on a database error as before.
 //!   Visits fail at `fault_rate` when the insurer answers 503, on any pod. With faults switched
 //!   off ([`PetClinic::set_faults`]) nothing faults, the canary included.
+//! - **A database that degrades on a schedule**: for the first 90 s of every 5 minutes of Unix
+//!   time its queries are 5 × slower at the median and about 10 × at p99
+//!   ([`super::latency::database_degraded`]), and so are the requests waiting on them.
 //! - **Long tails everywhere**: every step's duration is log-normal and a request's steps share the
 //!   load it meets ([`super::latency::LOAD`]), so every operation's p99 is several times its p50.
 //!   A span's calls run inside it, one after another, between its own steps of work; a message
@@ -77,7 +80,7 @@ const PET_SEARCH_WORK: LogNormal = LogNormal::typical_ms(8.0);
 const THROTTLED_WORK: LogNormal = LogNormal::typical_ms(0.5);
 const HEALTH_CHECK_WORK: LogNormal = LogNormal::typical_ms(0.5);
 const CACHE_REFRESH_WORK: LogNormal = LogNormal::typical_ms(15.0);
-/// Medians of the database queries, in milliseconds.
+/// Medians of the database queries when it is healthy, in milliseconds.
 const SELECT_MS: f64 = 4.0;
 const INSERT_MS: f64 = 6.0;
 
@@ -133,12 +136,13 @@ struct Mishaps {
     slow: bool,
 }
 
-/// One request being built: the pod serving each service and the load it meets.
+/// One request being built: the pod serving each service, the load it meets, the database's state.
 struct Request<'a> {
     rng: &'a mut SmallRng,
     /// By [`Service`] discriminant, the order of [`Service::ALL`].
     pods: [&'static Pod; Service::ALL.len()],
     load: f64,
+    database_degraded: bool,
 }
 
 impl Request<'_> {
@@ -195,9 +199,11 @@ impl Request<'_> {
         self.serve(Service::Frontend, page, status, FRONTEND_WORK, vec![call])
     }
 
-    /// A query of `service` to the database (`statement`: "{operation} petclinic.{table}").
+    /// A query of `service` to the database (`statement`: "{operation} petclinic.{table}"), as
+    /// long as the database's state makes it.
     fn query(&mut self, service: Service, statement: &'static str, median_ms: f64) -> Call {
-        self.span(service, statement, SpanKind::Client, db(statement), LogNormal::typical_ms(median_ms), vec![])
+        let duration = latency::database_query(median_ms, self.database_degraded);
+        self.span(service, statement, SpanKind::Client, db(statement), duration, vec![])
     }
 
     /// Places `call` from `start` under `parent`, its calls inside it; appends its spans (parents
@@ -358,12 +364,14 @@ impl PetClinic {
         Self { rng: SmallRng::seed_from_u64(seed), profile, faults: true }
     }
 
-    /// Switches fault injection on or off (errors, throttles and slowness stay).
+    /// Switches fault injection on or off (errors, throttles, slowness and the database's schedule
+    /// stay).
     pub fn set_faults(&mut self, on: bool) {
         self.faults = on;
     }
 
-    /// Builds one trace starting 3 s before `now` (Unix nanoseconds).
+    /// Builds one trace starting 3 s before `now` (Unix nanoseconds); `now` also decides whether
+    /// the database is degraded ([`latency::database_degraded`]).
     pub fn trace(&mut self, now: u64, encoding: Encoding) -> GeneratedTrace {
         let mut trace_id = [0u8; 16];
         while trace_id == [0; 16] {
@@ -382,7 +390,8 @@ impl PetClinic {
             &pods[self.rng.random_range(0..pods.len())]
         });
         let load = latency::LOAD.draw(&mut self.rng);
-        let mut request = Request { rng: &mut self.rng, pods, load };
+        let mut request =
+            Request { rng: &mut self.rng, pods, load, database_degraded: latency::database_degraded(now) };
         let mut root_fault = false;
         let root = if roll < 0.30 {
             let (root, fault) = request.owner_page(&mishaps, fault_rate);

@@ -8,8 +8,11 @@ use super::*;
 use crate::decode::{AttributeLookup, Decoder, InputEncoding};
 use crate::model::{Outcome, Span, SpanKind};
 
-/// The `now` of the traces.
-const NOW: u64 = 1_800_000_150_000_000_000;
+/// A Unix second at the start of a 5-minute period (1.8e9 is a multiple of 300).
+const PERIOD_START: u64 = 1_800_000_000;
+const SECOND: u64 = 1_000_000_000;
+/// The `now` of the traces: 150 s into a period, when the database is healthy.
+const NOW: u64 = (PERIOD_START + 150) * SECOND;
 
 /// The spans of `count` traces built at `now`, decoded; one list per trace.
 fn traces(clinic: &mut PetClinic, count: usize, now: u64, encoding: Encoding) -> Vec<Vec<Span>> {
@@ -133,6 +136,41 @@ fn the_canary_pod_serves_most_of_customers_faults_until_faults_are_switched_off(
     assert!(after.iter().flatten().all(|s| s.facts.outcome != Outcome::Fault), "no fault anywhere");
 }
 
+/// The database queries of `count` traces built at each of `offsets` seconds into a period: the
+/// median duration at each offset, and every duration.
+fn query_durations(clinic: &mut PetClinic, offsets: &[u64], count: usize) -> (Vec<(u64, u64)>, Vec<u64>) {
+    let mut medians = Vec::new();
+    let mut all = Vec::new();
+    for &offset in offsets {
+        let traces = traces(clinic, count, (PERIOD_START + offset) * SECOND, Encoding::OtlpProto);
+        let mut durations: Vec<u64> = traces
+            .iter()
+            .flatten()
+            .filter(|s| text(s, "db.system").as_deref() == Some("postgresql"))
+            .map(|s| s.duration_nanos())
+            .collect();
+        medians.push((offset, quantile(&mut durations, 0.5)));
+        all.extend(durations);
+    }
+    (medians, all)
+}
+
+#[test]
+fn the_database_slows_down_for_the_first_90_s_of_every_5_minutes() {
+    let mut clinic = PetClinic::new(8, TrafficProfile::default());
+    let (degraded_medians, mut degraded) = query_durations(&mut clinic, &[0, 45, 89, 300, 389], 600);
+    let (healthy_medians, mut healthy) = query_durations(&mut clinic, &[90, 150, 299, 390, 599], 600);
+    let slowest_healthy = healthy_medians.iter().map(|(_, median)| *median).max().unwrap();
+    for (offset, median) in degraded_medians {
+        assert!(
+            median >= 3 * slowest_healthy,
+            "{offset} s into the period the median query takes {median} ns, at most {slowest_healthy} ns when healthy"
+        );
+    }
+    let (p99_degraded, p99_healthy) = (quantile(&mut degraded, 0.99), quantile(&mut healthy, 0.99));
+    assert!(p99_degraded >= 6 * p99_healthy, "p99 {p99_degraded} ns degraded, {p99_healthy} ns healthy");
+}
+
 #[test]
 fn every_operation_has_a_long_tail() {
     let mut clinic = PetClinic::new(9, TrafficProfile::default());
@@ -155,8 +193,14 @@ fn every_operation_has_a_long_tail() {
 #[test]
 fn every_span_lies_within_its_parent_and_a_consumer_starts_after_its_producer() {
     let mut clinic = PetClinic::new(10, TrafficProfile::default());
-    for encoding in [Encoding::OtlpProto, Encoding::OtlpJson, Encoding::ZipkinJson] {
-        for trace in traces(&mut clinic, 1000, NOW, encoding) {
+    let degraded_now = PERIOD_START * SECOND;
+    for (encoding, now) in [
+        (Encoding::OtlpProto, NOW),
+        (Encoding::OtlpProto, degraded_now),
+        (Encoding::OtlpJson, NOW),
+        (Encoding::ZipkinJson, degraded_now),
+    ] {
+        for trace in traces(&mut clinic, 1000, now, encoding) {
             let by_id: HashMap<_, _> = trace.iter().map(|s| (s.span_id, s)).collect();
             assert_eq!(trace.iter().filter(|s| s.is_root()).count(), 1, "one root");
             for span in trace.iter().filter(|s| !s.is_root()) {
