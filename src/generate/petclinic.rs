@@ -1,7 +1,7 @@
 //! The PetClinic application model: the requests it serves, what each calls, how long each step
 //! takes and what goes wrong. [`PetClinic::trace`] builds one request's trace.
 //!
-//! The story an investigation finds:
+//! The story an investigation finds (README, "The demo's story"):
 //! - **A bad canary.** While faults are injected, owner lookups fail with a 500 at
 //!   `fault_rate` on average, but [`CANARY_FAULT_SHARE`] of customers-service's faults come
 //!   from its canary pod (release [`super::deployment::CANARY_VERSION`]): a bug of the release,
