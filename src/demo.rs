@@ -92,9 +92,9 @@ pub fn built_in_config() -> Config {
 }
 
 /// The demo's SLOs: the owner page's availability breaches within a minute while faults are
-/// injected (owner lookups fail several times more often than its 99 % goal allows); the vets
-/// list's latency (one request in ten over 1 s, against 15 % allowed) keeps it at WARNING with
-/// a budget alert, whatever the faults. The tiers are sized for a demo: `page-fast`
+/// injected (owner lookups, mostly those customers-service's canary pod serves, fail several times
+/// more often than its 99 % goal allows); the vets list's latency (one request in ten over 1 s,
+/// against 15 % allowed) keeps it at WARNING with a budget alert, whatever the faults. The tiers are sized for a demo: `page-fast`
 /// (12 min long window, 1 min short one, threshold 2x) fires within a minute of the faults and
 /// resolves within about two minutes of `POST /api/demo/faults?enabled=false`; `ticket` (1 h,
 /// 5 min, 1x) resolves about five minutes later; the budget, spent, recovers within the hour.
@@ -203,6 +203,8 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     say!("  Services (JSON):    http://{bound}/api/services");
     say!("  Health / readiness: http://{bound}/healthz  http://{bound}/readyz");
     say!("  SLOs (JSON):        http://{bound}/api/slos");
+    say!("  Service map (JSON): http://{bound}/api/service-map");
+    say!("  Faults by pod:      http://{bound}/api/contributors?service=customers-service&dimension=k8s.pod.name&by=faults");
     say!("  SLO alerts:         kcat -b {brokers} -C -t {}", config.kafka.alerts_topic);
     say!("  Fault injection:    curl -X POST 'http://{bound}/api/demo/faults?enabled=false'");
     if let Some((path, _)) = &options.config {

@@ -1,14 +1,20 @@
 //! Traffic generation: a PetClinic-like application (frontend, customers, vets, visits, billing,
-//! insurance, a PostgreSQL database, a Kafka queue) emitting realistic traces with configurable
-//! faults (5xx), errors (4xx), throttles (429), a slow operation and health checks.
+//! insurance, a PostgreSQL database, a Kafka queue) running on several Kubernetes pods per service,
+//! emitting realistic traces with configurable faults (5xx, mostly from one canary pod), errors
+//! (4xx), throttles (429), a slow operation, a database that degrades on a schedule, long-tailed
+//! latencies and health checks.
 //!
-//! [`PetClinic::trace`] builds one trace and encodes it the way an OpenTelemetry pipeline would
-//! deliver it: one message per service (each SDK exports its own spans), in `otlp_proto` (via the
-//! `opentelemetry-proto` types), `otlp_json` (the same types' OTLP/JSON serialisation) or
-//! `zipkin_json`. [`run`] drives a Kafka topic at a target span rate (`tracewarden generate`, and
-//! the demo).
+//! [`PetClinic::trace`] builds one trace (`petclinic`: the model and its story; `deployment`: the
+//! pods; `latency`: durations and the database's schedule) and encodes it the way an
+//! OpenTelemetry pipeline would deliver it (`wire`): one message per service (each SDK exports
+//! its own spans, under its pod's resource), in `otlp_proto` (via the `opentelemetry-proto`
+//! types), `otlp_json` (the same types' OTLP/JSON serialisation) or `zipkin_json`. [`run`] drives a
+//! Kafka topic at a target span rate (`tracewarden generate`, and the demo).
 
+mod deployment;
+mod latency;
 mod petclinic;
+mod wire;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -112,3 +118,6 @@ pub fn run(
     let _ = producer.flush(Duration::from_secs(30));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

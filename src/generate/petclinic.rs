@@ -1,26 +1,42 @@
-//! The PetClinic application model and its encoders.
+//! The PetClinic application model: the requests it serves, what each calls, how long each step
+//! takes and what goes wrong. [`PetClinic::trace`] builds one request's trace.
+//!
+//! The story an investigation finds (README, "The demo's story"):
+//! - **A bad canary.** While faults are injected, owner lookups fail with a 500 at
+//!   `fault_rate` on average, but [`CANARY_FAULT_SHARE`] of customers-service's faults come
+//!   from its canary pod (release [`super::deployment::CANARY_VERSION`]): a bug of the release,
+//!   whose database query succeeds. The other pods fail rarely, on a database error as before.
+//!   Visits fail at `fault_rate` when the insurer answers 503, on any pod. With faults switched
+//!   off ([`PetClinic::set_faults`]) nothing faults, the canary included.
+//! - **A database that degrades on a schedule**: for the first 90 s of every 5 minutes of Unix
+//!   time its queries are 5 × slower at the median and about 10 × at p99
+//!   ([`super::latency::database_degraded`]), and so are the requests waiting on them.
+//! - **Long tails everywhere**: every step's duration is log-normal and a request's steps share the
+//!   load it meets ([`super::latency::LOAD`]), so every operation's p99 is several times its p50.
+//!   A span's calls run inside it, one after another, between its own steps of work; a message
+//!   published to Kafka is processed after the publish span ends.
 
 use bytes::Bytes;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span, Status, TracesData};
-use prost::Message;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{json, Value};
 
+use super::deployment::{Pod, Service};
+use super::latency::{self, LogNormal};
+use super::wire::{self, GenSpan, Val};
 use crate::model::Encoding;
 
 /// Shares of the traffic that go wrong.
 #[derive(Clone, Debug)]
 pub struct TrafficProfile {
-    /// Probability that a fault-prone call fails with a 5xx (database error, insurance outage).
+    /// Probability that a fault-prone call fails with a 5xx (an owner lookup: mostly on the
+    /// customers-service canary; a claim: insurance outage).
     pub fault_rate: f64,
     /// Probability that an owner lookup misses (404).
     pub error_rate: f64,
     /// Probability that a pet search is throttled (429).
     pub throttle_rate: f64,
-    /// Probability that `GET /vets` is slow (1.2–2 s instead of ~40 ms).
+    /// Probability that `GET /vets` is slow (1.2–2 s more than its usual ~40 ms).
     pub slow_rate: f64,
 }
 
@@ -40,25 +56,33 @@ pub struct GeneratedTrace {
     pub root_fault: bool,
 }
 
-#[derive(Clone)]
-enum Val {
-    Str(String),
-    Int(i64),
-}
-
-struct GenSpan {
-    service: &'static str,
-    span_id: [u8; 8],
-    parent: Option<[u8; 8]>,
-    name: String,
-    kind: span::SpanKind,
-    start: u64,
-    end: u64,
-    attributes: Vec<(&'static str, Val)>,
-    error: bool,
-}
+/// Share of customers-service's faults that its canary pod serves while faults are injected.
+pub const CANARY_FAULT_SHARE: f64 = 0.9;
 
 const MS: u64 = 1_000_000;
+
+/// Status message of a fault the canary's release causes.
+const CANARY_BUG: &str = "java.lang.NullPointerException: Cannot invoke \"Owner.getPets()\" (OwnerResource.java:74)";
+/// Status message of the other injected faults.
+const INJECTED_FAULT: &str = "injected fault";
+
+/// Medians of the steps of work, in milliseconds.
+const FRONTEND_WORK: LogNormal = LogNormal::typical_ms(3.0);
+const NETWORK: LogNormal = LogNormal::typical_ms(1.0);
+const OWNER_LOOKUP_WORK: LogNormal = LogNormal::typical_ms(6.0);
+const VETS_WORK: LogNormal = LogNormal::typical_ms(30.0);
+const VISIT_WORK: LogNormal = LogNormal::typical_ms(10.0);
+const PUBLISH: LogNormal = LogNormal::typical_ms(3.0);
+const QUEUE_WAIT: LogNormal = LogNormal::typical_ms(40.0);
+const BILLING_WORK: LogNormal = LogNormal::typical_ms(20.0);
+const CLAIM_WORK: LogNormal = LogNormal::typical_ms(50.0);
+const PET_SEARCH_WORK: LogNormal = LogNormal::typical_ms(8.0);
+const THROTTLED_WORK: LogNormal = LogNormal::typical_ms(0.5);
+const HEALTH_CHECK_WORK: LogNormal = LogNormal::typical_ms(0.5);
+const CACHE_REFRESH_WORK: LogNormal = LogNormal::typical_ms(15.0);
+/// Medians of the database queries when it is healthy, in milliseconds.
+const SELECT_MS: f64 = 4.0;
+const INSERT_MS: f64 = 6.0;
 
 /// The application: call it once per trace.
 pub struct PetClinic {
@@ -67,60 +91,236 @@ pub struct PetClinic {
     faults: bool,
 }
 
-struct Builder<'a> {
-    rng: &'a mut SmallRng,
-    spans: Vec<GenSpan>,
+/// A span before it is placed in time: what it is, the calls it makes one after another, and its
+/// own steps of work around them (`work[i]` before call `i`, the last one after the last call). A
+/// message it hands to a consumer is processed `wait` after it ends, without holding it up.
+struct Call {
+    pod: &'static Pod,
+    name: &'static str,
+    kind: SpanKind,
+    attributes: Vec<(&'static str, Val)>,
+    error: Option<&'static str>,
+    work: Vec<u64>,
+    calls: Vec<Call>,
+    handoff: Option<(u64, Box<Call>)>,
 }
 
-impl Builder<'_> {
-    #[allow(clippy::too_many_arguments)]
+impl Call {
+    /// Its HTTP response status, if it has one.
+    fn status(&self) -> Option<i64> {
+        self.attributes.iter().find_map(|(key, value)| match (key, value) {
+            (&"http.response.status_code", Val::Int(code)) => Some(*code),
+            _ => None,
+        })
+    }
+
+    /// Sets status ERROR with `message`.
+    fn failed(mut self, message: &'static str) -> Self {
+        self.error = Some(message);
+        self
+    }
+
+    /// Hands a message to `consumer`, whose span starts `wait` after this one ends.
+    fn handing_off(mut self, wait: u64, consumer: Call) -> Self {
+        self.handoff = Some((wait, Box::new(consumer)));
+        self
+    }
+}
+
+/// What goes wrong in one request, drawn before it is built.
+struct Mishaps {
+    /// Compared with a fault probability: below it, the request faults.
+    fault_roll: f64,
+    miss: bool,
+    throttled: bool,
+    slow: bool,
+}
+
+/// One request being built: the pod serving each service, the load it meets, the database's state.
+struct Request<'a> {
+    rng: &'a mut SmallRng,
+    /// By [`Service`] discriminant, the order of [`Service::ALL`].
+    pods: [&'static Pod; Service::ALL.len()],
+    load: f64,
+    database_degraded: bool,
+}
+
+impl Request<'_> {
+    fn pod(&self, service: Service) -> &'static Pod {
+        self.pods[service as usize]
+    }
+
+    /// A duration drawn from `d` (milliseconds) under the request's load, in whole microseconds
+    /// (so Zipkin's microsecond times nest exactly as the nanosecond ones do).
+    fn time(&mut self, d: LogNormal) -> u64 {
+        let micros = (d.draw(self.rng) * self.load * 1e3).round() as u64;
+        micros.max(1) * 1_000
+    }
+
+    /// A span of `service` that works for a time drawn from `work`, split around `calls`.
     fn span(
         &mut self,
-        service: &'static str,
-        parent: Option<[u8; 8]>,
-        name: &str,
-        kind: span::SpanKind,
-        start: u64,
-        duration: u64,
+        service: Service,
+        name: &'static str,
+        kind: SpanKind,
         attributes: Vec<(&'static str, Val)>,
-    ) -> [u8; 8] {
+        work: LogNormal,
+        calls: Vec<Call>,
+    ) -> Call {
+        let total = self.time(work);
+        let weights: Vec<f64> = (0..=calls.len()).map(|_| self.rng.random_range(0.1..1.0)).collect();
+        let sum: f64 = weights.iter().sum();
+        let mut work: Vec<u64> = weights.iter().map(|w| (total as f64 * w / sum) as u64 / 1_000 * 1_000).collect();
+        work[0] = total - work[1..].iter().sum::<u64>();
+        let mut call = Call { pod: self.pod(service), name, kind, attributes, error: None, work, calls, handoff: None };
+        if call.status().is_some_and(|code| code >= 500) {
+            call.error = Some(INJECTED_FAULT);
+        }
+        call
+    }
+
+    /// A request `page` ("{method} {route}") served by `service` with `status`.
+    fn serve(&mut self, service: Service, page: &'static str, status: i64, work: LogNormal, calls: Vec<Call>) -> Call {
+        let (method, route) = page.split_once(' ').expect("a page is \"{method} {route}\"");
+        self.span(service, page, SpanKind::Server, http_server(method, route, status), work, calls)
+    }
+
+    /// `caller`'s HTTP call to `path` of the service serving `server`, answered with its status.
+    fn call(&mut self, caller: Service, path: &str, server: Call) -> Call {
+        let method = server.name.split_once(' ').map_or(server.name, |(method, _)| method);
+        let attributes = http_client(method, path, server.pod.service.name(), server.status().unwrap_or(200));
+        self.span(caller, method, SpanKind::Client, attributes, NETWORK, vec![server])
+    }
+
+    /// A frontend page calling `path` of the service serving `server`, answered with its status.
+    fn frontend_page(&mut self, page: &'static str, path: &str, server: Call) -> Call {
+        let status = server.status().unwrap_or(200);
+        let call = self.call(Service::Frontend, path, server);
+        self.serve(Service::Frontend, page, status, FRONTEND_WORK, vec![call])
+    }
+
+    /// A query of `service` to the database (`statement`: "{operation} petclinic.{table}"), as
+    /// long as the database's state makes it.
+    fn query(&mut self, service: Service, statement: &'static str, median_ms: f64) -> Call {
+        let duration = latency::database_query(median_ms, self.database_degraded);
+        self.span(service, statement, SpanKind::Client, db(statement), duration, vec![])
+    }
+
+    /// Places `call` from `start` under `parent`, its calls inside it; appends its spans (parents
+    /// before children) and returns its end.
+    fn place(&mut self, call: Call, parent: Option<[u8; 8]>, start: u64, spans: &mut Vec<GenSpan>) -> u64 {
+        let Call { pod, name, kind, attributes, error, work, calls, handoff } = call;
         let mut span_id = [0u8; 8];
         while span_id == [0; 8] {
             self.rng.fill(&mut span_id);
         }
-        self.spans.push(GenSpan {
-            service,
-            span_id,
-            parent,
-            name: name.into(),
-            kind,
-            start,
-            end: start + duration,
-            attributes,
-            error: false,
-        });
-        span_id
-    }
-
-    fn fail(&mut self, span_id: [u8; 8], status: Option<i64>) {
-        if let Some(s) = self.spans.iter_mut().find(|s| s.span_id == span_id) {
-            match status {
-                Some(code) => {
-                    for (k, v) in &mut s.attributes {
-                        if *k == "http.response.status_code" {
-                            *v = Val::Int(code);
-                        }
-                    }
-                    s.error = code >= 500;
-                }
-                None => s.error = true,
-            }
+        let index = spans.len();
+        spans.push(GenSpan { pod, span_id, parent, name, kind, start, end: start, attributes, error });
+        let mut steps = work.into_iter();
+        let mut end = start + steps.next().unwrap_or(0);
+        for callee in calls {
+            end = self.place(callee, Some(span_id), end, spans) + steps.next().unwrap_or(0);
         }
+        spans[index].end = end;
+        if let Some((wait, consumer)) = handoff {
+            self.place(*consumer, Some(span_id), end + wait, spans);
+        }
+        end
     }
 
-    fn jitter(&mut self, base_ms: u64) -> u64 {
-        (base_ms * MS) + self.rng.random_range(0..=base_ms * MS / 2)
+    /// An owner page: frontend → customers-service → database. Returns the root and whether it
+    /// faults.
+    fn owner_page(&mut self, mishaps: &Mishaps, fault_rate: f64) -> (Call, bool) {
+        let pod = self.pod(Service::Customers);
+        let fault = mishaps.fault_roll < owner_lookup_fault_rate(pod, fault_rate);
+        let status = if fault {
+            500
+        } else if mishaps.miss {
+            404
+        } else {
+            200
+        };
+        let mut query = self.query(Service::Customers, "SELECT petclinic.owners", SELECT_MS);
+        if fault && !pod.is_canary() {
+            query = query.failed(INJECTED_FAULT);
+        }
+        let page = "GET /owners/{ownerId}";
+        let mut server = self.serve(Service::Customers, page, status, OWNER_LOOKUP_WORK, vec![query]);
+        if fault && pod.is_canary() {
+            server = server.failed(CANARY_BUG);
+        }
+        (self.frontend_page(page, "/owners/{ownerId}", server), fault)
     }
+
+    /// The vets list: slow now and then (1.2–2 s more work in vets-service).
+    fn vets_list(&mut self, mishaps: &Mishaps) -> Call {
+        let query = self.query(Service::Vets, "SELECT petclinic.vets", SELECT_MS);
+        let mut server = self.serve(Service::Vets, "GET /vets", 200, VETS_WORK, vec![query]);
+        if mishaps.slow {
+            let last = server.work.len() - 1;
+            server.work[last] += 1_200 * MS + self.rng.random_range(0..800) * MS;
+        }
+        self.frontend_page("GET /vets", "/vets", server)
+    }
+
+    /// A visit: stored, then billed asynchronously through Kafka; the insurer may fail the claim.
+    fn visit(&mut self, mishaps: &Mishaps, fault_rate: f64) -> Call {
+        let fault = mishaps.fault_roll < fault_rate;
+        let insurer = self.serve(Service::Insurance, "POST /claims", if fault { 503 } else { 200 }, CLAIM_WORK, vec![]);
+        let claim = self.call(Service::Billing, "/claims", insurer);
+        let topic = "billing-events";
+        let process_span = "billing-events process";
+        let mut process = self.span(
+            Service::Billing,
+            process_span,
+            SpanKind::Consumer,
+            kafka("process", topic),
+            BILLING_WORK,
+            vec![claim],
+        );
+        if fault {
+            process = process.failed(INJECTED_FAULT);
+        }
+        let wait = self.time(QUEUE_WAIT);
+        let publish_span = "billing-events publish";
+        let publish = self
+            .span(Service::Visits, publish_span, SpanKind::Producer, kafka("publish", topic), PUBLISH, vec![])
+            .handing_off(wait, process);
+        let insert = self.query(Service::Visits, "INSERT petclinic.visits", INSERT_MS);
+        let server = self.serve(Service::Visits, "POST /visits", 201, VISIT_WORK, vec![insert, publish]);
+        self.frontend_page("POST /owners/{ownerId}/pets/{petId}/visits", "/visits", server)
+    }
+
+    /// A pet search, rate limited by customers-service: a throttled search is answered at once.
+    fn pet_search(&mut self, mishaps: &Mishaps) -> Call {
+        let (status, work) = if mishaps.throttled { (429, THROTTLED_WORK) } else { (200, PET_SEARCH_WORK) };
+        let server = self.serve(Service::Customers, "GET /pets/search", status, work, vec![]);
+        self.frontend_page("GET /api/pets/search", "/pets/search", server)
+    }
+
+    /// A load balancer health check.
+    fn health_check(&mut self) -> Call {
+        let mut check = self.serve(Service::Frontend, "GET /health", 200, HEALTH_CHECK_WORK, vec![]);
+        check.attributes.push(("user_agent.original", Val::Str("ELB-HealthChecker/2.0".into())));
+        check
+    }
+
+    /// A scheduled cache refresh: an internal root span.
+    fn cache_refresh(&mut self) -> Call {
+        let query = self.query(Service::Vets, "SELECT petclinic.specialties", SELECT_MS);
+        let name = "refresh-specialties-cache";
+        self.span(Service::Vets, name, SpanKind::Internal, vec![], CACHE_REFRESH_WORK, vec![query])
+    }
+}
+
+/// The probability that an owner lookup served by `pod` faults, such that lookups fault at
+/// `fault_rate` on average over the evenly balanced pods and the canary serves
+/// [`CANARY_FAULT_SHARE`] of the faults (up to a `fault_rate` of 1 / (pods × share), 0.28 with
+/// four pods; beyond it the canary fails every lookup and the average is lower).
+fn owner_lookup_fault_rate(pod: &Pod, fault_rate: f64) -> f64 {
+    let pods = pod.service.pods().len() as f64;
+    let share = if pod.is_canary() { CANARY_FAULT_SHARE } else { (1.0 - CANARY_FAULT_SHARE) / (pods - 1.0) };
+    fault_rate * pods * share
 }
 
 fn http_server(method: &str, route: &str, status: i64) -> Vec<(&'static str, Val)> {
@@ -149,7 +349,8 @@ fn kafka(operation: &str, topic: &str) -> Vec<(&'static str, Val)> {
     ]
 }
 
-fn db(operation: &str, table: &str) -> Vec<(&'static str, Val)> {
+fn db(statement: &str) -> Vec<(&'static str, Val)> {
+    let (operation, table) = statement.split_once(" petclinic.").expect("\"{operation} petclinic.{table}\"");
     vec![
         ("db.system", Val::Str("postgresql".into())),
         ("db.operation.name", Val::Str(operation.into())),
@@ -163,360 +364,54 @@ impl PetClinic {
         Self { rng: SmallRng::seed_from_u64(seed), profile, faults: true }
     }
 
-    /// Switches fault injection on or off (errors, throttles and slowness stay).
+    /// Switches fault injection on or off (errors, throttles, slowness and the database's schedule
+    /// stay).
     pub fn set_faults(&mut self, on: bool) {
         self.faults = on;
     }
 
-    /// Builds one trace ending at `now` (Unix nanoseconds).
+    /// Builds one trace starting 3 s before `now` (Unix nanoseconds); `now` also decides whether
+    /// the database is degraded ([`latency::database_degraded`]).
     pub fn trace(&mut self, now: u64, encoding: Encoding) -> GeneratedTrace {
         let mut trace_id = [0u8; 16];
         while trace_id == [0; 16] {
             self.rng.fill(&mut trace_id);
         }
         let fault_rate = if self.faults { self.profile.fault_rate } else { 0.0 };
-        let profile = self.profile.clone();
         let roll: f64 = self.rng.random();
-        let fault = self.rng.random::<f64>() < fault_rate;
-        let miss = self.rng.random::<f64>() < profile.error_rate;
-        let throttled = self.rng.random::<f64>() < profile.throttle_rate;
-        let slow = self.rng.random::<f64>() < profile.slow_rate;
-        let start = now.saturating_sub(3_000 * MS);
-        let mut b = Builder { rng: &mut self.rng, spans: Vec::new() };
-        use span::SpanKind::{Client, Consumer, Internal, Producer, Server};
-        let mut root_fault = false;
-        if roll < 0.30 {
-            // An owner page: frontend → customers-service → database.
-            let (d_db, d_cust) = (b.jitter(4), b.jitter(8));
-            let total = d_db + d_cust + b.jitter(6);
-            let root = b.span(
-                "frontend",
-                None,
-                "GET /owners/{ownerId}",
-                Server,
-                start,
-                total,
-                http_server("GET", "/owners/{ownerId}", 200),
-            );
-            let call = b.span(
-                "frontend",
-                Some(root),
-                "GET",
-                Client,
-                start + MS,
-                d_cust + d_db + 2 * MS,
-                http_client("GET", "/owners/{ownerId}", "customers-service", 200),
-            );
-            let server = b.span(
-                "customers-service",
-                Some(call),
-                "GET /owners/{ownerId}",
-                Server,
-                start + 2 * MS,
-                d_cust + d_db,
-                http_server("GET", "/owners/{ownerId}", 200),
-            );
-            let query = b.span(
-                "customers-service",
-                Some(server),
-                "SELECT petclinic.owners",
-                Client,
-                start + 3 * MS,
-                d_db,
-                db("SELECT", "owners"),
-            );
-            if fault {
-                b.fail(query, None);
-                b.fail(server, Some(500));
-                b.fail(call, Some(500));
-                b.fail(root, Some(500));
-                root_fault = true;
-            } else if miss {
-                b.fail(server, Some(404));
-                b.fail(call, Some(404));
-                b.fail(root, Some(404));
-            }
-        } else if roll < 0.50 {
-            // The vets list: slow now and then.
-            let d_db = b.jitter(4);
-            let d_vets = if slow { 1_200 * MS + b.rng.random_range(0..800 * MS) } else { b.jitter(30) };
-            let root =
-                b.span("frontend", None, "GET /vets", Server, start, d_vets + 6 * MS, http_server("GET", "/vets", 200));
-            let call = b.span(
-                "frontend",
-                Some(root),
-                "GET",
-                Client,
-                start + MS,
-                d_vets + 3 * MS,
-                http_client("GET", "/vets", "vets-service", 200),
-            );
-            let server = b.span(
-                "vets-service",
-                Some(call),
-                "GET /vets",
-                Server,
-                start + 2 * MS,
-                d_vets,
-                http_server("GET", "/vets", 200),
-            );
-            b.span(
-                "vets-service",
-                Some(server),
-                "SELECT petclinic.vets",
-                Client,
-                start + 3 * MS,
-                d_db,
-                db("SELECT", "vets"),
-            );
-        } else if roll < 0.75 {
-            // A visit: stored, then billed asynchronously through Kafka; insurance may fail.
-            let root = b.span(
-                "frontend",
-                None,
-                "POST /owners/{ownerId}/pets/{petId}/visits",
-                Server,
-                start,
-                40 * MS,
-                http_server("POST", "/owners/{ownerId}/pets/{petId}/visits", 201),
-            );
-            let call = b.span(
-                "frontend",
-                Some(root),
-                "POST",
-                Client,
-                start + MS,
-                35 * MS,
-                http_client("POST", "/visits", "visits-service", 201),
-            );
-            let server = b.span(
-                "visits-service",
-                Some(call),
-                "POST /visits",
-                Server,
-                start + 2 * MS,
-                32 * MS,
-                http_server("POST", "/visits", 201),
-            );
-            b.span(
-                "visits-service",
-                Some(server),
-                "INSERT petclinic.visits",
-                Client,
-                start + 4 * MS,
-                6 * MS,
-                db("INSERT", "visits"),
-            );
-            let publish = b.span(
-                "visits-service",
-                Some(server),
-                "billing-events publish",
-                Producer,
-                start + 12 * MS,
-                3 * MS,
-                kafka("publish", "billing-events"),
-            );
-            let consume = b.span(
-                "billing-service",
-                Some(publish),
-                "billing-events process",
-                Consumer,
-                start + 60 * MS,
-                90 * MS,
-                kafka("process", "billing-events"),
-            );
-            let claim = b.span(
-                "billing-service",
-                Some(consume),
-                "POST",
-                Client,
-                start + 65 * MS,
-                70 * MS,
-                http_client("POST", "/claims", "insurance-service", 200),
-            );
-            let insurer = b.span(
-                "insurance-service",
-                Some(claim),
-                "POST /claims",
-                Server,
-                start + 67 * MS,
-                65 * MS,
-                http_server("POST", "/claims", 200),
-            );
-            if fault {
-                b.fail(insurer, Some(503));
-                b.fail(claim, Some(503));
-                b.fail(consume, None);
-            }
-        } else if roll < 0.85 {
-            // A pet search, rate limited by customers-service.
-            let status = if throttled { 429 } else { 200 };
-            let root = b.span(
-                "frontend",
-                None,
-                "GET /api/pets/search",
-                Server,
-                start,
-                15 * MS,
-                http_server("GET", "/api/pets/search", status),
-            );
-            let call = b.span(
-                "frontend",
-                Some(root),
-                "GET",
-                Client,
-                start + MS,
-                12 * MS,
-                http_client("GET", "/pets/search", "customers-service", status),
-            );
-            b.span(
-                "customers-service",
-                Some(call),
-                "GET /pets/search",
-                Server,
-                start + 2 * MS,
-                10 * MS,
-                http_server("GET", "/pets/search", status),
-            );
-        } else if roll < 0.95 {
-            // A load balancer health check.
-            let mut attributes = http_server("GET", "/health", 200);
-            attributes.push(("user_agent.original", Val::Str("ELB-HealthChecker/2.0".into())));
-            b.span("frontend", None, "GET /health", Server, start, MS / 2, attributes);
-        } else {
-            // A scheduled cache refresh: an internal root span.
-            let root = b.span("vets-service", None, "refresh-specialties-cache", Internal, start, 20 * MS, vec![]);
-            b.span(
-                "vets-service",
-                Some(root),
-                "SELECT petclinic.specialties",
-                Client,
-                start + MS,
-                5 * MS,
-                db("SELECT", "specialties"),
-            );
-        }
-        let spans = b.spans;
-        let count = spans.len();
-        let messages = encode(&trace_id, &spans, encoding);
-        GeneratedTrace { trace_id, messages, spans: count, root_fault }
-    }
-}
-
-fn services_in_order(spans: &[GenSpan]) -> Vec<&'static str> {
-    let mut services = Vec::new();
-    for s in spans {
-        if !services.contains(&s.service) {
-            services.push(s.service);
-        }
-    }
-    services
-}
-
-fn kv(key: &str, value: &Val) -> KeyValue {
-    let value = match value {
-        Val::Str(s) => any_value::Value::StringValue(s.clone()),
-        Val::Int(i) => any_value::Value::IntValue(*i),
-    };
-    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
-}
-
-fn proto_data(trace_id: &[u8; 16], service: &str, spans: &[&GenSpan]) -> TracesData {
-    let resource = Resource {
-        attributes: vec![
-            kv("service.name", &Val::Str(service.into())),
-            kv("deployment.environment.name", &Val::Str("demo".into())),
-            kv("telemetry.sdk.language", &Val::Str("java".into())),
-        ],
-        ..Default::default()
-    };
-    let spans = spans
-        .iter()
-        .map(|s| Span {
-            trace_id: trace_id.to_vec(),
-            span_id: s.span_id.to_vec(),
-            parent_span_id: s.parent.map(|p| p.to_vec()).unwrap_or_default(),
-            name: s.name.clone(),
-            kind: s.kind as i32,
-            start_time_unix_nano: s.start,
-            end_time_unix_nano: s.end,
-            attributes: s.attributes.iter().map(|(k, v)| kv(k, v)).collect(),
-            status: Some(Status {
-                code: if s.error { 2 } else { 0 },
-                message: if s.error { "injected fault".into() } else { String::new() },
-            }),
-            ..Default::default()
-        })
-        .collect();
-    TracesData {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(resource),
-            scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: "io.opentelemetry.spring-webmvc-6.0".into(),
-                    version: "2.10.0".into(),
-                    ..Default::default()
-                }),
-                spans,
-                schema_url: String::new(),
-            }],
-            schema_url: "https://opentelemetry.io/schemas/1.26.0".into(),
-        }],
-    }
-}
-
-fn zipkin_span(trace_id: &[u8; 16], s: &GenSpan) -> Value {
-    let kind = match s.kind {
-        span::SpanKind::Server => Some("SERVER"),
-        span::SpanKind::Client => Some("CLIENT"),
-        span::SpanKind::Producer => Some("PRODUCER"),
-        span::SpanKind::Consumer => Some("CONSUMER"),
-        _ => None,
-    };
-    let mut tags = serde_json::Map::new();
-    for (k, v) in &s.attributes {
-        let text = match v {
-            Val::Str(s) => s.clone(),
-            Val::Int(i) => i.to_string(),
+        let mishaps = Mishaps {
+            fault_roll: self.rng.random(),
+            miss: self.rng.random::<f64>() < self.profile.error_rate,
+            throttled: self.rng.random::<f64>() < self.profile.throttle_rate,
+            slow: self.rng.random::<f64>() < self.profile.slow_rate,
         };
-        tags.insert(k.to_string(), Value::String(text));
+        let pods = Service::ALL.map(|service| {
+            let pods = service.pods();
+            &pods[self.rng.random_range(0..pods.len())]
+        });
+        let load = latency::LOAD.draw(&mut self.rng);
+        let mut request =
+            Request { rng: &mut self.rng, pods, load, database_degraded: latency::database_degraded(now) };
+        let mut root_fault = false;
+        let root = if roll < 0.30 {
+            let (root, fault) = request.owner_page(&mishaps, fault_rate);
+            root_fault = fault;
+            root
+        } else if roll < 0.50 {
+            request.vets_list(&mishaps)
+        } else if roll < 0.75 {
+            request.visit(&mishaps, fault_rate)
+        } else if roll < 0.85 {
+            request.pet_search(&mishaps)
+        } else if roll < 0.95 {
+            request.health_check()
+        } else {
+            request.cache_refresh()
+        };
+        let start = now.saturating_sub(3_000 * MS) / 1_000 * 1_000;
+        let mut spans = Vec::new();
+        request.place(root, None, start, &mut spans);
+        let messages = wire::encode(&trace_id, &spans, encoding);
+        GeneratedTrace { trace_id, messages, spans: spans.len(), root_fault }
     }
-    if s.error {
-        tags.insert("error".into(), Value::String("injected fault".into()));
-    }
-    let mut span = json!({
-        "traceId": hex::encode(trace_id),
-        "id": hex::encode(s.span_id),
-        "name": s.name,
-        "timestamp": s.start / 1000,
-        "duration": (s.end - s.start) / 1000,
-        "localEndpoint": {"serviceName": s.service},
-        "tags": tags,
-    });
-    if let Some(parent) = s.parent {
-        span["parentId"] = Value::String(hex::encode(parent));
-    }
-    if let Some(kind) = kind {
-        span["kind"] = Value::String(kind.into());
-    }
-    span
-}
-
-fn encode(trace_id: &[u8; 16], spans: &[GenSpan], encoding: Encoding) -> Vec<Bytes> {
-    services_in_order(spans)
-        .into_iter()
-        .map(|service| {
-            let of_service: Vec<&GenSpan> = spans.iter().filter(|s| s.service == service).collect();
-            match encoding {
-                Encoding::OtlpProto => Bytes::from(proto_data(trace_id, service, &of_service).encode_to_vec()),
-                Encoding::OtlpJson => {
-                    Bytes::from(serde_json::to_vec(&proto_data(trace_id, service, &of_service)).expect("serialisable"))
-                }
-                Encoding::ZipkinJson => {
-                    let list: Vec<Value> = of_service.iter().map(|s| zipkin_span(trace_id, s)).collect();
-                    Bytes::from(Value::Array(list).to_string())
-                }
-            }
-        })
-        .collect()
 }
