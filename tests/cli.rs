@@ -156,6 +156,33 @@ fn demo_serves_metrics_and_services() {
     assert!(owners["availability"].as_f64().unwrap() < 1.0, "the demo injects faults");
     assert!(owners["p99Seconds"].as_f64().is_some());
 
+    // The story (README, "The demo's story"): the map shows the failing edge, and top
+    // contributors name the canary pod and its version first.
+    let json = |path: &str| -> serde_json::Value { serde_json::from_str(&get(&addr, path).1).unwrap_or_default() };
+    let first_value = |dimension: &str| {
+        let path = format!("/api/contributors?service=customers-service&dimension={dimension}&by=faults");
+        json(&path)["contributors"][0]["value"].as_str().map(str::to_string)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let map = json("/api/service-map");
+        let failing_edge = map["edges"].as_array().is_some_and(|edges| {
+            edges.iter().any(|e| e["id"] == "frontend:demo->customers-service:demo" && e["faults"].as_u64() > Some(0))
+        });
+        if failing_edge
+            && first_value("k8s.pod.name").as_deref() == Some("customers-service-5b7c4d9f6-zr8vt")
+            && first_value("service.version").as_deref() == Some("1.4.0-rc1")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the map or the contributors do not tell the story:\n{map}\n{}",
+            json("/api/contributors?service=customers-service&dimension=k8s.pod.name&by=faults")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
     terminate(&child);
     let mut child = child;
     let status = child.wait().unwrap();
