@@ -51,6 +51,27 @@ impl PartialEq for Profile {
     }
 }
 
+/// Hashes an address with one multiplication (Fx): the cache is looked up on every change of
+/// resource between consecutive spans, and addresses need no flooding protection.
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl std::hash::Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0.rotate_left(5) ^ byte as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+
+    fn write_usize(&mut self, address: usize) {
+        self.0 = (address as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
 /// Profiles cached beyond this many resources start afresh.
 const MAX_CACHED_ORIGINS: usize = 16_384;
 
@@ -58,17 +79,20 @@ const MAX_CACHED_ORIGINS: usize = 16_384;
 pub struct ProfileCache {
     dimensions: Arc<[Arc<str>]>,
     /// By the address of the shared [`Origin`]; the `Arc` keeps the address from being reused.
-    by_origin: HashMap<usize, (Arc<Origin>, Profile)>,
+    by_origin: HashMap<usize, (Arc<Origin>, Profile), BuildHasherDefault<AddressHasher>>,
     /// Interned value strings, so profiles of many resources share them.
     values: HashMap<Arc<str>, ()>,
+    /// The last origin looked up: consecutive spans mostly share their resource.
+    last: Option<(usize, Profile)>,
 }
 
 impl ProfileCache {
     pub fn new(dimensions: &[String]) -> Self {
         Self {
             dimensions: dimensions.iter().map(|d| Arc::from(d.as_str())).collect(),
-            by_origin: HashMap::new(),
+            by_origin: HashMap::default(),
             values: HashMap::new(),
+            last: None,
         }
     }
 
@@ -84,23 +108,29 @@ impl ProfileCache {
     /// The profile of the resource the spans of `origin` were reported under.
     pub fn of(&mut self, origin: &Arc<Origin>) -> &Profile {
         let address = Arc::as_ptr(origin) as usize;
-        if !self.by_origin.contains_key(&address) {
-            if self.by_origin.len() >= MAX_CACHED_ORIGINS {
-                self.by_origin.clear();
-                self.values.clear();
-            }
-            let dimensions = self.dimensions.clone();
-            let values: Arc<[Option<Arc<str>>]> = dimensions
-                .iter()
-                .map(|dimension| {
-                    let value = find_resource_attribute(origin.encoding, &origin.resource, dimension)?.as_text()?;
-                    Some(self.intern(&value))
-                })
-                .collect();
-            let profile = Profile::new(values);
-            self.by_origin.insert(address, (origin.clone(), profile));
+        if matches!(&self.last, Some((last, _)) if *last == address) {
+            return &self.last.as_ref().expect("just matched").1;
         }
-        &self.by_origin[&address].1
+        if let Some((_, profile)) = self.by_origin.get(&address) {
+            let profile = profile.clone();
+            return &self.last.insert((address, profile)).1;
+        }
+        if self.by_origin.len() >= MAX_CACHED_ORIGINS {
+            self.by_origin.clear();
+            self.values.clear();
+        }
+        let dimensions = self.dimensions.clone();
+        let values: Arc<[Option<Arc<str>>]> = dimensions
+            .iter()
+            .map(|dimension| {
+                let value = find_resource_attribute(origin.encoding, &origin.resource, dimension)?.as_text()?;
+                Some(self.intern(&value))
+            })
+            .collect();
+        let profile = Profile::new(values);
+        // The cache holds the origin, so its address is not reused while remembered here.
+        self.by_origin.insert(address, (origin.clone(), profile.clone()));
+        &self.last.insert((address, profile)).1
     }
 
     pub fn intern(&mut self, value: &str) -> Arc<str> {

@@ -39,6 +39,11 @@ impl Examples {
 
     /// Offers a trace id with its outcome's severity ([`Outcome::severity`]).
     pub fn offer(&mut self, trace_id: &TraceId, severity: u8) {
+        // The common case, once full: ranked below every example held (so not held itself, or
+        // held with a severity at least this one), it changes nothing.
+        if self.len as usize == EXAMPLES && (severity, *trace_id) < self.weakest() {
+            return;
+        }
         let held = &mut self.ids[..self.len as usize];
         if let Some(same) = held.iter_mut().find(|(id, _)| id == trace_id) {
             same.1 = same.1.max(severity);
@@ -49,17 +54,16 @@ impl Examples {
             self.len += 1;
             return;
         }
-        let rank = |&(id, severity): &(TraceId, u8)| (severity, id);
-        let (weakest, held_rank) = self
-            .ids
-            .iter()
-            .enumerate()
-            .map(|(i, example)| (i, rank(example)))
-            .min_by_key(|(_, r)| *r)
-            .expect("EXAMPLES > 0");
-        if (severity, *trace_id) > held_rank {
-            self.ids[weakest] = (*trace_id, severity);
+        let weakest = self.weakest();
+        if (severity, *trace_id) > weakest {
+            let at = self.ids.iter().position(|&(id, s)| (s, id) == weakest).expect("held");
+            self.ids[at] = (*trace_id, severity);
         }
+    }
+
+    /// The rank (severity, id) of the example that would go first.
+    fn weakest(&self) -> (u8, TraceId) {
+        self.ids[..self.len as usize].iter().map(|&(id, s)| (s, id)).min().unwrap_or((0, [0; 16]))
     }
 
     /// Offers every example of `other`.
