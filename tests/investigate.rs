@@ -340,6 +340,15 @@ fn two_instances_answer_for_the_whole_group() {
     });
     assert_eq!(get(&addr_b, "/api/slos/nonesuch/history").0, 404);
 
-    first.stop().unwrap();
-    second.stop().unwrap();
+    // Once the instance holding the kept trace is gone (not heard of for 30 s), the other answers
+    // with the summary alone.
+    let (holder_pipeline, other_pipeline) = if holder == &addr_a { (first, second) } else { (second, first) };
+    let other = other.clone();
+    holder_pipeline.stop().unwrap();
+    harness.advance(Duration::from_secs(31));
+    let (status, alone) = get(&other, &path);
+    assert_eq!(status, 200, "{alone}");
+    assert_eq!(alone["spans"], serde_json::Value::Null);
+    assert_eq!(alone["heldBy"], format!("http://{holder}"));
+    other_pipeline.stop().unwrap();
 }
