@@ -1,0 +1,437 @@
+// The console in a headless browser: opens every page of a running tracewarden demo and checks
+// what a user would read there, the walk of the README's story (map -> service -> a chart point
+// -> its traces), the keyboard and the back button.
+//
+//   node tests/browser/console.mjs URL [--started-at UNIX_MS] [--update-readme]
+//
+// URL is the console of `tracewarden demo` (scripts/browser.sh starts one and passes it).
+// --started-at says when the demo started, for the wait on its SLO alert (default: now).
+// --update-readme copies map.png and service.png to docs/screenshots/ when every check passed.
+//
+// Every check fails on an uncaught JavaScript error, a console.error, a failed request or an HTTP
+// error, and on any request to another host than the instance (those are also blocked, so that
+// nothing leaves the machine). Each page's full-page screenshot goes to target/screenshots/.
+// Selectors follow the console's contract: <main id="page" data-page data-state>, [data-error],
+// table[data-table] > tr[data-row] > td[data-col], [data-chart] (uPlot, .u-over is the plot area),
+// #map, [data-waterfall] > [data-span][data-outcome], aside[data-panel=point], [data-link=traces].
+
+import assert from 'node:assert/strict';
+import { copyFile, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const SHOTS = path.join(ROOT, 'target/screenshots');
+const README_SHOTS = path.join(ROOT, 'docs/screenshots');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+// The demo's PetClinic (src/generate) and its story (README, "The demo's story").
+const ENV = 'demo';
+const SERVICES = ['frontend', 'customers-service', 'vets-service', 'visits-service', 'billing-service', 'insurance-service'];
+const FAILING_EDGE = 'frontend:demo->customers-service:demo';
+const SLO = 'owners-availability';
+// The canary behind most of customers-service's faults, by any dimension that tells it apart:
+// its pod (also in service.instance.id), its version, or its node.
+const CANARY = /customers-service-5b7c4d9f6-zr8vt|1\.4\.0-rc1|ip-10-0-2-91/;
+// The demo's SLO fires within about a minute of its start; allow more on a busy machine.
+const ALERT_WITHIN_MS = 150_000;
+const WHOLE_RUN_MS = 5 * 60_000;
+
+const args = process.argv.slice(2);
+const flag = (name) => args.includes(name);
+const option = (name) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined; };
+const base = args.find((a, i) => !a.startsWith('--') && args[i - 1] !== '--started-at');
+if (!base) {
+  console.error('usage: node tests/browser/console.mjs URL [--started-at UNIX_MS] [--update-readme]');
+  process.exit(2);
+}
+const ORIGIN = new URL(base).origin;
+const startedAt = Number(option('--started-at') ?? Date.now());
+
+// A run that hangs somewhere fails instead (the timer does not keep a finished run alive).
+setTimeout(() => {
+  console.error(`browser tests: not finished after ${WHOLE_RUN_MS / 1000} s, giving up`);
+  process.exit(1);
+}, WHOLE_RUN_MS).unref();
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const number = (text) => {
+  // "1,234", "12.5%", "3.1/s", "0.42 s": the first number a user reads in the cell.
+  const m = String(text).replace(/,/g, '').match(/-?\d+(\.\d+)?/);
+  return m ? Number(m[0]) : NaN;
+};
+const sameInstance = (url) => {
+  if (url.startsWith('data:') || url.startsWith('about:')) return true;
+  try { return new URL(url).origin === ORIGIN; } catch { return false; }
+};
+const hashQuery = (hash) => new URLSearchParams(hash.split('?')[1] ?? '');
+
+// --- the browser and what every page must not do ---------------------------------------------------
+
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  headless: true,
+  // As root on a machine without outside network: no sandbox, and none of Chromium's own traffic.
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync'],
+});
+const context = await browser.newContext({ viewport: { width: 1440, height: 900 }, deviceScaleFactor: 1 });
+// Nothing may leave the instance: such a request is a failure, and it is blocked so that it cannot
+// hang or succeed by chance.
+await context.route((url) => !sameInstance(url.href), (route) => route.abort('blockedbyclient'));
+
+let problems = [];
+function watch(page) {
+  page.on('pageerror', (e) => problems.push(`uncaught JavaScript error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() !== 'error') return;
+    const at = m.location();
+    problems.push(`console.error: ${m.text()}${at?.url ? ` (${at.url}:${at.lineNumber})` : ''}`);
+  });
+  page.on('request', (r) => {
+    if (!sameInstance(r.url())) problems.push(`request outside the instance: ${r.method()} ${r.url()}`);
+  });
+  page.on('requestfailed', (r) => {
+    const why = r.failure()?.errorText ?? 'failed';
+    if (!sameInstance(r.url())) return; // already counted above
+    // The console may cancel its own stale API calls when the user moves on; nothing failed then.
+    if (why === 'net::ERR_ABORTED' && ['fetch', 'xhr'].includes(r.resourceType())) return;
+    problems.push(`request failed: ${r.method()} ${r.url()}: ${why}`);
+  });
+  page.on('response', (r) => {
+    if (r.status() >= 400) problems.push(`HTTP ${r.status()} for ${r.request().method()} ${r.url()}`);
+  });
+  return page;
+}
+
+async function newPage() {
+  const page = watch(await context.newPage());
+  page.setDefaultTimeout(30_000);
+  return page;
+}
+
+// --- what the contract promises every page does ------------------------------------------------------
+
+/** What the page shows now, for failure messages. */
+async function describe(page) {
+  try {
+    return await page.evaluate(() => {
+      const main = document.querySelector('main#page');
+      const error = document.querySelector('[data-error]');
+      const text = (main?.innerText ?? document.body?.innerText ?? '').replace(/\s+/g, ' ').slice(0, 300);
+      return `at ${location.hash || location.href}: data-page=${main?.dataset.page ?? '(no main#page)'} ` +
+        `data-state=${main?.dataset.state ?? '-'}${error ? `, [data-error]: ${error.textContent.trim()}` : ''}; reads: ${text}`;
+    });
+  } catch (e) {
+    return `(page not readable: ${e.message})`;
+  }
+}
+
+/** Waits until main#page shows `name` in one of `states`; an error state fails at once. */
+async function settled(page, name, { states = ['ready'], timeout = 30_000 } = {}) {
+  try {
+    await page.waitForFunction(([name, states]) => {
+      const main = document.querySelector('main#page');
+      return main && main.dataset.page === name && (states.includes(main.dataset.state) || main.dataset.state === 'error');
+    }, [name, states], { timeout, polling: 200 });
+  } catch {
+    throw new Error(`page "${name}" not ${states.join(' or ')} within ${timeout / 1000} s; ${await describe(page)}`);
+  }
+  const state = await page.getAttribute('main#page', 'data-state');
+  if (state === 'error') throw new Error(`page "${name}" shows an error; ${await describe(page)}`);
+  if (state === 'empty') {
+    const text = (await page.innerText('main#page')).trim();
+    assert.ok(text.length > 0, `page "${name}" is empty without saying why`);
+  }
+}
+
+/** Waits until `predicate` (run in the page, with `arg`) holds: the console refreshes every 10 s. */
+async function until(page, what, predicate, arg, timeout = 60_000) {
+  try {
+    await page.waitForFunction(predicate, arg, { timeout, polling: 500 });
+  } catch {
+    throw new Error(`${what}: not within ${timeout / 1000} s; ${await describe(page)}`);
+  }
+}
+
+async function open(page, hash, name, options) {
+  await page.goto(`${ORIGIN}/${hash}`);
+  await settled(page, name, options);
+}
+
+async function screenshot(page, name) {
+  await mkdir(SHOTS, { recursive: true });
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+const rowsOf = (page, table) => page.locator(`table[data-table="${table}"] tr[data-row]`);
+const cell = (row, column) => row.locator(`td[data-col="${column}"]`);
+const rowKeyed = (page, table, key) => page.locator(`table[data-table="${table}"] tr[data-row="${key.replace(/["\\]/g, '\\$&')}"]`);
+const hasRows = (table) => document.querySelectorAll(`table[data-table="${table}"] tr[data-row]`).length > 0;
+
+/** Waits until the trace page shows a waterfall, and returns how many spans it has. */
+async function waterfall(page, traceId) {
+  await settled(page, 'trace');
+  const hash = await page.evaluate(() => location.hash);
+  assert.equal(hashQuery(hash).get('id'), traceId, `the trace page is the clicked trace's: ${hash}`);
+  await until(page, 'the waterfall shows spans', () => document.querySelectorAll('[data-waterfall] [data-span]').length > 0, null, 15_000);
+  return page.locator('[data-waterfall] [data-span]').count();
+}
+
+/** Clicks the first trace link under `scope` and returns its trace id. */
+async function followTraceLink(page, scope) {
+  const link = page.locator(`${scope} a[href^="#/trace?"]`).first();
+  const href = await link.getAttribute('href');
+  const id = hashQuery(href).get('id');
+  assert.ok(id, `a trace link names its trace: ${href}`);
+  await link.click();
+  return id;
+}
+
+// --- the checks ----------------------------------------------------------------------------------------
+
+const results = [];
+let abort = false;
+async function check(name, body) {
+  if (abort) return;
+  problems = [];
+  const began = Date.now();
+  const page = await newPage();
+  try {
+    await body(page);
+    await sleep(300); // late errors of the last render
+    assert.deepEqual(problems, [], `the page misbehaved:\n    ${problems.join('\n    ')}`);
+    results.push({ name, ok: true });
+    console.log(`ok    ${name} (${((Date.now() - began) / 1000).toFixed(1)} s)`);
+  } catch (e) {
+    results.push({ name, ok: false });
+    // Playwright's messages carry terminal colours and a call log; the first lines say it.
+    const message = String(e.message).replace(/\x1b\[[0-9;]*m/g, '').split('\nCall log:')[0].trim();
+    console.log(`FAIL  ${name} (${((Date.now() - began) / 1000).toFixed(1)} s)\n      ${message.replace(/\n/g, '\n      ')}`);
+    if (problems.length && !message.includes('misbehaved')) {
+      console.log(`      and the page misbehaved:\n        ${problems.join('\n        ')}`);
+    }
+    await mkdir(SHOTS, { recursive: true });
+    await page.screenshot({ path: path.join(SHOTS, `failed-${name.replace(/[^a-z0-9]+/gi, '-')}.png`), fullPage: true }).catch(() => {});
+  } finally {
+    await page.close().catch(() => {});
+  }
+}
+
+console.log(`browser tests of the console at ${base} (Chromium ${browser.version()})`);
+
+await check('the instance serves the console', async (page) => {
+  const response = await fetch(`${ORIGIN}/`).catch((e) => ({ status: `no answer (${e.cause?.message ?? e.message})`, headers: new Headers() }));
+  if (response.status !== 200) {
+    abort = true; // every other check would fail the same way
+    throw new Error(`GET ${ORIGIN}/ answered ${response.status}: there is no console to test`);
+  }
+  assert.match(response.headers.get('content-type') ?? '', /text\/html/, 'the console is a page');
+  await page.goto(`${ORIGIN}/`);
+  await page.waitForSelector('main#page', { timeout: 10_000 });
+  const nav = await page.locator('nav a[href^="#/"]').count();
+  assert.ok(nav >= 5, `the page has its navigation (nav a[href^="#/"]: ${nav})`);
+});
+
+await check('services: the table lists the six services of the demo', async (page) => {
+  await open(page, '#/services', 'services', { states: ['ready', 'empty'] });
+  const keys = SERVICES.map((s) => `${s}:${ENV}`);
+  await until(page, `rows ${keys.join(', ')} in table[data-table=services]`,
+    (keys) => keys.every((k) => document.querySelector(`table[data-table="services"] tr[data-row="${k}"]`)), keys);
+  for (const service of SERVICES) {
+    const row = rowKeyed(page, 'services', `${service}:${ENV}`);
+    assert.match(await row.innerText(), new RegExp(service), `the ${service} row names it`);
+    for (const column of ['requests', 'availability', 'faults', 'errors', 'p99', 'slo']) {
+      assert.equal(await cell(row, column).count(), 1, `the ${service} row has a td[data-col=${column}]`);
+    }
+    assert.ok(number(await cell(row, 'requests').innerText()) > 0, `${service} shows requests`);
+  }
+  const customers = rowKeyed(page, 'services', `customers-service:${ENV}`);
+  const faults = await cell(customers, 'faults').innerText();
+  assert.ok(number(faults) > 0, `customers-service shows its faults: "${faults}"`);
+  await screenshot(page, 'services');
+});
+
+await check('map: the failing edge frontend -> customers-service shows faults', async (page) => {
+  await open(page, '#/map', 'map', { states: ['ready', 'empty'] });
+  await until(page, `edge ${FAILING_EDGE} with faults > 0 in table[data-table=edges]`, (edge) => {
+    const row = document.querySelector(`table[data-table="edges"] tr[data-row="${edge}"]`);
+    const text = row?.querySelector('td[data-col="faults"]')?.textContent.replace(/,/g, '') ?? '';
+    return Number(text.match(/-?\d+(\.\d+)?/)?.[0] ?? 0) > 0;
+  }, FAILING_EDGE);
+  const edge = rowKeyed(page, 'edges', FAILING_EDGE);
+  for (const column of ['requests', 'faults', 'errors', 'p99']) {
+    assert.equal(await cell(edge, column).count(), 1, `the edge row has a td[data-col=${column}]`);
+  }
+  // Cytoscape draws into canvases inside #map; let its layout come to rest before the picture.
+  await page.waitForSelector('#map canvas', { timeout: 15_000 });
+  const box = await page.locator('#map').boundingBox();
+  assert.ok(box && box.width > 200 && box.height > 200, `the map has room: ${JSON.stringify(box)}`);
+  await sleep(1500);
+  await screenshot(page, 'map');
+});
+
+await check('traces -> trace: a fault trace opens as a waterfall, and back returns to the list', async (page) => {
+  await open(page, '#/traces?outcome=fault', 'traces', { states: ['ready', 'empty'] });
+  await until(page, 'fault traces in table[data-table=traces]', hasRows, 'traces');
+  await screenshot(page, 'traces');
+  const first = rowsOf(page, 'traces').first();
+  const listed = await first.getAttribute('data-row');
+  const link = first.locator('a[href^="#/trace?"]').first();
+  assert.equal(await link.count(), 1, `the first row (${listed}) links to its trace`);
+  assert.equal(hashQuery(await link.getAttribute('href')).get('id'), listed, 'the row links to its own trace');
+  await link.click();
+  const spans = await waterfall(page, listed);
+  assert.ok(spans >= 2, `a fault trace of the demo has several spans (${spans})`);
+  const fault = page.locator('[data-waterfall] [data-span][data-outcome="fault"]').first();
+  assert.ok(await fault.isVisible(), 'the waterfall shows a span with data-outcome=fault');
+  await screenshot(page, 'trace');
+
+  await page.goBack();
+  await settled(page, 'traces', { states: ['ready', 'empty'] });
+  const hash = await page.evaluate(() => location.hash);
+  assert.equal(hashQuery(hash).get('outcome'), 'fault', `back returns to the fault traces: ${hash}`);
+});
+
+await check('service: a chart point of customers-service opens its traces and contributors', async (page) => {
+  const service = 'customers-service';
+  await open(page, `#/service?service=${service}&environment=${ENV}`, 'service', { states: ['ready', 'empty'] });
+  await until(page, 'operations and dependencies tables with rows',
+    () => ['operations', 'dependencies'].every((t) => document.querySelector(`table[data-table="${t}"] tr[data-row]`)));
+  assert.match(await page.innerText('main#page'), new RegExp(service), 'the page names its service');
+  await until(page, 'charts requests, faults and latency drawn',
+    () => ['requests', 'faults', 'latency'].every((c) => document.querySelector(`[data-chart="${c}"] .u-over`)));
+
+  // Click points of the faults chart, newest first, until one has example traces and
+  // contributors (the newest 10 s point may still be empty). The history fills as the demo runs.
+  const panel = page.locator('aside[data-panel="point"]');
+  const deadline = Date.now() + 60_000;
+  let found = false;
+  while (!found && Date.now() < deadline) {
+    for (const at of [0.97, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]) {
+      const over = page.locator('[data-chart="faults"] .u-over');
+      const box = await over.boundingBox();
+      assert.ok(box, 'the faults chart has a plot area');
+      await over.hover({ position: { x: box.width * at, y: box.height / 2 } });
+      await over.click({ position: { x: box.width * at, y: box.height / 2 } });
+      try {
+        await panel.waitFor({ state: 'visible', timeout: 5_000 });
+      } catch {
+        continue;
+      }
+      try {
+        await until(page, 'the panel has traces and contributors', () => {
+          const aside = document.querySelector('aside[data-panel="point"]');
+          return aside?.querySelector('a[href^="#/trace?"]') && aside.querySelector('table[data-table="contributors"] tr[data-row]');
+        }, null, 5_000);
+        found = true;
+        break;
+      } catch { /* an empty point: try an older one */ }
+    }
+    if (!found) await sleep(2_000);
+  }
+  assert.ok(found, `no point of the faults chart opened aside[data-panel=point] with example traces (a[href^="#/trace?"]) ` +
+    `and table[data-table=contributors] rows within 60 s; ${await describe(page)}`);
+
+  const top = await panel.locator('table[data-table="contributors"] tr[data-row]').first().getAttribute('data-row');
+  assert.match(top, CANARY, 'the top contributor to customers-service\'s faults is the canary');
+  const traces = panel.locator('[data-link="traces"]');
+  assert.equal(await traces.count(), 1, 'the panel links to the traces of the point ([data-link=traces])');
+  const tracesHref = await traces.getAttribute('href');
+  assert.match(tracesHref ?? '', /^#\/traces\?/, `[data-link=traces] goes to the traces page: ${tracesHref}`);
+  const range = hashQuery(tracesHref);
+  assert.ok(range.get('from') && range.get('to') && Number(range.get('from')) < Number(range.get('to')),
+    `[data-link=traces] names the point's time range: ${tracesHref}`);
+  assert.equal(range.get('service'), service, `[data-link=traces] keeps the service: ${tracesHref}`);
+  await screenshot(page, 'service');
+
+  const id = await followTraceLink(page, 'aside[data-panel="point"]');
+  assert.ok(await waterfall(page, id) >= 1, 'the example trace opens as a waterfall');
+
+  await page.goBack();
+  await settled(page, 'service', { states: ['ready', 'empty'] });
+  const back = hashQuery(await page.evaluate(() => location.hash));
+  assert.equal(back.get('service'), service, 'back returns to the service page');
+
+  // The point's traces page lists traces of that time range.
+  await page.goto(`${ORIGIN}/${tracesHref}`);
+  await settled(page, 'traces', { states: ['ready', 'empty'] });
+  await until(page, `traces listed for ${tracesHref}`, hasRows, 'traces', 15_000);
+});
+
+await check('keyboard: Tab reaches a nav link and Enter opens its page; filters travel; back', async (page) => {
+  await open(page, `#/services?environment=${ENV}&range=30m`, 'services', { states: ['ready', 'empty'] });
+  let reached = null;
+  for (let i = 0; i < 40 && !reached; i++) {
+    await page.keyboard.press('Tab');
+    reached = await page.evaluate(() => {
+      const a = document.activeElement;
+      return a?.matches('nav a[href^="#/map"]') ? a.getAttribute('href') : null;
+    });
+  }
+  assert.ok(reached, 'Tab reaches the nav link to the map (nav a[href^="#/map"]) within 40 presses');
+  await page.keyboard.press('Enter');
+  await settled(page, 'map', { states: ['ready', 'empty'] });
+  const query = hashQuery(await page.evaluate(() => location.hash));
+  assert.equal(query.get('environment'), ENV, 'the environment filter travels to the next page');
+  assert.equal(query.get('range'), '30m', 'the range filter travels to the next page');
+
+  await page.goBack();
+  await settled(page, 'services', { states: ['ready', 'empty'] });
+  assert.equal(hashQuery(await page.evaluate(() => location.hash)).get('range'), '30m', 'back returns to the services page as it was');
+});
+
+await check('pipeline: spans in and out', async (page) => {
+  await open(page, '#/pipeline', 'pipeline', { states: ['ready', 'empty'] });
+  await until(page, 'rows in table[data-table=pipeline]', hasRows, 'pipeline');
+  await screenshot(page, 'pipeline');
+});
+
+await check(`slos: ${SLO} is listed with its status`, async (page) => {
+  await open(page, '#/slos', 'slos', { states: ['ready', 'empty'] });
+  await until(page, `row ${SLO} in table[data-table=slos]`, (name) => document.querySelector(`table[data-table="slos"] tr[data-row="${name}"]`), SLO);
+  const status = (await cell(rowKeyed(page, 'slos', SLO), 'status').innerText()).trim();
+  assert.ok(status.length > 0, `the ${SLO} row shows a status`);
+  await screenshot(page, 'slos');
+});
+
+await check(`slo: ${SLO} shows its charts and a firing alert`, async (page) => {
+  await open(page, `#/slo?name=${SLO}`, 'slo', { states: ['ready', 'empty'] });
+  assert.match(await page.innerText('main#page'), new RegExp(SLO), 'the page names its SLO');
+  await until(page, 'charts budget and burn drawn',
+    () => ['budget', 'burn'].every((c) => document.querySelector(`[data-chart="${c}"] .u-over, [data-chart="${c}"] canvas`)), null, 30_000);
+  const left = Math.max(startedAt + ALERT_WITHIN_MS - Date.now(), 20_000);
+  try {
+    await until(page, 'a firing alert in table[data-table=alerts]', hasRows, 'alerts', left);
+  } catch (e) {
+    // Tell a console that does not refresh from an SLO that does not fire.
+    const api = await page.request.get(`${ORIGIN}/api/slos`).then((r) => r.json()).catch(() => null);
+    const firing = api?.slos?.find((s) => s.name === SLO)?.firing;
+    await page.reload();
+    await settled(page, 'slo', { states: ['ready', 'empty'] }).catch(() => {});
+    const afterReload = await page.locator('table[data-table="alerts"] tr[data-row]').count();
+    throw new Error(`${e.message}\n/api/slos says firing: ${JSON.stringify(firing)}; after a reload the page has ${afterReload} alert rows`);
+  }
+  const alerts = await rowsOf(page, 'alerts').evaluateAll((rows) => rows.map((r) => r.dataset.row));
+  assert.ok(alerts.every((a) => a && a.length > 0), `alert rows are keyed by their tier: ${alerts}`);
+  await screenshot(page, 'slo');
+});
+
+await browser.close();
+
+const passed = results.filter((r) => r.ok).length;
+const failed = results.length - passed;
+if (abort) console.log('the other checks were not run');
+if (flag('--update-readme')) {
+  if (failed || abort) {
+    console.log('--update-readme: not updating docs/screenshots, a check failed');
+  } else {
+    await mkdir(README_SHOTS, { recursive: true });
+    for (const name of ['map', 'service']) await copyFile(path.join(SHOTS, `${name}.png`), path.join(README_SHOTS, `${name}.png`));
+    console.log('--update-readme: docs/screenshots/map.png and service.png updated');
+  }
+}
+console.log(`screenshots: ${path.relative(process.cwd(), SHOTS) || SHOTS}/`);
+console.log(`browser: ${passed} passed, ${failed} failed`);
+process.exit(failed || abort ? 1 : 0);
