@@ -47,8 +47,25 @@ cargo test --all-targets --locked -- --include-ignored 2>&1 | tee target/test-ou
 status=${PIPESTATUS[0]}
 set -e
 
-# One closing line for the whole run (cargo prints one per test binary). "ignored" stays 0 with
-# --include-ignored; a test that is ignored anyway shows there instead of among the passed.
-awk '/^test result:/ { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) g += $i } }
-     END { printf "\ntests: %d passed, %d failed, %d ignored\n", p, f, g }' target/test-output.log
-exit "$status"
+step "the console in a headless browser"
+# The binary the tests above just built; a check that fails here fails the run.
+set +e
+scripts/browser.sh target/debug/tracewarden 2>&1 | tee target/browser-output.log
+browser_status=${PIPESTATUS[0]}
+set -e
+if [[ $browser_status -eq 0 ]]; then
+  echo "browser: the console passed (screenshots in target/screenshots/)"
+else
+  echo "browser: FAILED (status $browser_status; output in target/browser-output.log, screenshots in target/screenshots/)"
+fi
+
+# One closing line for the whole run (cargo prints one per test binary, the browser checks one of
+# their own). "ignored" stays 0 with --include-ignored; a test that is ignored anyway shows there
+# instead of among the passed. A browser step that failed before counting counts as one failure.
+awk -v browser_status="$browser_status" '
+  /^test result:/ { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) g += $i } }
+  /^browser: [0-9]+ passed, [0-9]+ failed$/ { p += $2; f += $4; bf += $4 }
+  END { if (browser_status != 0 && bf == 0) f += 1
+        printf "\ntests: %d passed, %d failed, %d ignored\n", p, f, g }' target/test-output.log target/browser-output.log
+[[ $status -ne 0 ]] && exit "$status"
+exit "$browser_status"
