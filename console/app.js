@@ -354,9 +354,14 @@
         label: `${fmt.count(e.requests)} req · ${fmt.pct(e.requests ? e.faults / e.requests : 0)} faults · p99 ${fmt.ms(e.p99Seconds)}` } })),
     ];
     const roots = map.nodes.filter((n) => n.kind === "client").map((n) => n.id);
+    // Node ids are stable: a refresh keeps the layout (and the zoom) as long as no node is new.
+    const previous = cy ? { positions: Object.fromEntries(cy.nodes().map((n) => [n.id(), { ...n.position() }])), zoom: cy.zoom(), pan: { ...cy.pan() } } : null;
+    if (cy) cy.destroy();
+    const keep = previous && map.nodes.every((n) => previous.positions[n.id]);
     cy = cytoscape({
       container: box, elements, wheelSensitivity: 0.2,
-      layout: { name: "breadthfirst", directed: true, roots: roots.length ? roots : undefined, spacingFactor: 1.1, padding: 20 },
+      layout: keep ? { name: "preset", positions: (node) => previous.positions[node.id()], fit: false }
+        : { name: "breadthfirst", directed: true, roots: roots.length ? roots : undefined, spacingFactor: 1.1, padding: 20 },
       style: [
         { selector: "node", style: { label: "data(label)", "text-wrap": "wrap", "font-size": 10, "text-valign": "bottom", "text-margin-y": 4,
           "background-color": "data(color)", shape: "data(shape)", width: 34, height: 34, "border-width": "data(border)", "border-color": "#111" } },
@@ -364,6 +369,7 @@
           "curve-style": "bezier", label: "data(label)", "font-size": 8, "text-rotation": "autorotate", "text-background-color": "#fff", "text-background-opacity": 0.8 } },
       ],
     });
+    if (keep) { cy.zoom(previous.zoom); cy.pan(previous.pan); }
     cy.on("tap", "node", (e) => {
       const d = e.target.data();
       if (d.kind === "service") location.hash = href("service", { service: d.name, environment: d.environment });
@@ -552,6 +558,7 @@
     const key = location.hash;
     if (fresh || current !== key) {
       pageState = {};
+      if (cy) { cy.destroy(); cy = null; }
       current = key;
       main.dataset.state = "loading";
     }
