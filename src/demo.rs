@@ -196,6 +196,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     };
 
     say!("tracewarden demo is running");
+    say!("  Console:            http://{bound}/");
     say!("  Kafka (in-process mock cluster): {brokers}");
     say!("    input topic:  {}   output topic: {}", config.kafka.input_topics[0], config.kafka.output_topic);
     say!("    watch it:     kcat -b {brokers} -C -t {} -f '%k\\n'", config.kafka.output_topic);

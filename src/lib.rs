@@ -10,6 +10,7 @@
 pub mod assemble;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod decision;
 pub mod decode;
 pub mod delivery;

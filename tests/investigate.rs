@@ -164,6 +164,36 @@ keep = "none"
     let (status, bad) = get(&addr, "/api/traces/not-a-trace-id");
     assert_eq!(status, 400);
     assert_eq!(bad["parameter"], "traceId");
+    let kept_path = format!("/api/traces/{:032x}?redirect=maybe", u128::from_be_bytes([2; 16]));
+    assert_eq!(get(&addr, &kept_path).1["parameter"], "redirect");
+
+    // The operations and dependencies of a service, group-wide over the window.
+    let (status, series) = get(&addr, "/api/series?service=frontend");
+    assert_eq!(status, 200);
+    assert_eq!(series["operations"][0]["operation"], "GET /owners");
+    assert_eq!(series["operations"][0]["requests"], 9);
+    assert_eq!(series["dependencies"][0]["remoteService"], "customers");
+    assert_eq!(get(&addr, "/api/series?colour=red").1["parameter"], "colour");
+    // The pipeline's own figures.
+    let (status, figures) = get(&addr, "/api/pipeline");
+    assert_eq!(status, 200);
+    assert_eq!(figures["spansReceived"], 27.0);
+
+    // The console: every asset from this instance, a restrictive policy on every response, and no
+    // route that changes anything.
+    let page = raw(&addr, "GET", "/");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("content-type: text/html"), "{page}");
+    let policy = "content-security-policy: default-src 'none'; script-src 'self';";
+    assert!(page.contains(policy), "{page}");
+    assert!(page.contains("<main id=\"page\""));
+    assert!(raw(&addr, "GET", "/console/app.js").starts_with("HTTP/1.1 200"));
+    assert!(raw(&addr, "GET", "/api/services").contains(policy), "the APIs too");
+    assert!(raw(&addr, "GET", "/console/secrets.txt").starts_with("HTTP/1.1 404"));
+    assert!(
+        raw(&addr, "POST", "/api/demo/faults?enabled=false").starts_with("HTTP/1.1 404"),
+        "no fault switch outside the demo"
+    );
     drop(serve);
     pipeline.stop().unwrap();
 }
@@ -210,6 +240,16 @@ fn serve(pipeline: &tracewarden::pipeline::Pipeline) -> String {
     pipeline.handles.peers.set_url(&format!("http://{addr}"));
     std::thread::spawn(move || runtime.block_on(std::future::pending::<()>()));
     addr.to_string()
+}
+
+/// A whole response, headers included, read raw.
+fn raw(addr: &str, method: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
 }
 
 /// The `Location` of a response, read raw (the helper `http_get` does not return headers).

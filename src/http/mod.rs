@@ -72,7 +72,29 @@ pub fn router(handles: Handles) -> Router {
         .route("/api/contributors", get(contributors))
         .route("/api/contributors/dimensions", get(contributor_dimensions))
         .route("/api/history", get(series_history))
+        .route("/api/pipeline", get(pipeline))
+        .route("/api/series", get(series_figures))
+        .merge(crate::console::routes())
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(handles)
+}
+
+/// The console's Content-Security-Policy: everything from this instance only, no inline script, no
+/// framing, no form posts (the console and the APIs only read).
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// Restrictive headers on every response.
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    let set = |headers: &mut axum::http::HeaderMap, name: header::HeaderName, value: &'static str| {
+        headers.insert(name, axum::http::HeaderValue::from_static(value));
+    };
+    set(headers, header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY);
+    set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(headers, header::REFERRER_POLICY, "no-referrer");
+    set(headers, header::X_FRAME_OPTIONS, "DENY");
+    response
 }
 
 /// Binds `addr` and serves [`router`] until `shutdown` resolves. Returns the bound address (port
@@ -197,8 +219,22 @@ enum TraceAnswer {
 
 /// `GET /api/traces/{id}`: a trace's summary and, while its records are held, its spans; a 307 to
 /// the instance holding them when that is another live one (with the summary alone when it is
-/// gone); 404 for a trace the group never decided (or forgot), 400 for a malformed id.
-async fn trace(State(handles): State<Handles>, Path(id): Path<String>) -> Response {
+/// gone, or with `?redirect=false`: the console links to the holder instead, since it only talks
+/// to its own instance); 404 for a trace the group never decided (or forgot), 400 for a malformed id.
+async fn trace(
+    State(handles): State<Handles>,
+    Path(id): Path<String>,
+    Query(parameters): Query<Vec<(String, String)>>,
+) -> Response {
+    let mut follow = true;
+    for (name, value) in &parameters {
+        match (name.as_str(), value.as_str()) {
+            ("redirect", "false") => follow = false,
+            ("redirect", "true") => follow = true,
+            ("redirect", _) => return bad_query(QueryError::new("redirect", "expected true or false")),
+            _ => return bad_query(QueryError::new(name, "unknown; expected redirect")),
+        }
+    }
     let mut trace_id = [0u8; 16];
     if id.len() != 32 || hex::decode_to_slice(&id, &mut trace_id).is_err() {
         let body = serde_json::json!({ "error": "expected a 32-hex-digit trace id", "parameter": "traceId" });
@@ -211,7 +247,7 @@ async fn trace(State(handles): State<Handles>, Path(id): Path<String>) -> Respon
             return TraceAnswer::Unknown;
         };
         if let (true, Some(holder)) = (summary.kept, &summary.held_by) {
-            if Some(holder) != here.as_ref() && handles.peers.is_alive(holder, handles.clock.now()) {
+            if follow && Some(holder) != here.as_ref() && handles.peers.is_alive(holder, handles.clock.now()) {
                 return TraceAnswer::Elsewhere(holder.to_string());
             }
         }
@@ -310,6 +346,67 @@ async fn series_history(State(handles): State<Handles>, Query(parameters): Param
         let now = handles.clock.now();
         let timeline = handles.timeline.refresh(&handles.signals, now);
         serde_json::to_value(history(&timeline, &query, now)).expect("history serialises")
+    })
+    .await
+    .unwrap_or_default();
+    Json(answer).into_response()
+}
+
+/// `GET /api/pipeline`: the pipeline's own figures (totals; the console computes rates between
+/// refreshes): spans in and out, traces decided by decision and rule, dead letters, what is
+/// buffered, consumer lag by partition.
+async fn pipeline(State(handles): State<Handles>) -> Response {
+    let families = tokio::task::spawn_blocking(move || handles.telemetry.registry.gather()).await.unwrap_or_default();
+    let value = |m: &prometheus::proto::Metric| {
+        if m.get_counter().get_value() != 0.0 {
+            m.get_counter().get_value()
+        } else {
+            m.get_gauge().get_value()
+        }
+    };
+    let total = |name: &str| -> f64 {
+        families.iter().filter(|f| f.name() == name).flat_map(|f| f.get_metric()).map(value).sum()
+    };
+    let by_labels = |name: &str| -> Vec<serde_json::Value> {
+        families
+            .iter()
+            .filter(|f| f.name() == name)
+            .flat_map(|f| f.get_metric())
+            .map(|m| {
+                let mut row = serde_json::Map::new();
+                for label in m.get_label() {
+                    row.insert(label.name().to_string(), label.value().into());
+                }
+                row.insert("value".into(), value(m).into());
+                serde_json::Value::Object(row)
+            })
+            .collect()
+    };
+    Json(serde_json::json!({
+        "spansReceived": total("tracewarden_spans_received_total"),
+        "spansRejected": total("tracewarden_spans_rejected_total"),
+        "spansForwarded": total("tracewarden_spans_forwarded_total"),
+        "tracesForwarded": total("tracewarden_traces_forwarded_total"),
+        "deadLetters": total("tracewarden_messages_dead_lettered_total"),
+        "bufferedSpans": total("tracewarden_buffered_spans"),
+        "bufferedTraces": total("tracewarden_buffered_traces"),
+        "forwardRetries": total("tracewarden_forward_retries_total"),
+        "decisions": by_labels("tracewarden_traces_decided_total"),
+        "consumerLag": by_labels("tracewarden_consumer_lag"),
+    }))
+    .into_response()
+}
+
+/// `GET /api/series`: operations and dependencies (of a service) over `metrics.window`.
+async fn series_figures(State(handles): State<Handles>, Query(parameters): Parameters) -> Response {
+    let query = match crate::investigate::series::SeriesQuery::parse(pairs(&parameters)) {
+        Ok(query) => query,
+        Err(error) => return bad_query(error),
+    };
+    let answer = tokio::task::spawn_blocking(move || {
+        let now = handles.clock.now();
+        let timeline = handles.timeline.refresh(&handles.signals, now);
+        serde_json::to_value(crate::investigate::series::series(&timeline, &query, now)).expect("series serialise")
     })
     .await
     .unwrap_or_default();

@@ -20,7 +20,7 @@ use crate::matcher::Wildcard;
 use crate::signals::SeriesId;
 
 use super::query::QueryError;
-use super::timeline::{Aggregate, Timeline};
+use super::timeline::{Aggregate, Figures, Timeline};
 
 /// The name of the node requests come from when they enter from outside.
 pub const CLIENT: &str = "client";
@@ -80,13 +80,8 @@ pub struct MapNode {
     pub environment: String,
     /// `service` | `database` | `queue` | `aws` | `remote` | `client`.
     pub kind: &'static str,
-    pub requests: u64,
-    pub faults: u64,
-    pub errors: u64,
-    pub throttles: u64,
-    pub availability: Option<f64>,
-    pub p50_seconds: Option<f64>,
-    pub p99_seconds: Option<f64>,
+    #[serde(flatten)]
+    pub figures: Figures,
     /// The worst status of the SLOs (evaluated here) that select the service.
     pub slo_status: Option<&'static str>,
 }
@@ -98,12 +93,8 @@ pub struct MapEdge {
     pub id: String,
     pub source: String,
     pub target: String,
-    pub requests: u64,
-    pub faults: u64,
-    pub errors: u64,
-    pub throttles: u64,
-    pub p50_seconds: Option<f64>,
-    pub p99_seconds: Option<f64>,
+    #[serde(flatten)]
+    pub figures: Figures,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -173,23 +164,15 @@ pub fn service_map(timeline: &Timeline, slos: &[(String, &'static str)], query: 
             .map(|(_, status)| *status)
             .max_by_key(|s| severity(s))
     };
-    let node = |name: &str, environment: &str, kind: &'static str, figures: &Aggregate, slo: Option<&'static str>| {
-        let counts = &figures.counts;
-        MapNode {
+    let node =
+        |name: &str, environment: &str, kind: &'static str, figures: &Aggregate, slo: Option<&'static str>| MapNode {
             id: node_id(name, environment),
             name: name.to_string(),
             environment: environment.to_string(),
             kind,
-            requests: counts.requests,
-            faults: counts.faults,
-            errors: counts.errors,
-            throttles: counts.throttles,
-            availability: counts.availability(),
-            p50_seconds: figures.latency.quantile(0.5),
-            p99_seconds: figures.latency.quantile(0.99),
+            figures: figures.figures(),
             slo_status: slo,
-        }
-    };
+        };
     let mut map = ServiceMap::default();
     for ((name, environment), totals) in &services {
         map.nodes.push(node(name, environment, "service", totals, slo_status(name)));
@@ -201,17 +184,11 @@ pub fn service_map(timeline: &Timeline, slos: &[(String, &'static str)], query: 
         map.nodes.push(node(CLIENT, environment, "client", totals, None));
     }
     for ((source, target), figures) in &edges {
-        let counts = &figures.counts;
         map.edges.push(MapEdge {
             id: format!("{source}->{target}"),
             source: source.clone(),
             target: target.clone(),
-            requests: counts.requests,
-            faults: counts.faults,
-            errors: counts.errors,
-            throttles: counts.throttles,
-            p50_seconds: figures.latency.quantile(0.5),
-            p99_seconds: figures.latency.quantile(0.99),
+            figures: figures.figures(),
         });
     }
     if let Some((service, depth)) = &query.focus {

@@ -14,6 +14,7 @@ pub mod held;
 pub mod history;
 pub mod map;
 pub mod query;
+pub mod series;
 pub mod snapshot;
 pub mod timeline;
 pub mod traces;

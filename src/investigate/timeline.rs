@@ -54,7 +54,35 @@ pub struct Aggregate {
     pub examples: Examples,
 }
 
+/// What an answer says of an aggregate: counts, availability and latency percentiles.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Figures {
+    pub requests: u64,
+    pub faults: u64,
+    pub errors: u64,
+    pub throttles: u64,
+    pub availability: Option<f64>,
+    pub p50_seconds: Option<f64>,
+    pub p90_seconds: Option<f64>,
+    pub p99_seconds: Option<f64>,
+}
+
 impl Aggregate {
+    pub fn figures(&self) -> Figures {
+        let (counts, latency) = (&self.counts, &self.latency);
+        Figures {
+            requests: counts.requests,
+            faults: counts.faults,
+            errors: counts.errors,
+            throttles: counts.throttles,
+            availability: counts.availability(),
+            p50_seconds: latency.quantile(0.5),
+            p90_seconds: latency.quantile(0.9),
+            p99_seconds: latency.quantile(0.99),
+        }
+    }
+
     pub fn add(&mut self, point: &Point) {
         self.counts.add(&point.counts);
         self.latency.merge(&point.latency);

@@ -42,7 +42,7 @@ fn timeline() -> Timeline {
 }
 
 fn counts(node: &MapNode) -> (&str, u64, u64) {
-    (node.kind, node.requests, node.faults)
+    (node.kind, node.figures.requests, node.figures.faults)
 }
 
 #[test]
@@ -59,16 +59,17 @@ fn nodes_and_edges_of_a_known_trace_set() {
     assert_eq!(counts(nodes["frontend:default"]), ("service", 4, 1));
     assert_eq!(counts(nodes["customers:default"]), ("service", 4, 1));
     assert_eq!(counts(nodes["postgresql:default"]), ("database", 4, 0), "typed by db.system");
-    assert_eq!(nodes["frontend:default"].availability, Some(0.75));
+    assert_eq!(nodes["frontend:default"].figures.availability, Some(0.75));
     assert_eq!(nodes["frontend:default"].slo_status, Some("BREACHED"), "the worst SLO selecting it");
     assert_eq!(nodes["customers:default"].slo_status, None);
     // Sketch quantiles (within 1 %) of 4 requests of 30 ms.
-    let p99 = nodes["frontend:default"].p99_seconds.unwrap();
+    let p99 = nodes["frontend:default"].figures.p99_seconds.unwrap();
     assert!((p99 - 0.030).abs() <= 0.030 * 0.01, "{p99}");
-    let p50 = nodes["postgresql:default"].p50_seconds.unwrap();
+    let p50 = nodes["postgresql:default"].figures.p50_seconds.unwrap();
     assert!((p50 - 0.005).abs() <= 0.005 * 0.01, "client-side latency of the calls into it: {p50}");
 
-    let edges: BTreeMap<&str, (u64, u64)> = map.edges.iter().map(|e| (e.id.as_str(), (e.requests, e.faults))).collect();
+    let edges: BTreeMap<&str, (u64, u64)> =
+        map.edges.iter().map(|e| (e.id.as_str(), (e.figures.requests, e.figures.faults))).collect();
     assert_eq!(
         edges,
         BTreeMap::from([
