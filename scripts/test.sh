@@ -22,6 +22,11 @@ export TRACEWARDEN_PYTHON_FIXTURE_DIR="$PWD/$fixture_dir"
 step "docker-compose.yml (no Docker engine here: validated against the Compose schema)"
 python3 scripts/validate-compose.py
 
+step "Grafana dashboards (schema, and every PromQL metric exported by tracewarden)"
+# Two commands, not `a && b`: under `set -e` a failure on the left of && would not stop the script.
+python3 scripts/validate-dashboards.py --self-test
+python3 scripts/validate-dashboards.py
+
 step "format"
 cargo fmt --check
 

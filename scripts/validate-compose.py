@@ -51,7 +51,7 @@ if not set(instances) <= targets:
 
 dashboard = json.loads((root / "deploy/grafana/dashboards/tracewarden.json").read_text())
 metric_names = {"tracewarden_requests_total", "tracewarden_faults_total", "tracewarden_latency_seconds_bucket"}
-exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p.get("targets", []))  # rows have none
 missing = [m for m in metric_names if m not in exprs]
 if missing:
     problems.append(f"dashboard does not chart {missing}")
