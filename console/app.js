@@ -219,13 +219,13 @@
     const cols = [
       { key: "name", label: "Service", cell: (r) => link("service", { service: r.name, environment: r.environment }, r.name) },
       { key: "environment", label: "Environment" },
-      { key: "rate", label: "Requests/s", num: true, cell: (r) => fmt.rate(r.rate) },
+      { key: "requests", label: "Requests/s", num: true, value: (r) => r.rate, cell: (r) => fmt.rate(r.rate) },
       { key: "availability", label: "Availability", num: true, cell: (r) => h("span", { class: r.availability < 0.99 ? "bad" : null }, fmt.pct(r.availability)) },
       { key: "faults", label: "Fault rate", num: true, value: (r) => r.faultRate, cell: (r) => h("span", { class: r.faults ? "bad" : null }, fmt.pct(r.faultRate)) },
       { key: "errors", label: "Error rate", num: true, value: (r) => r.errorRate, cell: (r) => h("span", { class: r.errors ? "warn" : null }, fmt.pct(r.errorRate)) },
       { key: "p99", label: "p99", num: true, value: (r) => r.p99Seconds, cell: (r) => fmt.ms(r.p99Seconds) },
       { key: "slo", label: "SLO", value: (r) => r.sloStatus, cell: (r) => statusCell(r.sloStatus) },
-      { key: "requests", label: "Requests (" + g(route()).range + ")", value: (r) => r.spark.reduce((a, b) => a + b, 0), cell: (r) => sparkline(r.spark) },
+      { key: "trend", label: "Requests (" + g(route()).range + ")", value: (r) => r.spark.reduce((a, b) => a + b, 0), cell: (r) => sparkline(r.spark) },
     ];
     return { state: "ready", content: [h("h1", {}, "Services"),
       h("p", { class: "muted" }, `Figures over the last ${window} s (metrics.window), from every instance of the group.`),
@@ -315,10 +315,16 @@
         { key: "p99", label: "p99", num: true, value: (r) => r.p99Seconds, cell: (r) => fmt.ms(r.p99Seconds) },
       ], contributors.contributors, (r) => r.value) : h("p", { class: "muted" }, "No resource attributes (investigation.dimensions) seen for this series."),
       contributors && contributors.estimated ? h("p", { class: "muted" }, "Estimated: more resources than investigation.max_values_per_dimension.") : null,
-      h("button", { type: "button", onclick: () => { state.point = null; layout.classList.remove("with-panel"); layout.querySelector("aside")?.remove(); } }, "Close"));
+      h("button", { type: "button", onclick: () => { state.point = null; layout.classList.remove("with-panel"); layout.querySelector("aside")?.remove(); resyncCharts(); } }, "Close"));
     layout.querySelector("aside")?.remove();
     layout.classList.add("with-panel");
     layout.append(panel);
+    resyncCharts();
+  }
+
+  /** The charts moved (a panel opened or closed): uPlot must measure where its plots are again. */
+  function resyncCharts() {
+    for (const plot of charts.values()) plot.syncRect(true);
   }
 
   pages.map = async ({ environment }) => {

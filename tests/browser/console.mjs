@@ -69,6 +69,14 @@ const hashQuery = (hash) => new URLSearchParams(hash.split('?')[1] ?? '');
 
 await rm(SHOTS, { recursive: true, force: true }); // no picture of an earlier run left to mislead
 
+// The README's pictures are worth a look only once the charts hold a few minutes of traffic.
+const README_DEMO_AGE_MS = 180_000;
+if (flag('--update-readme') && Date.now() - startedAt < README_DEMO_AGE_MS) {
+  const wait = README_DEMO_AGE_MS - (Date.now() - startedAt);
+  console.log(`--update-readme: letting the demo run ${Math.round(wait / 1000)} s more, so the charts show its story`);
+  await sleep(wait);
+}
+
 // --- the browser and what every page must not do ---------------------------------------------------
 
 const browser = await chromium.launch({
