@@ -328,7 +328,8 @@
   }
 
   pages.map = async ({ environment }) => {
-    const map = await api("/api/service-map" + query({ environment }));
+    const [map, series] = await Promise.all([api("/api/service-map" + query({ environment })), api("/api/series" + query({ environment }))]);
+    const window = series.windowSeconds || 60;
     fillEnvironments(map.nodes.map((n) => n.environment));
     if (!map.nodes.length) return { state: "empty", content: empty("No requests in the last window: the map draws itself from the service and dependency metrics.") };
     const box = h("div", { id: "map", role: "img", "aria-label": "Service map; the table below lists its edges" });
@@ -345,19 +346,19 @@
         h("div", { class: "legend" }, h("span", {}, h("i", { class: "dot-fault" }), "faults"), h("span", {}, h("i", { class: "dot-error" }), "errors"),
           h("span", {}, h("i", { class: "dot-throttle" }), "throttles"), h("span", {}, "thick outline: SLO breached"), h("span", {}, "click a node to open it")),
         box, h("h2", {}, "Edges"), edges],
-      after: () => drawMap(box, map),
+      after: () => drawMap(box, map, window),
     };
   };
 
   let cy = null;
-  function drawMap(box, map) {
+  function drawMap(box, map, window) {
     const color = (x) => (x.faults ? "#d62728" : x.throttles ? "#8e44ad" : x.errors ? "#e6a700" : "#4c78a8");
     const elements = [
       ...map.nodes.map((n) => ({ data: { id: n.id, label: `${n.name}\n${fmt.pct(n.availability)} · p99 ${fmt.ms(n.p99Seconds)}`,
         color: color(n), border: n.sloStatus === "BREACHED" ? 5 : 1, kind: n.kind, name: n.name, environment: n.environment,
         shape: n.kind === "database" ? "barrel" : n.kind === "queue" ? "round-tag" : n.kind === "client" ? "diamond" : "round-rectangle" } })),
       ...map.edges.map((e) => ({ data: { id: e.id, source: e.source, target: e.target, color: color(e),
-        label: `${fmt.count(e.requests)} req · ${fmt.pct(e.requests ? e.faults / e.requests : 0)} faults · p99 ${fmt.ms(e.p99Seconds)}` } })),
+        label: `${fmt.rate(e.requests / window)}/s · ${fmt.pct(e.requests ? e.faults / e.requests : 0)} faults · p99 ${fmt.ms(e.p99Seconds)}` } })),
     ];
     const roots = map.nodes.filter((n) => n.kind === "client").map((n) => n.id);
     // Node ids are stable: a refresh keeps the layout (and the zoom) as long as no node is new.
@@ -599,7 +600,9 @@
   }
 
   window.addEventListener("hashchange", () => { refresh(true); main.focus({ preventScroll: true }); });
-  setInterval(() => { if (!document.hidden) refresh(false); }, REFRESH_MS);
+  // A refresh re-renders the page: not while the user is typing in or choosing from one of its fields.
+  const busy = () => main.contains(document.activeElement) && ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName);
+  setInterval(() => { if (!document.hidden && !busy()) refresh(false); }, REFRESH_MS);
   if (!location.hash) history.replaceState(null, "", "#/services");
   refresh(true);
 })();
