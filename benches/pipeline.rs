@@ -175,7 +175,7 @@ fn benches(c: &mut Criterion) {
     buffer.expire(Nanos(60_000_000_000), &mut ready);
     let mut group = c.benchmark_group("signals");
     group.throughput(Throughput::Elements(span_count as u64));
-    let mut store = SignalStore::new(Config::default().metrics.settings());
+    let mut store = SignalStore::new(Config::default().signal_settings());
     let mut now = 1_800_000_000_000_000_000u64;
     group.bench_function("record_traces", |b| {
         b.iter(|| {
@@ -232,7 +232,7 @@ fn benches(c: &mut Criterion) {
     group.throughput(Throughput::Elements(total as u64));
     group.bench_function("decode_assemble_record", |b| {
         let mut decoder = Decoder::new(InputEncoding::OtlpProto);
-        let mut store = SignalStore::new(Config::default().metrics.settings());
+        let mut store = SignalStore::new(Config::default().signal_settings());
         let mut spans = Vec::new();
         let mut ready = Vec::new();
         let mut clock = 1_800_000_000_000_000_000u64;
@@ -260,7 +260,7 @@ fn benches(c: &mut Criterion) {
     group.bench_function("message_to_records", |b| {
         let config = Config::default();
         let slos = tracewarden::slo::engine::SloEngine::new(&tracewarden::slo::config::parse_slos(FIVE_SLOS).unwrap());
-        let signals = Arc::new(Mutex::new(SignalStore::new(config.metrics.settings())));
+        let signals = Arc::new(Mutex::new(SignalStore::new(config.signal_settings())));
         let telemetry = Arc::new(PipelineMetrics::new());
         let traces = Arc::new(Mutex::new(TraceStore::new(&config.investigation)));
         let mut clock = 1_800_000_000_000_000_000u64;
