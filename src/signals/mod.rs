@@ -39,6 +39,11 @@ use crate::clock::Nanos;
 use crate::matcher::{AttributeCondition, Wildcard};
 use crate::model::{Outcome, RemoteKind, Role, Span, SpanId};
 
+/// The maps looked up on every span: keyed by labels and ids from the input, so seeded per map
+/// (foldhash: a fraction of SipHash's cost; every such map is bounded, by `max_series` or by a
+/// trace's spans, so a flood of colliding keys can only slow, not grow, it).
+type SpanMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Every label of a family's overflow series.
 pub const OVERFLOW_LABEL: &str = "__overflow__";
 pub const UNKNOWN_OPERATION: &str = "unknown_operation";
@@ -252,7 +257,7 @@ impl Series {
 /// One metric family's series: at most `max_series`, plus the overflow series (signals.md
 /// "Precision and cardinality": never more than `max_series + 1`).
 pub struct Family<K> {
-    pub series: HashMap<K, Series>,
+    pub series: SpanMap<K, Series>,
     /// The key of the overflow series, whose every label is `__overflow__`.
     overflow: K,
     /// Whether the overflow series is among `series`.
@@ -261,7 +266,7 @@ pub struct Family<K> {
 
 impl<K: SeriesKey> Family<K> {
     fn new(overflow: &Arc<str>) -> Self {
-        Self { series: HashMap::new(), overflow: K::overflow(overflow), overflow_present: false }
+        Self { series: SpanMap::default(), overflow: K::overflow(overflow), overflow_present: false }
     }
 
     /// The series for `key`, or the overflow series when `key` would be a series past the cap.
@@ -292,9 +297,9 @@ impl<K: SeriesKey> Family<K> {
 /// Per-trace lookup tables, reused across traces so recording allocates nothing in steady state.
 #[derive(Default)]
 struct TraceIndex {
-    by_span_id: HashMap<SpanId, usize>,
+    by_span_id: SpanMap<SpanId, usize>,
     /// SERVER/CONSUMER spans by their parent id: the callee side of a dependency call.
-    callee_by_parent: HashMap<SpanId, usize>,
+    callee_by_parent: SpanMap<SpanId, usize>,
 }
 
 /// The metric store.
@@ -304,7 +309,7 @@ pub struct SignalStore {
     pub dependencies: Family<DependencyKey>,
     /// Root entry spans per (service, environment): requests entering from outside, the service
     /// map's client edges. At most `max_series` entries.
-    pub clients: HashMap<(Arc<str>, Arc<str>), Series>,
+    pub clients: SpanMap<(Arc<str>, Arc<str>), Series>,
     /// Spans routed to an overflow series (`tracewarden_series_overflow_total`).
     pub overflowed: u64,
     /// Spans excluded, by rule name (`tracewarden_spans_excluded_total{rule}`).
@@ -322,7 +327,7 @@ impl SignalStore {
         Self {
             services: Family::new(&overflow),
             dependencies: Family::new(&overflow),
-            clients: HashMap::new(),
+            clients: SpanMap::default(),
             overflowed: 0,
             excluded,
             unknown_operation: Arc::from(UNKNOWN_OPERATION),
