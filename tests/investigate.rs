@@ -71,16 +71,7 @@ keep = "none"
         store.index.len() == 9
     });
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let (addr, _server) = runtime
-        .block_on(tracewarden::http::serve(
-            "127.0.0.1:0".parse().unwrap(),
-            pipeline.handles.clone(),
-            std::future::pending(),
-        ))
-        .unwrap();
-    let addr = addr.to_string();
-    let serve = std::thread::spawn(move || runtime.block_on(std::future::pending::<()>()));
+    let addr = serve(&pipeline);
 
     let (status, faults) = get(&addr, "/api/traces?outcome=fault");
     assert_eq!(status, 200);
@@ -194,7 +185,6 @@ keep = "none"
         raw(&addr, "POST", "/api/demo/faults?enabled=false").starts_with("HTTP/1.1 404"),
         "no fault switch outside the demo"
     );
-    drop(serve);
     pipeline.stop().unwrap();
 }
 

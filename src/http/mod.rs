@@ -17,12 +17,13 @@ use axum::{Json, Router};
 use prometheus::{Encoder, TextEncoder};
 use tokio::net::TcpListener;
 
-use crate::clock::SharedClock;
+use crate::clock::{Nanos, SharedClock};
 use crate::investigate::contributors::{dimensions_seen, parse_selection, top_contributors, ContributorQuery};
 use crate::investigate::exchange::Peers;
 use crate::investigate::history::{history, HistoryQuery};
 use crate::investigate::map::MapQuery;
 use crate::investigate::query::QueryError;
+use crate::investigate::timeline::Timeline;
 use crate::investigate::traces::TraceQuery;
 use crate::investigate::{GroupTimeline, TraceStore};
 use crate::signals::exposition::{render_openmetrics, service_summaries, OPENMETRICS_CONTENT_TYPE};
@@ -193,8 +194,8 @@ async fn slo_history(State(handles): State<Handles>, Path(name): Path<String>) -
 }
 
 /// `GET /api/traces`: summaries of decided traces, newest first; a bad parameter is a 400 naming it.
-async fn traces(State(handles): State<Handles>, Query(parameters): Query<Vec<(String, String)>>) -> Response {
-    let query = match TraceQuery::parse(parameters.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+async fn traces(State(handles): State<Handles>, Query(parameters): Parameters) -> Response {
+    let query = match TraceQuery::parse(pairs(&parameters)) {
         Ok(query) => query,
         Err(error) => return bad_query(error),
     };
@@ -278,24 +279,6 @@ fn bad_query(error: QueryError) -> Response {
     (StatusCode::BAD_REQUEST, Json(body)).into_response()
 }
 
-/// `GET /api/service-map`: nodes and edges over `metrics.window` (investigation.md).
-async fn service_map(State(handles): State<Handles>, Query(parameters): Query<Vec<(String, String)>>) -> Response {
-    let query = match MapQuery::parse(parameters.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
-        Ok(query) => query,
-        Err(error) => return bad_query(error),
-    };
-    let map = tokio::task::spawn_blocking(move || {
-        let now = handles.clock.now();
-        let reports = handles.slos.lock().expect("slo engine lock").group_reports(now.unix_seconds());
-        let statuses: Vec<(String, &'static str)> = reports.into_iter().map(|r| (r.service, r.status)).collect();
-        let timeline = handles.timeline.refresh(&handles.signals, now);
-        crate::investigate::map::service_map(&timeline, &statuses, &query, now)
-    })
-    .await
-    .unwrap_or_default();
-    Json(map).into_response()
-}
-
 /// Query parameters as name/value pairs.
 type Parameters = Query<Vec<(String, String)>>;
 
@@ -303,53 +286,72 @@ fn pairs(parameters: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> 
     parameters.iter().map(|(k, v)| (k.as_str(), v.as_str()))
 }
 
-/// `GET /api/contributors`: the values of a dimension behind a series, ranked.
-async fn contributors(State(handles): State<Handles>, Query(parameters): Parameters) -> Response {
-    let query = match ContributorQuery::parse(pairs(&parameters), &handles.timeline.dimensions) {
+/// An answer from the group-wide timeline: a query that did not parse is a 400 naming its
+/// parameter; otherwise the timeline is refreshed and `answer` computed off the async runtime.
+async fn from_timeline<Q, A>(
+    handles: Handles,
+    query: Result<Q, QueryError>,
+    answer: impl FnOnce(&Handles, &Timeline, Q, Nanos) -> A + Send + 'static,
+) -> Response
+where
+    Q: Send + 'static,
+    A: serde::Serialize + Send + 'static,
+{
+    let query = match query {
         Ok(query) => query,
         Err(error) => return bad_query(error),
     };
-    let answer = tokio::task::spawn_blocking(move || {
+    let body = tokio::task::spawn_blocking(move || {
         let now = handles.clock.now();
         let timeline = handles.timeline.refresh(&handles.signals, now);
-        serde_json::to_value(top_contributors(&timeline, &handles.timeline.dimensions, &query, now))
-            .expect("contributors serialise")
+        serde_json::to_value(answer(&handles, &timeline, query, now)).expect("answers serialise")
     })
     .await
     .unwrap_or_default();
-    Json(answer).into_response()
+    Json(body).into_response()
+}
+
+/// `GET /api/service-map`: nodes and edges over `metrics.window` (investigation.md).
+async fn service_map(State(handles): State<Handles>, Query(parameters): Parameters) -> Response {
+    let query = MapQuery::parse(pairs(&parameters));
+    from_timeline(handles, query, |handles, timeline, query, now| {
+        let reports = handles.slos.lock().expect("slo engine lock").group_reports(now.unix_seconds());
+        let statuses: Vec<(String, &'static str)> = reports.into_iter().map(|r| (r.service, r.status)).collect();
+        crate::investigate::map::service_map(timeline, &statuses, &query, now)
+    })
+    .await
+}
+
+/// `GET /api/contributors`: the values of a dimension behind a series, ranked.
+async fn contributors(State(handles): State<Handles>, Query(parameters): Parameters) -> Response {
+    let query = ContributorQuery::parse(pairs(&parameters), &handles.timeline.dimensions);
+    from_timeline(handles, query, |handles, timeline, query, now| {
+        top_contributors(timeline, &handles.timeline.dimensions, &query, now)
+    })
+    .await
 }
 
 /// `GET /api/contributors/dimensions`: the configured dimensions the selected series has seen.
 async fn contributor_dimensions(State(handles): State<Handles>, Query(parameters): Parameters) -> Response {
-    let selection = match parse_selection(pairs(&parameters)) {
-        Ok(selection) => selection,
-        Err(error) => return bad_query(error),
-    };
-    let seen = tokio::task::spawn_blocking(move || {
-        let now = handles.clock.now();
-        let timeline = handles.timeline.refresh(&handles.signals, now);
-        dimensions_seen(&timeline, &handles.timeline.dimensions, &selection, now)
+    from_timeline(handles, parse_selection(pairs(&parameters)), |handles, timeline, selection, now| {
+        serde_json::json!({ "dimensions": dimensions_seen(timeline, &handles.timeline.dimensions, &selection, now) })
     })
     .await
-    .unwrap_or_default();
-    Json(serde_json::json!({ "dimensions": seen })).into_response()
 }
 
 /// `GET /api/history`: 10 s points of a series or edge over the history.
 async fn series_history(State(handles): State<Handles>, Query(parameters): Parameters) -> Response {
-    let query = match HistoryQuery::parse(pairs(&parameters)) {
-        Ok(query) => query,
-        Err(error) => return bad_query(error),
-    };
-    let answer = tokio::task::spawn_blocking(move || {
-        let now = handles.clock.now();
-        let timeline = handles.timeline.refresh(&handles.signals, now);
-        serde_json::to_value(history(&timeline, &query, now)).expect("history serialises")
+    from_timeline(handles, HistoryQuery::parse(pairs(&parameters)), |_, timeline, query, now| {
+        history(timeline, &query, now)
     })
     .await
-    .unwrap_or_default();
-    Json(answer).into_response()
+}
+
+/// `GET /api/series`: operations and dependencies (of a service) over `metrics.window`.
+async fn series_figures(State(handles): State<Handles>, Query(parameters): Parameters) -> Response {
+    let query = crate::investigate::series::SeriesQuery::parse(pairs(&parameters));
+    from_timeline(handles, query, |_, timeline, query, now| crate::investigate::series::series(timeline, &query, now))
+        .await
 }
 
 /// `GET /api/pipeline`: the pipeline's own figures (totals; the console computes rates between
@@ -395,20 +397,4 @@ async fn pipeline(State(handles): State<Handles>) -> Response {
         "consumerLag": by_labels("tracewarden_consumer_lag"),
     }))
     .into_response()
-}
-
-/// `GET /api/series`: operations and dependencies (of a service) over `metrics.window`.
-async fn series_figures(State(handles): State<Handles>, Query(parameters): Parameters) -> Response {
-    let query = match crate::investigate::series::SeriesQuery::parse(pairs(&parameters)) {
-        Ok(query) => query,
-        Err(error) => return bad_query(error),
-    };
-    let answer = tokio::task::spawn_blocking(move || {
-        let now = handles.clock.now();
-        let timeline = handles.timeline.refresh(&handles.signals, now);
-        serde_json::to_value(crate::investigate::series::series(&timeline, &query, now)).expect("series serialise")
-    })
-    .await
-    .unwrap_or_default();
-    Json(answer).into_response()
 }
