@@ -22,6 +22,10 @@ use tracewarden::signals::{Exclusions, SignalStore};
 use tracewarden::span_path::{Effects, Message, SpanPath, SpanPathSettings};
 use tracewarden::telemetry::PipelineMetrics;
 
+/// The binary's allocator, so the figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A Collector-style batch: the messages of `traces` PetClinic traces concatenated into one
 /// `TracesData` (protobuf concatenation appends the repeated `resource_spans`).
 fn batch(traces: usize, seed: u64) -> (Bytes, usize) {

@@ -16,6 +16,12 @@ use tracewarden::config::{Config, LogFormat};
 use tracewarden::generate::{GenerateProgress, GenerateSettings, TrafficProfile};
 use tracewarden::model::Encoding;
 
+/// mimalloc instead of glibc's allocator: per-thread heaps keep freed pages for reuse, where
+/// glibc's arenas gave them back and faulted them in again (`clear_page` and `mprotect` on the
+/// mmap lock were a quarter of the worker's time); measured in BENCHMARKS.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "tracewarden",
