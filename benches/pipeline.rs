@@ -275,7 +275,7 @@ fn benches(c: &mut Criterion) {
                 let settings = SpanPathSettings {
                     decoder: Decoder::new(InputEncoding::OtlpProto),
                     buffer: TraceBuffer::new(limits()),
-                    sampler: Sampler::new(&config.sampling),
+                    sampler: Arc::new(Mutex::new(Sampler::new(&config.sampling))),
                     exclusions: Exclusions::new(&config.metrics.exclude),
                     slo_counter: Some(slos.counter()),
                     max_message_bytes: config.kafka.message_max_bytes(),

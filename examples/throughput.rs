@@ -236,12 +236,13 @@ fn span_path(input: &Input, threads: usize) -> f64 {
     let mut window = config.window.clone();
     window.decision_wait = HumanDuration(Duration::from_millis(200));
     window.max_trace_age = HumanDuration(Duration::from_secs(5));
+    let sampler = Arc::new(Mutex::new(Sampler::new(&config.sampling)));
     let paths: Vec<SpanPath> = (0..threads)
         .map(|_| {
             let settings = SpanPathSettings {
                 decoder: Decoder::new(InputEncoding::OtlpProto),
                 buffer: TraceBuffer::new(window.limits()),
-                sampler: Sampler::new(&config.sampling),
+                sampler: sampler.clone(),
                 exclusions: Exclusions::new(&config.metrics.exclude),
                 slo_counter: None,
                 max_message_bytes: config.kafka.message_max_bytes(),

@@ -23,6 +23,11 @@ pub use crate::signals::MetricsConfig;
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// Span-path workers in this process (a top-level key, before any table): each is a member
+    /// of the consumer group with its own share of the partitions, its own window and producer,
+    /// and all share the metrics, the trace index and the SLO side. Default: the number of
+    /// cores; 1 to 64. `window` limits are for the whole process, shared out among the workers.
+    pub workers: Workers,
     pub kafka: KafkaConfig,
     pub window: WindowConfig,
     pub metrics: MetricsConfig,
@@ -32,6 +37,21 @@ pub struct Config {
     pub http: HttpConfig,
     pub log: LogConfig,
     pub investigation: InvestigationConfig,
+}
+
+/// The number of span-path workers (see [`Config::workers`]).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Workers(pub usize);
+
+/// The most workers a process runs: beyond the cores they only add consumer-group members.
+const MAX_WORKERS: usize = 64;
+
+impl Default for Workers {
+    /// One per core (as the operating system reports them, cgroup limits included).
+    fn default() -> Self {
+        Self(std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_WORKERS))
+    }
 }
 
 /// `[log]`.
@@ -158,8 +178,24 @@ impl Config {
     /// Rules that span fields; every problem is reported.
     pub fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
+        Problem::checker(&mut problems)(
+            (1..=MAX_WORKERS).contains(&self.workers.0),
+            "workers",
+            format!("must be from 1 to {MAX_WORKERS}, got {}", self.workers.0),
+        );
         self.kafka.validate(&mut problems);
         self.window.validate(&mut problems);
+        let workers = self.workers.0.max(1);
+        Problem::checker(&mut problems)(
+            self.window.max_buffered_spans / workers >= self.window.max_spans_per_trace,
+            "window.max_buffered_spans",
+            format!(
+                "is shared out among the {workers} workers: each share ({}) must hold a trace of \
+                 window.max_spans_per_trace ({}); raise it or lower workers",
+                self.window.max_buffered_spans / workers,
+                self.window.max_spans_per_trace
+            ),
+        );
         self.metrics.validate(&mut problems);
         self.investigation.validate(&mut problems);
         self.http.validate(&mut problems);

@@ -12,12 +12,18 @@
 //! counts and buffers it and returns the records to write; the ledger sends them and releases the
 //! holds when the broker acknowledges; the source commits what [`Worker::commits`] says.
 //!
-//! One worker thread owns all of it: no locks or channels per span, and the rebalance callback
-//! can decide and flush the revoked partitions' traces synchronously. Scale-out is Kafka's: more
-//! partitions, more instances. The HTTP server reads the shared [`SignalStore`], the SLO engine
-//! and the registry.
+//! `workers` threads (default: one per core) each own a consumer, a span path (its own window)
+//! and a delivery ledger (its own producer): no locks or channels per span, and the rebalance
+//! callback decides and flushes the revoked partitions' traces synchronously. Each worker is a
+//! member of the consumer group with its own share of the partitions, so kafka.md's guarantees
+//! hold per worker exactly as per instance. The workers share the [`SignalStore`], the trace
+//! index, the sampler (rates are per process), the SLO engine and the registry, each taken once
+//! per batch of released traces; worker 0 also runs the SLO owners' member, evaluates the SLOs
+//! owned here and does the periodic upkeep. Scale-out beyond one process is Kafka's: more
+//! partitions, more instances. The HTTP server reads the shared stores.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -41,7 +47,8 @@ use crate::signals::{Exclusions, SignalStore};
 use crate::slo::engine::SloEngine;
 use crate::slo::exchange::SloExchange;
 use crate::slo::gauges::SloCollector;
-use crate::source::{MessageHandler, Readiness, SourceError, SourceSettings};
+use crate::source::LeaveTogether;
+use crate::source::{MessageHandler, Readiness, SourceError, SourceSettings, TopicsPrepared};
 use crate::span_path::{Effects, Message, SpanPath, SpanPathSettings};
 use crate::telemetry::PipelineMetrics;
 
@@ -61,8 +68,19 @@ struct Timers {
     slo_evaluation: Nanos,
 }
 
-/// Drives one instance's span path, SLO exchange and delivery from the consumer loop.
+/// The gauges one worker last added to the process's totals.
+#[derive(Default)]
+struct PublishedGauges {
+    buffered_traces: i64,
+    buffered_spans: i64,
+    pending_messages: i64,
+}
+
+/// Drives one worker's span path, SLO exchange and delivery from its consumer loop.
 pub struct Worker {
+    /// Which worker of the process this is: worker 0 also evaluates the SLOs this instance
+    /// owns, evicts idle series and logs the summary.
+    index: usize,
     path: SpanPath,
     delivery: DeliveryLedger,
     /// The SLO side (none without `[[slo]]`).
@@ -72,10 +90,13 @@ pub struct Worker {
     telemetry: Arc<PipelineMetrics>,
     clock: SharedClock,
     timers: Timers,
+    published: PublishedGauges,
 }
 
 impl Worker {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
+        index: usize,
         path: SpanPath,
         delivery: DeliveryLedger,
         slo_exchange: Option<SloExchange>,
@@ -85,6 +106,7 @@ impl Worker {
     ) -> Self {
         let now = clock.now();
         Self {
+            index,
             path,
             delivery,
             slo_exchange,
@@ -93,6 +115,7 @@ impl Worker {
             telemetry,
             clock,
             timers: Timers { maintenance: now, summary: now, slo_evaluation: now },
+            published: PublishedGauges::default(),
         }
     }
 
@@ -122,10 +145,19 @@ impl Worker {
         }
     }
 
-    fn publish_gauges(&self) {
-        self.telemetry.buffered_traces.set(self.path.buffered_traces() as i64);
-        self.telemetry.buffered_spans.set(self.path.buffered_spans() as i64);
-        self.telemetry.pending_messages.set(self.delivery.pending_messages() as i64);
+    /// Adds this worker's change since its last call to the process's gauges.
+    fn publish_gauges(&mut self) {
+        let t = &self.telemetry;
+        let p = &mut self.published;
+        let now = [self.path.buffered_traces(), self.path.buffered_spans(), self.delivery.pending_messages()];
+        for (gauge, last, now) in [
+            (&t.buffered_traces, &mut p.buffered_traces, now[0]),
+            (&t.buffered_spans, &mut p.buffered_spans, now[1]),
+            (&t.pending_messages, &mut p.pending_messages, now[2]),
+        ] {
+            gauge.add(now as i64 - *last);
+            *last = now as i64;
+        }
     }
 
     fn log_summary(&self) {
@@ -138,9 +170,9 @@ impl Worker {
             spans_received = received,
             spans_forwarded = t.spans_forwarded.get(),
             traces_forwarded = t.traces_forwarded.get(),
-            buffered_traces = self.path.buffered_traces(),
-            buffered_spans = self.path.buffered_spans(),
-            pending_messages = self.delivery.pending_messages(),
+            buffered_traces = t.buffered_traces.get(),
+            buffered_spans = t.buffered_spans.get(),
+            pending_messages = t.pending_messages.get(),
             dead_lettered = t.messages_dead_lettered.get(),
             "summary"
         );
@@ -171,13 +203,15 @@ impl MessageHandler for Worker {
         if now.since(self.timers.maintenance) >= MAINTENANCE_EVERY {
             self.timers.maintenance = now;
             self.publish_gauges();
-            self.signals.lock().expect("signal store lock").evict_idle(now);
+            if self.index == 0 {
+                self.signals.lock().expect("signal store lock").evict_idle(now);
+            }
         }
-        if now.since(self.timers.slo_evaluation) >= SLO_EVALUATE_EVERY {
+        if self.index == 0 && now.since(self.timers.slo_evaluation) >= SLO_EVALUATE_EVERY {
             self.timers.slo_evaluation = now;
             self.evaluate_slos(now);
         }
-        if now.since(self.timers.summary) >= SUMMARY_EVERY {
+        if self.index == 0 && now.since(self.timers.summary) >= SUMMARY_EVERY {
             self.timers.summary = now;
             self.log_summary();
         }
@@ -271,24 +305,37 @@ pub enum PipelineError {
 pub struct Pipeline {
     pub handles: Handles,
     shutdown: Arc<AtomicBool>,
-    worker: Option<JoinHandle<Result<(), SourceError>>>,
-    /// The snapshot exchange (group-wide views); ends with the worker.
+    /// The worker threads, each a member of the consumer group.
+    workers: Vec<JoinHandle<()>>,
+    /// Each worker's result, as it ends.
+    ended: Receiver<Result<(), SourceError>>,
+    /// The snapshot exchange (group-wide views); ends with the workers.
     exchange: Option<JoinHandle<()>>,
 }
 
 impl Pipeline {
-    /// Asks the worker to stop and waits: buffered traces decided, forwards flushed, offsets committed.
+    /// Asks the workers to stop and waits: buffered traces decided, forwards flushed, offsets
+    /// committed.
     pub fn stop(mut self) -> Result<(), PipelineError> {
         self.shutdown.store(true, Ordering::SeqCst);
         self.join()
     }
 
-    /// Waits for the worker to end (it ends early only on a fatal error).
+    /// Waits for the workers to end. A worker ends early only on a fatal error: the others are
+    /// then stopped too, and the first error is returned.
     pub fn join(&mut self) -> Result<(), PipelineError> {
-        let result = match self.worker.take() {
-            Some(worker) => worker.join().unwrap_or_else(|_| Ok(())),
-            None => Ok(()),
-        };
+        let mut result = Ok(());
+        for _ in 0..self.workers.len() {
+            // A worker that panicked sends nothing: its sender is dropped with it.
+            let ended = self.ended.recv().unwrap_or(Ok(()));
+            self.shutdown.store(true, Ordering::SeqCst);
+            if result.is_ok() {
+                result = ended;
+            }
+        }
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
         self.shutdown.store(true, Ordering::SeqCst);
         if let Some(exchange) = self.exchange.take() {
             let _ = exchange.join();
@@ -296,8 +343,9 @@ impl Pipeline {
         Ok(result?)
     }
 
+    /// Whether a worker has ended (after a fatal error, or once stopped).
     pub fn is_finished(&self) -> bool {
-        self.worker.as_ref().is_none_or(|w| w.is_finished())
+        self.workers.is_empty() || self.workers.iter().any(|w| w.is_finished())
     }
 
     pub fn shutdown_flag(&self) -> Arc<AtomicBool> {
@@ -305,12 +353,19 @@ impl Pipeline {
     }
 }
 
-/// The span path's settings, parsed once from the configuration.
-fn span_path_settings(config: &Config, slos: &SloEngine) -> SpanPathSettings {
+/// One worker's span path settings, parsed once from the configuration: the window's limits
+/// are the process's, shared out among the workers (validation keeps each share above a trace's
+/// own bound).
+fn span_path_settings(config: &Config, slos: &SloEngine, sampler: &Arc<Mutex<Sampler>>) -> SpanPathSettings {
+    let workers = config.workers.0.max(1);
+    let mut limits = config.window.limits();
+    limits.max_buffered_spans = (limits.max_buffered_spans / workers).max(1);
+    limits.decision_cache_kept = (limits.decision_cache_kept / workers).max(1);
+    limits.decision_cache_dropped = (limits.decision_cache_dropped / workers).max(1);
     SpanPathSettings {
         decoder: Decoder::new(config.kafka.encoding),
-        buffer: TraceBuffer::new(config.window.limits()),
-        sampler: Sampler::new(&config.sampling),
+        buffer: TraceBuffer::new(limits),
+        sampler: sampler.clone(),
         exclusions: Exclusions::new(&config.metrics.exclude),
         slo_counter: (!slos.is_empty()).then(|| slos.counter()),
         max_message_bytes: config.kafka.message_max_bytes(),
@@ -322,14 +377,19 @@ fn span_path_settings(config: &Config, slos: &SloEngine) -> SpanPathSettings {
     }
 }
 
-/// Builds the signal store and registry, then starts the worker thread.
-pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineError> {
-    let telemetry = Arc::new(PipelineMetrics::new());
-    let signals = Arc::new(Mutex::new(SignalStore::new(config.signal_settings())));
-    telemetry
-        .registry
-        .register(Box::new(SignalCollector::new(signals.clone(), clock.clone())))
-        .expect("signal families are unique");
+/// What every worker of the process shares.
+struct Shared {
+    signals: Arc<Mutex<SignalStore>>,
+    slos: Arc<Mutex<SloEngine>>,
+    traces: Arc<Mutex<TraceStore>>,
+    sampler: Arc<Mutex<Sampler>>,
+    telemetry: Arc<PipelineMetrics>,
+    client_log: Arc<ClientLog>,
+    clock: SharedClock,
+}
+
+/// Builds worker `index`: its producer and delivery ledger, its span path, its SLO counting.
+fn build_worker(config: &Config, index: usize, shared: &Shared) -> Result<Worker, PipelineError> {
     let mut producer = ClientConfig::new();
     producer
         .set("bootstrap.servers", &config.kafka.brokers)
@@ -337,20 +397,58 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         .set("queue.buffering.max.messages", crate::delivery::QUEUE_MAX_MESSAGES.to_string())
         .set("queue.buffering.max.kbytes", crate::delivery::QUEUE_MAX_KBYTES.to_string());
     let producer = with_client_properties(producer, &config.kafka, false);
-    let repartition_topic = config.kafka.repartition_topic();
     let k = &config.kafka;
     let topics = Topics {
         output: k.output_topic.clone(),
         dead_letter: k.dead_letter_topic.clone(),
-        repartition: repartition_topic.clone(),
+        repartition: k.repartition_topic(),
         alerts: k.alerts_topic.clone(),
         aggregates: k.aggregates_topic.clone(),
         slo_state: k.slo_state_topic.clone(),
     };
-    let client_log = ClientLog::new(&config.kafka.brokers);
-    let forwarder = Forwarder::new(&producer, topics.clone(), client_log.clone())?;
+    let forwarder = Forwarder::new(&producer, topics.clone(), shared.client_log.clone())?;
     let delivery_settings = DeliverySettings::from_producer(&producer);
-    let delivery = DeliveryLedger::new(forwarder, topics, delivery_settings, telemetry.clone(), clock.clone());
+    let delivery =
+        DeliveryLedger::new(forwarder, topics, delivery_settings, shared.telemetry.clone(), shared.clock.clone());
+    let path = SpanPath::new(
+        span_path_settings(config, &shared.slos.lock().expect("slo engine lock"), &shared.sampler),
+        shared.signals.clone(),
+        shared.traces.clone(),
+        shared.telemetry.clone(),
+    );
+    let slo_exchange = (!config.slo.is_empty()).then(|| {
+        SloExchange::new(
+            shared.slos.clone(),
+            &config.kafka.aggregates_topic,
+            &config.kafka.slo_state_topic,
+            with_client_properties(
+                ClientConfig::new().set("bootstrap.servers", &config.kafka.brokers).clone(),
+                &config.kafka,
+                true,
+            ),
+            shared.telemetry.clone(),
+        )
+    });
+    Ok(Worker::new(
+        index,
+        path,
+        delivery,
+        slo_exchange,
+        shared.signals.clone(),
+        shared.telemetry.clone(),
+        shared.clock.clone(),
+    ))
+}
+
+/// Builds the shared stores and registry, then starts `workers` worker threads (each a member of
+/// the consumer group) and the snapshot exchange.
+pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineError> {
+    let telemetry = Arc::new(PipelineMetrics::new());
+    let signals = Arc::new(Mutex::new(SignalStore::new(config.signal_settings())));
+    telemetry
+        .registry
+        .register(Box::new(SignalCollector::new(signals.clone(), clock.clone())))
+        .expect("signal families are unique");
     let slos = Arc::new(Mutex::new(SloEngine::new(&config.slo)));
     telemetry
         .registry
@@ -361,35 +459,22 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         Timeline::new(config.investigation.history.0, config.metrics.window.0, config.metrics.max_series),
         signals.lock().expect("signal store lock").dimensions().clone(),
     ));
-    let path = SpanPath::new(
-        span_path_settings(config, &slos.lock().expect("slo engine lock")),
-        signals.clone(),
-        traces.clone(),
-        telemetry.clone(),
-    );
-    let slo_exchange = (!config.slo.is_empty()).then(|| {
-        SloExchange::new(
-            slos.clone(),
-            &config.kafka.aggregates_topic,
-            &config.kafka.slo_state_topic,
-            with_client_properties(
-                ClientConfig::new().set("bootstrap.servers", &config.kafka.brokers).clone(),
-                &config.kafka,
-                true,
-            ),
-            telemetry.clone(),
-        )
-    });
-    let worker = Arc::new(Mutex::new(Worker::new(
-        path,
-        delivery,
-        slo_exchange,
-        signals.clone(),
-        telemetry.clone(),
-        clock.clone(),
-    )));
-    let ready = Arc::new(Readiness::default());
+    let client_log = ClientLog::new(&config.kafka.brokers);
+    let shared = Shared {
+        signals: signals.clone(),
+        slos: slos.clone(),
+        traces: traces.clone(),
+        sampler: Arc::new(Mutex::new(Sampler::new(&config.sampling))),
+        telemetry: telemetry.clone(),
+        client_log: client_log.clone(),
+        clock: clock.clone(),
+    };
+    let workers = config.workers.0.max(1);
+    let built: Vec<Worker> =
+        (0..workers).map(|index| build_worker(config, index, &shared)).collect::<Result<_, _>>()?;
+    let ready = Arc::new(Readiness::new(workers));
     let shutdown = Arc::new(AtomicBool::new(false));
+    let repartition_topic = config.kafka.repartition_topic();
     let mut topics = config.kafka.input_topics.clone();
     let mut required_topics = Vec::new();
     if !config.kafka.input_keyed_by_trace {
@@ -402,30 +487,41 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         required_topics.push(config.kafka.aggregates_topic.clone());
         compacted_topics.push(config.kafka.slo_state_topic.clone());
     }
-    let settings = SourceSettings {
-        client: consumer_config(&config.kafka),
-        owners_client: owners_config(&config.kafka),
-        brokers: config.kafka.brokers.clone(),
-        topics,
-        owner_topics,
-        required_topics,
-        commit_interval: config.kafka.commit_interval.0,
-        admin: admin_config(&config.kafka),
-        client_log: client_log.clone(),
-        clock: clock.clone(),
-        compacted_topics,
-        output_topics: vec![
-            config.kafka.output_topic.clone(),
-            config.kafka.dead_letter_topic.clone(),
-            config.kafka.alerts_topic.clone(),
-        ],
-    };
-    let thread = {
-        let (telemetry, ready, shutdown) = (telemetry.clone(), ready.clone(), shutdown.clone());
-        std::thread::Builder::new()
-            .name("tracewarden-pipeline".into())
-            .spawn(move || crate::source::run(settings, worker, telemetry, ready, shutdown))?
-    };
+    let topics_prepared = Arc::new(TopicsPrepared::default());
+    let leave_together = Arc::new(LeaveTogether::new(workers));
+    let (ended_tx, ended) = channel();
+    let mut threads = Vec::with_capacity(workers);
+    for (index, worker) in built.into_iter().enumerate() {
+        let settings = SourceSettings {
+            member: index,
+            topics_prepared: topics_prepared.clone(),
+            leave_together: leave_together.clone(),
+            client: consumer_config(&config.kafka),
+            owners_client: owners_config(&config.kafka),
+            brokers: config.kafka.brokers.clone(),
+            topics: topics.clone(),
+            // One member per instance takes part in SLO ownership.
+            owner_topics: if index == 0 { owner_topics.clone() } else { Vec::new() },
+            required_topics: required_topics.clone(),
+            commit_interval: config.kafka.commit_interval.0,
+            admin: admin_config(&config.kafka),
+            client_log: client_log.clone(),
+            clock: clock.clone(),
+            compacted_topics: compacted_topics.clone(),
+            output_topics: vec![
+                config.kafka.output_topic.clone(),
+                config.kafka.dead_letter_topic.clone(),
+                config.kafka.alerts_topic.clone(),
+            ],
+        };
+        let (telemetry, ready, shutdown, ended) =
+            (telemetry.clone(), ready.clone(), shutdown.clone(), ended_tx.clone());
+        let worker = Arc::new(Mutex::new(worker));
+        threads.push(std::thread::Builder::new().name(format!("tracewarden-worker-{index}")).spawn(move || {
+            let result = crate::source::run(settings, worker, telemetry, ready, shutdown);
+            let _ = ended.send(result);
+        })?);
+    }
     let peers = Arc::new(Peers::new());
     let exchange = Exchange {
         topic: config.kafka.snapshots_topic.clone(),
@@ -447,7 +543,8 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
     Ok(Pipeline {
         handles: Handles { signals, slos, traces, timeline, peers, telemetry, ready, clock },
         shutdown,
-        worker: Some(thread),
+        workers: threads,
+        ended,
         exchange: Some(exchange),
     })
 }

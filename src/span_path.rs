@@ -61,7 +61,8 @@ pub struct Effects {
 pub struct SpanPathSettings {
     pub decoder: Decoder,
     pub buffer: TraceBuffer,
-    pub sampler: Sampler,
+    /// The process's sampler, shared by its workers: rates and reservoirs are per process.
+    pub sampler: Arc<Mutex<Sampler>>,
     pub exclusions: Exclusions,
     /// What counts for which SLO (none without `[[slo]]`).
     pub slo_counter: Option<SloCounter>,
@@ -75,7 +76,7 @@ pub struct SpanPathSettings {
 pub struct SpanPath {
     decoder: Decoder,
     buffer: TraceBuffer,
-    sampler: Sampler,
+    sampler: Arc<Mutex<Sampler>>,
     exclusions: Exclusions,
     slo_counter: Option<SloCounter>,
     max_message_bytes: usize,
@@ -219,6 +220,8 @@ impl SpanPath {
             }
         }
         let mut ready = std::mem::take(&mut self.ready);
+        let sampler = self.sampler.clone();
+        let mut sampler = sampler.lock().expect("sampler lock");
         for trace in ready.drain(..) {
             let decision = match &trace.prior {
                 Some(prior) => {
@@ -226,7 +229,7 @@ impl SpanPath {
                     prior.clone()
                 }
                 None => {
-                    let decision = self.sampler.decide(&trace, now);
+                    let decision = sampler.decide(&trace, now);
                     self.buffer.remember(trace.trace_id, &decision);
                     self.summaries.push(TraceSummary::of(&trace.spans, &decision));
                     self.telemetry.traces_closed.with_label_values(&[trace.reason.as_str()]).inc();
@@ -253,6 +256,7 @@ impl SpanPath {
                 });
             }
         }
+        drop(sampler);
         self.ready = ready;
         if !self.summaries.is_empty() || !self.kept.is_empty() {
             self.traces.lock().expect("trace store lock").record(&mut self.summaries, &mut self.kept);

@@ -165,6 +165,8 @@ impl Instance {
             .env("TRACEWARDEN__WINDOW__DECISION_WAIT", "500ms")
             .env("TRACEWARDEN__WINDOW__MAX_TRACE_AGE", "10s")
             .env("TRACEWARDEN__WINDOW__MAX_BUFFERED_SPANS", "50000")
+            // Two workers per process: kill -9, rebalance and repartition guarantees hold per worker.
+            .env("TRACEWARDEN__WORKERS", "2")
             .env("TRACEWARDEN__HTTP__LISTEN", &http)
             .env("TRACEWARDEN__LOG__FORMAT", "json")
             .stdout(Stdio::null())

@@ -419,7 +419,7 @@ fn a_stalled_output_pauses_consumption_and_loses_nothing() {
     harness.config.kafka.client.insert("queue.buffering.max.messages".into(), "50".into());
     harness.config.kafka.client.insert("reconnect.backoff.max.ms".into(), "500".into());
     harness.config.window.max_buffered_spans = 100;
-    harness.config.window.max_spans_per_trace = 100;
+    harness.config.window.max_spans_per_trace = 50;
     let pipeline = harness.start();
     harness.cluster.broker_down(2).unwrap();
 
@@ -432,7 +432,9 @@ fn a_stalled_output_pauses_consumption_and_loses_nothing() {
         .collect();
     harness.produce_all(&messages);
     let total = TRACES_IN as f64 * 4.0;
-    wait_for("consumption to pause", || metric(&pipeline, "tracewarden_consumption_paused", &[]) == Some(1.0));
+    // Each worker pauses on its own (each has its partitions and its producer): both do.
+    let workers = harness.config.workers.0 as f64;
+    wait_for("consumption to pause", || metric(&pipeline, "tracewarden_consumption_paused", &[]) == Some(workers));
     let received =
         || metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]).unwrap_or(0.0);
     let at_pause = received();

@@ -176,3 +176,16 @@ fn environment_overrides_the_file() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn workers_default_to_the_cores_and_must_fit_the_window() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(64);
+    assert_eq!(Config::from_toml("").unwrap().workers, Workers(cores));
+    assert_eq!(Config::from_toml("workers = 3").unwrap().workers, Workers(3));
+    let zero = problems("workers = 0");
+    assert!(zero.iter().any(|p| p.key == "workers" && p.message.contains("from 1 to 64")), "{zero:?}");
+    // Four workers share 20 000 buffered spans: 5 000 each, less than a 10 000-span trace.
+    let tight = problems("workers = 4\n[window]\nmax_buffered_spans = 20000\n");
+    assert!(tight.iter().any(|p| p.key == "window.max_buffered_spans" && p.message.contains("5000")), "{tight:?}");
+    assert!(Config::from_toml("workers = 2\n[window]\nmax_buffered_spans = 20000\n").is_ok());
+}

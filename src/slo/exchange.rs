@@ -263,6 +263,10 @@ impl SloExchange {
     ) {
         self.publish(delivery);
         for slo in self.owned_by(partitions) {
+            // Settled already (an instance settles before it leaves, then is revoked).
+            if !self.engine.lock().expect("slo engine lock").is_owned(slo) {
+                continue;
+            }
             let checkpoint = self.engine.lock().expect("slo engine lock").checkpoint(slo, now, true);
             if let Some(checkpoint) = checkpoint {
                 self.send_checkpoint(slo, &checkpoint, delivery);

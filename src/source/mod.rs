@@ -18,7 +18,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::RDKafkaLogLevel;
@@ -34,18 +34,30 @@ use crate::kafka_client::ClientLog;
 use crate::telemetry::events::PipelineEvent;
 use crate::telemetry::PipelineMetrics;
 
-/// Whether this instance is a consuming member of its group, and what it holds (`/readyz`).
-#[derive(Default)]
+/// Whether every worker of this instance is a consuming member of its group, and what they hold
+/// (`/readyz`).
 pub struct Readiness {
-    joined: AtomicBool,
-    assignment: Mutex<std::collections::BTreeSet<(String, i32)>>,
+    /// The group members of this instance (its workers).
+    members: usize,
+    /// The members that have joined (an assignment arrived, even an empty one).
+    joined: Mutex<BTreeSet<usize>>,
+    assignment: Mutex<BTreeSet<(String, i32)>>,
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self::new(1)
+    }
 }
 
 impl Readiness {
-    /// Ready once the consumer has joined its group (an assignment arrived, even an empty one),
-    /// until shutdown starts.
+    pub fn new(members: usize) -> Self {
+        Self { members, joined: Mutex::default(), assignment: Mutex::default() }
+    }
+
+    /// Ready once every member has joined its group, until shutdown starts.
     pub fn is_ready(&self) -> bool {
-        self.joined.load(Ordering::SeqCst)
+        self.joined.lock().expect("joined lock").len() == self.members
     }
 
     /// The partitions this instance holds now.
@@ -53,9 +65,9 @@ impl Readiness {
         self.assignment.lock().expect("assignment lock").iter().cloned().collect()
     }
 
-    fn assign(&self, partitions: &[(String, i32)]) {
+    fn assign(&self, member: usize, partitions: &[(String, i32)]) {
         self.assignment.lock().expect("assignment lock").extend(partitions.iter().cloned());
-        self.joined.store(true, Ordering::SeqCst);
+        self.joined.lock().expect("joined lock").insert(member);
     }
 
     fn revoke(&self, partitions: &[(String, i32)]) {
@@ -65,9 +77,74 @@ impl Readiness {
         }
     }
 
-    fn leave(&self) {
-        self.joined.store(false, Ordering::SeqCst);
-        self.assignment.lock().expect("assignment lock").clear();
+    /// A member leaves (the instance shuts down): not ready from now on.
+    fn leave(&self, member: usize) {
+        self.joined.lock().expect("joined lock").remove(&member);
+    }
+}
+
+/// Opens when the first member has checked and created the topics: the others subscribe only
+/// then, so none subscribes to a topic that does not exist yet (it would not see it until its
+/// next metadata refresh, minutes later).
+#[derive(Default)]
+pub struct TopicsPrepared {
+    done: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl TopicsPrepared {
+    fn open(&self) {
+        *self.done.lock().expect("topics gate lock") = true;
+        self.opened.notify_all();
+    }
+
+    /// Waits until the topics are prepared (`true`) or shutdown is asked (`false`).
+    fn wait(&self, shutdown: &AtomicBool) -> bool {
+        let mut done = self.done.lock().expect("topics gate lock");
+        while !*done {
+            if shutdown.load(Ordering::SeqCst) {
+                return false;
+            }
+            done = self.opened.wait_timeout(done, Duration::from_millis(100)).expect("topics gate lock").0;
+        }
+        true
+    }
+}
+
+/// How long a settled member waits for the others before leaving the group anyway (one that
+/// ended on a fatal error never arrives).
+const LEAVE_TOGETHER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The members of one instance leave the group together, each once it has settled.
+pub struct LeaveTogether {
+    members: usize,
+    settled: Mutex<usize>,
+    all_settled: Condvar,
+}
+
+impl LeaveTogether {
+    pub fn new(members: usize) -> Self {
+        Self { members, settled: Mutex::new(0), all_settled: Condvar::new() }
+    }
+
+    /// Counts this member settled and waits (up to `timeout`) for every other.
+    fn arrive_and_wait(&self, timeout: Duration) {
+        let mut settled = self.settled.lock().expect("leave lock");
+        *settled += 1;
+        self.all_settled.notify_all();
+        let deadline = Instant::now() + timeout;
+        while *settled < self.members {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!(
+                    settled = *settled,
+                    members = self.members,
+                    "leaving the group before every worker settled"
+                );
+                return;
+            }
+            settled = self.all_settled.wait_timeout(settled, left).expect("leave lock").0;
+        }
     }
 }
 
@@ -121,6 +198,13 @@ pub enum SourceError {
 
 /// Settings of the consumer loop.
 pub struct SourceSettings {
+    /// Which of the instance's members (workers) this is. Member 0 checks and creates the
+    /// topics and, with SLOs, runs the second member (`owner_topics`); the others wait for it.
+    pub member: usize,
+    /// Opened by member 0 once the topics exist.
+    pub topics_prepared: Arc<TopicsPrepared>,
+    /// Where the members wait for each other to have settled before leaving the group.
+    pub leave_together: Arc<LeaveTogether>,
     pub client: ClientConfig,
     pub brokers: String,
     pub topics: Vec<String>,
@@ -147,6 +231,7 @@ pub struct SourceSettings {
 }
 
 struct SourceContext<H: MessageHandler> {
+    member: usize,
     handler: Arc<Mutex<H>>,
     ready: Arc<Readiness>,
     telemetry: Arc<PipelineMetrics>,
@@ -211,7 +296,7 @@ impl<H: MessageHandler> ConsumerContext for SourceContext<H> {
                 let partitions = partitions_of(list);
                 tracing::info!(partitions = ?partitions, "partitions assigned");
                 self.handler.lock().expect("handler lock").assign(&partitions);
-                self.ready.assign(&partitions);
+                self.ready.assign(self.member, &partitions);
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
@@ -228,6 +313,7 @@ pub fn run<H: MessageHandler>(
     shutdown: Arc<AtomicBool>,
 ) -> Result<(), SourceError> {
     let context = || SourceContext {
+        member: settings.member,
         handler: handler.clone(),
         ready: ready.clone(),
         telemetry: telemetry.clone(),
@@ -236,21 +322,15 @@ pub fn run<H: MessageHandler>(
     };
     let consumer: BaseConsumer<SourceContext<H>> =
         settings.client.create_with_context(context()).map_err(SourceError::Create)?;
-    let Some(check) = wait_for_brokers(&consumer, &settings, &shutdown)? else {
+    if settings.member == 0 {
+        let Some(check) = wait_for_brokers(&consumer, &settings, &shutdown)? else {
+            return Ok(());
+        };
+        prepare_topics(&settings, check)?;
+        settings.topics_prepared.open();
+    } else if !settings.topics_prepared.wait(&shutdown) {
         return Ok(());
-    };
-    if !check.missing_required.is_empty() {
-        let names: Vec<&str> = check.missing_required.iter().map(String::as_str).collect();
-        crate::delivery::topics::create_topics(&settings.admin, &names, check.partitions)
-            .map_err(|reason| SourceError::CreateTopics { topics: check.missing_required.join(", "), reason })?;
     }
-    if !check.missing_compacted.is_empty() {
-        let names: Vec<&str> = check.missing_compacted.iter().map(String::as_str).collect();
-        let compacted = [("cleanup.policy", "compact"), ("segment.ms", "3600000")];
-        crate::delivery::topics::create_topics_with(&settings.admin, &names, 1, &compacted)
-            .map_err(|reason| SourceError::CreateTopics { topics: check.missing_compacted.join(", "), reason })?;
-    }
-    crate::delivery::topics::create_missing_topics(settings.admin.clone(), check.missing_outputs, check.partitions);
     let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
@@ -300,7 +380,8 @@ pub fn run<H: MessageHandler>(
                 pause_all(&consumer, false);
                 telemetry.emit(PipelineEvent::Consumption { paused: false }, settings.clock.now());
                 paused_at = None;
-                // Still waiting for a retry: paused again below.
+                // Still waiting for a retry: paused again below (and counted again).
+                telemetry.partitions_waiting.sub(waiting.len() as i64);
                 waiting.clear();
             }
             Some(at) if at.elapsed() > Duration::from_millis(200) => {
@@ -326,7 +407,8 @@ pub fn run<H: MessageHandler>(
                 }
             }
             let partitions: Vec<&(String, i32)> = now_waiting.iter().collect();
-            telemetry.emit(PipelineEvent::PartitionsWaiting { partitions: &partitions }, settings.clock.now());
+            let before = waiting.len();
+            telemetry.emit(PipelineEvent::PartitionsWaiting { partitions: &partitions, before }, settings.clock.now());
             waiting = now_waiting;
         }
         if last_commit.elapsed() >= settings.commit_interval {
@@ -337,10 +419,21 @@ pub fn run<H: MessageHandler>(
         }
     }
 
-    tracing::info!("shutting down: leaving the group, settling buffered traces and forwards");
-    ready.leave();
+    tracing::info!("shutting down: settling buffered traces and forwards, then leaving the group");
+    ready.leave(settings.member);
+    // Settle and commit while the group is stable: once one worker of this instance leaves, the
+    // group rebalances and the others' commits would be refused (rebalance in progress). Every
+    // worker settles, they wait for each other, then all leave.
+    let held: Vec<(String, i32)> =
+        consumers.iter().filter_map(|c| c.assignment().ok()).flat_map(|list| partitions_of(&list)).collect();
+    for member in &consumers {
+        pause_all(member, true);
+    }
+    let commits = handler.lock().expect("handler lock").revoke(&held, true);
+    commit_each(&consumer, owners.as_ref(), &settings.owner_topics, &commits, CommitMode::Sync);
+    settings.leave_together.arrive_and_wait(LEAVE_TOGETHER_TIMEOUT);
     // Leaving the group revokes every partition: the rebalance callback, served by these polls,
-    // settles their traces and commits, as on any revocation.
+    // settles what is left (nothing, normally) and commits, as on any revocation.
     for member in &consumers {
         member.context().leaving.store(true, Ordering::SeqCst);
         member.unsubscribe();
@@ -355,6 +448,23 @@ pub fn run<H: MessageHandler>(
     }
     let commits = handler.lock().expect("handler lock").shutdown();
     commit_each(&consumer, owners.as_ref(), &settings.owner_topics, &commits, CommitMode::Sync);
+    Ok(())
+}
+
+/// Creates the topics this instance consumes or writes that do not exist yet.
+fn prepare_topics(settings: &SourceSettings, check: TopicCheck) -> Result<(), SourceError> {
+    if !check.missing_required.is_empty() {
+        let names: Vec<&str> = check.missing_required.iter().map(String::as_str).collect();
+        crate::delivery::topics::create_topics(&settings.admin, &names, check.partitions)
+            .map_err(|reason| SourceError::CreateTopics { topics: check.missing_required.join(", "), reason })?;
+    }
+    if !check.missing_compacted.is_empty() {
+        let names: Vec<&str> = check.missing_compacted.iter().map(String::as_str).collect();
+        let compacted = [("cleanup.policy", "compact"), ("segment.ms", "3600000")];
+        crate::delivery::topics::create_topics_with(&settings.admin, &names, 1, &compacted)
+            .map_err(|reason| SourceError::CreateTopics { topics: check.missing_compacted.join(", "), reason })?;
+    }
+    crate::delivery::topics::create_missing_topics(settings.admin.clone(), check.missing_outputs, check.partitions);
     Ok(())
 }
 

@@ -32,7 +32,7 @@ fn harness(config: &str) -> Harness {
     let settings = SpanPathSettings {
         decoder: Decoder::new(config.kafka.encoding),
         buffer: TraceBuffer::new(config.window.limits()),
-        sampler: Sampler::new(&config.sampling),
+        sampler: Arc::new(Mutex::new(Sampler::new(&config.sampling))),
         exclusions: Exclusions::new(&config.metrics.exclude),
         slo_counter: Some(slos.counter()),
         max_message_bytes: config.kafka.message_max_bytes(),

@@ -32,11 +32,12 @@ pub enum PipelineEvent<'a> {
     },
     /// A record failed with an error retrying cannot fix: abandoned, its offsets move on.
     RecordAbandoned { destination: Destination, topic: &'a str, code: &'a str, error: &'a str, bytes: usize },
-    /// Consumption paused (back-pressure, or a record waiting for its retry) or resumed.
+    /// A worker's consumption paused (back-pressure, or a record waiting for its retry) or resumed.
     Consumption { paused: bool },
-    /// These partitions (all of them when empty: none) are paused until a record holding their
-    /// messages, waiting for its retry, is delivered or abandoned.
-    PartitionsWaiting { partitions: &'a [&'a (String, i32)] },
+    /// These partitions of a worker (none when empty) are paused until a record holding their
+    /// messages, waiting for its retry, is delivered or abandoned; `before` were paused so until
+    /// now (the gauge sums the workers).
+    PartitionsWaiting { partitions: &'a [&'a (String, i32)], before: usize },
     /// Root-less traces of revoked partitions were left to the partitions' next owner.
     TracesHandedOver { traces: usize },
 }
@@ -111,15 +112,19 @@ impl PipelineMetrics {
                 }
             }
             PipelineEvent::Consumption { paused } => {
-                self.consumption_paused.set(paused as i64);
+                if paused {
+                    self.consumption_paused.inc();
+                } else {
+                    self.consumption_paused.dec();
+                }
                 if paused {
                     tracing::warn!("back-pressure: forwarding is not keeping up, pausing consumption");
                 } else {
                     tracing::info!("back-pressure relieved: resuming consumption");
                 }
             }
-            PipelineEvent::PartitionsWaiting { partitions } => {
-                self.partitions_waiting.set(partitions.len() as i64);
+            PipelineEvent::PartitionsWaiting { partitions, before } => {
+                self.partitions_waiting.add(partitions.len() as i64 - before as i64);
                 if partitions.is_empty() {
                     tracing::info!("no write waits for a retry: every partition consumes again");
                 } else {

@@ -149,7 +149,7 @@ impl PipelineMetrics {
             consumption_paused: gauge(
                 r,
                 "tracewarden_consumption_paused",
-                "1 while consumption is paused because forwarding is not keeping up.",
+                "Workers whose consumption is paused because forwarding is not keeping up (0: none).",
             ),
             partitions_waiting: gauge(
                 r,

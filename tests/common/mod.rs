@@ -65,6 +65,8 @@ impl Harness {
         config.kafka.brokers = brokers.clone();
         config.kafka.group_id = group.into();
         config.kafka.commit_interval = HumanDuration(Duration::from_millis(50));
+        // Two workers per process, whatever the machine: every guarantee holds per worker.
+        config.workers = tracewarden::config::Workers(2);
         config.window.decision_wait = HumanDuration(Duration::from_secs(5));
         config.window.max_trace_age = HumanDuration(Duration::from_secs(30));
         // Fast failover, as a test of restarts needs (librdkafka's default is 45 s).
