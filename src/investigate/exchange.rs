@@ -34,7 +34,7 @@ use crate::slo::engine::SloEngine;
 use crate::telemetry::RateLimitedWarning;
 
 use super::snapshot::{
-    point_of, point_wire, summary_of, summary_wire, SloWire, SnapshotMessage, POINTS_PER_MESSAGE,
+    point_of, point_wire, summary_of, summary_wire, SloWire, SnapshotMessage, MAX_MESSAGE_BYTES, POINTS_PER_MESSAGE,
     SUMMARIES_PER_MESSAGE, VERSION,
 };
 use super::{GroupTimeline, TraceStore};
@@ -306,11 +306,12 @@ impl Exchange {
                 traces: summary_chunk.unwrap_or_default().iter().map(summary_wire).collect(),
                 slos: std::mem::take(&mut slos),
             };
-            let payload = serde_json::to_vec(&message).expect("snapshots serialise");
-            let record = BaseRecord::to(&self.topic).key(&self.peers.instance).payload(&payload);
-            if let Err((error, _)) = producer.send(record) {
-                if let Some(suppressed) = warning.admit(now) {
-                    tracing::warn!(topic = %self.topic, %error, suppressed, "cannot publish a snapshot; the others miss this instance's figures until it can");
+            for payload in message.encode_within(MAX_MESSAGE_BYTES) {
+                let record = BaseRecord::to(&self.topic).key(&self.peers.instance).payload(&payload);
+                if let Err((error, _)) = producer.send(record) {
+                    if let Some(suppressed) = warning.admit(now) {
+                        tracing::warn!(topic = %self.topic, %error, suppressed, "cannot publish a snapshot; the others miss this instance's figures until it can");
+                    }
                 }
             }
         }

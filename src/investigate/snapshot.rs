@@ -6,6 +6,8 @@
 //! One message is JSON (`SnapshotMessage`), keyed by the instance id, at most [`POINTS_PER_MESSAGE`]
 //! points and [`SUMMARIES_PER_MESSAGE`] summaries; a snapshot may span several messages, and each
 //! is merged on its own (points are additive), so a lost or late message never corrupts another.
+//! A message is also split until its JSON fits in [`MAX_MESSAGE_BYTES`] (busy series carry large
+//! contributor tables and sketches; Kafka refuses a message over 1 MB).
 //! Contributor values travel with their dimension names, so instances configured with different
 //! dimension lists still merge what they share.
 
@@ -27,6 +29,35 @@ use super::traces::TraceSummary;
 pub const VERSION: u32 = 1;
 pub const POINTS_PER_MESSAGE: usize = 500;
 pub const SUMMARIES_PER_MESSAGE: usize = 2_000;
+/// The largest message published: under librdkafka's `message.max.bytes` and Kafka's
+/// `max.message.bytes` defaults (1 MB), which refuse a larger one outright.
+pub const MAX_MESSAGE_BYTES: usize = 900_000;
+
+impl SnapshotMessage {
+    /// The message as JSON payloads of at most `limit` bytes each: a message too large is split in
+    /// two (points and summaries halved; the SLOs go with the first half) until each part fits or
+    /// holds a single point or summary. Every part is merged on its own, as any message is.
+    pub fn encode_within(self, limit: usize) -> Vec<Vec<u8>> {
+        let payload = serde_json::to_vec(&self).expect("snapshots serialise");
+        if payload.len() <= limit || self.points.len() + self.traces.len() <= 1 {
+            return vec![payload];
+        }
+        let SnapshotMessage { version, instance, url, dimensions, mut points, mut traces, slos } = self;
+        let second = SnapshotMessage {
+            version,
+            instance: instance.clone(),
+            url: url.clone(),
+            dimensions: dimensions.clone(),
+            points: points.split_off(points.len() / 2),
+            traces: traces.split_off(traces.len() / 2),
+            slos: Vec::new(),
+        };
+        let first = SnapshotMessage { version, instance, url, dimensions, points, traces, slos };
+        let mut parts = first.encode_within(limit);
+        parts.extend(second.encode_within(limit));
+        parts
+    }
+}
 
 /// One snapshot message.
 #[derive(Debug, Serialize, Deserialize)]

@@ -60,3 +60,38 @@ fn summaries_survive_the_wire() {
     wire.outcome = "meh".into();
     assert!(summary_of(wire, None).is_none(), "a malformed summary is skipped");
 }
+
+/// A snapshot larger than Kafka takes is published in parts that each fit, and together they
+/// carry every point, every summary and the SLOs once.
+#[test]
+fn a_large_snapshot_is_split_into_messages_kafka_accepts() {
+    let mut store = SignalStore::new(Config::default().signal_settings());
+    store.record_trace(&trace(), NOW);
+    let point = store.flush_points().remove(0);
+    let summary = TraceSummary::of(&trace(), &Decision::keep(Arc::from("keep-faults"), 1.0));
+    let message = || SnapshotMessage {
+        version: VERSION,
+        instance: "a".into(),
+        url: None,
+        dimensions: vec!["k8s.pod.name".into()],
+        points: (0..3_000).map(|_| point_wire(&point)).collect(),
+        traces: (0..5_000).map(|_| summary_wire(&summary)).collect(),
+        slos: Vec::new(),
+    };
+    let whole = serde_json::to_vec(&message()).unwrap().len();
+    assert!(whole > 2 * MAX_MESSAGE_BYTES, "the test needs a snapshot of a few MB: {whole} bytes");
+    let parts = message().encode_within(MAX_MESSAGE_BYTES);
+    assert!(parts.len() >= 3, "{} parts", parts.len());
+    let (mut points, mut traces) = (0, 0);
+    for part in &parts {
+        assert!(part.len() <= MAX_MESSAGE_BYTES, "a part of {} bytes", part.len());
+        let read: SnapshotMessage = serde_json::from_slice(part).expect("each part parses on its own");
+        assert_eq!(read.instance, "a");
+        points += read.points.len();
+        traces += read.traces.len();
+    }
+    assert_eq!((points, traces), (3_000, 5_000));
+    // A small snapshot stays one message.
+    let small = SnapshotMessage { points: Vec::new(), traces: vec![summary_wire(&summary)], ..message() };
+    assert_eq!(small.encode_within(MAX_MESSAGE_BYTES).len(), 1);
+}
