@@ -10,10 +10,17 @@
 //! - `end_unix_nano >= start_unix_nano` and the duration is at most [`MAX_SPAN_DURATION_NANOS`];
 //! - `parent_span_id` is `None` for root spans (an all-zero or empty parent id means no parent).
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
+
+/// Maps on the hot path (trace ids, span ids, series keys, interned names): foldhash, seeded
+/// per map, costs a fraction of SipHash. Every such map is bounded by configuration.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+/// The set counterpart of [`FastMap`].
+pub type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
 
 /// A 128-bit W3C trace id.
 pub type TraceId = [u8; 16];

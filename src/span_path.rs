@@ -22,14 +22,16 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use prometheus::IntCounter;
 
 use crate::assemble::{DecisionReason, ReadyTrace, TraceBuffer};
 use crate::clock::Nanos;
+use crate::decision::Decision;
 use crate::decode::{DecodeStats, Decoder};
 use crate::encode::{encode_spans, encode_trace};
 use crate::investigate::traces::TraceSummary;
 use crate::investigate::TraceStore;
-use crate::model::{trace_id_hex, Span};
+use crate::model::{trace_id_hex, FastMap, Span};
 use crate::position::{Hold, SourceRef};
 use crate::record::{Destination, Record};
 use crate::sampling::Sampler;
@@ -89,6 +91,28 @@ pub struct SpanPath {
     summaries: Vec<TraceSummary>,
     /// Records of the kept traces of the batch, held for the trace view.
     kept: Vec<(crate::model::TraceId, Vec<Bytes>)>,
+    counters: DecisionCounters,
+}
+
+/// The per-trace counters, each looked up once per label set instead of once per trace
+/// (`with_label_values` hashes the labels with SipHash every time). Bounded: the reasons are
+/// fixed and the rules come from the configuration.
+#[derive(Default)]
+struct DecisionCounters {
+    closed: FastMap<DecisionReason, IntCounter>,
+    decided: FastMap<(bool, Arc<str>), IntCounter>,
+}
+
+impl DecisionCounters {
+    fn closed(&mut self, telemetry: &PipelineMetrics, reason: DecisionReason) -> &IntCounter {
+        self.closed.entry(reason).or_insert_with(|| telemetry.traces_closed.with_label_values(&[reason.as_str()]))
+    }
+
+    fn decided(&mut self, telemetry: &PipelineMetrics, decision: &Decision) -> &IntCounter {
+        self.decided
+            .entry((decision.keep, decision.rule.clone()))
+            .or_insert_with(|| telemetry.traces_decided.with_label_values(&[decision.label(), &decision.rule]))
+    }
 }
 
 impl SpanPath {
@@ -113,6 +137,7 @@ impl SpanPath {
             ready: Vec::new(),
             summaries: Vec::new(),
             kept: Vec::new(),
+            counters: DecisionCounters::default(),
         }
     }
 
@@ -232,8 +257,8 @@ impl SpanPath {
                     let decision = sampler.decide(&trace, now);
                     self.buffer.remember(trace.trace_id, &decision);
                     self.summaries.push(TraceSummary::of(&trace.spans, &decision));
-                    self.telemetry.traces_closed.with_label_values(&[trace.reason.as_str()]).inc();
-                    self.telemetry.traces_decided.with_label_values(&[decision.label(), &decision.rule]).inc();
+                    self.counters.closed(&self.telemetry, trace.reason).inc();
+                    self.counters.decided(&self.telemetry, &decision).inc();
                     decision
                 }
             };

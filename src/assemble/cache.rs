@@ -6,16 +6,16 @@
 //! (8 bytes each: the dropped set is ten times larger by default). The oldest entry is forgotten
 //! when a set is full, so memory is fixed by the two capacities.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 
 use crate::decision::Decision;
-use crate::model::TraceId;
+use crate::model::{FastMap, FastSet, TraceId};
 
 pub struct DecisionCache {
-    kept: HashMap<TraceId, Decision>,
+    kept: FastMap<TraceId, Decision>,
     kept_order: VecDeque<TraceId>,
     kept_capacity: usize,
-    dropped: HashSet<u64>,
+    dropped: FastSet<u64>,
     dropped_order: VecDeque<u64>,
     dropped_capacity: usize,
 }
@@ -31,10 +31,10 @@ fn fingerprint(trace_id: &TraceId) -> u64 {
 impl DecisionCache {
     pub fn new(kept_capacity: usize, dropped_capacity: usize) -> Self {
         Self {
-            kept: HashMap::new(),
+            kept: FastMap::default(),
             kept_order: VecDeque::new(),
             kept_capacity,
-            dropped: HashSet::new(),
+            dropped: FastSet::default(),
             dropped_order: VecDeque::new(),
             dropped_capacity,
         }

@@ -20,7 +20,7 @@
 mod cache;
 mod config;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 pub use cache::DecisionCache;
@@ -28,7 +28,7 @@ pub use config::WindowConfig;
 
 use crate::clock::Nanos;
 use crate::decision::Decision;
-use crate::model::{Span, TraceId};
+use crate::model::{FastMap, Span, TraceId};
 pub use crate::position::{Hold, SourceRef};
 
 /// Limits of the window (`[window]` in the configuration).
@@ -95,7 +95,7 @@ struct BufferedTrace {
 /// The bounded in-memory store of undecided traces.
 pub struct TraceBuffer {
     limits: WindowLimits,
-    traces: HashMap<TraceId, BufferedTrace>,
+    traces: FastMap<TraceId, BufferedTrace>,
     /// (first arrival, trace, serial) in arrival order: timeouts and memory pressure.
     by_age: VecDeque<(Nanos, TraceId, u64)>,
     /// (quiet deadline, trace, serial) for traces with a root: completion.
@@ -112,7 +112,7 @@ impl TraceBuffer {
         let cache = DecisionCache::new(limits.decision_cache_kept, limits.decision_cache_dropped);
         Self {
             limits,
-            traces: HashMap::new(),
+            traces: FastMap::default(),
             by_age: VecDeque::new(),
             by_quiet: VecDeque::new(),
             buffered_spans: 0,

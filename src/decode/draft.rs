@@ -2,15 +2,14 @@
 //! validated and turned into a [`Span`] here, so the three encodings share one set of rules
 //! (signals.md "Identity of a span", "Outcome of a request", "Dependency spans").
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
 use super::{DecodeStats, Interner, SpanReject};
 use crate::model::{
-    Encoding, Origin, Outcome, RemoteKind, Role, Span, SpanFacts, SpanId, SpanKind, StatusCode, TraceId,
+    Encoding, FastMap, Origin, Outcome, RemoteKind, Role, Span, SpanFacts, SpanId, SpanKind, StatusCode, TraceId,
     MAX_SPAN_DURATION_NANOS,
 };
 
@@ -176,8 +175,9 @@ pub(crate) struct Names {
     /// Origins by a hash of their encoding and headers. Resources repeat in message after message;
     /// sharing one `Origin` means a message allocates nothing for them and does not pin its
     /// payload through them. Bounded like the interner.
-    origins: HashMap<u64, Arc<Origin>>,
-    hasher: RandomState,
+    origins: FastMap<u64, Arc<Origin>>,
+    /// foldhash: a hit is checked byte for byte, so the hash only has to spread well.
+    hasher: foldhash::fast::RandomState,
     /// Spans ending after this (Unix ns) are rejected: arrival time plus the allowed clock skew.
     pub(crate) latest_end: u64,
     /// Reused buffers for the headers of the message being decoded.
@@ -202,8 +202,8 @@ impl Names {
             scratch: String::new(),
             unknown_service: Arc::from("unknown_service"),
             default_environment: Arc::from("default"),
-            origins: HashMap::new(),
-            hasher: RandomState::new(),
+            origins: FastMap::default(),
+            hasher: foldhash::fast::RandomState::default(),
             latest_end: u64::MAX,
             resource_scratch: Vec::new(),
             scope_scratch: Vec::new(),

@@ -16,13 +16,12 @@ mod otlp_json;
 mod otlp_proto;
 mod zipkin;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::model::{AttrValue, Encoding, Span};
+use crate::model::{AttrValue, Encoding, FastSet, Span};
 
 pub use otlp_proto::{ProtoError, WireField, WireReader};
 
@@ -118,14 +117,14 @@ impl DecodeStats {
 /// is allocated once. Bounded: past `MAX_INTERNED` distinct strings the table starts over (handed-out
 /// `Arc`s stay valid), so a high-cardinality attribute cannot grow it without limit.
 pub(crate) struct Interner {
-    strings: HashSet<Arc<str>>,
+    strings: FastSet<Arc<str>>,
 }
 
 const MAX_INTERNED: usize = 200_000;
 
 impl Interner {
     fn new() -> Self {
-        Self { strings: HashSet::new() }
+        Self { strings: FastSet::default() }
     }
 
     pub(crate) fn intern(&mut self, s: &str) -> Arc<str> {

@@ -6,13 +6,13 @@
 //! payloads held, with the bookkeeping of each trace and record, never add up to more than
 //! `max_trace_bytes`; the oldest kept trace goes first.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use bytes::Bytes;
 use serde::Serialize;
 
 use crate::decode::{AttributeLookup, Decoder, InputEncoding};
-use crate::model::{AttrValue, Span, SpanKind, TraceId};
+use crate::model::{AttrValue, FastMap, Span, SpanKind, TraceId};
 
 /// Bytes of bookkeeping per held record (its `Bytes` handle and shared header), counted in the
 /// bound (measured with `examples/memory.rs`).
@@ -26,14 +26,14 @@ pub struct HeldTraces {
     bytes: usize,
     /// Per trace: its records (a trace forwarded in several records, or whose late spans came
     /// after, has several).
-    records: HashMap<TraceId, Vec<Bytes>>,
+    records: FastMap<TraceId, Vec<Bytes>>,
     /// (trace, bytes added) in the order they were added: the oldest goes first.
     order: VecDeque<(TraceId, usize)>,
 }
 
 impl HeldTraces {
     pub fn new(max_bytes: usize) -> Self {
-        Self { max_bytes, bytes: 0, records: HashMap::new(), order: VecDeque::new() }
+        Self { max_bytes, bytes: 0, records: FastMap::default(), order: VecDeque::new() }
     }
 
     /// Holds the records of a kept trace (or of its late spans), forgetting the oldest traces

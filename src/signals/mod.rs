@@ -21,7 +21,6 @@ pub mod point;
 pub mod sketch;
 mod window;
 
-use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,7 +41,7 @@ use crate::model::{Outcome, RemoteKind, Role, Span, SpanId};
 /// The maps looked up on every span: keyed by labels and ids from the input, so seeded per map
 /// (foldhash: a fraction of SipHash's cost; every such map is bounded, by `max_series` or by a
 /// trace's spans, so a flood of colliding keys can only slow, not grow, it).
-type SpanMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type SpanMap<K, V> = crate::model::FastMap<K, V>;
 
 /// Every label of a family's overflow series.
 pub const OVERFLOW_LABEL: &str = "__overflow__";
