@@ -147,8 +147,20 @@ impl Transport for Forwarder {
         }
     }
 
+    /// Serves every delivery report that has arrived (waiting up to `timeout` for the first).
+    /// `BaseProducer::poll` serves one event — one batch of reports — per call once its deadline
+    /// has passed, and the worker settles once per pass of its loop (every 20 ms while consumption
+    /// is paused): serving one batch a pass let acknowledgements pile up and kept back-pressure
+    /// on for seconds.
     fn poll(&mut self, timeout: Duration, reports: &mut Vec<Report>) {
         self.producer.poll(timeout);
-        self.collect(reports);
+        loop {
+            let before = reports.len();
+            self.collect(reports);
+            if reports.len() == before {
+                return;
+            }
+            self.producer.poll(Duration::ZERO);
+        }
     }
 }
