@@ -110,6 +110,7 @@ fn memory(spans: usize) -> MemoryFigures {
     let mut decoder = Decoder::new(InputEncoding::OtlpProto);
     let mut limits = Config::default().window.limits();
     limits.max_buffered_spans = usize::MAX;
+    limits.max_buffered_bytes = usize::MAX;
     let mut buffer = TraceBuffer::new(limits);
     let mut scratch = Vec::new();
     let mut ready = Vec::new();

@@ -73,6 +73,7 @@ struct Timers {
 struct PublishedGauges {
     buffered_traces: i64,
     buffered_spans: i64,
+    buffered_bytes: i64,
     pending_messages: i64,
 }
 
@@ -149,11 +150,17 @@ impl Worker {
     fn publish_gauges(&mut self) {
         let t = &self.telemetry;
         let p = &mut self.published;
-        let now = [self.path.buffered_traces(), self.path.buffered_spans(), self.delivery.pending_messages()];
+        let now = [
+            self.path.buffered_traces(),
+            self.path.buffered_spans(),
+            self.path.buffered_bytes(),
+            self.delivery.pending_messages(),
+        ];
         for (gauge, last, now) in [
             (&t.buffered_traces, &mut p.buffered_traces, now[0]),
             (&t.buffered_spans, &mut p.buffered_spans, now[1]),
-            (&t.pending_messages, &mut p.pending_messages, now[2]),
+            (&t.buffered_bytes, &mut p.buffered_bytes, now[2]),
+            (&t.pending_messages, &mut p.pending_messages, now[3]),
         ] {
             gauge.add(now as i64 - *last);
             *last = now as i64;
@@ -360,6 +367,7 @@ fn span_path_settings(config: &Config, slos: &SloEngine, sampler: &Arc<Mutex<Sam
     let workers = config.workers.0.max(1);
     let mut limits = config.window.limits();
     limits.max_buffered_spans = (limits.max_buffered_spans / workers).max(1);
+    limits.max_buffered_bytes = (limits.max_buffered_bytes / workers).max(1);
     limits.decision_cache_kept = (limits.decision_cache_kept / workers).max(1);
     limits.decision_cache_dropped = (limits.decision_cache_dropped / workers).max(1);
     SpanPathSettings {

@@ -156,7 +156,7 @@ impl SpanPath {
                 if let Some(counter) = &mut self.slo_counter {
                     counter.count(&self.spans, &mut effects.slo_counts);
                 }
-                self.buffer.insert(&mut self.spans, hold, now, &mut self.ready);
+                self.buffer.insert_message(&mut self.spans, message.payload.len(), hold, now, &mut self.ready);
                 self.release_ready(now, effects);
             }
             Err(error) => {
@@ -207,6 +207,10 @@ impl SpanPath {
 
     pub fn buffered_spans(&self) -> usize {
         self.buffer.buffered_spans()
+    }
+
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffer.buffered_bytes()
     }
 
     /// Re-keys the decoded spans of an input message by trace id (kafka.md "Scale-out"): one

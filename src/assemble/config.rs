@@ -24,6 +24,12 @@ pub struct WindowConfig {
     /// at least `max_spans_per_trace`.
     #[serde(default = "default_max_buffered_spans")]
     pub max_buffered_spans: usize,
+    /// The store never pins more bytes of input messages (a span keeps its whole message alive:
+    /// each counts its share of it); the oldest traces are decided early. Bytes; default
+    /// 1 073 741 824 (1 GiB: about 2 million spans of Collector-style batches, the span bound's
+    /// match); at least 1 MiB. A span count alone does not bound memory when messages are large.
+    #[serde(default = "default_max_buffered_bytes")]
+    pub max_buffered_bytes: usize,
     /// Kept trace ids remembered for late spans. Default 100 000.
     #[serde(default = "default_decision_cache_kept")]
     pub decision_cache_kept: usize,
@@ -48,6 +54,13 @@ fn default_max_buffered_spans() -> usize {
     2_000_000
 }
 
+/// The smallest `max_buffered_bytes`: one large message must fit.
+const MIN_BUFFERED_BYTES: usize = 1 << 20;
+
+fn default_max_buffered_bytes() -> usize {
+    1 << 30
+}
+
 fn default_decision_cache_kept() -> usize {
     100_000
 }
@@ -63,6 +76,7 @@ impl Default for WindowConfig {
             max_trace_age: default_max_trace_age(),
             max_spans_per_trace: default_max_spans_per_trace(),
             max_buffered_spans: default_max_buffered_spans(),
+            max_buffered_bytes: default_max_buffered_bytes(),
             decision_cache_kept: default_decision_cache_kept(),
             decision_cache_dropped: default_decision_cache_dropped(),
         }
@@ -86,6 +100,11 @@ impl WindowConfig {
             "window.max_buffered_spans",
             format!("{} must be at least window.max_spans_per_trace ({})", w.max_buffered_spans, w.max_spans_per_trace),
         );
+        check(
+            w.max_buffered_bytes >= MIN_BUFFERED_BYTES,
+            "window.max_buffered_bytes",
+            format!("{} must be at least {MIN_BUFFERED_BYTES} (1 MiB)", w.max_buffered_bytes),
+        );
     }
 
     pub fn limits(&self) -> WindowLimits {
@@ -94,6 +113,7 @@ impl WindowConfig {
             max_trace_age: self.max_trace_age.0,
             max_spans_per_trace: self.max_spans_per_trace,
             max_buffered_spans: self.max_buffered_spans,
+            max_buffered_bytes: self.max_buffered_bytes,
             decision_cache_kept: self.decision_cache_kept,
             decision_cache_dropped: self.decision_cache_dropped,
         }

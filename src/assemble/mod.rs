@@ -38,6 +38,9 @@ pub struct WindowLimits {
     pub max_trace_age: Duration,
     pub max_spans_per_trace: usize,
     pub max_buffered_spans: usize,
+    /// Bytes of input messages the buffered spans pin, each span counting its share of its
+    /// message (see [`TraceBuffer::insert_message`]).
+    pub max_buffered_bytes: usize,
     pub decision_cache_kept: usize,
     pub decision_cache_dropped: usize,
 }
@@ -90,6 +93,8 @@ struct BufferedTrace {
     sources: Vec<Hold>,
     /// The insert batch that last touched this trace (to queue one quiet check per batch).
     batch: u64,
+    /// Its spans' shares of the messages they pin.
+    bytes: usize,
 }
 
 /// The bounded in-memory store of undecided traces.
@@ -101,6 +106,8 @@ pub struct TraceBuffer {
     /// (quiet deadline, trace, serial) for traces with a root: completion.
     by_quiet: VecDeque<(Nanos, TraceId, u64)>,
     buffered_spans: usize,
+    /// The buffered spans' shares of the messages they pin.
+    buffered_bytes: usize,
     next_serial: u64,
     batch: u64,
     touched: Vec<TraceId>,
@@ -116,6 +123,7 @@ impl TraceBuffer {
             by_age: VecDeque::new(),
             by_quiet: VecDeque::new(),
             buffered_spans: 0,
+            buffered_bytes: 0,
             next_serial: 0,
             batch: 0,
             touched: Vec::new(),
@@ -131,15 +139,37 @@ impl TraceBuffer {
         self.buffered_spans
     }
 
+    /// The bytes of input the buffered spans pin (each span's share of its message).
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered_bytes
+    }
+
     /// Remembers a decision so that late spans of the trace follow it.
     pub fn remember(&mut self, trace_id: TraceId, decision: &Decision) {
         self.cache.remember(trace_id, decision);
     }
 
-    /// Adds the spans of one source message at time `now`, draining `spans`. Every buffered or
-    /// ready trace that takes spans from it keeps a share of `source`. Traces decided by this
-    /// insert (late spans, `too_large`, `memory_pressure`) are appended to `ready`.
+    /// As [`TraceBuffer::insert_message`], for spans whose message is their own encodings.
     pub fn insert(&mut self, spans: &mut Vec<Span>, source: &Hold, now: Nanos, ready: &mut Vec<ReadyTrace>) {
+        let message_bytes = spans.iter().map(|s| s.raw.len()).sum();
+        self.insert_message(spans, message_bytes, source, now, ready);
+    }
+
+    /// Adds the spans of one source message of `message_bytes` bytes at time `now`, draining
+    /// `spans`. Every buffered or ready trace that takes spans from it keeps a share of `source`.
+    /// A span pins its whole message (its raw bytes are a slice of it): each counts an equal
+    /// share of it towards `max_buffered_bytes`, so the count is exact while a message's spans
+    /// are all buffered, and errs low by the shares already released otherwise. Traces decided by
+    /// this insert (late spans, `too_large`, `memory_pressure`) are appended to `ready`.
+    pub fn insert_message(
+        &mut self,
+        spans: &mut Vec<Span>,
+        message_bytes: usize,
+        source: &Hold,
+        now: Nanos,
+        ready: &mut Vec<ReadyTrace>,
+    ) {
+        let share = message_bytes.div_ceil(spans.len().max(1));
         self.batch += 1;
         let position = source.source();
         let late_start = ready.len();
@@ -164,7 +194,10 @@ impl TraceBuffer {
                     continue;
                 }
             }
-            while self.buffered_spans >= self.limits.max_buffered_spans && self.evict_oldest(ready) {}
+            while (self.buffered_spans >= self.limits.max_buffered_spans
+                || self.buffered_bytes + share > self.limits.max_buffered_bytes)
+                && self.evict_oldest(ready)
+            {}
             let trace = self.traces.entry(trace_id).or_insert_with(|| {
                 self.next_serial += 1;
                 self.by_age.push_back((now, trace_id, self.next_serial));
@@ -175,12 +208,15 @@ impl TraceBuffer {
                     root_present: false,
                     sources: Vec::new(),
                     batch: 0,
+                    bytes: 0,
                 }
             });
             trace.root_present |= span.is_root();
             trace.last_arrival = now;
             trace.spans.push(span);
+            trace.bytes += share;
             self.buffered_spans += 1;
+            self.buffered_bytes += share;
             if trace.sources.last().is_none_or(|last| last.source() != position) {
                 trace.sources.push(source.share());
             }
@@ -260,6 +296,7 @@ impl TraceBuffer {
         for trace_id in &ids {
             if let Some(trace) = self.traces.remove(trace_id) {
                 self.buffered_spans -= trace.spans.len();
+                self.buffered_bytes -= trace.bytes;
                 holds.extend(trace.sources);
             }
         }
@@ -287,6 +324,7 @@ impl TraceBuffer {
     fn take(&mut self, trace_id: &TraceId, reason: DecisionReason, ready: &mut Vec<ReadyTrace>) {
         if let Some(trace) = self.traces.remove(trace_id) {
             self.buffered_spans -= trace.spans.len();
+            self.buffered_bytes -= trace.bytes;
             ready.push(ReadyTrace {
                 trace_id: *trace_id,
                 spans: trace.spans,

@@ -13,6 +13,7 @@ fn limits() -> WindowLimits {
         max_trace_age: Duration::from_secs(30),
         max_spans_per_trace: 100,
         max_buffered_spans: 1_000,
+        max_buffered_bytes: usize::MAX,
         decision_cache_kept: 10,
         decision_cache_dropped: 10,
     }
@@ -162,6 +163,32 @@ fn memory_pressure_decides_oldest_first_and_bounds_the_store() {
     assert_eq!(buffer.buffered_spans(), 4);
 }
 
+/// Large messages: the byte bound decides the oldest traces early while the span count is far
+/// below its own bound, and counts each span's share of the message it pins.
+#[test]
+fn the_byte_bound_decides_oldest_first_when_messages_are_large() {
+    let limits = WindowLimits { max_buffered_bytes: 2_500_000, ..limits() };
+    let mut buffer = TraceBuffer::new(limits);
+    let mut ready = Vec::new();
+    // Three messages of 1 MB, two spans (two traces) each: 500 000 bytes a span.
+    for message in 0..3u8 {
+        let (a, b) = (2 * message + 1, 2 * message + 2);
+        let mut spans = vec![span(a, 1, Some(9)), span(b, 1, Some(9))];
+        buffer.insert_message(&mut spans, 1_000_000, &src(message as i64), at(message as f64), &mut ready);
+        assert!(buffer.buffered_bytes() <= 2_500_000, "{} bytes buffered", buffer.buffered_bytes());
+    }
+    // The third message's first span fits (2.5 MB); its second does not: the oldest trace goes
+    // early, for the memory.
+    let early: Vec<TraceId> = ready.iter().map(|r| r.trace_id).collect();
+    assert_eq!(early, vec![[1; 16]], "the oldest trace");
+    assert_eq!(ready[0].reason, DecisionReason::MemoryPressure);
+    assert_eq!(buffer.buffered_spans(), 5, "far below max_buffered_spans (1 000)");
+    assert_eq!(buffer.buffered_bytes(), 2_500_000);
+    // Deciding the rest frees their bytes.
+    buffer.expire(at(100.0), &mut ready);
+    assert_eq!((buffer.buffered_spans(), buffer.buffered_bytes()), (0, 0));
+}
+
 #[test]
 fn late_spans_follow_the_cached_decision() {
     let mut buffer = TraceBuffer::new(limits());
@@ -248,8 +275,15 @@ proptest! {
         arrivals in proptest::collection::vec((0u8..12, any::<bool>(), 0u32..3000), 1..200),
         max_buffered in 5usize..50,
         max_per_trace in 1usize..10,
+        message_bytes in proptest::collection::vec(1usize..5_000, 200),
+        max_bytes in 5_000usize..40_000,
     ) {
-        let limits = WindowLimits { max_buffered_spans: max_buffered.max(max_per_trace), max_spans_per_trace: max_per_trace, ..limits() };
+        let limits = WindowLimits {
+            max_buffered_spans: max_buffered.max(max_per_trace),
+            max_spans_per_trace: max_per_trace,
+            max_buffered_bytes: max_bytes,
+            ..limits()
+        };
         let mut buffer = TraceBuffer::new(limits);
         let mut ready = Vec::new();
         let mut now_ms = 0u64;
@@ -258,12 +292,14 @@ proptest! {
             now_ms += *gap_ms as u64;
             let s = span(*trace, (i % 250) as u8 + 1, if *root { None } else { Some(200) });
             let message = read.begin(SourceRef { partition: 0, offset: i as i64 });
-            buffer.insert(&mut vec![s], &message, Nanos(now_ms * 1_000_000), &mut ready);
+            buffer.insert_message(&mut vec![s], message_bytes[i], &message, Nanos(now_ms * 1_000_000), &mut ready);
             prop_assert!(buffer.buffered_spans() <= max_buffered.max(max_per_trace));
+            prop_assert!(buffer.buffered_bytes() <= max_bytes, "{} bytes over {}", buffer.buffered_bytes(), max_bytes);
             buffer.expire(Nanos(now_ms * 1_000_000), &mut ready);
         }
         buffer.expire(Nanos((now_ms + 30_000) * 1_000_000), &mut ready);
         prop_assert_eq!(buffer.buffered_spans(), 0, "max_trace_age decides everything");
+        prop_assert_eq!(buffer.buffered_bytes(), 0, "and frees every byte");
         let spans: usize = ready.iter().map(|r| r.spans.len()).sum();
         prop_assert_eq!(spans, arrivals.len());
         prop_assert_eq!(read.pending(0), arrivals.len(), "each message is held by the trace holding its span");

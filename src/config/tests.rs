@@ -23,6 +23,7 @@ fn empty_file_gives_documented_defaults() {
     assert_eq!(c.window.max_trace_age.0, Duration::from_secs(30));
     assert_eq!(c.window.max_spans_per_trace, 10_000);
     assert_eq!(c.window.max_buffered_spans, 2_000_000);
+    assert_eq!(c.window.max_buffered_bytes, 1 << 30);
     assert_eq!((c.window.decision_cache_kept, c.window.decision_cache_dropped), (100_000, 1_000_000));
     assert_eq!(c.metrics.window.0, Duration::from_secs(60));
     assert_eq!(c.metrics.max_series, 10_000);

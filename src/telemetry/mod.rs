@@ -15,6 +15,7 @@ pub struct PipelineMetrics {
     pub messages_dead_lettered: IntCounter,
     pub buffered_traces: IntGauge,
     pub buffered_spans: IntGauge,
+    pub buffered_bytes: IntGauge,
     pub traces_decided: IntCounterVec,
     pub traces_closed: IntCounterVec,
     pub late_spans: IntCounterVec,
@@ -81,6 +82,11 @@ impl PipelineMetrics {
             ),
             buffered_traces: gauge(r, "tracewarden_buffered_traces", "Traces in the assembly window."),
             buffered_spans: gauge(r, "tracewarden_buffered_spans", "Spans in the assembly window."),
+            buffered_bytes: gauge(
+                r,
+                "tracewarden_buffered_bytes",
+                "Bytes of input messages the assembly window's spans pin (window.max_buffered_bytes).",
+            ),
             traces_decided: counter_vec(
                 r,
                 "tracewarden_traces_decided_total",
