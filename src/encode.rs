@@ -57,7 +57,7 @@ pub fn encode_spans(spans: &[Span], decision: Option<&Decision>, max_bytes: usiz
     let budget = max_bytes / 2;
     let mut out = Vec::with_capacity(encodings.len());
     for encoding in encodings {
-        let mut chunk: Vec<&Span> = Vec::new();
+        let mut chunk: Vec<&Span> = Vec::with_capacity(spans.len());
         let mut size = 0;
         let of_encoding = spans.iter().filter(|s| s.origin.encoding == encoding);
         for span in of_encoding {
@@ -147,11 +147,7 @@ fn proto_tracestate(raw: &[u8]) -> &str {
 /// of the span's own threshold when it arrived with a higher one), then (for probabilistic
 /// decisions) a `trace_state` field, which overrides the original (the last value of a singular
 /// protobuf field wins).
-fn proto_suffix(span: &Span, attributes: &Bytes, decision: Option<&Decision>) -> Bytes {
-    let Some((decision, threshold)) = decision.and_then(|d| Some((d, d.threshold?))) else {
-        return attributes.clone();
-    };
-    let existing = proto_tracestate(&span.raw);
+fn proto_suffix(existing: &str, attributes: &Bytes, decision: &Decision, threshold: u64) -> Bytes {
     let raised = raised_threshold(existing, threshold);
     let state = tracestate_with_threshold(existing, raised.unwrap_or(threshold));
     let raised_attributes = raised.map(|t| sampling_attributes_proto(&decision.rule, adjusted_count(t)));
@@ -160,6 +156,30 @@ fn proto_suffix(span: &Span, attributes: &Bytes, decision: Option<&Decision>) ->
     out.put_slice(attributes);
     prost::encoding::string::encode(3, &state, &mut out);
     out.freeze()
+}
+
+/// Every span's suffix ([`proto_suffix`]): the sampling attributes alone, or, for probabilistic
+/// decisions, worked out once per distinct arriving trace state (a trace's spans almost always
+/// share theirs), so a span allocates nothing of its own.
+fn proto_suffixes(spans: &[&Span], attributes: &Bytes, decision: Option<&Decision>) -> Vec<Bytes> {
+    let Some((decision, threshold)) = decision.and_then(|d| Some((d, d.threshold?))) else {
+        return spans.iter().map(|_| attributes.clone()).collect();
+    };
+    let mut previous: Option<(&str, Bytes)> = None;
+    spans
+        .iter()
+        .map(|span| {
+            let existing = proto_tracestate(&span.raw);
+            match &previous {
+                Some((state, suffix)) if *state == existing => suffix.clone(),
+                _ => {
+                    let suffix = proto_suffix(existing, attributes, decision, threshold);
+                    previous = Some((existing, suffix.clone()));
+                    suffix
+                }
+            }
+        })
+        .collect()
 }
 
 /// Spans under one scope header.
@@ -216,45 +236,77 @@ fn put_len_field(out: &mut BytesMut, field: u32, len: usize) {
     encode_varint(len as u64, out);
 }
 
+/// The output order of a trace's spans: by resource header, then scope header, each in
+/// first-seen order, spans in arrival order within. A few allocations per trace, none per span.
+struct ProtoLayout<'a> {
+    /// (resource rank, scope rank, index of the span), sorted.
+    order: Vec<(u32, u32, u32)>,
+    /// Resource headers by rank.
+    resources: Vec<&'a Bytes>,
+    /// (resource rank, scope header) by scope rank.
+    scopes: Vec<(u32, &'a Bytes)>,
+}
+
+impl<'a> ProtoLayout<'a> {
+    fn of(spans: &[&'a Span]) -> Self {
+        let (mut resources, mut scopes): (Vec<&Bytes>, Vec<(u32, &Bytes)>) = (Vec::new(), Vec::new());
+        let mut order = Vec::with_capacity(spans.len());
+        for (i, span) in spans.iter().enumerate() {
+            let origin = &span.origin;
+            let resource = match resources.iter().position(|h| **h == origin.resource_header) {
+                Some(r) => r,
+                None => {
+                    resources.push(&origin.resource_header);
+                    resources.len() - 1
+                }
+            } as u32;
+            let scope = match scopes.iter().position(|(r, h)| *r == resource && **h == origin.scope_header) {
+                Some(s) => s,
+                None => {
+                    scopes.push((resource, &origin.scope_header));
+                    scopes.len() - 1
+                }
+            } as u32;
+            order.push((resource, scope, i as u32));
+        }
+        // Ranks follow first sight, and the span index keeps arrival order within a scope.
+        order.sort_unstable();
+        Self { order, resources, scopes }
+    }
+}
+
 fn encode_proto(spans: &[&Span], decision: Option<&Decision>) -> Bytes {
     let attributes = decision.map(|d| sampling_attributes_proto(&d.rule, d.sample_rate)).unwrap_or_default();
-    let groups = group(spans);
+    let layout = ProtoLayout::of(spans);
     // One suffix per span (its trace state may differ), computed once.
-    let suffixes: Vec<Vec<Bytes>> = groups
-        .iter()
-        .flat_map(|(_, scopes)| scopes.iter())
-        .map(|(_, spans)| spans.iter().map(|s| proto_suffix(s, &attributes, decision)).collect())
-        .collect();
-    let scope_len = |header: &Bytes, spans: &[&Span], suffixes: &[Bytes]| {
-        header.len() + spans.iter().zip(suffixes).map(|(s, x)| field_len(s.raw.len() + x.len())).sum::<usize>()
-    };
-    let mut scope_index = 0;
-    let mut resource_lens = Vec::with_capacity(groups.len());
-    for (header, scopes) in &groups {
-        let mut len = header.len();
-        for (scope_header, spans) in scopes {
-            len += field_len(scope_len(scope_header, spans, &suffixes[scope_index]));
-            scope_index += 1;
-        }
-        resource_lens.push(len);
+    let suffixes = proto_suffixes(spans, &attributes, decision);
+    let span_len = |i: usize| spans[i].raw.len() + suffixes[i].len();
+    let mut scope_lens: Vec<usize> = layout.scopes.iter().map(|(_, header)| header.len()).collect();
+    for &(_, scope, i) in &layout.order {
+        scope_lens[scope as usize] += field_len(span_len(i as usize));
+    }
+    let mut resource_lens: Vec<usize> = layout.resources.iter().map(|header| header.len()).collect();
+    for (scope, (resource, _)) in layout.scopes.iter().enumerate() {
+        resource_lens[*resource as usize] += field_len(scope_lens[scope]);
     }
     let total: usize = resource_lens.iter().map(|&l| field_len(l)).sum();
     let mut out = BytesMut::with_capacity(total);
-    let mut scope_index = 0;
-    for ((resource_header, scopes), resource_len) in groups.iter().zip(resource_lens) {
-        put_len_field(&mut out, 1, resource_len);
-        out.put_slice(resource_header);
-        for (scope_header, spans) in scopes {
-            let span_suffixes = &suffixes[scope_index];
-            scope_index += 1;
-            put_len_field(&mut out, 2, scope_len(scope_header, spans, span_suffixes));
-            out.put_slice(scope_header);
-            for (span, suffix) in spans.iter().zip(span_suffixes) {
-                put_len_field(&mut out, 2, span.raw.len() + suffix.len());
-                out.put_slice(&span.raw);
-                out.put_slice(suffix);
-            }
+    let (mut open_resource, mut open_scope) = (None, None);
+    for &(resource, scope, i) in &layout.order {
+        if open_resource != Some(resource) {
+            put_len_field(&mut out, 1, resource_lens[resource as usize]);
+            out.put_slice(layout.resources[resource as usize]);
+            (open_resource, open_scope) = (Some(resource), None);
         }
+        if open_scope != Some(scope) {
+            put_len_field(&mut out, 2, scope_lens[scope as usize]);
+            out.put_slice(layout.scopes[scope as usize].1);
+            open_scope = Some(scope);
+        }
+        let i = i as usize;
+        put_len_field(&mut out, 2, span_len(i));
+        out.put_slice(&spans[i].raw);
+        out.put_slice(&suffixes[i]);
     }
     debug_assert_eq!(out.len(), total);
     out.freeze()
