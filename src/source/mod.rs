@@ -1,14 +1,18 @@
-//! Source: the Kafka consumer-group member that feeds the pipeline.
+//! Source: the Kafka consumer-group member that feeds one worker of the pipeline.
 //!
 //! [`run`] subscribes to `kafka.input_topics`, hands every message to a [`MessageHandler`] and
-//! commits the offsets the handler says are done. With SLOs, a second member of the group
+//! commits the offsets the handler says are done. An instance runs one per worker, each its own
+//! group member; member 0 checks and creates the topics before the others subscribe
+//! ([`TopicsPrepared`]). With SLOs, member 0 also runs a second member of the group
 //! `{group_id}-owners`, polled by the same thread, consumes the aggregates topic: Kafka balances
 //! SLO ownership among the instances on its own, never at the expense of the input partitions
 //! (one sticky assignment over both would happily give one instance every input partition).
 //! Invariants (kafka.md "Delivery"):
 //! - auto-commit is off: the only offsets committed are the handler's committable ones, every
 //!   `kafka.commit_interval`, on revocation (synchronously, inside the rebalance callback, after the
-//!   handler has decided and flushed the revoked partitions' traces) and on shutdown;
+//!   handler has decided and flushed the revoked partitions' traces) and on shutdown — where every
+//!   member of the instance settles and commits while the group is stable, and they leave the
+//!   group together ([`LeaveTogether`]): once one has left, the others' commits would be refused;
 //! - the consumers are polled from one thread; rebalance callbacks run inside those polls, so
 //!   the handler is never entered twice at once; each position is committed by the member that
 //!   consumes its topic;
