@@ -156,7 +156,7 @@ impl SpanPath {
                 if let Some(counter) = &mut self.slo_counter {
                     counter.count(&self.spans, &mut effects.slo_counts);
                 }
-                self.buffer.insert_message(&mut self.spans, message.payload.len(), hold, now, &mut self.ready);
+                self.buffer.insert(&mut self.spans, hold, now, &mut self.ready);
                 self.release_ready(now, effects);
             }
             Err(error) => {

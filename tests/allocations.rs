@@ -188,10 +188,10 @@ fn the_span_path_allocates_per_trace_and_message_not_per_span() {
     assert!(small <= 40.0 && large <= 60.0, "per trace: {small:.1} (small), {large:.1} (large)");
 }
 
-/// Decoding and measuring allocate nothing once warm: spans go into a reused list, names are
-/// interned, resources shared, series and contributor rows exist.
+/// Once warm, decoding allocates per message only and measuring nothing: spans go into a reused
+/// list, names are interned, resources shared, series and contributor rows exist.
 #[test]
-fn decoding_and_measuring_allocate_nothing_once_warm() {
+fn decoding_allocates_per_message_and_measuring_nothing_once_warm() {
     let mut clinic = PetClinic::new(7, TrafficProfile::default());
     let mut decoder = Decoder::new(InputEncoding::OtlpProto);
     let mut store = SignalStore::new(Config::default().signal_settings());
@@ -214,7 +214,10 @@ fn decoding_and_measuring_allocate_nothing_once_warm() {
             spans.clear();
         }
     });
-    assert_eq!(decoding, 0, "decoding {} spans", steady.spans);
+    // A message's spans move into one buffer of exactly their encodings (decode's `compact`): the
+    // buffer and its shared handle, two allocations per message whatever its spans.
+    let messages = steady.messages.len() as u64;
+    assert!(decoding <= 2 * messages, "decoding {} spans in {messages} messages: {decoding} allocations", steady.spans);
     let measuring = allocations(|| {
         for trace in &traces {
             store.record_trace(trace, Nanos(NOW));

@@ -24,10 +24,11 @@ pub struct WindowConfig {
     /// at least `max_spans_per_trace`.
     #[serde(default = "default_max_buffered_spans")]
     pub max_buffered_spans: usize,
-    /// The store never pins more bytes of input messages (a span keeps its whole message alive:
-    /// each counts its share of it); the oldest traces are decided early. Bytes; default
-    /// 1 073 741 824 (1 GiB: about 2 million spans of Collector-style batches, the span bound's
-    /// match); at least 1 MiB. A span count alone does not bound memory when messages are large.
+    /// The store never holds more bytes of span encodings (what a buffered span keeps of its
+    /// message: its own wire bytes); the oldest traces are decided early. Bytes; default
+    /// 1 073 741 824 (1 GiB: about 5 million spans of 200 bytes, so with typical spans
+    /// `max_buffered_spans` binds first); at least 1 MiB. A span count alone does not bound
+    /// memory when spans are large (long attribute values, many events).
     #[serde(default = "default_max_buffered_bytes")]
     pub max_buffered_bytes: usize,
     /// Kept trace ids remembered for late spans. Default 100 000.

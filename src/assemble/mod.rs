@@ -38,8 +38,7 @@ pub struct WindowLimits {
     pub max_trace_age: Duration,
     pub max_spans_per_trace: usize,
     pub max_buffered_spans: usize,
-    /// Bytes of input messages the buffered spans pin, each span counting its share of its
-    /// message (see [`TraceBuffer::insert_message`]).
+    /// Bytes of span encodings the buffered spans pin (see [`TraceBuffer::insert`]).
     pub max_buffered_bytes: usize,
     pub decision_cache_kept: usize,
     pub decision_cache_dropped: usize,
@@ -93,7 +92,7 @@ struct BufferedTrace {
     sources: Vec<Hold>,
     /// The insert batch that last touched this trace (to queue one quiet check per batch).
     batch: u64,
-    /// Its spans' shares of the messages they pin.
+    /// Its spans' encodings, in bytes.
     bytes: usize,
 }
 
@@ -106,7 +105,7 @@ pub struct TraceBuffer {
     /// (quiet deadline, trace, serial) for traces with a root: completion.
     by_quiet: VecDeque<(Nanos, TraceId, u64)>,
     buffered_spans: usize,
-    /// The buffered spans' shares of the messages they pin.
+    /// The buffered spans' encodings, in bytes.
     buffered_bytes: usize,
     next_serial: u64,
     batch: u64,
@@ -139,7 +138,7 @@ impl TraceBuffer {
         self.buffered_spans
     }
 
-    /// The bytes of input the buffered spans pin (each span's share of its message).
+    /// The bytes of span encodings the buffered spans pin.
     pub fn buffered_bytes(&self) -> usize {
         self.buffered_bytes
     }
@@ -149,32 +148,20 @@ impl TraceBuffer {
         self.cache.remember(trace_id, decision);
     }
 
-    /// As [`TraceBuffer::insert_message`], for spans whose message is their own encodings.
+    /// Adds the spans of one source message at time `now`, draining `spans`. Every buffered or
+    /// ready trace that takes spans from it keeps a share of `source`. Each span counts its own
+    /// encoding (`Span::raw`) towards `max_buffered_bytes`: that is what it pins, the decoder
+    /// having copied a message's spans out of it (exact while a message's spans are all
+    /// buffered; low by the bytes of those already released otherwise, which share their
+    /// buffer). Traces decided by this insert (late spans, `too_large`, `memory_pressure`) are
+    /// appended to `ready`.
     pub fn insert(&mut self, spans: &mut Vec<Span>, source: &Hold, now: Nanos, ready: &mut Vec<ReadyTrace>) {
-        let message_bytes = spans.iter().map(|s| s.raw.len()).sum();
-        self.insert_message(spans, message_bytes, source, now, ready);
-    }
-
-    /// Adds the spans of one source message of `message_bytes` bytes at time `now`, draining
-    /// `spans`. Every buffered or ready trace that takes spans from it keeps a share of `source`.
-    /// A span pins its whole message (its raw bytes are a slice of it): each counts an equal
-    /// share of it towards `max_buffered_bytes`, so the count is exact while a message's spans
-    /// are all buffered, and errs low by the shares already released otherwise. Traces decided by
-    /// this insert (late spans, `too_large`, `memory_pressure`) are appended to `ready`.
-    pub fn insert_message(
-        &mut self,
-        spans: &mut Vec<Span>,
-        message_bytes: usize,
-        source: &Hold,
-        now: Nanos,
-        ready: &mut Vec<ReadyTrace>,
-    ) {
-        let share = message_bytes.div_ceil(spans.len().max(1));
         self.batch += 1;
         let position = source.source();
         let late_start = ready.len();
         for span in spans.drain(..) {
             let trace_id = span.trace_id;
+            let bytes = span.raw.len();
             if !self.traces.contains_key(&trace_id) {
                 if let Some(prior) = self.cache.lookup(&trace_id) {
                     if let Some(late) =
@@ -195,7 +182,7 @@ impl TraceBuffer {
                 }
             }
             while (self.buffered_spans >= self.limits.max_buffered_spans
-                || self.buffered_bytes + share > self.limits.max_buffered_bytes)
+                || self.buffered_bytes + bytes > self.limits.max_buffered_bytes)
                 && self.evict_oldest(ready)
             {}
             let trace = self.traces.entry(trace_id).or_insert_with(|| {
@@ -214,9 +201,9 @@ impl TraceBuffer {
             trace.root_present |= span.is_root();
             trace.last_arrival = now;
             trace.spans.push(span);
-            trace.bytes += share;
+            trace.bytes += bytes;
             self.buffered_spans += 1;
-            self.buffered_bytes += share;
+            self.buffered_bytes += bytes;
             if trace.sources.last().is_none_or(|last| last.source() != position) {
                 trace.sources.push(source.share());
             }

@@ -19,6 +19,12 @@ fn limits() -> WindowLimits {
     }
 }
 
+/// `span` with an encoding of `bytes` bytes.
+fn sized(mut span: Span, bytes: usize) -> Span {
+    span.raw = Bytes::from(vec![0u8; bytes]);
+    span
+}
+
 fn span(trace: u8, id: u8, parent: Option<u8>) -> Span {
     let origin = Arc::new(Origin {
         encoding: Encoding::OtlpProto,
@@ -163,18 +169,18 @@ fn memory_pressure_decides_oldest_first_and_bounds_the_store() {
     assert_eq!(buffer.buffered_spans(), 4);
 }
 
-/// Large messages: the byte bound decides the oldest traces early while the span count is far
-/// below its own bound, and counts each span's share of the message it pins.
+/// Large spans: the byte bound decides the oldest traces early while the span count is far below
+/// its own bound, and counts each span's own encoding, which is what it pins.
 #[test]
 fn the_byte_bound_decides_oldest_first_when_messages_are_large() {
     let limits = WindowLimits { max_buffered_bytes: 2_500_000, ..limits() };
     let mut buffer = TraceBuffer::new(limits);
     let mut ready = Vec::new();
-    // Three messages of 1 MB, two spans (two traces) each: 500 000 bytes a span.
+    // Three messages of two spans (two traces) of 500 000 bytes each.
     for message in 0..3u8 {
         let (a, b) = (2 * message + 1, 2 * message + 2);
-        let mut spans = vec![span(a, 1, Some(9)), span(b, 1, Some(9))];
-        buffer.insert_message(&mut spans, 1_000_000, &src(message as i64), at(message as f64), &mut ready);
+        let mut spans = vec![sized(span(a, 1, Some(9)), 500_000), sized(span(b, 1, Some(9)), 500_000)];
+        buffer.insert(&mut spans, &src(message as i64), at(message as f64), &mut ready);
         assert!(buffer.buffered_bytes() <= 2_500_000, "{} bytes buffered", buffer.buffered_bytes());
     }
     // The third message's first span fits (2.5 MB); its second does not: the oldest trace goes
@@ -275,7 +281,7 @@ proptest! {
         arrivals in proptest::collection::vec((0u8..12, any::<bool>(), 0u32..3000), 1..200),
         max_buffered in 5usize..50,
         max_per_trace in 1usize..10,
-        message_bytes in proptest::collection::vec(1usize..5_000, 200),
+        span_bytes in proptest::collection::vec(1usize..5_000, 200),
         max_bytes in 5_000usize..40_000,
     ) {
         let limits = WindowLimits {
@@ -292,7 +298,7 @@ proptest! {
             now_ms += *gap_ms as u64;
             let s = span(*trace, (i % 250) as u8 + 1, if *root { None } else { Some(200) });
             let message = read.begin(SourceRef { partition: 0, offset: i as i64 });
-            buffer.insert_message(&mut vec![s], message_bytes[i], &message, Nanos(now_ms * 1_000_000), &mut ready);
+            buffer.insert(&mut vec![sized(s, span_bytes[i])], &message, Nanos(now_ms * 1_000_000), &mut ready);
             prop_assert!(buffer.buffered_spans() <= max_buffered.max(max_per_trace));
             prop_assert!(buffer.buffered_bytes() <= max_bytes, "{} bytes over {}", buffer.buffered_bytes(), max_bytes);
             buffer.expire(Nanos(now_ms * 1_000_000), &mut ready);

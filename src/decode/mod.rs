@@ -7,8 +7,10 @@
 //!   nothing: the caller dead-letters it;
 //! - a well-formed payload keeps its valid spans and counts the invalid ones by reason
 //!   ([`DecodeStats`]), never keeping a span with a broken id or time (signals.md);
-//! - every span keeps its wire bytes (`Span::raw`, a zero-copy slice of the payload for protobuf)
-//!   so that kept traces are forwarded in the encoding they arrived in;
+//! - every span keeps its wire bytes (`Span::raw`) so that kept traces are forwarded in the
+//!   encoding they arrived in; the spans of one message share one allocation of exactly their
+//!   bytes (no per-span allocation), so a buffered span pins its own encoding, not the whole
+//!   message with its resources and the spans already decided;
 //! - names are interned: decoding a span allocates nothing once its names have been seen.
 
 mod draft;
@@ -190,6 +192,7 @@ impl Decoder {
         match result {
             Ok(()) => {
                 stats.accepted = (out.len() - start_len) as u32;
+                compact(&mut out[start_len..]);
                 Ok(stats)
             }
             Err(e) => {
@@ -197,6 +200,27 @@ impl Decoder {
                 Err(e)
             }
         }
+    }
+}
+
+/// Moves the wire bytes of `spans` into one buffer of exactly their size, in order. The payload
+/// they were sliced from is released as soon as the caller drops it: resources and scopes live on
+/// in shared [`crate::model::Origin`]s, so what a buffered span keeps is its own encoding.
+fn compact(spans: &mut [Span]) {
+    let total = spans.iter().map(|s| s.raw.len()).sum();
+    if total == 0 {
+        return;
+    }
+    let mut buffer = Vec::with_capacity(total);
+    for span in spans.iter() {
+        buffer.extend_from_slice(&span.raw);
+    }
+    let buffer = Bytes::from(buffer);
+    let mut at = 0;
+    for span in spans {
+        let len = span.raw.len();
+        span.raw = buffer.slice(at..at + len);
+        at += len;
     }
 }
 

@@ -66,6 +66,25 @@ fn decode_all(input: InputEncoding, payload: &[u8]) -> Result<(Vec<crate::model:
     Ok((out, stats))
 }
 
+/// A buffered span keeps its own encoding alive, not its message: the spans of one message share
+/// one buffer of exactly their bytes, apart from the payload (resources and scopes live in shared
+/// origins), so the payload is freed once decoded.
+#[test]
+fn spans_keep_their_own_bytes_not_the_message() {
+    let data = traces("customers", vec![server_span(1, 2, None, 200), server_span(1, 3, Some(2), 200)]);
+    let payload = Bytes::from(data.encode_to_vec());
+    let mut out = Vec::new();
+    Decoder::new(InputEncoding::OtlpProto).decode(&payload, &mut out).unwrap();
+    let in_payload = payload.as_ptr_range();
+    for span in &out {
+        assert!(!in_payload.contains(&span.raw.as_ptr()), "span bytes outside the payload");
+    }
+    let (first, second) = (&out[0].raw, &out[1].raw);
+    assert_eq!(first.as_ptr_range().end, second.as_ptr(), "one buffer, in order, nothing between");
+    assert_eq!(&first[..], &data.resource_spans[0].scope_spans[0].spans[0].encode_to_vec()[..]);
+    assert_eq!(&second[..], &data.resource_spans[0].scope_spans[0].spans[1].encode_to_vec()[..]);
+}
+
 #[test]
 fn official_otlp_json_example_decodes() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/otlp-trace-example.json");

@@ -85,7 +85,7 @@ impl PipelineMetrics {
             buffered_bytes: gauge(
                 r,
                 "tracewarden_buffered_bytes",
-                "Bytes of input messages the assembly window's spans pin (window.max_buffered_bytes).",
+                "Bytes of span encodings held in the assembly window (window.max_buffered_bytes).",
             ),
             traces_decided: counter_vec(
                 r,
