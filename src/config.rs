@@ -219,9 +219,12 @@ impl Config {
 
 /// The expected form of keys whose deserialisation errors do not say it.
 fn expected_form(key: &str) -> Option<&'static str> {
+    let input_encoding = key == "kafka.encoding" || (key.starts_with("kafka.inputs[") && key.ends_with("].encoding"));
+    if input_encoding {
+        return Some("one of auto, otlp_proto, otlp_json, zipkin_json");
+    }
     match key {
         "http.listen" => Some("an address such as \"127.0.0.1:9464\" or \"0.0.0.0:9464\""),
-        "kafka.encoding" => Some("one of auto, otlp_proto, otlp_json, zipkin_json"),
         "log.format" => Some("pretty or json"),
         _ => None,
     }

@@ -19,6 +19,16 @@ use crate::decode::InputEncoding;
 use crate::settings::{secs, HumanDuration, Problem};
 use crate::telemetry::RateLimitedWarning;
 
+/// One `[[kafka.inputs]]` entry: an input topic and the encoding of its messages.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct InputTopic {
+    /// The topic; it must exist. Required.
+    pub topic: String,
+    /// `auto` | `otlp_proto` | `otlp_json` | `zipkin_json`. Required.
+    pub encoding: InputEncoding,
+}
+
 /// `[kafka]`: brokers, topics and delivery (kafka.md).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +45,11 @@ pub struct KafkaConfig {
     /// `auto` | `otlp_proto` | `otlp_json` | `zipkin_json`. Default `auto` (detected per message).
     #[serde(default = "default_encoding")]
     pub encoding: InputEncoding,
+    /// `[[kafka.inputs]]`: more input topics, each with its own encoding (ingest.md "Kafka input
+    /// encodings"); for a topic also in `input_topics`, its encoding replaces `encoding`. To read
+    /// only these, set `input_topics = []`. Default none.
+    #[serde(default)]
+    pub inputs: Vec<InputTopic>,
     /// Kept traces, one message per trace keyed by trace id. Default `sampled_spans`.
     #[serde(default = "default_output_topic")]
     pub output_topic: String,
@@ -132,6 +147,7 @@ impl Default for KafkaConfig {
             brokers: default_brokers(),
             group_id: default_group_id(),
             input_topics: default_input_topics(),
+            inputs: Vec::new(),
             encoding: default_encoding(),
             output_topic: default_output_topic(),
             alerts_topic: default_alerts_topic(),
@@ -156,7 +172,19 @@ impl KafkaConfig {
         let k = self;
         check(!k.brokers.trim().is_empty(), "kafka.brokers", "must name at least one broker (host:port)".into());
         check(!k.group_id.trim().is_empty(), "kafka.group_id", "must not be empty".into());
-        check(!k.input_topics.is_empty(), "kafka.input_topics", "must list at least one topic".into());
+        check(
+            !k.all_input_topics().is_empty(),
+            "kafka.input_topics",
+            "must list at least one topic (or [[kafka.inputs]] must)".into(),
+        );
+        for (i, input) in k.inputs.iter().enumerate() {
+            check(!input.topic.trim().is_empty(), &format!("kafka.inputs[{i}].topic"), "must not be empty".into());
+            check(
+                !k.inputs[..i].iter().any(|earlier| earlier.topic == input.topic),
+                &format!("kafka.inputs[{i}].topic"),
+                format!("{:?} is listed twice: one encoding per topic", input.topic),
+            );
+        }
         for (key, topic) in [
             ("kafka.output_topic", &k.output_topic),
             ("kafka.alerts_topic", &k.alerts_topic),
@@ -167,7 +195,7 @@ impl KafkaConfig {
         ] {
             check(!topic.trim().is_empty(), key, "must not be empty".into());
             check(
-                !k.input_topics.contains(topic),
+                !k.all_input_topics().contains(topic),
                 key,
                 format!("{topic:?} is also an input topic: tracewarden would read its own output"),
             );
@@ -184,6 +212,23 @@ impl KafkaConfig {
                 "is set by tracewarden itself (use kafka.group_id / kafka.brokers; commits are managed)".into(),
             );
         }
+    }
+
+    /// Every topic spans are read from: `input_topics`, then the `[[kafka.inputs]]` topics not
+    /// among them.
+    pub fn all_input_topics(&self) -> Vec<String> {
+        let mut topics = self.input_topics.clone();
+        for input in &self.inputs {
+            if !topics.contains(&input.topic) {
+                topics.push(input.topic.clone());
+            }
+        }
+        topics
+    }
+
+    /// The topics whose encoding is not `encoding`, with theirs.
+    pub fn topic_encodings(&self) -> Vec<(String, InputEncoding)> {
+        self.inputs.iter().map(|i| (i.topic.clone(), i.encoding)).collect()
     }
 
     /// The repartition topic used when the input is not keyed by trace id.

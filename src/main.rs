@@ -180,7 +180,7 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             }
             println!(
                 "  consuming {} from {} as group {:?}; forwarding to {}",
-                config.kafka.input_topics.join(", "),
+                config.kafka.all_input_topics().join(", "),
                 config.kafka.brokers,
                 config.kafka.group_id,
                 config.kafka.output_topic
@@ -206,7 +206,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             .await?
     };
     pipeline.handles.peers.set_url(&config.http.advertised(bound));
-    tracing::info!(http = %bound, brokers = %config.kafka.brokers, topics = ?config.kafka.input_topics, "tracewarden running");
+    tracing::info!(http = %bound, brokers = %config.kafka.brokers, topics = ?config.kafka.all_input_topics(), "tracewarden running");
     let shutdown = pipeline.shutdown_flag();
     let watcher = {
         let shutdown = shutdown.clone();

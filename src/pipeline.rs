@@ -33,7 +33,7 @@ use rdkafka::ClientConfig;
 use crate::assemble::{DecisionReason, TraceBuffer};
 use crate::clock::{Nanos, SharedClock};
 use crate::config::Config;
-use crate::decode::Decoder;
+use crate::decode::{Decoder, InputEncoding};
 use crate::delivery::{DeliveryLedger, DeliverySettings, Forwarder, ForwarderError, Topics};
 pub use crate::http::Handles;
 use crate::investigate::exchange::{Exchange, ExchangeError, Peers};
@@ -375,18 +375,24 @@ fn span_path_settings(config: &Config, slos: &SloEngine, sampler: &Arc<Mutex<Sam
     limits.decision_cache_kept = (limits.decision_cache_kept / workers).max(1);
     limits.decision_cache_dropped = (limits.decision_cache_dropped / workers).max(1);
     SpanPathSettings {
-        decoder: Decoder::new(config.kafka.encoding),
+        decoder: Decoder::for_topics(config.kafka.encoding, topic_encodings(config)),
         buffer: TraceBuffer::new(limits),
         sampler: sampler.clone(),
         exclusions: Exclusions::new(&config.metrics.exclude),
         slo_counter: (!slos.is_empty()).then(|| slos.counter()),
         max_message_bytes: config.kafka.message_max_bytes(),
-        repartition_from: if config.kafka.input_keyed_by_trace {
-            Vec::new()
-        } else {
-            config.kafka.input_topics.clone()
-        },
+        repartition_from: if config.kafka.input_keyed_by_trace { Vec::new() } else { config.kafka.all_input_topics() },
     }
+}
+
+/// The input topics read in an encoding of their own. The repartition topic carries every
+/// input's spans in their arrival encoding: it is read as `auto`, which tells those apart.
+fn topic_encodings(config: &Config) -> Vec<(String, InputEncoding)> {
+    let mut topics = config.kafka.topic_encodings();
+    if !config.kafka.input_keyed_by_trace && !topics.is_empty() {
+        topics.push((config.kafka.repartition_topic(), InputEncoding::Auto));
+    }
+    topics
 }
 
 /// What every worker of the process shares.
@@ -487,7 +493,7 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
     let ready = Arc::new(Readiness::new(workers));
     let shutdown = Arc::new(AtomicBool::new(false));
     let repartition_topic = config.kafka.repartition_topic();
-    let mut topics = config.kafka.input_topics.clone();
+    let mut topics = config.kafka.all_input_topics();
     let mut required_topics = Vec::new();
     if !config.kafka.input_keyed_by_trace {
         topics.push(repartition_topic.clone());

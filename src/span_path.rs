@@ -144,7 +144,7 @@ impl SpanPath {
     /// One input message at time `now`; `hold` keeps it uncommitted while any work on it is left.
     pub fn message(&mut self, message: Message<'_>, hold: &Hold, now: Nanos, effects: &mut Effects) {
         let payload = Bytes::copy_from_slice(message.payload);
-        match self.decoder.decode_at(&payload, &mut self.spans, now) {
+        match self.decoder.decode_at(message.topic, &payload, &mut self.spans, now) {
             Ok(stats) if self.repartition_from.iter().any(|t| t == message.topic) => {
                 self.telemetry
                     .emit(PipelineEvent::MessageDecoded { stats: &DecodeStats { encoding: None, ..stats } }, now);

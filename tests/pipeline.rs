@@ -688,3 +688,48 @@ fn slo_alerts_reach_the_alerts_topic_in_the_alert_schema() {
     );
     pipeline.stop().unwrap();
 }
+
+/// `[[kafka.inputs]]`: a topic read in an encoding of its own beside the main input's, and each
+/// kept trace leaving in the encoding it arrived in. (Read as the main input's `otlp_proto`, the
+/// Zipkin JSON messages would be dead letters.)
+#[test]
+fn each_input_topic_is_read_in_its_own_encoding() {
+    use tracewarden::decode::InputEncoding;
+    use tracewarden::generate::{PetClinic, TrafficProfile};
+    use tracewarden::kafka_client::InputTopic;
+    use tracewarden::model::Encoding;
+
+    let mut harness = Harness::new("per-topic-encodings");
+    harness.cluster.create_topic("zipkin_spans", PARTITIONS, 1).unwrap();
+    harness.cluster.create_topic("sampled_spans", PARTITIONS, 1).unwrap();
+    harness.config.kafka.encoding = InputEncoding::OtlpProto;
+    harness.config.kafka.inputs =
+        vec![InputTopic { topic: "zipkin_spans".into(), encoding: InputEncoding::ZipkinJson }];
+    let pipeline = harness.start();
+    let mut clinic = PetClinic::new(3, TrafficProfile::default());
+    let zipkin = clinic.trace(T0.0, Encoding::ZipkinJson);
+    let otlp = clinic.trace(T0.0, Encoding::OtlpProto);
+    let (zipkin_key, otlp_key) = (hex::encode(zipkin.trace_id), hex::encode(otlp.trace_id));
+    for message in &zipkin.messages {
+        harness.produce_topic("zipkin_spans", &zipkin_key, message);
+    }
+    for message in &otlp.messages {
+        harness.produce(&otlp_key, message);
+    }
+    let received = |encoding: &str| {
+        metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", encoding)]).unwrap_or(0.0)
+    };
+    wait_for("both traces read, each in its encoding", || {
+        received("zipkin_json") == zipkin.spans as f64 && received("otlp_proto") == otlp.spans as f64
+    });
+    harness.advance(Duration::from_secs(10));
+    let output = harness.read_all("sampled_spans", 2);
+    let by_key: HashMap<String, &Record> =
+        output.iter().map(|r| (String::from_utf8(r.key.clone().unwrap()).unwrap(), r)).collect();
+    let zipkin_out: serde_json::Value = serde_json::from_slice(&by_key[&zipkin_key].payload).expect("Zipkin JSON out");
+    assert_eq!(zipkin_out.as_array().map(Vec::len), Some(zipkin.spans), "the Zipkin trace leaves as Zipkin JSON");
+    let otlp_out = TracesData::decode(&by_key[&otlp_key].payload[..]).expect("OTLP protobuf out");
+    let spans: usize = otlp_out.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
+    assert_eq!(spans, otlp.spans, "the OTLP trace leaves as OTLP protobuf");
+    pipeline.stop().unwrap();
+}

@@ -190,3 +190,47 @@ fn workers_default_to_the_cores_and_must_fit_the_window() {
     assert!(tight.iter().any(|p| p.key == "window.max_buffered_spans" && p.message.contains("5000")), "{tight:?}");
     assert!(Config::from_toml("workers = 2\n[window]\nmax_buffered_spans = 20000\n").is_ok());
 }
+
+/// `[[kafka.inputs]]`: topics read in an encoding of their own, beside (or instead of)
+/// `input_topics`; one encoding per topic; none may be one of tracewarden's own outputs.
+#[test]
+fn input_topics_with_their_own_encodings() {
+    let c = Config::from_toml(
+        r#"
+        [kafka]
+        input_topics = ["otlp"]
+        encoding = "otlp_proto"
+        [[kafka.inputs]]
+        topic = "zipkin"
+        encoding = "zipkin_json"
+        [[kafka.inputs]]
+        topic = "otlp"
+        encoding = "auto"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(c.kafka.all_input_topics(), vec!["otlp", "zipkin"]);
+    assert_eq!(
+        c.kafka.topic_encodings(),
+        vec![("zipkin".to_string(), InputEncoding::ZipkinJson), ("otlp".to_string(), InputEncoding::Auto)]
+    );
+    let only =
+        Config::from_toml("[kafka]\ninput_topics = []\n[[kafka.inputs]]\ntopic = \"z\"\nencoding = \"zipkin_json\"\n")
+            .unwrap();
+    assert_eq!(only.kafka.all_input_topics(), vec!["z"]);
+
+    let p = problems("[kafka]\ninput_topics = []\n");
+    assert_eq!(p[0].key, "kafka.input_topics");
+    let p = problems(
+        "[[kafka.inputs]]\ntopic = \"z\"\nencoding = \"zipkin_json\"\n[[kafka.inputs]]\ntopic = \"z\"\nencoding = \"otlp_json\"\n",
+    );
+    assert_eq!(p[0].key, "kafka.inputs[1].topic");
+    assert!(p[0].message.contains("twice"), "{p:?}");
+    let p = problems("[[kafka.inputs]]\ntopic = \"sampled_spans\"\nencoding = \"otlp_proto\"\n");
+    assert_eq!(p[0].key, "kafka.output_topic");
+    let p = problems("[[kafka.inputs]]\ntopic = \"z\"\nencoding = \"jaeger\"\n");
+    assert!(p[0].key.starts_with("kafka.inputs"), "{p:?}");
+    assert!(p[0].message.contains("zipkin_json"), "the accepted encodings are named: {p:?}");
+    let p = problems("[[kafka.inputs]]\ntopic = \"z\"\nencodng = \"otlp_json\"\n");
+    assert!(p[0].message.contains("encodng"), "{p:?}");
+}

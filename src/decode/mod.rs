@@ -149,24 +149,35 @@ pub const MAX_FUTURE_SKEW: std::time::Duration = std::time::Duration::from_secs(
 /// Decodes payloads; holds the interner and scratch space reused across messages.
 pub struct Decoder {
     input: InputEncoding,
+    /// Topics with an encoding of their own (`[[kafka.inputs]]`); few, so a list.
+    per_topic: Vec<(Box<str>, InputEncoding)>,
     names: draft::Names,
 }
 
 impl Decoder {
     pub fn new(input: InputEncoding) -> Self {
-        Self { input, names: draft::Names::new() }
+        Self::for_topics(input, Vec::new())
     }
 
-    /// Decodes one payload that arrived at `arrival`: as [`Decoder::decode`], and spans ending more
-    /// than [`MAX_FUTURE_SKEW`] after their arrival are rejected as `invalid_time`.
+    /// A decoder reading `input`, except on the listed topics, each read in its own encoding.
+    pub fn for_topics(input: InputEncoding, per_topic: Vec<(String, InputEncoding)>) -> Self {
+        let per_topic = per_topic.into_iter().map(|(topic, encoding)| (topic.into_boxed_str(), encoding)).collect();
+        Self { input, per_topic, names: draft::Names::new() }
+    }
+
+    /// Decodes one payload read from `topic` that arrived at `arrival`: as [`Decoder::decode`], in
+    /// the topic's encoding, and spans ending more than [`MAX_FUTURE_SKEW`] after their arrival
+    /// are rejected as `invalid_time`.
     pub fn decode_at(
         &mut self,
+        topic: &str,
         payload: &Bytes,
         out: &mut Vec<Span>,
         arrival: crate::clock::Nanos,
     ) -> Result<DecodeStats, DecodeError> {
+        let input = self.per_topic.iter().find(|(t, _)| &**t == topic).map_or(self.input, |(_, e)| *e);
         self.names.latest_end = arrival.saturating_add(MAX_FUTURE_SKEW).0;
-        let result = self.decode(payload, out);
+        let result = self.decode_as(input, payload, out);
         self.names.latest_end = u64::MAX;
         result
     }
@@ -174,10 +185,19 @@ impl Decoder {
     /// Decodes one payload, appending its valid spans to `out`. On error nothing is appended.
     /// Spans starting before 2000 are rejected as `invalid_time`.
     pub fn decode(&mut self, payload: &Bytes, out: &mut Vec<Span>) -> Result<DecodeStats, DecodeError> {
+        self.decode_as(self.input, payload, out)
+    }
+
+    fn decode_as(
+        &mut self,
+        input: InputEncoding,
+        payload: &Bytes,
+        out: &mut Vec<Span>,
+    ) -> Result<DecodeStats, DecodeError> {
         if payload.iter().all(|b| b.is_ascii_whitespace()) {
             return Err(DecodeError::Empty);
         }
-        let encoding = self.input.resolve(payload);
+        let encoding = input.resolve(payload);
         let start_len = out.len();
         let mut stats = DecodeStats { encoding: Some(encoding), ..Default::default() };
         let result = match encoding {

@@ -1,6 +1,6 @@
 //! Source: the Kafka consumer-group member that feeds one worker of the pipeline.
 //!
-//! [`run`] subscribes to `kafka.input_topics`, hands every message to a [`MessageHandler`] and
+//! [`run`] subscribes to the input topics (`kafka.input_topics`, `[[kafka.inputs]]`), hands every message to a [`MessageHandler`] and
 //! commits the offsets the handler says are done. An instance runs one per worker, each its own
 //! group member; member 0 checks and creates the topics before the others subscribe
 //! ([`TopicsPrepared`]). With SLOs, member 0 also runs a second member of the group
@@ -190,7 +190,7 @@ pub enum SourceError {
         #[source]
         source: KafkaError,
     },
-    #[error("input topic(s) {0} do not exist: create them, or fix kafka.input_topics")]
+    #[error("input topic(s) {0} do not exist: create them, or fix kafka.input_topics / [[kafka.inputs]]")]
     MissingTopics(String),
     #[error("cannot create {topics} ({reason}): create it with as many partitions as the input")]
     CreateTopics { topics: String, reason: String },

@@ -84,7 +84,12 @@ impl Harness {
 
     /// Produces one message to the input topic (key = 32-hex trace id) and waits for the ack.
     pub fn produce(&self, key: &str, payload: &[u8]) {
-        self.producer.send(BaseRecord::to(INPUT).key(key).payload(payload)).expect("queued");
+        self.produce_topic(INPUT, key, payload);
+    }
+
+    /// Produces one message to `topic` and waits for the ack.
+    pub fn produce_topic(&self, topic: &str, key: &str, payload: &[u8]) {
+        self.producer.send(BaseRecord::to(topic).key(key).payload(payload)).expect("queued");
         self.producer.flush(Duration::from_secs(10)).expect("acknowledged");
     }
 
