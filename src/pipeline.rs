@@ -541,13 +541,11 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         })?);
     }
     let peers = Arc::new(Peers::new());
+    let brokers = ClientConfig::new().set("bootstrap.servers", &config.kafka.brokers).clone();
     let exchange = Exchange {
         topic: config.kafka.snapshots_topic.clone(),
-        client: with_client_properties(
-            ClientConfig::new().set("bootstrap.servers", &config.kafka.brokers).clone(),
-            &config.kafka,
-            false,
-        ),
+        producer_client: with_client_properties(brokers.clone(), &config.kafka, false),
+        consumer_client: with_client_properties(brokers, &config.kafka, true),
         admin: admin_config(&config.kafka),
         history: config.investigation.history.0,
         signals: signals.clone(),

@@ -106,8 +106,10 @@ impl Default for Peers {
 /// What the exchange works with.
 pub struct Exchange {
     pub topic: String,
-    /// Client settings (brokers and `[kafka.client]`) for its producer and consumer.
-    pub client: ClientConfig,
+    /// Client settings of its producer (brokers and the producer's `[kafka.client]` properties).
+    pub producer_client: ClientConfig,
+    /// Client settings of its consumer (brokers and the consumer's `[kafka.client]` properties).
+    pub consumer_client: ClientConfig,
     /// Admin client settings, to create the topic when missing.
     pub admin: ClientConfig,
     pub history: Duration,
@@ -124,14 +126,14 @@ impl Exchange {
     /// Starts the exchange thread; it ends once `shutdown` is set, after a last publication.
     pub fn start(self, shutdown: Arc<AtomicBool>) -> Result<std::thread::JoinHandle<()>, ExchangeError> {
         let producer: BaseProducer = self
-            .client
+            .producer_client
             .clone()
             .set("compression.type", "lz4")
             .set("linger.ms", "20")
             .create()
             .map_err(|source| ExchangeError::Client { client: "producer", source })?;
         let consumer: BaseConsumer = self
-            .client
+            .consumer_client
             .clone()
             .set("group.id", format!("tracewarden-snapshots-{}", self.peers.instance))
             .set("enable.auto.commit", "false")
