@@ -74,8 +74,7 @@ pub struct KafkaConfig {
     /// retention `investigation.history` + 1 h). Default `tracewarden_snapshots`.
     #[serde(default = "default_snapshots_topic")]
     pub snapshots_topic: String,
-    /// How often consumed offsets are committed (the positions that moved; every tenth time all
-    /// of them, which repairs a commit the broker refused). Default `1s`; at least `10ms`.
+    /// How often consumed offsets are committed. Default `1s`; at least `10ms`.
     #[serde(default = "default_commit_interval")]
     pub commit_interval: HumanDuration,
     /// Whether input messages are keyed (partitioned) by trace id. Default `true`. When `false`,

@@ -228,10 +228,6 @@ impl MessageHandler for Worker {
         self.delivery.commits(None)
     }
 
-    fn all_commits(&mut self) -> Vec<Commit> {
-        self.delivery.all_commits()
-    }
-
     fn assign(&mut self, partitions: &[(String, i32)]) {
         if let Some(exchange) = &mut self.slo_exchange {
             if let Err(error) = exchange.assign(partitions) {

@@ -141,24 +141,13 @@ impl PendingOffsets {
     /// Committable offsets that moved since the last [`PendingOffsets::mark_committed`]
     /// (restricted to `only` when given), in partition order.
     pub fn due(&mut self, only: Option<&[u32]>) -> Vec<(u32, i64)> {
-        self.positions(only, false)
-    }
-
-    /// Every committable offset, moved or not (restricted to `only` when given), in partition
-    /// order. A refused asynchronous commit is not reported back: committing every position now
-    /// and then is what brings a partition that went quiet up to date.
-    pub fn all(&mut self, only: Option<&[u32]>) -> Vec<(u32, i64)> {
-        self.positions(only, true)
-    }
-
-    fn positions(&mut self, only: Option<&[u32]>, unchanged_too: bool) -> Vec<(u32, i64)> {
         let mut due: Vec<(u32, i64)> = self
             .partitions
             .iter_mut()
             .filter(|(index, _)| only.is_none_or(|o| o.contains(index)))
             .filter_map(|(&index, queue)| {
                 let offset = queue.committable()?;
-                (unchanged_too || queue.committed != Some(offset)).then_some((index, offset))
+                (queue.committed != Some(offset)).then_some((index, offset))
             })
             .collect();
         due.sort_unstable();
@@ -212,19 +201,6 @@ mod tests {
         assert_eq!(pending.due(None), vec![(p, 13)]);
         pending.mark_committed(p, 13);
         assert!(pending.due(None).is_empty());
-    }
-
-    /// Every position, moved or not, for the periodic full commit.
-    #[test]
-    fn every_position_moved_or_not() {
-        let mut pending = PendingOffsets::new();
-        let (p, q) = (pending.index("t", 0), pending.index("t", 1));
-        drop(pending.begin(SourceRef { partition: p, offset: 12 }));
-        let _held = pending.begin(SourceRef { partition: q, offset: 3 });
-        pending.mark_committed(p, 13);
-        assert_eq!(pending.due(None), vec![(q, 3)]);
-        assert_eq!(pending.all(None), vec![(p, 13), (q, 3)], "unchanged positions too");
-        assert_eq!(pending.all(Some(&[p])), vec![(p, 13)]);
     }
 
     #[test]

@@ -336,17 +336,6 @@ impl<T: Transport> DeliveryLedger<T> {
     /// partition indices `only` when given).
     pub fn commits(&mut self, only: Option<&[u32]>) -> Vec<Commit> {
         let due = self.positions.due(only);
-        self.issue(due)
-    }
-
-    /// Every committable position, moved or not: the periodic full commit that repairs a refused
-    /// one (librdkafka does not report the outcome of an asynchronous manual commit).
-    pub fn all_commits(&mut self) -> Vec<Commit> {
-        let all = self.positions.all(None);
-        self.issue(all)
-    }
-
-    fn issue(&mut self, due: Vec<(u32, i64)>) -> Vec<Commit> {
         due.into_iter()
             .map(|(index, offset)| {
                 self.positions.mark_committed(index, offset);

@@ -162,8 +162,6 @@ pub trait MessageHandler: Send + 'static {
     fn tick(&mut self);
     /// Positions that moved since the last call.
     fn commits(&mut self) -> Vec<Commit>;
-    /// Every position, moved or not (see [`FULL_COMMIT_EVERY`]).
-    fn all_commits(&mut self) -> Vec<Commit>;
     /// Partitions were assigned (before any of their messages is delivered).
     fn assign(&mut self, partitions: &[(String, i32)]);
     /// Whether downstream is not keeping up: consumption pauses (back-pressure).
@@ -310,12 +308,6 @@ impl<H: MessageHandler> ConsumerContext for SourceContext<H> {
     }
 }
 
-/// Every this many commit intervals every position is committed, moved or not. Commits are
-/// asynchronous and librdkafka reports no outcome for them: one the broker refused (the group
-/// rebalancing, the coordinator moving) would otherwise leave a partition that went quiet
-/// committed behind for good, and its next owner replaying what was long forwarded.
-const FULL_COMMIT_EVERY: u32 = 10;
-
 /// Consumes until `shutdown` is set, then shuts the handler down and commits.
 pub fn run<H: MessageHandler>(
     settings: SourceSettings,
@@ -361,7 +353,6 @@ pub fn run<H: MessageHandler>(
     let consumers: Vec<&BaseConsumer<SourceContext<H>>> = std::iter::once(&consumer).chain(owners.as_ref()).collect();
 
     let mut last_commit = Instant::now();
-    let mut intervals: u32 = 0;
     let mut last_error: Option<Instant> = None;
     // While paused the consumer is still polled (group membership, rebalances); partitions
     // assigned meanwhile are paused on the next pass.
@@ -426,8 +417,7 @@ pub fn run<H: MessageHandler>(
         }
         if last_commit.elapsed() >= settings.commit_interval {
             last_commit = Instant::now();
-            intervals += 1;
-            let commits = if intervals % FULL_COMMIT_EVERY == 0 { handler.all_commits() } else { handler.commits() };
+            let commits = handler.commits();
             drop(handler);
             commit_each(&consumer, owners.as_ref(), &settings.owner_topics, &commits, CommitMode::Async);
         }
