@@ -225,7 +225,7 @@ impl KafkaConfig {
         topics
     }
 
-    /// The topics whose encoding is not `encoding`, with theirs.
+    /// The `[[kafka.inputs]]` topics with their encodings (each replaces `encoding` for its topic).
     pub fn topic_encodings(&self) -> Vec<(String, InputEncoding)> {
         self.inputs.iter().map(|i| (i.topic.clone(), i.encoding)).collect()
     }
