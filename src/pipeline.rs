@@ -228,6 +228,10 @@ impl MessageHandler for Worker {
         self.delivery.commits(None)
     }
 
+    fn commit_refused(&mut self, refused: &[Commit]) {
+        self.delivery.commit_refused(refused);
+    }
+
     fn assign(&mut self, partitions: &[(String, i32)]) {
         if let Some(exchange) = &mut self.slo_exchange {
             if let Err(error) = exchange.assign(partitions) {

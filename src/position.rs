@@ -160,6 +160,16 @@ impl PendingOffsets {
         }
     }
 
+    /// The broker refused the commit of `offset`: unless a later position was issued since, the
+    /// partition's committable offset is due again, moved or not.
+    pub fn commit_refused(&mut self, index: u32, offset: i64) {
+        if let Some(queue) = self.partitions.get_mut(&index) {
+            if queue.committed == Some(offset) {
+                queue.committed = None;
+            }
+        }
+    }
+
     /// Forgets a partition (after revocation: its messages will be read again by the new owner
     /// from the committed offset; holds still alive on them no longer count).
     pub fn forget(&mut self, index: u32) {
@@ -201,6 +211,22 @@ mod tests {
         assert_eq!(pending.due(None), vec![(p, 13)]);
         pending.mark_committed(p, 13);
         assert!(pending.due(None).is_empty());
+    }
+
+    #[test]
+    fn a_refused_commit_is_due_again_unless_a_later_one_was_issued() {
+        let mut pending = PendingOffsets::new();
+        let p = pending.index("t", 0);
+        drop(pending.begin(SourceRef { partition: p, offset: 6 }));
+        pending.mark_committed(p, 7);
+        assert!(pending.due(None).is_empty());
+        pending.commit_refused(p, 7);
+        assert_eq!(pending.due(None), vec![(p, 7)], "the quiet partition is committed again");
+        pending.mark_committed(p, 7);
+        drop(pending.begin(SourceRef { partition: p, offset: 7 }));
+        pending.mark_committed(p, 8);
+        pending.commit_refused(p, 7);
+        assert!(pending.due(None).is_empty(), "a later position was issued since the refused one");
     }
 
     #[test]

@@ -22,6 +22,17 @@ fn received(pipeline: &tracewarden::pipeline::Pipeline) -> f64 {
     metric(pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]).unwrap_or(0.0)
 }
 
+/// A started pipeline that has read one trace (`t`), buffered and not yet decided.
+fn one_trace_read(group: &str, t: u8) -> (Harness, tracewarden::pipeline::Pipeline) {
+    let harness = Harness::new(group);
+    harness.cluster.create_topic("sampled_spans", PARTITIONS, 1).unwrap();
+    let pipeline = harness.start();
+    let (key, payload) = trace(t);
+    harness.produce(&key, &payload);
+    wait_for("the trace to be read", || received(&pipeline) == 1.0);
+    (harness, pipeline)
+}
+
 #[test]
 fn a_retriable_produce_failure_is_retried_after_its_backoff_and_loses_nothing() {
     let mut harness = Harness::new("delivery-retriable");
@@ -105,12 +116,7 @@ fn a_record_too_large_even_split_is_reported_once_and_the_partition_moves_on() {
 
 #[test]
 fn an_authorization_failure_is_not_retried() {
-    let harness = Harness::new("delivery-unauthorized");
-    harness.cluster.create_topic("sampled_spans", PARTITIONS, 1).unwrap();
-    let pipeline = harness.start();
-    let (key, payload) = trace(3);
-    harness.produce(&key, &payload);
-    wait_for("the trace to be read", || received(&pipeline) == 1.0);
+    let (harness, pipeline) = one_trace_read("delivery-unauthorized", 3);
     harness
         .cluster
         .request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED]);
@@ -124,5 +130,23 @@ fn an_authorization_failure_is_not_retried() {
     assert_eq!(metric(&pipeline, "tracewarden_forward_retries_total", &[]), Some(0.0), "never re-sent");
     assert_eq!(failures(), Some(1.0));
     wait_for("offsets committed: the partition does not stall", || harness.committed_to_end());
+    pipeline.stop().unwrap();
+}
+
+/// A commit the broker refuses (here twice) is made again, although the partition went quiet:
+/// otherwise its committed offset would stay behind for good, and the next owner would replay
+/// what was long forwarded.
+#[test]
+fn a_refused_commit_is_made_again_after_the_partition_went_quiet() {
+    let (harness, pipeline) = one_trace_read("delivery-commit-refused", 1);
+    // Held until decided: the position committed is the message's own.
+    wait_for("the held position committed", || harness.committed().contains(&0));
+    let refused = RDKafkaRespErr::RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE;
+    harness.cluster.request_errors(RDKafkaApiKey::OffsetCommit, &[refused, refused]);
+    // Decided and forwarded: the position moves past the message, and that is the last it moves.
+    harness.advance(Duration::from_secs(5));
+    wait_for("the trace forwarded", || metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(1.0));
+    wait_for("offsets committed to the end", || harness.committed_to_end());
+    assert_eq!(received(&pipeline), 1.0, "nothing more was read");
     pipeline.stop().unwrap();
 }

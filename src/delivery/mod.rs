@@ -345,6 +345,17 @@ impl<T: Transport> DeliveryLedger<T> {
             .collect()
     }
 
+    /// Commits the broker refused: each position is due again at the next [`Self::commits`],
+    /// even if its partition has gone quiet (else its committed offset would stay behind for
+    /// good, and the next owner would replay what was long forwarded).
+    pub fn commit_refused(&mut self, refused: &[Commit]) {
+        for (topic, partition, offset) in refused {
+            if let Some(index) = self.positions.known_index(topic, *partition) {
+                self.positions.commit_refused(index, *offset);
+            }
+        }
+    }
+
     /// Forgets revoked partitions: their messages are read again by the next owner from the
     /// committed offsets.
     pub fn forget(&mut self, indices: &[u32]) {

@@ -13,6 +13,8 @@
 //!   handler has decided and flushed the revoked partitions' traces) and on shutdown — where every
 //!   member of the instance settles and commits while the group is stable, and they leave the
 //!   group together ([`LeaveTogether`]): once one has left, the others' commits would be refused;
+//! - an asynchronous commit the broker refuses is reported back ([`commit_async`]) and made again
+//!   at the next interval, even if its partition has gone quiet since;
 //! - the consumers are polled from one thread; rebalance callbacks run inside those polls, so
 //!   the handler is never entered twice at once; each position is committed by the member that
 //!   consumes its topic;
@@ -27,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientConfig, ClientContext, Message};
@@ -162,6 +164,9 @@ pub trait MessageHandler: Send + 'static {
     fn tick(&mut self);
     /// Positions that moved since the last call.
     fn commits(&mut self) -> Vec<Commit>;
+    /// The broker refused these commits (returned by [`MessageHandler::commits`]): return them
+    /// again at the next call, moved or not.
+    fn commit_refused(&mut self, refused: &[Commit]);
     /// Partitions were assigned (before any of their messages is delivered).
     fn assign(&mut self, partitions: &[(String, i32)]);
     /// Whether downstream is not keeping up: consumption pauses (back-pressure).
@@ -292,6 +297,25 @@ impl<H: MessageHandler> ConsumerContext for SourceContext<H> {
             }
             self.ready.revoke(&partitions);
         }
+    }
+
+    /// The answer to an asynchronous commit ([`commit_async`]): refused positions are due again.
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        let refused: Vec<Commit> = offsets
+            .elements()
+            .iter()
+            .filter(|e| result.is_err() || e.error().is_err())
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(offset) => Some((e.topic().to_string(), e.partition(), offset)),
+                _ => None,
+            })
+            .collect();
+        if refused.is_empty() {
+            return;
+        }
+        let error = result.err().or_else(|| offsets.elements().iter().find_map(|e| e.error().err()));
+        tracing::warn!(error = ?error.map(|e| e.to_string()), partitions = refused.len(), "offset commit refused: committing again at the next interval");
+        self.handler.lock().expect("handler lock").commit_refused(&refused);
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -484,9 +508,43 @@ fn commit_each<C: ConsumerContext>(
         commits.iter().cloned().partition(|(topic, _, _)| owner_topics.contains(topic));
     for (member, commits) in [(Some(consumer), inputs), (owners, owned)] {
         let Some(member) = member.filter(|_| !commits.is_empty()) else { continue };
-        if let Err(e) = member.commit(&commit_list(&commits), mode) {
+        let list = commit_list(&commits);
+        let result = match mode {
+            CommitMode::Sync => member.commit(&list, mode),
+            CommitMode::Async => commit_async(member, &list),
+        };
+        if let Err(e) = result {
             tracing::warn!(error = %e, "offset commit failed");
         }
+    }
+}
+
+/// Commits without waiting; the broker's answer comes back through the consumer's own queue,
+/// where [`BaseConsumer::poll`] hands it to [`ConsumerContext::commit_callback`].
+///
+/// `Consumer::commit(.., Async)` calls `rd_kafka_commit`, which reports the outcome only to an
+/// `offset_commit_cb` (never set by the event API this consumer uses): a refused commit would go
+/// unnoticed, and a partition that then went quiet would stay committed behind for good.
+fn commit_async<C: ConsumerContext>(consumer: &BaseConsumer<C>, list: &TopicPartitionList) -> KafkaResult<()> {
+    use rdkafka::bindings as rdsys;
+    let client = consumer.client().native_ptr();
+    // SAFETY: `client` and `list` are live for the whole block (borrowed from the caller);
+    // librdkafka copies `list`. The queue handle from `rd_kafka_queue_get_consumer` is ours to
+    // destroy, which only releases the handle: the queue lives as long as the consumer, and
+    // the answer is enqueued by librdkafka's own reference to it.
+    let error = unsafe {
+        let queue = rdsys::rd_kafka_queue_get_consumer(client);
+        if queue.is_null() {
+            return consumer.commit(list, CommitMode::Async);
+        }
+        let error = rdsys::rd_kafka_commit_queue(client, list.ptr(), queue, None, std::ptr::null_mut());
+        rdsys::rd_kafka_queue_destroy(queue);
+        error
+    };
+    if error == rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        Ok(())
+    } else {
+        Err(KafkaError::ConsumerCommit(error.into()))
     }
 }
 
