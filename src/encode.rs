@@ -23,7 +23,9 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::decision::{adjusted_count, Decision};
+use crate::decode::schemas::{jaeger, zipkin};
 use crate::model::{Encoding, Span};
+use prost::Message;
 
 pub const RULE_ATTRIBUTE: &str = "sampling.rule";
 pub const SAMPLE_RATE_ATTRIBUTE: &str = "sampling.sample_rate";
@@ -62,7 +64,9 @@ pub fn encode_spans(spans: &[Span], decision: Option<&Decision>, max_bytes: usiz
         let of_encoding = spans.iter().filter(|s| s.origin.encoding == encoding);
         for span in of_encoding {
             let span_size = span.raw.len() + span.origin.resource_header.len() + span.origin.scope_header.len();
-            if !chunk.is_empty() && size + span_size > budget {
+            // A Jaeger message holds one span (what Jaeger's ingester and tracewarden read).
+            let one_span_each = matches!(encoding, Encoding::JaegerProto | Encoding::JaegerJson);
+            if !chunk.is_empty() && (size + span_size > budget || one_span_each) {
                 out.push(encode_chunk(encoding, &chunk, decision));
                 chunk.clear();
                 size = 0;
@@ -82,6 +86,9 @@ fn encode_chunk(encoding: Encoding, spans: &[&Span], decision: Option<&Decision>
         Encoding::OtlpProto => encode_proto(spans, decision),
         Encoding::OtlpJson => encode_otlp_json(spans, decision),
         Encoding::ZipkinJson => encode_zipkin(spans, decision),
+        Encoding::ZipkinProto => encode_zipkin_proto(spans, decision),
+        Encoding::JaegerProto => encode_jaeger_proto(spans, decision),
+        Encoding::JaegerJson => encode_jaeger_json(spans, decision),
     };
     TracePayload { encoding, spans: spans.len(), payload }
 }
@@ -386,16 +393,27 @@ fn annotate_otlp_json(span: &str, decision: &Decision) -> String {
         None => span.to_string(),
     };
     with_member(&span, "attributes", |old| {
-        let mut items: Vec<String> = old
-            .and_then(|raw| serde_json::from_str::<Vec<&RawValue>>(raw.get()).ok())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|item| item.get().to_string())
-            .collect();
-        items.push(json!({"key": RULE_ATTRIBUTE, "value": {"stringValue": &*decision.rule}}).to_string());
-        items.push(json!({"key": SAMPLE_RATE_ATTRIBUTE, "value": {"doubleValue": sample_rate}}).to_string());
-        format!("[{}]", items.join(","))
+        appended(
+            old,
+            [
+                json!({"key": RULE_ATTRIBUTE, "value": {"stringValue": &*decision.rule}}),
+                json!({"key": SAMPLE_RATE_ATTRIBUTE, "value": {"doubleValue": sample_rate}}),
+            ],
+        )
     })
+}
+
+/// A JSON list (`old`, absent or not a list: empty) with `items` appended; its own items are
+/// copied byte for byte.
+fn appended(old: Option<&RawValue>, items: [Value; 2]) -> String {
+    let mut list: Vec<String> = old
+        .and_then(|raw| serde_json::from_str::<Vec<&RawValue>>(raw.get()).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|item| item.get().to_string())
+        .collect();
+    list.extend(items.iter().map(Value::to_string));
+    format!("[{}]", list.join(","))
 }
 
 /// A Zipkin span with the sampling attributes set in its `tags`.
@@ -476,6 +494,74 @@ fn encode_zipkin(spans: &[&Span], decision: Option<&Decision>) -> Bytes {
     Bytes::from(format!("[{}]", spans.join(",")))
 }
 
+/// A `zipkin.proto3.ListOfSpans` of the spans' own messages, each with the sampling tags
+/// appended: map entries later on the wire override earlier ones of the same key.
+fn encode_zipkin_proto(spans: &[&Span], decision: Option<&Decision>) -> Bytes {
+    let suffix = decision.map_or_else(Vec::new, |decision| {
+        let tags = [
+            (RULE_ATTRIBUTE.to_string(), decision.rule.to_string()),
+            (SAMPLE_RATE_ATTRIBUTE.to_string(), decision.sample_rate.to_string()),
+        ];
+        zipkin::Span { tags: tags.into_iter().collect(), ..Default::default() }.encode_to_vec()
+    });
+    let mut list = BytesMut::new();
+    for span in spans {
+        put_len_field(&mut list, 1, span.raw.len() + suffix.len());
+        list.put_slice(&span.raw);
+        list.put_slice(&suffix);
+    }
+    list.freeze()
+}
+
+/// The sampling attributes as Jaeger tags.
+fn jaeger_sampling_tags(decision: &Decision) -> [jaeger::KeyValue; 2] {
+    [
+        jaeger::KeyValue { key: RULE_ATTRIBUTE.into(), v_str: decision.rule.to_string(), ..Default::default() },
+        jaeger::KeyValue {
+            key: SAMPLE_RATE_ATTRIBUTE.into(),
+            v_type: jaeger::ValueType::Float64 as i32,
+            v_float64: decision.sample_rate,
+            ..Default::default()
+        },
+    ]
+}
+
+/// One `jaeger.api_v2.Span` (a chunk of one span), with the sampling tags appended: repeated
+/// fields concatenate.
+fn encode_jaeger_proto(spans: &[&Span], decision: Option<&Decision>) -> Bytes {
+    let mut out = BytesMut::new();
+    for span in spans {
+        out.put_slice(&span.raw);
+        if let Some(decision) = decision {
+            let tags = jaeger::Span { tags: jaeger_sampling_tags(decision).into(), ..Default::default() };
+            out.put_slice(&tags.encode_to_vec());
+        }
+    }
+    out.freeze()
+}
+
+/// One Jaeger JSON span (a chunk of one span), with the sampling tags added to its `tags`; every
+/// other member is copied byte for byte.
+fn encode_jaeger_json(spans: &[&Span], decision: Option<&Decision>) -> Bytes {
+    let mut out = String::new();
+    for span in spans {
+        let raw = std::str::from_utf8(&span.raw).unwrap_or("{}");
+        match decision {
+            Some(decision) => out.push_str(&with_member(raw, "tags", |old| {
+                appended(
+                    old,
+                    [
+                        json!({"key": RULE_ATTRIBUTE, "vStr": &*decision.rule}),
+                        json!({"key": SAMPLE_RATE_ATTRIBUTE, "vType": "FLOAT64", "vFloat64": decision.sample_rate}),
+                    ],
+                )
+            })),
+            None => out.push_str(raw),
+        }
+    }
+    Bytes::from(out)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -506,6 +592,67 @@ mod tests {
         assert_eq!(
             annotate_zipkin(r#"{"id":"1"}"#, &decision),
             r#"{"id":"1","tags":{"sampling.rule":"slow","sampling.sample_rate":"4"}}"#
+        );
+    }
+
+    fn decoded(input: crate::decode::InputEncoding, payloads: &[Vec<u8>]) -> Vec<Span> {
+        let mut decoder = crate::decode::Decoder::new(input);
+        let mut out = Vec::new();
+        for payload in payloads {
+            decoder.decode(&Bytes::copy_from_slice(payload), &mut out).expect("valid");
+        }
+        out
+    }
+
+    #[test]
+    fn zipkin_and_jaeger_traces_leave_in_their_encoding_with_the_sampling_tags() {
+        use crate::decode::InputEncoding;
+        let decision = Decision::keep(Arc::from("slow"), 4.0);
+        let zipkin_span = |id: u8| zipkin::Span {
+            trace_id: vec![9; 16],
+            id: vec![id; 8],
+            name: "get".into(),
+            timestamp: 1_700_000_000_000_000,
+            duration: 5,
+            tags: [("sampling.rule".to_string(), "old".to_string()), ("a".into(), "b".into())].into(),
+            ..Default::default()
+        };
+        let list = zipkin::ListOfSpans { spans: vec![zipkin_span(1), zipkin_span(2)] }.encode_to_vec();
+        let parts = encode_trace(&decoded(InputEncoding::ZipkinProto, &[list]), &decision, 1_000_000);
+        assert_eq!(parts.len(), 1, "one ListOfSpans for the trace");
+        let forwarded = zipkin::ListOfSpans::decode(&parts[0].payload[..]).unwrap();
+        assert_eq!(forwarded.spans.len(), 2);
+        for span in &forwarded.spans {
+            assert_eq!(span.tags["sampling.rule"], "slow", "the decision's rule overrides the old tag");
+            assert_eq!((span.tags["sampling.sample_rate"].as_str(), span.tags["a"].as_str()), ("4", "b"));
+        }
+
+        let jaeger_span = |id: u8| jaeger::Span {
+            trace_id: vec![9; 16],
+            span_id: vec![id; 8],
+            operation_name: "get".into(),
+            start_time: Some(prost_types::Timestamp { seconds: 1_700_000_000, nanos: 0 }),
+            duration: Some(prost_types::Duration { seconds: 0, nanos: 5000 }),
+            process: Some(jaeger::Process { service_name: "api".into(), tags: Vec::new() }),
+            ..Default::default()
+        };
+        let messages = vec![jaeger_span(1).encode_to_vec(), jaeger_span(2).encode_to_vec()];
+        let parts = encode_trace(&decoded(InputEncoding::JaegerProto, &messages), &decision, 1_000_000);
+        assert_eq!(parts.len(), 2, "one Jaeger message per span");
+        for part in &parts {
+            let span = jaeger::Span::decode(&part.payload[..]).unwrap();
+            assert_eq!(span.process.as_ref().unwrap().service_name, "api");
+            let tags: Vec<(&str, &str, f64)> =
+                span.tags.iter().map(|t| (t.key.as_str(), t.v_str.as_str(), t.v_float64)).collect();
+            assert_eq!(tags, [("sampling.rule", "slow", 0.0), ("sampling.sample_rate", "", 4.0)]);
+        }
+
+        let json = r#"{"traceId":"9","spanId":"1","operationName":"get","odd":1E888,"startTime":"2023-11-14T22:13:20Z","duration":"5us","tags":[{"key":"a","vStr":"b"}],"process":{"serviceName":"api"}}"#;
+        let parts =
+            encode_trace(&decoded(InputEncoding::JaegerJson, &[json.as_bytes().to_vec()]), &decision, 1_000_000);
+        assert_eq!(
+            std::str::from_utf8(&parts[0].payload).unwrap(),
+            r#"{"traceId":"9","spanId":"1","operationName":"get","odd":1E888,"startTime":"2023-11-14T22:13:20Z","duration":"5us","tags":[{"key":"a","vStr":"b"},{"key":"sampling.rule","vStr":"slow"},{"key":"sampling.sample_rate","vFloat64":4.0,"vType":"FLOAT64"}],"process":{"serviceName":"api"}}"#
         );
     }
 

@@ -25,7 +25,8 @@ use crate::telemetry::RateLimitedWarning;
 pub struct InputTopic {
     /// The topic; it must exist. Required.
     pub topic: String,
-    /// `auto` | `otlp_proto` | `otlp_json` | `zipkin_json`. Required.
+    /// `auto` | `otlp_proto` | `otlp_json` | `zipkin_json` | `zipkin_proto` | `jaeger_proto` |
+    /// `jaeger_json` (ingest.md "Kafka input encodings"). Required.
     pub encoding: InputEncoding,
 }
 
@@ -42,7 +43,8 @@ pub struct KafkaConfig {
     /// Topics spans are read from; they must exist. Default `["otlp_spans"]`.
     #[serde(default = "default_input_topics")]
     pub input_topics: Vec<String>,
-    /// `auto` | `otlp_proto` | `otlp_json` | `zipkin_json`. Default `auto` (detected per message).
+    /// `auto` | `otlp_proto` | `otlp_json` | `zipkin_json` | `zipkin_proto` | `jaeger_proto` |
+    /// `jaeger_json`. Default `auto` (per message: OTLP protobuf, OTLP/JSON or Zipkin JSON).
     #[serde(default = "default_encoding")]
     pub encoding: InputEncoding,
     /// `[[kafka.inputs]]`: more input topics, each with its own encoding (ingest.md "Kafka input
@@ -183,7 +185,26 @@ impl KafkaConfig {
                 &format!("kafka.inputs[{i}].topic"),
                 format!("{:?} is listed twice: one encoding per topic", input.topic),
             );
+            // Re-keyed spans travel through the repartition topic, which is read as `auto`.
+            check(
+                k.input_keyed_by_trace || input.encoding.is_detectable(),
+                &format!("kafka.inputs[{i}].encoding"),
+                format!(
+                    "{:?} needs input keyed by trace id (kafka.input_keyed_by_trace = true): only auto, \
+                     otlp_proto, otlp_json and zipkin_json can be re-keyed",
+                    input.encoding.as_str()
+                ),
+            );
         }
+        check(
+            k.input_keyed_by_trace || k.encoding.is_detectable(),
+            "kafka.encoding",
+            format!(
+                "{:?} needs input keyed by trace id (kafka.input_keyed_by_trace = true): only auto, otlp_proto, \
+                 otlp_json and zipkin_json can be re-keyed",
+                k.encoding.as_str()
+            ),
+        );
         for (key, topic) in [
             ("kafka.output_topic", &k.output_topic),
             ("kafka.alerts_topic", &k.alerts_topic),

@@ -72,7 +72,7 @@ enum Command {
         /// Stop after this long; default: until Ctrl-C.
         #[arg(long, value_parser = parse_duration)]
         duration: Option<Duration>,
-        /// otlp_proto | otlp_json | zipkin_json
+        /// otlp_proto | otlp_json | zipkin_json | zipkin_proto | jaeger_proto | jaeger_json
         #[arg(long, default_value = "otlp_proto", value_parser = parse_encoding)]
         encoding: Encoding,
         /// Share of fault-prone calls that fail with a 5xx (0–1).
@@ -95,7 +95,12 @@ fn parse_encoding(s: &str) -> Result<Encoding, String> {
         "otlp_proto" => Ok(Encoding::OtlpProto),
         "otlp_json" => Ok(Encoding::OtlpJson),
         "zipkin_json" => Ok(Encoding::ZipkinJson),
-        _ => Err(format!("unknown encoding {s:?}: otlp_proto, otlp_json or zipkin_json")),
+        "zipkin_proto" => Ok(Encoding::ZipkinProto),
+        "jaeger_proto" => Ok(Encoding::JaegerProto),
+        "jaeger_json" => Ok(Encoding::JaegerJson),
+        _ => Err(format!(
+            "unknown encoding {s:?}: otlp_proto, otlp_json, zipkin_json, zipkin_proto, jaeger_proto or jaeger_json"
+        )),
     }
 }
 

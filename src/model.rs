@@ -116,6 +116,9 @@ pub enum Encoding {
     OtlpProto,
     OtlpJson,
     ZipkinJson,
+    ZipkinProto,
+    JaegerProto,
+    JaegerJson,
 }
 
 impl Encoding {
@@ -125,6 +128,9 @@ impl Encoding {
             Self::OtlpProto => "otlp_proto",
             Self::OtlpJson => "otlp_json",
             Self::ZipkinJson => "zipkin_json",
+            Self::ZipkinProto => "zipkin_proto",
+            Self::JaegerProto => "jaeger_proto",
+            Self::JaegerJson => "jaeger_json",
         }
     }
 }

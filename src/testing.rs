@@ -237,7 +237,7 @@ pub fn fuzz_decode(input: InputEncoding, data: &[u8]) {
     let decision = crate::decision::Decision::keep(std::sync::Arc::from("fuzz"), 1.0);
     let mut again = Vec::new();
     for part in crate::encode::encode_trace(&spans, &decision, usize::MAX) {
-        Decoder::new(InputEncoding::Auto).decode(&part.payload, &mut again).expect("re-encoded spans decode");
+        Decoder::new(part.encoding.into()).decode(&part.payload, &mut again).expect("re-encoded spans decode");
     }
     // Re-encoding groups spans by resource and scope, so compare them as sorted lists.
     let key = |s: &Span| {

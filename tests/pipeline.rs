@@ -733,3 +733,73 @@ fn each_input_topic_is_read_in_its_own_encoding() {
     assert_eq!(spans, otlp.spans, "the OTLP trace leaves as OTLP protobuf");
     pipeline.stop().unwrap();
 }
+
+/// Zipkin protobuf and both Jaeger encodings, each on a topic of its own: read into the same span
+/// model (their spans counted like any), and each kept trace leaves in its arrival encoding —
+/// a `ListOfSpans` for Zipkin, one message per span for Jaeger (what its ingester reads).
+#[test]
+fn zipkin_proto_and_jaeger_topics_are_read_and_forwarded_in_their_encodings() {
+    use prost::Message;
+    use tracewarden::decode::schemas::{jaeger, zipkin};
+    use tracewarden::decode::InputEncoding;
+    use tracewarden::generate::{PetClinic, TrafficProfile};
+    use tracewarden::kafka_client::InputTopic;
+    use tracewarden::model::Encoding;
+
+    let mut harness = Harness::new("zipkin-jaeger-encodings");
+    let inputs = [
+        ("zipkin_proto_spans", InputEncoding::ZipkinProto, Encoding::ZipkinProto),
+        ("jaeger_proto_spans", InputEncoding::JaegerProto, Encoding::JaegerProto),
+        ("jaeger_json_spans", InputEncoding::JaegerJson, Encoding::JaegerJson),
+    ];
+    for (topic, _, _) in inputs {
+        harness.cluster.create_topic(topic, PARTITIONS, 1).unwrap();
+    }
+    harness.cluster.create_topic("sampled_spans", PARTITIONS, 1).unwrap();
+    harness.config.kafka.input_topics = Vec::new();
+    harness.config.kafka.inputs = inputs
+        .iter()
+        .map(|(topic, encoding, _)| InputTopic { topic: topic.to_string(), encoding: *encoding })
+        .collect();
+    let pipeline = harness.start();
+    let mut clinic = PetClinic::new(3, TrafficProfile::default());
+    let traces: Vec<_> = inputs.iter().map(|(_, _, encoding)| clinic.trace(T0.0, *encoding)).collect();
+    for ((topic, _, _), trace) in inputs.iter().zip(&traces) {
+        for message in &trace.messages {
+            harness.produce_topic(topic, &hex::encode(trace.trace_id), message);
+        }
+    }
+    let received = |encoding: Encoding| {
+        metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", encoding.as_str())]).unwrap_or(0.0)
+    };
+    wait_for("every trace read, each in its encoding", || {
+        inputs.iter().zip(&traces).all(|((_, _, encoding), trace)| received(*encoding) == trace.spans as f64)
+    });
+    harness.advance(Duration::from_secs(10));
+    let (zipkin_trace, jaeger_trace, jaeger_json_trace) = (&traces[0], &traces[1], &traces[2]);
+    let output = harness.read_all("sampled_spans", 1 + jaeger_trace.spans + jaeger_json_trace.spans);
+    let of_trace = |trace: &tracewarden::generate::GeneratedTrace| -> Vec<&Record> {
+        let key = hex::encode(trace.trace_id);
+        output.iter().filter(|r| r.key.as_deref() == Some(key.as_bytes())).collect()
+    };
+    let zipkin_out = of_trace(zipkin_trace);
+    assert_eq!(zipkin_out.len(), 1, "one ListOfSpans for the Zipkin trace");
+    let list = zipkin::ListOfSpans::decode(&zipkin_out[0].payload[..]).expect("Zipkin protobuf out");
+    assert_eq!(list.spans.len(), zipkin_trace.spans);
+    assert!(list.spans.iter().all(|s| s.tags.contains_key("sampling.rule")), "each span carries the decision");
+    let jaeger_out = of_trace(jaeger_trace);
+    assert_eq!(jaeger_out.len(), jaeger_trace.spans, "one Jaeger message per span");
+    for record in &jaeger_out {
+        let span = jaeger::Span::decode(&record.payload[..]).expect("Jaeger protobuf out");
+        assert!(span.process.is_some_and(|p| !p.service_name.is_empty()), "the process travels with the span");
+        assert!(span.tags.iter().any(|t| t.key == "sampling.rule"));
+    }
+    let json_out = of_trace(jaeger_json_trace);
+    assert_eq!(json_out.len(), jaeger_json_trace.spans);
+    for record in &json_out {
+        let span: serde_json::Value = serde_json::from_slice(&record.payload).expect("Jaeger JSON out");
+        let tags = span["tags"].as_array().unwrap();
+        assert!(tags.iter().any(|t| t["key"] == "sampling.rule"), "{span}");
+    }
+    pipeline.stop().unwrap();
+}

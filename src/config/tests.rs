@@ -233,4 +233,14 @@ fn input_topics_with_their_own_encodings() {
     assert!(p[0].message.contains("zipkin_json"), "the accepted encodings are named: {p:?}");
     let p = problems("[[kafka.inputs]]\ntopic = \"z\"\nencodng = \"otlp_json\"\n");
     assert!(p[0].message.contains("encodng"), "{p:?}");
+    let jaeger = Config::from_toml("[[kafka.inputs]]\ntopic = \"j\"\nencoding = \"jaeger_proto\"\n").unwrap();
+    assert_eq!(jaeger.kafka.topic_encodings(), vec![("j".to_string(), InputEncoding::JaegerProto)]);
+    // Re-keyed spans are read back as `auto`, which cannot tell the other binary encodings apart.
+    let p = problems(
+        "[kafka]\ninput_keyed_by_trace = false\n[[kafka.inputs]]\ntopic = \"j\"\nencoding = \"jaeger_proto\"\n",
+    );
+    assert_eq!(p[0].key, "kafka.inputs[0].encoding", "{p:?}");
+    assert!(p[0].message.contains("input_keyed_by_trace"), "{p:?}");
+    let p = problems("[kafka]\ninput_keyed_by_trace = false\nencoding = \"zipkin_proto\"\n");
+    assert_eq!(p[0].key, "kafka.encoding", "{p:?}");
 }

@@ -1,8 +1,9 @@
 //! Decoding: Kafka message payloads into validated [`Span`]s.
 //!
-//! One entry point, [`Decoder::decode`], reads a payload in `otlp_proto`, `otlp_json` or
-//! `zipkin_json` (or detects it per message with `auto`, kafka.md "Encodings") and appends the valid
-//! spans to a caller-owned vector. Invariants:
+//! One entry point, [`Decoder::decode`], reads a payload in `otlp_proto`, `otlp_json`,
+//! `zipkin_json`, `zipkin_proto`, `jaeger_proto` or `jaeger_json` (or detects one of the first three
+//! per message with `auto`, ingest.md "Kafka input encodings") and appends the valid spans to a
+//! caller-owned vector. Invariants:
 //! - a payload that is not well-formed in its encoding is rejected whole ([`DecodeError`]) and appends
 //!   nothing: the caller dead-letters it;
 //! - a well-formed payload keeps its valid spans and counts the invalid ones by reason
@@ -14,9 +15,13 @@
 //! - names are interned: decoding a span allocates nothing once its names have been seen.
 
 mod draft;
+mod jaeger;
+mod jaeger_json;
 mod otlp_json;
 mod otlp_proto;
+pub mod schemas;
 mod zipkin;
+mod zipkin_proto;
 
 use std::sync::Arc;
 
@@ -25,7 +30,9 @@ use serde::Deserialize;
 
 use crate::model::{AttrValue, Encoding, FastSet, Span};
 
+pub use jaeger::JaegerError;
 pub use otlp_proto::{ProtoError, WireField, WireReader};
+pub use zipkin_proto::ZipkinProtoError;
 
 /// What `kafka.encoding` selects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
@@ -37,20 +44,56 @@ pub enum InputEncoding {
     OtlpProto,
     OtlpJson,
     ZipkinJson,
+    /// A `zipkin.proto3.ListOfSpans`.
+    ZipkinProto,
+    /// One `jaeger.api_v2.Span`, its process embedded.
+    JaegerProto,
+    /// The same in Jaeger's JSON (`jsonpb`) form.
+    JaegerJson,
 }
 
 impl InputEncoding {
+    /// The name used in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            fixed => fixed.resolve(b"").as_str(),
+        }
+    }
+
+    /// Whether `auto` tells its messages apart (so re-keyed spans can be read back as `auto`).
+    pub fn is_detectable(self) -> bool {
+        matches!(self, Self::Auto | Self::OtlpProto | Self::OtlpJson | Self::ZipkinJson)
+    }
+
     /// The encoding of one payload.
     pub fn resolve(self, payload: &[u8]) -> Encoding {
         match self {
             Self::OtlpProto => Encoding::OtlpProto,
             Self::OtlpJson => Encoding::OtlpJson,
             Self::ZipkinJson => Encoding::ZipkinJson,
+            Self::ZipkinProto => Encoding::ZipkinProto,
+            Self::JaegerProto => Encoding::JaegerProto,
+            Self::JaegerJson => Encoding::JaegerJson,
             Self::Auto => match payload.iter().find(|b| !b.is_ascii_whitespace()) {
                 Some(b'{') => Encoding::OtlpJson,
                 Some(b'[') => Encoding::ZipkinJson,
                 _ => Encoding::OtlpProto,
             },
+        }
+    }
+}
+
+impl From<Encoding> for InputEncoding {
+    /// The setting that reads exactly this encoding.
+    fn from(encoding: Encoding) -> Self {
+        match encoding {
+            Encoding::OtlpProto => Self::OtlpProto,
+            Encoding::OtlpJson => Self::OtlpJson,
+            Encoding::ZipkinJson => Self::ZipkinJson,
+            Encoding::ZipkinProto => Self::ZipkinProto,
+            Encoding::JaegerProto => Self::JaegerProto,
+            Encoding::JaegerJson => Self::JaegerJson,
         }
     }
 }
@@ -68,6 +111,14 @@ pub enum DecodeError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("malformed Zipkin protobuf: {0}")]
+    ZipkinProto(#[from] ZipkinProtoError),
+    #[error("malformed {encoding}: {source}")]
+    Jaeger {
+        encoding: Encoding,
+        #[source]
+        source: JaegerError,
+    },
 }
 
 impl DecodeError {
@@ -77,6 +128,9 @@ impl DecodeError {
             Self::Protobuf(_) => "malformed_protobuf",
             Self::Json { encoding: Encoding::ZipkinJson, .. } => "malformed_zipkin_json",
             Self::Json { .. } => "malformed_otlp_json",
+            Self::ZipkinProto(_) => "malformed_zipkin_proto",
+            Self::Jaeger { encoding: Encoding::JaegerJson, .. } => "malformed_jaeger_json",
+            Self::Jaeger { .. } => "malformed_jaeger_proto",
         }
     }
 }
@@ -208,6 +262,13 @@ impl Decoder {
                 .map_err(|source| DecodeError::Json { encoding, source }),
             Encoding::ZipkinJson => zipkin::decode(payload, &mut self.names, out, &mut stats)
                 .map_err(|source| DecodeError::Json { encoding, source }),
+            Encoding::ZipkinProto => {
+                zipkin_proto::decode(payload, &mut self.names, out, &mut stats).map_err(DecodeError::from)
+            }
+            Encoding::JaegerProto | Encoding::JaegerJson => {
+                jaeger::decode(encoding, payload, &mut self.names, out, &mut stats)
+                    .map_err(|source| DecodeError::Jaeger { encoding, source })
+            }
         };
         match result {
             Ok(()) => {
@@ -250,6 +311,8 @@ pub fn find_attribute(encoding: Encoding, raw: &[u8], key: &str) -> Option<AttrV
         Encoding::OtlpProto => otlp_proto::find_span_attribute(raw, key),
         Encoding::OtlpJson => otlp_json::find_span_attribute(raw, key),
         Encoding::ZipkinJson => zipkin::find_span_attribute(raw, key),
+        Encoding::ZipkinProto => zipkin_proto::find_span_attribute(raw, key),
+        Encoding::JaegerProto | Encoding::JaegerJson => jaeger::find_span_attribute(encoding, raw, key),
     }
 }
 
@@ -268,6 +331,8 @@ impl AttributeLookup for Span {
             Encoding::OtlpProto => otlp_proto::span_attributes(&self.raw),
             Encoding::OtlpJson => otlp_json::span_attributes(&self.raw),
             Encoding::ZipkinJson => zipkin::span_attributes(&self.raw),
+            Encoding::ZipkinProto => zipkin_proto::span_attributes(&self.raw),
+            encoding @ (Encoding::JaegerProto | Encoding::JaegerJson) => jaeger::span_attributes(encoding, &self.raw),
         }
     }
 
@@ -277,7 +342,8 @@ impl AttributeLookup for Span {
     }
 }
 
-/// Looks an attribute up in a resource's wire bytes (empty for Zipkin, which has no resource).
+/// Looks an attribute up in a resource's wire bytes (empty for Zipkin, which has no resource; an
+/// encoded `Process` for Jaeger).
 pub fn find_resource_attribute(encoding: Encoding, resource: &[u8], key: &str) -> Option<AttrValue> {
     if resource.is_empty() {
         return None;
@@ -285,7 +351,8 @@ pub fn find_resource_attribute(encoding: Encoding, resource: &[u8], key: &str) -
     match encoding {
         Encoding::OtlpProto => otlp_proto::find_resource_attribute(resource, key),
         Encoding::OtlpJson => otlp_json::find_resource_attribute(resource, key),
-        Encoding::ZipkinJson => None,
+        Encoding::ZipkinJson | Encoding::ZipkinProto => None,
+        Encoding::JaegerProto | Encoding::JaegerJson => jaeger::find_resource_attribute(resource, key),
     }
 }
 

@@ -252,17 +252,17 @@ fn auto_detection_by_first_byte() {
     assert_eq!(InputEncoding::ZipkinJson.resolve(b"{"), Encoding::ZipkinJson);
 }
 
-#[test]
-fn python_sdk_protobuf_fixture_decodes() {
-    // Written by the OpenTelemetry Python SDK's own OTLP encoder (tests/fixtures/python_sdk.py):
-    // the test script regenerates it with the SDK it installs; the committed copy is the fallback.
+/// Checks the spans decoded from a fixture written by a real client (`tests/fixtures/*.py`) against
+/// what the fixture script says they are. The test script regenerates the fixtures with the
+/// clients it installs (`TRACEWARDEN_PYTHON_FIXTURE_DIR`); the committed copies are the fallback.
+fn check_client_fixture(name: &str, input: InputEncoding, encoding: Encoding) -> Vec<Span> {
     let dir = std::env::var("TRACEWARDEN_PYTHON_FIXTURE_DIR")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures").to_string());
-    let payload = std::fs::read(format!("{dir}/python-sdk-traces.pb")).unwrap();
+    let payload = std::fs::read(format!("{dir}/{name}.pb")).unwrap();
     let expected: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(format!("{dir}/python-sdk-traces.json")).unwrap()).unwrap();
-    let (spans, stats) = decode_all(InputEncoding::Auto, &payload).unwrap();
-    assert_eq!(stats.encoding, Some(Encoding::OtlpProto));
+        serde_json::from_slice(&std::fs::read(format!("{dir}/{name}.json")).unwrap()).unwrap();
+    let (spans, stats) = decode_all(input, &payload).unwrap();
+    assert_eq!(stats.encoding, Some(encoding));
     let expected_spans = expected["spans"].as_array().unwrap();
     assert_eq!(spans.len(), expected_spans.len());
     for want in expected_spans {
@@ -274,6 +274,147 @@ fn python_sdk_protobuf_fixture_decodes() {
         assert_eq!(got.duration_nanos(), want["duration_ns"].as_u64().unwrap());
         assert_eq!(got.http_status as u64, want["http_status"].as_u64().unwrap_or(0));
         assert_eq!(got.parent_span_id.map(hex::encode), want["parent_span_id"].as_str().map(String::from));
+    }
+    spans
+}
+
+#[test]
+fn python_sdk_protobuf_fixture_decodes() {
+    // Written by the OpenTelemetry Python SDK's own OTLP encoder (tests/fixtures/python_sdk.py).
+    check_client_fixture("python-sdk-traces", InputEncoding::Auto, Encoding::OtlpProto);
+}
+
+#[test]
+fn python_zipkin_protobuf_fixture_decodes() {
+    // Written by the OpenTelemetry Python Zipkin exporter's protobuf encoder
+    // (tests/fixtures/python_zipkin_proto.py).
+    let spans = check_client_fixture("python-zipkin-traces", InputEncoding::ZipkinProto, Encoding::ZipkinProto);
+    let query = spans.iter().find(|s| s.kind == SpanKind::Client).unwrap();
+    assert_eq!(query.status, StatusCode::Error, "the exporter's error tag sets status ERROR");
+    assert_eq!(query.facts.outcome, Outcome::Fault);
+    assert_eq!(query.remote_service.as_deref(), Some("postgresql"));
+    assert_eq!(query.remote_operation.as_deref(), Some("SELECT"));
+    assert_eq!(query.attribute("db.system"), Some(AttrValue::Str("postgresql".into())));
+}
+
+/// Jaeger's own JSON fixture (`tests/fixtures/jaeger-domain-01.json`): each span of its trace is
+/// one `jaeger_json` message.
+fn jaeger_fixture_spans() -> Vec<Vec<u8>> {
+    let trace: serde_json::Value = serde_json::from_slice(include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/jaeger-domain-01.json"
+    )))
+    .unwrap();
+    trace["spans"].as_array().unwrap().iter().map(|span| serde_json::to_vec(span).unwrap()).collect()
+}
+
+#[test]
+fn jaeger_json_published_example_maps_to_the_span_model() {
+    let spans: Vec<Span> = jaeger_fixture_spans()
+        .iter()
+        .flat_map(|message| decode_all(InputEncoding::JaegerJson, message).unwrap().0)
+        .collect();
+    assert_eq!(spans.len(), 5);
+    let trace_id = {
+        let mut id = [0u8; 16];
+        id[15] = 1;
+        id
+    };
+    assert!(spans.iter().all(|s| s.trace_id == trace_id), "hex ids without leading zeros are widened");
+    // 2017-01-26T16:46:31.639875139-05:00
+    assert!(spans.iter().all(|s| s.start_unix_nano == 1_485_467_191_639_875_139));
+    assert_eq!(spans.iter().map(|s| s.duration_nanos()).collect::<Vec<_>>(), [5000, 5000, 5000, 5000, 4000]);
+    let tagged = &spans[1];
+    assert_eq!((tagged.span_id, &*tagged.operation), ([0, 0, 0, 0, 0, 0, 0, 2], "some-operation"));
+    assert_eq!(&**tagged.service(), "service-x");
+    assert_eq!(tagged.status, StatusCode::Error, "a true error tag sets status ERROR");
+    assert_eq!(tagged.attribute("peer.ipv4"), Some(AttrValue::Int(23456)));
+    assert_eq!(tagged.attribute("temperature"), Some(AttrValue::Double(72.5)));
+    assert_eq!(tagged.attribute("peer.service"), Some(AttrValue::Str("service-y".into())));
+    assert_eq!(tagged.attribute("service.name"), Some(AttrValue::Str("service-x".into())));
+    assert_eq!(spans[0].status, StatusCode::Unset);
+    let parent_of = |i: usize| spans[i].parent_span_id.map(|p| p[7]);
+    assert_eq!([parent_of(0), parent_of(2), parent_of(3), parent_of(4)], [None, Some(2), Some(2), Some(4)]);
+    assert_eq!(&**spans[2].service(), "service-y");
+}
+
+#[test]
+fn jaeger_proto_from_its_own_schema_maps_to_the_span_model() {
+    use super::schemas::jaeger;
+    let tag = |key: &str, value: &str| jaeger::KeyValue { key: key.into(), v_str: value.into(), ..Default::default() };
+    let span = jaeger::Span {
+        trace_id: (1..=16).collect(),
+        span_id: vec![7; 8],
+        operation_name: "HTTP GET".into(),
+        references: vec![jaeger::SpanRef { trace_id: (1..=16).collect(), span_id: vec![3; 8], ref_type: 0 }],
+        start_time: Some(prost_types::Timestamp { seconds: 1_700_000_000, nanos: 5 }),
+        duration: Some(prost_types::Duration { seconds: 1, nanos: 500_000_000 }),
+        tags: vec![
+            tag("span.kind", "client"),
+            tag("http.request.method", "GET"),
+            tag("url.template", "/owners/{id}"),
+            tag("peer.service", "customers"),
+            jaeger::KeyValue {
+                key: "http.response.status_code".into(),
+                v_type: jaeger::ValueType::Int64 as i32,
+                v_int64: 503,
+                ..Default::default()
+            },
+            tag("otel.status_code", "ERROR"),
+        ],
+        process: Some(jaeger::Process {
+            service_name: "frontend".into(),
+            tags: vec![tag("deployment.environment.name", "prod"), tag("k8s.pod.name", "frontend-1")],
+        }),
+        ..Default::default()
+    };
+    let (spans, stats) = decode_all(InputEncoding::JaegerProto, &span.encode_to_vec()).unwrap();
+    assert_eq!((stats.encoding, stats.accepted), (Some(Encoding::JaegerProto), 1));
+    let got = &spans[0];
+    assert_eq!(got.trace_id.to_vec(), (1..=16).collect::<Vec<u8>>());
+    assert_eq!((got.span_id, got.parent_span_id), ([7; 8], Some([3; 8])));
+    assert_eq!((got.kind, got.status, got.http_status), (SpanKind::Client, StatusCode::Error, 503));
+    assert_eq!(got.start_unix_nano, 1_700_000_000_000_000_005);
+    assert_eq!(got.duration_nanos(), 1_500_000_000);
+    assert_eq!((&**got.service(), &**got.environment()), ("frontend", "prod"));
+    assert_eq!(got.remote_service.as_deref(), Some("customers"));
+    assert_eq!(got.remote_operation.as_deref(), Some("GET /owners/{id}"));
+    assert_eq!(got.facts.outcome, Outcome::Fault);
+    assert_eq!(
+        got.attribute("k8s.pod.name"),
+        Some(AttrValue::Str("frontend-1".into())),
+        "process tags are the resource"
+    );
+    // The same span in Jaeger's JSON form reads the same.
+    let json = serde_json::json!({
+        "traceId": hex::encode((1..=16).collect::<Vec<u8>>()), "spanId": "0707070707070707",
+        "operationName": "HTTP GET",
+        "references": [{"traceId": hex::encode((1..=16).collect::<Vec<u8>>()), "spanId": "303030303030303"}],
+        "startTime": "2023-11-14T22:13:20.000000005Z", "duration": "1.5s",
+        "tags": [{"key": "span.kind", "vStr": "client"}, {"key": "http.request.method", "vStr": "GET"},
+                 {"key": "url.template", "vStr": "/owners/{id}"}, {"key": "peer.service", "vStr": "customers"},
+                 {"key": "http.response.status_code", "vType": "INT64", "vInt64": "503"},
+                 {"key": "otel.status_code", "vStr": "ERROR"}],
+        "process": {"serviceName": "frontend", "tags": [{"key": "deployment.environment.name", "vStr": "prod"}]}
+    });
+    let (from_json, _) = decode_all(InputEncoding::JaegerJson, json.to_string().as_bytes()).unwrap();
+    let key =
+        |s: &Span| (s.trace_id, s.span_id, s.parent_span_id, s.kind, s.status, s.start_unix_nano, s.end_unix_nano);
+    assert_eq!(key(&from_json[0]), key(got));
+    assert_eq!((&*from_json[0].operation, from_json[0].http_status), (&*got.operation, 503));
+}
+
+#[test]
+fn malformed_jaeger_and_zipkin_messages_are_rejected_whole() {
+    for (input, payload, reason) in [
+        (InputEncoding::JaegerJson, &br#"{"traceId":"xyz","spanId":"1"}"#[..], "malformed_jaeger_json"),
+        (InputEncoding::JaegerJson, br#"{"traceId":"1","spanId":"1","duration":"soon"}"#, "malformed_jaeger_json"),
+        (InputEncoding::JaegerProto, b"\x0a\xff", "malformed_jaeger_proto"),
+        (InputEncoding::ZipkinProto, b"\x0a\x02\x0a\x09", "malformed_zipkin_proto"),
+        (InputEncoding::ZipkinProto, b"\x08\x01", "malformed_zipkin_proto"),
+    ] {
+        let error = decode_all(input, payload).unwrap_err();
+        assert_eq!(error.reason(), reason, "{input:?} {payload:?}: {error}");
     }
 }
 
@@ -418,6 +559,13 @@ fn fuzz_property_holds_on_the_fixtures() {
         InputEncoding::OtlpProto,
         &std::fs::read(format!("{dir}/python-sdk-traces.pb")).unwrap(),
     );
+    crate::testing::fuzz_decode(
+        InputEncoding::ZipkinProto,
+        &std::fs::read(format!("{dir}/python-zipkin-traces.pb")).unwrap(),
+    );
+    for message in jaeger_fixture_spans() {
+        crate::testing::fuzz_decode(InputEncoding::JaegerJson, &message);
+    }
     let official =
         std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/otlp-trace-example.json")).unwrap();
     crate::testing::fuzz_decode(InputEncoding::OtlpJson, &official);

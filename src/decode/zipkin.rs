@@ -140,10 +140,21 @@ pub(super) fn decode(
 /// `deployment.environment`, in the order of [`Identify`]'s answer; each a little-endian `u32`
 /// length and its bytes, empty when absent) into `header`, the origin header [`identify`] reads.
 fn write_identity(span: &ZipkinSpan<'_>, header: &mut Vec<u8>) {
-    let local = span.local_endpoint.as_ref().and_then(|e| e.service_name.as_deref()).filter(|s| !s.is_empty());
+    let local = span.local_endpoint.as_ref().and_then(|e| e.service_name.as_deref());
+    write_identity_of(local, span.tags.0.iter().map(|(k, v)| (&**k, &**v)), header);
+}
+
+/// [`write_identity`] from a span's local service name and tags, whatever their encoding (JSON or
+/// protobuf).
+pub(super) fn write_identity_of<'t>(
+    local: Option<&str>,
+    tags: impl Iterator<Item = (&'t str, &'t str)>,
+    header: &mut Vec<u8>,
+) {
+    let local = local.filter(|s| !s.is_empty());
     let mut identity = [local.unwrap_or(""), "", ""];
-    for (key, value) in &span.tags.0 {
-        match &**key {
+    for (key, value) in tags {
+        match key {
             "service.name" if local.is_none() => identity[0] = value,
             "deployment.environment.name" => identity[1] = value,
             "deployment.environment" => identity[2] = value,
@@ -159,7 +170,7 @@ fn write_identity(span: &ZipkinSpan<'_>, header: &mut Vec<u8>) {
 
 /// [`Identify`] for Zipkin: reads back what [`write_identity`] wrote. There is no resource to
 /// keep: attribute look-ups read the span's tags.
-fn identify(header: &Bytes) -> (Bytes, [Option<String>; 3]) {
+pub(super) fn identify(header: &Bytes) -> (Bytes, [Option<String>; 3]) {
     let mut identity = [None, None, None];
     let mut rest = &header[..];
     for slot in &mut identity {

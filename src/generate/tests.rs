@@ -14,14 +14,18 @@ const SECOND: u64 = 1_000_000_000;
 /// The `now` of the traces: 150 s into a period, when the database is healthy.
 const NOW: u64 = (PERIOD_START + 150) * SECOND;
 
+const ALL_ENCODINGS: [Encoding; 6] = [
+    Encoding::OtlpProto,
+    Encoding::OtlpJson,
+    Encoding::ZipkinJson,
+    Encoding::ZipkinProto,
+    Encoding::JaegerProto,
+    Encoding::JaegerJson,
+];
+
 /// The spans of `count` traces built at `now`, decoded; one list per trace.
 fn traces(clinic: &mut PetClinic, count: usize, now: u64, encoding: Encoding) -> Vec<Vec<Span>> {
-    let input = match encoding {
-        Encoding::OtlpProto => InputEncoding::OtlpProto,
-        Encoding::OtlpJson => InputEncoding::OtlpJson,
-        Encoding::ZipkinJson => InputEncoding::ZipkinJson,
-    };
-    let mut decoder = Decoder::new(input);
+    let mut decoder = Decoder::new(InputEncoding::from(encoding));
     (0..count)
         .map(|_| {
             let trace = clinic.trace(now, encoding);
@@ -65,7 +69,7 @@ fn every_span_names_its_pod_and_each_service_runs_on_several() {
     let mut clinic = PetClinic::new(5, TrafficProfile::default());
     let mut pods: HashMap<String, BTreeSet<String>> = HashMap::new();
     let mut zones = BTreeSet::new();
-    for encoding in [Encoding::OtlpProto, Encoding::OtlpJson, Encoding::ZipkinJson] {
+    for encoding in ALL_ENCODINGS {
         for trace in traces(&mut clinic, 500, NOW, encoding) {
             let mut pod_of_service = HashMap::new();
             for span in &trace {
@@ -85,7 +89,7 @@ fn every_span_names_its_pod_and_each_service_runs_on_several() {
                 assert!(pod.starts_with(&**span.service()), "{pod} is a pod of {}", span.service());
                 let first = pod_of_service.entry(span.service().to_string()).or_insert_with(|| pod.clone());
                 assert_eq!(*first, pod, "a trace's spans of one service come from one pod");
-                if encoding != Encoding::ZipkinJson {
+                if !matches!(encoding, Encoding::ZipkinJson | Encoding::ZipkinProto) {
                     assert_eq!(&**span.environment(), "demo");
                 }
                 zones.insert(text(span, "cloud.availability_zone").unwrap());
@@ -199,6 +203,9 @@ fn every_span_lies_within_its_parent_and_a_consumer_starts_after_its_producer() 
         (Encoding::OtlpProto, degraded_now),
         (Encoding::OtlpJson, NOW),
         (Encoding::ZipkinJson, degraded_now),
+        (Encoding::ZipkinProto, degraded_now),
+        (Encoding::JaegerProto, degraded_now),
+        (Encoding::JaegerJson, NOW),
     ] {
         for trace in traces(&mut clinic, 1000, now, encoding) {
             let by_id: HashMap<_, _> = trace.iter().map(|s| (s.span_id, s)).collect();

@@ -5,7 +5,10 @@
 //! service's part of the trace (`service.name`, `deployment.environment.name = demo`, and the pod's
 //! placement: version, instance, Kubernetes, host and cloud attributes). Zipkin has no resource:
 //! the pod's placement goes into every span's tags, as an exporter writes resource attributes
-//! there; the environment stays out of them, as before.
+//! there; the environment stays out of them, as before. Zipkin protobuf carries the same spans as
+//! Zipkin JSON, in a `ListOfSpans`. Jaeger writes one message per span, its process (the service
+//! and, as tags, the resource attributes of OTLP) embedded, as the Collector's Jaeger translation
+//! does.
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
@@ -15,6 +18,7 @@ use prost::Message;
 use serde_json::{json, Value};
 
 use super::deployment::Pod;
+use crate::decode::schemas::{jaeger, zipkin};
 use crate::model::Encoding;
 
 /// An attribute value.
@@ -48,8 +52,8 @@ pub struct GenSpan {
     pub error: Option<&'static str>,
 }
 
-/// The trace's messages: one per pod, in the order the pods first appear in `spans` (a trace has
-/// one pod per service).
+/// The trace's messages: one per pod (per span for Jaeger), in the order the pods first appear in
+/// `spans` (a trace has one pod per service).
 pub fn encode(trace_id: &[u8; 16], spans: &[GenSpan], encoding: Encoding) -> Vec<Bytes> {
     let mut pods: Vec<&'static Pod> = Vec::new();
     for s in spans {
@@ -58,20 +62,138 @@ pub fn encode(trace_id: &[u8; 16], spans: &[GenSpan], encoding: Encoding) -> Vec
         }
     }
     pods.into_iter()
-        .map(|pod| {
+        .flat_map(|pod| {
             let of_pod: Vec<&GenSpan> = spans.iter().filter(|s| std::ptr::eq(s.pod, pod)).collect();
             match encoding {
-                Encoding::OtlpProto => Bytes::from(proto_data(trace_id, pod, &of_pod).encode_to_vec()),
+                Encoding::OtlpProto => vec![Bytes::from(proto_data(trace_id, pod, &of_pod).encode_to_vec())],
                 Encoding::OtlpJson => {
-                    Bytes::from(serde_json::to_vec(&proto_data(trace_id, pod, &of_pod)).expect("serialisable"))
+                    vec![Bytes::from(serde_json::to_vec(&proto_data(trace_id, pod, &of_pod)).expect("serialisable"))]
                 }
                 Encoding::ZipkinJson => {
                     let list: Vec<Value> = of_pod.iter().map(|s| zipkin_span(trace_id, s)).collect();
-                    Bytes::from(Value::Array(list).to_string())
+                    vec![Bytes::from(Value::Array(list).to_string())]
+                }
+                Encoding::ZipkinProto => {
+                    let spans = of_pod.iter().map(|s| zipkin_proto_span(trace_id, s)).collect();
+                    vec![Bytes::from(zipkin::ListOfSpans { spans }.encode_to_vec())]
+                }
+                Encoding::JaegerProto => {
+                    of_pod.iter().map(|s| Bytes::from(jaeger_span(trace_id, s).encode_to_vec())).collect()
+                }
+                Encoding::JaegerJson => {
+                    of_pod.iter().map(|s| Bytes::from(jaeger_json(&jaeger_span(trace_id, s)).to_string())).collect()
                 }
             }
         })
         .collect()
+}
+
+/// The Zipkin span of [`zipkin_span`], in protobuf.
+fn zipkin_proto_span(trace_id: &[u8; 16], s: &GenSpan) -> zipkin::Span {
+    let mut tags: std::collections::BTreeMap<String, String> =
+        s.attributes.iter().map(|(k, v)| (k.to_string(), v.text())).collect();
+    tags.extend(s.pod.placement().into_iter().map(|(k, v)| (k.to_string(), v)));
+    if let Some(message) = s.error {
+        tags.insert("error".into(), message.into());
+    }
+    let kind = match s.kind {
+        span::SpanKind::Server => zipkin::span::Kind::Server,
+        span::SpanKind::Client => zipkin::span::Kind::Client,
+        span::SpanKind::Producer => zipkin::span::Kind::Producer,
+        span::SpanKind::Consumer => zipkin::span::Kind::Consumer,
+        _ => zipkin::span::Kind::SpanKindUnspecified,
+    };
+    zipkin::Span {
+        trace_id: trace_id.to_vec(),
+        parent_id: s.parent.map(|p| p.to_vec()).unwrap_or_default(),
+        id: s.span_id.to_vec(),
+        kind: kind as i32,
+        name: s.name.into(),
+        timestamp: s.start / 1000,
+        duration: (s.end - s.start) / 1000,
+        local_endpoint: Some(zipkin::Endpoint { service_name: s.pod.service.name().into(), ..Default::default() }),
+        tags,
+        ..Default::default()
+    }
+}
+
+/// A Jaeger span in the JSON gogo `jsonpb` writes (hex ids, RFC 3339 start, duration in seconds,
+/// enums by name, 64-bit integers as strings).
+fn jaeger_json(span: &jaeger::Span) -> Value {
+    let tags = |tags: &[jaeger::KeyValue]| -> Vec<Value> {
+        tags.iter()
+            .map(|t| match t.v_type() {
+                jaeger::ValueType::Int64 => {
+                    json!({"key": t.key, "vType": "INT64", "vInt64": t.v_int64.to_string()})
+                }
+                _ => json!({"key": t.key, "vStr": t.v_str}),
+            })
+            .collect()
+    };
+    let start = span.start_time.as_ref().expect("a start");
+    let start = chrono::DateTime::from_timestamp(start.seconds, start.nanos as u32).expect("a valid time");
+    let duration = span.duration.as_ref().expect("a duration");
+    let process = span.process.as_ref().expect("a process");
+    json!({
+        "traceId": hex::encode(&span.trace_id),
+        "spanId": hex::encode(&span.span_id),
+        "operationName": span.operation_name,
+        "references": span.references.iter().map(|r| json!({"traceId": hex::encode(&r.trace_id), "spanId": hex::encode(&r.span_id)})).collect::<Vec<_>>(),
+        "flags": span.flags,
+        "startTime": start.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        "duration": format!("{}.{:09}s", duration.seconds, duration.nanos),
+        "tags": tags(&span.tags),
+        "process": {"serviceName": process.service_name, "tags": tags(&process.tags)},
+    })
+}
+
+/// A Jaeger span with its process, as the Collector's Jaeger translation writes it.
+fn jaeger_span(trace_id: &[u8; 16], s: &GenSpan) -> jaeger::Span {
+    let tag = |key: &str, value: &Val| match value {
+        Val::Str(text) => jaeger::KeyValue { key: key.into(), v_str: text.clone(), ..Default::default() },
+        Val::Int(i) => jaeger::KeyValue {
+            key: key.into(),
+            v_type: jaeger::ValueType::Int64 as i32,
+            v_int64: *i,
+            ..Default::default()
+        },
+    };
+    let kind = match s.kind {
+        span::SpanKind::Server => "server",
+        span::SpanKind::Client => "client",
+        span::SpanKind::Producer => "producer",
+        span::SpanKind::Consumer => "consumer",
+        _ => "internal",
+    };
+    let mut tags: Vec<jaeger::KeyValue> = s.attributes.iter().map(|(k, v)| tag(k, v)).collect();
+    tags.push(tag("span.kind", &Val::Str(kind.into())));
+    if let Some(message) = s.error {
+        tags.push(tag("otel.status_code", &Val::Str("ERROR".into())));
+        tags.push(tag("otel.status_description", &Val::Str(message.into())));
+    }
+    let process_tags = std::iter::once(("deployment.environment.name", "demo".to_string()))
+        .chain(s.pod.placement())
+        .map(|(k, v)| tag(k, &Val::Str(v)))
+        .collect();
+    let nanos = |n: u64| (n / 1_000_000_000, (n % 1_000_000_000) as i32);
+    let (start_seconds, start_nanos) = nanos(s.start);
+    let (duration_seconds, duration_nanos) = nanos(s.end - s.start);
+    jaeger::Span {
+        trace_id: trace_id.to_vec(),
+        span_id: s.span_id.to_vec(),
+        operation_name: s.name.into(),
+        references: s
+            .parent
+            .map(|p| jaeger::SpanRef { trace_id: trace_id.to_vec(), span_id: p.to_vec(), ref_type: 0 })
+            .into_iter()
+            .collect(),
+        flags: 1,
+        start_time: Some(prost_types::Timestamp { seconds: start_seconds as i64, nanos: start_nanos }),
+        duration: Some(prost_types::Duration { seconds: duration_seconds as i64, nanos: duration_nanos }),
+        tags,
+        process: Some(jaeger::Process { service_name: s.pod.service.name().into(), tags: process_tags }),
+        ..Default::default()
+    }
 }
 
 fn kv(key: &str, value: &Val) -> KeyValue {

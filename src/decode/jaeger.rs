@@ -1,0 +1,155 @@
+//! Jaeger front end: one `jaeger.api_v2.Span` per message, its process embedded — in protobuf
+//! (`jaeger_proto`) or in Jaeger's JSON form (`jaeger_json`, read by [`super::jaeger_json`]).
+//!
+//! Mapping (ingest.md): tags → span attributes and process tags → resource attributes (with
+//! `process.service_name` as `service.name`); the `span.kind` tag sets the kind; an `error` tag
+//! that is true, or `otel.status_code = ERROR`, sets status ERROR (`OK` sets OK); the first
+//! `CHILD_OF` reference within the trace is the parent. 64-bit trace ids are widened with leading zeros.
+//!
+//! A span keeps the whole message as its wire bytes; its origin is keyed by its process, encoded
+//! as a protobuf `Process` whatever the encoding, so resource look-ups read one form.
+
+use bytes::Bytes;
+use prost::Message;
+
+use super::draft::{observe_identity, AttrRef, Names, SpanDraft};
+use super::schemas::jaeger::{KeyValue, Process, Span as JaegerSpan, SpanRefType, ValueType};
+use super::zipkin_proto::trace_id;
+use super::{binary_id, DecodeStats};
+use crate::model::{AttrValue, Encoding, Span, SpanKind, StatusCode};
+
+/// Why a Jaeger message could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum JaegerError {
+    #[error("{0}")]
+    Proto(#[from] prost::DecodeError),
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Reads one message in `encoding` (`JaegerProto` or `JaegerJson`).
+fn parse(encoding: Encoding, payload: &[u8]) -> Result<JaegerSpan, JaegerError> {
+    Ok(match encoding {
+        Encoding::JaegerJson => super::jaeger_json::parse(payload)?,
+        _ => JaegerSpan::decode(payload)?,
+    })
+}
+
+pub(super) fn decode(
+    encoding: Encoding,
+    payload: &Bytes,
+    names: &mut Names,
+    out: &mut Vec<Span>,
+    stats: &mut DecodeStats,
+) -> Result<(), JaegerError> {
+    let span = parse(encoding, payload)?;
+    let mut header = std::mem::take(&mut names.resource_scratch);
+    header.clear();
+    if let Some(process) = &span.process {
+        process.encode(&mut header).expect("a Vec grows as needed");
+    }
+    let origin = names.origin(encoding, &header, b"", identify);
+    names.resource_scratch = header;
+
+    let nanos = |seconds: i64, nanos: i32| {
+        u64::try_from(seconds).unwrap_or(0).saturating_mul(1_000_000_000).saturating_add(nanos.max(0) as u64)
+    };
+    let start = span.start_time.as_ref().map_or(0, |t| nanos(t.seconds, t.nanos));
+    let duration = span.duration.as_ref().map_or(0, |d| nanos(d.seconds, d.nanos));
+    // As Jaeger's own `Span.ParentSpanID()`: the first CHILD_OF reference within the same trace.
+    let parent = span.references.iter().find(|r| r.ref_type() == SpanRefType::ChildOf && r.trace_id == span.trace_id);
+    let mut draft = SpanDraft {
+        trace_id: trace_id(&span.trace_id),
+        span_id: binary_id(&span.span_id),
+        parent_span_id: match parent {
+            None => Ok(None),
+            Some(r) if r.span_id.len() == 8 => Ok(binary_id(&r.span_id)),
+            Some(_) => Err(()),
+        },
+        start_unix_nano: start,
+        end_unix_nano: start.saturating_add(duration),
+        name: &span.operation_name,
+        ..Default::default()
+    };
+    for tag in &span.tags {
+        match (tag.key.as_str(), value(tag)) {
+            ("span.kind", AttrRef::Str(kind)) => {
+                draft.kind = match kind {
+                    "server" => SpanKind::Server,
+                    "client" => SpanKind::Client,
+                    "producer" => SpanKind::Producer,
+                    "consumer" => SpanKind::Consumer,
+                    "internal" => SpanKind::Internal,
+                    _ => SpanKind::Unspecified,
+                }
+            }
+            ("error", _) if is_true(tag) => draft.status = StatusCode::Error,
+            ("otel.status_code", AttrRef::Str("ERROR")) => draft.status = StatusCode::Error,
+            ("otel.status_code", AttrRef::Str("OK")) if draft.status != StatusCode::Error => {
+                draft.status = StatusCode::Ok
+            }
+            (key, value) => draft.attrs.observe(key, value),
+        }
+    }
+    names.finish(draft, &origin, payload.clone(), out, stats);
+    Ok(())
+}
+
+/// A tag's value as the hot path reads it.
+fn value(tag: &KeyValue) -> AttrRef<'_> {
+    match tag.v_type() {
+        ValueType::String => AttrRef::Str(&tag.v_str),
+        ValueType::Int64 => AttrRef::Int(tag.v_int64),
+        _ => AttrRef::Other,
+    }
+}
+
+fn is_true(tag: &KeyValue) -> bool {
+    match tag.v_type() {
+        ValueType::Bool => tag.v_bool,
+        ValueType::String => tag.v_str.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
+}
+
+fn attr_value(tag: KeyValue) -> AttrValue {
+    match tag.v_type() {
+        ValueType::String => AttrValue::Str(tag.v_str),
+        ValueType::Bool => AttrValue::Bool(tag.v_bool),
+        ValueType::Int64 => AttrValue::Int(tag.v_int64),
+        ValueType::Float64 => AttrValue::Double(tag.v_float64),
+        ValueType::Binary => AttrValue::Other,
+    }
+}
+
+/// [`super::draft::Identify`] for Jaeger: the header is an encoded `Process`, kept as the resource.
+fn identify(header: &Bytes) -> (Bytes, [Option<String>; 3]) {
+    let mut identity = [None, None, None];
+    if let Ok(process) = Process::decode(&header[..]) {
+        for tag in &process.tags {
+            observe_identity(&mut identity, &tag.key, value(tag));
+        }
+        identity[0] = Some(process.service_name).filter(|s| !s.is_empty()).or(identity[0].take());
+    }
+    (header.clone(), identity)
+}
+
+/// Every tag of a span (for the trace view).
+pub(super) fn span_attributes(encoding: Encoding, raw: &[u8]) -> Vec<(String, AttrValue)> {
+    let Ok(span) = parse(encoding, raw) else { return Vec::new() };
+    span.tags.into_iter().map(|tag| (tag.key.clone(), attr_value(tag))).collect()
+}
+
+pub(super) fn find_span_attribute(encoding: Encoding, raw: &[u8], key: &str) -> Option<AttrValue> {
+    let span = parse(encoding, raw).ok()?;
+    span.tags.into_iter().find(|tag| tag.key == key).map(attr_value)
+}
+
+/// A process tag (or `service.name`: the process's service name), from an encoded `Process`.
+pub(super) fn find_resource_attribute(resource: &[u8], key: &str) -> Option<AttrValue> {
+    let process = Process::decode(resource).ok()?;
+    if key == "service.name" && !process.service_name.is_empty() {
+        return Some(AttrValue::Str(process.service_name));
+    }
+    process.tags.into_iter().find(|tag| tag.key == key).map(attr_value)
+}
