@@ -76,9 +76,11 @@ struct JsonKeyValue {
     v_float64: f64,
 }
 
-/// Reads one Jaeger JSON span.
+/// Reads one Jaeger JSON span. The whole message must be UTF-8 (RFC 8259), members skipped or
+/// not: it is forwarded as it came.
 pub(super) fn parse(payload: &[u8]) -> Result<Span, serde_json::Error> {
-    let span: JsonSpan<'_> = serde_json::from_slice(payload)?;
+    let text = std::str::from_utf8(payload).map_err(|e| serde_json::Error::custom(format!("not UTF-8: {e}")))?;
+    let span: JsonSpan<'_> = serde_json::from_str(text)?;
     let start_time = span
         .start_time
         .map(|text| {
