@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-20}"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
-for target in decode_otlp_proto decode_otlp_json decode_zipkin_json decode_zipkin_proto decode_jaeger_proto decode_jaeger_json; do
+for target in decode_otlp_proto decode_otlp_json decode_zipkin_json decode_zipkin_proto decode_jaeger_proto decode_jaeger_json decode_xray_json; do
   mkdir -p "fuzz/corpus/$target"
   log="fuzz/$target.log"
   echo "fuzzing $target for ${seconds}s"

@@ -10,13 +10,15 @@ step "toolchain"
 cargo --version
 rustup component list --installed 2>/dev/null | grep -qE '^(rustfmt|clippy)' || rustup component add rustfmt clippy
 
-step "Python tools: OpenTelemetry SDK and Zipkin exporter (real-client fixtures), Compose validation"
+step "Python tools: OpenTelemetry SDK, Zipkin exporter, X-Ray SDK (real-client fixtures), Compose validation"
 python3 -m pip install --quiet --disable-pip-version-check \
-  'opentelemetry-sdk>=1.20' 'opentelemetry-exporter-otlp-proto-common>=1.20' pyyaml jsonschema 2>&1 \
+  'opentelemetry-sdk>=1.20' 'opentelemetry-exporter-otlp-proto-common>=1.20' pyyaml jsonschema \
+  'aws-xray-sdk>=2.12' flask requests 2>&1 \
   | grep -v 'as the .root. user' || true
 fixture_dir="target/python-sdk-fixture"
 mkdir -p "$fixture_dir"
 python3 tests/fixtures/python_sdk.py "$fixture_dir"
+python3 tests/fixtures/python_xray.py "$fixture_dir"
 # The Zipkin protobuf exporter pins protobuf 3, which the OTLP packages refuse: its own virtualenv.
 zipkin_venv="target/zipkin-venv"
 [ -x "$zipkin_venv/bin/python" ] || python3 -m venv "$zipkin_venv"

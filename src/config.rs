@@ -221,7 +221,9 @@ impl Config {
 fn expected_form(key: &str) -> Option<&'static str> {
     let input_encoding = key == "kafka.encoding" || (key.starts_with("kafka.inputs[") && key.ends_with("].encoding"));
     if input_encoding {
-        return Some("one of auto, otlp_proto, otlp_json, zipkin_json, zipkin_proto, jaeger_proto, jaeger_json");
+        return Some(
+            "one of auto, otlp_proto, otlp_json, zipkin_json, zipkin_proto, jaeger_proto, jaeger_json, xray_json",
+        );
     }
     match key {
         "http.listen" => Some("an address such as \"127.0.0.1:9464\" or \"0.0.0.0:9464\""),

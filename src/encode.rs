@@ -89,6 +89,7 @@ fn encode_chunk(encoding: Encoding, spans: &[&Span], decision: Option<&Decision>
         Encoding::ZipkinProto => encode_zipkin_proto(spans, decision),
         Encoding::JaegerProto => encode_jaeger_proto(spans, decision),
         Encoding::JaegerJson => encode_jaeger_json(spans, decision),
+        Encoding::XrayJson => encode_xray(spans, decision),
     };
     TracePayload { encoding, spans: spans.len(), payload }
 }
@@ -418,23 +419,32 @@ fn appended(old: Option<&RawValue>, items: [Value; 2]) -> String {
 
 /// A Zipkin span with the sampling attributes set in its `tags`.
 fn annotate_zipkin(span: &str, decision: &Decision) -> String {
-    with_member(span, "tags", |old| {
-        let tags =
+    with_object_members(
+        span,
+        "tags",
+        &[
+            (RULE_ATTRIBUTE, Value::String(decision.rule.to_string()).to_string()),
+            (SAMPLE_RATE_ATTRIBUTE, Value::String(decision.sample_rate.to_string()).to_string()),
+        ],
+    )
+}
+
+/// `object` with its member `name` (an object; absent: empty) given the members `set` (encoded
+/// JSON values), replacing any of the same keys; every other member is copied byte for byte.
+fn with_object_members(object: &str, name: &str, set: &[(&str, String)]) -> String {
+    with_member(object, name, |old| {
+        let members =
             old.and_then(|raw| serde_json::from_str::<Members<'_>>(raw.get()).ok()).map(|m| m.0).unwrap_or_default();
         let mut out = String::from("{");
         let mut first = true;
-        for (key, value) in &tags {
-            if key != RULE_ATTRIBUTE && key != SAMPLE_RATE_ATTRIBUTE {
+        for (key, value) in &members {
+            if !set.iter().any(|(k, _)| k == key) {
                 push_member(&mut out, &mut first, key, value.get());
             }
         }
-        push_member(&mut out, &mut first, RULE_ATTRIBUTE, &Value::String(decision.rule.to_string()).to_string());
-        push_member(
-            &mut out,
-            &mut first,
-            SAMPLE_RATE_ATTRIBUTE,
-            &Value::String(decision.sample_rate.to_string()).to_string(),
-        );
+        for (key, value) in set {
+            push_member(&mut out, &mut first, key, value);
+        }
         out.push('}');
         out
     })
@@ -560,6 +570,31 @@ fn encode_jaeger_json(spans: &[&Span], decision: Option<&Decision>) -> Bytes {
         }
     }
     Bytes::from(out)
+}
+
+/// X-Ray documents as a JSON array (the shape of X-Ray's `PutTraceSegments`), each with the
+/// sampling attributes as annotations (`sampling_rule`, `sampling_sample_rate`: annotation keys
+/// cannot hold dots). Subsegments embedded in a document travel inside it, unchanged.
+fn encode_xray(spans: &[&Span], decision: Option<&Decision>) -> Bytes {
+    let documents: Vec<String> = spans
+        .iter()
+        .filter(|span| span.origin.scope_header != crate::decode::XRAY_EMBEDDED)
+        .map(|span| {
+            let raw = std::str::from_utf8(&span.raw).unwrap_or("{}");
+            match decision {
+                Some(decision) => with_object_members(
+                    raw,
+                    "annotations",
+                    &[
+                        ("sampling_rule", Value::String(decision.rule.to_string()).to_string()),
+                        ("sampling_sample_rate", json!(decision.sample_rate).to_string()),
+                    ],
+                ),
+                None => raw.to_string(),
+            }
+        })
+        .collect();
+    Bytes::from(format!("[{}]", documents.join(",")))
 }
 
 #[cfg(test)]

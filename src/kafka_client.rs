@@ -26,7 +26,7 @@ pub struct InputTopic {
     /// The topic; it must exist. Required.
     pub topic: String,
     /// `auto` | `otlp_proto` | `otlp_json` | `zipkin_json` | `zipkin_proto` | `jaeger_proto` |
-    /// `jaeger_json` (ingest.md "Kafka input encodings"). Required.
+    /// `jaeger_json` | `xray_json` (ingest.md "Kafka input encodings"). Required.
     pub encoding: InputEncoding,
 }
 
@@ -44,7 +44,7 @@ pub struct KafkaConfig {
     #[serde(default = "default_input_topics")]
     pub input_topics: Vec<String>,
     /// `auto` | `otlp_proto` | `otlp_json` | `zipkin_json` | `zipkin_proto` | `jaeger_proto` |
-    /// `jaeger_json`. Default `auto` (per message: OTLP protobuf, OTLP/JSON or Zipkin JSON).
+    /// `jaeger_json` | `xray_json`. Default `auto` (per message: OTLP protobuf, OTLP/JSON or Zipkin JSON).
     #[serde(default = "default_encoding")]
     pub encoding: InputEncoding,
     /// `[[kafka.inputs]]`: more input topics, each with its own encoding (ingest.md "Kafka input

@@ -119,6 +119,7 @@ pub enum Encoding {
     ZipkinProto,
     JaegerProto,
     JaegerJson,
+    XrayJson,
 }
 
 impl Encoding {
@@ -131,6 +132,7 @@ impl Encoding {
             Self::ZipkinProto => "zipkin_proto",
             Self::JaegerProto => "jaeger_proto",
             Self::JaegerJson => "jaeger_json",
+            Self::XrayJson => "xray_json",
         }
     }
 }

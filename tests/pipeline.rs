@@ -734,6 +734,46 @@ fn each_input_topic_is_read_in_its_own_encoding() {
     pipeline.stop().unwrap();
 }
 
+/// X-Ray segment documents as the X-Ray SDK for Python sent them (`tests/fixtures/python_xray.py`),
+/// one datagram per message: counted as requests and dependency calls, and each kept trace
+/// forwarded as one JSON array of its documents with the decision in their annotations.
+#[test]
+fn xray_segments_are_counted_and_forwarded_as_documents() {
+    use tracewarden::decode::InputEncoding;
+    use tracewarden::kafka_client::InputTopic;
+
+    let mut harness = Harness::new("xray-segments");
+    harness.cluster.create_topic("xray_segments", PARTITIONS, 1).unwrap();
+    harness.cluster.create_topic("sampled_spans", PARTITIONS, 1).unwrap();
+    harness.config.kafka.input_topics = Vec::new();
+    harness.config.kafka.inputs = vec![InputTopic { topic: "xray_segments".into(), encoding: InputEncoding::XrayJson }];
+    let pipeline = harness.start();
+    let datagrams: Vec<String> = serde_json::from_str(include_str!("fixtures/python-xray-datagrams.json")).unwrap();
+    for datagram in &datagrams {
+        let document: serde_json::Value = serde_json::from_str(datagram.split_once('\n').unwrap().1).unwrap();
+        let trace_id = document["trace_id"].as_str().unwrap().replace("1-", "").replace('-', "");
+        harness.produce_topic("xray_segments", &trace_id, datagram.as_bytes());
+    }
+    wait_for("every segment and subsegment read", || {
+        metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "xray_json")]) == Some(7.0)
+    });
+    harness.advance(Duration::from_secs(10));
+    let output = harness.read_all("sampled_spans", 3);
+    let count = |family: &str, route: &str| {
+        metric(&pipeline, family, &[("service", "owners-api"), ("operation", route)]).unwrap_or(0.0)
+    };
+    assert_eq!(count("tracewarden_requests_total", "GET /owners/{id}"), 2.0);
+    assert_eq!(count("tracewarden_faults_total", "GET /owners/{id}"), 1.0, "the 503");
+    assert_eq!(count("tracewarden_requests_total", "GET /crash"), 1.0);
+    assert_eq!(count("tracewarden_faults_total", "GET /crash"), 1.0);
+    for record in &output {
+        let documents: Vec<serde_json::Value> = serde_json::from_slice(&record.payload).expect("a list of documents");
+        assert_eq!(documents.len(), 1, "one segment per trace, its subsegments inside it");
+        assert!(documents[0]["annotations"]["sampling_rule"].is_string(), "{}", documents[0]);
+    }
+    pipeline.stop().unwrap();
+}
+
 /// Zipkin protobuf and both Jaeger encodings, each on a topic of its own: read into the same span
 /// model (their spans counted like any), and each kept trace leaves in its arrival encoding —
 /// a `ListOfSpans` for Zipkin, one message per span for Jaeger (what its ingester reads).

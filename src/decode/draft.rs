@@ -26,6 +26,9 @@ pub(crate) struct SpanDraft<'a> {
     pub end_unix_nano: u64,
     pub name: &'a str,
     pub attrs: HotAttributes<'a>,
+    /// An outcome the encoding states outright (X-Ray's fault/error/throttle flags without a
+    /// status); `None`: worked out from status codes (signals.md).
+    pub outcome: Option<Outcome>,
 }
 
 impl Default for SpanDraft<'_> {
@@ -40,6 +43,7 @@ impl Default for SpanDraft<'_> {
             end_unix_nano: 0,
             name: "",
             attrs: HotAttributes::default(),
+            outcome: None,
         }
     }
 }
@@ -351,6 +355,9 @@ impl Names {
             facts: SpanFacts { role: Role::Internal, outcome: Outcome::Ok, excluded: None },
         };
         span.facts = SpanFacts::of(&span);
+        if let Some(outcome) = draft.outcome {
+            span.facts.outcome = outcome;
+        }
         Ok(span)
     }
 }

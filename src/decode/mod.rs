@@ -1,7 +1,7 @@
 //! Decoding: Kafka message payloads into validated [`Span`]s.
 //!
 //! One entry point, [`Decoder::decode`], reads a payload in `otlp_proto`, `otlp_json`,
-//! `zipkin_json`, `zipkin_proto`, `jaeger_proto` or `jaeger_json` (or detects one of the first three
+//! `zipkin_json`, `zipkin_proto`, `jaeger_proto`, `jaeger_json` or `xray_json` (or detects one of the first three
 //! per message with `auto`, ingest.md "Kafka input encodings") and appends the valid spans to a
 //! caller-owned vector. Invariants:
 //! - a payload that is not well-formed in its encoding is rejected whole ([`DecodeError`]) and appends
@@ -20,6 +20,7 @@ mod jaeger_json;
 mod otlp_json;
 mod otlp_proto;
 pub mod schemas;
+mod xray;
 mod zipkin;
 mod zipkin_proto;
 
@@ -32,6 +33,7 @@ use crate::model::{AttrValue, Encoding, FastSet, Span};
 
 pub use jaeger::JaegerError;
 pub use otlp_proto::{ProtoError, WireField, WireReader};
+pub(crate) use xray::EMBEDDED as XRAY_EMBEDDED;
 pub use zipkin_proto::ZipkinProtoError;
 
 /// What `kafka.encoding` selects.
@@ -50,6 +52,8 @@ pub enum InputEncoding {
     JaegerProto,
     /// The same in Jaeger's JSON (`jsonpb`) form.
     JaegerJson,
+    /// One X-Ray segment document (optionally after the daemon header line), or a list of them.
+    XrayJson,
 }
 
 impl InputEncoding {
@@ -75,6 +79,7 @@ impl InputEncoding {
             Self::ZipkinProto => Encoding::ZipkinProto,
             Self::JaegerProto => Encoding::JaegerProto,
             Self::JaegerJson => Encoding::JaegerJson,
+            Self::XrayJson => Encoding::XrayJson,
             Self::Auto => match payload.iter().find(|b| !b.is_ascii_whitespace()) {
                 Some(b'{') => Encoding::OtlpJson,
                 Some(b'[') => Encoding::ZipkinJson,
@@ -94,6 +99,7 @@ impl From<Encoding> for InputEncoding {
             Encoding::ZipkinProto => Self::ZipkinProto,
             Encoding::JaegerProto => Self::JaegerProto,
             Encoding::JaegerJson => Self::JaegerJson,
+            Encoding::XrayJson => Self::XrayJson,
         }
     }
 }
@@ -127,6 +133,7 @@ impl DecodeError {
             Self::Empty => "empty",
             Self::Protobuf(_) => "malformed_protobuf",
             Self::Json { encoding: Encoding::ZipkinJson, .. } => "malformed_zipkin_json",
+            Self::Json { encoding: Encoding::XrayJson, .. } => "malformed_xray_json",
             Self::Json { .. } => "malformed_otlp_json",
             Self::ZipkinProto(_) => "malformed_zipkin_proto",
             Self::Jaeger { encoding: Encoding::JaegerJson, .. } => "malformed_jaeger_json",
@@ -161,7 +168,7 @@ pub struct DecodeStats {
 }
 
 impl DecodeStats {
-    fn reject(&mut self, why: SpanReject) {
+    pub(crate) fn reject(&mut self, why: SpanReject) {
         match why {
             SpanReject::InvalidId => self.invalid_id += 1,
             SpanReject::InvalidTime => self.invalid_time += 1,
@@ -269,6 +276,8 @@ impl Decoder {
                 jaeger::decode(encoding, payload, &mut self.names, out, &mut stats)
                     .map_err(|source| DecodeError::Jaeger { encoding, source })
             }
+            Encoding::XrayJson => xray::decode(payload, &mut self.names, out, &mut stats)
+                .map_err(|source| DecodeError::Json { encoding, source }),
         };
         match result {
             Ok(()) => {
@@ -313,6 +322,7 @@ pub fn find_attribute(encoding: Encoding, raw: &[u8], key: &str) -> Option<AttrV
         Encoding::ZipkinJson => zipkin::find_span_attribute(raw, key),
         Encoding::ZipkinProto => zipkin_proto::find_span_attribute(raw, key),
         Encoding::JaegerProto | Encoding::JaegerJson => jaeger::find_span_attribute(encoding, raw, key),
+        Encoding::XrayJson => xray::find_span_attribute(raw, key),
     }
 }
 
@@ -333,6 +343,7 @@ impl AttributeLookup for Span {
             Encoding::ZipkinJson => zipkin::span_attributes(&self.raw),
             Encoding::ZipkinProto => zipkin_proto::span_attributes(&self.raw),
             encoding @ (Encoding::JaegerProto | Encoding::JaegerJson) => jaeger::span_attributes(encoding, &self.raw),
+            Encoding::XrayJson => xray::span_attributes(&self.raw),
         }
     }
 
@@ -353,6 +364,7 @@ pub fn find_resource_attribute(encoding: Encoding, resource: &[u8], key: &str) -
         Encoding::OtlpJson => otlp_json::find_resource_attribute(resource, key),
         Encoding::ZipkinJson | Encoding::ZipkinProto => None,
         Encoding::JaegerProto | Encoding::JaegerJson => jaeger::find_resource_attribute(resource, key),
+        Encoding::XrayJson => xray::find_resource_attribute(resource, key),
     }
 }
 

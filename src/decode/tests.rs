@@ -572,6 +572,14 @@ fn fuzz_property_holds_on_the_fixtures() {
         std::fs::read(format!("{dir}/fuzz-regressions/jaeger-json-invalid-utf8-in-skipped-member.json")).unwrap();
     crate::testing::fuzz_decode(InputEncoding::JaegerJson, &regression);
     assert!(decode_all(InputEncoding::JaegerJson, &regression).is_err());
+    // Found by the fuzzer: a segment without a start time holding valid subsegments. They travel
+    // inside it, so they are rejected with it.
+    let regression =
+        std::fs::read(format!("{dir}/fuzz-regressions/xray-segment-without-start-holding-a-valid-subsegment.txt"))
+            .unwrap();
+    crate::testing::fuzz_decode(InputEncoding::XrayJson, &regression);
+    let (spans, stats) = decode_all(InputEncoding::XrayJson, &regression).unwrap();
+    assert_eq!((spans.len(), stats.invalid_time), (0, 3));
     let official =
         std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/otlp-trace-example.json")).unwrap();
     crate::testing::fuzz_decode(InputEncoding::OtlpJson, &official);
@@ -586,4 +594,126 @@ proptest! {
     fn fuzz_property_holds_on_generated_protobuf(spans in proptest::collection::vec(arb_span(), 0..8)) {
         crate::testing::fuzz_decode(InputEncoding::OtlpProto, &traces("svc", spans).encode_to_vec());
     }
+}
+
+/// The datagrams the AWS X-Ray SDK for Python sent for a Flask service
+/// (`tests/fixtures/python_xray.py`), each a message as the X-Ray receiver writes it.
+fn xray_sdk_spans() -> Vec<Span> {
+    let dir = std::env::var("TRACEWARDEN_PYTHON_FIXTURE_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures").to_string());
+    let datagrams: Vec<String> =
+        serde_json::from_slice(&std::fs::read(format!("{dir}/python-xray-datagrams.json")).unwrap()).unwrap();
+    assert_eq!(datagrams.len(), 3, "one segment document per request");
+    let mut decoder = Decoder::new(InputEncoding::XrayJson);
+    let mut spans = Vec::new();
+    for datagram in &datagrams {
+        let stats = decoder.decode(&Bytes::from(datagram.clone()), &mut spans).unwrap();
+        assert_eq!((stats.invalid_id, stats.invalid_time), (0, 0), "{datagram}");
+    }
+    spans
+}
+
+#[test]
+fn xray_sdk_segments_map_to_requests_and_dependencies() {
+    let spans = xray_sdk_spans();
+    let entries: Vec<&Span> = spans.iter().filter(|s| s.kind == SpanKind::Server).collect();
+    let summary: Vec<(&str, &str, u16, Outcome)> =
+        entries.iter().map(|s| (&**s.service(), &*s.operation, s.http_status, s.facts.outcome)).collect();
+    assert_eq!(
+        summary,
+        [
+            ("owners-api", "GET /owners/{id}", 200, Outcome::Ok),
+            ("owners-api", "GET /owners/{id}", 503, Outcome::Fault),
+            ("owners-api", "GET /crash", 500, Outcome::Fault),
+        ]
+    );
+    assert!(entries.iter().all(|s| s.is_root() && &**s.environment() == "default"));
+    let calls: Vec<&Span> = spans.iter().filter(|s| s.kind == SpanKind::Client).collect();
+    assert_eq!(calls.len(), 4, "an SQL call and an HTTP call in each of the first two requests");
+    for (i, call) in calls.iter().enumerate() {
+        let segment = entries[i / 2];
+        assert_eq!((call.trace_id, call.parent_span_id), (segment.trace_id, Some(segment.span_id)));
+        assert_eq!(&**call.service(), "owners-api", "a subsegment belongs to its segment's service");
+    }
+    let sql = calls[0];
+    assert_eq!(sql.remote_service.as_deref(), Some(":memory:"));
+    assert_eq!(sql.remote_kind, crate::model::RemoteKind::Database);
+    assert_eq!(sql.attribute("sql.database_type"), Some(AttrValue::Str("sqlite3".into())));
+    let http = calls[1];
+    assert_eq!(
+        (http.remote_service.as_deref(), http.remote_operation.as_deref()),
+        (Some("127.0.0.1"), Some("GET /vets/{id}"))
+    );
+    assert_eq!((http.http_status, http.facts.outcome), (200, Outcome::Ok));
+    assert_eq!((calls[3].http_status, calls[3].facts.outcome), (429, Outcome::Throttle));
+    assert_eq!(entries[0].attribute("telemetry.sdk.name"), Some(AttrValue::Str("X-Ray for Python".into())));
+    // 1-6b115b56-…: the trace id is the hex of its epoch and unique parts.
+    assert_eq!(hex::encode(entries[0].trace_id)[..8], format!("{:08x}", entries[0].start_unix_nano / 1_000_000_000));
+}
+
+#[test]
+fn xray_flags_routes_namespaces_and_placement() {
+    let document = serde_json::json!({
+        "name": "orders", "id": "70de5b6f19ff9a0a", "trace_id": "1-581cf771-a006649127e371903a2de979",
+        "parent_id": "53995c3f42cd8ad8", "start_time": 1700000000.5, "end_time": 1700000001.25,
+        "origin": "AWS::EC2::Instance",
+        "aws": {"account_id": "123456789012", "ec2": {"instance_id": "i-0abc", "availability_zone": "eu-west-1a"}},
+        "http": {"request": {"method": "POST", "url": "https://orders.example.com/orders/1234?x=1"}},
+        "fault": true,
+        "annotations": {"http_route": "/orders/{order_id}", "tenant": "acme"},
+        "metadata": {"default": {"deployment.environment.name": "prod"}},
+        "subsegments": [
+            {"name": "DynamoDB", "id": "1111111111111111", "namespace": "aws", "start_time": 1700000000.6,
+             "end_time": 1700000000.7, "throttle": true, "error": true, "aws": {"operation": "PutItem", "table_name": "orders"}},
+            {"name": "render", "id": "2222222222222222", "start_time": 1700000000.8, "end_time": 1700000000.9,
+             "error": true,
+             "subsegments": [{"name": "payments", "id": "3333333333333333", "namespace": "remote",
+                              "start_time": 1700000000.81, "end_time": 1700000000.85, "fault": true,
+                              "http": {"request": {"method": "GET", "url": "http://payments/cards/42"},
+                                       "response": {"status": 200}}}]},
+            {"name": "slow", "id": "4444444444444444", "start_time": 1700000000.9, "in_progress": true}
+        ]
+    });
+    let message = format!("{{\"format\":\"json\",\"version\":1}}\n{document}");
+    let (spans, _) = decode_all(InputEncoding::XrayJson, message.as_bytes()).unwrap();
+    assert_eq!(spans.len(), 4, "the in-progress subsegment is not a span yet");
+    let segment = &spans[0];
+    assert_eq!(hex::encode(segment.trace_id), "581cf771a006649127e371903a2de979");
+    assert_eq!(segment.parent_span_id, Some([0x53, 0x99, 0x5c, 0x3f, 0x42, 0xcd, 0x8a, 0xd8]));
+    assert_eq!((segment.kind, &*segment.operation), (SpanKind::Server, "POST /orders/{order_id}"));
+    assert_eq!((segment.start_unix_nano, segment.duration_nanos()), (1_700_000_000_500_000_000, 750_000_000));
+    assert_eq!(
+        (segment.facts.outcome, &**segment.environment()),
+        (Outcome::Fault, "prod"),
+        "a fault flag without status"
+    );
+    assert_eq!(segment.attribute("cloud.platform"), Some(AttrValue::Str("aws_ec2".into())));
+    assert_eq!(segment.attribute("host.id"), Some(AttrValue::Str("i-0abc".into())));
+    assert_eq!(segment.attribute("tenant"), Some(AttrValue::Str("acme".into())));
+    let dynamo = &spans[1];
+    assert_eq!(
+        (dynamo.kind, dynamo.remote_service.as_deref(), dynamo.remote_operation.as_deref()),
+        (SpanKind::Client, Some("DynamoDB"), Some("PutItem"))
+    );
+    assert_eq!((dynamo.remote_kind, dynamo.facts.outcome), (crate::model::RemoteKind::Aws, Outcome::Throttle));
+    let render = &spans[2];
+    assert_eq!(
+        (render.kind, render.facts.outcome, render.parent_span_id),
+        (SpanKind::Internal, Outcome::Error, Some(segment.span_id))
+    );
+    let payments = &spans[3];
+    assert_eq!(payments.parent_span_id, Some(render.span_id), "nested subsegments keep their place");
+    assert_eq!(payments.remote_operation.as_deref(), Some("GET /cards/{id}"));
+    assert_eq!(payments.facts.outcome, Outcome::Ok, "the status decides: 200 with a fault flag is ok");
+    assert!(spans.iter().all(|s| &**s.service() == "orders"));
+
+    // Forwarded as a list of documents: the segment once, its subsegments inside it.
+    let decision = crate::decision::Decision::keep(std::sync::Arc::from("errors"), 1.0);
+    let parts = crate::encode::encode_trace(&spans, &decision, usize::MAX);
+    let forwarded: Vec<serde_json::Value> = serde_json::from_slice(&parts[0].payload).unwrap();
+    assert_eq!(forwarded.len(), 1);
+    assert_eq!(forwarded[0]["annotations"]["sampling_rule"], "errors");
+    assert_eq!(forwarded[0]["annotations"]["tenant"], "acme");
+    assert_eq!(forwarded[0]["subsegments"].as_array().map(Vec::len), Some(3));
+    crate::testing::fuzz_decode(InputEncoding::XrayJson, message.as_bytes());
 }

@@ -80,6 +80,7 @@ pub fn encode(trace_id: &[u8; 16], spans: &[GenSpan], encoding: Encoding) -> Vec
                 Encoding::JaegerProto => {
                     of_pod.iter().map(|s| Bytes::from(jaeger_span(trace_id, s).encode_to_vec())).collect()
                 }
+                Encoding::XrayJson => unreachable!("the generator writes no X-Ray documents"),
                 Encoding::JaegerJson => {
                     of_pod.iter().map(|s| Bytes::from(jaeger_json(&jaeger_span(trace_id, s)).to_string())).collect()
                 }
