@@ -35,6 +35,8 @@ pub struct Config {
     /// `[[slo]]`: service level objectives (slo.md). Default none.
     pub slo: Vec<crate::slo::config::SloConfig>,
     pub http: HttpConfig,
+    /// `[ingest.otlp]`, `[ingest.xray]`: receivers from SDKs onto Kafka (ingest.md). Off by default.
+    pub ingest: crate::ingest::IngestConfig,
     pub log: LogConfig,
     pub investigation: InvestigationConfig,
 }
@@ -199,6 +201,7 @@ impl Config {
         self.metrics.validate(&mut problems);
         self.investigation.validate(&mut problems);
         self.http.validate(&mut problems);
+        self.ingest.validate(&mut problems);
         problems.extend(self.sampling.validate());
         let mut slo_names = std::collections::HashSet::new();
         for (i, slo) in self.slo.iter().enumerate() {

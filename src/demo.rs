@@ -40,6 +40,10 @@ pub struct DemoOptions {
     /// A configuration file (`--config`) and what it holds: its sampling rules, SLOs, window and
     /// metrics settings replace the demo's own (see [`demo_config`]).
     pub config: Option<(PathBuf, Config)>,
+    /// Where the OTLP/HTTP receiver listens (`--otlp-http-listen`).
+    pub otlp_http_listen: SocketAddr,
+    /// Where the X-Ray UDP receiver listens (`--xray-listen`).
+    pub xray_listen: SocketAddr,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +56,8 @@ pub enum DemoError {
     Http(#[from] crate::http::HttpError),
     #[error(transparent)]
     Generate(#[from] crate::generate::GenerateError),
+    #[error(transparent)]
+    Ingest(#[from] crate::ingest::IngestError),
 }
 
 /// The demo's configuration: the in-process cluster, HTTP on `listen`, and either `file`'s
@@ -151,11 +157,27 @@ adjust_every = "5s"
 "#;
 
 pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
+    // The receivers, so that a real application can send to the demo: OTLP onto the input topic,
+    // X-Ray segments onto their own topic, read as `xray_json`. Bound first: a taken port stops
+    // the demo before anything starts.
+    let hints = crate::ingest::BindHints { otlp_http: "--otlp-http-listen", xray: "--xray-listen" };
+    let receiver_config = crate::ingest::IngestConfig {
+        otlp: Some(crate::ingest::OtlpIngestConfig { http_listen: options.otlp_http_listen, ..Default::default() }),
+        xray: Some(crate::ingest::XrayIngestConfig { listen: options.xray_listen, ..Default::default() }),
+    };
+    let receivers = crate::ingest::bind(&receiver_config, hints).await?;
     let cluster = MockCluster::new(1).map_err(DemoError::Cluster)?;
     let brokers = cluster.bootstrap_servers();
-    let config = demo_config(&brokers, options.listen, options.config.as_ref().map(|(_, c)| c));
+    let mut config = demo_config(&brokers, options.listen, options.config.as_ref().map(|(_, c)| c));
+    config.ingest = receiver_config;
+    let xray_topic = config.ingest.xray.as_ref().map(|x| x.topic.clone()).unwrap_or_default();
+    config
+        .kafka
+        .inputs
+        .push(crate::kafka_client::InputTopic { topic: xray_topic, encoding: crate::decode::InputEncoding::XrayJson });
     // The mock cluster does not serve CreateTopics: create every topic through its own API.
-    let topics = config.kafka.input_topics.iter().chain([
+    let inputs = config.kafka.all_input_topics();
+    let topics = inputs.iter().chain([
         &config.kafka.output_topic,
         &config.kafka.dead_letter_topic,
         &config.kafka.alerts_topic,
@@ -177,6 +199,8 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         pipeline.handles.peers.set_url(&config.http.advertised(served.0));
         served
     };
+    let receivers =
+        receivers.start(&config.ingest, &config.kafka, &pipeline.handles.telemetry.registry, stop_http.clone())?;
 
     let stop_generator = Arc::new(AtomicBool::new(false));
     let progress = Arc::new(GenerateProgress::default());
@@ -208,6 +232,10 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     say!("  Faults by pod:      http://{bound}/api/contributors?service=customers-service&dimension=k8s.pod.name&by=faults");
     say!("  SLO alerts:         kcat -b {brokers} -C -t {}", config.kafka.alerts_topic);
     say!("  Fault injection:    curl -X POST 'http://{bound}/api/demo/faults?enabled=false'");
+    if let (Some(otlp), Some(xray)) = (receivers.otlp_http, receivers.xray) {
+        say!("  Send your own spans: OTEL_EXPORTER_OTLP_ENDPOINT=http://{otlp} (OTLP/HTTP, protobuf or JSON)");
+        say!("                       AWS_XRAY_DAEMON_ADDRESS={xray} (X-Ray SDKs; record every request)");
+    }
     if let Some((path, _)) = &options.config {
         say!("  Configuration:      sampling rules, SLOs, window and metrics from {}", path.display());
     }

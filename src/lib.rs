@@ -4,7 +4,8 @@
 //! dependency metrics from every span, evaluates SLOs, and forwards decided traces. Wired in
 //! [`pipeline`]: [`source`] (the consumer) → [`span_path`] ([`decode`] → [`assemble`] →
 //! [`signals`] → [`sampling`] → [`encode`]) → [`delivery`] (holds, forwards, retries, commits),
-//! with [`slo`] beside the span path and [`http`] serving what they measure. Shared vocabulary
+//! with [`slo`] beside the span path and [`http`] serving what they measure; [`ingest`] takes
+//! spans straight from SDKs onto Kafka. Shared vocabulary
 //! lives in leaf modules: [`model`], [`position`], [`decision`], [`settings`], [`clock`].
 
 pub mod assemble;
@@ -19,6 +20,7 @@ pub mod duration;
 pub mod encode;
 pub mod generate;
 pub mod http;
+pub mod ingest;
 pub mod investigate;
 pub mod kafka_client;
 pub mod matcher;

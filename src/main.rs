@@ -58,6 +58,12 @@ enum Command {
         /// Spans per second produced by the built-in generator.
         #[arg(long, default_value_t = 2000.0)]
         rate: f64,
+        /// Address of the OTLP/HTTP receiver (`POST /v1/traces`), so an SDK can send to the demo.
+        #[arg(long, default_value = "127.0.0.1:4318")]
+        otlp_http_listen: SocketAddr,
+        /// UDP address of the X-Ray receiver (the X-Ray daemon protocol).
+        #[arg(long, default_value = "127.0.0.1:2000")]
+        xray_listen: SocketAddr,
     },
     /// Produce PetClinic-like traffic to a real Kafka.
     Generate {
@@ -129,7 +135,7 @@ fn main() -> ExitCode {
             init_logging(&config.log.level, config.log.format);
             exit(runtime().and_then(|rt| rt.block_on(run(config))))
         }
-        Command::Demo { config, listen, duration, rate } => {
+        Command::Demo { config, listen, duration, rate, otlp_http_listen, xray_listen } => {
             let config = match config.map(|path| Config::load(Some(&path)).map(|c| (path, c))).transpose() {
                 Ok(c) => c,
                 Err(e) => {
@@ -138,7 +144,15 @@ fn main() -> ExitCode {
                 }
             };
             init_logging("info,librdkafka=warn,rdkafka=warn", LogFormat::Pretty);
-            let options = tracewarden::demo::DemoOptions { listen, duration, rate, partitions: 4, config };
+            let options = tracewarden::demo::DemoOptions {
+                listen,
+                duration,
+                rate,
+                partitions: 4,
+                config,
+                otlp_http_listen,
+                xray_listen,
+            };
             exit(runtime().and_then(|rt| rt.block_on(async { Ok(tracewarden::demo::run(options).await?) })))
         }
         Command::Generate { brokers, topic, rate, duration, encoding, fault_rate, seed } => {
@@ -202,6 +216,7 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    let receivers = tracewarden::ingest::bind(&config.ingest, tracewarden::ingest::BindHints::default()).await?;
     let clock = SystemClock::shared();
     let mut pipeline = tracewarden::pipeline::start(&config, clock).context("cannot start the pipeline")?;
     let stop_http = Arc::new(tokio::sync::Notify::new());
@@ -211,6 +226,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
             .await?
     };
     pipeline.handles.peers.set_url(&config.http.advertised(bound));
+    let receivers = receivers
+        .start(&config.ingest, &config.kafka, &pipeline.handles.telemetry.registry, stop_http.clone())
+        .context("cannot start the receivers")?;
     tracing::info!(http = %bound, brokers = %config.kafka.brokers, topics = ?config.kafka.all_input_topics(), "tracewarden running");
     let shutdown = pipeline.shutdown_flag();
     let watcher = {
@@ -225,6 +243,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     watcher.abort();
     stop_http.notify_waiters();
     let _ = server.await;
+    for task in receivers.tasks {
+        let _ = task.await;
+    }
     result.context("pipeline failed")?;
     Ok(())
 }

@@ -76,9 +76,26 @@ fn request(addr: &str, method: &str, path: &str, headers: &str) -> (u16, String)
 /// Starts `tracewarden demo` with `extra` arguments; returns the process and its HTTP address,
 /// once it is serving.
 fn spawn_demo(duration: &str, label: &str, extra: &[&str]) -> (std::process::Child, String) {
+    let (child, demo) = spawn_demo_with_receivers(duration, label, extra);
+    (child, demo.http)
+}
+
+/// Where a running demo listens.
+struct DemoAddresses {
+    http: String,
+    /// `http://host:port` of the OTLP/HTTP receiver.
+    otlp_endpoint: String,
+    /// `host:port` of the X-Ray UDP receiver.
+    xray: String,
+}
+
+/// As [`spawn_demo`], with the receivers' addresses (every port chosen by the system, so demos
+/// run side by side).
+fn spawn_demo_with_receivers(duration: &str, label: &str, extra: &[&str]) -> (std::process::Child, DemoAddresses) {
     let log = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{label}.log"));
     let mut child = Command::new(BIN)
         .args(["demo", "--duration", duration, "--listen", "127.0.0.1:0", "--rate", "1500"])
+        .args(["--otlp-http-listen", "127.0.0.1:0", "--xray-listen", "127.0.0.1:0"])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -87,8 +104,15 @@ fn spawn_demo(duration: &str, label: &str, extra: &[&str]) -> (std::process::Chi
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut addr = None;
     let mut broker = None;
+    let (mut otlp_endpoint, mut xray) = (None, None);
     for line in lines.by_ref() {
         let line = line.unwrap();
+        if let Some(rest) = line.split("OTEL_EXPORTER_OTLP_ENDPOINT=").nth(1) {
+            otlp_endpoint = rest.split_whitespace().next().map(String::from);
+        }
+        if let Some(rest) = line.split("AWS_XRAY_DAEMON_ADDRESS=").nth(1) {
+            xray = rest.split_whitespace().next().map(String::from);
+        }
         if let Some(rest) = line.split("http://").nth(1).filter(|_| line.contains("Prometheus metrics")) {
             addr = Some(rest.trim_end_matches("/metrics").to_string());
         }
@@ -103,7 +127,55 @@ fn spawn_demo(duration: &str, label: &str, extra: &[&str]) -> (std::process::Chi
     assert!(broker.is_some_and(|b| b.contains(':')), "the demo prints the broker address");
     // Keep reading: the demo prints a summary now and then, and at exit.
     std::thread::spawn(move || lines.for_each(drop));
-    (child, addr)
+    let demo = DemoAddresses {
+        http: addr,
+        otlp_endpoint: otlp_endpoint.expect("the demo prints its OTLP endpoint"),
+        xray: xray.expect("the demo prints its X-Ray address"),
+    };
+    (child, demo)
+}
+
+/// Real SDKs send to the demo's receivers (`tests/fixtures/send_to_receivers.py`: the OpenTelemetry
+/// Python SDK's OTLP/HTTP exporter and the AWS X-Ray SDK for Python): every request is counted,
+/// exactly, beside the demo's own traffic.
+#[test]
+fn sdks_send_to_the_demo_receivers_and_every_request_is_counted() {
+    let (mut child, demo) = spawn_demo_with_receivers("90s", "demo-receivers", &[]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/send_to_receivers.py");
+    let sent = Command::new("python3").args([script, &demo.otlp_endpoint, &demo.xray]).output().unwrap();
+    assert!(sent.status.success(), "the SDKs sent: {}", String::from_utf8_lossy(&sent.stderr));
+    let series = |family: &str, service: &str, operation: &str| {
+        format!("{family}{{service=\"{service}\",operation=\"{operation}\",environment=")
+    };
+    let value = |body: &str, prefix: &str| -> Option<f64> {
+        body.lines().find(|l| l.starts_with(prefix))?.rsplit(' ').next()?.parse().ok()
+    };
+    let expected = [
+        (series("tracewarden_requests_total", "sdk-shop", "GET /cart/{id}"), 5.0),
+        (series("tracewarden_faults_total", "sdk-shop", "GET /cart/{id}"), 1.0),
+        (series("tracewarden_errors_total", "sdk-shop", "GET /cart/{id}"), 1.0),
+        (series("tracewarden_requests_total", "xray-shop", "GET /items/{id}"), 1.0),
+        (series("tracewarden_faults_total", "xray-shop", "GET /items/{id}"), 0.0),
+        (series("tracewarden_requests_total", "xray-shop", "GET /boom"), 1.0),
+        (series("tracewarden_faults_total", "xray-shop", "GET /boom"), 1.0),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, body) = get(&demo.http, "/metrics");
+        let got: Vec<Option<f64>> = expected.iter().map(|(prefix, _)| value(&body, prefix)).collect();
+        let want: Vec<Option<f64>> = expected.iter().map(|(_, v)| Some(*v)).collect();
+        if got == want {
+            assert!(
+                value(&body, "tracewarden_ingest_requests_total{receiver=\"otlp_http\",result=\"ok\"}") >= Some(5.0)
+            );
+            assert_eq!(value(&body, "tracewarden_ingest_requests_total{receiver=\"xray\",result=\"ok\"}"), Some(2.0));
+            break;
+        }
+        assert!(Instant::now() < deadline, "after 60 s: {got:?}, expected {want:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    terminate(&child);
+    assert!(child.wait().unwrap().success());
 }
 
 #[test]
@@ -382,4 +454,20 @@ fn run_names_a_missing_input_topic_and_exits_2() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("nope_spans"));
+}
+
+/// A receiver port already taken stops the demo at once with an error naming the address and the
+/// flag that changes it.
+#[test]
+fn demo_names_a_taken_receiver_port_and_the_flag_to_change_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let output = Command::new(BIN)
+        .args(["demo", "--listen", "127.0.0.1:0", "--xray-listen", "127.0.0.1:0", "--otlp-http-listen", &addr])
+        .args(["--duration", "30s"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&addr) && stderr.contains("--otlp-http-listen"), "{stderr}");
 }

@@ -244,3 +244,21 @@ fn input_topics_with_their_own_encodings() {
     let p = problems("[kafka]\ninput_keyed_by_trace = false\nencoding = \"zipkin_proto\"\n");
     assert_eq!(p[0].key, "kafka.encoding", "{p:?}");
 }
+
+/// `[ingest.otlp]` and `[ingest.xray]`: off unless present, defaults as ingest.md says, a
+/// misspelt key named.
+#[test]
+fn receivers_are_off_unless_configured() {
+    let c = Config::from_toml("").unwrap();
+    assert!(c.ingest.otlp.is_none() && c.ingest.xray.is_none());
+    let c = Config::from_toml("[ingest.otlp]\n[ingest.xray]\n").unwrap();
+    let otlp = c.ingest.otlp.unwrap();
+    assert_eq!(otlp.http_listen.to_string(), "127.0.0.1:4318");
+    assert_eq!((otlp.max_request_bytes, otlp.ack_timeout.0), (16 << 20, std::time::Duration::from_secs(10)));
+    let xray = c.ingest.xray.unwrap();
+    assert_eq!((xray.listen.to_string(), xray.topic.as_str()), ("127.0.0.1:2000".to_string(), "xray_segments"));
+    let p = problems("[ingest.otlp]\nhttp_listn = \"0.0.0.0:4318\"\n");
+    assert!(p[0].message.contains("http_listn"), "{p:?}");
+    let p = problems("[ingest.otlp]\nmax_request_bytes = 10\n");
+    assert_eq!(p[0].key, "ingest.otlp.max_request_bytes");
+}

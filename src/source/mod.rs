@@ -246,6 +246,28 @@ struct SourceContext<H: MessageHandler> {
     telemetry: Arc<PipelineMetrics>,
     leaving: AtomicBool,
     log: Arc<ClientLog>,
+    /// librdkafka's join state of this member (from its statistics) and since when.
+    join: Mutex<JoinState>,
+}
+
+/// A member's join state as librdkafka reports it, and when it last changed.
+struct JoinState {
+    state: String,
+    since: Instant,
+}
+
+/// How long a member may stay in a join state other than `steady` or `wait-join` (waiting for the
+/// coordinator, which legitimately lasts up to a session timeout) before it joins again. Seen on
+/// the mock cluster: a member stuck for good in `wait-metadata`, its partitions never read.
+const JOIN_WATCHDOG: Duration = Duration::from_secs(15);
+
+impl<H: MessageHandler> SourceContext<H> {
+    /// Whether this member has been stuck joining for longer than [`JOIN_WATCHDOG`].
+    fn stuck_joining(&self) -> Option<String> {
+        let join = self.join.lock().expect("join lock");
+        let waiting = !matches!(join.state.as_str(), "steady" | "wait-join" | "");
+        (waiting && join.since.elapsed() > JOIN_WATCHDOG).then(|| join.state.clone())
+    }
 }
 
 fn partitions_of(list: &TopicPartitionList) -> Vec<(String, i32)> {
@@ -270,6 +292,13 @@ impl<H: MessageHandler> ClientContext for SourceContext<H> {
     }
 
     fn stats(&self, statistics: Statistics) {
+        if let Some(group) = &statistics.cgrp {
+            let mut join = self.join.lock().expect("join lock");
+            if join.state != group.join_state {
+                join.state.clone_from(&group.join_state);
+                join.since = Instant::now();
+            }
+        }
         for (topic, stats) in &statistics.topics {
             for (partition, p) in &stats.partitions {
                 if *partition >= 0 && p.consumer_lag >= 0 {
@@ -347,6 +376,7 @@ pub fn run<H: MessageHandler>(
         telemetry: telemetry.clone(),
         leaving: AtomicBool::new(false),
         log: settings.client_log.clone(),
+        join: Mutex::new(JoinState { state: String::new(), since: Instant::now() }),
     };
     let consumer: BaseConsumer<SourceContext<H>> =
         settings.client.create_with_context(context()).map_err(SourceError::Create)?;
@@ -393,6 +423,19 @@ pub fn run<H: MessageHandler>(
                     last_error = Some(Instant::now());
                 }
                 Some(Err(_)) | None => {}
+            }
+        }
+        for (member, topics) in consumers.iter().zip([&settings.topics, &settings.owner_topics]) {
+            if let Some(state) = member.context().stuck_joining() {
+                tracing::warn!(member = settings.member, join_state = %state, waited = ?JOIN_WATCHDOG, "group join stuck: joining again");
+                member.unsubscribe();
+                let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+                if let Err(e) = member.subscribe(&topics) {
+                    tracing::warn!(error = %e, "cannot subscribe again");
+                }
+                let mut join = member.context().join.lock().expect("join lock");
+                join.state.clear();
+                join.since = Instant::now();
             }
         }
         let mut handler = handler.lock().expect("handler lock");

@@ -1,0 +1,236 @@
+//! Ingest: receivers that take spans straight from SDKs and put them on Kafka, keyed by trace id,
+//! so that assembly and scale-out work exactly as for any other input (ingest.md "Receivers").
+//!
+//! - [`otlp_http`]: OTLP/HTTP `POST /v1/traces`, protobuf or JSON, gzip allowed;
+//! - [`xray_udp`]: the X-Ray daemon protocol, one segment document per datagram.
+//!
+//! **Invariant: answer only after the broker acknowledged.** An OTLP request is answered success
+//! only once every message it was split into is acknowledged; if the brokers do not acknowledge
+//! within `ack_timeout`, or the producer queue is full (back-pressure instead of buffering
+//! without bound), the answer is 503 with `Retry-After`, and the client's own retries cover the
+//! failure. UDP has no answer: a datagram that cannot be produced is counted
+//! (`tracewarden_ingest_requests_total{receiver="xray",result="unavailable"}`).
+//!
+//! [`bind`] binds every configured receiver (a taken port is reported before anything starts);
+//! [`Bound::start`] runs them.
+
+pub mod config;
+pub mod otlp_http;
+pub mod split;
+pub mod xray_udp;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::{IntCounterVec, Opts, Registry};
+use rdkafka::error::KafkaError;
+use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use tokio::task::JoinHandle;
+
+pub use config::{IngestConfig, OtlpIngestConfig, XrayIngestConfig};
+
+use crate::kafka_client::{with_client_properties, KafkaConfig};
+
+/// Why a receiver could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("cannot listen on {addr} for the {receiver} receiver (another process has the port? change {flag})")]
+    Bind {
+        receiver: &'static str,
+        addr: SocketAddr,
+        flag: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot create the receivers' Kafka producer for {brokers}: {source}")]
+    Producer {
+        brokers: String,
+        #[source]
+        source: KafkaError,
+    },
+}
+
+/// The receivers' counters (ingest.md), registered with the process's other metrics.
+#[derive(Clone)]
+pub struct IngestMetrics {
+    /// `tracewarden_ingest_spans_total{receiver}`: spans (or documents) written to Kafka.
+    pub spans: IntCounterVec,
+    /// `tracewarden_ingest_requests_total{receiver,result}`.
+    pub requests: IntCounterVec,
+    /// `tracewarden_ingest_rejected_total{receiver,reason}`: datagrams and spans refused.
+    pub rejected: IntCounterVec,
+}
+
+impl IngestMetrics {
+    pub fn register(registry: &Registry) -> Self {
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            // Registered once per process; a second start (tests) reuses the names harmlessly.
+            let _ = registry.register(Box::new(counter.clone()));
+            counter
+        };
+        Self {
+            spans: counter("tracewarden_ingest_spans_total", "Spans the receivers wrote to Kafka.", &["receiver"]),
+            requests: counter(
+                "tracewarden_ingest_requests_total",
+                "Receiver requests (datagrams for X-Ray) by result: ok, partial, rejected, unavailable.",
+                &["receiver", "result"],
+            ),
+            rejected: counter(
+                "tracewarden_ingest_rejected_total",
+                "Spans and datagrams the receivers refused, by reason.",
+                &["receiver", "reason"],
+            ),
+        }
+    }
+}
+
+/// The producer the receivers share, and where each writes.
+#[derive(Clone)]
+pub struct IngestSink {
+    producer: FutureProducer,
+    dead_letter_topic: String,
+}
+
+impl IngestSink {
+    pub fn new(kafka: &KafkaConfig) -> Result<Self, IngestError> {
+        let mut client = ClientConfig::new();
+        client.set("bootstrap.servers", &kafka.brokers).set("linger.ms", "5").set("enable.idempotence", "true");
+        let producer = with_client_properties(client, kafka, false)
+            .create()
+            .map_err(|source| IngestError::Producer { brokers: kafka.brokers.clone(), source })?;
+        Ok(Self { producer, dead_letter_topic: kafka.dead_letter_topic.clone() })
+    }
+
+    /// Produces every message and waits for all acknowledgements, at most `timeout` (a full
+    /// producer queue waits too, then fails): `Err` unless every one was acknowledged.
+    pub async fn produce_all(
+        &self,
+        topic: &str,
+        messages: impl Iterator<Item = (&str, &[u8])>,
+        timeout: Duration,
+    ) -> Result<(), KafkaError> {
+        let sends = messages.map(|(key, payload)| {
+            let record = FutureRecord::to(topic).key(key).payload(payload);
+            self.producer.send(record, timeout)
+        });
+        let results = tokio::time::timeout(timeout, futures_util::future::join_all(sends))
+            .await
+            .map_err(|_| KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::MessageTimedOut))?;
+        for result in results {
+            result.map_err(|(error, _)| error)?;
+        }
+        Ok(())
+    }
+
+    /// Writes input that could not be read to the dead-letter topic, unchanged, with headers
+    /// `tracewarden.error` and `tracewarden.source` (kafka.md).
+    pub async fn dead_letter(
+        &self,
+        payload: &[u8],
+        error: &str,
+        source: &str,
+        timeout: Duration,
+    ) -> Result<(), KafkaError> {
+        let headers = OwnedHeaders::new()
+            .insert(rdkafka::message::Header { key: "tracewarden.error", value: Some(error) })
+            .insert(rdkafka::message::Header { key: "tracewarden.source", value: Some(source) });
+        let record = FutureRecord::<(), [u8]>::to(&self.dead_letter_topic).payload(payload).headers(headers);
+        self.producer.send(record, timeout).await.map(|_| ()).map_err(|(error, _)| error)
+    }
+}
+
+/// What [`Bound::start`] runs; the tasks end when `shutdown` is notified.
+pub struct Receivers {
+    pub otlp_http: Option<SocketAddr>,
+    pub xray: Option<SocketAddr>,
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+/// What to tell a user whose receiver address is taken: the setting (or flag) that changes it.
+#[derive(Clone, Copy, Debug)]
+pub struct BindHints {
+    pub otlp_http: &'static str,
+    pub xray: &'static str,
+}
+
+impl Default for BindHints {
+    fn default() -> Self {
+        Self { otlp_http: "ingest.otlp.http_listen", xray: "ingest.xray.listen" }
+    }
+}
+
+/// The configured receivers' sockets, bound: a taken port is reported before anything else
+/// starts.
+pub struct Bound {
+    otlp_http: Option<tokio::net::TcpListener>,
+    xray: Option<tokio::net::UdpSocket>,
+}
+
+/// Binds every configured receiver's address.
+pub async fn bind(ingest: &IngestConfig, hints: BindHints) -> Result<Bound, IngestError> {
+    let otlp_http = match &ingest.otlp {
+        Some(otlp) => {
+            let addr = otlp.http_listen;
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| IngestError::Bind {
+                receiver: "OTLP/HTTP",
+                addr,
+                flag: hints.otlp_http,
+                source,
+            })?;
+            Some(listener)
+        }
+        None => None,
+    };
+    let xray = match &ingest.xray {
+        Some(xray) => {
+            let addr = xray.listen;
+            let socket = tokio::net::UdpSocket::bind(addr).await.map_err(|source| IngestError::Bind {
+                receiver: "X-Ray UDP",
+                addr,
+                flag: hints.xray,
+                source,
+            })?;
+            Some(socket)
+        }
+        None => None,
+    };
+    Ok(Bound { otlp_http, xray })
+}
+
+impl Bound {
+    /// Runs the bound receivers until `shutdown` is notified.
+    pub fn start(
+        self,
+        ingest: &IngestConfig,
+        kafka: &KafkaConfig,
+        registry: &Registry,
+        shutdown: Arc<tokio::sync::Notify>,
+    ) -> Result<Receivers, IngestError> {
+        let mut receivers = Receivers { otlp_http: None, xray: None, tasks: Vec::new() };
+        if self.otlp_http.is_none() && self.xray.is_none() {
+            return Ok(receivers);
+        }
+        let metrics = IngestMetrics::register(registry);
+        let sink = IngestSink::new(kafka)?;
+        if let (Some(listener), Some(otlp)) = (self.otlp_http, &ingest.otlp) {
+            let topic =
+                otlp.topic.clone().unwrap_or_else(|| kafka.all_input_topics().first().cloned().unwrap_or_default());
+            let (bound, task) =
+                otlp_http::serve(listener, otlp, topic, sink.clone(), metrics.clone(), shutdown.clone());
+            tracing::info!(listen = %bound, "OTLP/HTTP receiver listening");
+            receivers.otlp_http = Some(bound);
+            receivers.tasks.push(task);
+        }
+        if let (Some(socket), Some(xray)) = (self.xray, &ingest.xray) {
+            let (bound, task) = xray_udp::serve(socket, xray, sink, metrics, shutdown);
+            tracing::info!(listen = %bound, "X-Ray UDP receiver listening");
+            receivers.xray = Some(bound);
+            receivers.tasks.push(task);
+        }
+        Ok(receivers)
+    }
+}

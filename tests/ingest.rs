@@ -1,0 +1,191 @@
+//! The receivers against librdkafka's mock cluster: what an SDK sees for each kind of request
+//! (ingest.md "Receivers"), and what lands on Kafka.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::Harness;
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use tracewarden::ingest::{BindHints, IngestConfig, OtlpIngestConfig, XrayIngestConfig};
+use tracewarden::settings::HumanDuration;
+
+/// A receiver pair on `harness`'s cluster, writing to its input topic and `xray_segments`.
+struct Receivers {
+    otlp: SocketAddr,
+    xray: SocketAddr,
+    registry: prometheus::Registry,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn start(harness: &Harness, ack_timeout: Duration) -> Receivers {
+    harness.cluster.create_topic("xray_segments", 2, 1).unwrap();
+    harness.cluster.create_topic("tracewarden_dead_letters", 1, 1).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let ingest = IngestConfig {
+        otlp: Some(OtlpIngestConfig {
+            http_listen: "127.0.0.1:0".parse().unwrap(),
+            max_request_bytes: 4096,
+            ack_timeout: HumanDuration(ack_timeout),
+            ..Default::default()
+        }),
+        xray: Some(XrayIngestConfig { listen: "127.0.0.1:0".parse().unwrap(), ..Default::default() }),
+    };
+    let registry = prometheus::Registry::new();
+    let running = runtime.block_on(async {
+        let bound = tracewarden::ingest::bind(&ingest, BindHints::default()).await.unwrap();
+        bound.start(&ingest, &harness.config.kafka, &registry, Arc::new(tokio::sync::Notify::new())).unwrap()
+    });
+    Receivers { otlp: running.otlp_http.unwrap(), xray: running.xray.unwrap(), registry, _runtime: runtime }
+}
+
+/// POSTs `body` to `/v1/traces`; the status, the headers and the body of the answer.
+fn post(addr: SocketAddr, content_type: &str, extra_headers: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "POST /v1/traces HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\n{extra_headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&response[..split]).to_string();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head, response[split + 4..].to_vec())
+}
+
+fn span(trace: u8, id: u8) -> Span {
+    Span {
+        trace_id: vec![trace; 16],
+        span_id: vec![id; 8],
+        name: "GET /x".into(),
+        start_time_unix_nano: 1_700_000_000_000_000_000,
+        end_time_unix_nano: 1_700_000_000_001_000_000,
+        ..Default::default()
+    }
+}
+
+fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn counter(registry: &prometheus::Registry, name: &str, labels: &[(&str, &str)]) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| f.get_metric())
+        .find(|m| labels.iter().all(|(k, v)| m.get_label().iter().any(|l| l.name() == *k && l.value() == *v)))
+        .map_or(0.0, |m| m.get_counter().get_value())
+}
+
+#[test]
+fn otlp_http_splits_by_trace_and_answers_after_the_acknowledgement() {
+    let harness = Harness::new("ingest-otlp");
+    let receivers = start(&harness, Duration::from_secs(10));
+    let bad_id = Span { trace_id: vec![7; 3], ..span(7, 7) };
+    let body = request(vec![span(1, 1), span(2, 2), span(1, 3), bad_id]).encode_to_vec();
+    let (status, _, answer) = post(receivers.otlp, "application/x-protobuf", "", &body);
+    assert_eq!(status, 200);
+    let answer = ExportTraceServiceResponse::decode(&answer[..]).unwrap();
+    let partial = answer.partial_success.expect("a partial success");
+    assert_eq!(partial.rejected_spans, 1, "{}", partial.error_message);
+
+    // Gzip-compressed JSON, answered in JSON.
+    let json = serde_json::to_vec(&request(vec![span(3, 4)])).unwrap();
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gzip.write_all(&json).unwrap();
+    let (status, head, answer) =
+        post(receivers.otlp, "application/json", "Content-Encoding: gzip\r\n", &gzip.finish().unwrap());
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    assert!(head.to_ascii_lowercase().contains("content-type: application/json"), "{head}");
+
+    let records = harness.read_all(common::INPUT, 3);
+    let mut keys: Vec<String> = records.iter().map(|r| String::from_utf8(r.key.clone().unwrap()).unwrap()).collect();
+    keys.sort();
+    assert_eq!(keys, ["01".repeat(16), "02".repeat(16), "03".repeat(16)], "one message per trace, keyed by its id");
+    let first = records.iter().find(|r| r.key.as_deref() == Some("01".repeat(16).as_bytes())).unwrap();
+    let trace = ExportTraceServiceRequest::decode(&first.payload[..]).unwrap();
+    assert_eq!(trace.resource_spans[0].scope_spans[0].spans.len(), 2, "both spans of trace 1 together");
+    let json_record = records.iter().find(|r| r.key.as_deref() == Some("03".repeat(16).as_bytes())).unwrap();
+    assert_eq!(json_record.payload.first(), Some(&b'{'), "kept in the encoding received");
+    assert_eq!(counter(&receivers.registry, "tracewarden_ingest_spans_total", &[("receiver", "otlp_http")]), 4.0);
+    assert_eq!(
+        counter(
+            &receivers.registry,
+            "tracewarden_ingest_requests_total",
+            &[("receiver", "otlp_http"), ("result", "partial")]
+        ),
+        1.0
+    );
+
+    // What the client is told for what it cannot send.
+    assert_eq!(post(receivers.otlp, "application/x-protobuf", "", b"\xff\xff\xff").0, 400);
+    assert_eq!(post(receivers.otlp, "application/x-protobuf", "", &vec![0u8; 5000]).0, 413);
+    assert_eq!(post(receivers.otlp, "text/plain", "", b"hello").0, 415);
+}
+
+/// When Kafka does not acknowledge in time the answer is 503 with Retry-After (the SDK retries);
+/// once it acknowledges again, the same request succeeds.
+#[test]
+fn otlp_http_answers_503_while_kafka_refuses() {
+    let harness = Harness::new("ingest-unavailable");
+    let receivers = start(&harness, Duration::from_secs(2));
+    let refused = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 200];
+    harness.cluster.request_errors(RDKafkaApiKey::Produce, &refused);
+    let body = request(vec![span(9, 9)]).encode_to_vec();
+    let (status, head, _) = post(receivers.otlp, "application/x-protobuf", "", &body);
+    assert_eq!(status, 503);
+    assert!(head.to_ascii_lowercase().contains("retry-after: 5"), "{head}");
+    harness.cluster.clear_request_errors(RDKafkaApiKey::Produce);
+    let (status, _, _) = post(receivers.otlp, "application/x-protobuf", "", &body);
+    assert_eq!(status, 200);
+    assert_eq!(
+        counter(
+            &receivers.registry,
+            "tracewarden_ingest_requests_total",
+            &[("receiver", "otlp_http"), ("result", "unavailable")]
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn xray_datagrams_are_keyed_by_trace_and_bad_ones_dead_lettered() {
+    let harness = Harness::new("ingest-xray");
+    let receivers = start(&harness, Duration::from_secs(10));
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let good = "{\"format\":\"json\",\"version\":1}\n{\"trace_id\":\"1-5759e988-bd862e3fe1be46a994272793\",\"id\":\"53995c3f42cd8ad8\",\"name\":\"a\",\"start_time\":1700000000,\"end_time\":1700000001}";
+    socket.send_to(good.as_bytes(), receivers.xray).unwrap();
+    socket.send_to(b"{\"trace_id\":\"1-5759e988-bd862e3fe1be46a994272793\"}", receivers.xray).unwrap();
+    let records = harness.read_all("xray_segments", 1);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].key.as_deref(), Some(&b"5759e988bd862e3fe1be46a994272793"[..]));
+    assert_eq!(records[0].payload, good.as_bytes(), "written unchanged");
+    let dead = harness.read_all("tracewarden_dead_letters", 1);
+    assert_eq!(dead.len(), 1);
+    let source = dead[0].headers.iter().find(|(k, _)| k == "tracewarden.source").map(|(_, v)| v.clone()).unwrap();
+    assert_eq!(source, format!("xray-udp/{}", socket.local_addr().unwrap()));
+    assert_eq!(
+        counter(
+            &receivers.registry,
+            "tracewarden_ingest_rejected_total",
+            &[("receiver", "xray"), ("reason", "bad_header")]
+        ),
+        1.0
+    );
+}
