@@ -46,7 +46,7 @@ fi
 mkdir -p target/browser
 out=target/browser/demo.out
 log=target/browser/demo.log
-"$bin" demo --listen 127.0.0.1:0 --otlp-http-listen 127.0.0.1:0 --xray-listen 127.0.0.1:0 --duration 8m >"$out" 2>"$log" &
+"$bin" demo --listen 127.0.0.1:0 --otlp-grpc-listen 127.0.0.1:0 --otlp-http-listen 127.0.0.1:0 --xray-listen 127.0.0.1:0 --duration 8m >"$out" 2>"$log" &
 demo=$!
 started_ms=$(date +%s%3N)
 stop_demo() {

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes every decoder for a bounded time: scripts/fuzz.sh [SECONDS_PER_TARGET] (default 20).
+# Fuzzes every decoder, and what the receivers read from the network, for a bounded time:
+# scripts/fuzz.sh [SECONDS_PER_TARGET] (default 20).
 # cargo-fuzz needs nightly compiler flags; RUSTC_BOOTSTRAP=1 lets the stable toolchain accept them.
 # No sanitizer: librdkafka's C build does not take the sanitizer flags, and the targets hunt for
 # panics and broken round trips in safe Rust.
@@ -8,7 +9,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-20}"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
-for target in decode_otlp_proto decode_otlp_json decode_zipkin_json decode_zipkin_proto decode_jaeger_proto decode_jaeger_json decode_xray_json; do
+for target in decode_otlp_proto decode_otlp_json decode_zipkin_json decode_zipkin_proto decode_jaeger_proto decode_jaeger_json decode_xray_json ingest_requests; do
   mkdir -p "fuzz/corpus/$target"
   log="fuzz/$target.log"
   echo "fuzzing $target for ${seconds}s"

@@ -13,7 +13,7 @@ rustup component list --installed 2>/dev/null | grep -qE '^(rustfmt|clippy)' || 
 step "Python tools: OpenTelemetry SDK, Zipkin exporter, X-Ray SDK (real-client fixtures), Compose validation"
 python3 -m pip install --quiet --disable-pip-version-check \
   'opentelemetry-sdk>=1.20' 'opentelemetry-exporter-otlp-proto-common>=1.20' pyyaml jsonschema \
-  'aws-xray-sdk>=2.12' flask requests 'opentelemetry-exporter-otlp-proto-http>=1.20' 2>&1 \
+  'aws-xray-sdk>=2.12' flask requests 'opentelemetry-exporter-otlp-proto-http>=1.20' 'opentelemetry-exporter-otlp-proto-grpc>=1.20' 2>&1 \
   | grep -v 'as the .root. user' || true
 fixture_dir="target/python-sdk-fixture"
 mkdir -p "$fixture_dir"

@@ -40,6 +40,8 @@ pub struct DemoOptions {
     /// A configuration file (`--config`) and what it holds: its sampling rules, SLOs, window and
     /// metrics settings replace the demo's own (see [`demo_config`]).
     pub config: Option<(PathBuf, Config)>,
+    /// Where the OTLP/gRPC receiver listens (`--otlp-grpc-listen`).
+    pub otlp_grpc_listen: SocketAddr,
     /// Where the OTLP/HTTP receiver listens (`--otlp-http-listen`).
     pub otlp_http_listen: SocketAddr,
     /// Where the X-Ray UDP receiver listens (`--xray-listen`).
@@ -160,9 +162,17 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     // The receivers, so that a real application can send to the demo: OTLP onto the input topic,
     // X-Ray segments onto their own topic, read as `xray_json`. Bound first: a taken port stops
     // the demo before anything starts.
-    let hints = crate::ingest::BindHints { otlp_http: "--otlp-http-listen", xray: "--xray-listen" };
+    let hints = crate::ingest::BindHints {
+        otlp_grpc: "--otlp-grpc-listen",
+        otlp_http: "--otlp-http-listen",
+        xray: "--xray-listen",
+    };
     let receiver_config = crate::ingest::IngestConfig {
-        otlp: Some(crate::ingest::OtlpIngestConfig { http_listen: options.otlp_http_listen, ..Default::default() }),
+        otlp: Some(crate::ingest::OtlpIngestConfig {
+            grpc_listen: options.otlp_grpc_listen,
+            http_listen: options.otlp_http_listen,
+            ..Default::default()
+        }),
         xray: Some(crate::ingest::XrayIngestConfig { listen: options.xray_listen, ..Default::default() }),
     };
     let receivers = crate::ingest::bind(&receiver_config, hints).await?;
@@ -232,8 +242,9 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     say!("  Faults by pod:      http://{bound}/api/contributors?service=customers-service&dimension=k8s.pod.name&by=faults");
     say!("  SLO alerts:         kcat -b {brokers} -C -t {}", config.kafka.alerts_topic);
     say!("  Fault injection:    curl -X POST 'http://{bound}/api/demo/faults?enabled=false'");
-    if let (Some(otlp), Some(xray)) = (receivers.otlp_http, receivers.xray) {
+    if let (Some(grpc), Some(otlp), Some(xray)) = (receivers.otlp_grpc, receivers.otlp_http, receivers.xray) {
         say!("  Send your own spans: OTEL_EXPORTER_OTLP_ENDPOINT=http://{otlp} (OTLP/HTTP, protobuf or JSON)");
+        say!("                       OTEL_EXPORTER_OTLP_ENDPOINT=http://{grpc} OTEL_EXPORTER_OTLP_PROTOCOL=grpc");
         say!("                       AWS_XRAY_DAEMON_ADDRESS={xray} (X-Ray SDKs; record every request)");
     }
     if let Some((path, _)) = &options.config {

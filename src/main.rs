@@ -58,6 +58,9 @@ enum Command {
         /// Spans per second produced by the built-in generator.
         #[arg(long, default_value_t = 2000.0)]
         rate: f64,
+        /// Address of the OTLP/gRPC receiver, so an SDK can send to the demo.
+        #[arg(long, default_value = "127.0.0.1:4317")]
+        otlp_grpc_listen: SocketAddr,
         /// Address of the OTLP/HTTP receiver (`POST /v1/traces`), so an SDK can send to the demo.
         #[arg(long, default_value = "127.0.0.1:4318")]
         otlp_http_listen: SocketAddr,
@@ -135,7 +138,7 @@ fn main() -> ExitCode {
             init_logging(&config.log.level, config.log.format);
             exit(runtime().and_then(|rt| rt.block_on(run(config))))
         }
-        Command::Demo { config, listen, duration, rate, otlp_http_listen, xray_listen } => {
+        Command::Demo { config, listen, duration, rate, otlp_grpc_listen, otlp_http_listen, xray_listen } => {
             let config = match config.map(|path| Config::load(Some(&path)).map(|c| (path, c))).transpose() {
                 Ok(c) => c,
                 Err(e) => {
@@ -150,6 +153,7 @@ fn main() -> ExitCode {
                 rate,
                 partitions: 4,
                 config,
+                otlp_grpc_listen,
                 otlp_http_listen,
                 xray_listen,
             };

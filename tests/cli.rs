@@ -85,6 +85,8 @@ struct DemoAddresses {
     http: String,
     /// `http://host:port` of the OTLP/HTTP receiver.
     otlp_endpoint: String,
+    /// `http://host:port` of the OTLP/gRPC receiver.
+    otlp_grpc_endpoint: String,
     /// `host:port` of the X-Ray UDP receiver.
     xray: String,
 }
@@ -95,7 +97,14 @@ fn spawn_demo_with_receivers(duration: &str, label: &str, extra: &[&str]) -> (st
     let log = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{label}.log"));
     let mut child = Command::new(BIN)
         .args(["demo", "--duration", duration, "--listen", "127.0.0.1:0", "--rate", "1500"])
-        .args(["--otlp-http-listen", "127.0.0.1:0", "--xray-listen", "127.0.0.1:0"])
+        .args([
+            "--otlp-grpc-listen",
+            "127.0.0.1:0",
+            "--otlp-http-listen",
+            "127.0.0.1:0",
+            "--xray-listen",
+            "127.0.0.1:0",
+        ])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -104,11 +113,16 @@ fn spawn_demo_with_receivers(duration: &str, label: &str, extra: &[&str]) -> (st
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut addr = None;
     let mut broker = None;
-    let (mut otlp_endpoint, mut xray) = (None, None);
+    let (mut otlp_endpoint, mut otlp_grpc_endpoint, mut xray) = (None, None, None);
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(rest) = line.split("OTEL_EXPORTER_OTLP_ENDPOINT=").nth(1) {
-            otlp_endpoint = rest.split_whitespace().next().map(String::from);
+            let endpoint = rest.split_whitespace().next().map(String::from);
+            if line.contains("OTEL_EXPORTER_OTLP_PROTOCOL=grpc") {
+                otlp_grpc_endpoint = endpoint;
+            } else {
+                otlp_endpoint = endpoint;
+            }
         }
         if let Some(rest) = line.split("AWS_XRAY_DAEMON_ADDRESS=").nth(1) {
             xray = rest.split_whitespace().next().map(String::from);
@@ -130,19 +144,23 @@ fn spawn_demo_with_receivers(duration: &str, label: &str, extra: &[&str]) -> (st
     let demo = DemoAddresses {
         http: addr,
         otlp_endpoint: otlp_endpoint.expect("the demo prints its OTLP endpoint"),
+        otlp_grpc_endpoint: otlp_grpc_endpoint.expect("the demo prints its OTLP/gRPC endpoint"),
         xray: xray.expect("the demo prints its X-Ray address"),
     };
     (child, demo)
 }
 
 /// Real SDKs send to the demo's receivers (`tests/fixtures/send_to_receivers.py`: the OpenTelemetry
-/// Python SDK's OTLP/HTTP exporter and the AWS X-Ray SDK for Python): every request is counted,
+/// Python SDK's OTLP/HTTP and OTLP/gRPC exporters and the AWS X-Ray SDK for Python): every request is counted,
 /// exactly, beside the demo's own traffic.
 #[test]
 fn sdks_send_to_the_demo_receivers_and_every_request_is_counted() {
     let (mut child, demo) = spawn_demo_with_receivers("90s", "demo-receivers", &[]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/send_to_receivers.py");
-    let sent = Command::new("python3").args([script, &demo.otlp_endpoint, &demo.xray]).output().unwrap();
+    let sent = Command::new("python3")
+        .args([script, &demo.otlp_endpoint, &demo.xray, &demo.otlp_grpc_endpoint])
+        .output()
+        .unwrap();
     assert!(sent.status.success(), "the SDKs sent: {}", String::from_utf8_lossy(&sent.stderr));
     let series = |family: &str, service: &str, operation: &str| {
         format!("{family}{{service=\"{service}\",operation=\"{operation}\",environment=")
@@ -154,6 +172,10 @@ fn sdks_send_to_the_demo_receivers_and_every_request_is_counted() {
         (series("tracewarden_requests_total", "sdk-shop", "GET /cart/{id}"), 5.0),
         (series("tracewarden_faults_total", "sdk-shop", "GET /cart/{id}"), 1.0),
         (series("tracewarden_errors_total", "sdk-shop", "GET /cart/{id}"), 1.0),
+        (series("tracewarden_requests_total", "grpc-shop", "GET /stock/{id}"), 3.0),
+        (series("tracewarden_faults_total", "grpc-shop", "GET /stock/{id}"), 1.0),
+        (series("tracewarden_errors_total", "grpc-shop", "GET /stock/{id}"), 1.0),
+        (series("tracewarden_throttles_total", "grpc-shop", "GET /stock/{id}"), 1.0),
         (series("tracewarden_requests_total", "xray-shop", "GET /items/{id}"), 1.0),
         (series("tracewarden_faults_total", "xray-shop", "GET /items/{id}"), 0.0),
         (series("tracewarden_requests_total", "xray-shop", "GET /boom"), 1.0),
@@ -169,6 +191,7 @@ fn sdks_send_to_the_demo_receivers_and_every_request_is_counted() {
                 value(&body, "tracewarden_ingest_requests_total{receiver=\"otlp_http\",result=\"ok\"}") >= Some(5.0)
             );
             assert_eq!(value(&body, "tracewarden_ingest_requests_total{receiver=\"xray\",result=\"ok\"}"), Some(2.0));
+            assert_eq!(value(&body, "tracewarden_ingest_spans_total{receiver=\"otlp_grpc\"}"), Some(3.0));
             break;
         }
         assert!(Instant::now() < deadline, "after 60 s: {got:?}, expected {want:?}");
@@ -463,7 +486,8 @@ fn demo_names_a_taken_receiver_port_and_the_flag_to_change_it() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let output = Command::new(BIN)
-        .args(["demo", "--listen", "127.0.0.1:0", "--xray-listen", "127.0.0.1:0", "--otlp-http-listen", &addr])
+        .args(["demo", "--listen", "127.0.0.1:0", "--xray-listen", "127.0.0.1:0", "--otlp-grpc-listen", "127.0.0.1:0"])
+        .args(["--otlp-http-listen", &addr])
         .args(["--duration", "30s"])
         .output()
         .unwrap();

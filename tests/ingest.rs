@@ -18,6 +18,7 @@ use tracewarden::settings::HumanDuration;
 
 /// A receiver pair on `harness`'s cluster, writing to its input topic and `xray_segments`.
 struct Receivers {
+    grpc: SocketAddr,
     otlp: SocketAddr,
     xray: SocketAddr,
     registry: prometheus::Registry,
@@ -30,6 +31,7 @@ fn start(harness: &Harness, ack_timeout: Duration) -> Receivers {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let ingest = IngestConfig {
         otlp: Some(OtlpIngestConfig {
+            grpc_listen: "127.0.0.1:0".parse().unwrap(),
             http_listen: "127.0.0.1:0".parse().unwrap(),
             max_request_bytes: 4096,
             ack_timeout: HumanDuration(ack_timeout),
@@ -42,7 +44,13 @@ fn start(harness: &Harness, ack_timeout: Duration) -> Receivers {
         let bound = tracewarden::ingest::bind(&ingest, BindHints::default()).await.unwrap();
         bound.start(&ingest, &harness.config.kafka, &registry, Arc::new(tokio::sync::Notify::new())).unwrap()
     });
-    Receivers { otlp: running.otlp_http.unwrap(), xray: running.xray.unwrap(), registry, _runtime: runtime }
+    Receivers {
+        grpc: running.otlp_grpc.unwrap(),
+        otlp: running.otlp_http.unwrap(),
+        xray: running.xray.unwrap(),
+        registry,
+        _runtime: runtime,
+    }
 }
 
 /// POSTs `body` to `/v1/traces`; the status, the headers and the body of the answer.
@@ -162,6 +170,35 @@ fn otlp_http_answers_503_while_kafka_refuses() {
         ),
         1.0
     );
+}
+
+/// OTLP/gRPC: the same split and answers, in gRPC terms (partial success; `UNAVAILABLE`, which
+/// SDKs retry, while Kafka refuses).
+#[test]
+fn otlp_grpc_splits_by_trace_and_answers_unavailable_while_kafka_refuses() {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    let harness = Harness::new("ingest-grpc");
+    let receivers = start(&harness, Duration::from_secs(2));
+    let client_runtime = tokio::runtime::Runtime::new().unwrap();
+    let endpoint = format!("http://{}", receivers.grpc);
+    let bad_id = Span { span_id: vec![1; 3], ..span(5, 5) };
+    let answer = client_runtime.block_on(async {
+        let mut client = TraceServiceClient::connect(endpoint.clone()).await.unwrap();
+        client.export(request(vec![span(4, 1), span(4, 2), bad_id.clone()])).await
+    });
+    let partial = answer.unwrap().into_inner().partial_success.expect("a partial success");
+    assert_eq!(partial.rejected_spans, 1);
+    let records = harness.read_all(common::INPUT, 1);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].key.as_deref(), Some("04".repeat(16).as_bytes()));
+
+    let refused = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 200];
+    harness.cluster.request_errors(RDKafkaApiKey::Produce, &refused);
+    let answer = client_runtime.block_on(async {
+        let mut client = TraceServiceClient::connect(endpoint).await.unwrap();
+        client.export(request(vec![span(6, 1)])).await
+    });
+    assert_eq!(answer.unwrap_err().code(), tonic::Code::Unavailable);
 }
 
 #[test]

@@ -253,7 +253,10 @@ fn receivers_are_off_unless_configured() {
     assert!(c.ingest.otlp.is_none() && c.ingest.xray.is_none());
     let c = Config::from_toml("[ingest.otlp]\n[ingest.xray]\n").unwrap();
     let otlp = c.ingest.otlp.unwrap();
-    assert_eq!(otlp.http_listen.to_string(), "127.0.0.1:4318");
+    assert_eq!(
+        (otlp.grpc_listen.to_string(), otlp.http_listen.to_string()),
+        ("127.0.0.1:4317".into(), "127.0.0.1:4318".into())
+    );
     assert_eq!((otlp.max_request_bytes, otlp.ack_timeout.0), (16 << 20, std::time::Duration::from_secs(10)));
     let xray = c.ingest.xray.unwrap();
     assert_eq!((xray.listen.to_string(), xray.topic.as_str()), ("127.0.0.1:2000".to_string(), "xray_segments"));

@@ -80,8 +80,13 @@ struct Status {
 pub(super) struct KeyValue<'a> {
     #[serde(borrow)]
     key: Cow<'a, str>,
-    #[serde(borrow, default)]
+    /// Absent and `null` (the proto3 JSON mapping's default) are both the empty value.
+    #[serde(borrow, default, deserialize_with = "null_as_empty")]
     value: AnyValue<'a>,
+}
+
+fn null_as_empty<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<AnyValue<'a>, D::Error> {
+    Ok(Option::<AnyValue<'a>>::deserialize(d)?.unwrap_or_default())
 }
 
 #[derive(Deserialize, Default)]

@@ -572,6 +572,13 @@ fn fuzz_property_holds_on_the_fixtures() {
         std::fs::read(format!("{dir}/fuzz-regressions/jaeger-json-invalid-utf8-in-skipped-member.json")).unwrap();
     crate::testing::fuzz_decode(InputEncoding::JaegerJson, &regression);
     assert!(decode_all(InputEncoding::JaegerJson, &regression).is_err());
+    // Found by the fuzzer (the receivers' target): an attribute whose value is `null`, as the
+    // proto3 JSON mapping allows for any default (and as the receiver writes an attribute sent
+    // without a value), was a malformed message.
+    let null_value = br#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":null}]},"scopeSpans":[{"spans":[{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","name":"n","startTimeUnixNano":"1700000000000000000","endTimeUnixNano":"1700000000000000001","attributes":[{"key":"k","value":null}]}]}]}]}"#;
+    let (spans, _) = decode_all(InputEncoding::OtlpJson, null_value).unwrap();
+    assert_eq!((spans.len(), &**spans[0].service()), (1, "unknown_service"));
+    crate::testing::fuzz_decode(InputEncoding::OtlpJson, null_value);
     // Found by the fuzzer: a segment without a start time holding valid subsegments. They travel
     // inside it, so they are rejected with it.
     let regression =

@@ -13,7 +13,7 @@ use crate::settings::{HumanDuration, Problem};
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngestConfig {
-    /// `[ingest.otlp]`: OTLP/HTTP from SDKs. Off when absent.
+    /// `[ingest.otlp]`: OTLP/gRPC and OTLP/HTTP from SDKs. Off when absent.
     #[serde(default)]
     pub otlp: Option<OtlpIngestConfig>,
     /// `[ingest.xray]`: X-Ray daemon datagrams from X-Ray SDKs. Off when absent.
@@ -25,6 +25,9 @@ pub struct IngestConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpIngestConfig {
+    /// Address of OTLP/gRPC `TraceService/Export` (gzip allowed). Default `127.0.0.1:4317`.
+    #[serde(default = "default_grpc_listen")]
+    pub grpc_listen: SocketAddr,
     /// Address of OTLP/HTTP `POST /v1/traces` (protobuf or JSON, gzip allowed). Default
     /// `127.0.0.1:4318`.
     #[serde(default = "default_http_listen")]
@@ -43,6 +46,10 @@ pub struct OtlpIngestConfig {
     pub ack_timeout: HumanDuration,
 }
 
+fn default_grpc_listen() -> SocketAddr {
+    "127.0.0.1:4317".parse().expect("valid default address")
+}
+
 fn default_http_listen() -> SocketAddr {
     "127.0.0.1:4318".parse().expect("valid default address")
 }
@@ -58,6 +65,7 @@ fn default_ack_timeout() -> HumanDuration {
 impl Default for OtlpIngestConfig {
     fn default() -> Self {
         Self {
+            grpc_listen: default_grpc_listen(),
             http_listen: default_http_listen(),
             topic: None,
             max_request_bytes: default_max_request_bytes(),

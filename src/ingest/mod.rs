@@ -1,20 +1,22 @@
 //! Ingest: receivers that take spans straight from SDKs and put them on Kafka, keyed by trace id,
 //! so that assembly and scale-out work exactly as for any other input (ingest.md "Receivers").
 //!
+//! - [`otlp_grpc`]: OTLP/gRPC `TraceService/Export`, gzip allowed;
 //! - [`otlp_http`]: OTLP/HTTP `POST /v1/traces`, protobuf or JSON, gzip allowed;
 //! - [`xray_udp`]: the X-Ray daemon protocol, one segment document per datagram.
 //!
 //! **Invariant: answer only after the broker acknowledged.** An OTLP request is answered success
 //! only once every message it was split into is acknowledged; if the brokers do not acknowledge
 //! within `ack_timeout`, or the producer queue is full (back-pressure instead of buffering
-//! without bound), the answer is 503 with `Retry-After`, and the client's own retries cover the
-//! failure. UDP has no answer: a datagram that cannot be produced is counted
+//! without bound), the answer is 503 with `Retry-After` (gRPC: `UNAVAILABLE`), and the client's
+//! own retries cover the failure. UDP has no answer: a datagram that cannot be produced is counted
 //! (`tracewarden_ingest_requests_total{receiver="xray",result="unavailable"}`).
 //!
 //! [`bind`] binds every configured receiver (a taken port is reported before anything starts);
 //! [`Bound::start`] runs them.
 
 pub mod config;
+pub mod otlp_grpc;
 pub mod otlp_http;
 pub mod split;
 pub mod xray_udp;
@@ -28,6 +30,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinHandle;
 
 pub use config::{IngestConfig, OtlpIngestConfig, XrayIngestConfig};
@@ -88,6 +91,29 @@ impl IngestMetrics {
     }
 }
 
+impl IngestMetrics {
+    /// Counts an OTLP request whose messages were all acknowledged; the partial success to answer
+    /// when spans were refused for an invalid id.
+    pub fn acknowledged(
+        &self,
+        receiver: &str,
+        split: &split::Split,
+    ) -> Option<opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess> {
+        let produced: usize = split.messages.iter().map(|m| m.spans).sum();
+        self.spans.with_label_values(&[receiver]).inc_by(produced as u64);
+        let partial_success = (split.rejected > 0).then(|| {
+            self.rejected.with_label_values(&[receiver, "invalid_id"]).inc_by(split.rejected as u64);
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess {
+                rejected_spans: split.rejected as i64,
+                error_message: format!("{} spans without a valid trace or span id were dropped", split.rejected),
+            }
+        });
+        let result = if partial_success.is_some() { "partial" } else { "ok" };
+        self.requests.with_label_values(&[receiver, result]).inc();
+        partial_success
+    }
+}
+
 /// The producer the receivers share, and where each writes.
 #[derive(Clone)]
 pub struct IngestSink {
@@ -96,9 +122,16 @@ pub struct IngestSink {
 }
 
 impl IngestSink {
-    pub fn new(kafka: &KafkaConfig) -> Result<Self, IngestError> {
+    /// A producer whose messages expire after `delivery_timeout`: one its request was already
+    /// answered 503 for is not delivered later (unless already sent), so the client's retry does
+    /// not usually duplicate it.
+    pub fn new(kafka: &KafkaConfig, delivery_timeout: Duration) -> Result<Self, IngestError> {
         let mut client = ClientConfig::new();
-        client.set("bootstrap.servers", &kafka.brokers).set("linger.ms", "5").set("enable.idempotence", "true");
+        client
+            .set("bootstrap.servers", &kafka.brokers)
+            .set("linger.ms", "5")
+            .set("enable.idempotence", "true")
+            .set("message.timeout.ms", delivery_timeout.as_millis().max(1).to_string());
         let producer = with_client_properties(client, kafka, false)
             .create()
             .map_err(|source| IngestError::Producer { brokers: kafka.brokers.clone(), source })?;
@@ -145,6 +178,7 @@ impl IngestSink {
 
 /// What [`Bound::start`] runs; the tasks end when `shutdown` is notified.
 pub struct Receivers {
+    pub otlp_grpc: Option<SocketAddr>,
     pub otlp_http: Option<SocketAddr>,
     pub xray: Option<SocketAddr>,
     pub tasks: Vec<JoinHandle<()>>,
@@ -153,42 +187,41 @@ pub struct Receivers {
 /// What to tell a user whose receiver address is taken: the setting (or flag) that changes it.
 #[derive(Clone, Copy, Debug)]
 pub struct BindHints {
+    pub otlp_grpc: &'static str,
     pub otlp_http: &'static str,
     pub xray: &'static str,
 }
 
 impl Default for BindHints {
     fn default() -> Self {
-        Self { otlp_http: "ingest.otlp.http_listen", xray: "ingest.xray.listen" }
+        Self { otlp_grpc: "ingest.otlp.grpc_listen", otlp_http: "ingest.otlp.http_listen", xray: "ingest.xray.listen" }
     }
 }
 
 /// The configured receivers' sockets, bound: a taken port is reported before anything else
 /// starts.
 pub struct Bound {
-    otlp_http: Option<tokio::net::TcpListener>,
-    xray: Option<tokio::net::UdpSocket>,
+    otlp_grpc: Option<TcpListener>,
+    otlp_http: Option<TcpListener>,
+    xray: Option<UdpSocket>,
 }
 
 /// Binds every configured receiver's address.
 pub async fn bind(ingest: &IngestConfig, hints: BindHints) -> Result<Bound, IngestError> {
-    let otlp_http = match &ingest.otlp {
-        Some(otlp) => {
-            let addr = otlp.http_listen;
-            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| IngestError::Bind {
-                receiver: "OTLP/HTTP",
-                addr,
-                flag: hints.otlp_http,
-                source,
-            })?;
-            Some(listener)
-        }
-        None => None,
+    async fn tcp(receiver: &'static str, addr: SocketAddr, flag: &'static str) -> Result<TcpListener, IngestError> {
+        TcpListener::bind(addr).await.map_err(|source| IngestError::Bind { receiver, addr, flag, source })
+    }
+    let (otlp_grpc, otlp_http) = match &ingest.otlp {
+        Some(otlp) => (
+            Some(tcp("OTLP/gRPC", otlp.grpc_listen, hints.otlp_grpc).await?),
+            Some(tcp("OTLP/HTTP", otlp.http_listen, hints.otlp_http).await?),
+        ),
+        None => (None, None),
     };
     let xray = match &ingest.xray {
         Some(xray) => {
             let addr = xray.listen;
-            let socket = tokio::net::UdpSocket::bind(addr).await.map_err(|source| IngestError::Bind {
+            let socket = UdpSocket::bind(addr).await.map_err(|source| IngestError::Bind {
                 receiver: "X-Ray UDP",
                 addr,
                 flag: hints.xray,
@@ -198,7 +231,7 @@ pub async fn bind(ingest: &IngestConfig, hints: BindHints) -> Result<Bound, Inge
         }
         None => None,
     };
-    Ok(Bound { otlp_http, xray })
+    Ok(Bound { otlp_grpc, otlp_http, xray })
 }
 
 impl Bound {
@@ -210,15 +243,25 @@ impl Bound {
         registry: &Registry,
         shutdown: Arc<tokio::sync::Notify>,
     ) -> Result<Receivers, IngestError> {
-        let mut receivers = Receivers { otlp_http: None, xray: None, tasks: Vec::new() };
-        if self.otlp_http.is_none() && self.xray.is_none() {
+        let mut receivers = Receivers { otlp_grpc: None, otlp_http: None, xray: None, tasks: Vec::new() };
+        if self.otlp_grpc.is_none() && self.otlp_http.is_none() && self.xray.is_none() {
             return Ok(receivers);
         }
         let metrics = IngestMetrics::register(registry);
-        let sink = IngestSink::new(kafka)?;
+        let delivery_timeout = ingest.otlp.as_ref().map_or(xray_udp::ACK_TIMEOUT, |o| o.ack_timeout.0);
+        let sink = IngestSink::new(kafka, delivery_timeout)?;
+        let otlp_topic = |otlp: &OtlpIngestConfig| {
+            otlp.topic.clone().unwrap_or_else(|| kafka.all_input_topics().first().cloned().unwrap_or_default())
+        };
+        if let (Some(listener), Some(otlp)) = (self.otlp_grpc, &ingest.otlp) {
+            let (bound, task) =
+                otlp_grpc::serve(listener, otlp, otlp_topic(otlp), sink.clone(), metrics.clone(), shutdown.clone());
+            tracing::info!(listen = %bound, "OTLP/gRPC receiver listening");
+            receivers.otlp_grpc = Some(bound);
+            receivers.tasks.push(task);
+        }
         if let (Some(listener), Some(otlp)) = (self.otlp_http, &ingest.otlp) {
-            let topic =
-                otlp.topic.clone().unwrap_or_else(|| kafka.all_input_topics().first().cloned().unwrap_or_default());
+            let topic = otlp_topic(otlp);
             let (bound, task) =
                 otlp_http::serve(listener, otlp, topic, sink.clone(), metrics.clone(), shutdown.clone());
             tracing::info!(listen = %bound, "OTLP/HTTP receiver listening");

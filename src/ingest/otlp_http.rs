@@ -16,7 +16,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -120,17 +120,7 @@ async fn export(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body:
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
         return response;
     }
-    let produced: usize = split.messages.iter().map(|m| m.spans).sum();
-    receiver.metrics.spans.with_label_values(&[RECEIVER]).inc_by(produced as u64);
-    let partial_success = (split.rejected > 0).then(|| {
-        receiver.metrics.rejected.with_label_values(&[RECEIVER, "invalid_id"]).inc_by(split.rejected as u64);
-        ExportTracePartialSuccess {
-            rejected_spans: split.rejected as i64,
-            error_message: format!("{} spans without a valid trace or span id were dropped", split.rejected),
-        }
-    });
-    let result = if partial_success.is_some() { "partial" } else { "ok" };
-    receiver.metrics.requests.with_label_values(&[RECEIVER, result]).inc();
+    let partial_success = receiver.metrics.acknowledged(RECEIVER, &split);
     let answer = ExportTraceServiceResponse { partial_success };
     match encoding {
         Body::Protobuf => ([(header::CONTENT_TYPE, "application/x-protobuf")], answer.encode_to_vec()).into_response(),

@@ -46,6 +46,11 @@ pub fn split(body: &[u8], encoding: Body) -> Result<Split, SplitError> {
         Body::Protobuf => ExportTraceServiceRequest::decode(body)?,
         Body::Json => serde_json::from_slice(body)?,
     };
+    Ok(split_request(request, encoding))
+}
+
+/// As [`split`], for a request already decoded (OTLP/gRPC); the messages are written in `encoding`.
+pub fn split_request(request: ExportTraceServiceRequest, encoding: Body) -> Split {
     let mut traces: Vec<([u8; 16], ExportTraceServiceRequest, usize)> = Vec::new();
     let mut rejected = 0;
     for resource_spans in request.resource_spans {
@@ -107,7 +112,7 @@ pub fn split(body: &[u8], encoding: Body) -> Result<Split, SplitError> {
             spans,
         })
         .collect();
-    Ok(Split { messages, rejected })
+    Split { messages, rejected }
 }
 
 #[cfg(test)]
@@ -158,6 +163,15 @@ mod tests {
             assert_eq!(first.resource_spans[1].scope_spans[0].spans[0].name, "s3");
         }
         assert!(split(b"\xff\xff", Body::Protobuf).is_err());
+        // Found by the fuzzer: an attribute sent without a value is written back as `"value": null`,
+        // which the pipeline must read.
+        let regression = include_bytes!("../../tests/fixtures/fuzz-regressions/otlp-json-null-attribute-value.json");
+        for message in split(regression, Body::Json).unwrap().messages {
+            let mut spans = Vec::new();
+            let decoded = crate::decode::Decoder::new(crate::decode::InputEncoding::OtlpJson)
+                .decode(&bytes::Bytes::from(message.payload), &mut spans);
+            assert!(decoded.is_ok(), "{decoded:?}");
+        }
         assert!(split(b"[1]", Body::Json).is_err());
     }
 }

@@ -22,7 +22,7 @@ const RECEIVER: &str = "xray";
 /// Datagrams being produced at once.
 pub const IN_FLIGHT: usize = 1024;
 /// How long a datagram waits for its acknowledgement.
-const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest datagram X-Ray SDKs send (64 KiB, the UDP limit).
 const MAX_DATAGRAM: usize = 65_536;
 

@@ -1,0 +1,74 @@
+//! OTLP/gRPC receiver: `opentelemetry.proto.collector.trace.v1.TraceService/Export`, gzip
+//! allowed. As the OTLP/HTTP receiver ([`super::otlp_http`]): split by trace, answered only after
+//! the broker acknowledged every message — success, or partial success naming the spans refused
+//! for an invalid id; `UNAVAILABLE` (retryable) when Kafka does not acknowledge in time;
+//! `INVALID_ARGUMENT` for an undecodable message, `RESOURCE_EXHAUSTED` past
+//! `ingest.otlp.max_request_bytes` (tonic's own answers).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tonic::codec::CompressionEncoding;
+
+use super::split::{split_request, Body};
+use super::{IngestMetrics, IngestSink, OtlpIngestConfig};
+
+const RECEIVER: &str = "otlp_grpc";
+
+struct Receiver {
+    topic: String,
+    sink: IngestSink,
+    metrics: IngestMetrics,
+    ack_timeout: Duration,
+}
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let split = split_request(request.into_inner(), Body::Protobuf);
+        let messages = split.messages.iter().map(|m| (m.key.as_str(), m.payload.as_slice()));
+        if let Err(e) = self.sink.produce_all(&self.topic, messages, self.ack_timeout).await {
+            self.metrics.requests.with_label_values(&[RECEIVER, "unavailable"]).inc();
+            tracing::warn!(error = %e, topic = %self.topic, "OTLP/gRPC request not acknowledged by Kafka: UNAVAILABLE");
+            return Err(tonic::Status::unavailable(format!("Kafka did not acknowledge the spans: {e}")));
+        }
+        let partial_success = self.metrics.acknowledged(RECEIVER, &split);
+        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success }))
+    }
+}
+
+/// Serves on `listener` until `shutdown`; returns the bound address and the server task.
+pub fn serve(
+    listener: TcpListener,
+    config: &OtlpIngestConfig,
+    topic: String,
+    sink: IngestSink,
+    metrics: IngestMetrics,
+    shutdown: Arc<tokio::sync::Notify>,
+) -> (SocketAddr, JoinHandle<()>) {
+    let bound = listener.local_addr().unwrap_or(config.http_listen);
+    let receiver = Receiver { topic, sink, metrics, ack_timeout: config.ack_timeout.0 };
+    let service = TraceServiceServer::new(receiver)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(config.max_request_bytes);
+    let task = tokio::spawn(async move {
+        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        let served = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, async move { shutdown.notified().await })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "OTLP/gRPC receiver failed");
+        }
+    });
+    (bound, task)
+}
