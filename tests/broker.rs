@@ -747,3 +747,94 @@ fn two_instances_answer_as_one_instance_with_the_whole_input() {
     assert!(response.contains(&format!("location: {held_by}/api/traces/{trace_id}")), "{response}");
     drop((first, second, alone));
 }
+
+/// A broker of this test's own (Tansu, in memory), so that it can be paused without disturbing
+/// the other tests' broker.
+struct OwnBroker {
+    process: Child,
+    brokers: String,
+}
+
+impl OwnBroker {
+    fn start() -> OwnBroker {
+        let port = free_port();
+        let brokers = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{brokers}");
+        let process = Command::new("tansu")
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("needs the tansu binary on PATH (scripts/broker.sh installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(&brokers).is_err() {
+            assert!(Instant::now() < deadline, "Tansu never listened on {brokers}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        OwnBroker { process, brokers }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([signal, &self.process.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// The broker stops answering (SIGSTOP) while an SDK sends to the OTLP/HTTP receiver: the SDK is
+/// told 503 (retryable), retries by itself, and once the broker answers again (SIGCONT) every
+/// trace it sent is on Kafka — none lost (duplicates allowed: a request refused after the broker
+/// had taken it, but before it answered, is sent again).
+#[test]
+#[ignore = "needs a real Kafka broker: run scripts/test.sh (it installs Tansu)"]
+fn receiver_refuses_while_the_broker_is_stopped_and_loses_nothing() {
+    let own = OwnBroker::start();
+    let broker = Broker { brokers: own.brokers.clone(), name: format!("receiver-pause-{}", std::process::id()) };
+    broker.create_topic(&broker.topic("in"), 2);
+    let otlp = format!("127.0.0.1:{}", free_port());
+    let grpc = format!("127.0.0.1:{}", free_port());
+    let mut instance = Instance::spawn(
+        &broker,
+        "receiver",
+        &[
+            ("TRACEWARDEN__WORKERS", "1"),
+            ("TRACEWARDEN__INGEST__OTLP__HTTP_LISTEN", &otlp),
+            ("TRACEWARDEN__INGEST__OTLP__GRPC_LISTEN", &grpc),
+            ("TRACEWARDEN__INGEST__OTLP__ACK_TIMEOUT", "2s"),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(&otlp).is_err() {
+        assert!(Instant::now() < deadline, "the receiver never listened: see {}", instance.log.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    own.signal("-STOP");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/send_otlp_http.py");
+    let sender = Command::new("python3")
+        .args([script, &format!("http://{otlp}"), "5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Long enough for the first export to be refused (ack_timeout 2 s) and retried at least once.
+    std::thread::sleep(Duration::from_secs(5));
+    let refused = instance.metric("tracewarden_ingest_requests_total{receiver=\"otlp_http\",result=\"unavailable\"}");
+    own.signal("-CONT");
+    let sent = sender.wait_with_output().unwrap();
+    assert!(sent.status.success(), "the SDK's retries succeeded: {}", String::from_utf8_lossy(&sent.stderr));
+    assert!(refused >= 1.0, "the SDK was told 503 while the broker was stopped");
+    let trace_ids: BTreeSet<String> = String::from_utf8_lossy(&sent.stdout).lines().map(String::from).collect();
+    assert_eq!(trace_ids.len(), 5);
+    let records = broker.read_until(&broker.topic("in"), &trace_ids, Duration::from_secs(30));
+    let keys: BTreeSet<String> = records.iter().map(|(k, _)| k.clone()).collect();
+    assert!(trace_ids.is_subset(&keys), "every trace reached Kafka: sent {trace_ids:?}, found {keys:?}");
+    eprintln!("receiver under a stopped broker: {} records for 5 traces", records.len());
+    instance.terminate();
+}
