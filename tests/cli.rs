@@ -407,9 +407,20 @@ fn run_consumes_serves_and_shuts_down_cleanly_on_sigterm() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(&listen).is_err() || get(&listen, "/readyz").0 != 200 {
-        assert!(Instant::now() < deadline, "never ready");
+        if Instant::now() > deadline {
+            // What each worker's group membership was doing, and the log, for the diagnosis.
+            let (_, readyz) = get(&listen, "/readyz");
+            terminate(&child);
+            let mut log = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut log);
+            panic!("never ready: {readyz}\n{log}");
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
+    let (_, readyz) = get(&listen, "/readyz");
+    let readyz: serde_json::Value = serde_json::from_str(&readyz).unwrap();
+    let workers = readyz["workers"].as_array().expect("/readyz lists the workers");
+    assert!(!workers.is_empty() && workers.iter().all(|w| w["joined"] == true), "{readyz}");
     for t in 1..=5u8 {
         let spans = [
             SpanSpec::new("api", t, 1, None, SERVER, "x").http("GET", "/r", if t == 1 { 500 } else { 200 }),

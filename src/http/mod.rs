@@ -151,10 +151,17 @@ async fn metrics(State(handles): State<Handles>, headers: axum::http::HeaderMap)
 async fn readyz(State(handles): State<Handles>) -> Response {
     let partitions: Vec<String> =
         handles.ready.assignment().into_iter().map(|(topic, partition)| format!("{topic}/{partition}")).collect();
+    let members: Vec<serde_json::Value> = handles
+        .ready
+        .members()
+        .into_iter()
+        .map(|(worker, joined, join_state)| serde_json::json!({ "worker": worker, "joined": joined, "joinState": join_state }))
+        .collect();
     if handles.ready.is_ready() {
-        (StatusCode::OK, Json(serde_json::json!({ "status": "ready", "partitions": partitions }))).into_response()
+        let body = serde_json::json!({ "status": "ready", "partitions": partitions, "workers": members });
+        (StatusCode::OK, Json(body)).into_response()
     } else {
-        let body = serde_json::json!({ "status": "not ready: not (or no longer) a member of the consumer group", "partitions": partitions });
+        let body = serde_json::json!({ "status": "not ready: not (or no longer) a member of the consumer group", "partitions": partitions, "workers": members });
         (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }
 }

@@ -48,6 +48,8 @@ pub struct Readiness {
     /// The members that have joined (an assignment arrived, even an empty one).
     joined: Mutex<BTreeSet<usize>>,
     assignment: Mutex<BTreeSet<(String, i32)>>,
+    /// Each member's librdkafka join state, as last reported (`/readyz` shows it).
+    join_states: Mutex<Vec<String>>,
 }
 
 impl Default for Readiness {
@@ -58,7 +60,27 @@ impl Default for Readiness {
 
 impl Readiness {
     pub fn new(members: usize) -> Self {
-        Self { members, joined: Mutex::default(), assignment: Mutex::default() }
+        Self {
+            members,
+            joined: Mutex::default(),
+            assignment: Mutex::default(),
+            join_states: Mutex::new(vec![String::new(); members]),
+        }
+    }
+
+    /// Each member (worker): whether it has joined, and librdkafka's join state for it
+    /// (`steady` once settled; empty before its first statistics).
+    pub fn members(&self) -> Vec<(usize, bool, String)> {
+        let joined = self.joined.lock().expect("joined lock");
+        let states = self.join_states.lock().expect("join states lock");
+        (0..self.members).map(|m| (m, joined.contains(&m), states.get(m).cloned().unwrap_or_default())).collect()
+    }
+
+    fn set_join_state(&self, member: usize, state: &str) {
+        if let Some(slot) = self.join_states.lock().expect("join states lock").get_mut(member) {
+            slot.clear();
+            slot.push_str(state);
+        }
     }
 
     /// Ready once every member has joined its group, until shutdown starts.
@@ -248,6 +270,8 @@ struct SourceContext<H: MessageHandler> {
     log: Arc<ClientLog>,
     /// librdkafka's join state of this member (from its statistics) and since when.
     join: Mutex<JoinState>,
+    /// Whether this is the second member, of `{group_id}-owners`.
+    owners: bool,
 }
 
 /// A member's join state as librdkafka reports it, and when it last changed.
@@ -297,6 +321,10 @@ impl<H: MessageHandler> ClientContext for SourceContext<H> {
             if join.state != group.join_state {
                 join.state.clone_from(&group.join_state);
                 join.since = Instant::now();
+                // The owners' member (SLO side) shares the worker's number: only the input member reports.
+                if !self.owners {
+                    self.ready.set_join_state(self.member, &group.join_state);
+                }
             }
         }
         for (topic, stats) in &statistics.topics {
@@ -369,7 +397,7 @@ pub fn run<H: MessageHandler>(
     ready: Arc<Readiness>,
     shutdown: Arc<AtomicBool>,
 ) -> Result<(), SourceError> {
-    let context = || SourceContext {
+    let context = |owners: bool| SourceContext {
         member: settings.member,
         handler: handler.clone(),
         ready: ready.clone(),
@@ -377,9 +405,10 @@ pub fn run<H: MessageHandler>(
         leaving: AtomicBool::new(false),
         log: settings.client_log.clone(),
         join: Mutex::new(JoinState { state: String::new(), since: Instant::now() }),
+        owners,
     };
     let consumer: BaseConsumer<SourceContext<H>> =
-        settings.client.create_with_context(context()).map_err(SourceError::Create)?;
+        settings.client.create_with_context(context(false)).map_err(SourceError::Create)?;
     if settings.member == 0 {
         let Some(check) = wait_for_brokers(&consumer, &settings, &shutdown)? else {
             return Ok(());
@@ -397,7 +426,7 @@ pub fn run<H: MessageHandler>(
         None
     } else {
         let owners: BaseConsumer<SourceContext<H>> =
-            settings.owners_client.create_with_context(context()).map_err(SourceError::Create)?;
+            settings.owners_client.create_with_context(context(true)).map_err(SourceError::Create)?;
         let topics: Vec<&str> = settings.owner_topics.iter().map(String::as_str).collect();
         owners
             .subscribe(&topics)
