@@ -127,10 +127,13 @@ impl IngestSink {
     /// not usually duplicate it.
     pub fn new(kafka: &KafkaConfig, delivery_timeout: Duration) -> Result<Self, IngestError> {
         let mut client = ClientConfig::new();
+        // Not idempotent: an idempotent producer whose in-flight messages expire must bump its epoch,
+        // and where the broker cannot (Tansu), librdkafka raises a fatal error and the receiver would
+        // answer 503 for good after one broker stall. At-least-once is the promise; the client's
+        // retries may duplicate.
         client
             .set("bootstrap.servers", &kafka.brokers)
             .set("linger.ms", "5")
-            .set("enable.idempotence", "true")
             .set("message.timeout.ms", delivery_timeout.as_millis().max(1).to_string());
         let producer = with_client_properties(client, kafka, false)
             .create()
