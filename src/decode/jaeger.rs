@@ -14,7 +14,7 @@ use prost::Message;
 
 use super::draft::{observe_identity, AttrRef, Names, SpanDraft};
 use super::schemas::jaeger::{KeyValue, Process, Span as JaegerSpan, SpanRefType, ValueType};
-use super::zipkin_proto::trace_id;
+use super::zipkin::widened_trace_id as trace_id;
 use super::{binary_id, DecodeStats};
 use crate::model::{AttrValue, Encoding, Span, SpanKind, StatusCode};
 

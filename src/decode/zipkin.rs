@@ -79,13 +79,26 @@ impl<'de: 'a, 'a> Deserialize<'de> for Tags<'a> {
 
 /// Widens a 64-bit (16 hex digits) Zipkin trace id to 128 bits; parses 128-bit ids as they are.
 fn trace_id(hex_str: &str) -> Option<TraceId> {
-    if hex_str.len() == 16 {
-        let low: [u8; 8] = parse_hex_id(hex_str)?;
+    let mut bytes = [0u8; 16];
+    let len = match hex_str.len() {
+        16 => 8,
+        32 => 16,
+        _ => return None,
+    };
+    hex::decode_to_slice(hex_str, &mut bytes[..len]).ok()?;
+    widened_trace_id(&bytes[..len])
+}
+
+/// A binary trace id of 8 bytes (widened with leading zeros, as Zipkin and Jaeger 64-bit ids are)
+/// or 16; `None` for another length or all zero.
+pub(super) fn widened_trace_id(bytes: &[u8]) -> Option<TraceId> {
+    if bytes.len() == 8 {
+        let low: [u8; 8] = super::binary_id(bytes)?;
         let mut id = [0u8; 16];
         id[8..].copy_from_slice(&low);
         Some(id)
     } else {
-        parse_hex_id(hex_str)
+        super::binary_id(bytes)
     }
 }
 

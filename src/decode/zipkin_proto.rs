@@ -12,9 +12,9 @@ use prost::Message;
 
 use super::draft::{AttrRef, Names, SpanDraft};
 use super::schemas::zipkin::{span::Kind, Span as ZipkinSpan};
-use super::zipkin::{identify, write_identity_of};
+use super::zipkin::{identify, widened_trace_id, write_identity_of};
 use super::{binary_id, DecodeStats, WireField, WireReader};
-use crate::model::{AttrValue, Encoding, Span, SpanKind, StatusCode, TraceId};
+use crate::model::{AttrValue, Encoding, Span, SpanKind, StatusCode};
 
 /// Why a `ListOfSpans` could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -29,18 +29,6 @@ pub enum ZipkinProtoError {
         #[source]
         source: prost::DecodeError,
     },
-}
-
-/// A Zipkin trace id: 8 bytes (widened with leading zeros) or 16.
-pub(super) fn trace_id(bytes: &[u8]) -> Option<TraceId> {
-    if bytes.len() == 8 {
-        let low: [u8; 8] = binary_id(bytes)?;
-        let mut id = [0u8; 16];
-        id[8..].copy_from_slice(&low);
-        Some(id)
-    } else {
-        binary_id(bytes)
-    }
 }
 
 pub(super) fn decode(
@@ -70,7 +58,7 @@ pub(super) fn decode(
         let origin = names.origin(Encoding::ZipkinProto, &header, b"", identify);
         let start = span.timestamp.saturating_mul(1000);
         let mut draft = SpanDraft {
-            trace_id: trace_id(&span.trace_id),
+            trace_id: widened_trace_id(&span.trace_id),
             span_id: binary_id(&span.id),
             parent_span_id: match span.parent_id.len() {
                 0 => Ok(None),
