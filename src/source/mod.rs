@@ -3,8 +3,9 @@
 //! [`run`] subscribes to the input topics (`kafka.input_topics`, `[[kafka.inputs]]`), hands every message to a [`MessageHandler`] and
 //! commits the offsets the handler says are done. An instance runs one per worker, each its own
 //! group member; member 0 checks and creates the topics before the others subscribe
-//! ([`TopicsPrepared`]). With SLOs, member 0 also runs a second member of the group
-//! `{group_id}-owners`, polled by the same thread, consumes the aggregates topic: Kafka balances
+//! ([`TopicsPrepared`]), and the others subscribe in turn, each once the previous one has
+//! joined. With SLOs, member 0 also runs a second member of the group `{group_id}-owners`,
+//! polled by the same thread, consumes the aggregates topic: Kafka balances
 //! SLO ownership among the instances on its own, never at the expense of the input partitions
 //! (one sticky assignment over both would happily give one instance every input partition).
 //! Invariants (kafka.md "Delivery"):
@@ -105,6 +106,19 @@ impl Readiness {
         }
     }
 
+    /// Waits until `member` has joined, `timeout` has passed or shutdown is asked; whether it
+    /// joined.
+    fn wait_joined(&self, member: usize, timeout: Duration, shutdown: &AtomicBool) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !self.joined.lock().expect("joined lock").contains(&member) {
+            if shutdown.load(Ordering::SeqCst) || Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        true
+    }
+
     /// A member leaves (the instance shuts down): not ready from now on.
     fn leave(&self, member: usize) {
         self.joined.lock().expect("joined lock").remove(&member);
@@ -138,6 +152,11 @@ impl TopicsPrepared {
         true
     }
 }
+
+/// How long a worker waits for the previous one to have joined before it subscribes anyway.
+/// Members of one process subscribing in the same millisecond were seen on the mock cluster to
+/// leave one of them waiting for a join answer that never came, until its session expired.
+const JOIN_IN_TURN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a settled member waits for the others before leaving the group anyway (one that
 /// ended on a fatal error never arrives).
@@ -272,6 +291,9 @@ struct SourceContext<H: MessageHandler> {
     join: Mutex<JoinState>,
     /// Whether this is the second member, of `{group_id}-owners`.
     owners: bool,
+    /// When a refused commit was last logged (during a rebalance every attempt is refused: one
+    /// line every few seconds says it).
+    refusal_logged: Mutex<Option<Instant>>,
 }
 
 /// A member's join state as librdkafka reports it, and when it last changed.
@@ -370,8 +392,13 @@ impl<H: MessageHandler> ConsumerContext for SourceContext<H> {
         if refused.is_empty() {
             return;
         }
-        let error = result.err().or_else(|| offsets.elements().iter().find_map(|e| e.error().err()));
-        tracing::warn!(error = ?error.map(|e| e.to_string()), partitions = refused.len(), "offset commit refused: committing again at the next interval");
+        let mut logged = self.refusal_logged.lock().expect("refusal log lock");
+        if logged.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+            *logged = Some(Instant::now());
+            let error = result.err().or_else(|| offsets.elements().iter().find_map(|e| e.error().err()));
+            tracing::warn!(error = ?error.map(|e| e.to_string()), partitions = refused.len(), "offset commit refused: committing again at the next interval");
+        }
+        drop(logged);
         self.handler.lock().expect("handler lock").commit_refused(&refused);
     }
 
@@ -406,6 +433,7 @@ pub fn run<H: MessageHandler>(
         log: settings.client_log.clone(),
         join: Mutex::new(JoinState { state: String::new(), since: Instant::now() }),
         owners,
+        refusal_logged: Mutex::new(None),
     };
     let consumer: BaseConsumer<SourceContext<H>> =
         settings.client.create_with_context(context(false)).map_err(SourceError::Create)?;
@@ -417,6 +445,11 @@ pub fn run<H: MessageHandler>(
         settings.topics_prepared.open();
     } else if !settings.topics_prepared.wait(&shutdown) {
         return Ok(());
+    } else if !ready.wait_joined(settings.member - 1, JOIN_IN_TURN_TIMEOUT, &shutdown) {
+        if shutdown.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        tracing::info!(member = settings.member, "previous worker not joined yet: subscribing anyway");
     }
     let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
     consumer
