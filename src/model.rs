@@ -152,7 +152,7 @@ impl fmt::Display for Encoding {
 /// spans have no resource, the resource header encodes the span's identity (its local service name
 /// and the environment tags standing in for resource attributes) and is never written.
 /// Origins are shared by every span reported under the same headers, across messages.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Origin {
     pub encoding: Encoding,
     /// `service.name` of the resource, or `unknown_service`.
@@ -164,6 +164,9 @@ pub struct Origin {
     /// The encoded `Resource` message (protobuf) or object (JSON), for attribute look-ups.
     pub resource: Bytes,
 }
+
+/// The service of spans whose resource names none (OpenTelemetry's convention).
+pub const UNKNOWN_SERVICE: &str = "unknown_service";
 
 /// One validated span in the compact form the pipeline works on.
 #[derive(Clone, Debug)]

@@ -27,7 +27,7 @@ use prometheus::IntCounter;
 use crate::assemble::{DecisionReason, ReadyTrace, TraceBuffer};
 use crate::clock::Nanos;
 use crate::decision::Decision;
-use crate::decode::{DecodeStats, Decoder};
+use crate::decode::{adopt_segment_resources, DecodeStats, Decoder};
 use crate::encode::{encode_spans, encode_trace};
 use crate::investigate::traces::TraceSummary;
 use crate::investigate::TraceStore;
@@ -244,7 +244,11 @@ impl SpanPath {
         }
         {
             let mut store = self.signals.lock().expect("signal store lock");
-            for trace in &self.ready {
+            for trace in &mut self.ready {
+                // X-Ray subsegments sent alone learn their service from their segment here.
+                if adopt_segment_resources(&mut trace.spans) {
+                    self.exclusions.judge(&mut trace.spans);
+                }
                 store.record_trace(&trace.spans, now);
             }
         }

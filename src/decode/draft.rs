@@ -204,7 +204,7 @@ impl Names {
         Self {
             interner: Interner::new(),
             scratch: String::new(),
-            unknown_service: Arc::from("unknown_service"),
+            unknown_service: Arc::from(crate::model::UNKNOWN_SERVICE),
             default_environment: Arc::from("default"),
             origins: FastMap::default(),
             hasher: foldhash::fast::RandomState::default(),

@@ -33,7 +33,7 @@ use crate::model::{AttrValue, Encoding, FastSet, Span};
 
 pub use jaeger::JaegerError;
 pub use otlp_proto::{ProtoError, WireField, WireReader};
-pub(crate) use xray::{trace_id as xray_trace_id, EMBEDDED as XRAY_EMBEDDED};
+pub(crate) use xray::{adopt_segment_resources, trace_id as xray_trace_id, EMBEDDED as XRAY_EMBEDDED};
 pub use zipkin_proto::ZipkinProtoError;
 
 /// What `kafka.encoding` selects.

@@ -16,8 +16,10 @@
 //! - environment: the metadata key `deployment.environment.name` in any namespace;
 //! - `in_progress` documents are skipped: the complete document with the same id replaces them,
 //!   and an unfinished request never counts;
-//! - a subsegment sent alone (`type = "subsegment"`) names no service: until its segment's service
-//!   is looked up through the trace (not yet), it counts under `unknown_service`;
+//! - a subsegment sent alone (`type = "subsegment"`) names no service: it takes its segment's
+//!   resource (service, environment, placement), found through its trace once the trace is
+//!   released ([`adopt_segment_resources`]) — the segment may arrive after it; one whose segment
+//!   never arrives counts under `unknown_service`;
 //! - `origin`, `aws` and `service.version` become resource attributes (`cloud.*`, `host.*`,
 //!   `k8s.*`, `container.id`); annotations, metadata (by key, in any namespace), `http`, `sql` and
 //!   `aws` call details become span attributes.
@@ -27,6 +29,7 @@
 //! is marked [`EMBEDDED`] so that it is not forwarded a second time.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -35,7 +38,9 @@ use serde_json::{Map, Value};
 
 use super::draft::{AttrRef, Names, SpanDraft};
 use super::{parse_hex_id, DecodeStats, SpanReject};
-use crate::model::{AttrValue, Encoding, Outcome, Span, SpanId, SpanKind, StatusCode, TraceId};
+use crate::model::{
+    AttrValue, Encoding, FastMap, Origin, Outcome, Span, SpanId, SpanKind, StatusCode, TraceId, UNKNOWN_SERVICE,
+};
 
 /// The scope header of a span that travels inside its segment's document.
 pub(crate) const EMBEDDED: &[u8] = b"embedded";
@@ -238,6 +243,58 @@ fn identify(header: &Bytes) -> (Bytes, [Option<String>; 3]) {
     let resource: Map<String, Value> = serde_json::from_slice(header).unwrap_or_default();
     let text = |key: &str| resource.get(key).and_then(Value::as_str).map(String::from);
     (header.clone(), [text("service.name"), text("deployment.environment.name"), None])
+}
+
+/// How many parents are followed from a subsegment sent alone to its segment at most (a cycle of
+/// parent ids ends there too).
+const MAX_SUBSEGMENT_DEPTH: usize = 64;
+
+/// Subsegments sent alone (and the subsegments they embed) take the resource of their segment,
+/// the nearest ancestor in `spans` (one trace) that names a service. Whether any did: their
+/// exclusion verdicts are then out of date.
+pub fn adopt_segment_resources(spans: &mut [Span]) -> bool {
+    let orphan = |span: &Span| span.origin.encoding == Encoding::XrayJson && &*span.origin.service == UNKNOWN_SERVICE;
+    if !spans.iter().any(orphan) {
+        return false;
+    }
+    let index: FastMap<SpanId, usize> = spans.iter().enumerate().map(|(i, s)| (s.span_id, i)).collect();
+    // The embedded variant of each segment resource adopted, made once per trace.
+    let mut embedded_origins: Vec<(Arc<Origin>, Arc<Origin>)> = Vec::new();
+    let mut adopted = false;
+    for i in 0..spans.len() {
+        if !orphan(&spans[i]) {
+            continue;
+        }
+        let mut segment = None;
+        let mut at = i;
+        for _ in 0..MAX_SUBSEGMENT_DEPTH {
+            let Some(&parent) = spans[at].parent_span_id.as_ref().and_then(|parent| index.get(parent)) else {
+                break;
+            };
+            if !orphan(&spans[parent]) {
+                segment = Some(parent);
+                break;
+            }
+            at = parent;
+        }
+        let Some(segment) = segment else { continue };
+        let origin = spans[segment].origin.clone();
+        spans[i].origin = if spans[i].origin.scope_header == EMBEDDED {
+            match embedded_origins.iter().find(|(of, _)| Arc::ptr_eq(of, &origin)) {
+                Some((_, embedded)) => embedded.clone(),
+                None => {
+                    let embedded =
+                        Arc::new(Origin { scope_header: Bytes::from_static(EMBEDDED), ..origin.as_ref().clone() });
+                    embedded_origins.push((origin, embedded.clone()));
+                    embedded
+                }
+            }
+        } else {
+            origin
+        };
+        adopted = true;
+    }
+    adopted
 }
 
 /// What a document's span is.

@@ -225,3 +225,39 @@ fn hand_over_returns_the_holds_of_rootless_traces() {
     drop(holds);
     assert_eq!(h.committable(), Some(1));
 }
+
+#[test]
+fn an_xray_subsegment_sent_alone_is_measured_under_its_segments_service() {
+    let mut h = harness("[kafka]\nencoding = \"xray_json\"\n");
+    let trace = "1-6553f100-0123456789abcdef01234567";
+    // Streamed before their segment (the SDK sends a long request's subsegments as they end): a
+    // local one, and a call nested in it.
+    let query = format!(
+        r#"{{"type":"subsegment","trace_id":"{trace}","parent_id":"aaaaaaaaaaaaaaaa","id":"bbbbbbbbbbbbbbbb","name":"render","start_time":1700000000.1,"end_time":1700000000.4}}"#
+    );
+    let call = format!(
+        r#"{{"type":"subsegment","trace_id":"{trace}","parent_id":"bbbbbbbbbbbbbbbb","id":"cccccccccccccccc","name":"payments","namespace":"remote","start_time":1700000000.2,"end_time":1700000000.3,"http":{{"request":{{"method":"POST","url":"http://payments/charge/123"}},"response":{{"status":503}}}}}}"#
+    );
+    let segment = format!(
+        r#"{{"trace_id":"{trace}","id":"aaaaaaaaaaaaaaaa","name":"owners-api","origin":"AWS::EC2::Instance","start_time":1700000000.0,"end_time":1700000000.5,"http":{{"request":{{"method":"GET","url":"http://owners/owners/7"}},"response":{{"status":200}}}},"metadata":{{"default":{{"deployment.environment.name":"prod"}}}}}}"#
+    );
+    // One whose segment never comes.
+    let stray = r#"{"type":"subsegment","trace_id":"1-6553f100-00000000000000000000dead","parent_id":"dddddddddddddddd","id":"eeeeeeeeeeeeeeee","name":"cache","namespace":"remote","start_time":1700000000.2,"end_time":1700000000.3}"#;
+    for document in [&query, &call, &segment, stray] {
+        h.feed(format!("{{\"format\":\"json\",\"version\":1}}\n{document}").as_bytes(), NOW);
+    }
+    h.expire(NOW.saturating_add(Duration::from_secs(60)));
+    let store = h.signals.lock().unwrap();
+    let dependencies: Vec<(&str, &str, &str, &str, u64, u64)> = store
+        .dependencies
+        .series
+        .iter()
+        .map(|(k, s)| (&*k.service, &*k.environment, &*k.remote_service, &*k.remote_operation, s.requests, s.faults))
+        .collect();
+    assert!(dependencies.contains(&("owners-api", "prod", "payments", "POST /charge/{id}", 1, 1)), "{dependencies:?}");
+    assert!(dependencies.iter().any(|d| d.0 == "unknown_service" && d.2 == "cache"), "{dependencies:?}");
+    assert_eq!(dependencies.len(), 2, "{dependencies:?}");
+    let services: Vec<(&str, &str, u64)> =
+        store.services.series.iter().map(|(k, s)| (&*k.service, &*k.operation, s.requests)).collect();
+    assert_eq!(services, vec![("owners-api", "GET /owners/{id}", 1)]);
+}
