@@ -287,7 +287,8 @@ fn benches(c: &mut Criterion) {
                 for (i, payload) in messages.iter().enumerate() {
                     clock += 1_000_000;
                     let hold = read.begin(SourceRef { partition: 0, offset: i as i64 });
-                    let message = Message { topic: "spans", partition: 0, offset: i as i64, key: None, payload };
+                    let message =
+                        Message { topic: "spans", partition: 0, offset: i as i64, key: None, payload, encoding: None };
                     path.message(message, &hold, Nanos(clock), &mut effects);
                     effects.slo_counts.clear();
                     effects.records.clear();

@@ -270,8 +270,14 @@ fn span_path(input: &Input, threads: usize) -> f64 {
                         // The payload is copied out of librdkafka, as in the pipeline.
                         let hold = read.begin(SourceRef { partition: worker as u32, offset: i as i64 });
                         let key = Some(key.as_bytes());
-                        let message =
-                            Message { topic: TOPIC, partition: worker as i32, offset: i as i64, key, payload };
+                        let message = Message {
+                            topic: TOPIC,
+                            partition: worker as i32,
+                            offset: i as i64,
+                            key,
+                            payload,
+                            encoding: None,
+                        };
                         path.message(message, &hold, now, &mut effects);
                         path.expire(now, &mut effects);
                         effects.records.clear();

@@ -185,26 +185,7 @@ impl KafkaConfig {
                 &format!("kafka.inputs[{i}].topic"),
                 format!("{:?} is listed twice: one encoding per topic", input.topic),
             );
-            // Re-keyed spans travel through the repartition topic, which is read as `auto`.
-            check(
-                k.input_keyed_by_trace || input.encoding.is_detectable(),
-                &format!("kafka.inputs[{i}].encoding"),
-                format!(
-                    "{:?} needs input keyed by trace id (kafka.input_keyed_by_trace = true): only auto, \
-                     otlp_proto, otlp_json and zipkin_json can be re-keyed",
-                    input.encoding.as_str()
-                ),
-            );
         }
-        check(
-            k.input_keyed_by_trace || k.encoding.is_detectable(),
-            "kafka.encoding",
-            format!(
-                "{:?} needs input keyed by trace id (kafka.input_keyed_by_trace = true): only auto, otlp_proto, \
-                 otlp_json and zipkin_json can be re-keyed",
-                k.encoding.as_str()
-            ),
-        );
         for (key, topic) in [
             ("kafka.output_topic", &k.output_topic),
             ("kafka.alerts_topic", &k.alerts_topic),

@@ -187,14 +187,13 @@ impl Worker {
 }
 
 impl MessageHandler for Worker {
-    fn message(&mut self, topic: &str, partition: i32, offset: i64, key: Option<&[u8]>, payload: &[u8]) {
+    fn message(&mut self, message: Message<'_>) {
         let now = self.clock.now();
-        let hold = self.delivery.receive(topic, partition, offset);
-        if let Some(exchange) = self.slo_exchange.as_mut().filter(|e| e.is_aggregates(topic)) {
-            exchange.merge(&hold, payload);
+        let hold = self.delivery.receive(message.topic, message.partition, message.offset);
+        if let Some(exchange) = self.slo_exchange.as_mut().filter(|e| e.is_aggregates(message.topic)) {
+            exchange.merge(&hold, message.payload);
             return;
         }
-        let message = Message { topic, partition, offset, key, payload };
         self.path.message(message, &hold, now, &mut self.effects);
         self.apply(Some(&hold));
     }
@@ -386,7 +385,8 @@ fn span_path_settings(config: &Config, slos: &SloEngine, sampler: &Arc<Mutex<Sam
 }
 
 /// The input topics read in an encoding of their own. The repartition topic carries every
-/// input's spans in their arrival encoding: it is read as `auto`, which tells those apart.
+/// input's spans in their arrival encoding: it is read as `auto`, each record naming its
+/// encoding in a header.
 fn topic_encodings(config: &Config) -> Vec<(String, InputEncoding)> {
     let mut topics = config.kafka.topic_encodings();
     if !config.kafka.input_keyed_by_trace && !topics.is_empty() {

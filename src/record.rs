@@ -1,10 +1,28 @@
-//! What the span path and the SLO exchange ask to be written: a [`Record`] for a [`Destination`],
-//! with the holds its acknowledgement releases. A leaf module: the producers of records need no
+//! What comes in and what goes out: an input [`Message`] as read, and what the span path and the
+//! SLO exchange ask to be written: a [`Record`] for a [`Destination`], with the holds its
+//! acknowledgement releases. A leaf module: the producers of records need no
 //! Kafka client, and the delivery ledger, which sends them, needs nothing of theirs.
 
 use bytes::Bytes;
 
+use crate::model::Encoding;
 use crate::position::Hold;
+
+/// The header naming a re-keyed record's encoding (its value an encoding's configuration name,
+/// such as `jaeger_proto`). A message carrying it on a topic read as `auto` is read in that
+/// encoding.
+pub const ENCODING_HEADER: &str = "tracewarden.encoding";
+
+/// One input message as read (the span path's input).
+pub struct Message<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub payload: &'a [u8],
+    /// The message's [`crate::record::ENCODING_HEADER`] header, if any.
+    pub encoding: Option<&'a [u8]>,
+}
 
 /// Which topic a record goes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -47,6 +65,9 @@ pub struct Record {
     pub payload: Bytes,
     /// `(tracewarden.error, tracewarden.source)` headers, for dead letters.
     pub dead_letter: Option<(String, String)>,
+    /// The [`ENCODING_HEADER`] header: the payload's encoding, on re-keyed records (the
+    /// repartition topic carries every input's spans, binary encodings included).
+    pub encoding: Option<Encoding>,
     /// Shares of the holds of the messages this record settles.
     pub holds: Vec<Hold>,
     /// Spans in the record (for `tracewarden_spans_forwarded_total`).

@@ -27,12 +27,13 @@ use prometheus::IntCounter;
 use crate::assemble::{DecisionReason, ReadyTrace, TraceBuffer};
 use crate::clock::Nanos;
 use crate::decision::Decision;
-use crate::decode::{adopt_segment_resources, DecodeStats, Decoder};
+use crate::decode::{adopt_segment_resources, DecodeStats, Decoder, InputEncoding};
 use crate::encode::{encode_spans, encode_trace};
 use crate::investigate::traces::TraceSummary;
 use crate::investigate::TraceStore;
 use crate::model::{trace_id_hex, FastMap, Span};
 use crate::position::{Hold, SourceRef};
+pub use crate::record::Message;
 use crate::record::{Destination, Record};
 use crate::sampling::Sampler;
 use crate::signals::{Exclusions, SignalStore};
@@ -40,15 +41,6 @@ use crate::slo::budget::{Counts, Seconds};
 use crate::slo::engine::SloCounter;
 use crate::telemetry::events::PipelineEvent;
 use crate::telemetry::PipelineMetrics;
-
-/// One input message, as the span path sees it.
-pub struct Message<'a> {
-    pub topic: &'a str,
-    pub partition: i32,
-    pub offset: i64,
-    pub key: Option<&'a [u8]>,
-    pub payload: &'a [u8],
-}
 
 /// What the span path asks of delivery and of the SLO exchange.
 #[derive(Default)]
@@ -144,7 +136,8 @@ impl SpanPath {
     /// One input message at time `now`; `hold` keeps it uncommitted while any work on it is left.
     pub fn message(&mut self, message: Message<'_>, hold: &Hold, now: Nanos, effects: &mut Effects) {
         let payload = Bytes::copy_from_slice(message.payload);
-        match self.decoder.decode_at(message.topic, &payload, &mut self.spans, now) {
+        let declared = message.encoding.and_then(InputEncoding::named);
+        match self.decoder.decode_at(message.topic, declared, &payload, &mut self.spans, now) {
             Ok(stats) if self.repartition_from.iter().any(|t| t == message.topic) => {
                 self.telemetry
                     .emit(PipelineEvent::MessageDecoded { stats: &DecodeStats { encoding: None, ..stats } }, now);
@@ -168,6 +161,7 @@ impl SpanPath {
                     key: message.key.map(Bytes::copy_from_slice).unwrap_or_default(),
                     payload,
                     dead_letter: Some((error.to_string(), format!("{topic}/{partition}/{offset}"))),
+                    encoding: None,
                     holds: vec![hold.share()],
                     spans: 0,
                 });
@@ -228,6 +222,7 @@ impl SpanPath {
                     key: key.clone(),
                     payload: part.payload,
                     dead_letter: None,
+                    encoding: Some(trace[0].origin.encoding),
                     holds: vec![hold.share()],
                     spans: part.spans,
                 });
@@ -284,6 +279,7 @@ impl SpanPath {
                     key: key.clone(),
                     payload: part.payload,
                     dead_letter: None,
+                    encoding: None,
                     holds: trace.sources.iter().map(Hold::share).collect(),
                     spans: part.spans,
                 });

@@ -131,7 +131,8 @@ impl Path {
             self.now += 1_000_000;
             self.offset += 1;
             let hold = self.read.begin(SourceRef { partition: 0, offset: self.offset });
-            let message = Message { topic: "spans", partition: 0, offset: self.offset, key: None, payload };
+            let message =
+                Message { topic: "spans", partition: 0, offset: self.offset, key: None, payload, encoding: None };
             self.path.message(message, &hold, Nanos(self.now), &mut self.effects);
             self.path.expire(Nanos(self.now), &mut self.effects);
             self.effects.records.clear();

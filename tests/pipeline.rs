@@ -11,6 +11,7 @@ use opentelemetry_proto::tonic::trace::v1::TracesData;
 use prost::Message;
 
 use common::*;
+use tracewarden::kafka_client::InputTopic;
 use tracewarden::testing::{encode, AttrSpec, SpanSpec, CLIENT, SERVER};
 
 const TRACES: u8 = 20;
@@ -696,7 +697,6 @@ fn slo_alerts_reach_the_alerts_topic_in_the_alert_schema() {
 fn each_input_topic_is_read_in_its_own_encoding() {
     use tracewarden::decode::InputEncoding;
     use tracewarden::generate::{PetClinic, TrafficProfile};
-    use tracewarden::kafka_client::InputTopic;
     use tracewarden::model::Encoding;
 
     let mut harness = Harness::new("per-topic-encodings");
@@ -740,7 +740,6 @@ fn each_input_topic_is_read_in_its_own_encoding() {
 #[test]
 fn xray_segments_are_counted_and_forwarded_as_documents() {
     use tracewarden::decode::InputEncoding;
-    use tracewarden::kafka_client::InputTopic;
 
     let mut harness = Harness::new("xray-segments");
     harness.cluster.create_topic("xray_segments", PARTITIONS, 1).unwrap();
@@ -777,13 +776,31 @@ fn xray_segments_are_counted_and_forwarded_as_documents() {
 /// Zipkin protobuf and both Jaeger encodings, each on a topic of its own: read into the same span
 /// model (their spans counted like any), and each kept trace leaves in its arrival encoding —
 /// a `ListOfSpans` for Zipkin, one message per span for Jaeger (what its ingester reads).
+/// Reads only these topics, each in its encoding (created, with the output topic).
+fn read_only(
+    harness: &mut Harness,
+    inputs: &[(&str, tracewarden::decode::InputEncoding, tracewarden::model::Encoding)],
+) {
+    for (topic, _, _) in inputs {
+        harness.cluster.create_topic(topic, PARTITIONS, 1).unwrap();
+    }
+    harness.cluster.create_topic("sampled_spans", PARTITIONS, 1).unwrap();
+    harness.config.kafka.input_topics = Vec::new();
+    harness.config.kafka.inputs = inputs
+        .iter()
+        .map(|(topic, encoding, _)| tracewarden::kafka_client::InputTopic {
+            topic: topic.to_string(),
+            encoding: *encoding,
+        })
+        .collect();
+}
+
 #[test]
 fn zipkin_proto_and_jaeger_topics_are_read_and_forwarded_in_their_encodings() {
     use prost::Message;
     use tracewarden::decode::schemas::{jaeger, zipkin};
     use tracewarden::decode::InputEncoding;
     use tracewarden::generate::{PetClinic, TrafficProfile};
-    use tracewarden::kafka_client::InputTopic;
     use tracewarden::model::Encoding;
 
     let mut harness = Harness::new("zipkin-jaeger-encodings");
@@ -792,15 +809,7 @@ fn zipkin_proto_and_jaeger_topics_are_read_and_forwarded_in_their_encodings() {
         ("jaeger_proto_spans", InputEncoding::JaegerProto, Encoding::JaegerProto),
         ("jaeger_json_spans", InputEncoding::JaegerJson, Encoding::JaegerJson),
     ];
-    for (topic, _, _) in inputs {
-        harness.cluster.create_topic(topic, PARTITIONS, 1).unwrap();
-    }
-    harness.cluster.create_topic("sampled_spans", PARTITIONS, 1).unwrap();
-    harness.config.kafka.input_topics = Vec::new();
-    harness.config.kafka.inputs = inputs
-        .iter()
-        .map(|(topic, encoding, _)| InputTopic { topic: topic.to_string(), encoding: *encoding })
-        .collect();
+    read_only(&mut harness, &inputs);
     let pipeline = harness.start();
     let mut clinic = PetClinic::new(3, TrafficProfile::default());
     let traces: Vec<_> = inputs.iter().map(|(_, _, encoding)| clinic.trace(T0.0, *encoding)).collect();
@@ -840,6 +849,65 @@ fn zipkin_proto_and_jaeger_topics_are_read_and_forwarded_in_their_encodings() {
         let span: serde_json::Value = serde_json::from_slice(&record.payload).expect("Jaeger JSON out");
         let tags = span["tags"].as_array().unwrap();
         assert!(tags.iter().any(|t| t["key"] == "sampling.rule"), "{span}");
+    }
+    pipeline.stop().unwrap();
+}
+
+#[test]
+fn unkeyed_binary_encodings_are_repartitioned_and_forwarded_whole_in_their_encodings() {
+    use prost::Message;
+    use tracewarden::decode::schemas::{jaeger, zipkin};
+    use tracewarden::decode::InputEncoding;
+    use tracewarden::generate::{PetClinic, TrafficProfile};
+    use tracewarden::model::Encoding;
+
+    let mut harness = Harness::new("unkeyed-binary");
+    harness.config.kafka.input_keyed_by_trace = false;
+    let inputs = [
+        ("zipkin_proto_spans", InputEncoding::ZipkinProto, Encoding::ZipkinProto),
+        ("jaeger_proto_spans", InputEncoding::JaegerProto, Encoding::JaegerProto),
+    ];
+    harness.cluster.create_topic(&harness.config.kafka.repartition_topic(), PARTITIONS, 1).unwrap();
+    read_only(&mut harness, &inputs);
+    let pipeline = harness.start();
+    let mut clinic = PetClinic::new(5, TrafficProfile::default());
+    let traces: Vec<(usize, tracewarden::generate::GeneratedTrace)> =
+        (0..8).map(|i| (i % 2, clinic.trace(T0.0 + i as u64 * 1_000_000, inputs[i % 2].2))).collect();
+    // Every message under a key of its own: a trace's messages land on different partitions.
+    let mut n = 0;
+    for (input, trace) in &traces {
+        for message in &trace.messages {
+            harness.produce_topic(inputs[*input].0, &format!("unrelated-{n}"), message);
+            n += 1;
+        }
+    }
+    let spans_of = |input: usize| traces.iter().filter(|(i, _)| *i == input).map(|(_, t)| t.spans).sum::<usize>();
+    let received = |encoding: Encoding| {
+        metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", encoding.as_str())]).unwrap_or(0.0)
+    };
+    wait_for("every span re-keyed and read back in its encoding", || {
+        received(Encoding::ZipkinProto) == spans_of(0) as f64 && received(Encoding::JaegerProto) == spans_of(1) as f64
+    });
+    harness.advance(Duration::from_secs(10));
+    let output = harness.read_all("sampled_spans", 4 + spans_of(1));
+    assert_eq!(
+        metric(&pipeline, "tracewarden_spans_repartitioned_total", &[]),
+        Some((spans_of(0) + spans_of(1)) as f64)
+    );
+    assert_eq!(metric(&pipeline, "tracewarden_traces_closed_total", &[("reason", "complete")]), Some(8.0));
+    for (input, trace) in &traces {
+        let key = hex::encode(trace.trace_id);
+        let out: Vec<&Record> = output.iter().filter(|r| r.key.as_deref() == Some(key.as_bytes())).collect();
+        if *input == 0 {
+            assert_eq!(out.len(), 1, "one ListOfSpans per Zipkin trace");
+            let list = zipkin::ListOfSpans::decode(&out[0].payload[..]).expect("Zipkin protobuf out");
+            assert_eq!(list.spans.len(), trace.spans, "the whole trace");
+        } else {
+            assert_eq!(out.len(), trace.spans, "one Jaeger message per span, every span");
+            for record in out {
+                jaeger::Span::decode(&record.payload[..]).expect("Jaeger protobuf out");
+            }
+        }
     }
     pipeline.stop().unwrap();
 }

@@ -65,9 +65,18 @@ impl InputEncoding {
         }
     }
 
-    /// Whether `auto` tells its messages apart (so re-keyed spans can be read back as `auto`).
-    pub fn is_detectable(self) -> bool {
-        matches!(self, Self::Auto | Self::OtlpProto | Self::OtlpJson | Self::ZipkinJson)
+    /// The encoding of a configuration name (`jaeger_proto`); `None` for unknown names and `auto`.
+    pub fn named(name: &[u8]) -> Option<Self> {
+        const FIXED: [InputEncoding; 7] = [
+            InputEncoding::OtlpProto,
+            InputEncoding::OtlpJson,
+            InputEncoding::ZipkinJson,
+            InputEncoding::ZipkinProto,
+            InputEncoding::JaegerProto,
+            InputEncoding::JaegerJson,
+            InputEncoding::XrayJson,
+        ];
+        FIXED.into_iter().find(|e| e.as_str().as_bytes() == name)
     }
 
     /// The encoding of one payload.
@@ -227,16 +236,21 @@ impl Decoder {
     }
 
     /// Decodes one payload read from `topic` that arrived at `arrival`: as [`Decoder::decode`], in
-    /// the topic's encoding, and spans ending more than [`MAX_FUTURE_SKEW`] after their arrival
-    /// are rejected as `invalid_time`.
+    /// the topic's encoding (on a topic read as `auto`, in the `declared` one when the message
+    /// names it: re-keyed spans), and spans ending more than [`MAX_FUTURE_SKEW`] after their
+    /// arrival are rejected as `invalid_time`.
     pub fn decode_at(
         &mut self,
         topic: &str,
+        declared: Option<InputEncoding>,
         payload: &Bytes,
         out: &mut Vec<Span>,
         arrival: crate::clock::Nanos,
     ) -> Result<DecodeStats, DecodeError> {
-        let input = self.per_topic.iter().find(|(t, _)| &**t == topic).map_or(self.input, |(_, e)| *e);
+        let input = match self.per_topic.iter().find(|(t, _)| &**t == topic).map_or(self.input, |(_, e)| *e) {
+            InputEncoding::Auto => declared.unwrap_or(InputEncoding::Auto),
+            fixed => fixed,
+        };
         self.names.latest_end = arrival.saturating_add(MAX_FUTURE_SKEW).0;
         let result = self.decode_as(input, payload, out);
         self.names.latest_end = u64::MAX;

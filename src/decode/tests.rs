@@ -547,7 +547,7 @@ fn timestamps_far_in_the_past_or_future_are_invalid() {
     skewed.end_time_unix_nano = skewed.start_time_unix_nano + 1;
     let payload = Bytes::from(traces("svc", vec![ancient, future, skewed]).encode_to_vec());
     let mut out = Vec::new();
-    let stats = Decoder::new(InputEncoding::Auto).decode_at("spans", &payload, &mut out, arrival).unwrap();
+    let stats = Decoder::new(InputEncoding::Auto).decode_at("spans", None, &payload, &mut out, arrival).unwrap();
     assert_eq!((stats.accepted, stats.invalid_time), (1, 2));
     assert_eq!(out[0].span_id, [3; 8]);
 }

@@ -14,6 +14,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, ProducerContex
 use rdkafka::ClientContext;
 
 use crate::kafka_client::ClientLog;
+use crate::record::ENCODING_HEADER;
 
 use super::{Attempt, ErrorClass, Report, SendError, Topics, Transport};
 
@@ -119,11 +120,17 @@ impl Transport for Forwarder {
         let record = &attempt.record;
         let topic = self.topics.of(record.destination).to_string();
         let (partition, key, payload) = (record.partition, record.key.clone(), record.payload.clone());
-        let headers = record.dead_letter.as_ref().map(|(error, source)| {
-            OwnedHeaders::new()
-                .insert(Header { key: "tracewarden.error", value: Some(error.as_bytes()) })
-                .insert(Header { key: "tracewarden.source", value: Some(source.as_bytes()) })
-        });
+        let headers = match (&record.dead_letter, record.encoding) {
+            (Some((error, source)), _) => Some(
+                OwnedHeaders::new()
+                    .insert(Header { key: "tracewarden.error", value: Some(error.as_bytes()) })
+                    .insert(Header { key: "tracewarden.source", value: Some(source.as_bytes()) }),
+            ),
+            (None, Some(encoding)) => Some(
+                OwnedHeaders::new().insert(Header { key: ENCODING_HEADER, value: Some(encoding.as_str().as_bytes()) }),
+            ),
+            (None, None) => None,
+        };
         let mut base = BaseRecord::with_opaque_to(&topic, attempt).key(&key[..]).payload(&payload[..]);
         if let Some(headers) = headers {
             base = base.headers(headers);

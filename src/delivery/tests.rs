@@ -138,6 +138,7 @@ impl Model {
             key: Bytes::copy_from_slice(&id.to_be_bytes()),
             payload: Bytes::from_static(b"trace"),
             dead_letter: None,
+            encoding: None,
             holds,
             spans: 1,
         }

@@ -149,6 +149,7 @@ impl SloExchange {
                 key: Bytes::from(record.slo.clone()),
                 payload: Bytes::from(serde_json::to_vec(&record).expect("aggregate records serialise")),
                 dead_letter: None,
+                encoding: None,
                 holds,
                 spans: 0,
             });
@@ -210,6 +211,7 @@ impl SloExchange {
             key: Bytes::from(checkpoint.slo.clone()),
             payload: Bytes::from(serde_json::to_vec(checkpoint).expect("checkpoints serialise")),
             dead_letter: None,
+            encoding: None,
             holds: std::mem::take(&mut self.awaiting_checkpoint[slo]),
             spans: 0,
         });
@@ -291,6 +293,7 @@ fn send_alert<T: Transport>(message: AlertMessage, delivery: &mut DeliveryLedger
         key: Bytes::from(message.fingerprint.clone()),
         payload: Bytes::from(serde_json::to_vec(&message).expect("alert messages serialise")),
         dead_letter: None,
+        encoding: None,
         holds: Vec::new(),
         spans: 0,
     });

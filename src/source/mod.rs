@@ -31,13 +31,15 @@ use std::time::{Duration, Instant};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::Headers;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::{ClientConfig, ClientContext, Message};
+use rdkafka::{ClientConfig, ClientContext, Message as _};
 
 use crate::clock::SharedClock;
 use crate::delivery::{classify, ErrorClass};
 use crate::kafka_client::ClientLog;
+use crate::record::{Message, ENCODING_HEADER};
 use crate::telemetry::events::PipelineEvent;
 use crate::telemetry::PipelineMetrics;
 
@@ -200,7 +202,7 @@ pub use crate::position::Commit;
 /// What the consumer loop drives.
 pub trait MessageHandler: Send + 'static {
     /// One consumed message (`payload` empty for a tombstone).
-    fn message(&mut self, topic: &str, partition: i32, offset: i64, key: Option<&[u8]>, payload: &[u8]);
+    fn message(&mut self, message: Message<'_>);
     /// Periodic work: decisions whose time came, delivery reports, gauges.
     fn tick(&mut self);
     /// Positions that moved since the last call.
@@ -655,13 +657,16 @@ fn commit_async<C: ConsumerContext>(consumer: &BaseConsumer<C>, list: &TopicPart
 
 fn deliver<H: MessageHandler>(handler: &Mutex<H>, message: &rdkafka::message::BorrowedMessage<'_>) {
     let payload = message.payload().unwrap_or_default();
-    handler.lock().expect("handler lock").message(
-        message.topic(),
-        message.partition(),
-        message.offset(),
-        message.key(),
+    let encoding =
+        message.headers().and_then(|headers| headers.iter().find(|h| h.key == ENCODING_HEADER).and_then(|h| h.value));
+    handler.lock().expect("handler lock").message(Message {
+        topic: message.topic(),
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key(),
         payload,
-    );
+        encoding,
+    });
 }
 
 /// Pauses (or resumes) one partition.

@@ -62,7 +62,7 @@ impl Harness {
         let offset = self.next_offset;
         self.next_offset += 1;
         let hold = self.read.begin(SourceRef { partition: self.partition, offset });
-        let message = Message { topic: "spans", partition: 0, offset, key: Some(b"k"), payload };
+        let message = Message { topic: "spans", partition: 0, offset, key: Some(b"k"), payload, encoding: None };
         let mut effects = Effects::default();
         self.path.message(message, &hold, now, &mut effects);
         effects
