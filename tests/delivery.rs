@@ -44,21 +44,23 @@ fn a_retriable_produce_failure_is_retried_after_its_backoff_and_loses_nothing() 
     harness.produce_to(0, &key, &payload);
     wait_for("the trace to be read", || received(&pipeline) == 1.0);
 
-    // The next three produce requests fail with a retriable error.
-    let retriable = RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS;
-    harness.cluster.request_errors(RDKafkaApiKey::Produce, &[retriable, retriable, retriable]);
+    // Produce requests fail with a retriable error until cleared. (The injected errors answer
+    // every producer of the process, the snapshot exchange's too, so they are many rather than
+    // counted: which producer meets which one depends on timing.)
+    let retriable = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 1000];
+    harness.cluster.request_errors(RDKafkaApiKey::Produce, &retriable);
     harness.advance(Duration::from_secs(5));
     let retries = || metric(&pipeline, "tracewarden_forward_retries_total", &[]).unwrap_or(0.0);
     wait_for("the first failure", || retries() == 1.0);
     let waiting = || metric(&pipeline, "tracewarden_partitions_waiting_for_retry", &[]);
     wait_for("the trace's partition to pause", || waiting() == Some(1.0));
-    // Only that partition waits: another one is still read. (The injected errors answer every
-    // producer, this test's too: they are set aside while it writes, then the two left put back.)
+    // Only that partition waits: another one is still read. (This test's producer meets the
+    // injected errors too: they are set aside while it writes, then put back.)
     harness.cluster.clear_request_errors(RDKafkaApiKey::Produce);
     let (other_key, other_payload) = trace(2);
     harness.produce_to(1, &other_key, &other_payload);
     wait_for("a message on another partition to be read", || received(&pipeline) == 2.0);
-    harness.cluster.request_errors(RDKafkaApiKey::Produce, &[retriable, retriable]);
+    harness.cluster.request_errors(RDKafkaApiKey::Produce, &retriable);
     // The clock has not moved: no attempt before the 100 ms backoff, however long we wait.
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(retries(), 1.0, "not sent again before its backoff");
@@ -66,9 +68,12 @@ fn a_retriable_produce_failure_is_retried_after_its_backoff_and_loses_nothing() 
     wait_for("the second failure", || retries() == 2.0);
     harness.advance(Duration::from_millis(200));
     wait_for("the third failure", || retries() == 3.0);
+    // The backoff doubles: nothing is sent before 400 ms more, so clearing the errors now lets
+    // the next attempt through.
+    harness.cluster.clear_request_errors(RDKafkaApiKey::Produce);
     harness.advance(Duration::from_millis(400));
     wait_for("the trace forwarded", || metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(1.0));
-    assert_eq!(retries(), 3.0, "one retry per injected failure");
+    assert_eq!(retries(), 3.0, "one retry per failed attempt");
     harness.advance(Duration::from_secs(5));
     wait_for("the other trace forwarded", || metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(2.0));
     assert_eq!(metric(&pipeline, "tracewarden_forward_failures_total", &[("destination", "output")]), None);
@@ -117,12 +122,13 @@ fn a_record_too_large_even_split_is_reported_once_and_the_partition_moves_on() {
 #[test]
 fn an_authorization_failure_is_not_retried() {
     let (harness, pipeline) = one_trace_read("delivery-unauthorized", 3);
-    harness
-        .cluster
-        .request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED]);
+    // Many, as the snapshot exchange's producer may meet some (see above).
+    let unauthorized = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 50];
+    harness.cluster.request_errors(RDKafkaApiKey::Produce, &unauthorized);
     harness.advance(Duration::from_secs(5));
     let failures = || metric(&pipeline, "tracewarden_forward_failures_total", &[("destination", "output")]);
     wait_for("the record abandoned", || failures() == Some(1.0));
+    harness.cluster.clear_request_errors(RDKafkaApiKey::Produce);
     for _ in 0..5 {
         harness.advance(Duration::from_secs(30));
     }

@@ -26,6 +26,11 @@ struct Receivers {
 }
 
 fn start(harness: &Harness, ack_timeout: Duration) -> Receivers {
+    start_bounded(harness, ack_timeout, 64 << 20)
+}
+
+/// The same, at most `max_in_flight_bytes` waiting for Kafka.
+fn start_bounded(harness: &Harness, ack_timeout: Duration, max_in_flight_bytes: usize) -> Receivers {
     harness.cluster.create_topic("xray_segments", 2, 1).unwrap();
     harness.cluster.create_topic("tracewarden_dead_letters", 1, 1).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -35,6 +40,7 @@ fn start(harness: &Harness, ack_timeout: Duration) -> Receivers {
             http_listen: "127.0.0.1:0".parse().unwrap(),
             max_request_bytes: 4096,
             ack_timeout: HumanDuration(ack_timeout),
+            max_in_flight_bytes,
             ..Default::default()
         }),
         xray: Some(XrayIngestConfig { listen: "127.0.0.1:0".parse().unwrap(), ..Default::default() }),
@@ -99,6 +105,16 @@ fn counter(registry: &prometheus::Registry, name: &str, labels: &[(&str, &str)])
         .flat_map(|f| f.get_metric())
         .find(|m| labels.iter().all(|(k, v)| m.get_label().iter().any(|l| l.name() == *k && l.value() == *v)))
         .map_or(0.0, |m| m.get_counter().get_value())
+}
+
+fn gauge(registry: &prometheus::Registry, name: &str) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| f.get_metric())
+        .map(|m| m.get_gauge().get_value())
+        .sum()
 }
 
 #[test]
@@ -225,4 +241,36 @@ fn xray_datagrams_are_keyed_by_trace_and_bad_ones_dead_lettered() {
         ),
         1.0
     );
+}
+
+/// While Kafka is slow, the requests waiting for it hold at most `max_in_flight_bytes`: one more
+/// is answered 503 at once (memory stays bounded), and taken once the others are answered.
+#[test]
+fn otlp_requests_past_the_in_flight_bound_are_refused_at_once() {
+    let harness = Harness::new("ingest-in-flight");
+    let receivers = start_bounded(&harness, Duration::from_secs(10), 4096);
+    let refused = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 500];
+    harness.cluster.request_errors(RDKafkaApiKey::Produce, &refused);
+    // Fourteen traces: fourteen messages, each repeating the resource and scope, near the bound.
+    let large = request((1..=14).map(|t| Span { name: "x".repeat(200), ..span(t, 1) }).collect()).encode_to_vec();
+    assert!(large.len() < 4096, "within max_request_bytes: {}", large.len());
+    let addr = receivers.otlp;
+    let waiting = std::thread::spawn(move || post(addr, "application/x-protobuf", "", &large).0);
+    common::wait_for("the first request to wait for Kafka", || {
+        gauge(&receivers.registry, "tracewarden_ingest_in_flight_bytes") > 0.0
+    });
+    let in_flight = gauge(&receivers.registry, "tracewarden_ingest_in_flight_bytes");
+    let small = request(vec![span(15, 1)]).encode_to_vec();
+    assert!(in_flight as usize + small.len() > 4096, "the first request leaves no room: {in_flight}");
+    let (status, head, body) = post(receivers.otlp, "application/x-protobuf", "", &small);
+    assert_eq!(status, 503, "refused at once, not queued");
+    assert!(head.to_ascii_lowercase().contains("retry-after"), "{head}");
+    // The body is a google.rpc.Status; its message is plain UTF-8 inside it.
+    let message = String::from_utf8_lossy(&body);
+    assert!(message.contains("ingest.otlp.max_in_flight_bytes"), "{message}");
+    assert_eq!(waiting.join().unwrap(), 503, "Kafka never acknowledged the first");
+    assert_eq!(gauge(&receivers.registry, "tracewarden_ingest_in_flight_bytes"), 0.0, "its bytes are given back");
+    harness.cluster.clear_request_errors(RDKafkaApiKey::Produce);
+    let (status, _, _) = post(receivers.otlp, "application/x-protobuf", "", &small);
+    assert_eq!(status, 200);
 }

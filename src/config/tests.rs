@@ -260,4 +260,8 @@ fn receivers_are_off_unless_configured() {
     assert!(p[0].message.contains("http_listn"), "{p:?}");
     let p = problems("[ingest.otlp]\nmax_request_bytes = 10\n");
     assert_eq!(p[0].key, "ingest.otlp.max_request_bytes");
+    // A request must fit within the in-flight bound.
+    let p = problems("[ingest.otlp]\nmax_request_bytes = 2048\nmax_in_flight_bytes = 1024\n");
+    assert_eq!(p[0].key, "ingest.otlp.max_in_flight_bytes", "{p:?}");
+    assert_eq!(Config::from_toml("[ingest.otlp]\n").unwrap().ingest.otlp.unwrap().max_in_flight_bytes, 64 << 20);
 }

@@ -44,6 +44,12 @@ pub struct OtlpIngestConfig {
     /// 503 (the client retries). Default `10s`.
     #[serde(default = "default_ack_timeout")]
     pub ack_timeout: HumanDuration,
+    /// Bytes of requests (as split into Kafka messages) that may wait for the brokers at once,
+    /// across both OTLP receivers and the X-Ray one; a request that would pass it is answered 503
+    /// at once (back-pressure: memory stays bounded when Kafka is slow). Default 64 MiB; at least
+    /// `max_request_bytes`.
+    #[serde(default = "default_max_in_flight_bytes")]
+    pub max_in_flight_bytes: usize,
 }
 
 fn default_grpc_listen() -> SocketAddr {
@@ -58,6 +64,11 @@ fn default_max_request_bytes() -> usize {
     16 << 20
 }
 
+/// The in-flight bound also used when only `[ingest.xray]` is on.
+pub fn default_max_in_flight_bytes() -> usize {
+    64 << 20
+}
+
 fn default_ack_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(10))
 }
@@ -70,6 +81,7 @@ impl Default for OtlpIngestConfig {
             topic: None,
             max_request_bytes: default_max_request_bytes(),
             ack_timeout: default_ack_timeout(),
+            max_in_flight_bytes: default_max_in_flight_bytes(),
         }
     }
 }
@@ -110,6 +122,14 @@ impl IngestConfig {
                 otlp.max_request_bytes >= 1024,
                 "ingest.otlp.max_request_bytes",
                 format!("{} is too small: at least 1024", otlp.max_request_bytes),
+            );
+            check(
+                otlp.max_in_flight_bytes >= otlp.max_request_bytes && otlp.max_in_flight_bytes <= u32::MAX as usize,
+                "ingest.otlp.max_in_flight_bytes",
+                format!(
+                    "{} must be at least ingest.otlp.max_request_bytes ({}) and at most 4 GiB",
+                    otlp.max_in_flight_bytes, otlp.max_request_bytes
+                ),
             );
             check(
                 otlp.topic.as_ref().is_none_or(|t| !t.trim().is_empty()),

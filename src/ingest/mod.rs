@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -65,6 +65,8 @@ pub struct IngestMetrics {
     pub requests: IntCounterVec,
     /// `tracewarden_ingest_rejected_total{receiver,reason}`: datagrams and spans refused.
     pub rejected: IntCounterVec,
+    /// `tracewarden_ingest_in_flight_bytes`: bytes of messages waiting for acknowledgement.
+    pub in_flight_bytes: IntGauge,
 }
 
 impl IngestMetrics {
@@ -87,6 +89,15 @@ impl IngestMetrics {
                 "Spans and datagrams the receivers refused, by reason.",
                 &["receiver", "reason"],
             ),
+            in_flight_bytes: {
+                let gauge = IntGauge::new(
+                    "tracewarden_ingest_in_flight_bytes",
+                    "Bytes of received spans waiting for Kafka's acknowledgement (ingest.otlp.max_in_flight_bytes).",
+                )
+                .expect("valid metric");
+                let _ = registry.register(Box::new(gauge.clone()));
+                gauge
+            },
         }
     }
 }
@@ -114,18 +125,52 @@ impl IngestMetrics {
     }
 }
 
+/// Why a request's messages were not all acknowledged (the answer is 503 / `UNAVAILABLE`).
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    #[error("Kafka did not acknowledge the spans: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("{limit} bytes of requests already wait for Kafka (ingest.otlp.max_in_flight_bytes): retry later")]
+    Busy { limit: usize },
+}
+
 /// The producer the receivers share, and where each writes.
 #[derive(Clone)]
 pub struct IngestSink {
     producer: FutureProducer,
     dead_letter_topic: String,
+    /// One permit per byte of messages waiting for acknowledgement.
+    in_flight: Arc<tokio::sync::Semaphore>,
+    max_in_flight_bytes: usize,
+    in_flight_gauge: IntGauge,
+}
+
+/// Bytes of one request waiting for acknowledgement: given back when dropped (acknowledged,
+/// given up on, or the client went away).
+struct Waiting<'s> {
+    _permits: tokio::sync::SemaphorePermit<'s>,
+    bytes: i64,
+    gauge: &'s IntGauge,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.gauge.sub(self.bytes);
+    }
 }
 
 impl IngestSink {
     /// A producer whose messages expire after `delivery_timeout`: one its request was already
     /// answered 503 for is not delivered later (unless already sent), so the client's retry does
     /// not usually duplicate it.
-    pub fn new(kafka: &KafkaConfig, delivery_timeout: Duration) -> Result<Self, IngestError> {
+    /// At most `max_in_flight_bytes` of messages wait for acknowledgement at once (`in_flight_gauge`
+    /// shows how many do).
+    pub fn new(
+        kafka: &KafkaConfig,
+        delivery_timeout: Duration,
+        max_in_flight_bytes: usize,
+        in_flight_gauge: IntGauge,
+    ) -> Result<Self, IngestError> {
         let mut client = ClientConfig::new();
         // Not idempotent: an idempotent producer whose in-flight messages expire must bump its epoch,
         // and where the broker cannot (Tansu), librdkafka raises a fatal error and the receiver would
@@ -138,17 +183,34 @@ impl IngestSink {
         let producer = with_client_properties(client, kafka, false)
             .create()
             .map_err(|source| IngestError::Producer { brokers: kafka.brokers.clone(), source })?;
-        Ok(Self { producer, dead_letter_topic: kafka.dead_letter_topic.clone() })
+        Ok(Self {
+            producer,
+            dead_letter_topic: kafka.dead_letter_topic.clone(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(max_in_flight_bytes)),
+            max_in_flight_bytes,
+            in_flight_gauge,
+        })
     }
 
     /// Produces every message and waits for all acknowledgements, at most `timeout` (a full
-    /// producer queue waits too, then fails): `Err` unless every one was acknowledged.
-    pub async fn produce_all(
+    /// producer queue waits too, then fails): `Err` unless every one was acknowledged. Refused
+    /// at once when the messages would take the bytes waiting past `max_in_flight_bytes` (a
+    /// request larger than that on its own counts as that: it waits alone).
+    pub async fn produce_all<'m>(
         &self,
         topic: &str,
-        messages: impl Iterator<Item = (&str, &[u8])>,
+        messages: impl Iterator<Item = (&'m str, &'m [u8])> + Clone,
         timeout: Duration,
-    ) -> Result<(), KafkaError> {
+    ) -> Result<(), ProduceError> {
+        let bytes: usize = messages.clone().map(|(key, payload)| key.len() + payload.len()).sum();
+        let permits = bytes.min(self.max_in_flight_bytes) as u32;
+        let permits = self
+            .in_flight
+            .try_acquire_many(permits)
+            .map_err(|_| ProduceError::Busy { limit: self.max_in_flight_bytes })?;
+        let bytes = permits.num_permits() as i64;
+        self.in_flight_gauge.add(bytes);
+        let _waiting = Waiting { _permits: permits, bytes, gauge: &self.in_flight_gauge };
         let sends = messages.map(|(key, payload)| {
             let record = FutureRecord::to(topic).key(key).payload(payload);
             self.producer.send(record, timeout)
@@ -156,6 +218,7 @@ impl IngestSink {
         let results = tokio::time::timeout(timeout, futures_util::future::join_all(sends))
             .await
             .map_err(|_| KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::MessageTimedOut))?;
+        // `_waiting` is released here: the messages are acknowledged or given up on.
         for result in results {
             result.map_err(|(error, _)| error)?;
         }
@@ -252,7 +315,9 @@ impl Bound {
         }
         let metrics = IngestMetrics::register(registry);
         let delivery_timeout = ingest.otlp.as_ref().map_or(xray_udp::ACK_TIMEOUT, |o| o.ack_timeout.0);
-        let sink = IngestSink::new(kafka, delivery_timeout)?;
+        let max_in_flight_bytes =
+            ingest.otlp.as_ref().map_or_else(config::default_max_in_flight_bytes, |o| o.max_in_flight_bytes);
+        let sink = IngestSink::new(kafka, delivery_timeout, max_in_flight_bytes, metrics.in_flight_bytes.clone())?;
         let otlp_topic = |otlp: &OtlpIngestConfig| {
             otlp.topic.clone().unwrap_or_else(|| kafka.all_input_topics().first().cloned().unwrap_or_default())
         };

@@ -38,7 +38,7 @@ impl TraceService for Receiver {
         if let Err(e) = self.sink.produce_all(&self.topic, messages, self.ack_timeout).await {
             self.metrics.requests.with_label_values(&[RECEIVER, "unavailable"]).inc();
             tracing::warn!(error = %e, topic = %self.topic, "OTLP/gRPC request not acknowledged by Kafka: UNAVAILABLE");
-            return Err(tonic::Status::unavailable(format!("Kafka did not acknowledge the spans: {e}")));
+            return Err(tonic::Status::unavailable(e.to_string()));
         }
         let partial_success = self.metrics.acknowledged(RECEIVER, &split);
         Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success }))

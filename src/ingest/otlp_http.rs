@@ -115,8 +115,7 @@ async fn export(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body:
     if let Err(e) = receiver.sink.produce_all(&receiver.topic, messages, receiver.ack_timeout).await {
         receiver.metrics.requests.with_label_values(&[RECEIVER, "unavailable"]).inc();
         tracing::warn!(error = %e, topic = %receiver.topic, "OTLP/HTTP request not acknowledged by Kafka: answered 503");
-        let mut response =
-            error(encoding, StatusCode::SERVICE_UNAVAILABLE, format!("Kafka did not acknowledge the spans: {e}"));
+        let mut response = error(encoding, StatusCode::SERVICE_UNAVAILABLE, e.to_string());
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
         return response;
     }
