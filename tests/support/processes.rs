@@ -1,0 +1,436 @@
+//! What the real-broker tests share (tests/broker.rs, tests/chaos.rs): the broker named by
+//! TRACEWARDEN_TEST_BROKERS, `tracewarden run` processes, PetClinic traffic and the check that
+//! every trace reached the output whole.
+//!
+//! Every record is produced in a batch of its own, the tests' and the instances' alike. Tansu 0.6
+//! answers a fetch from an offset inside a record batch with the batches after it, skipping the
+//! rest of that one (Kafka returns the whole batch and the client skips what it already has). A
+//! consumer restarts mid-batch whenever a partition is paused and resumed — back-pressure, and
+//! librdkafka's own pause of every partition during a cooperative rebalance — so with batching the
+//! broker itself loses records: the backlog test, two workers rebalancing at start-up under load,
+//! missed the 3 to 12 records after the position each time it failed. One record per batch keeps
+//! every restart on a batch boundary.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::trace::v1::TracesData;
+use prost::Message as _;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Message};
+
+use tracewarden::generate::{PetClinic, TrafficProfile};
+use tracewarden::model::Encoding;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tracewarden");
+
+/// The broker under test, and names unique to one test.
+pub struct Broker {
+    pub brokers: String,
+    pub name: String,
+}
+
+/// Why every test here is `#[ignore]`d: without a broker it cannot run, and a test that did not
+/// run must not report passed. scripts/test.sh starts one and runs them with `--include-ignored`.
+pub const NEEDS_BROKER: &str = "needs a real Kafka broker: run scripts/test.sh, or set TRACEWARDEN_TEST_BROKERS";
+
+/// The broker named by TRACEWARDEN_TEST_BROKERS; a test run without it fails, saying so.
+pub fn broker(test: &str) -> Broker {
+    match std::env::var("TRACEWARDEN_TEST_BROKERS") {
+        Ok(brokers) if !brokers.trim().is_empty() => {
+            let unique = format!("{test}-{}", std::process::id());
+            Broker { brokers, name: unique }
+        }
+        _ => panic!("{NEEDS_BROKER}"),
+    }
+}
+
+impl Broker {
+    pub fn topic(&self, role: &str) -> String {
+        format!("{}-{role}", self.name)
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> =
+            ClientConfig::new().set("bootstrap.servers", &self.brokers).create().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let results = runtime
+            .block_on(admin.create_topics(
+                &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            ))
+            .unwrap();
+        for r in results {
+            r.unwrap_or_else(|(topic, code)| panic!("cannot create {topic}: {code}"));
+        }
+    }
+
+    /// Messages of `topic` the group `group` has not committed yet (its lag), over every
+    /// partition.
+    pub fn backlog(&self, group: &str, topic: &str) -> i64 {
+        let consumer: BaseConsumer =
+            ClientConfig::new().set("bootstrap.servers", &self.brokers).set("group.id", group).create().unwrap();
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+        let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len() as i32);
+        let mut list = TopicPartitionList::new();
+        for p in 0..partitions {
+            list.add_partition(topic, p);
+        }
+        let committed = consumer.committed_offsets(list, Duration::from_secs(10)).unwrap();
+        (0..partitions)
+            .map(|p| {
+                let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap();
+                let position = match committed.find_partition(topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    _ => low,
+                };
+                high - position
+            })
+            .sum()
+    }
+
+    /// Every record of `topic`, read until every key of `expected` was seen (or the deadline).
+    pub fn read_until(&self, topic: &str, expected: &BTreeSet<String>, deadline: Duration) -> Vec<(String, Vec<u8>)> {
+        self.read_while(topic, deadline, |records| {
+            let seen: BTreeSet<&String> = records.iter().map(|(k, _)| k).collect();
+            expected.iter().all(|k| seen.contains(k))
+        })
+    }
+
+    /// Every record of `topic`, read from the beginning until `done` holds (or the deadline),
+    /// then for two seconds more (duplicates may still be on their way).
+    pub fn read_while(
+        &self,
+        topic: &str,
+        deadline: Duration,
+        done: impl Fn(&[(String, Vec<u8>)]) -> bool,
+    ) -> Vec<(String, Vec<u8>)> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", format!("{}-reader", self.name))
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let start = Instant::now();
+        let partitions = loop {
+            let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+            let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len() as i32);
+            if partitions > 0 || start.elapsed() > deadline {
+                break partitions;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let mut list = TopicPartitionList::new();
+        for p in 0..partitions {
+            list.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        }
+        consumer.assign(&list).unwrap();
+        let mut records = Vec::new();
+        let record = |m: &rdkafka::message::BorrowedMessage<'_>| {
+            (
+                String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                m.payload().unwrap_or_default().to_vec(),
+            )
+        };
+        while start.elapsed() < deadline && !done(&records) {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                records.push(record(&m));
+            }
+        }
+        let settle = Instant::now();
+        while settle.elapsed() < Duration::from_secs(2) {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                records.push(record(&m));
+            }
+        }
+        records
+    }
+}
+
+/// One `tracewarden run` process.
+pub struct Instance {
+    pub child: Child,
+    pub http: String,
+    pub log: PathBuf,
+}
+
+/// A producer writing one record per batch (see the module header).
+pub fn producer(brokers: &str) -> ThreadedProducer<DefaultProducerContext> {
+    ClientConfig::new().set("bootstrap.servers", brokers).set("batch.num.messages", "1").create().unwrap()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Instance {
+    pub fn spawn(broker: &Broker, label: &str, extra: &[(&str, &str)]) -> Instance {
+        Self::spawn_with_config(broker, label, extra, None)
+    }
+
+    /// An instance reading a configuration file too (environment variables override it).
+    pub fn spawn_with_config(
+        broker: &Broker,
+        label: &str,
+        extra: &[(&str, &str)],
+        config: Option<&PathBuf>,
+    ) -> Instance {
+        let http = format!("127.0.0.1:{}", free_port());
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(&broker.name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join(format!("{label}.log"));
+        let mut command = Command::new(BIN);
+        command.arg("run");
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        command
+            .env("TRACEWARDEN__KAFKA__BROKERS", &broker.brokers)
+            .env("TRACEWARDEN__KAFKA__GROUP_ID", broker.topic("group"))
+            .env("TRACEWARDEN__KAFKA__INPUT_TOPICS", broker.topic("in"))
+            .env("TRACEWARDEN__KAFKA__OUTPUT_TOPIC", broker.topic("out"))
+            .env("TRACEWARDEN__KAFKA__DEAD_LETTER_TOPIC", broker.topic("dlq"))
+            .env("TRACEWARDEN__KAFKA__COMMIT_INTERVAL", "200ms")
+            .env("TRACEWARDEN__KAFKA__CLIENT__SESSION_TIMEOUT_MS", "6000")
+            .env("TRACEWARDEN__KAFKA__CLIENT__HEARTBEAT_INTERVAL_MS", "500")
+            // One record per batch, as every producer here (see the module header).
+            .env("TRACEWARDEN__KAFKA__CLIENT__BATCH_NUM_MESSAGES", "1")
+            .env("TRACEWARDEN__WINDOW__DECISION_WAIT", "500ms")
+            .env("TRACEWARDEN__WINDOW__MAX_TRACE_AGE", "10s")
+            .env("TRACEWARDEN__WINDOW__MAX_BUFFERED_SPANS", "50000")
+            // Two workers per process: kill -9, rebalance and repartition guarantees hold per worker.
+            .env("TRACEWARDEN__WORKERS", "2")
+            .env("TRACEWARDEN__HTTP__LISTEN", &http)
+            .env("TRACEWARDEN__LOG__FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in extra {
+            command.env(k, v);
+        }
+        let instance = Instance { child: command.spawn().unwrap(), http, log };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while instance.get("/healthz").is_none() {
+            assert!(Instant::now() < deadline, "{label} never served /healthz: see {}", instance.log.display());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        instance
+    }
+
+    pub fn get(&self, path: &str) -> Option<String> {
+        let mut stream = TcpStream::connect(&self.http).ok()?;
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        response.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+    }
+
+    /// The sum of a metric family's samples.
+    pub fn metric(&self, name: &str) -> f64 {
+        let body = self.get("/metrics").unwrap_or_default();
+        body.lines()
+            .filter(|l| l.starts_with(name) && (l[name.len()..].starts_with('{') || l[name.len()..].starts_with(' ')))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let status = self.child.wait().unwrap();
+        let mut log = String::new();
+        let _ = std::fs::File::open(&self.log).and_then(|mut f| f.read_to_string(&mut log));
+        assert!(status.success(), "SIGTERM is a clean exit, got {status:?}:\n{log}");
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// Whether the group has settled: `partitions` partitions held in all, by every instance
+/// (`/readyz` lists what an instance holds).
+pub fn is_settled(instances: &[Instance], partitions: usize) -> bool {
+    let held: Vec<usize> = instances
+        .iter()
+        .map(|i| {
+            let ready = i.get("/readyz").and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok());
+            ready.and_then(|r| r["partitions"].as_array().map(Vec::len)).unwrap_or(0)
+        })
+        .collect();
+    held.iter().sum::<usize>() == partitions && held.iter().all(|&n| n > 0)
+}
+
+/// Waits (up to a minute) until [`is_settled`].
+pub fn wait_until_settled(instances: &[Instance], partitions: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !is_settled(instances, partitions) {
+        let logs: Vec<_> = instances.iter().map(|i| i.log.display().to_string()).collect();
+        assert!(Instant::now() < deadline, "the group never settled on {partitions} partitions: see {logs:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// PetClinic traffic, produced in the background: per trace, one message per service, the root
+/// service's last (an SDK exports a root span when it ends, after its children). Returns the
+/// span count of every trace by 32-hex id.
+pub fn produce_traffic(
+    broker: &Broker,
+    traces: usize,
+    per_second: usize,
+    keyed: bool,
+) -> std::thread::JoinHandle<BTreeMap<String, usize>> {
+    spawn_traffic(broker, per_second, keyed, move |i| i < traces)
+}
+
+/// The same traffic until `stop` is set.
+pub fn produce_traffic_until(
+    broker: &Broker,
+    per_second: usize,
+    keyed: bool,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<BTreeMap<String, usize>> {
+    spawn_traffic(broker, per_second, keyed, move |_| !stop.load(Ordering::SeqCst))
+}
+
+/// Produces the `i`th trace while `more(i)`, `per_second` at most.
+fn spawn_traffic(
+    broker: &Broker,
+    per_second: usize,
+    keyed: bool,
+    more: impl Fn(usize) -> bool + Send + 'static,
+) -> std::thread::JoinHandle<BTreeMap<String, usize>> {
+    let (brokers, topic) = (broker.brokers.clone(), broker.topic("in"));
+    std::thread::spawn(move || {
+        let producer = producer(&brokers);
+        let mut clinic = PetClinic::new(11, TrafficProfile::default());
+        let mut sent = BTreeMap::new();
+        let started = Instant::now();
+        let mut i = 0;
+        while more(i) {
+            while started.elapsed().as_secs_f64() * (per_second as f64) < i as f64 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+            let trace = clinic.trace(now, Encoding::OtlpProto);
+            let key = hex::encode(trace.trace_id);
+            for (m, payload) in trace.messages.iter().enumerate().rev() {
+                let record_key = if keyed { key.clone() } else { format!("{key}-{m}") };
+                let mut record = BaseRecord::to(&topic).key(&record_key).payload(&payload[..]);
+                loop {
+                    match producer.send(record) {
+                        Ok(()) => break,
+                        Err((_, returned)) => {
+                            record = returned;
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                    }
+                }
+            }
+            sent.insert(key, trace.spans);
+            i += 1;
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+        sent
+    })
+}
+
+/// Checks the output holds every input trace, each record whole; returns the duplicate count.
+pub fn check_output(broker: &Broker, sent: &BTreeMap<String, usize>) -> usize {
+    check_output_with(broker, sent, false)
+}
+
+/// As [`check_output`]; with `early_decisions`, a trace decided early by memory pressure may leave
+/// in two records — the spans buffered when it was decided, then its late spans, which follow the
+/// decision (sampling.md) — as long as every span of it arrives exactly once.
+pub fn check_output_with(broker: &Broker, sent: &BTreeMap<String, usize>, early_decisions: bool) -> usize {
+    let expected: BTreeSet<String> = sent.keys().cloned().collect();
+    let records = broker.read_until(&broker.topic("out"), &expected, Duration::from_secs(120));
+    let seen: BTreeSet<String> = records.iter().map(|(k, _)| k.clone()).collect();
+    let missing: Vec<&String> = expected.difference(&seen).take(5).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} traces never reached the output, e.g. {missing:?}",
+        expected.len() - expected.intersection(&seen).count(),
+        expected.len()
+    );
+    assert_eq!(seen.len(), expected.len(), "no trace that was not in the input");
+    let mut forwarded: BTreeMap<&String, usize> = BTreeMap::new();
+    for (key, payload) in &records {
+        let data = TracesData::decode(&payload[..]).expect("forwarded protobuf");
+        let spans: usize = data.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
+        if early_decisions {
+            *forwarded.entry(key).or_default() += spans;
+        } else {
+            assert_eq!(spans, sent[key], "trace {key} forwarded whole, not split");
+        }
+    }
+    if early_decisions {
+        for (key, spans) in forwarded {
+            assert_eq!(spans, sent[key], "every span of trace {key} forwarded exactly once");
+        }
+        return 0;
+    }
+    records.len() - seen.len()
+}
+
+/// A group evaluating [`tracewarden::testing::SHOP_AVAILABILITY_SLO`]: its configuration file and
+/// the settings naming its SLO topics.
+pub struct SloGroup {
+    pub config: PathBuf,
+    settings: Vec<(&'static str, String)>,
+}
+
+impl SloGroup {
+    /// Creates the input and output (`partitions` each), dead-letter and alerts topics; the
+    /// aggregates and state topics are created by tracewarden itself (the state compacted).
+    pub fn new(broker: &Broker, partitions: i32) -> SloGroup {
+        broker.create_topic(&broker.topic("in"), partitions);
+        broker.create_topic(&broker.topic("out"), partitions);
+        broker.create_topic(&broker.topic("dlq"), 1);
+        broker.create_topic(&broker.topic("alerts"), 1);
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(&broker.name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("slo.toml");
+        std::fs::write(&config, tracewarden::testing::SHOP_AVAILABILITY_SLO).unwrap();
+        let settings = vec![
+            ("TRACEWARDEN__KAFKA__ALERTS_TOPIC", broker.topic("alerts")),
+            ("TRACEWARDEN__KAFKA__AGGREGATES_TOPIC", broker.topic("aggregates")),
+            ("TRACEWARDEN__KAFKA__SLO_STATE_TOPIC", broker.topic("state")),
+        ];
+        SloGroup { config, settings }
+    }
+
+    /// An instance of the group, with `extra` settings.
+    pub fn spawn(&self, broker: &Broker, label: &str, extra: &[(&str, &str)]) -> Instance {
+        let mut settings: Vec<(&str, &str)> = self.settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        settings.extend_from_slice(extra);
+        Instance::spawn_with_config(broker, label, &settings, Some(&self.config))
+    }
+}
