@@ -80,6 +80,12 @@ pub fn demo_config(brokers: &str, listen: SocketAddr, file: Option<&Config>) -> 
     };
     config.kafka =
         KafkaConfig { brokers: brokers.into(), group_id: "tracewarden-demo".into(), ..KafkaConfig::default() };
+    // The mock cluster's coordinator holds a rebalance of a group already up for the session
+    // timeout less a second, whether every member has rejoined or not: a worker joining late
+    // would wait 44 s with the default session.
+    for (key, value) in [("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "500")] {
+        config.kafka.client.insert(key.into(), value.into());
+    }
     config.http = HttpConfig { listen, ..config.http };
     config
 }
@@ -205,7 +211,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     let (bound, server) = {
         let stop = stop_http.clone();
         let app = crate::http::router(pipeline.handles.clone()).merge(fault_switch(faults.clone()));
-        let served = crate::http::serve_router(config.http.listen, app, async move { stop.notified().await }).await?;
+        let served = crate::http::serve_router(&config.http, app, async move { stop.notified().await }).await?;
         pipeline.handles.peers.set_url(&config.http.advertised(served.0));
         served
     };

@@ -3,9 +3,9 @@
 //! [`run`] subscribes to the input topics (`kafka.input_topics`, `[[kafka.inputs]]`), hands every message to a [`MessageHandler`] and
 //! commits the offsets the handler says are done. An instance runs one per worker, each its own
 //! group member; member 0 checks and creates the topics before the others subscribe
-//! ([`TopicsPrepared`]), and the others subscribe in turn, each once the previous one has
-//! joined. With SLOs, member 0 also runs a second member of the group `{group_id}-owners`,
-//! polled by the same thread, consumes the aggregates topic: Kafka balances
+//! ([`TopicsPrepared`]), then all at once, so that they join in one rebalance. With SLOs, member
+//! 0 also runs a second member of the group `{group_id}-owners`, polled by the same thread,
+//! consumes the aggregates topic: Kafka balances
 //! SLO ownership among the instances on its own, never at the expense of the input partitions
 //! (one sticky assignment over both would happily give one instance every input partition).
 //! Invariants (kafka.md "Delivery"):
@@ -38,7 +38,7 @@ use rdkafka::{ClientConfig, ClientContext, Message as _};
 
 use crate::clock::SharedClock;
 use crate::delivery::{classify, ErrorClass};
-use crate::kafka_client::ClientLog;
+use crate::kafka_client::{redact, ClientLog};
 use crate::record::{Message, ENCODING_HEADER};
 use crate::telemetry::events::PipelineEvent;
 use crate::telemetry::PipelineMetrics;
@@ -108,19 +108,6 @@ impl Readiness {
         }
     }
 
-    /// Waits until `member` has joined, `timeout` has passed or shutdown is asked; whether it
-    /// joined.
-    fn wait_joined(&self, member: usize, timeout: Duration, shutdown: &AtomicBool) -> bool {
-        let deadline = Instant::now() + timeout;
-        while !self.joined.lock().expect("joined lock").contains(&member) {
-            if shutdown.load(Ordering::SeqCst) || Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        true
-    }
-
     /// A member leaves (the instance shuts down): not ready from now on.
     fn leave(&self, member: usize) {
         self.joined.lock().expect("joined lock").remove(&member);
@@ -154,11 +141,6 @@ impl TopicsPrepared {
         true
     }
 }
-
-/// How long a worker waits for the previous one to have joined before it subscribes anyway.
-/// Members of one process subscribing in the same millisecond were seen on the mock cluster to
-/// leave one of them waiting for a join answer that never came, until its session expired.
-const JOIN_IN_TURN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a settled member waits for the others before leaving the group anyway (one that
 /// ended on a fatal error never arrives).
@@ -438,7 +420,7 @@ pub fn run<H: MessageHandler>(
         refusal_logged: Mutex::new(None),
     };
     let consumer: BaseConsumer<SourceContext<H>> =
-        settings.client.create_with_context(context(false)).map_err(SourceError::Create)?;
+        settings.client.create_with_context(context(false)).map_err(|e| SourceError::Create(redact(e)))?;
     if settings.member == 0 {
         let Some(check) = wait_for_brokers(&consumer, &settings, &shutdown)? else {
             return Ok(());
@@ -447,11 +429,6 @@ pub fn run<H: MessageHandler>(
         settings.topics_prepared.open();
     } else if !settings.topics_prepared.wait(&shutdown) {
         return Ok(());
-    } else if !ready.wait_joined(settings.member - 1, JOIN_IN_TURN_TIMEOUT, &shutdown) {
-        if shutdown.load(Ordering::SeqCst) {
-            return Ok(());
-        }
-        tracing::info!(member = settings.member, "previous worker not joined yet: subscribing anyway");
     }
     let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
     consumer
@@ -461,7 +438,7 @@ pub fn run<H: MessageHandler>(
         None
     } else {
         let owners: BaseConsumer<SourceContext<H>> =
-            settings.owners_client.create_with_context(context(true)).map_err(SourceError::Create)?;
+            settings.owners_client.create_with_context(context(true)).map_err(|e| SourceError::Create(redact(e)))?;
         let topics: Vec<&str> = settings.owner_topics.iter().map(String::as_str).collect();
         owners
             .subscribe(&topics)
