@@ -46,9 +46,21 @@
     return s ? "?" + s : "";
   }
 
+  /** The access token the user gave ([http] bearer_token), for this tab only. */
+  const TOKEN_KEY = "tw.token";
+
+  /** An API call refused for want of the access token. */
+  class TokenRequired extends Error {}
+
   /** GET an API path; a non-2xx answer throws its message (and the parameter it names). */
   async function api(path) {
-    const response = await fetch(path, { headers: { Accept: "application/json" } });
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    const headers = { Accept: "application/json", ...(token ? { Authorization: "Bearer " + token } : {}) };
+    const response = await fetch(path, { headers });
+    if (response.status === 401) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      throw new TokenRequired(token ? "That access token was refused." : "This tracewarden asks for an access token.");
+    }
     let body = null;
     try { body = await response.json(); } catch (_) { /* not JSON */ }
     if (!response.ok) {
@@ -540,6 +552,17 @@
 
   // ---- rendering ------------------------------------------------------------------------------
 
+  /** The page asking for the access token; the token is kept in this tab's session storage. */
+  function tokenForm(message) {
+    const input = h("input", { type: "password", id: "access-token", name: "token", autocomplete: "current-password", required: true });
+    const form = h("form", { class: "search", onsubmit: (e) => {
+      e.preventDefault();
+      sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+      refresh(true);
+    } }, h("label", { for: "access-token" }, "Access token "), input, h("button", { type: "submit" }, "Open"));
+    return [h("h1", {}, "Access token"), h("p", { class: "muted" }, message, " Ask whoever runs it for the token ([http] bearer_token)."), form];
+  }
+
   function errorBox(message) {
     return h("div", { class: "error-box", "data-error": "", role: "alert" }, message);
   }
@@ -585,7 +608,9 @@
     try {
       result = render ? await render({ ...r.params, environment, range }, pageState) : { state: "error", content: errorBox(`No page "${r.page}".`) };
     } catch (e) {
-      result = { state: "error", content: [h("h1", {}, r.page), errorBox(e.message)] };
+      result = e instanceof TokenRequired
+        ? { state: "token", content: tokenForm(e.message) }
+        : { state: "error", content: [h("h1", {}, r.page), errorBox(e.message)] };
     }
     if (mine !== generation) return; // a newer render started meanwhile
     main.dataset.page = r.page;

@@ -226,8 +226,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let stop_http = Arc::new(tokio::sync::Notify::new());
     let (bound, server) = {
         let stop = stop_http.clone();
-        tracewarden::http::serve(config.http.listen, pipeline.handles.clone(), async move { stop.notified().await })
-            .await?
+        tracewarden::http::serve(&config.http, pipeline.handles.clone(), async move { stop.notified().await }).await?
     };
     pipeline.handles.peers.set_url(&config.http.advertised(bound));
     let receivers = receivers

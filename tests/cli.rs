@@ -60,6 +60,14 @@ fn get_with(addr: &str, path: &str, headers: &str) -> (u16, String) {
 }
 
 fn request(addr: &str, method: &str, path: &str, headers: &str) -> (u16, String) {
+    let response = raw_request(addr, method, path, headers);
+    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// The whole answer to a request, head and body.
+fn raw_request(addr: &str, method: &str, path: &str, headers: &str) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
     write!(
         stream,
@@ -68,9 +76,7 @@ fn request(addr: &str, method: &str, path: &str, headers: &str) -> (u16, String)
     .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
-    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
+    response
 }
 
 /// Starts `tracewarden demo` with `extra` arguments; returns the process and its HTTP address,
@@ -382,6 +388,14 @@ fn terminate(child: &std::process::Child) {
 
 mod common;
 
+/// The mock cluster's coordinator holds a rebalance of a group already up for the session timeout
+/// less a second, whether every member has rejoined or not: with the default 45 s, a worker that
+/// joins after the others (two workers rarely land in the same join) waits 44 s.
+const MOCK_GROUP_TIMING: [(&str, &str); 2] = [
+    ("TRACEWARDEN__KAFKA__CLIENT__SESSION_TIMEOUT_MS", "6000"),
+    ("TRACEWARDEN__KAFKA__CLIENT__HEARTBEAT_INTERVAL_MS", "500"),
+];
+
 /// `tracewarden run` as deployed: consumes, serves exact metrics, and on SIGTERM decides the
 /// traces still buffered, forwards them and commits. The decision wait is an hour, so the only
 /// ways out of the window while the test runs are `window.max_spans_per_trace` (two spans: the
@@ -396,6 +410,7 @@ fn run_consumes_serves_and_shuts_down_cleanly_on_sigterm() {
         .arg("run")
         .env("TRACEWARDEN__KAFKA__BROKERS", &harness.brokers)
         .env("TRACEWARDEN__KAFKA__GROUP_ID", "cli-run")
+        .envs(MOCK_GROUP_TIMING)
         .env("TRACEWARDEN__HTTP__LISTEN", &listen)
         .env("TRACEWARDEN__WINDOW__DECISION_WAIT", "1h")
         .env("TRACEWARDEN__WINDOW__MAX_TRACE_AGE", "2h")
@@ -505,4 +520,95 @@ fn demo_names_a_taken_receiver_port_and_the_flag_to_change_it() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(&addr) && stderr.contains("--otlp-http-listen"), "{stderr}");
+}
+
+/// `[http] bearer_token`: the data is served only to holders of the token (the probes and the
+/// console's own files stay open), an overlong query is refused, and no secret — the token, Kafka
+/// client passwords — shows in any output of the process: its logs, its answers, `check-config`.
+#[test]
+fn run_serves_its_data_only_with_the_token_and_never_shows_a_secret() {
+    let harness = common::Harness::new("cli-secrets");
+    let unique = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let (token, kafka_password, key_password) =
+        (format!("token-{unique}"), format!("kafka-pw-{unique}"), format!("key-pw-{unique}"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let secrets = [
+        ("TRACEWARDEN__HTTP__BEARER_TOKEN", token.as_str()),
+        ("TRACEWARDEN__KAFKA__CLIENT__SASL_USERNAME", "tracewarden"),
+        ("TRACEWARDEN__KAFKA__CLIENT__SASL_PASSWORD", kafka_password.as_str()),
+    ];
+    let mut outputs = String::new();
+    // A property librdkafka refuses (this build has no OpenSSL): its error quotes the value.
+    let refused = Command::new(BIN)
+        .arg("run")
+        .envs(secrets)
+        .env("TRACEWARDEN__KAFKA__CLIENT__SSL_KEY_PASSWORD", &key_password)
+        .env("TRACEWARDEN__KAFKA__BROKERS", &harness.brokers)
+        .env("TRACEWARDEN__HTTP__LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    let refusal = String::from_utf8_lossy(&refused.stderr).into_owned();
+    if !refused.status.success() {
+        assert!(refusal.contains("ssl.key.password") && refusal.contains("[redacted]"), "{refusal}");
+    }
+    outputs += &refusal;
+    let config = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-secrets.toml");
+    std::fs::write(&config, "[kafka]\ngroup_id = \"cli-secrets\"\n").unwrap();
+    let checked = Command::new(BIN).args(["check-config"]).arg(&config).envs(secrets).output().unwrap();
+    assert!(checked.status.success(), "{checked:?}");
+    outputs += &String::from_utf8_lossy(&checked.stdout);
+    outputs += &String::from_utf8_lossy(&checked.stderr);
+    let mut child = Command::new(BIN)
+        .arg("run")
+        .envs(secrets)
+        .env("TRACEWARDEN__KAFKA__BROKERS", &harness.brokers)
+        .env("TRACEWARDEN__KAFKA__GROUP_ID", "cli-secrets")
+        .envs(MOCK_GROUP_TIMING)
+        .env("TRACEWARDEN__HTTP__LISTEN", &listen)
+        .env("TRACEWARDEN__LOG__LEVEL", "debug")
+        // librdkafka's own debug output of its configuration.
+        .env("TRACEWARDEN__KAFKA__CLIENT__DEBUG", "conf,security,generic")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(&listen).is_err() || get(&listen, "/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "never ready: {:?}", get(&listen, "/readyz"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let span = tracewarden::testing::SpanSpec::new("api", 7, 1, None, tracewarden::testing::SERVER, "GET /x");
+    harness.produce(&hex::encode([7u8; 16]), &tracewarden::testing::encode(&[span.http("GET", "/x", 200)]));
+    let bearer = format!("Authorization: Bearer {token}\r\n");
+    for path in ["/api/services", "/metrics", "/api/traces", "/api/pipeline", "/api/slos"] {
+        let refused = raw_request(&listen, "GET", path, "");
+        assert!(refused.starts_with("HTTP/1.1 401"), "{path} without the token: {refused}");
+        assert!(refused.to_ascii_lowercase().contains("www-authenticate: bearer realm=\"tracewarden\""), "{refused}");
+        let wrong = raw_request(&listen, "GET", path, "Authorization: Bearer not-the-token\r\n");
+        assert!(wrong.starts_with("HTTP/1.1 401"), "{path} with another token: {wrong}");
+        let served = raw_request(&listen, "GET", path, &bearer);
+        assert!(served.starts_with("HTTP/1.1 200"), "{path} with the token: {served}");
+        outputs += &served;
+    }
+    for open in ["/healthz", "/readyz", "/", "/console/app.js"] {
+        let served = raw_request(&listen, "GET", open, "");
+        assert!(served.starts_with("HTTP/1.1 200"), "{open} is open: {served}");
+        outputs += &served;
+    }
+    let long = format!("/api/traces?service={}", "x".repeat(9000));
+    let refused = raw_request(&listen, "GET", &long, &bearer);
+    assert!(refused.starts_with("HTTP/1.1 414") && refused.contains("http.max_query_bytes"), "{refused}");
+    terminate(&child);
+    let status = child.wait().unwrap();
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(status.success(), "{status:?}\n{stderr}");
+    assert!(stderr.contains("CONFWARN"), "librdkafka's configuration logs are in the output: {stderr}");
+    outputs += &stdout;
+    outputs += &stderr;
+    for secret in [&token, &kafka_password, &key_password] {
+        assert!(!outputs.contains(secret.as_str()), "{secret} shows in an output:\n{outputs}");
+    }
 }

@@ -222,7 +222,7 @@ fn serve(pipeline: &tracewarden::pipeline::Pipeline) -> String {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let (addr, _server) = runtime
         .block_on(tracewarden::http::serve(
-            "127.0.0.1:0".parse().unwrap(),
+            &tracewarden::http::HttpConfig { listen: "127.0.0.1:0".parse().unwrap(), ..Default::default() },
             pipeline.handles.clone(),
             std::future::pending(),
         ))

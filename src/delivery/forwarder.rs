@@ -106,6 +106,7 @@ impl Forwarder {
         let (sender, reports) = channel();
         let producer = client
             .create_with_context(DeliveryContext { reports: Mutex::new(sender), log })
+            .map_err(crate::kafka_client::redact)
             .map_err(ForwarderError::Create)?;
         Ok(Self { producer, reports, topics })
     }

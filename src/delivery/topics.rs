@@ -37,7 +37,8 @@ pub fn create_topics_with(
     partitions: i32,
     settings: &[(&str, &str)],
 ) -> Result<(), String> {
-    let admin: AdminClient<DefaultClientContext> = client.create().map_err(|e| format!("admin client: {e}"))?;
+    let admin: AdminClient<DefaultClientContext> =
+        client.create().map_err(|e| format!("admin client: {}", crate::kafka_client::redact(e)))?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {

@@ -81,8 +81,10 @@ pub fn run(
     for (k, v) in &settings.client {
         client.set(k, v);
     }
-    let producer: ThreadedProducer<DefaultProducerContext> =
-        client.create().map_err(|source| GenerateError::Producer { brokers: settings.brokers.clone(), source })?;
+    let producer: ThreadedProducer<DefaultProducerContext> = client
+        .create()
+        .map_err(crate::kafka_client::redact)
+        .map_err(|source| GenerateError::Producer { brokers: settings.brokers.clone(), source })?;
     let mut clinic = PetClinic::new(settings.seed, settings.profile.clone());
     let started = Instant::now();
     let mut produced_spans = 0f64;

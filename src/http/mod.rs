@@ -4,6 +4,7 @@
 //! own (the demo's fault switch). Handlers only read shared state: the registry (which renders
 //! the signal store at scrape time), the readiness flag, the signal store and the SLO engine.
 
+mod access;
 mod config;
 
 use std::net::SocketAddr;
@@ -80,6 +81,9 @@ pub fn router(handles: Handles) -> Router {
         .with_state(handles)
 }
 
+/// Largest request body accepted (only the demo's fault switch takes one).
+const MAX_BODY_BYTES: usize = 64 << 10;
+
 /// The console's Content-Security-Policy: everything from this instance only, no inline script, no
 /// framing, no form posts (the console and the APIs only read).
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
@@ -98,22 +102,27 @@ async fn security_headers(mut response: Response) -> Response {
     response
 }
 
-/// Binds `addr` and serves [`router`] until `shutdown` resolves. Returns the bound address (port
-/// 0 allowed) and the server task.
+/// Binds `http.listen` and serves [`router`] until `shutdown` resolves, to the clients `[http]`
+/// admits. Returns the bound address (port 0 allowed) and the server task.
 pub async fn serve(
-    addr: SocketAddr,
+    http: &HttpConfig,
     handles: Handles,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), HttpError> {
-    serve_router(addr, router(handles), shutdown).await
+    serve_router(http, router(handles), shutdown).await
 }
 
-/// Binds `addr` and serves `app` until `shutdown` resolves, as [`serve`] does.
+/// Binds `http.listen` and serves `app` until `shutdown` resolves, as [`serve`] does.
 pub async fn serve_router(
-    addr: SocketAddr,
+    http: &HttpConfig,
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), HttpError> {
+    let addr = http.listen;
+    let access = Arc::new(access::Access::new(http));
+    let app = app
+        .layer(axum::middleware::from_fn_with_state(access, access::guard))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
     let listener = TcpListener::bind(addr).await.map_err(|source| HttpError::Bind { addr, source })?;
     let bound = listener.local_addr().map_err(|source| HttpError::Bind { addr, source })?;
     let task = tokio::spawn(async move {

@@ -35,7 +35,7 @@ use tokio::task::JoinHandle;
 
 pub use config::{IngestConfig, OtlpIngestConfig, XrayIngestConfig};
 
-use crate::kafka_client::{with_client_properties, KafkaConfig};
+use crate::kafka_client::{redact, with_client_properties, KafkaConfig};
 
 /// Why a receiver could not start.
 #[derive(Debug, thiserror::Error)]
@@ -182,7 +182,7 @@ impl IngestSink {
             .set("message.timeout.ms", delivery_timeout.as_millis().max(1).to_string());
         let producer = with_client_properties(client, kafka, false)
             .create()
-            .map_err(|source| IngestError::Producer { brokers: kafka.brokers.clone(), source })?;
+            .map_err(|source| IngestError::Producer { brokers: kafka.brokers.clone(), source: redact(source) })?;
         Ok(Self {
             producer,
             dead_letter_topic: kafka.dead_letter_topic.clone(),

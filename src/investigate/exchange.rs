@@ -125,13 +125,10 @@ pub struct Exchange {
 impl Exchange {
     /// Starts the exchange thread; it ends once `shutdown` is set, after a last publication.
     pub fn start(self, shutdown: Arc<AtomicBool>) -> Result<std::thread::JoinHandle<()>, ExchangeError> {
-        let producer: BaseProducer = self
-            .producer_client
-            .clone()
-            .set("compression.type", "lz4")
-            .set("linger.ms", "20")
-            .create()
-            .map_err(|source| ExchangeError::Client { client: "producer", source })?;
+        let producer: BaseProducer =
+            self.producer_client.clone().set("compression.type", "lz4").set("linger.ms", "20").create().map_err(
+                |source| ExchangeError::Client { client: "producer", source: crate::kafka_client::redact(source) },
+            )?;
         let consumer: BaseConsumer = self
             .consumer_client
             .clone()
@@ -139,7 +136,10 @@ impl Exchange {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .create()
-            .map_err(|source| ExchangeError::Client { client: "consumer", source })?;
+            .map_err(|source| ExchangeError::Client {
+                client: "consumer",
+                source: crate::kafka_client::redact(source),
+            })?;
         self.timeline.start_publishing();
         self.traces.lock().expect("trace store lock").start_publishing();
         let thread = std::thread::Builder::new()

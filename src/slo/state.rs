@@ -46,7 +46,7 @@ impl StateReader {
         // never commits.
         let group = format!("{}-reader", topic);
         client.set("enable.auto.commit", "false").set("enable.partition.eof", "false").set("group.id", group);
-        let consumer: BaseConsumer = client.create().map_err(StateError::Create)?;
+        let consumer: BaseConsumer = client.create().map_err(|e| StateError::Create(crate::kafka_client::redact(e)))?;
         let metadata = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(10))
             .map_err(|source| StateError::Metadata { topic: topic.into(), source })?;
