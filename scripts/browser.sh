@@ -46,7 +46,10 @@ fi
 mkdir -p target/browser
 out=target/browser/demo.out
 log=target/browser/demo.log
-"$bin" demo --listen 127.0.0.1:0 --otlp-grpc-listen 127.0.0.1:0 --otlp-http-listen 127.0.0.1:0 --xray-listen 127.0.0.1:0 --duration 8m >"$out" 2>"$log" &
+# The console is tested as deployed with [http] bearer_token: it asks for the token once.
+TRACEWARDEN_CONSOLE_TOKEN=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+export TRACEWARDEN_CONSOLE_TOKEN
+TRACEWARDEN__HTTP__BEARER_TOKEN=$TRACEWARDEN_CONSOLE_TOKEN "$bin" demo --listen 127.0.0.1:0 --otlp-grpc-listen 127.0.0.1:0 --otlp-http-listen 127.0.0.1:0 --xray-listen 127.0.0.1:0 --duration 8m >"$out" 2>"$log" &
 demo=$!
 started_ms=$(date +%s%3N)
 stop_demo() {

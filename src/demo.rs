@@ -64,8 +64,10 @@ pub enum DemoError {
 
 /// The demo's configuration: the in-process cluster, HTTP on `listen`, and either `file`'s
 /// `[[sampling.rules]]`, `[[slo]]`, `[window]` and `[metrics]` (as loaded: defaults where the file
-/// is silent) or, without a file, the demo's own ([`built_in_config`]). A file's `[kafka]`, `[http]`
-/// and `[log]` settings give way to the cluster's, `listen` and the demo's console logs.
+/// is silent) or, without a file, the demo's own ([`built_in_config`]). A file's `[kafka]` and
+/// `[log]` settings give way to the cluster's and the demo's console logs, its `[http]` address
+/// to `listen` (its credentials stay). Without a file, `TRACEWARDEN__HTTP__BEARER_TOKEN` in the
+/// environment asks for a token, as it does of `run`.
 pub fn demo_config(brokers: &str, listen: SocketAddr, file: Option<&Config>) -> Config {
     let mut config = match file {
         Some(file) => Config {
@@ -86,7 +88,14 @@ pub fn demo_config(brokers: &str, listen: SocketAddr, file: Option<&Config>) -> 
     for (key, value) in [("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "500")] {
         config.kafka.client.insert(key.into(), value.into());
     }
-    config.http = HttpConfig { listen, ..config.http };
+    config.http = match file {
+        Some(file) => HttpConfig { listen, advertised_url: None, ..file.http.clone() },
+        None => HttpConfig {
+            listen,
+            bearer_token: std::env::var("TRACEWARDEN__HTTP__BEARER_TOKEN").ok().map(crate::settings::Secret::new),
+            ..config.http
+        },
+    };
     config
 }
 

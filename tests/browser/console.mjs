@@ -87,6 +87,11 @@ const browser = await chromium.launch({
     '--disable-component-update', '--disable-sync'],
 });
 const context = await browser.newContext({ viewport: { width: 1440, height: 900 }, deviceScaleFactor: 1 });
+// The demo asks for this token ([http] bearer_token; scripts/browser.sh sets both). Every page of
+// the checks below starts with it in its tab's storage, as after the user typed it once; the
+// access check types it.
+const TOKEN = process.env.TRACEWARDEN_CONSOLE_TOKEN;
+if (TOKEN) await context.addInitScript((token) => sessionStorage.setItem('tw.token', token), TOKEN);
 // Nothing may leave the instance: such a request is a failure, and it is blocked so that it cannot
 // hang or succeed by chance.
 await context.route((url) => !sameInstance(url.href), (route) => route.abort('blockedbyclient'));
@@ -255,6 +260,34 @@ await check('the instance serves the console', async (page) => {
   const nav = await page.locator('nav a[href^="#/"]').count();
   assert.ok(nav >= 5, `the page has its navigation (nav a[href^="#/"]: ${nav})`);
 });
+
+if (TOKEN) {
+  await check('access: without the token the console asks for it, refuses a wrong one, then shows the data', async () => {
+    const refused = await fetch(`${ORIGIN}/api/services`);
+    assert.equal(refused.status, 401, 'the API refuses a request without the token');
+    assert.match(refused.headers.get('www-authenticate') ?? '', /^Bearer/, 'and says which credentials it takes');
+    const granted = await fetch(`${ORIGIN}/api/services`, { headers: { Authorization: `Bearer ${TOKEN}` } });
+    assert.equal(granted.status, 200, 'the API serves a request with the token');
+    // A tab that was never given the token.
+    const fresh = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+    await fresh.route((url) => !sameInstance(url.href), (route) => route.abort('blockedbyclient'));
+    const page = watch(await fresh.newPage());
+    try {
+      await page.goto(`${ORIGIN}/#/services`);
+      const form = () => document.querySelector('main#page')?.dataset.state === 'token' && !!document.querySelector('#access-token');
+      await until(page, 'the console asks for the token', form);
+      await page.fill('#access-token', 'not-the-token');
+      await page.click('main#page button[type=submit]');
+      await until(page, 'the console says the token was refused',
+        () => /refused/.test(document.querySelector('main#page')?.innerText ?? '') && !!document.querySelector('#access-token'));
+      await page.fill('#access-token', TOKEN);
+      await page.click('main#page button[type=submit]');
+      await settled(page, 'services', { states: ['ready', 'empty'] });
+    } finally {
+      await fresh.close();
+    }
+  }, { allow: [/HTTP 401 for GET .*\/api\//, /console\.error: Failed to load resource: .*401/] });
+}
 
 await check('services: the table lists the six services of the demo', async (page) => {
   await open(page, '#/services', 'services', { states: ['ready', 'empty'] });
@@ -446,7 +479,8 @@ await check(`slo: ${SLO} shows its charts and a firing alert`, async (page) => {
     await until(page, 'a firing alert in table[data-table=alerts]', hasRows, 'alerts', left);
   } catch (e) {
     // Tell a console that does not refresh from an SLO that does not fire.
-    const api = await page.request.get(`${ORIGIN}/api/slos`).then((r) => r.json()).catch(() => null);
+    const headers = TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {};
+    const api = await page.request.get(`${ORIGIN}/api/slos`, { headers }).then((r) => r.json()).catch(() => null);
     const firing = api?.slos?.find((s) => s.name === SLO)?.firing;
     await page.reload();
     await settled(page, 'slo', { states: ['ready', 'empty'] }).catch(() => {});
