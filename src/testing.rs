@@ -252,3 +252,8 @@ pub fn fuzz_decode(input: InputEncoding, data: &[u8]) {
     after.sort_by(|a, b| a.partial_cmp(b).expect("comparable"));
     assert_eq!(before, after, "every span survives re-encoding");
 }
+
+/// The span ids of a forwarded OTLP message, in order.
+pub fn span_ids(data: &TracesData) -> Vec<Vec<u8>> {
+    data.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans).map(|s| s.span_id.clone()).collect()
+}

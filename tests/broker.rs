@@ -12,7 +12,7 @@ use processes::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::producer::{BaseRecord, Producer};
@@ -400,46 +400,6 @@ fn two_instances_answer_as_one_instance_with_the_whole_input() {
     assert!(response.starts_with("HTTP/1.1 307"), "{response}");
     assert!(response.contains(&format!("location: {held_by}/api/traces/{trace_id}")), "{response}");
     drop((first, second, alone));
-}
-
-/// A broker of this test's own (Tansu, in memory), so that it can be paused without disturbing
-/// the other tests' broker.
-struct OwnBroker {
-    process: Child,
-    brokers: String,
-}
-
-impl OwnBroker {
-    fn start() -> OwnBroker {
-        let port = free_port();
-        let brokers = format!("127.0.0.1:{port}");
-        let url = format!("tcp://{brokers}");
-        let process = Command::new("tansu")
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("needs the tansu binary on PATH (scripts/broker.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(&brokers).is_err() {
-            assert!(Instant::now() < deadline, "Tansu never listened on {brokers}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        OwnBroker { process, brokers }
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill").args([signal, &self.process.id().to_string()]).status().unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
 }
 
 /// The broker stops answering (SIGSTOP) while an SDK sends to the OTLP/HTTP receiver: the SDK is

@@ -346,13 +346,7 @@ fn late_spans_follow_and_shutdown_hands_root_less_traces_over() {
     let handed_over: Vec<&Record> = output.iter().filter(|r| r.key.as_deref() == Some(key(2).as_bytes())).collect();
     assert_eq!(handed_over.len(), 1, "the handed-over trace forwarded once, by the next owner");
     let data = TracesData::decode(&handed_over[0].payload[..]).unwrap();
-    let span_ids: BTreeSet<Vec<u8>> = data
-        .resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .flat_map(|s| &s.spans)
-        .map(|s| s.span_id.clone())
-        .collect();
+    let span_ids: BTreeSet<Vec<u8>> = tracewarden::testing::span_ids(&data).into_iter().collect();
     assert_eq!(span_ids.len(), 2, "whole: both of its spans in one message");
     wait_for("everything committed", || harness.committed_to_end());
     restarted.stop().unwrap();

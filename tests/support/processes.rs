@@ -434,3 +434,56 @@ impl SloGroup {
         Instance::spawn_with_config(broker, label, &settings, Some(&self.config))
     }
 }
+
+/// A broker of this test's own (Tansu, in memory), so that it can be paused without disturbing
+/// the other tests' broker.
+pub struct OwnBroker {
+    process: Child,
+    /// Where clients reach it: its own address, or the one it advertises.
+    pub brokers: String,
+    listen: String,
+}
+
+impl OwnBroker {
+    pub fn start() -> OwnBroker {
+        Self::advertising(None)
+    }
+
+    /// A broker that tells clients to reach it at `advertised` (a proxy's address) when given.
+    pub fn advertising(advertised: Option<&str>) -> OwnBroker {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{listen}");
+        let advertised_url = advertised.map_or_else(|| url.clone(), |a| format!("tcp://{a}"));
+        let process = Command::new("tansu")
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &advertised_url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("needs the tansu binary on PATH (scripts/broker.sh installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(&listen).is_err() {
+            assert!(Instant::now() < deadline, "Tansu never listened on {listen}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        OwnBroker { process, brokers: advertised.map_or_else(|| listen.clone(), String::from), listen }
+    }
+
+    /// The address it listens on (what a proxy in front of it forwards to).
+    pub fn listen_addr(&self) -> String {
+        self.listen.clone()
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([signal, &self.process.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}

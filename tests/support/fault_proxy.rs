@@ -1,0 +1,110 @@
+//! A TCP proxy that injects network faults between Kafka clients and a broker (tests/chaos.rs):
+//! the broker advertises the proxy's address, so every connection of every client goes through
+//! it. [`Fault::Cut`] closes every connection and refuses new ones, [`Fault::Stall`] stops moving
+//! bytes (connections stay open, as behind a black-holing firewall), [`Fault::Slow`] moves them
+//! in small chunks with a delay each; [`Fault::None`] heals.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    None = 0,
+    Cut = 1,
+    Stall = 2,
+    Slow = 3,
+}
+
+impl Fault {
+    fn from_u8(value: u8) -> Fault {
+        match value {
+            1 => Fault::Cut,
+            2 => Fault::Stall,
+            3 => Fault::Slow,
+            _ => Fault::None,
+        }
+    }
+}
+
+pub struct FaultProxy {
+    pub addr: String,
+    fault: Arc<AtomicU8>,
+    /// Both ends of every open connection, to close them on a cut.
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl FaultProxy {
+    /// Listens on `port` (127.0.0.1) and forwards to `upstream`.
+    pub fn start(port: u16, upstream: String) -> FaultProxy {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("proxy port");
+        let addr = listener.local_addr().unwrap().to_string();
+        let fault = Arc::new(AtomicU8::new(Fault::None as u8));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (accept_fault, accept_open) = (fault.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if Fault::from_u8(accept_fault.load(Ordering::SeqCst)) == Fault::Cut {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                };
+                let _ = (client.set_nodelay(true), server.set_nodelay(true));
+                {
+                    let mut open = accept_open.lock().unwrap();
+                    open.retain(|s| s.peer_addr().is_ok());
+                    open.extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                }
+                for (from, to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)] {
+                    let fault = accept_fault.clone();
+                    std::thread::spawn(move || pump(from, to, &fault));
+                }
+            }
+        });
+        FaultProxy { addr, fault, open }
+    }
+
+    pub fn set(&self, fault: Fault) {
+        self.fault.store(fault as u8, Ordering::SeqCst);
+        if fault == Fault::Cut {
+            for stream in self.open.lock().unwrap().drain(..) {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// Moves bytes from `from` to `to` under the current fault, until either end closes.
+fn pump(mut from: TcpStream, mut to: TcpStream, fault: &AtomicU8) {
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let limit = match Fault::from_u8(fault.load(Ordering::SeqCst)) {
+            Fault::Stall => {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            Fault::Slow => 512,
+            Fault::None | Fault::Cut => buffer.len(),
+        };
+        let n = match from.read(&mut buffer[..limit]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if Fault::from_u8(fault.load(Ordering::SeqCst)) == Fault::Slow {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if to.write_all(&buffer[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+}
