@@ -37,6 +37,7 @@ pub mod span_path;
 pub mod telemetry;
 #[doc(hidden)]
 pub mod testing;
+pub mod tls;
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {

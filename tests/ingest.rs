@@ -31,6 +31,12 @@ fn start(harness: &Harness, ack_timeout: Duration) -> Receivers {
 
 /// The same, at most `max_in_flight_bytes` waiting for Kafka.
 fn start_bounded(harness: &Harness, ack_timeout: Duration, max_in_flight_bytes: usize) -> Receivers {
+    let otlp = OtlpIngestConfig { ack_timeout: HumanDuration(ack_timeout), max_in_flight_bytes, ..Default::default() };
+    start_with(harness, otlp)
+}
+
+/// The receivers with `otlp`'s settings (the addresses and request limit are the test's).
+fn start_with(harness: &Harness, otlp: OtlpIngestConfig) -> Receivers {
     harness.cluster.create_topic("xray_segments", 2, 1).unwrap();
     harness.cluster.create_topic("tracewarden_dead_letters", 1, 1).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -39,9 +45,7 @@ fn start_bounded(harness: &Harness, ack_timeout: Duration, max_in_flight_bytes: 
             grpc_listen: "127.0.0.1:0".parse().unwrap(),
             http_listen: "127.0.0.1:0".parse().unwrap(),
             max_request_bytes: 4096,
-            ack_timeout: HumanDuration(ack_timeout),
-            max_in_flight_bytes,
-            ..Default::default()
+            ..otlp
         }),
         xray: Some(XrayIngestConfig { listen: "127.0.0.1:0".parse().unwrap(), ..Default::default() }),
     };
@@ -273,4 +277,51 @@ fn otlp_requests_past_the_in_flight_bound_are_refused_at_once() {
     harness.cluster.clear_request_errors(RDKafkaApiKey::Produce);
     let (status, _, _) = post(receivers.otlp, "application/x-protobuf", "", &small);
     assert_eq!(status, 200);
+}
+
+/// The receivers as the Collector's secured ones: TLS, and a bearer token (`bearertokenauth`).
+/// The OpenTelemetry Python SDK's OTLP/HTTP and OTLP/gRPC exporters, trusting the certificate and
+/// sending the token, get every span on Kafka; with another token both are refused and nothing
+/// is written.
+#[test]
+fn sdks_send_over_tls_with_the_token_and_are_refused_without_it() {
+    let harness = Harness::new("ingest-tls");
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ingest-tls");
+    let (cert, key) = common::self_signed_certificate(&dir);
+    let otlp = OtlpIngestConfig {
+        bearer_token: Some(tracewarden::settings::Secret::new("receiver-token")),
+        tls_cert_file: Some(cert.clone()),
+        tls_key_file: Some(key),
+        ack_timeout: HumanDuration(Duration::from_secs(10)),
+        ..Default::default()
+    };
+    let receivers = start_with(&harness, otlp);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/send_otlp_tls.py");
+    let send = |token: &str| {
+        std::process::Command::new("python3")
+            .arg(script)
+            .arg(format!("https://{}", receivers.otlp))
+            .arg(receivers.grpc.to_string())
+            .arg(&cert)
+            .arg(token)
+            // requests lets these override the exporter's own trust (its certificate_file).
+            .env_remove("REQUESTS_CA_BUNDLE")
+            .env_remove("CURL_CA_BUNDLE")
+            .output()
+            .expect("python3 with the OpenTelemetry SDK (scripts/test.sh installs it)")
+    };
+    let spans =
+        |receiver: &str| counter(&receivers.registry, "tracewarden_ingest_spans_total", &[("receiver", receiver)]);
+    let refused = send("another-token");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "a wrong token is refused: {said}");
+    assert!(said.contains("OTLP/HTTP") && said.contains("OTLP/gRPC"), "both exporters failed: {said}");
+    assert!(!said.contains("CERTIFICATE_VERIFY_FAILED"), "for the token, not the certificate: {said}");
+    assert_eq!((spans("otlp_http"), spans("otlp_grpc")), (0.0, 0.0), "nothing written for it");
+    let sent = send("receiver-token");
+    assert!(sent.status.success(), "the SDK exported over TLS: {}", String::from_utf8_lossy(&sent.stderr));
+    assert_eq!((spans("otlp_http"), spans("otlp_grpc")), (3.0, 2.0), "every span on Kafka");
+    // A plain-text client cannot talk to a TLS receiver.
+    let plain = std::panic::catch_unwind(|| post(receivers.otlp, "application/x-protobuf", "", b""));
+    assert!(plain.is_err() || plain.is_ok_and(|(status, _, _)| status != 200), "plain HTTP is not served");
 }

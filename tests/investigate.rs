@@ -382,3 +382,46 @@ fn two_instances_answer_for_the_whole_group() {
     assert_eq!(alone["heldBy"], format!("http://{holder}"));
     other_pipeline.stop().unwrap();
 }
+
+/// `[http]` TLS with a token, as curl (a real client) sees it: the API over HTTPS answers 401
+/// without the token and the data with it; the probes answer without it; plain HTTP gets no
+/// answer; the instance advertises an `https://` URL.
+#[test]
+fn the_api_over_https_answers_curl_only_with_the_token() {
+    let harness = Harness::new("investigate-https");
+    let pipeline = harness.start();
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("investigate-https");
+    let (cert, key) = common::self_signed_certificate(&dir);
+    let http = tracewarden::http::HttpConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        bearer_token: Some(tracewarden::settings::Secret::new("api-token")),
+        tls_cert_file: Some(cert.clone()),
+        tls_key_file: Some(key),
+        ..Default::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let (addr, _server) =
+        runtime.block_on(tracewarden::http::serve(&http, pipeline.handles.clone(), std::future::pending())).unwrap();
+    assert_eq!(http.advertised(addr), format!("https://{addr}"));
+    let curl = |path: &str, token: Option<&str>| -> String {
+        let mut command = std::process::Command::new("curl");
+        command.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"]).arg(&cert);
+        if let Some(token) = token {
+            command.args(["-H", &format!("Authorization: Bearer {token}")]);
+        }
+        let out = command.arg(format!("https://{addr}{path}")).output().expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(curl("/api/services", None), "401");
+    assert_eq!(curl("/api/services", Some("wrong")), "401");
+    assert_eq!(curl("/api/services", Some("api-token")), "200");
+    assert_eq!(curl("/metrics", Some("api-token")), "200");
+    assert_eq!(curl("/healthz", None), "200", "probes need no token");
+    let plain = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"])
+        .arg(format!("http://{addr}/healthz"))
+        .output()
+        .unwrap();
+    assert_ne!(String::from_utf8_lossy(&plain.stdout), "200", "plain HTTP is not served");
+    pipeline.stop().unwrap();
+}

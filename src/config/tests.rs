@@ -109,6 +109,22 @@ fn bad_values_name_the_key_and_the_form() {
     assert_eq!(p[0].key, "http.listen");
 }
 
+/// `[http]` and `[ingest.otlp]` credentials and TLS: each half of a pair asks for the other, a
+/// path must be one, a misspelt key is named.
+#[test]
+fn access_and_tls_settings_are_checked() {
+    let keys = |toml: &str| problems(toml).into_iter().map(|p| p.key).collect::<Vec<_>>();
+    assert_eq!(keys("[http]\ntls_cert_file = \"c.pem\"\n"), vec!["http.tls_key_file"]);
+    assert_eq!(keys("[http]\nbasic_username = \"sre\"\n"), vec!["http.basic_password"]);
+    assert_eq!(keys("[http]\nbearer_token = \" \"\n"), vec!["http.bearer_token"]);
+    assert_eq!(keys("[http]\nopen_paths = [\"metrics\"]\n"), vec!["http.open_paths[0]"]);
+    assert_eq!(keys("[ingest.otlp]\ntls_key_file = \"k.pem\"\n"), vec!["ingest.otlp.tls_key_file"]);
+    let p = problems("[http]\nbearer_tokn = \"x\"\n");
+    assert!(p[0].message.contains("bearer_tokn"), "{p:?}");
+    let fine = Config::from_toml("[http]\nbearer_token = \"t\"\ntls_cert_file = \"c.pem\"\ntls_key_file = \"k.pem\"\n");
+    assert!(fine.is_ok_and(|c| c.http.tls().is_some() && c.http.bearer_token.is_some()));
+}
+
 #[test]
 fn cross_field_rules_report_every_problem() {
     let p = problems(

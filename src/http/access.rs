@@ -49,6 +49,17 @@ impl Access {
         }
     }
 
+    /// Only `bearer` (when given) on every path: what the receivers ask of SDKs, as the
+    /// Collector's `bearertokenauth` does.
+    pub fn bearer_only(bearer: Option<Secret>) -> Self {
+        Self { bearer, basic: None, open_paths: Vec::new(), max_query_bytes: 8192 }
+    }
+
+    /// Whether a request with these headers may go on (always, when no credentials are asked).
+    pub fn permits(&self, headers: &HeaderMap) -> bool {
+        !self.asks_credentials() || self.admits(headers)
+    }
+
     fn asks_credentials(&self) -> bool {
         self.bearer.is_some() || self.basic.is_some()
     }

@@ -2,6 +2,7 @@
 //! field.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -39,6 +40,13 @@ pub struct HttpConfig {
     /// 256. (Request bodies, which only the demo's fault switch takes, are limited to 64 KiB.)
     #[serde(default = "default_max_query_bytes")]
     pub max_query_bytes: usize,
+    /// With `tls_key_file`: serve HTTPS with this certificate chain (PEM, the server's first).
+    /// Default none (plain HTTP).
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key of `tls_cert_file` (PEM: PKCS#8, PKCS#1 or SEC1). Default none.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -63,6 +71,8 @@ impl Default for HttpConfig {
             basic_password: None,
             open_paths: default_open_paths(),
             max_query_bytes: default_max_query_bytes(),
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -101,6 +111,11 @@ impl HttpConfig {
             );
         }
         check(
+            self.tls_cert_file.is_some() == self.tls_key_file.is_some(),
+            "http.tls_key_file",
+            "TLS needs both http.tls_cert_file and http.tls_key_file".into(),
+        );
+        check(
             self.max_query_bytes >= 256,
             "http.max_query_bytes",
             format!("{} is too small: at least 256", self.max_query_bytes),
@@ -109,6 +124,12 @@ impl HttpConfig {
 
     /// The URL this instance advertises once bound to `bound`.
     pub fn advertised(&self, bound: SocketAddr) -> String {
-        self.advertised_url.clone().unwrap_or_else(|| format!("http://{bound}"))
+        let scheme = if self.tls().is_some() { "https" } else { "http" };
+        self.advertised_url.clone().unwrap_or_else(|| format!("{scheme}://{bound}"))
+    }
+
+    /// The certificate and key to serve HTTPS with, when both are configured.
+    pub fn tls(&self) -> Option<crate::tls::TlsFiles> {
+        crate::tls::TlsFiles::of(&self.tls_cert_file, &self.tls_key_file)
     }
 }

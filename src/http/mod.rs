@@ -4,7 +4,7 @@
 //! own (the demo's fault switch). Handlers only read shared state: the registry (which renders
 //! the signal store at scrape time), the readiness flag, the signal store and the SLO engine.
 
-mod access;
+pub mod access;
 mod config;
 
 use std::net::SocketAddr;
@@ -42,6 +42,8 @@ pub enum HttpError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot serve HTTPS ([http] tls_cert_file, tls_key_file): {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// What the HTTP server and the caller see of a running pipeline.
@@ -123,13 +125,11 @@ pub async fn serve_router(
     let app = app
         .layer(axum::middleware::from_fn_with_state(access, access::guard))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
+    let tls = http.tls().map(|files| files.server_config()).transpose()?;
     let listener = TcpListener::bind(addr).await.map_err(|source| HttpError::Bind { addr, source })?;
     let bound = listener.local_addr().map_err(|source| HttpError::Bind { addr, source })?;
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    let task = crate::tls::spawn_axum(listener, tls, app, shutdown, "HTTP")
+        .map_err(|source| HttpError::Bind { addr, source })?;
     Ok((bound, task))
 }
 

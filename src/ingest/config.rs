@@ -3,11 +3,12 @@
 //! field.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::settings::{HumanDuration, Problem};
+use crate::settings::{HumanDuration, Problem, Secret};
 
 /// `[ingest]`.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -50,6 +51,26 @@ pub struct OtlpIngestConfig {
     /// `max_request_bytes`.
     #[serde(default = "default_max_in_flight_bytes")]
     pub max_in_flight_bytes: usize,
+    /// A token every request must carry (`Authorization: Bearer <token>`; gRPC: the
+    /// `authorization` metadata), as the Collector's `bearertokenauth` asks; else 401 /
+    /// `UNAUTHENTICATED`. Default none. From the environment:
+    /// `TRACEWARDEN__INGEST__OTLP__BEARER_TOKEN`.
+    #[serde(default)]
+    pub bearer_token: Option<Secret>,
+    /// With `tls_key_file`: both OTLP receivers serve TLS with this certificate chain (PEM).
+    /// Default none.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key of `tls_cert_file` (PEM). Default none.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
+}
+
+impl OtlpIngestConfig {
+    /// The certificate and key to serve TLS with, when both are configured.
+    pub fn tls(&self) -> Option<crate::tls::TlsFiles> {
+        crate::tls::TlsFiles::of(&self.tls_cert_file, &self.tls_key_file)
+    }
 }
 
 fn default_grpc_listen() -> SocketAddr {
@@ -82,6 +103,9 @@ impl Default for OtlpIngestConfig {
             max_request_bytes: default_max_request_bytes(),
             ack_timeout: default_ack_timeout(),
             max_in_flight_bytes: default_max_in_flight_bytes(),
+            bearer_token: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -130,6 +154,16 @@ impl IngestConfig {
                     "{} must be at least ingest.otlp.max_request_bytes ({}) and at most 4 GiB",
                     otlp.max_in_flight_bytes, otlp.max_request_bytes
                 ),
+            );
+            check(
+                otlp.tls_cert_file.is_some() == otlp.tls_key_file.is_some(),
+                "ingest.otlp.tls_key_file",
+                "TLS needs both ingest.otlp.tls_cert_file and ingest.otlp.tls_key_file".into(),
+            );
+            check(
+                otlp.bearer_token.as_ref().is_none_or(|t| !t.expose().trim().is_empty()),
+                "ingest.otlp.bearer_token",
+                "must not be empty (leave it out to ask for no token)".into(),
             );
             check(
                 otlp.topic.as_ref().is_none_or(|t| !t.trim().is_empty()),

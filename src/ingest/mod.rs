@@ -48,6 +48,8 @@ pub enum IngestError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot serve the OTLP receivers over TLS ([ingest.otlp] tls_cert_file, tls_key_file): {0}")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("cannot create the receivers' Kafka producer for {brokers}: {source}")]
     Producer {
         brokers: String,
@@ -323,7 +325,7 @@ impl Bound {
         };
         if let (Some(listener), Some(otlp)) = (self.otlp_grpc, &ingest.otlp) {
             let (bound, task) =
-                otlp_grpc::serve(listener, otlp, otlp_topic(otlp), sink.clone(), metrics.clone(), shutdown.clone());
+                otlp_grpc::serve(listener, otlp, otlp_topic(otlp), sink.clone(), metrics.clone(), shutdown.clone())?;
             tracing::info!(listen = %bound, "OTLP/gRPC receiver listening");
             receivers.otlp_grpc = Some(bound);
             receivers.tasks.push(task);
@@ -331,7 +333,7 @@ impl Bound {
         if let (Some(listener), Some(otlp)) = (self.otlp_http, &ingest.otlp) {
             let topic = otlp_topic(otlp);
             let (bound, task) =
-                otlp_http::serve(listener, otlp, topic, sink.clone(), metrics.clone(), shutdown.clone());
+                otlp_http::serve(listener, otlp, topic, sink.clone(), metrics.clone(), shutdown.clone())?;
             tracing::info!(listen = %bound, "OTLP/HTTP receiver listening");
             receivers.otlp_http = Some(bound);
             receivers.tasks.push(task);

@@ -14,9 +14,12 @@ use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tonic::codec::CompressionEncoding;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Identity, ServerTlsConfig};
 
 use super::split::{split_request, Body};
 use super::{IngestMetrics, IngestSink, OtlpIngestConfig};
+use crate::http::access::Access;
 
 const RECEIVER: &str = "otlp_grpc";
 
@@ -53,16 +56,35 @@ pub fn serve(
     sink: IngestSink,
     metrics: IngestMetrics,
     shutdown: Arc<tokio::sync::Notify>,
-) -> (SocketAddr, JoinHandle<()>) {
-    let bound = listener.local_addr().unwrap_or(config.http_listen);
+) -> Result<(SocketAddr, JoinHandle<()>), super::IngestError> {
+    let bound = listener.local_addr().unwrap_or(config.grpc_listen);
     let receiver = Receiver { topic, sink, metrics, ack_timeout: config.ack_timeout.0 };
     let service = TraceServiceServer::new(receiver)
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(config.max_request_bytes);
+    let access = Arc::new(Access::bearer_only(config.bearer_token.clone()));
+    let service = InterceptedService::new(service, move |request: tonic::Request<()>| {
+        let headers = request.metadata().clone().into_headers();
+        if access.permits(&headers) {
+            Ok(request)
+        } else {
+            Err(tonic::Status::unauthenticated("a bearer token is required ([ingest.otlp] bearer_token)"))
+        }
+    });
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(files) = config.tls() {
+        let (cert, key) = files.read_pem()?;
+        let tls = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+        builder = builder.tls_config(tls).map_err(|e| crate::tls::TlsError::Identity {
+            cert: files.cert.clone(),
+            key: files.key.clone(),
+            reason: e.to_string(),
+        })?;
+    }
     let task = tokio::spawn(async move {
         let incoming = tonic::transport::server::TcpIncoming::from(listener);
-        let served = tonic::transport::Server::builder()
+        let served = builder
             .add_service(service)
             .serve_with_incoming_shutdown(incoming, async move { shutdown.notified().await })
             .await;
@@ -70,5 +92,5 @@ pub fn serve(
             tracing::error!(error = %e, "OTLP/gRPC receiver failed");
         }
     });
-    (bound, task)
+    Ok((bound, task))
 }

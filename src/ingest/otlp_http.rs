@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 
 use super::split::{split, Body};
 use super::{IngestMetrics, IngestSink, OtlpIngestConfig};
+use crate::http::access::{guard, Access};
 
 const RECEIVER: &str = "otlp_http";
 /// How long a client told 503 should wait before retrying.
@@ -45,7 +46,8 @@ struct RpcStatus {
     message: String,
 }
 
-/// Serves on `listener` until `shutdown`; returns the bound address and the server task.
+/// Serves on `listener` (over TLS when configured, to the holders of the token when one is
+/// asked) until `shutdown`; returns the bound address and the server task.
 pub fn serve(
     listener: TcpListener,
     config: &OtlpIngestConfig,
@@ -53,7 +55,7 @@ pub fn serve(
     sink: IngestSink,
     metrics: IngestMetrics,
     shutdown: Arc<tokio::sync::Notify>,
-) -> (SocketAddr, JoinHandle<()>) {
+) -> Result<(SocketAddr, JoinHandle<()>), super::IngestError> {
     let bound = listener.local_addr().unwrap_or(config.http_listen);
     let receiver = Arc::new(Receiver {
         topic,
@@ -62,18 +64,18 @@ pub fn serve(
         max_request_bytes: config.max_request_bytes,
         ack_timeout: config.ack_timeout.0,
     });
+    let access = Arc::new(Access::bearer_only(config.bearer_token.clone()));
     let app = Router::new()
         .route("/v1/traces", post(export))
         .layer(DefaultBodyLimit::max(config.max_request_bytes))
-        .with_state(receiver);
-    let task = tokio::spawn(async move {
-        if let Err(e) =
-            axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.notified().await }).await
-        {
-            tracing::error!(error = %e, "OTLP/HTTP receiver failed");
-        }
-    });
-    (bound, task)
+        .with_state(receiver)
+        .layer(axum::middleware::from_fn_with_state(access, guard));
+    let stop = async move { shutdown.notified().await };
+    let tls = config.tls().map(|files| files.server_config()).transpose()?;
+    let task = crate::tls::spawn_axum(listener, tls, app, stop, "OTLP/HTTP receiver").map_err(|source| {
+        super::IngestError::Bind { receiver: "OTLP/HTTP", addr: bound, flag: "ingest.otlp.http_listen", source }
+    })?;
+    Ok((bound, task))
 }
 
 async fn export(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> Response {

@@ -253,3 +253,21 @@ pub fn metric(pipeline: &Pipeline, name: &str, labels: &[(&str, &str)]) -> Optio
 pub fn bytes(b: &[u8]) -> Bytes {
     Bytes::copy_from_slice(b)
 }
+
+/// A self-signed certificate for 127.0.0.1 and its key (PEM files in `dir`), made by the
+/// `openssl` command as an operator would.
+pub fn self_signed_certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=tracewarden-test", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("the openssl command (Debian: apt-get install openssl)");
+    assert!(made.status.success(), "openssl: {}", String::from_utf8_lossy(&made.stderr));
+    (cert, key)
+}
