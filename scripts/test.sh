@@ -10,6 +10,15 @@ step "toolchain"
 cargo --version
 rustup component list --installed 2>/dev/null | grep -qE '^(rustfmt|clippy)' || rustup component add rustfmt clippy
 
+step "system tools: openssl (test certificates) and curl (a real HTTP client)"
+missing=()
+for tool in openssl curl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if [[ ${#missing[@]} -gt 0 ]]; then
+  sudo=(); [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
 step "Python tools: OpenTelemetry SDK, Zipkin exporter, X-Ray SDK (real-client fixtures), Compose validation"
 python3 -m pip install --quiet --disable-pip-version-check \
   'opentelemetry-sdk>=1.20' 'opentelemetry-exporter-otlp-proto-common>=1.20' pyyaml jsonschema \
