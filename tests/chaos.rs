@@ -46,6 +46,9 @@ const SHORT_RUN_KILLS: usize = 5;
 /// Network faults in the test command's short run.
 const SHORT_RUN_FAULTS: usize = 4;
 
+/// Seconds of overload in the test command's short run.
+const SHORT_RUN_OVERLOAD_SECONDS: u64 = 30;
+
 /// The runs here take the machine's cores: one at a time, even when the test harness runs tests
 /// in parallel.
 static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -284,4 +287,80 @@ fn network_faults_lose_nothing_and_the_instances_recover_by_themselves() {
     for instance in live.iter_mut() {
         instance.terminate();
     }
+}
+
+/// Overload: every Produce request of the instance is held 300 ms at the proxy (forwarding lets
+/// out about 20 traces/s) while the input arrives at 300 traces/s, for `CHAOS_OVERLOAD_SECONDS`
+/// (scripts/chaos.sh: 300; the test command: 30). Consumption pauses instead of buffering without
+/// bound; the process's RSS (from /proc) stays under what its settings allow — the window, and per
+/// worker the producer queue and the consumer prefetch — over its size once started; once
+/// forwarding is released the backlog drains and nothing is lost. The summary line is
+/// `overload: seconds=S traces=T peak_rss_mib=P bound_mib=B paused_share=F lost=L duplicates=D`.
+#[test]
+#[ignore = "needs the Tansu broker: run scripts/test.sh or scripts/chaos.sh (they install it)"]
+fn overload_pauses_consumption_keeps_memory_bounded_and_loses_nothing() {
+    let _alone = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let seconds = env_number("CHAOS_OVERLOAD_SECONDS").unwrap_or(SHORT_RUN_OVERLOAD_SECONDS);
+    let proxy_port = free_port();
+    let own = OwnBroker::advertising(Some(&format!("127.0.0.1:{proxy_port}")));
+    let proxy = FaultProxy::start(proxy_port, own.listen_addr());
+    let broker = Broker { brokers: proxy.addr.clone(), name: format!("overload-{}", std::process::id()) };
+    broker.create_topic(&broker.topic("in"), PARTITIONS);
+    broker.create_topic(&broker.topic("out"), PARTITIONS);
+    broker.create_topic(&broker.topic("dlq"), 1);
+    // The bounds: 16 MiB of span encodings in the window, and per worker (two) an 8 MiB producer
+    // queue and an 8 MiB consumer prefetch.
+    const WINDOW_MIB: u64 = 16;
+    const QUEUE_MIB: u64 = 8;
+    const PREFETCH_MIB: u64 = 8;
+    let (window, queue, prefetch) =
+        ((WINDOW_MIB << 20).to_string(), (QUEUE_MIB << 10).to_string(), (PREFETCH_MIB << 10).to_string());
+    let settings = [
+        ("TRACEWARDEN__WINDOW__MAX_BUFFERED_BYTES", window.as_str()),
+        ("TRACEWARDEN__KAFKA__CLIENT__QUEUE_BUFFERING_MAX_KBYTES", queue.as_str()),
+        ("TRACEWARDEN__KAFKA__CLIENT__QUEUED_MAX_MESSAGES_KBYTES", prefetch.as_str()),
+    ];
+    let mut instance = Instance::spawn(&broker, "overloaded", &settings);
+    wait_until_settled(std::slice::from_ref(&instance), PARTITIONS as usize);
+    let started_rss = instance.rss_kib();
+    // A buffered span costs about twice its encoding (README "Back-pressure and memory"); the
+    // allocator keeps some slack.
+    let bound_mib = started_rss / 1024 + 2 * WINDOW_MIB + 2 * (QUEUE_MIB + PREFETCH_MIB) + 32;
+    proxy.set(Fault::ThrottleProduce);
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = produce_traffic_until(&broker, 300, true, stop.clone());
+    let started = Instant::now();
+    let (mut peak_rss, mut samples, mut paused_samples) = (0, 0, 0);
+    while started.elapsed() < Duration::from_secs(seconds) {
+        peak_rss = peak_rss.max(instance.rss_kib());
+        samples += 1;
+        paused_samples += usize::from(instance.metric("tracewarden_consumption_paused") > 0.0);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let sent = traffic.join().unwrap();
+    proxy.set(Fault::None);
+    let output = count_output(&broker, &sent);
+    let backlog = wait_for_backlog_committed(&broker, &broker.topic("group"), &broker.topic("in"));
+    let paused_at_end = instance.metric("tracewarden_consumption_paused");
+    eprintln!(
+        "overload: seconds={seconds} traces={} peak_rss_mib={} bound_mib={bound_mib} paused_share={:.2} lost={} duplicates={}",
+        sent.len(),
+        peak_rss / 1024,
+        paused_samples as f64 / samples.max(1) as f64,
+        output.lost,
+        output.duplicates
+    );
+    let log = instance.log.display().to_string();
+    assert!(paused_samples > 0, "consumption paused while forwarding was held back; see {log}");
+    assert_eq!(paused_at_end, 0.0, "and resumed once released");
+    assert!(peak_rss / 1024 < bound_mib, "RSS {} MiB within {bound_mib} MiB", peak_rss / 1024);
+    assert_eq!(output.lost, 0, "every trace reaches the output; see {log}");
+    assert!(
+        output.incomplete.is_empty(),
+        "spans never forwarded: {:?}",
+        &output.incomplete[..output.incomplete.len().min(5)]
+    );
+    assert_eq!(backlog, 0, "the backlog drained and was committed; see {log}");
+    instance.terminate();
 }

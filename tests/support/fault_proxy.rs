@@ -2,7 +2,9 @@
 //! the broker advertises the proxy's address, so every connection of every client goes through
 //! it. [`Fault::Cut`] closes every connection and refuses new ones, [`Fault::Stall`] stops moving
 //! bytes (connections stay open, as behind a black-holing firewall), [`Fault::Slow`] moves them
-//! in small chunks with a delay each; [`Fault::None`] heals.
+//! in small chunks with a delay each, [`Fault::ThrottleProduce`] holds every Produce request
+//! (Kafka API key 0) for a while, except those of the client named [`UNTHROTTLED_CLIENT_ID`] (the
+//! test's own input producer): forwarding slows down, input does not; [`Fault::None`] heals.
 
 #![allow(dead_code)]
 
@@ -12,12 +14,19 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// The `client.id` whose Produce requests [`Fault::ThrottleProduce`] lets through.
+pub const UNTHROTTLED_CLIENT_ID: &str = "chaos-input";
+
+/// How long [`Fault::ThrottleProduce`] holds each Produce request.
+pub const PRODUCE_DELAY: Duration = Duration::from_millis(300);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
     None = 0,
     Cut = 1,
     Stall = 2,
     Slow = 3,
+    ThrottleProduce = 4,
 }
 
 impl Fault {
@@ -26,6 +35,7 @@ impl Fault {
             1 => Fault::Cut,
             2 => Fault::Stall,
             3 => Fault::Slow,
+            4 => Fault::ThrottleProduce,
             _ => Fault::None,
         }
     }
@@ -63,10 +73,11 @@ impl FaultProxy {
                     open.retain(|s| s.peer_addr().is_ok());
                     open.extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
                 }
-                for (from, to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)] {
-                    let fault = accept_fault.clone();
-                    std::thread::spawn(move || pump(from, to, &fault));
-                }
+                let (requests, fault) =
+                    ((client.try_clone().unwrap(), server.try_clone().unwrap()), accept_fault.clone());
+                std::thread::spawn(move || pump_requests(requests.0, requests.1, &fault));
+                let fault = accept_fault.clone();
+                std::thread::spawn(move || pump(server, client, &fault));
             }
         });
         FaultProxy { addr, fault, open }
@@ -82,6 +93,44 @@ impl FaultProxy {
     }
 }
 
+/// Moves a client's requests to the broker, one size-prefixed Kafka frame at a time, under the
+/// current fault, until either end closes.
+fn pump_requests(mut from: TcpStream, mut to: TcpStream, fault: &AtomicU8) {
+    let mut client_id: Option<String> = None;
+    let mut frame = Vec::new();
+    loop {
+        while Fault::from_u8(fault.load(Ordering::SeqCst)) == Fault::Stall {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut size = [0u8; 4];
+        if from.read_exact(&mut size).is_err() {
+            break;
+        }
+        frame.resize(u32::from_be_bytes(size) as usize, 0);
+        if from.read_exact(&mut frame).is_err() {
+            break;
+        }
+        // Request header: api_key i16, api_version i16, correlation_id i32, client_id (i16 length).
+        let api_key = frame.get(..2).map(|k| i16::from_be_bytes([k[0], k[1]]));
+        if client_id.is_none() && frame.len() >= 10 {
+            let length = i16::from_be_bytes([frame[8], frame[9]]).max(0) as usize;
+            client_id = frame.get(10..10 + length).map(|id| String::from_utf8_lossy(id).into_owned());
+        }
+        match Fault::from_u8(fault.load(Ordering::SeqCst)) {
+            Fault::Slow => std::thread::sleep(Duration::from_millis(20)),
+            Fault::ThrottleProduce if api_key == Some(0) && client_id.as_deref() != Some(UNTHROTTLED_CLIENT_ID) => {
+                std::thread::sleep(PRODUCE_DELAY)
+            }
+            _ => {}
+        }
+        if to.write_all(&size).and_then(|_| to.write_all(&frame)).is_err() {
+            break;
+        }
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+}
+
 /// Moves bytes from `from` to `to` under the current fault, until either end closes.
 fn pump(mut from: TcpStream, mut to: TcpStream, fault: &AtomicU8) {
     let mut buffer = vec![0u8; 64 * 1024];
@@ -92,7 +141,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, fault: &AtomicU8) {
                 continue;
             }
             Fault::Slow => 512,
-            Fault::None | Fault::Cut => buffer.len(),
+            Fault::None | Fault::Cut | Fault::ThrottleProduce => buffer.len(),
         };
         let n = match from.read(&mut buffer[..limit]) {
             Ok(0) | Err(_) => break,
