@@ -168,6 +168,20 @@ fn kill_9_again_and_again_loses_no_trace_and_sends_each_alert_once() {
     }
 }
 
+/// A Tansu of the test's own behind a fault proxy it advertises (so every client connection
+/// passes through the proxy), with the input, output and dead-letter topics created. The broker
+/// process lives as long as the first value.
+fn broker_behind_proxy(test: &str) -> (OwnBroker, FaultProxy, Broker) {
+    let proxy_port = free_port();
+    let own = OwnBroker::advertising(Some(&format!("127.0.0.1:{proxy_port}")));
+    let proxy = FaultProxy::start(proxy_port, own.listen_addr());
+    let broker = Broker { brokers: proxy.addr.clone(), name: format!("{test}-{}", std::process::id()) };
+    broker.create_topic(&broker.topic("in"), PARTITIONS);
+    broker.create_topic(&broker.topic("out"), PARTITIONS);
+    broker.create_topic(&broker.topic("dlq"), 1);
+    (own, proxy, broker)
+}
+
 /// What the output topic holds of the input traces.
 struct Output {
     lost: usize,
@@ -242,13 +256,7 @@ fn network_faults_lose_nothing_and_the_instances_recover_by_themselves() {
     let seed = env_number("CHAOS_SEED").unwrap_or_else(|| now_nanos() % 1_000_000);
     eprintln!("network: {faults} faults, CHAOS_SEED={seed}");
     let mut rng = SmallRng::seed_from_u64(seed);
-    let proxy_port = free_port();
-    let own = OwnBroker::advertising(Some(&format!("127.0.0.1:{proxy_port}")));
-    let proxy = FaultProxy::start(proxy_port, own.listen_addr());
-    let broker = Broker { brokers: proxy.addr.clone(), name: format!("network-{}", std::process::id()) };
-    broker.create_topic(&broker.topic("in"), PARTITIONS);
-    broker.create_topic(&broker.topic("out"), PARTITIONS);
-    broker.create_topic(&broker.topic("dlq"), 1);
+    let (_own, proxy, broker) = broker_behind_proxy("network");
     let mut live: Vec<Instance> = (0..3).map(|i| Instance::spawn(&broker, &format!("instance-{i}"), &[])).collect();
     wait_until_settled(&live, PARTITIONS as usize);
     let stop = Arc::new(AtomicBool::new(false));
@@ -301,13 +309,7 @@ fn network_faults_lose_nothing_and_the_instances_recover_by_themselves() {
 fn overload_pauses_consumption_keeps_memory_bounded_and_loses_nothing() {
     let _alone = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let seconds = env_number("CHAOS_OVERLOAD_SECONDS").unwrap_or(SHORT_RUN_OVERLOAD_SECONDS);
-    let proxy_port = free_port();
-    let own = OwnBroker::advertising(Some(&format!("127.0.0.1:{proxy_port}")));
-    let proxy = FaultProxy::start(proxy_port, own.listen_addr());
-    let broker = Broker { brokers: proxy.addr.clone(), name: format!("overload-{}", std::process::id()) };
-    broker.create_topic(&broker.topic("in"), PARTITIONS);
-    broker.create_topic(&broker.topic("out"), PARTITIONS);
-    broker.create_topic(&broker.topic("dlq"), 1);
+    let (_own, proxy, broker) = broker_behind_proxy("overload");
     // The bounds: 16 MiB of span encodings in the window, and per worker (two) an 8 MiB producer
     // queue and an 8 MiB consumer prefetch.
     const WINDOW_MIB: u64 = 16;
