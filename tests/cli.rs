@@ -224,7 +224,17 @@ fn demo_serves_metrics_and_services() {
         assert!(Instant::now() < deadline, "no service metrics after 30 s:\n{body}");
         std::thread::sleep(Duration::from_millis(500));
     };
-    assert_eq!(get(&addr, "/readyz").0, 200);
+    // Every worker joins the group: the demo becomes ready (a second member's join waits for the
+    // mock broker's rebalance, so it may come after the first metrics).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, readyz) = get(&addr, "/readyz");
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the demo is not ready after 30 s: {readyz}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
     for family in [
         "tracewarden_requests_total{service=\"frontend\",operation=\"GET /owners/{ownerId}\",environment=\"demo\"}",
         "tracewarden_faults_total{",
