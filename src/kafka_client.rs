@@ -84,6 +84,23 @@ pub struct KafkaConfig {
     /// (created at start with the input's partition count) and assembles from there.
     #[serde(default = "default_input_keyed_by_trace")]
     pub input_keyed_by_trace: bool,
+    /// Exactly-once forwarding (kafka.md "Delivery"): every record written — kept traces, dead
+    /// letters, re-keyed spans, SLO counts, alerts and checkpoints — goes out in a Kafka
+    /// transaction together with the consumer offsets of the messages it came from, one
+    /// transaction per `commit_interval`, so a downstream consumer with
+    /// `isolation.level=read_committed` sees each once across crashes and rebalances. Needs
+    /// brokers with transactions and KIP-447 (Kafka 2.5 or later). Default `false`
+    /// (at-least-once).
+    #[serde(default)]
+    pub exactly_once: bool,
+    /// With `exactly_once`: the prefix of each worker's `transactional.id`
+    /// (`{prefix}-w{worker}`). It must differ between instances running at the same time, and
+    /// stay the same when an instance restarts: the restarted one then aborts the transaction its
+    /// predecessor left open at once, instead of the broker after `transaction.timeout.ms`
+    /// (meanwhile `read_committed` consumers of what it wrote wait). Default
+    /// `{group_id}-{host name}-{HTTP port}`.
+    #[serde(default)]
+    pub transactional_id: Option<String>,
     /// Any librdkafka property, passed through unchanged (SASL, TLS, timeouts). Default empty. From
     /// the environment: `TRACEWARDEN__KAFKA__CLIENT__SASL_PASSWORD` sets `sasl.password`.
     #[serde(default = "default_client")]
@@ -158,6 +175,8 @@ impl Default for KafkaConfig {
             snapshots_topic: default_snapshots_topic(),
             commit_interval: default_commit_interval(),
             input_keyed_by_trace: default_input_keyed_by_trace(),
+            exactly_once: false,
+            transactional_id: None,
             client: default_client(),
         }
     }
@@ -173,6 +192,16 @@ impl KafkaConfig {
         let k = self;
         check(!k.brokers.trim().is_empty(), "kafka.brokers", "must name at least one broker (host:port)".into());
         check(!k.group_id.trim().is_empty(), "kafka.group_id", "must not be empty".into());
+        check(
+            k.transactional_id.as_ref().is_none_or(|id| !id.trim().is_empty()),
+            "kafka.transactional_id",
+            "must not be empty (leave it out for the default)".into(),
+        );
+        check(
+            !(k.exactly_once && k.client.get("isolation.level").is_some_and(|v| v != "read_committed")),
+            "kafka.client.isolation.level",
+            "must be read_committed with kafka.exactly_once: records of aborted transactions would be read".into(),
+        );
         check(
             !k.all_input_topics().is_empty(),
             "kafka.input_topics",

@@ -34,7 +34,9 @@ use crate::assemble::{DecisionReason, TraceBuffer};
 use crate::clock::{Nanos, SharedClock};
 use crate::config::Config;
 use crate::decode::{Decoder, InputEncoding};
-use crate::delivery::{DeliveryLedger, DeliverySettings, Forwarder, ForwarderError, Topics};
+use crate::delivery::{
+    DeliveryLedger, DeliverySettings, Forwarder, ForwarderError, Topics, TransactionError, TransactionGroups,
+};
 pub use crate::http::Handles;
 use crate::investigate::exchange::{Exchange, ExchangeError, Peers};
 use crate::investigate::timeline::Timeline;
@@ -223,7 +225,13 @@ impl MessageHandler for Worker {
         }
     }
 
-    fn commits(&mut self) -> Vec<Commit> {
+    fn commits(&mut self, groups: &TransactionGroups<'_>) -> Vec<Commit> {
+        if self.delivery.is_exactly_once() {
+            if let Err(error) = self.delivery.transact(groups) {
+                exit_if_fatal(&error);
+            }
+            return Vec::new();
+        }
         self.delivery.commits(None)
     }
 
@@ -255,7 +263,7 @@ impl MessageHandler for Worker {
     /// Root-less traces wholly in the revoked partitions are handed over undecided: the commit
     /// stops before their first span, so the next owner assembles them whole and no trace is split
     /// in two by a rebalance (traces that also hold spans of kept partitions are decided too).
-    fn revoke(&mut self, partitions: &[(String, i32)], leaving: bool) -> Vec<Commit> {
+    fn revoke(&mut self, partitions: &[(String, i32)], leaving: bool, groups: &TransactionGroups<'_>) -> Vec<Commit> {
         let indices: Vec<u32> = partitions.iter().map(|(t, p)| self.delivery.index(t, *p)).collect();
         let revoked = |partition: u32| indices.contains(&partition);
         let now = self.clock.now();
@@ -275,8 +283,7 @@ impl MessageHandler for Worker {
         self.apply(None);
         // Held until the revoked partitions are committed: the commit stops before them.
         let handed_over = self.path.hand_over(|source| revoked(source.partition), now);
-        self.delivery.flush(FLUSH_TIMEOUT);
-        let commits = self.delivery.commits(Some(&indices));
+        let commits = self.settle(groups, Some(&indices));
         drop(handed_over);
         self.delivery.forget(&indices);
         if let Some(exchange) = &mut self.slo_exchange {
@@ -288,14 +295,37 @@ impl MessageHandler for Worker {
         commits
     }
 
-    fn shutdown(&mut self) -> Vec<Commit> {
+    fn shutdown(&mut self, groups: &TransactionGroups<'_>) -> Vec<Commit> {
         let now = self.clock.now();
         self.path.drain(DecisionReason::Shutdown, |_, _| true, now, &mut self.effects);
         self.apply(None);
         self.publish_slo_counts();
-        self.delivery.flush(FLUSH_TIMEOUT);
+        let commits = self.settle(groups, None);
         self.publish_gauges();
-        self.delivery.commits(None)
+        commits
+    }
+}
+
+impl Worker {
+    /// Writes every record out and returns the positions to commit (of `only` when given);
+    /// exactly-once, commits them in transactions and returns none.
+    fn settle(&mut self, groups: &TransactionGroups<'_>, only: Option<&[u32]>) -> Vec<Commit> {
+        if self.delivery.is_exactly_once() {
+            self.delivery.flush_transactions(groups, FLUSH_TIMEOUT);
+            return Vec::new();
+        }
+        self.delivery.flush(FLUSH_TIMEOUT);
+        self.delivery.commits(only)
+    }
+}
+
+/// A transactional producer that cannot go on (fenced by another instance with its
+/// `transactional.id`) ends the process: its records and offsets are uncommitted, and a restart
+/// — or the group's next owner — reads them again from the committed offsets.
+fn exit_if_fatal(error: &TransactionError) {
+    if error.fatal {
+        tracing::error!(%error, "the transactional producer cannot go on (another instance may use the same kafka.transactional_id): exiting; a restart resumes from the committed offsets");
+        std::process::exit(70);
     }
 }
 
@@ -406,6 +436,21 @@ struct Shared {
     clock: SharedClock,
 }
 
+/// `kafka.transactional_id`, or `{group_id}-{host name}-{HTTP port}`: unique among instances
+/// running at once, the same across a restart of one.
+fn transactional_id_prefix(config: &Config) -> String {
+    if let Some(prefix) = &config.kafka.transactional_id {
+        return prefix.clone();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{}-{host}-{}", config.kafka.group_id, config.http.listen.port())
+}
+
 /// Builds worker `index`: its producer and delivery ledger, its span path, its SLO counting.
 fn build_worker(config: &Config, index: usize, shared: &Shared) -> Result<Worker, PipelineError> {
     let mut producer = ClientConfig::new();
@@ -414,6 +459,9 @@ fn build_worker(config: &Config, index: usize, shared: &Shared) -> Result<Worker
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", crate::delivery::QUEUE_MAX_MESSAGES.to_string())
         .set("queue.buffering.max.kbytes", crate::delivery::QUEUE_MAX_KBYTES.to_string());
+    if config.kafka.exactly_once {
+        producer.set("transactional.id", format!("{}-w{index}", transactional_id_prefix(config)));
+    }
     let producer = with_client_properties(producer, &config.kafka, false);
     let k = &config.kafka;
     let topics = Topics {
@@ -426,8 +474,11 @@ fn build_worker(config: &Config, index: usize, shared: &Shared) -> Result<Worker
     };
     let forwarder = Forwarder::new(&producer, topics.clone(), shared.client_log.clone())?;
     let delivery_settings = DeliverySettings::from_producer(&producer);
-    let delivery =
+    let mut delivery =
         DeliveryLedger::new(forwarder, topics, delivery_settings, shared.telemetry.clone(), shared.clock.clone());
+    if config.kafka.exactly_once {
+        delivery = delivery.exactly_once();
+    }
     let path = SpanPath::new(
         span_path_settings(config, &shared.slos.lock().expect("slo engine lock"), &shared.sampler),
         shared.signals.clone(),

@@ -133,6 +133,32 @@ impl PendingOffsets {
         queue.read.front().map(|(offset, _)| *offset)
     }
 
+    /// The lowest offset of a partition held by more than the `excluded` holds counted for it
+    /// (per message), else one past the highest read; `None` before anything was read. With
+    /// the holds of the records staged for a transaction excluded, it is how far the
+    /// transaction may commit before looking at those records themselves.
+    pub fn lowest_held_beyond(&mut self, index: u32, excluded: &HashMap<SourceRef, usize>) -> Option<i64> {
+        let queue = self.partitions.get_mut(&index)?;
+        queue.prune();
+        let held = |(offset, holds): &(i64, Weak<SourceRef>)| {
+            let by_staged = excluded.get(&SourceRef { partition: index, offset: *offset }).copied().unwrap_or(0);
+            holds.strong_count() > by_staged
+        };
+        queue.read.iter().find(|entry| held(entry)).map(|(offset, _)| *offset).or(queue.next)
+    }
+
+    /// The partitions read from (their indices).
+    pub fn partition_indices(&self) -> Vec<u32> {
+        let mut indices: Vec<u32> = self.partitions.keys().copied().collect();
+        indices.sort_unstable();
+        indices
+    }
+
+    /// The last offset committed on a partition.
+    pub fn committed(&self, index: u32) -> Option<i64> {
+        self.partitions.get(&index)?.committed
+    }
+
     /// One past the highest offset read on a partition.
     pub fn next_read(&self, index: u32) -> Option<i64> {
         self.partitions.get(&index)?.next

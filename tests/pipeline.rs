@@ -364,8 +364,25 @@ fn missing_input_topic_is_named() {
 
 #[test]
 fn unkeyed_input_is_repartitioned_so_traces_assemble_whole() {
-    let mut harness = Harness::new("repartition");
+    unkeyed_input_is_repartitioned(false);
+}
+
+/// `kafka.exactly_once`: every record — re-keyed spans and kept traces here, SLO counts, alerts
+/// and checkpoints in the SLO test below — goes out in transactions with the offsets (the mock
+/// cluster serves the transactional producer's whole protocol: InitProducerId,
+/// AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit with the consumer's group metadata,
+/// EndTxn), and each trace reaches the output once, whole. What a crash does to transactions is
+/// proven against a model of them in `delivery::transaction_tests`: the mock neither hides
+/// aborted records nor stores transactional offsets.
+#[test]
+fn exactly_once_writes_every_record_in_transactions() {
+    unkeyed_input_is_repartitioned(true);
+}
+
+fn unkeyed_input_is_repartitioned(exactly_once: bool) {
+    let mut harness = Harness::new(if exactly_once { "exactly-once" } else { "repartition" });
     harness.config.kafka.input_keyed_by_trace = false;
+    harness.config.kafka.exactly_once = exactly_once;
     // The mock cluster does not serve CreateTopics (a real broker does: tracewarden creates it).
     harness.cluster.create_topic(&harness.config.kafka.repartition_topic(), PARTITIONS, 1).unwrap();
     let pipeline = harness.start();
@@ -386,6 +403,8 @@ fn unkeyed_input_is_repartitioned_so_traces_assemble_whole() {
     assert_eq!(metric(&pipeline, "tracewarden_traces_closed_total", &[("reason", "complete")]), Some(12.0));
     let output = harness.read_all("sampled_spans", 12);
     assert_eq!(output.len(), 12, "one message per trace: no trace split in two");
+    let keys: BTreeSet<Vec<u8>> = output.iter().map(|r| r.key.clone().unwrap_or_default()).collect();
+    assert_eq!(keys.len(), 12, "each trace once");
     for record in &output {
         let data = TracesData::decode(&record.payload[..]).unwrap();
         let spans: usize = data.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
@@ -394,8 +413,15 @@ fn unkeyed_input_is_repartitioned_so_traces_assemble_whole() {
     assert_eq!(metric(&pipeline, "tracewarden_requests_total", &labels("customers", "GET /owners/{id}")), Some(12.0));
     let dep = FRONTEND_TO_CUSTOMERS;
     assert_eq!(metric(&pipeline, "tracewarden_dependency_requests_total", &dep), Some(12.0), "resolved across halves");
-    let end = harness.end_offsets();
-    wait_for("input offsets committed", || harness.committed() == end);
+    let transactions = metric(&pipeline, "tracewarden_transactions_total", &[("result", "committed")]);
+    if exactly_once {
+        assert!(transactions.is_some_and(|n| n >= 2.0), "records went out in transactions: {transactions:?}");
+        assert_eq!(metric(&pipeline, "tracewarden_transactions_total", &[("result", "aborted")]), None);
+    } else {
+        assert_eq!(transactions, None, "no transaction without kafka.exactly_once");
+        let end = harness.end_offsets();
+        wait_for("input offsets committed", || harness.committed() == end);
+    }
     pipeline.stop().unwrap();
 }
 
@@ -612,7 +638,18 @@ fn sampling_rules_keep_faults_and_slow_traces_drop_health_checks_and_rate_the_re
 
 #[test]
 fn slo_alerts_reach_the_alerts_topic_in_the_alert_schema() {
-    let mut harness = Harness::new("slo-alerts");
+    slo_alerts_reach_the_alerts_topic(false);
+}
+
+/// The same with `kafka.exactly_once`: SLO counts, alerts and checkpoints go out in transactions.
+#[test]
+fn slo_alerts_reach_the_alerts_topic_in_transactions() {
+    slo_alerts_reach_the_alerts_topic(true);
+}
+
+fn slo_alerts_reach_the_alerts_topic(exactly_once: bool) {
+    let mut harness = Harness::new(if exactly_once { "slo-alerts-eo" } else { "slo-alerts" });
+    harness.config.kafka.exactly_once = exactly_once;
     harness.config.slo = tracewarden::slo::config::parse_slos(
         r#"
         [[slo]]
@@ -681,6 +718,8 @@ fn slo_alerts_reach_the_alerts_topic_in_the_alert_schema() {
         (metric(&pipeline, "tracewarden_slo_attainment_ratio", &[("slo", "buy-availability")]).unwrap() - 0.9).abs()
             < 1e-9
     );
+    let transactions = metric(&pipeline, "tracewarden_transactions_total", &[("result", "committed")]);
+    assert_eq!(transactions.is_some_and(|n| n >= 2.0), exactly_once, "transactions: {transactions:?}");
     pipeline.stop().unwrap();
 }
 

@@ -1,7 +1,8 @@
 //! The Kafka producer behind the [`DeliveryLedger`](super::DeliveryLedger): one `BaseProducer`,
 //! each record carrying its [`Attempt`] as the delivery opaque, every answer — the broker's, or a
 //! refusal before queueing — coming back as a [`Report`] with its error classified once by
-//! [`classify`].
+//! [`classify`]. Made transactional ([`Forwarder::transactional`]), it writes records only in
+//! transactions ([`Transport::transact`]), initialised on first use.
 
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -10,13 +11,18 @@ use std::time::Duration;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 
 use crate::kafka_client::ClientLog;
 use crate::record::ENCODING_HEADER;
 
-use super::{Attempt, ErrorClass, Report, SendError, Topics, Transport};
+use super::{Attempt, ErrorClass, Report, SendError, Topics, TransactionError, TransactionGroups, Transport};
+use crate::position::Commit;
+
+/// How long a transaction's steps (initialisation, offsets, commit, abort) may take.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// librdkafka producer queue limits tracewarden sets unless `[kafka.client]` does: the message
 /// count is librdkafka's default; the bytes are 64 MiB instead of 1 GiB, to bound memory.
@@ -99,6 +105,22 @@ pub struct Forwarder {
     producer: BaseProducer<DeliveryContext>,
     reports: Receiver<Report>,
     topics: Topics,
+    /// Transactional: whether `init_transactions` has succeeded.
+    transactions_ready: bool,
+    /// Whether a transaction has begun and not ended.
+    in_transaction: bool,
+}
+
+fn transaction_error(error: &KafkaError) -> TransactionError {
+    let fatal = match error {
+        KafkaError::Transaction(e) => e.is_fatal(),
+        _ => false,
+    };
+    TransactionError {
+        code: error.rdkafka_error_code().map_or_else(|| "client".to_string(), |c| format!("{c:?}")),
+        message: error.to_string(),
+        fatal,
+    }
 }
 
 impl Forwarder {
@@ -108,7 +130,50 @@ impl Forwarder {
             .create_with_context(DeliveryContext { reports: Mutex::new(sender), log })
             .map_err(crate::kafka_client::redact)
             .map_err(ForwarderError::Create)?;
-        Ok(Self { producer, reports, topics })
+        Ok(Self { producer, reports, topics, transactions_ready: false, in_transaction: false })
+    }
+
+    #[allow(clippy::vec_box)] // records travel boxed, as librdkafka's delivery opaque
+    /// Begins a transaction (initialising transactions first, once), writes, commits the offsets
+    /// and the transaction. Every record is handed to the producer or comes back in `reports`.
+    fn try_transaction(
+        &mut self,
+        records: Vec<Box<Attempt>>,
+        offsets: &[Commit],
+        groups: &TransactionGroups<'_>,
+        reports: &mut Vec<Report>,
+    ) -> Result<(), KafkaError> {
+        let began = if self.transactions_ready {
+            self.producer.begin_transaction()
+        } else {
+            self.producer.init_transactions(TRANSACTION_TIMEOUT).and_then(|()| {
+                self.transactions_ready = true;
+                self.producer.begin_transaction()
+            })
+        };
+        if let Err(error) = began {
+            // Nothing was written: every record comes back as it went.
+            let refused = SendError { class: ErrorClass::Retriable, ..send_error(&error) };
+            reports.extend(records.into_iter().map(|attempt| Report::Failed(attempt, refused.clone())));
+            return Err(error);
+        }
+        self.in_transaction = true;
+        for attempt in records {
+            self.send(attempt, reports);
+        }
+        let (owned, inputs): (Vec<&Commit>, Vec<&Commit>) =
+            offsets.iter().partition(|(topic, _, _)| groups.owner_topics.contains(topic));
+        for (group, commits) in [(groups.inputs, inputs), (groups.owners, owned)] {
+            let Some(group) = group.filter(|_| !commits.is_empty()) else { continue };
+            let mut list = TopicPartitionList::new();
+            for (topic, partition, offset) in commits {
+                list.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+            }
+            self.producer.send_offsets_to_transaction(&list, group, TRANSACTION_TIMEOUT)?;
+        }
+        self.producer.commit_transaction(TRANSACTION_TIMEOUT)?;
+        self.in_transaction = false;
+        Ok(())
     }
 
     fn collect(&mut self, reports: &mut Vec<Report>) {
@@ -117,6 +182,35 @@ impl Forwarder {
 }
 
 impl Transport for Forwarder {
+    fn transact(
+        &mut self,
+        records: Vec<Box<Attempt>>,
+        offsets: &[Commit],
+        groups: &TransactionGroups<'_>,
+        reports: &mut Vec<Report>,
+    ) -> Result<(), TransactionError> {
+        let sent = records.len();
+        let result = self.try_transaction(records, offsets, groups, reports).map_err(|e| transaction_error(&e));
+        if let Err(error) = &result {
+            if error.fatal {
+                return result;
+            }
+            if std::mem::take(&mut self.in_transaction) {
+                if let Err(e) = self.producer.abort_transaction(TRANSACTION_TIMEOUT) {
+                    let abort = transaction_error(&e);
+                    // Not abortable either: the producer's state is unknown, start afresh.
+                    return Err(TransactionError { fatal: true, ..abort });
+                }
+            }
+        }
+        // Every record comes back: delivered, or purged by the abort.
+        let deadline = std::time::Instant::now() + TRANSACTION_TIMEOUT;
+        while reports.len() < sent && std::time::Instant::now() < deadline {
+            self.poll(Duration::from_millis(50), reports);
+        }
+        result
+    }
+
     fn send(&mut self, attempt: Box<Attempt>, reports: &mut Vec<Report>) {
         let record = &attempt.record;
         let topic = self.topics.of(record.destination).to_string();

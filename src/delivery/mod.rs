@@ -24,18 +24,37 @@
 //!
 //! **Back-pressure.** When the records in flight reach 80% of the producer queue (records or
 //! bytes), [`DeliveryLedger::saturated`] asks the consumer to pause; it resumes at half.
+//!
+//! **Exactly-once** ([`DeliveryLedger::exactly_once`], `kafka.exactly_once`). Records are staged,
+//! not sent, and [`DeliveryLedger::transact`] writes them in one Kafka transaction with the
+//! consumer offsets, committed by the same transaction. Invariant: *a record is written in the
+//! transaction that commits past every message it holds*, and never in another. Then a crash
+//! re-reads, from the committed offsets, exactly the messages whose records no committed
+//! transaction holds, and a `read_committed` consumer sees each record once. A transaction's
+//! offset for a partition is the lowest message held by anything but a staged record (an
+//! undecided trace, unpublished SLO counts); a staged record holding a message at or past it
+//! waits for a later transaction, and lowers the offset to its own lowest message on that
+//! partition (repeated until nothing changes, [`DeliveryLedger::plan_transaction`]). SLO counts
+//! are the exception: the owner merges each source message's counts once, so they go in the next
+//! transaction whatever they hold (else they would wait for every trace of their messages). A failed
+//! transaction is aborted and its records staged again (retried after a backoff, as records
+//! are); records of partitions revoked before they could be committed are dropped, since the
+//! partition's next owner reads their messages again.
 
 mod forwarder;
 pub mod topics;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod transaction_tests;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use forwarder::{classify, Forwarder, ForwarderError, QUEUE_MAX_KBYTES, QUEUE_MAX_MESSAGES};
+use rdkafka::consumer::ConsumerGroupMetadata;
 
 use crate::clock::{Nanos, SharedClock};
 use crate::position::{Commit, Hold, PendingOffsets, SourceRef};
@@ -108,6 +127,53 @@ pub trait Transport {
     fn send(&mut self, attempt: Box<Attempt>, reports: &mut Vec<Report>);
     /// Serves the broker's answers, waiting up to `timeout` for the first.
     fn poll(&mut self, timeout: Duration, reports: &mut Vec<Report>);
+    /// Writes `records` and commits `offsets` (each through the group of its topic) in one
+    /// transaction. Every record comes back in `reports`: delivered when the transaction
+    /// committed; when it failed, the transaction is aborted and each record comes back as
+    /// failed (or delivered, if it reached the log before the abort).
+    fn transact(
+        &mut self,
+        records: Vec<Box<Attempt>>,
+        offsets: &[Commit],
+        groups: &TransactionGroups<'_>,
+        reports: &mut Vec<Report>,
+    ) -> Result<(), TransactionError>;
+}
+
+/// The consumer groups a transaction commits offsets for: the input member's, and the SLO
+/// owners' member's with the topics it consumes (a transaction commits a partition's offset
+/// only through the group its consumer belongs to, so the broker can fence a zombie by it).
+#[derive(Default)]
+pub struct TransactionGroups<'a> {
+    /// The group of every topic not in `owner_topics`.
+    pub inputs: Option<&'a ConsumerGroupMetadata>,
+    /// The group `{group_id}-owners`.
+    pub owners: Option<&'a ConsumerGroupMetadata>,
+    /// The topics the owners' member consumes.
+    pub owner_topics: &'a [String],
+}
+
+impl TransactionGroups<'_> {
+    /// Whether offsets of `topic` can be committed (its group is known).
+    pub fn covers(&self, topic: &str) -> bool {
+        if self.owner_topics.iter().any(|t| t == topic) {
+            self.owners.is_some()
+        } else {
+            self.inputs.is_some()
+        }
+    }
+}
+
+/// Why a transaction did not commit.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TransactionError {
+    /// The error's name (librdkafka's code).
+    pub code: String,
+    pub message: String,
+    /// The producer cannot go on (fenced by another with its `transactional.id`, or
+    /// misconfigured): the process must restart.
+    pub fatal: bool,
 }
 
 /// Limits of the ledger, from the producer's settings.
@@ -161,6 +227,18 @@ pub struct DeliveryLedger<T: Transport = Forwarder> {
     reports: Vec<Report>,
     telemetry: Arc<PipelineMetrics>,
     clock: SharedClock,
+    /// Exactly-once: the records waiting for the next transaction (`None`: at-least-once).
+    staged: Option<Vec<Record>>,
+    /// After a failed transaction: when the next may be tried, and how many failed in a row.
+    transaction_retry: Option<(Nanos, u32)>,
+}
+
+/// What the next transaction writes and commits.
+struct TransactionPlan {
+    /// Indices into the staged records.
+    records: Vec<usize>,
+    /// Partition index → offset to commit.
+    offsets: Vec<(u32, i64)>,
 }
 
 impl<T: Transport> DeliveryLedger<T> {
@@ -182,7 +260,21 @@ impl<T: Transport> DeliveryLedger<T> {
             reports: Vec::new(),
             telemetry,
             clock,
+            staged: None,
+            transaction_retry: None,
         }
+    }
+
+    /// Exactly-once mode: records are staged and written by [`Self::transact`] (see the module
+    /// header); the transport must be transactional.
+    pub fn exactly_once(mut self) -> Self {
+        self.staged = Some(Vec::new());
+        self
+    }
+
+    /// Whether records go out in transactions.
+    pub fn is_exactly_once(&self) -> bool {
+        self.staged.is_some()
     }
 
     /// A message was consumed: it stays uncommitted while the returned hold, or a share of it,
@@ -202,9 +294,155 @@ impl<T: Transport> DeliveryLedger<T> {
         self.positions.index(topic, partition)
     }
 
-    /// Sends a record; its holds are released when the broker acknowledges it.
+    /// Sends a record; its holds are released when the broker acknowledges it. Exactly-once:
+    /// stages it for a transaction.
     pub fn send(&mut self, record: Record) {
+        if let Some(staged) = &mut self.staged {
+            self.in_flight += 1;
+            self.in_flight_bytes += record.payload.len();
+            staged.push(record);
+            return;
+        }
         self.transmit(Box::new(Attempt { record, attempts: 1 }));
+    }
+
+    /// Exactly-once: writes the staged records that may go and commits the offsets past them,
+    /// in one transaction (see the module header); returns the positions committed. After a
+    /// failed transaction, nothing is tried before its backoff has passed.
+    pub fn transact(&mut self, groups: &TransactionGroups<'_>) -> Result<Vec<Commit>, TransactionError> {
+        let now = self.clock.now();
+        if self.transaction_retry.is_some_and(|(due, _)| now < due) {
+            return Ok(Vec::new());
+        }
+        let Some(plan) = self.plan_transaction(groups) else { return Ok(Vec::new()) };
+        if plan.records.is_empty() && plan.offsets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let staged = self.staged.take().unwrap_or_default();
+        let (mut records, mut waiting) = (Vec::with_capacity(plan.records.len()), Vec::new());
+        let mut chosen = plan.records.iter().copied().peekable();
+        for (i, record) in staged.into_iter().enumerate() {
+            if chosen.peek() == Some(&i) {
+                chosen.next();
+                records.push(Box::new(Attempt { record, attempts: 1 }));
+            } else {
+                waiting.push(record);
+            }
+        }
+        self.staged = Some(waiting);
+        let offsets: Vec<Commit> = plan
+            .offsets
+            .iter()
+            .map(|&(index, offset)| {
+                let (topic, partition) = self.positions.topic_partition(index);
+                (topic.to_string(), partition, offset)
+            })
+            .collect();
+        let (count, mut reports) = (records.len(), Vec::with_capacity(records.len()));
+        let result = self.transport.transact(records, &offsets, groups, &mut reports);
+        for report in reports {
+            let attempt = match &report {
+                Report::Delivered(a) | Report::Failed(a, _) => a,
+            };
+            self.in_flight = self.in_flight.saturating_sub(1);
+            self.in_flight_bytes = self.in_flight_bytes.saturating_sub(attempt.record.payload.len());
+            match (result.is_ok(), report) {
+                (true, Report::Delivered(attempt) | Report::Failed(attempt, _)) => self.delivered(attempt.record),
+                (false, Report::Failed(attempt, error)) if error.class == ErrorClass::Permanent => {
+                    self.failed(attempt, error)
+                }
+                (false, Report::Delivered(attempt) | Report::Failed(attempt, _)) => self.send(attempt.record),
+            }
+        }
+        match result {
+            Ok(()) => {
+                for &(index, offset) in &plan.offsets {
+                    self.positions.mark_committed(index, offset);
+                }
+                self.transaction_retry = None;
+                let event = PipelineEvent::TransactionCommitted { records: count, partitions: offsets.len() };
+                self.telemetry.emit(event, now);
+                Ok(offsets)
+            }
+            Err(error) => {
+                let attempts = self.transaction_retry.map_or(1, |(_, n)| n + 1);
+                let wait = self.backoff(attempts);
+                self.transaction_retry = Some((now.saturating_add(wait), attempts));
+                let event =
+                    PipelineEvent::TransactionAborted { code: &error.code, error: &error.message, attempts, wait };
+                self.telemetry.emit(event, now);
+                Err(error)
+            }
+        }
+    }
+
+    /// Which staged records the next transaction writes, and the offsets it commits (see the
+    /// module header); `None` in at-least-once mode.
+    fn plan_transaction(&mut self, groups: &TransactionGroups<'_>) -> Option<TransactionPlan> {
+        let staged = self.staged.as_ref()?;
+        let mut by_staged: HashMap<SourceRef, usize> = HashMap::new();
+        for record in staged {
+            for hold in &record.holds {
+                *by_staged.entry(hold.source()).or_default() += 1;
+            }
+        }
+        let mut limits: HashMap<u32, i64> = HashMap::new();
+        for index in self.positions.partition_indices() {
+            if !groups.covers(self.positions.topic_partition(index).0) {
+                continue;
+            }
+            if let Some(limit) = self.positions.lowest_held_beyond(index, &by_staged) {
+                limits.insert(index, limit);
+            }
+        }
+        let mut included = vec![true; staged.len()];
+        loop {
+            let mut changed = false;
+            for (i, record) in staged.iter().enumerate() {
+                if !included[i] {
+                    continue;
+                }
+                let below = |h: &Hold| limits.get(&h.source().partition).is_some_and(|&l| h.source().offset < l);
+                if record.destination == Destination::Aggregates || record.holds.iter().all(below) {
+                    continue;
+                }
+                included[i] = false;
+                changed = true;
+                for hold in &record.holds {
+                    let source = hold.source();
+                    if let Some(limit) = limits.get_mut(&source.partition) {
+                        *limit = (*limit).min(source.offset);
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        let mut offsets: Vec<(u32, i64)> =
+            limits.into_iter().filter(|&(index, offset)| self.positions.committed(index) != Some(offset)).collect();
+        offsets.sort_unstable();
+        let records = (0..staged.len()).filter(|&i| included[i]).collect();
+        Some(TransactionPlan { records, offsets })
+    }
+
+    /// Exactly-once: transactions until every staged record that may go has gone, waiting up to
+    /// `timeout` of real time (failed ones are tried again without their backoff). Returns
+    /// whether the last one committed.
+    pub fn flush_transactions(&mut self, groups: &TransactionGroups<'_>, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            self.transaction_retry = None;
+            match self.transact(groups) {
+                Ok(_) => return true,
+                Err(error) if error.fatal => return false,
+                Err(_) if std::time::Instant::now() >= deadline => {
+                    tracing::error!("transactions failed until the deadline; the offsets they hold stay uncommitted");
+                    return false;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
     }
 
     fn transmit(&mut self, attempt: Box<Attempt>) {
@@ -357,10 +595,25 @@ impl<T: Transport> DeliveryLedger<T> {
     }
 
     /// Forgets revoked partitions: their messages are read again by the next owner from the
-    /// committed offsets.
+    /// committed offsets. Exactly-once: staged records holding only their messages are dropped
+    /// (the next owner writes them); one that also holds a kept partition's (a trace that came
+    /// through two input topics) is kept without its holds on the revoked ones, lest the kept
+    /// partition commit past spans never written — its spans of the revoked partitions may then
+    /// be written twice, the one exception to exactly-once.
     pub fn forget(&mut self, indices: &[u32]) {
         for &index in indices {
             self.positions.forget(index);
+        }
+        if let Some(staged) = &mut self.staged {
+            let revoked = |h: &Hold| indices.contains(&h.source().partition);
+            let (before, bytes_before) = (staged.len(), staged.iter().map(|r| r.payload.len()).sum::<usize>());
+            staged.retain(|record| record.holds.is_empty() || !record.holds.iter().all(revoked));
+            for record in staged.iter_mut() {
+                record.holds.retain(|h| !revoked(h));
+            }
+            let bytes_after: usize = staged.iter().map(|r| r.payload.len()).sum();
+            self.in_flight = self.in_flight.saturating_sub(before - staged.len());
+            self.in_flight_bytes = self.in_flight_bytes.saturating_sub(bytes_before - bytes_after);
         }
     }
 

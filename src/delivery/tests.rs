@@ -41,6 +41,16 @@ impl Transport for ScriptedTransport {
     }
 
     fn poll(&mut self, _timeout: Duration, _reports: &mut Vec<Report>) {}
+
+    fn transact(
+        &mut self,
+        _records: Vec<Box<Attempt>>,
+        _offsets: &[Commit],
+        _groups: &TransactionGroups<'_>,
+        _reports: &mut Vec<Report>,
+    ) -> Result<(), TransactionError> {
+        unreachable!("an at-least-once ledger never starts a transaction")
+    }
 }
 
 fn error(class: ErrorClass) -> SendError {

@@ -29,7 +29,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::Headers;
 use rdkafka::statistics::Statistics;
@@ -37,7 +37,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientConfig, ClientContext, Message as _};
 
 use crate::clock::SharedClock;
-use crate::delivery::{classify, ErrorClass};
+use crate::delivery::{classify, ErrorClass, TransactionGroups};
 use crate::kafka_client::{redact, ClientLog};
 use crate::record::{Message, ENCODING_HEADER};
 use crate::telemetry::events::PipelineEvent;
@@ -187,8 +187,10 @@ pub trait MessageHandler: Send + 'static {
     fn message(&mut self, message: Message<'_>);
     /// Periodic work: decisions whose time came, delivery reports, gauges.
     fn tick(&mut self);
-    /// Positions that moved since the last call.
-    fn commits(&mut self) -> Vec<Commit>;
+    /// Positions that moved since the last call, for the consumer to commit. With
+    /// `kafka.exactly_once` the handler commits them itself, in a transaction through `groups`,
+    /// and returns none.
+    fn commits(&mut self, groups: &TransactionGroups<'_>) -> Vec<Commit>;
     /// The broker refused these commits (returned by [`MessageHandler::commits`]): return them
     /// again at the next call, moved or not.
     fn commit_refused(&mut self, refused: &[Commit]);
@@ -201,11 +203,11 @@ pub trait MessageHandler: Send + 'static {
     /// Partitions to pause until their pending writes are retried (others go on).
     fn waiting_partitions(&self) -> BTreeSet<(String, i32)>;
     /// The partitions are being revoked (`leaving`: because this instance leaves the group):
-    /// settle their traces and forwards; return their positions.
-    fn revoke(&mut self, partitions: &[(String, i32)], leaving: bool) -> Vec<Commit>;
+    /// settle their traces and forwards; return their positions (as [`Self::commits`]).
+    fn revoke(&mut self, partitions: &[(String, i32)], leaving: bool, groups: &TransactionGroups<'_>) -> Vec<Commit>;
     /// The process is stopping, its partitions already revoked: decide and flush what is left;
-    /// return every position.
-    fn shutdown(&mut self) -> Vec<Commit>;
+    /// return every position (as [`Self::commits`]).
+    fn shutdown(&mut self, groups: &TransactionGroups<'_>) -> Vec<Commit>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -275,6 +277,8 @@ struct SourceContext<H: MessageHandler> {
     join: Mutex<JoinState>,
     /// Whether this is the second member, of `{group_id}-owners`.
     owners: bool,
+    /// The topics the second member consumes (a transaction commits them through its group).
+    owner_topics: Vec<String>,
     /// When a refused commit was last logged (during a rebalance every attempt is refused: one
     /// line every few seconds says it).
     refusal_logged: Mutex<Option<Instant>>,
@@ -349,7 +353,13 @@ impl<H: MessageHandler> ConsumerContext for SourceContext<H> {
             let partitions = partitions_of(list);
             tracing::info!(partitions = ?partitions, "partitions revoked: deciding their traces");
             let leaving = self.leaving.load(Ordering::SeqCst);
-            let commits = self.handler.lock().expect("handler lock").revoke(&partitions, leaving);
+            let metadata = consumer.group_metadata();
+            let groups = if self.owners {
+                TransactionGroups { inputs: None, owners: metadata.as_ref(), owner_topics: &self.owner_topics }
+            } else {
+                TransactionGroups { inputs: metadata.as_ref(), owners: None, owner_topics: &self.owner_topics }
+            };
+            let commits = self.handler.lock().expect("handler lock").revoke(&partitions, leaving, &groups);
             if !commits.is_empty() {
                 if let Err(e) = consumer.commit(&commit_list(&commits), CommitMode::Sync) {
                     tracing::warn!(error = %e, "commit on revocation failed");
@@ -417,6 +427,7 @@ pub fn run<H: MessageHandler>(
         log: settings.client_log.clone(),
         join: Mutex::new(JoinState { state: String::new(), since: Instant::now() }),
         owners,
+        owner_topics: settings.owner_topics.clone(),
         refusal_logged: Mutex::new(None),
     };
     let consumer: BaseConsumer<SourceContext<H>> =
@@ -525,7 +536,8 @@ pub fn run<H: MessageHandler>(
         }
         if last_commit.elapsed() >= settings.commit_interval {
             last_commit = Instant::now();
-            let commits = handler.commits();
+            let metadata = MemberGroups::of(&consumer, owners.as_ref());
+            let commits = handler.commits(&metadata.groups(&settings.owner_topics));
             drop(handler);
             commit_each(&consumer, owners.as_ref(), &settings.owner_topics, &commits, CommitMode::Async);
         }
@@ -541,7 +553,8 @@ pub fn run<H: MessageHandler>(
     for member in &consumers {
         pause_all(member, true);
     }
-    let commits = handler.lock().expect("handler lock").revoke(&held, true);
+    let metadata = MemberGroups::of(&consumer, owners.as_ref());
+    let commits = handler.lock().expect("handler lock").revoke(&held, true, &metadata.groups(&settings.owner_topics));
     commit_each(&consumer, owners.as_ref(), &settings.owner_topics, &commits, CommitMode::Sync);
     settings.leave_together.arrive_and_wait(LEAVE_TOGETHER_TIMEOUT);
     // Leaving the group revokes every partition: the rebalance callback, served by these polls,
@@ -558,7 +571,8 @@ pub fn run<H: MessageHandler>(
             }
         }
     }
-    let commits = handler.lock().expect("handler lock").shutdown();
+    let metadata = MemberGroups::of(&consumer, owners.as_ref());
+    let commits = handler.lock().expect("handler lock").shutdown(&metadata.groups(&settings.owner_topics));
     commit_each(&consumer, owners.as_ref(), &settings.owner_topics, &commits, CommitMode::Sync);
     Ok(())
 }
@@ -578,6 +592,22 @@ fn prepare_topics(settings: &SourceSettings, check: TopicCheck) -> Result<(), So
     }
     crate::delivery::topics::create_missing_topics(settings.admin.clone(), check.missing_outputs, check.partitions);
     Ok(())
+}
+
+/// Each member's group metadata, for a transaction's offsets (`kafka.exactly_once`).
+struct MemberGroups {
+    inputs: Option<ConsumerGroupMetadata>,
+    owners: Option<ConsumerGroupMetadata>,
+}
+
+impl MemberGroups {
+    fn of<C: ConsumerContext>(consumer: &BaseConsumer<C>, owners: Option<&BaseConsumer<C>>) -> Self {
+        Self { inputs: consumer.group_metadata(), owners: owners.and_then(|o| o.group_metadata()) }
+    }
+
+    fn groups<'a>(&'a self, owner_topics: &'a [String]) -> TransactionGroups<'a> {
+        TransactionGroups { inputs: self.inputs.as_ref(), owners: self.owners.as_ref(), owner_topics }
+    }
 }
 
 /// Commits each position through the member that consumes its topic.

@@ -32,6 +32,12 @@ pub enum PipelineEvent<'a> {
     },
     /// A record failed with an error retrying cannot fix: abandoned, its offsets move on.
     RecordAbandoned { destination: Destination, topic: &'a str, code: &'a str, error: &'a str, bytes: usize },
+    /// A transaction (kafka.exactly_once) committed `records` records and the offsets of
+    /// `partitions` partitions.
+    TransactionCommitted { records: usize, partitions: usize },
+    /// A transaction failed and was aborted: its records are sent again in the next one, after
+    /// `wait`; `attempts` failed in a row.
+    TransactionAborted { code: &'a str, error: &'a str, attempts: u32, wait: Duration },
     /// A worker's consumption paused (back-pressure, or a record waiting for its retry) or resumed.
     Consumption { paused: bool },
     /// These partitions of a worker (none when empty) are paused until a record holding their
@@ -48,6 +54,7 @@ enum WarningKind {
     Undecodable,
     Retry(Destination, String),
     Abandoned(Destination, String),
+    TransactionAborted(String),
 }
 
 /// How often each kind of repeated warning may be logged.
@@ -109,6 +116,17 @@ impl PipelineMetrics {
                 let kind = WarningKind::Abandoned(destination, code.to_string());
                 if let Some(suppressed) = self.events.admit(kind, DELIVERY_EVERY, now) {
                     tracing::error!(topic, destination = destination.as_str(), %error, bytes, suppressed, "record abandoned: retrying cannot fix this; its offsets move on");
+                }
+            }
+            PipelineEvent::TransactionCommitted { records, partitions } => {
+                self.transactions.with_label_values(&["committed"]).inc();
+                tracing::trace!(records, partitions, "transaction committed");
+            }
+            PipelineEvent::TransactionAborted { code, error, attempts, wait } => {
+                self.transactions.with_label_values(&["aborted"]).inc();
+                let kind = WarningKind::TransactionAborted(code.to_string());
+                if let Some(suppressed) = self.events.admit(kind, DELIVERY_EVERY, now) {
+                    tracing::warn!(%error, attempts, retry_in = ?wait, suppressed, "transaction aborted: its records and offsets go in the next one");
                 }
             }
             PipelineEvent::Consumption { paused } => {

@@ -26,6 +26,7 @@ pub struct PipelineMetrics {
     pub traces_forwarded: IntCounter,
     pub forward_retries: IntCounter,
     pub forward_failures: IntCounterVec,
+    pub transactions: IntCounterVec,
     pub consumer_lag: IntGaugeVec,
     pub pending_messages: IntGauge,
     pub consumption_paused: IntGauge,
@@ -141,6 +142,12 @@ impl PipelineMetrics {
                 "tracewarden_forward_failures_total",
                 "Records abandoned after a permanent Kafka error.",
                 &["destination"],
+            ),
+            transactions: counter_vec(
+                r,
+                "tracewarden_transactions_total",
+                "Kafka transactions (kafka.exactly_once) by result: committed or aborted.",
+                &["result"],
             ),
             consumer_lag: {
                 let g = IntGaugeVec::new(
