@@ -395,7 +395,12 @@ impl<T: Transport> DeliveryLedger<T> {
                 limits.insert(index, limit);
             }
         }
-        let mut included = vec![true; staged.len()];
+        // Alerts go only with their checkpoint: in a transaction that can commit the SLO side.
+        let slo_side = groups.owners.is_some() || groups.owner_topics.is_empty();
+        let mut included: Vec<bool> = staged
+            .iter()
+            .map(|r| slo_side || !matches!(r.destination, Destination::Alerts | Destination::SloState))
+            .collect();
         loop {
             let mut changed = false;
             for (i, record) in staged.iter().enumerate() {
