@@ -372,7 +372,8 @@ pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("statistics.interval.ms", "5000")
+        // Every second: the consumer lag, and readiness follows the group coordinator link.
+        .set("statistics.interval.ms", "1000")
         // Prefetch at most 32 MiB (librdkafka's default is 64 MiB per consumer).
         .set("queued.max.messages.kbytes", "32768")
         // When the prefetch is full, fetch again soon after the worker has made room: with the

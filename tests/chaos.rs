@@ -245,7 +245,8 @@ fn alert_statuses(records: &[(String, Vec<u8>)]) -> BTreeMap<String, Vec<String>
 /// Network faults between the instances and the broker (a proxy the broker advertises, so every
 /// client connection goes through it): connections cut, stalled or slowed for 2 to 8 s at a time
 /// (past the 6 s session: members are expelled and join again). Nothing is lost, the group commits
-/// the whole input, and every instance is ready again without help. `CHAOS_NETWORK_FAULTS` sets
+/// the whole input, `/readyz` shows a cut (the first fault is one of 5 s or more) and every
+/// instance is ready again without help. `CHAOS_NETWORK_FAULTS` sets
 /// the faults (scripts/chaos.sh: 30; the test command: 4); the summary line is
 /// `network: faults=F traces=T lost=L duplicates=D`.
 #[test]
@@ -262,14 +263,32 @@ fn network_faults_lose_nothing_and_the_instances_recover_by_themselves() {
     let stop = Arc::new(AtomicBool::new(false));
     let traffic = produce_traffic_until(&broker, 100, true, stop.clone());
     let started = Instant::now();
+    // Cuts of at least 4 s, and how many of them some instance's /readyz showed.
+    let (mut long_cuts, mut cuts_seen) = (0, 0);
     for round in 0..faults {
         std::thread::sleep(Duration::from_millis(rng.random_range(1_000..3_000)));
-        let fault = [Fault::Cut, Fault::Stall, Fault::Slow][rng.random_range(0..3)];
-        let lasting = Duration::from_millis(rng.random_range(2_000..8_000));
+        // The first fault is a cut long enough for readiness to show it.
+        let fault =
+            if round == 0 { Fault::Cut } else { [Fault::Cut, Fault::Stall, Fault::Slow][rng.random_range(0..3)] };
+        let lasting = Duration::from_millis(rng.random_range(if round == 0 { 5_000 } else { 2_000 }..8_000));
         proxy.set(fault);
-        std::thread::sleep(lasting);
+        let began = Instant::now();
+        let mut seen = false;
+        while began.elapsed() < lasting {
+            seen |= live.iter().any(|i| i.get("/readyz").is_some_and(|b| b.contains("not ready")));
+            std::thread::sleep(Duration::from_millis(250));
+        }
         proxy.set(Fault::None);
-        eprintln!("network: fault {}/{faults}: {fault:?} for {lasting:?} at {:?}", round + 1, started.elapsed());
+        if fault == Fault::Cut && lasting >= Duration::from_secs(4) {
+            long_cuts += 1;
+            cuts_seen += usize::from(seen);
+        }
+        eprintln!(
+            "network: fault {}/{faults}: {fault:?} for {lasting:?} at {:?}{}",
+            round + 1,
+            started.elapsed(),
+            if seen { ", an instance not ready" } else { "" }
+        );
     }
     stop.store(true, Ordering::SeqCst);
     let sent = traffic.join().unwrap();
@@ -281,7 +300,13 @@ fn network_faults_lose_nothing_and_the_instances_recover_by_themselves() {
         std::thread::sleep(Duration::from_millis(500));
     }
     let logs: Vec<String> = live.iter().map(|i| i.log.display().to_string()).collect();
-    eprintln!("network: faults={faults} traces={} lost={} duplicates={}", sent.len(), output.lost, output.duplicates);
+    eprintln!(
+        "network: faults={faults} traces={} lost={} duplicates={} long_cuts={long_cuts} seen_not_ready={cuts_seen}",
+        sent.len(),
+        output.lost,
+        output.duplicates
+    );
+    assert!(cuts_seen > 0, "readiness showed none of the {long_cuts} cuts of 4 s or more; see {logs:?}");
     assert_eq!(output.lost, 0, "every trace reaches the output; see {logs:?}");
     // The test's producer goes through the proxy too: a trace whose spans it could not send for
     // seconds is decided with what arrived, its late spans following the decision (sampling.md).

@@ -142,7 +142,7 @@ impl Forwarder {
         offsets: &[Commit],
         groups: &TransactionGroups<'_>,
         reports: &mut Vec<Report>,
-    ) -> Result<(), KafkaError> {
+    ) -> Result<(), TransactionError> {
         let began = if self.transactions_ready {
             self.producer.begin_transaction()
         } else {
@@ -155,11 +155,18 @@ impl Forwarder {
             // Nothing was written: every record comes back as it went.
             let refused = SendError { class: ErrorClass::Retriable, ..send_error(&error) };
             reports.extend(records.into_iter().map(|attempt| Report::Failed(attempt, refused.clone())));
-            return Err(error);
+            return Err(transaction_error(&error));
         }
         self.in_transaction = true;
+        let refused_before = reports.len();
         for attempt in records {
             self.send(attempt, reports);
+        }
+        // A record refused before queueing (too large, say) would not be in the transaction
+        // while the offsets past its messages are: abort, and go again without it.
+        if let Some(Report::Failed(_, refused)) = reports[refused_before..].first() {
+            let message = format!("a record was refused before the transaction: {}", refused.message);
+            return Err(TransactionError { code: refused.code.clone(), message, fatal: false });
         }
         let (owned, inputs): (Vec<&Commit>, Vec<&Commit>) =
             offsets.iter().partition(|(topic, _, _)| groups.owner_topics.contains(topic));
@@ -167,11 +174,14 @@ impl Forwarder {
             let Some(group) = group.filter(|_| !commits.is_empty()) else { continue };
             let mut list = TopicPartitionList::new();
             for (topic, partition, offset) in commits {
-                list.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+                list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                    .map_err(|e| transaction_error(&e))?;
             }
-            self.producer.send_offsets_to_transaction(&list, group, TRANSACTION_TIMEOUT)?;
+            self.producer
+                .send_offsets_to_transaction(&list, group, TRANSACTION_TIMEOUT)
+                .map_err(|e| transaction_error(&e))?;
         }
-        self.producer.commit_transaction(TRANSACTION_TIMEOUT)?;
+        self.producer.commit_transaction(TRANSACTION_TIMEOUT).map_err(|e| transaction_error(&e))?;
         self.in_transaction = false;
         Ok(())
     }
@@ -190,7 +200,7 @@ impl Transport for Forwarder {
         reports: &mut Vec<Report>,
     ) -> Result<(), TransactionError> {
         let sent = records.len();
-        let result = self.try_transaction(records, offsets, groups, reports).map_err(|e| transaction_error(&e));
+        let result = self.try_transaction(records, offsets, groups, reports);
         if let Err(error) = &result {
             if error.fatal {
                 return result;

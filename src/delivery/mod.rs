@@ -346,12 +346,11 @@ impl<T: Transport> DeliveryLedger<T> {
             };
             self.in_flight = self.in_flight.saturating_sub(1);
             self.in_flight_bytes = self.in_flight_bytes.saturating_sub(attempt.record.payload.len());
-            match (result.is_ok(), report) {
-                (true, Report::Delivered(attempt) | Report::Failed(attempt, _)) => self.delivered(attempt.record),
-                (false, Report::Failed(attempt, error)) if error.class == ErrorClass::Permanent => {
-                    self.failed(attempt, error)
-                }
-                (false, Report::Delivered(attempt) | Report::Failed(attempt, _)) => self.send(attempt.record),
+            match report {
+                Report::Delivered(attempt) if result.is_ok() => self.delivered(attempt.record),
+                Report::Failed(attempt, error) if error.class == ErrorClass::Permanent => self.failed(attempt, error),
+                // Aborted with its transaction (a committed one has every record delivered).
+                Report::Delivered(attempt) | Report::Failed(attempt, _) => self.send(attempt.record),
             }
         }
         match result {

@@ -164,14 +164,24 @@ async fn readyz(State(handles): State<Handles>) -> Response {
         .ready
         .members()
         .into_iter()
-        .map(|(worker, joined, join_state)| serde_json::json!({ "worker": worker, "joined": joined, "joinState": join_state }))
+        .map(|m| {
+            serde_json::json!({
+                "worker": m.worker,
+                "joined": m.joined,
+                "joinState": m.state.join_state,
+                "coordinator": m.state.coordinator,
+            })
+        })
         .collect();
-    if handles.ready.is_ready() {
-        let body = serde_json::json!({ "status": "ready", "partitions": partitions, "workers": members });
-        (StatusCode::OK, Json(body)).into_response()
-    } else {
-        let body = serde_json::json!({ "status": "not ready: not (or no longer) a member of the consumer group", "partitions": partitions, "workers": members });
-        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    match handles.ready.not_ready() {
+        None => {
+            let body = serde_json::json!({ "status": "ready", "partitions": partitions, "workers": members });
+            (StatusCode::OK, Json(body)).into_response()
+        }
+        Some(reason) => {
+            let body = serde_json::json!({ "status": format!("not ready: {reason}"), "partitions": partitions, "workers": members });
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
     }
 }
 

@@ -43,16 +43,40 @@ use crate::record::{Message, ENCODING_HEADER};
 use crate::telemetry::events::PipelineEvent;
 use crate::telemetry::PipelineMetrics;
 
-/// Whether every worker of this instance is a consuming member of its group, and what they hold
-/// (`/readyz`).
+/// Whether every worker of this instance is a consuming member of its group, in touch with its
+/// group coordinator, and what they hold (`/readyz`).
 pub struct Readiness {
     /// The group members of this instance (its workers).
     members: usize,
     /// The members that have joined (an assignment arrived, even an empty one).
     joined: Mutex<BTreeSet<usize>>,
     assignment: Mutex<BTreeSet<(String, i32)>>,
-    /// Each member's librdkafka join state, as last reported (`/readyz` shows it).
-    join_states: Mutex<Vec<String>>,
+    /// Each member's group state as librdkafka last reported it (`/readyz` shows it).
+    states: Mutex<Vec<GroupState>>,
+}
+
+/// A member's group state from librdkafka's statistics (empty before the first).
+#[derive(Clone, Debug, Default)]
+pub struct GroupState {
+    /// `steady` once settled in the group.
+    pub join_state: String,
+    /// The link to the group coordinator: `up`, or `query-coord`, `wait-coord`, … while it is
+    /// being found again (the network or the broker is failing).
+    pub coordinator: String,
+}
+
+impl GroupState {
+    /// Whether the member is in touch with its coordinator (or has not reported yet).
+    fn connected(&self) -> bool {
+        matches!(self.coordinator.as_str(), "" | "up")
+    }
+}
+
+/// One member as `/readyz` shows it.
+pub struct MemberReadiness {
+    pub worker: usize,
+    pub joined: bool,
+    pub state: GroupState,
 }
 
 impl Default for Readiness {
@@ -67,28 +91,49 @@ impl Readiness {
             members,
             joined: Mutex::default(),
             assignment: Mutex::default(),
-            join_states: Mutex::new(vec![String::new(); members]),
+            states: Mutex::new(vec![GroupState::default(); members]),
         }
     }
 
-    /// Each member (worker): whether it has joined, and librdkafka's join state for it
-    /// (`steady` once settled; empty before its first statistics).
-    pub fn members(&self) -> Vec<(usize, bool, String)> {
+    /// Each member (worker): whether it has joined, and its group state.
+    pub fn members(&self) -> Vec<MemberReadiness> {
         let joined = self.joined.lock().expect("joined lock");
-        let states = self.join_states.lock().expect("join states lock");
-        (0..self.members).map(|m| (m, joined.contains(&m), states.get(m).cloned().unwrap_or_default())).collect()
+        let states = self.states.lock().expect("group states lock");
+        (0..self.members)
+            .map(|m| MemberReadiness {
+                worker: m,
+                joined: joined.contains(&m),
+                state: states.get(m).cloned().unwrap_or_default(),
+            })
+            .collect()
     }
 
-    fn set_join_state(&self, member: usize, state: &str) {
-        if let Some(slot) = self.join_states.lock().expect("join states lock").get_mut(member) {
-            slot.clear();
-            slot.push_str(state);
+    fn set_group_state(&self, member: usize, join_state: &str, coordinator: &str) {
+        if let Some(slot) = self.states.lock().expect("group states lock").get_mut(member) {
+            slot.join_state.clear();
+            slot.join_state.push_str(join_state);
+            slot.coordinator.clear();
+            slot.coordinator.push_str(coordinator);
         }
     }
 
-    /// Ready once every member has joined its group, until shutdown starts.
+    /// Why the instance is not ready, if it is not: a member has not joined its group (or has
+    /// left it: shutdown), or has lost its group coordinator.
+    pub fn not_ready(&self) -> Option<String> {
+        let joined = self.joined.lock().expect("joined lock");
+        if let Some(m) = (0..self.members).find(|m| !joined.contains(m)) {
+            return Some(format!("worker {m} is not (or no longer) a member of the consumer group"));
+        }
+        let states = self.states.lock().expect("group states lock");
+        states.iter().enumerate().find(|(_, s)| !s.connected()).map(|(m, s)| {
+            format!("worker {m} has lost its group coordinator ({}): the brokers are unreachable", s.coordinator)
+        })
+    }
+
+    /// Ready once every member has joined its group, while each is in touch with its
+    /// coordinator, until shutdown starts.
     pub fn is_ready(&self) -> bool {
-        self.joined.lock().expect("joined lock").len() == self.members
+        self.not_ready().is_none()
     }
 
     /// The partitions this instance holds now.
@@ -331,10 +376,10 @@ impl<H: MessageHandler> ClientContext for SourceContext<H> {
             if join.state != group.join_state {
                 join.state.clone_from(&group.join_state);
                 join.since = Instant::now();
-                // The owners' member (SLO side) shares the worker's number: only the input member reports.
-                if !self.owners {
-                    self.ready.set_join_state(self.member, &group.join_state);
-                }
+            }
+            // The owners' member (SLO side) shares the worker's number: only the input member reports.
+            if !self.owners {
+                self.ready.set_group_state(self.member, &group.join_state, &group.state);
             }
         }
         for (topic, stats) in &statistics.topics {
@@ -769,4 +814,29 @@ fn check_topics<C: ConsumerContext>(
         missing_required: missing_of(&settings.required_topics),
         missing_compacted: missing_of(&settings.compacted_topics),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_needs_every_worker_joined_and_in_touch_with_its_coordinator() {
+        let ready = Readiness::new(2);
+        assert!(ready.not_ready().is_some_and(|r| r.contains("worker 0")), "nobody joined yet");
+        ready.assign(0, &[("in".into(), 0)]);
+        assert!(ready.not_ready().is_some_and(|r| r.contains("worker 1")), "worker 1 has not joined");
+        ready.assign(1, &[]);
+        assert_eq!(ready.not_ready(), None, "joined, no statistics yet");
+        ready.set_group_state(1, "steady", "up");
+        assert!(ready.is_ready());
+        // The network fails: librdkafka looks for the coordinator again.
+        ready.set_group_state(1, "steady", "query-coord");
+        let reason = ready.not_ready().expect("not ready while the coordinator is lost");
+        assert!(reason.contains("worker 1") && reason.contains("query-coord"), "{reason}");
+        ready.set_group_state(1, "steady", "up");
+        assert!(ready.is_ready(), "ready again once the link is back");
+        ready.leave(0);
+        assert!(!ready.is_ready(), "not ready once shutdown starts");
+    }
 }
