@@ -98,7 +98,7 @@ pub struct KafkaConfig {
     /// stay the same when an instance restarts: the restarted one then aborts the transaction its
     /// predecessor left open at once, instead of the broker after `transaction.timeout.ms`
     /// (meanwhile `read_committed` consumers of what it wrote wait). Default
-    /// `{group_id}-{host name}-{HTTP port}`.
+    /// `{group_id}-{host name}-{HTTP port}` (the process id instead when the port is 0).
     #[serde(default)]
     pub transactional_id: Option<String>,
     /// Any librdkafka property, passed through unchanged (SASL, TLS, timeouts). Default empty. From

@@ -437,7 +437,8 @@ struct Shared {
 }
 
 /// `kafka.transactional_id`, or `{group_id}-{host name}-{HTTP port}`: unique among instances
-/// running at once, the same across a restart of one.
+/// running at once, the same across a restart of one (with HTTP on port 0, the process id
+/// stands in for the port).
 fn transactional_id_prefix(config: &Config) -> String {
     if let Some(prefix) = &config.kafka.transactional_id {
         return prefix.clone();
@@ -448,7 +449,12 @@ fn transactional_id_prefix(config: &Config) -> String {
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "localhost".into());
-    format!("{}-{host}-{}", config.kafka.group_id, config.http.listen.port())
+    match config.http.listen.port() {
+        // A port picked by the system is no identity: the process's own id at least keeps two
+        // instances on one host apart.
+        0 => format!("{}-{host}-pid{}", config.kafka.group_id, std::process::id()),
+        port => format!("{}-{host}-{port}", config.kafka.group_id),
+    }
 }
 
 /// Builds worker `index`: its producer and delivery ledger, its span path, its SLO counting.

@@ -161,6 +161,26 @@ fn cross_field_rules_report_every_problem() {
 }
 
 #[test]
+fn exactly_once_is_off_by_default_and_refuses_reading_uncommitted_records() {
+    let c = Config::from_toml("").unwrap();
+    assert!(!c.kafka.exactly_once && c.kafka.transactional_id.is_none());
+    let c = Config::from_toml("[kafka]\nexactly_once = true\ntransactional_id = \"node-1\"\n").unwrap();
+    assert!(c.kafka.exactly_once);
+    assert_eq!(c.kafka.transactional_id.as_deref(), Some("node-1"));
+    let p = problems(
+        r#"
+        [kafka]
+        exactly_once = true
+        transactional_id = " "
+        [kafka.client]
+        "isolation.level" = "read_uncommitted"
+        "#,
+    );
+    let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+    assert!(keys.contains(&"kafka.transactional_id") && keys.contains(&"kafka.client.isolation.level"), "{keys:?}");
+}
+
+#[test]
 fn environment_overrides_the_file() {
     let dir = std::env::temp_dir().join(format!("tw-env-{}", std::process::id()));
     std::fs::write(&dir, "[kafka]\nbrokers = \"file:9092\"\n[window]\nmax_spans_per_trace = 7\n").unwrap();
