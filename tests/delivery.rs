@@ -156,3 +156,42 @@ fn a_refused_commit_is_made_again_after_the_partition_went_quiet() {
     assert_eq!(received(&pipeline), 1.0, "nothing more was read");
     pipeline.stop().unwrap();
 }
+
+/// `kafka.exactly_once`: the group coordinator refuses a transaction's offsets as a zombie's
+/// (ILLEGAL_GENERATION, what a member fenced by a rebalance gets): the transaction is aborted,
+/// counted, its records staged again and written in a later transaction after the backoff (read
+/// from the injected clock) — nothing is lost. (The mock cluster keeps an aborted
+/// transaction's records readable, so it cannot show that they are hidden from `read_committed`
+/// consumers; `delivery::transaction_tests` proves what a consumer sees.)
+#[test]
+fn an_aborted_transaction_is_written_again_by_the_next() {
+    let mut harness = Harness::new("delivery-abort");
+    harness.config.kafka.exactly_once = true;
+    harness.config.kafka.transactional_id = Some("delivery-abort".into());
+    harness.cluster.create_topic("sampled_spans", PARTITIONS, 1).unwrap();
+    let pipeline = harness.start();
+    let traces: Vec<(String, bytes::Bytes)> = (1..=6).map(trace).collect();
+    harness.produce_all(&traces);
+    wait_for("the traces to be read", || received(&pipeline) == 6.0);
+    // The group has settled (no rebalance will flush); from now on offsets are refused until
+    // cleared, and while the injected clock stands still a failed transaction's backoff keeps
+    // the next from starting.
+    harness
+        .cluster
+        .request_errors(RDKafkaApiKey::TxnOffsetCommit, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION; 100]);
+    let aborted = || metric(&pipeline, "tracewarden_transactions_total", &[("result", "aborted")]).unwrap_or(0.0);
+    // The traces are decided and staged; the next transaction carries them, and is aborted.
+    harness.advance(Duration::from_secs(6));
+    wait_for("a transaction with the traces aborted", || aborted() >= 1.0);
+    let forwarded = metric(&pipeline, "tracewarden_traces_forwarded_total", &[]).unwrap_or(0.0);
+    assert_eq!(forwarded, 0.0, "nothing committed yet");
+    harness.cluster.clear_request_errors(RDKafkaApiKey::TxnOffsetCommit);
+    harness.advance(Duration::from_secs(1));
+    wait_for("every trace forwarded", || metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(6.0));
+    let output = harness.read_all("sampled_spans", 6);
+    let keys: std::collections::BTreeSet<Vec<u8>> = output.iter().filter_map(|r| r.key.clone()).collect();
+    assert_eq!(keys.len(), 6, "every trace written");
+    assert!(metric(&pipeline, "tracewarden_transactions_total", &[("result", "committed")]).unwrap_or(0.0) >= 1.0);
+    assert_eq!(metric(&pipeline, "tracewarden_forward_failures_total", &[("destination", "output")]), None);
+    pipeline.stop().unwrap();
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 
@@ -206,6 +206,12 @@ impl Transport for Forwarder {
                 return result;
             }
             if std::mem::take(&mut self.in_transaction) {
+                // The abort waits for every record's report, and only polling serves them.
+                self.producer.purge(PurgeConfig::default().queue().inflight());
+                let deadline = std::time::Instant::now() + TRANSACTION_TIMEOUT;
+                while reports.len() < sent && std::time::Instant::now() < deadline {
+                    self.poll(Duration::from_millis(50), reports);
+                }
                 if let Err(e) = self.producer.abort_transaction(TRANSACTION_TIMEOUT) {
                     let abort = transaction_error(&e);
                     // Not abortable either: the producer's state is unknown, start afresh.
