@@ -327,9 +327,17 @@ fn end_to_end(cluster: &Cluster, input: &Input, mut config: Config, group: &str)
     // partitions so slowly (tens of times slower at 87 than at 4) that it, not the pipeline,
     // would be measured.
     let k = &config.kafka;
-    for topic in [&k.output_topic, &k.dead_letter_topic, &k.alerts_topic, &k.aggregates_topic, &k.snapshots_topic] {
+    for topic in [
+        &k.output_topic,
+        &k.dead_letter_topic,
+        &k.alerts_topic,
+        &k.aggregates_topic,
+        &k.points_topic,
+        &k.timeline_topic,
+    ] {
         let _ = cluster.cluster.create_topic(topic, 4, 1);
     }
+    let _ = cluster.cluster.create_topic(&k.rollups_topic, 1, 1);
     let _ = cluster.cluster.create_topic(&k.slo_state_topic, 1, 1);
     let mut pipeline = tracewarden::pipeline::start(&config, SystemClock::shared()).unwrap();
     let telemetry = pipeline.handles.telemetry.clone();

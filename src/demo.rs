@@ -208,10 +208,18 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         &config.kafka.alerts_topic,
         &config.kafka.aggregates_topic,
         &config.kafka.slo_state_topic,
-        &config.kafka.snapshots_topic,
     ]);
     for topic in topics {
         cluster.create_topic(topic, options.partitions, 1).map_err(DemoError::Cluster)?;
+    }
+    // The mock broker is slow with produce requests spread over many partitions: the points
+    // topic gets the demo's partition count, not the production default.
+    config.kafka.points_partitions = options.partitions;
+    let k = &config.kafka;
+    for (topic, partitions) in
+        [(&k.points_topic, k.points_partitions), (&k.timeline_topic, k.points_partitions), (&k.rollups_topic, 1)]
+    {
+        cluster.create_topic(topic, partitions, 1).map_err(DemoError::Cluster)?;
     }
     let faults = Arc::new(AtomicBool::new(true));
     let clock = SystemClock::shared();
@@ -221,7 +229,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         let stop = stop_http.clone();
         let app = crate::http::router(pipeline.handles.clone()).merge(fault_switch(faults.clone()));
         let served = crate::http::serve_router(&config.http, app, async move { stop.notified().await }).await?;
-        pipeline.handles.peers.set_url(&config.http.advertised(served.0));
+        pipeline.handles.group.set_url(&config.http.advertised(served.0));
         served
     };
     let receivers =
@@ -371,15 +379,23 @@ fn print_summary(
             if slo.firing.is_empty() { "-".to_string() } else { slo.firing.join(", ") },
         );
     }
-    let mut store = handles.signals.lock().expect("signal store lock");
-    let rows = crate::signals::exposition::service_summaries(&mut store, now);
-    drop(store);
+    // The services table of /api/services: the group view's rollups.
+    let mut rows: Vec<_> = handles
+        .group
+        .window(now)
+        .into_iter()
+        .filter_map(|(id, _, aggregate)| match id {
+            crate::signals::SeriesId::Service(key) => Some((key, aggregate.figures())),
+            _ => None,
+        })
+        .collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
     say!("  {:<20} {:<42} {:>8} {:>8} {:>9} {:>9}", "service", "operation", "req/win", "avail", "p50 ms", "p99 ms");
-    for row in rows {
+    for (key, row) in rows {
         say!(
             "  {:<20} {:<42} {:>8} {:>8} {:>9} {:>9}",
-            row.service,
-            row.operation,
+            key.service,
+            key.operation,
             row.requests,
             row.availability.map(|a| format!("{:.3}", a)).unwrap_or_else(|| "-".into()),
             row.p50_seconds.map(|s| format!("{:.1}", s * 1e3)).unwrap_or_else(|| "-".into()),

@@ -71,11 +71,27 @@ pub struct KafkaConfig {
     /// missing (`cleanup.policy = compact`). Default `tracewarden_slo_state`.
     #[serde(default = "default_slo_state_topic")]
     pub slo_state_topic: String,
-    /// Internal: each instance's 10 s points and trace summaries, merged by every instance for
-    /// the group-wide investigation views. Created at start when missing (one partition,
-    /// retention `investigation.history` + 1 h). Default `tracewarden_snapshots`.
-    #[serde(default = "default_snapshots_topic")]
-    pub snapshots_topic: String,
+    /// Internal: partial 10 s points keyed by series, each merged by the owner of its
+    /// partition in the group `{group_id}-series` (investigation.md "One view per consumer
+    /// group"). Created at start when missing (`points_partitions` partitions, retention
+    /// `investigation.history` + 10 min). Default `tracewarden_points`.
+    #[serde(default = "default_points_topic")]
+    pub points_topic: String,
+    /// Partitions of `points_topic` (and of `timeline_topic`, which must match) when created
+    /// here: the most instances that share the series. Default 64; 1 to 10000.
+    #[serde(default = "default_points_partitions")]
+    pub points_partitions: i32,
+    /// Internal, compacted: the owners' merged points keyed by series and step, restored by the
+    /// next owner of a partition. Created at start when missing (`cleanup.policy =
+    /// compact,delete`, retention `investigation.history` + 10 min). Default
+    /// `tracewarden_timeline`.
+    #[serde(default = "default_timeline_topic")]
+    pub timeline_topic: String,
+    /// Internal: each owner's `metrics.window` rollup of its series every 10 s, read by every
+    /// instance. Created at start when missing (one partition, retention 1 h). Default
+    /// `tracewarden_rollups`.
+    #[serde(default = "default_rollups_topic")]
+    pub rollups_topic: String,
     /// How often consumed offsets are committed. Default `1s`; at least `10ms`.
     #[serde(default = "default_commit_interval")]
     pub commit_interval: HumanDuration,
@@ -101,6 +117,15 @@ pub struct KafkaConfig {
     /// `{group_id}-{host name}-{HTTP port}` (the process id instead when the port is 0).
     #[serde(default)]
     pub transactional_id: Option<String>,
+    /// A stable identity of this instance for static group membership (KIP-345,
+    /// `group.instance.id`): every member it runs joins as `{instance_id}-w{worker}`,
+    /// `{instance_id}-owners` and `{instance_id}-series`, so a restarted instance with the same
+    /// id takes its partitions back without a rebalance (Kafka 2.3 or later); the id must differ
+    /// between instances running at once (a StatefulSet's pod name, the host name). Trade-off: a
+    /// member that stops is not replaced until `session.timeout.ms` passes, so keep that short
+    /// enough. Default none (dynamic membership).
+    #[serde(default)]
+    pub instance_id: Option<String>,
     /// Any librdkafka property, passed through unchanged (SASL, TLS, timeouts). Default empty. From
     /// the environment: `TRACEWARDEN__KAFKA__CLIENT__SASL_PASSWORD` sets `sasl.password`.
     #[serde(default = "default_client")]
@@ -139,8 +164,20 @@ fn default_aggregates_topic() -> String {
     "tracewarden_aggregates".into()
 }
 
-fn default_snapshots_topic() -> String {
-    "tracewarden_snapshots".into()
+fn default_points_topic() -> String {
+    "tracewarden_points".into()
+}
+
+fn default_points_partitions() -> i32 {
+    64
+}
+
+fn default_timeline_topic() -> String {
+    "tracewarden_timeline".into()
+}
+
+fn default_rollups_topic() -> String {
+    "tracewarden_rollups".into()
 }
 
 fn default_slo_state_topic() -> String {
@@ -172,11 +209,15 @@ impl Default for KafkaConfig {
             dead_letter_topic: default_dead_letter_topic(),
             aggregates_topic: default_aggregates_topic(),
             slo_state_topic: default_slo_state_topic(),
-            snapshots_topic: default_snapshots_topic(),
+            points_topic: default_points_topic(),
+            points_partitions: default_points_partitions(),
+            timeline_topic: default_timeline_topic(),
+            rollups_topic: default_rollups_topic(),
             commit_interval: default_commit_interval(),
             input_keyed_by_trace: default_input_keyed_by_trace(),
             exactly_once: false,
             transactional_id: None,
+            instance_id: None,
             client: default_client(),
         }
     }
@@ -196,6 +237,16 @@ impl KafkaConfig {
             k.transactional_id.as_ref().is_none_or(|id| !id.trim().is_empty()),
             "kafka.transactional_id",
             "must not be empty (leave it out for the default)".into(),
+        );
+        check(
+            k.instance_id.as_ref().is_none_or(|id| !id.trim().is_empty() && !id.contains(char::is_whitespace)),
+            "kafka.instance_id",
+            "must be a non-empty name without spaces (leave it out for dynamic membership)".into(),
+        );
+        check(
+            !k.client.contains_key("group.instance.id"),
+            "kafka.client.group.instance.id",
+            "set kafka.instance_id instead: each member of the instance needs an id of its own".into(),
         );
         check(
             !(k.exactly_once && k.client.get("isolation.level").is_some_and(|v| v != "read_committed")),
@@ -221,13 +272,30 @@ impl KafkaConfig {
             ("kafka.dead_letter_topic", &k.dead_letter_topic),
             ("kafka.aggregates_topic", &k.aggregates_topic),
             ("kafka.slo_state_topic", &k.slo_state_topic),
-            ("kafka.snapshots_topic", &k.snapshots_topic),
+            ("kafka.points_topic", &k.points_topic),
+            ("kafka.timeline_topic", &k.timeline_topic),
+            ("kafka.rollups_topic", &k.rollups_topic),
         ] {
             check(!topic.trim().is_empty(), key, "must not be empty".into());
             check(
                 !k.all_input_topics().contains(topic),
                 key,
                 format!("{topic:?} is also an input topic: tracewarden would read its own output"),
+            );
+        }
+        check(
+            (1..=10_000).contains(&k.points_partitions),
+            "kafka.points_partitions",
+            format!("{} is out of range: 1 to 10000", k.points_partitions),
+        );
+        let internal = [&k.points_topic, &k.timeline_topic, &k.rollups_topic];
+        for (i, topic) in internal.iter().enumerate() {
+            check(
+                !internal[..i].contains(topic),
+                "kafka.rollups_topic",
+                format!(
+                    "{topic:?} names two of points_topic, timeline_topic and rollups_topic: each needs its own topic"
+                ),
             );
         }
         check(
@@ -360,7 +428,16 @@ pub fn owners_config(kafka: &KafkaConfig) -> ClientConfig {
     let mut client = consumer_config(kafka);
     let id = kafka.client.get("client.id").map_or("tracewarden", String::as_str);
     client.set("group.id", format!("{}-owners", kafka.group_id)).set("client.id", format!("{id}-owners"));
+    with_instance_id(&mut client, kafka, "owners");
     client
+}
+
+/// Sets `group.instance.id` to `{kafka.instance_id}-{member}` when `kafka.instance_id` is set
+/// (static membership).
+pub fn with_instance_id(client: &mut ClientConfig, kafka: &KafkaConfig, member: &str) {
+    if let Some(id) = &kafka.instance_id {
+        client.set("group.instance.id", format!("{id}-{member}"));
+    }
 }
 
 /// The librdkafka properties of the group member that consumes the inputs.
@@ -435,6 +512,43 @@ impl ClientLog {
         } else {
             tracing::error!(target: "librdkafka", %error, "{reason}");
         }
+    }
+}
+
+/// How long a member waits for its own metadata of the topics it subscribes to.
+pub const SUBSCRIBE_METADATA_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits (up to [`SUBSCRIBE_METADATA_WAIT`]) until `consumer`'s own metadata shows every topic of `topics` with all
+/// its partitions led, before it subscribes. A subscription whose metadata changes while its first
+/// JoinGroup is in flight (a topic created a moment before, seen first by another client) makes
+/// librdkafka rejoin and discard that JoinGroup's answer, the member id of the KIP-394 handshake
+/// included; the broker then keeps the forgotten id as a pending member and the whole group waits
+/// a session timeout before any member gets partitions (librdkafka issue 5569). Returns whether
+/// the metadata settled within [`SUBSCRIBE_METADATA_WAIT`]; the caller subscribes either way.
+pub fn await_topic_metadata<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &rdkafka::consumer::BaseConsumer<C>,
+    topics: &[&str],
+) -> bool {
+    use rdkafka::consumer::Consumer as _;
+    let deadline = std::time::Instant::now() + SUBSCRIBE_METADATA_WAIT;
+    let settled = |topic: &str| {
+        consumer.fetch_metadata(Some(topic), Duration::from_secs(2)).is_ok_and(|metadata| {
+            metadata.topics().iter().any(|t| {
+                t.name() == topic
+                    && t.error().is_none()
+                    && !t.partitions().is_empty()
+                    && t.partitions().iter().all(|p| p.error().is_none() && p.leader() >= 0)
+            })
+        })
+    };
+    loop {
+        if topics.iter().all(|topic| settled(topic)) {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -228,7 +228,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         let stop = stop_http.clone();
         tracewarden::http::serve(&config.http, pipeline.handles.clone(), async move { stop.notified().await }).await?
     };
-    pipeline.handles.peers.set_url(&config.http.advertised(bound));
+    pipeline.handles.group.set_url(&config.http.advertised(bound));
     let receivers = receivers
         .start(&config.ingest, &config.kafka, &pipeline.handles.telemetry.registry, stop_http.clone())
         .context("cannot start the receivers")?;

@@ -38,10 +38,16 @@ use crate::delivery::{
     DeliveryLedger, DeliverySettings, Forwarder, ForwarderError, Topics, TransactionError, TransactionGroups,
 };
 pub use crate::http::Handles;
-use crate::investigate::exchange::{Exchange, ExchangeError, Peers};
+use crate::investigate::group::forward::PeerClient;
+use crate::investigate::group::gauges::GroupQuantileCollector;
+use crate::investigate::group::member::{GroupMember, GroupMemberError, GroupMemberSettings};
+use crate::investigate::group::publish::PointsPublisher;
+use crate::investigate::group::GroupView;
 use crate::investigate::timeline::Timeline;
-use crate::investigate::{GroupTimeline, TraceStore};
-use crate::kafka_client::{admin_config, consumer_config, owners_config, with_client_properties, ClientLog};
+use crate::investigate::{OwnedTimeline, TraceStore};
+use crate::kafka_client::{
+    admin_config, consumer_config, owners_config, with_client_properties, with_instance_id, ClientLog,
+};
 use crate::position::{Commit, Hold};
 use crate::sampling::Sampler;
 use crate::signals::exposition::SignalCollector;
@@ -88,6 +94,9 @@ pub struct Worker {
     delivery: DeliveryLedger,
     /// The SLO side (none without `[[slo]]`).
     slo_exchange: Option<SloExchange>,
+    /// Publishes the points measured here to their owners (worker 0 periodically, every worker
+    /// before its offsets are committed on revocation and shutdown).
+    points: PointsPublisher,
     effects: Effects,
     signals: Arc<Mutex<SignalStore>>,
     telemetry: Arc<PipelineMetrics>,
@@ -103,6 +112,7 @@ impl Worker {
         path: SpanPath,
         delivery: DeliveryLedger,
         slo_exchange: Option<SloExchange>,
+        points: PointsPublisher,
         signals: Arc<Mutex<SignalStore>>,
         telemetry: Arc<PipelineMetrics>,
         clock: SharedClock,
@@ -113,6 +123,7 @@ impl Worker {
             path,
             delivery,
             slo_exchange,
+            points,
             effects: Effects::default(),
             signals,
             telemetry,
@@ -138,6 +149,14 @@ impl Worker {
     fn evaluate_slos(&mut self, now: Nanos) {
         if let Some(exchange) = &mut self.slo_exchange {
             exchange.evaluate(now.unix_seconds(), &mut self.delivery);
+        }
+    }
+
+    /// Publishes the points measured since the last time (before the offsets they hold can be
+    /// committed).
+    fn publish_points(&mut self) {
+        for record in self.points.records() {
+            self.delivery.send(record);
         }
     }
 
@@ -207,6 +226,9 @@ impl MessageHandler for Worker {
         self.delivery.settle();
         if self.slo_exchange.as_ref().is_some_and(|e| e.publish_due()) {
             self.publish_slo_counts();
+        }
+        if self.index == 0 && self.points.due() {
+            self.publish_points();
         }
         if now.since(self.timers.maintenance) >= MAINTENANCE_EVERY {
             self.timers.maintenance = now;
@@ -281,6 +303,7 @@ impl MessageHandler for Worker {
             &mut self.effects,
         );
         self.apply(None);
+        self.publish_points();
         // Held until the revoked partitions are committed: the commit stops before them.
         let handed_over = self.path.hand_over(|source| revoked(source.partition), now);
         let commits = self.settle(groups, Some(&indices));
@@ -300,7 +323,20 @@ impl MessageHandler for Worker {
         self.path.drain(DecisionReason::Shutdown, |_, _| true, now, &mut self.effects);
         self.apply(None);
         self.publish_slo_counts();
-        let commits = self.settle(groups, None);
+        self.publish_points();
+        let mut commits = self.settle(groups, None);
+        if !self.delivery.is_exactly_once() {
+            // Another worker's points publication may hold some of this worker's messages until
+            // the broker acknowledges it: wait for that (bounded), so the commit reaches the end.
+            let deadline = std::time::Instant::now() + FLUSH_TIMEOUT.min(Duration::from_secs(5));
+            while self.delivery.pending_messages() > 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            for later in self.delivery.commits(None) {
+                commits.retain(|(t, p, _)| (t, p) != (&later.0, &later.1));
+                commits.push(later);
+            }
+        }
         self.publish_gauges();
         commits
     }
@@ -338,7 +374,7 @@ pub enum PipelineError {
     #[error("cannot start the pipeline thread: {0}")]
     Thread(#[from] std::io::Error),
     #[error(transparent)]
-    Exchange(#[from] ExchangeError),
+    GroupView(#[from] GroupMemberError),
 }
 
 /// A started pipeline.
@@ -349,8 +385,8 @@ pub struct Pipeline {
     workers: Vec<JoinHandle<()>>,
     /// Each worker's result, as it ends.
     ended: Receiver<Result<(), SourceError>>,
-    /// The snapshot exchange (group-wide views); ends with the workers.
-    exchange: Option<JoinHandle<()>>,
+    /// The group view's member (group-wide views); ends with the workers.
+    group_member: Option<JoinHandle<()>>,
 }
 
 impl Pipeline {
@@ -377,8 +413,8 @@ impl Pipeline {
             let _ = worker.join();
         }
         self.shutdown.store(true, Ordering::SeqCst);
-        if let Some(exchange) = self.exchange.take() {
-            let _ = exchange.join();
+        if let Some(member) = self.group_member.take() {
+            let _ = member.join();
         }
         Ok(result?)
     }
@@ -433,6 +469,7 @@ struct Shared {
     sampler: Arc<Mutex<Sampler>>,
     telemetry: Arc<PipelineMetrics>,
     client_log: Arc<ClientLog>,
+    group: Arc<GroupView>,
     clock: SharedClock,
 }
 
@@ -477,6 +514,7 @@ fn build_worker(config: &Config, index: usize, shared: &Shared) -> Result<Worker
         alerts: k.alerts_topic.clone(),
         aggregates: k.aggregates_topic.clone(),
         slo_state: k.slo_state_topic.clone(),
+        points: k.points_topic.clone(),
     };
     let forwarder = Forwarder::new(&producer, topics.clone(), shared.client_log.clone())?;
     let delivery_settings = DeliverySettings::from_producer(&producer);
@@ -509,6 +547,7 @@ fn build_worker(config: &Config, index: usize, shared: &Shared) -> Result<Worker
         path,
         delivery,
         slo_exchange,
+        PointsPublisher::new(shared.signals.clone(), shared.group.clone(), shared.telemetry.clone()),
         shared.signals.clone(),
         shared.telemetry.clone(),
         shared.clock.clone(),
@@ -516,7 +555,7 @@ fn build_worker(config: &Config, index: usize, shared: &Shared) -> Result<Worker
 }
 
 /// Builds the shared stores and registry, then starts `workers` worker threads (each a member of
-/// the consumer group) and the snapshot exchange.
+/// the consumer group) and the group view's member.
 pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineError> {
     let telemetry = Arc::new(PipelineMetrics::new());
     let signals = Arc::new(Mutex::new(SignalStore::new(config.signal_settings())));
@@ -530,11 +569,18 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         .register(Box::new(SloCollector::new(slos.clone(), clock.clone())))
         .expect("SLO families are unique");
     let traces = Arc::new(Mutex::new(TraceStore::new(&config.investigation)));
-    let timeline = Arc::new(GroupTimeline::new(
+    let timeline = Arc::new(OwnedTimeline::new(
         Timeline::new(config.investigation.history.0, config.metrics.window.0, config.metrics.max_series),
         signals.lock().expect("signal store lock").dimensions().clone(),
     ));
+    telemetry
+        .registry
+        .register(Box::new(GroupQuantileCollector::new(timeline.clone(), clock.clone())))
+        .expect("group quantile families are unique");
     let client_log = ClientLog::new(&config.kafka.brokers);
+    // Messages are committed only once the points they added to are published.
+    signals.lock().expect("signal store lock").keep_holds();
+    let group = Arc::new(GroupView::new());
     let shared = Shared {
         signals: signals.clone(),
         slos: slos.clone(),
@@ -542,6 +588,7 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         sampler: Arc::new(Mutex::new(Sampler::new(&config.sampling))),
         telemetry: telemetry.clone(),
         client_log: client_log.clone(),
+        group: group.clone(),
         clock: clock.clone(),
     };
     let workers = config.workers.0.max(1);
@@ -571,7 +618,11 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
             member: index,
             topics_prepared: topics_prepared.clone(),
             leave_together: leave_together.clone(),
-            client: consumer_config(&config.kafka),
+            client: {
+                let mut client = consumer_config(&config.kafka);
+                with_instance_id(&mut client, &config.kafka, &format!("w{index}"));
+                client
+            },
             owners_client: owners_config(&config.kafka),
             brokers: config.kafka.brokers.clone(),
             topics: topics.clone(),
@@ -597,27 +648,35 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
             let _ = ended.send(result);
         })?);
     }
-    let peers = Arc::new(Peers::new());
     let brokers = ClientConfig::new().set("bootstrap.servers", &config.kafka.brokers).clone();
-    let exchange = Exchange {
-        topic: config.kafka.snapshots_topic.clone(),
-        producer_client: with_client_properties(brokers.clone(), &config.kafka, false),
-        consumer_client: with_client_properties(brokers, &config.kafka, true),
-        admin: admin_config(&config.kafka),
-        history: config.investigation.history.0,
-        signals: signals.clone(),
+    let k = &config.kafka;
+    let group_member = GroupMember {
+        settings: GroupMemberSettings {
+            points_topic: k.points_topic.clone(),
+            timeline_topic: k.timeline_topic.clone(),
+            rollups_topic: k.rollups_topic.clone(),
+            points_partitions: k.points_partitions,
+            series_group: format!("{}-series", k.group_id),
+            instance_id: k.instance_id.as_ref().map(|id| format!("{id}-series")),
+            producer_client: with_client_properties(brokers.clone(), k, false),
+            consumer_client: with_client_properties(brokers, k, true),
+            admin: admin_config(k),
+            history: config.investigation.history.0,
+            client_log: client_log.clone(),
+        },
         timeline: timeline.clone(),
-        traces: traces.clone(),
         slos: slos.clone(),
-        peers: peers.clone(),
+        view: group.clone(),
+        telemetry: telemetry.clone(),
         clock: clock.clone(),
     }
     .start(shutdown.clone())?;
+    let peers = PeerClient::new(config.http.tls_cert_file.as_deref());
     Ok(Pipeline {
-        handles: Handles { signals, slos, traces, timeline, peers, telemetry, ready, clock },
+        handles: Handles { signals, slos, traces, timeline, group, peers, telemetry, ready, clock },
         shutdown,
         workers: threads,
         ended,
-        exchange: Some(exchange),
+        group_member: Some(group_member),
     })
 }

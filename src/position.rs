@@ -40,6 +40,12 @@ impl Hold {
     pub fn share(&self) -> Hold {
         Hold(self.0.clone())
     }
+
+    /// An identity of the held message, the same for every hold on it while any lives (holds of
+    /// different workers' ledgers may share a [`SourceRef`], never this).
+    pub fn message_key(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
 }
 
 #[derive(Debug, Default)]

@@ -13,6 +13,11 @@ use crate::position::Hold;
 /// encoding.
 pub const ENCODING_HEADER: &str = "tracewarden.encoding";
 
+/// The largest internal record tracewarden writes (points, rollups, changelogs, SLO aggregates
+/// and checkpoints): under Kafka's default `max.message.bytes` (1 MB), with room for the record's
+/// key and headers (investigation.md "No message too large").
+pub const MAX_MESSAGE_BYTES: usize = 900_000;
+
 /// One input message as read (the span path's input).
 pub struct Message<'a> {
     pub topic: &'a str,
@@ -39,6 +44,8 @@ pub enum Destination {
     Aggregates,
     /// SLO state checkpoints (compacted, keyed by SLO name).
     SloState,
+    /// Partial 10 s points for the owner of each series' partition (explicit partition).
+    Points,
 }
 
 impl Destination {
@@ -51,6 +58,7 @@ impl Destination {
             Destination::Alerts => "alerts",
             Destination::Aggregates => "aggregates",
             Destination::SloState => "slo_state",
+            Destination::Points => "points",
         }
     }
 }

@@ -245,6 +245,7 @@ impl SpanPath {
                     self.exclusions.judge(&mut trace.spans);
                 }
                 store.record_trace(&trace.spans, now);
+                store.hold_measured(&trace.sources);
             }
         }
         let mut ready = std::mem::take(&mut self.ready);

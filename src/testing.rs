@@ -168,6 +168,18 @@ pub fn encode(specs: &[SpanSpec]) -> Bytes {
     Bytes::from(data.encode_to_vec())
 }
 
+/// The `[[alerts]]` tables (under `table`, such as `alerts` or `slo.alerts`) of an SLO at the
+/// configuration's bounds: eight tiers, long windows from 12 minutes to 7 days.
+pub fn tiers_at_the_bounds(table: &str) -> String {
+    ["7d", "6d", "5d", "3d", "1d", "6h", "1h", "12m"]
+        .iter()
+        .enumerate()
+        .map(|(i, long)| {
+            format!("[[{table}]]\ntier = \"tier-{i}-with-a-long-name\"\nlong = \"{long}\"\nshare = 0.05\nseverity = \"page\"\n")
+        })
+        .collect()
+}
+
 /// An availability SLO over [`shop_requests`]: 99.9 % over 30 days, default tiers (thresholds
 /// 14.4, 6 and 1).
 pub const SHOP_AVAILABILITY_SLO: &str = r#"

@@ -322,8 +322,8 @@ fn network_faults_lose_nothing_and_the_instances_recover_by_themselves() {
     }
 }
 
-/// Overload: every Produce request of the instance is held 300 ms at the proxy (forwarding lets
-/// out about 20 traces/s) while the input arrives at 300 traces/s, for `CHAOS_OVERLOAD_SECONDS`
+/// Overload: every Produce request of the instance is held at the proxy, 300 ms and 64 kB/s per
+/// connection (forwarding lets out a few dozen traces/s) while the input arrives at 300 traces/s, for `CHAOS_OVERLOAD_SECONDS`
 /// (scripts/chaos.sh: 300; the test command: 30). Consumption pauses instead of buffering without
 /// bound; the process's RSS (from /proc) stays under what its settings allow — the window, and per
 /// worker the producer queue and the consumer prefetch — over its size once started; once

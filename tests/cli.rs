@@ -255,14 +255,21 @@ fn demo_serves_metrics_and_services() {
     assert!(openmetrics.ends_with("# EOF\n"), "OpenMetrics when asked for");
     assert!(openmetrics.contains("tracewarden_latency_seconds_bucket{") && openmetrics.contains(" # {trace_id=\""));
 
-    let (status, body) = get(&addr, "/api/services");
-    assert_eq!(status, 200);
-    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let rows = json["services"].as_array().unwrap();
-    let owners = rows
-        .iter()
-        .find(|r| r["service"] == "frontend" && r["operation"] == "GET /owners/{ownerId}")
-        .expect("frontend owner page listed");
+    // The services table comes from the owners' rollups (every 10 s, the first soon after the
+    // series are owned): wait for the first that lists the page.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let owners = loop {
+        let (status, body) = get(&addr, "/api/services");
+        assert_eq!(status, 200);
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let rows = json["services"].as_array().unwrap().clone();
+        let found = rows.into_iter().find(|r| r["service"] == "frontend" && r["operation"] == "GET /owners/{ownerId}");
+        if let Some(owners) = found {
+            break owners;
+        }
+        assert!(Instant::now() < deadline, "the frontend's owner page is not listed after 30 s: {json}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
     assert!(owners["requests"].as_u64().unwrap() > 0);
     assert!(owners["availability"].as_f64().unwrap() < 1.0, "the demo injects faults");
     assert!(owners["p99Seconds"].as_f64().is_some());
@@ -446,6 +453,9 @@ fn run_consumes_serves_and_shuts_down_cleanly_on_sigterm() {
     let readyz: serde_json::Value = serde_json::from_str(&readyz).unwrap();
     let workers = readyz["workers"].as_array().expect("/readyz lists the workers");
     assert!(!workers.is_empty() && workers.iter().all(|w| w["joined"] == true), "{readyz}");
+    // Ready means the series are owned too: a lone instance holds every points partition.
+    let series = readyz["seriesPartitions"].as_array().expect("/readyz lists the series partitions");
+    assert_eq!(series.len(), 64, "a lone instance owns every points partition once ready: {readyz}");
     for t in 1..=5u8 {
         let spans = [
             SpanSpec::new("api", t, 1, None, SERVER, "x").http("GET", "/r", if t == 1 { 500 } else { 200 }),
@@ -583,6 +593,16 @@ fn run_serves_its_data_only_with_the_token_and_never_shows_a_secret() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Read both outputs while the process runs: at debug level it writes more than a pipe holds.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout_reader = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr_reader = drain(Box::new(child.stderr.take().unwrap()));
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(&listen).is_err() || get(&listen, "/readyz").0 != 200 {
         assert!(Instant::now() < deadline, "never ready: {:?}", get(&listen, "/readyz"));
@@ -603,7 +623,7 @@ fn run_serves_its_data_only_with_the_token_and_never_shows_a_secret() {
     }
     for open in ["/healthz", "/readyz", "/", "/console/app.js"] {
         let served = raw_request(&listen, "GET", open, "");
-        assert!(served.starts_with("HTTP/1.1 200"), "{open} is open: {served}");
+        assert!(served.starts_with("HTTP/1.1 200"), "{open} is open (and the instance stays ready): {served}");
         outputs += &served;
     }
     let long = format!("/api/traces?service={}", "x".repeat(9000));
@@ -611,9 +631,7 @@ fn run_serves_its_data_only_with_the_token_and_never_shows_a_secret() {
     assert!(refused.starts_with("HTTP/1.1 414") && refused.contains("http.max_query_bytes"), "{refused}");
     terminate(&child);
     let status = child.wait().unwrap();
-    let (mut stdout, mut stderr) = (String::new(), String::new());
-    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let (stdout, stderr) = (stdout_reader.join().unwrap(), stderr_reader.join().unwrap());
     assert!(status.success(), "{status:?}\n{stderr}");
     assert!(stderr.contains("CONFWARN"), "librdkafka's configuration logs are in the output: {stderr}");
     outputs += &stdout;

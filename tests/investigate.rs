@@ -98,9 +98,45 @@ keep = "none"
     assert_eq!(status, 400);
     assert_eq!(bad["parameter"], "outcome");
 
-    // The service map of the same traffic.
+    // The service map of the same traffic, once the series' owner (this instance) has rolled
+    // the points up for the group.
+    wait_for("the group view to show both services' traffic", || {
+        let (_, map) = get(&addr, "/api/service-map");
+        let requests = |id: &str| {
+            map["nodes"]
+                .as_array()
+                .and_then(|n| n.iter().find(|n| n["id"] == id && n["kind"] == "service"))
+                .map(|n| n["requests"].clone())
+        };
+        requests("frontend:default") == Some(9.into()) && requests("customers:default") == Some(9.into())
+    });
     let (status, map) = get(&addr, "/api/service-map");
     assert_eq!(status, 200);
+    // The services table, from the same rollups (interfaces.md: camelCase fields).
+    let (status, services) = get(&addr, "/api/services");
+    assert_eq!(status, 200);
+    let frontend =
+        services["services"].as_array().unwrap().iter().find(|r| r["service"] == "frontend").unwrap().clone();
+    let mut fields: Vec<&str> = frontend.as_object().unwrap().keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "availability",
+            "environment",
+            "errorRate",
+            "faultRate",
+            "operation",
+            "p50Seconds",
+            "p90Seconds",
+            "p99Seconds",
+            "requests",
+            "service"
+        ]
+    );
+    assert_eq!((frontend["operation"].as_str(), frontend["requests"].as_u64()), (Some("GET /owners"), Some(9)));
+    assert_eq!(frontend["faultRate"].as_f64(), Some(3.0 / 9.0));
+    assert_eq!(frontend["errorRate"].as_f64(), Some(1.0 / 9.0));
     let node = |id: &str| {
         let node = map["nodes"].as_array().unwrap().iter().find(|n| n["id"] == id).unwrap_or_else(|| panic!("{id}"));
         (
@@ -217,6 +253,28 @@ fn pod_trace(t: u8) -> Vec<SpanSpec> {
     ]
 }
 
+/// Waits until two instances of a group each read part of the input partitions, and together all.
+fn wait_for_the_split(first: &tracewarden::pipeline::Pipeline, second: &tracewarden::pipeline::Pipeline) {
+    wait_for("the partitions split between the two", || {
+        let inputs = |p: &tracewarden::pipeline::Pipeline| {
+            p.handles.ready.assignment().into_iter().filter(|(topic, _)| topic == INPUT).count()
+        };
+        let (a, b) = (inputs(first), inputs(second));
+        a > 0 && b > 0 && a + b == PARTITIONS as usize
+    });
+}
+
+/// `[http]` over TLS with the token `api-token`, on an ephemeral port.
+fn https_with_token(cert: &std::path::Path, key: &std::path::Path) -> tracewarden::http::HttpConfig {
+    tracewarden::http::HttpConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        bearer_token: Some(tracewarden::settings::Secret::new("api-token")),
+        tls_cert_file: Some(cert.to_path_buf()),
+        tls_key_file: Some(key.to_path_buf()),
+        ..Default::default()
+    }
+}
+
 /// Serves an instance's API on an ephemeral port, advertising it; returns the address.
 fn serve(pipeline: &tracewarden::pipeline::Pipeline) -> String {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -227,7 +285,7 @@ fn serve(pipeline: &tracewarden::pipeline::Pipeline) -> String {
             std::future::pending(),
         ))
         .unwrap();
-    pipeline.handles.peers.set_url(&format!("http://{addr}"));
+    pipeline.handles.group.set_url(&format!("http://{addr}"));
     std::thread::spawn(move || runtime.block_on(std::future::pending::<()>()));
     addr.to_string()
 }
@@ -268,13 +326,7 @@ fn two_instances_answer_for_the_whole_group() {
         .try_into()
         .unwrap();
     let (first, second) = (harness.start(), harness.start());
-    wait_for("the partitions split between the two", || {
-        let inputs = |p: &tracewarden::pipeline::Pipeline| {
-            p.handles.ready.assignment().into_iter().filter(|(topic, _)| topic == INPUT).count()
-        };
-        let (a, b) = (inputs(&first), inputs(&second));
-        a > 0 && b > 0 && a + b == PARTITIONS as usize
-    });
+    wait_for_the_split(&first, &second);
     let (addr_a, addr_b) = (serve(&first), serve(&second));
     const TRACES: u8 = 30;
     let messages: Vec<(String, bytes::Bytes)> =
@@ -312,6 +364,17 @@ fn two_instances_answer_for_the_whole_group() {
         let (a, b) = (map_of(&addr_a), map_of(&addr_b));
         a == b && a["nodes"].as_array().unwrap().iter().any(|n| n["sloStatus"].is_string())
     });
+    // The group-wide p99 of customers' one operation is on /metrics of its owner alone, and is
+    // the map's (both come from the owner's merged sketch).
+    let labels = [("service", "customers"), ("environment", "default"), ("quantile", "0.99")];
+    let group_p99 =
+        |p: &tracewarden::pipeline::Pipeline| metric(p, "tracewarden_group_latency_quantile_seconds", &labels);
+    let exposed: Vec<f64> = [&first, &second].into_iter().filter_map(group_p99).collect();
+    let map_p99 = map_of(&addr_a)["nodes"].as_array().unwrap().iter().find(|n| n["id"] == "customers:default").unwrap()
+        ["p99Seconds"]
+        .as_f64();
+    assert_eq!(exposed.len(), 1, "one instance, the owner, exposes the series");
+    assert_eq!(Some(exposed[0]), map_p99);
 
     let contributors = "/api/contributors?service=customers&dimension=k8s.pod.name&by=faults";
     let (status, answer) = get(&addr_a, contributors);
@@ -339,11 +402,18 @@ fn two_instances_answer_for_the_whole_group() {
     let calls: u64 = points["points"].as_array().unwrap().iter().map(|p| p["requests"].as_u64().unwrap()).sum();
     assert_eq!(calls, TRACES as u64, "every call into customers, once");
 
-    // Trace 2 is kept (a fault): the instance that did not decide it redirects to the one that did.
+    // Summaries stay with the instance that decided the trace; a search on either asks both.
     let path = format!("/api/traces/{:032x}", u128::from_be_bytes([2; 16]));
-    wait_for("both trace indexes to hold every summary", || {
-        [&first, &second].iter().all(|p| p.handles.traces.lock().unwrap().index.len() == TRACES as usize)
-    });
+    let held = |p: &tracewarden::pipeline::Pipeline| p.handles.traces.lock().unwrap().index.len();
+    wait_for("every trace decided by one or the other", || held(&first) + held(&second) == TRACES as usize);
+    assert!(held(&first) > 0 && held(&second) > 0, "both decided some");
+    for addr in [&addr_a, &addr_b] {
+        let (status, all) = get(addr, "/api/traces?limit=100");
+        assert_eq!(status, 200, "{all}");
+        assert_eq!(all["traces"].as_array().unwrap().len(), TRACES as usize, "every trace, from both");
+        assert_eq!(all["partial"], serde_json::json!([]), "both answered");
+    }
+    // Trace 2 is kept (a fault): the instance that did not decide it redirects to the one that did.
     let (status_a, body_a) = http_get(&addr_a, &path).unwrap();
     let (status_b, body_b) = http_get(&addr_b, &path).unwrap();
     let (holder, other) = if status_a == 200 { (&addr_a, &addr_b) } else { (&addr_b, &addr_a) };
@@ -375,16 +445,18 @@ fn two_instances_answer_for_the_whole_group() {
     });
     assert_eq!(get(&addr_b, "/api/slos/nonesuch/history").0, 404);
 
-    // Once the instance holding the kept trace is gone (not heard of for 30 s), the other answers
-    // with the summary alone.
+    // Once the instance that decided the trace is gone, its summaries are gone with it: the
+    // other answers 404 for its traces, and a search answers with what the live members hold.
     let (holder_pipeline, other_pipeline) = if holder == &addr_a { (first, second) } else { (second, first) };
     let other = other.clone();
+    let held_by_other = held(&other_pipeline);
     holder_pipeline.stop().unwrap();
     harness.advance(Duration::from_secs(31));
-    let (status, alone) = get(&other, &path);
-    assert_eq!(status, 200, "{alone}");
-    assert_eq!(alone["spans"], serde_json::Value::Null);
-    assert_eq!(alone["heldBy"], format!("http://{holder}"));
+    let (status, gone) = get(&other, &path);
+    assert_eq!(status, 404, "{gone}");
+    let (_, left) = get(&other, "/api/traces?limit=100");
+    assert_eq!(left["traces"].as_array().unwrap().len(), held_by_other);
+    assert_eq!(left["partial"], serde_json::json!([]), "a departed member is not asked");
     other_pipeline.stop().unwrap();
 }
 
@@ -397,13 +469,7 @@ fn the_api_over_https_answers_curl_only_with_the_token() {
     let pipeline = harness.start();
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("investigate-https");
     let (cert, key) = common::self_signed_certificate(&dir);
-    let http = tracewarden::http::HttpConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        bearer_token: Some(tracewarden::settings::Secret::new("api-token")),
-        tls_cert_file: Some(cert.clone()),
-        tls_key_file: Some(key),
-        ..Default::default()
-    };
+    let http = https_with_token(&cert, &key);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let (addr, _server) =
         runtime.block_on(tracewarden::http::serve(&http, pipeline.handles.clone(), std::future::pending())).unwrap();
@@ -429,4 +495,145 @@ fn the_api_over_https_answers_curl_only_with_the_token() {
         .unwrap();
     assert_ne!(String::from_utf8_lossy(&plain.stdout), "200", "plain HTTP is not served");
     pipeline.stop().unwrap();
+}
+
+/// A 10 s point whose contributor table is larger than a Kafka message (4 000 pods with
+/// 270-byte names: about 1.2 MB of rows) travels split in records under 900 kB — librdkafka
+/// refuses any record over `message.max.bytes`, 1 MB by default, as a broker does — and the owner
+/// answers with every row, exact.
+#[test]
+fn a_point_larger_than_a_kafka_message_arrives_whole() {
+    const TRACES: u8 = 16;
+    const PER_TRACE: u8 = 250;
+    const PODS: u64 = TRACES as u64 * PER_TRACE as u64;
+    let mut harness = Harness::new("investigate-large-point");
+    harness.config.investigation.dimensions = vec!["k8s.pod.name".into()];
+    harness.config.investigation.max_values_per_dimension = 5_000;
+    let pipeline = harness.start();
+    let addr = serve(&pipeline);
+    let start = T0.0 - 10_000_000_000;
+    let messages: Vec<(String, bytes::Bytes)> = (1..=TRACES)
+        .map(|t| {
+            let spans: Vec<SpanSpec> =
+                std::iter::once(SpanSpec::new("gateway", t, 1, None, SERVER, "GET").starting(start))
+                    .chain((2..PER_TRACE + 2).map(|id| {
+                        let pod: &'static str = format!("catalog-{t:03}-{id:03}-{}", "p".repeat(256)).leak();
+                        SpanSpec::new("catalog", t, id, Some(1), SERVER, "GET")
+                            .http("GET", "/items", 200)
+                            .starting(start + 1_000_000)
+                            .resource("k8s.pod.name", pod)
+                    }))
+                    .collect();
+            (format!("{:032x}", u128::from_be_bytes([t; 16])), encode(&spans))
+        })
+        .collect();
+    harness.produce_all(&messages);
+    let spans = || metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]);
+    let expected_spans = (TRACES as u64 * (PER_TRACE as u64 + 1)) as f64;
+    wait_for("every span read", || spans() == Some(expected_spans));
+    harness.advance(Duration::from_secs(6));
+
+    let path = "/api/contributors?service=catalog&dimension=k8s.pod.name&limit=1000";
+    let rows = |answer: &serde_json::Value| -> Vec<(String, u64)> {
+        answer["contributors"].as_array().map_or_else(Vec::new, |rows| {
+            rows.iter().map(|c| (c["value"].as_str().unwrap().to_string(), c["requests"].as_u64().unwrap())).collect()
+        })
+    };
+    wait_for("the owner to hold every catalog request", || {
+        rows(&get(&addr, path).1).iter().map(|(_, requests)| requests).sum::<u64>() == PODS
+    });
+    let (status, answer) = get(&addr, path);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["estimated"], false, "every pod tracked exactly");
+    let rows = rows(&answer);
+    assert_eq!(rows.len(), 1_001, "the first 1 000 pods and the rest");
+    assert!(rows[..1_000].iter().all(|(pod, requests)| pod.starts_with("catalog-") && *requests == 1));
+    assert_eq!(rows[1_000], ("__other__".to_string(), PODS - 1_000));
+
+    // What crossed the broker: the catalog point in several records, each under the limit.
+    let records = harness.read_all("tracewarden_points", 2);
+    let sizes: Vec<usize> = records.iter().map(|r| r.payload.len()).collect();
+    assert!(sizes.iter().all(|&size| size <= tracewarden::record::MAX_MESSAGE_BYTES), "{sizes:?}");
+    assert!(sizes.iter().sum::<usize>() > 1_000_000, "the rows exceed one message: {sizes:?}");
+    pipeline.stop().unwrap();
+}
+
+/// A group served over HTTPS with a token: a question about a series asked of the instance that
+/// does not own it is forwarded over HTTPS (the peer's certificate trusted from
+/// `[http] tls_cert_file`) with the caller's token, and both instances answer the same; without
+/// the token the answer is 401 before anything is forwarded.
+#[test]
+fn questions_are_forwarded_to_the_owner_over_https_with_the_callers_token() {
+    let mut harness = Harness::new("investigate-https-group");
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("investigate-https-group");
+    let (cert, key) = common::self_signed_certificate(&dir);
+    harness.config.http.tls_cert_file = Some(cert.clone());
+    harness.config.http.tls_key_file = Some(key.clone());
+    let (first, second) = (harness.start(), harness.start());
+    wait_for_the_split(&first, &second);
+    let http = https_with_token(&cert, &key);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let addresses: Vec<String> = [&first, &second]
+        .iter()
+        .map(|pipeline| {
+            let (addr, _server) = runtime
+                .block_on(tracewarden::http::serve(&http, pipeline.handles.clone(), std::future::pending()))
+                .unwrap();
+            pipeline.handles.group.set_url(&http.advertised(addr));
+            addr.to_string()
+        })
+        .collect();
+    const TRACES: u8 = 12;
+    let messages: Vec<(String, bytes::Bytes)> =
+        (1..=TRACES).map(|t| (format!("{:032x}", u128::from_be_bytes([t; 16])), encode(&pod_trace(t)))).collect();
+    harness.produce_all(&messages);
+    let spans = |p: &tracewarden::pipeline::Pipeline| {
+        metric(p, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]).unwrap_or(0.0)
+    };
+    wait_for("every span read", || spans(&first) + spans(&second) == 3.0 * TRACES as f64);
+    harness.advance(Duration::from_secs(6));
+
+    let curl = |addr: &str, path: &str, token: Option<&str>| -> (String, String) {
+        let mut command = std::process::Command::new("curl");
+        command.args(["-s", "-w", "\n%{http_code}", "--cacert"]).arg(&cert);
+        if let Some(token) = token {
+            command.args(["-H", &format!("Authorization: Bearer {token}")]);
+        }
+        let out = command.arg(format!("https://{addr}{path}")).output().expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap_or(("", ""));
+        (status.to_string(), body.to_string())
+    };
+    let history = "/api/history?service=customers";
+    let requests = |body: &str| -> u64 {
+        let body: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        body["points"].as_array().map_or(0, |p| p.iter().filter_map(|p| p["requests"].as_u64()).sum())
+    };
+    wait_for("both instances to answer the whole history of customers", || {
+        addresses.iter().all(|addr| {
+            let (status, body) = curl(addr, history, Some("api-token"));
+            status == "200" && requests(&body) == TRACES as u64
+        })
+    });
+    let answers: Vec<String> = addresses.iter().map(|addr| curl(addr, history, Some("api-token")).1).collect();
+    assert_eq!(answers[0], answers[1], "the owner's answer, from either");
+    let owners: Vec<bool> = [&first, &second]
+        .iter()
+        .map(|p| {
+            let now = p.handles.clock.now();
+            matches!(p.handles.group.route_service("customers", now), tracewarden::investigate::group::Route::Here)
+        })
+        .collect();
+    assert_eq!(owners.iter().filter(|here| **here).count(), 1, "one owner; the other forwarded: {owners:?}");
+    for addr in &addresses {
+        assert_eq!(curl(addr, history, None).0, "401", "no token, no answer");
+    }
+    // A member with another certificate is not trusted.
+    let (stranger, _) = common::self_signed_certificate(&dir.join("stranger"));
+    let client = tracewarden::investigate::group::forward::PeerClient::new(Some(&stranger));
+    let asked =
+        runtime.block_on(client.get(&format!("https://{}", addresses[0]), "/healthz", None, Duration::from_secs(5)));
+    assert!(matches!(asked, Err(tracewarden::investigate::group::forward::ForwardError::Tls(_))), "{asked:?}");
+    first.stop().unwrap();
+    second.stop().unwrap();
 }

@@ -98,12 +98,21 @@ fn a_restarted_owner_sends_no_alert_twice_and_resolves_every_one() {
     let fired = alerts(&harness, "slo_alerts", 4);
     assert_eq!(fired.len(), 4, "{fired:#?}");
     assert!(fired.iter().all(|a| a["status"] == "firing"));
-    // The owner goes away mid-incident; its successor restores the state from the state topic.
+    let evaluations = |pipeline: &Pipeline| -> Vec<i64> {
+        let slos = pipeline.handles.slos.lock().unwrap();
+        slos.history("buy-availability").unwrap().points().map(|p| p.at).collect()
+    };
+    let before = evaluations(&first);
+    assert!(!before.is_empty(), "the first owner evaluated the SLO");
+    // The owner goes away mid-incident; its successor restores the state from the state topic,
+    // the chart of its history included.
     first.stop().unwrap();
     let second = harness.start();
     wait_for("the successor to evaluate the SLO", || {
         gauge(&[&second], "tracewarden_slo_goal_ratio", "buy-availability").is_some()
     });
+    let after = evaluations(&second);
+    assert!(after.starts_with(&before), "the successor's history {after:?} goes on from {before:?}");
     assert_eq!(
         metric(&second, "tracewarden_slo_alert_firing", &[("slo", "buy-availability"), ("tier", "page-fast")]),
         Some(1.0),
@@ -261,4 +270,50 @@ fn two_instances_send_the_same_alerts_as_one() {
         p.stop().unwrap();
     }
     single.stop().unwrap();
+}
+
+/// The largest SLO state the configuration allows crosses the broker and is restored whole: a
+/// 31-day window of minute periods, every one bad, eight tiers up to 7 days (about 2 MB as
+/// JSON; librdkafka refuses a record over `message.max.bytes`, 1 MB by default, as a broker does).
+/// The checkpoint is written to the state topic as its owner would, and an instance taking the
+/// SLO over reports exactly what that owner reported.
+#[test]
+fn the_largest_slo_state_crosses_the_broker_and_is_restored() {
+    use tracewarden::slo::aggregate::{AggregateRecord, SourceCounts};
+    use tracewarden::slo::engine::SloEngine;
+    let mut harness = Harness::new("slo-largest");
+    let tiers = tracewarden::testing::tiers_at_the_bounds("slo.alerts");
+    let text = format!(
+        "[[slo]]\nname = \"largest\"\nservice = \"shop\"\nsli = \"availability\"\ngoal = 0.999\nwindow = \"31d\"\nbudgeting = \"periods\"\nperiod = \"1m\"\n{tiers}"
+    );
+    harness.config.slo = tracewarden::slo::config::parse_slos(&text).unwrap();
+    assert!(harness.config.slo[0].validate(0).is_empty(), "{:?}", harness.config.slo[0].validate(0));
+
+    // The previous owner: counts in every minute of the window, every minute bad.
+    let now = harness.clock.now().unix_seconds();
+    let mut owner = SloEngine::new(&harness.config.slo);
+    owner.take_over(0, None);
+    let minutes = 31 * 24 * 60 + 60;
+    let first = now / 60 * 60 - minutes * 60;
+    let buckets = (0..minutes).map(|m| (first + m * 60, 400_000 + m as u64, 900_000 + 7 * m as u64, 0)).collect();
+    let sources = vec![SourceCounts { topic: "spans".into(), partition: 0, floor: 1, offsets: vec![(0, buckets)] }];
+    assert!(owner.merge(&AggregateRecord { slo: "largest".into(), sources }).is_some());
+    owner.evaluate(now);
+    let checkpoint = owner.checkpoint(0, now, true).unwrap();
+    let json = serde_json::to_vec(&checkpoint).unwrap().len();
+    assert!(json > 1_000_000, "as JSON the state is larger than a Kafka message: {json} bytes");
+    let expected = owner.reports(now).remove(0);
+    assert!(expected.attainment.is_some() && !expected.firing.is_empty(), "{expected:?}");
+    harness.produce_topic("tracewarden_slo_state", "largest", &checkpoint.encode());
+
+    let successor = start(&harness.config, &harness);
+    let report = || {
+        let slos = successor.handles.slos.lock().unwrap();
+        slos.reports(now).into_iter().find(|r| r.name == "largest")
+    };
+    wait_for("the successor to take the SLO over", || report().is_some());
+    assert_eq!(report(), Some(expected), "the state restored whole");
+    let history = successor.handles.slos.lock().unwrap().history("largest").unwrap().len();
+    assert!(history >= 1, "the owner's evaluation restored with it");
+    successor.stop().unwrap();
 }

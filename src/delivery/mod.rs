@@ -71,6 +71,7 @@ pub struct Topics {
     pub alerts: String,
     pub aggregates: String,
     pub slo_state: String,
+    pub points: String,
 }
 
 impl Topics {
@@ -81,6 +82,7 @@ impl Topics {
             Destination::Repartition => &self.repartition,
             Destination::Alerts => &self.alerts,
             Destination::Aggregates => &self.aggregates,
+            Destination::Points => &self.points,
             Destination::SloState => &self.slo_state,
         }
     }
@@ -407,7 +409,9 @@ impl<T: Transport> DeliveryLedger<T> {
                     continue;
                 }
                 let below = |h: &Hold| limits.get(&h.source().partition).is_some_and(|&l| h.source().offset < l);
-                if record.destination == Destination::Aggregates || record.holds.iter().all(below) {
+                // SLO counts and points go in any transaction (points hold the messages of every worker).
+                let shared = matches!(record.destination, Destination::Aggregates | Destination::Points);
+                if shared || record.holds.iter().all(below) {
                     continue;
                 }
                 included[i] = false;

@@ -163,6 +163,7 @@ fn topics() -> Topics {
         alerts: "alerts".into(),
         aggregates: "agg".into(),
         slo_state: "state".into(),
+        points: "points".into(),
     }
 }
 

@@ -107,6 +107,7 @@ impl Instance {
                 alerts: "alerts".into(),
                 aggregates: "agg".into(),
                 slo_state: "state".into(),
+                points: "points".into(),
             },
             DeliverySettings::default(),
             Arc::new(PipelineMetrics::new()),

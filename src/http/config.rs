@@ -41,7 +41,8 @@ pub struct HttpConfig {
     #[serde(default = "default_max_query_bytes")]
     pub max_query_bytes: usize,
     /// With `tls_key_file`: serve HTTPS with this certificate chain (PEM, the server's first).
-    /// Default none (plain HTTP).
+    /// Default none (plain HTTP). The other members are then asked over HTTPS and trusted when
+    /// they serve one of these certificates exactly, or one chaining to a CA certificate here.
     #[serde(default)]
     pub tls_cert_file: Option<PathBuf>,
     /// The private key of `tls_cert_file` (PEM: PKCS#8, PKCS#1 or SEC1). Default none.

@@ -15,12 +15,11 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::Serialize;
 
-use crate::clock::Nanos;
 use crate::matcher::Wildcard;
 use crate::signals::SeriesId;
 
 use super::query::QueryError;
-use super::timeline::{Aggregate, Figures, Timeline};
+use super::timeline::{Aggregate, Figures, WindowSeries};
 
 /// The name of the node requests come from when they enter from outside.
 pub const CLIENT: &str = "client";
@@ -116,14 +115,13 @@ fn severity(status: &str) -> u8 {
     }
 }
 
-/// The map of what the group measured over `metrics.window` at `now`; `slos` holds the service
+/// The map of what the group measured over `metrics.window` (`window`: each series' rollup); `slos` holds the service
 /// pattern and status of each SLO (evaluated by whichever instance owns it).
-pub fn service_map(timeline: &Timeline, slos: &[(String, &'static str)], query: &MapQuery, now: Nanos) -> ServiceMap {
+pub fn service_map(window: &[WindowSeries], slos: &[(String, &'static str)], query: &MapQuery) -> ServiceMap {
     let in_environment = |environment: &str| query.environment.as_deref().is_none_or(|e| e == environment);
-    let window = timeline.over_window(now);
     // Service nodes: every operation's points merged.
     let mut services: BTreeMap<(String, String), Aggregate> = BTreeMap::new();
-    for (series, _, aggregate) in &window {
+    for (series, _, aggregate) in window {
         if let SeriesId::Service(key) = series {
             if in_environment(&key.environment) {
                 let node = services.entry((key.service.to_string(), key.environment.to_string())).or_default();
@@ -136,7 +134,7 @@ pub fn service_map(timeline: &Timeline, slos: &[(String, &'static str)], query: 
     let mut edges: BTreeMap<(String, String), Aggregate> = BTreeMap::new();
     let mut remotes: BTreeMap<(String, String), (&'static str, Aggregate)> = BTreeMap::new();
     let mut clients: BTreeMap<String, Aggregate> = BTreeMap::new();
-    for (series, remote_kind, aggregate) in &window {
+    for (series, remote_kind, aggregate) in window {
         match series {
             SeriesId::Dependency(key) if in_environment(&key.environment) => {
                 let environment = key.environment.to_string();

@@ -3,11 +3,10 @@
 
 use serde::Serialize;
 
-use crate::clock::Nanos;
 use crate::signals::SeriesId;
 
 use super::query::QueryError;
-use super::timeline::{Aggregate, Figures, Timeline};
+use super::timeline::{Aggregate, Figures, WindowSeries};
 
 /// What `/api/series` asks for: every series, or one service's (and environment's).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -71,22 +70,23 @@ fn row(
     }
 }
 
-/// The selected series over `metrics.window` at `now`, busiest first.
-pub fn series(timeline: &Timeline, query: &SeriesQuery, now: Nanos) -> SeriesAnswer {
+/// The selected series over `metrics.window` (`window`: each series' rollup, `window_seconds`
+/// long), busiest first.
+pub fn series(window: &[WindowSeries], window_seconds: u64, query: &SeriesQuery) -> SeriesAnswer {
     let wanted = |service: &str, environment: &str| {
         query.service.as_deref().is_none_or(|s| s == service)
             && query.environment.as_deref().is_none_or(|e| e == environment)
     };
     let (mut operations, mut dependencies) = (Vec::new(), Vec::new());
-    for (id, _, figures) in timeline.over_window(now) {
+    for (id, _, figures) in window {
         match id {
             SeriesId::Service(k) if wanted(&k.service, &k.environment) => {
-                operations.push(row((&k.service, &k.operation, &k.environment), None, &figures))
+                operations.push(row((&k.service, &k.operation, &k.environment), None, figures))
             }
             SeriesId::Dependency(k) if wanted(&k.service, &k.environment) => dependencies.push(row(
                 (&k.service, &k.operation, &k.environment),
                 Some((&k.remote_service, &k.remote_operation)),
-                &figures,
+                figures,
             )),
             _ => {}
         }
@@ -99,6 +99,5 @@ pub fn series(timeline: &Timeline, query: &SeriesQuery, now: Nanos) -> SeriesAns
     };
     operations.sort_by(order);
     dependencies.sort_by(order);
-    let (from, to) = timeline.window(now);
-    SeriesAnswer { window_seconds: (to - from + 1) * 10, operations, dependencies }
+    SeriesAnswer { window_seconds, operations, dependencies }
 }

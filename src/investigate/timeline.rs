@@ -1,6 +1,6 @@
-//! The timeline: every series' 10 s points over the last `investigation.history`, this
-//! instance's and the other instances' merged — what the service map, top contributors and
-//! history answer from, so that every instance of a group answers the same.
+//! The timeline: the 10 s points over the last `investigation.history` of the series this
+//! instance owns, every instance's partial points merged — what top contributors and history
+//! answer from, and what the owner rolls up for the group's map and tables.
 //!
 //! Invariants:
 //! - a point is additive ([`Point::merge`]): the timeline's point of a series and step is the sum
@@ -13,7 +13,7 @@
 //! - at most `max_series` series are held (`metrics.max_series`); points of further series are
 //!   counted in `refused` and not kept.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use crate::clock::Nanos;
@@ -96,6 +96,9 @@ impl Aggregate {
     }
 }
 
+/// One series over `metrics.window`: what the map and the series tables are made of.
+pub type WindowSeries = (SeriesId, RemoteKind, Aggregate);
+
 /// The group-wide points of every series (module docs).
 pub struct Timeline {
     /// Steps of history kept (`investigation.history / 10 s`).
@@ -104,6 +107,8 @@ pub struct Timeline {
     window_steps: u64,
     max_series: usize,
     series: HashMap<SeriesId, SeriesPoints>,
+    /// The (series, step) points merged into since the last [`Timeline::take_changed`].
+    changed: HashSet<(SeriesId, u64)>,
     /// Points refused because `max_series` series were held.
     pub refused: u64,
 }
@@ -116,6 +121,7 @@ impl Timeline {
             window_steps: steps(window),
             max_series,
             series: HashMap::new(),
+            changed: HashSet::new(),
             refused: 0,
         }
     }
@@ -132,7 +138,7 @@ impl Timeline {
         (last.saturating_sub(self.history_steps - 1), last)
     }
 
-    /// Merges points (this instance's flushed ones, or another instance's from a snapshot);
+    /// Merges points (the partial points of every instance, read by the owner);
     /// points older than the history at `now` are ignored.
     pub fn merge(&mut self, points: &[FlushedPoint], now: Nanos) {
         let (oldest, _) = self.history(now);
@@ -148,7 +154,43 @@ impl Timeline {
             };
             series.remote_kind = flushed.remote_kind;
             series.merge(flushed.step, &flushed.point);
+            if !self.changed.contains(&(flushed.series.clone(), flushed.step)) {
+                self.changed.insert((flushed.series.clone(), flushed.step));
+            }
         }
+    }
+
+    /// The points merged into since the last call (what an owner checkpoints next), with their
+    /// series' remote kind; points that aged out meanwhile are left out.
+    pub fn take_changed(&mut self) -> Vec<(SeriesId, RemoteKind, u64, &Point)> {
+        let changed = std::mem::take(&mut self.changed);
+        changed
+            .into_iter()
+            .filter_map(|(id, step)| {
+                let (key, series) = self.series.get_key_value(&id)?;
+                let i = series.points.binary_search_by_key(&step, |(s, _)| *s).ok()?;
+                Some((key.clone(), series.remote_kind, step, &series.points[i].1))
+            })
+            .collect()
+    }
+
+    /// Marks points as merged into again (their checkpoint was not acknowledged).
+    pub fn mark_changed(&mut self, points: impl IntoIterator<Item = (SeriesId, u64)>) {
+        self.changed.extend(points);
+    }
+
+    /// Merges points restored from a checkpoint: as [`Timeline::merge`], but not counted as
+    /// changed (they are checkpointed already).
+    pub fn restore(&mut self, points: &[FlushedPoint], now: Nanos) {
+        let changed = self.changed.clone();
+        self.merge(points, now);
+        self.changed = changed;
+    }
+
+    /// Forgets every series `keep` says no to (their partition went to another owner).
+    pub fn release(&mut self, keep: impl Fn(&SeriesId) -> bool) {
+        self.series.retain(|id, _| keep(id));
+        self.changed.retain(|(id, _)| keep(id));
     }
 
     /// Drops what has aged out at `now`: points past the history, contributor tables past the
@@ -186,6 +228,17 @@ impl Timeline {
                 (aggregate.counts.requests > 0).then_some((id, series.remote_kind, aggregate))
             })
             .collect()
+    }
+
+    /// Each series' aggregate over `metrics.window` at `now`, owned: what an owner's rollup
+    /// carries (series with no request in the window left out).
+    pub fn window_rollup(&self, now: Nanos) -> Vec<WindowSeries> {
+        self.over_window(now).into_iter().map(|(id, kind, aggregate)| (id.clone(), kind, aggregate)).collect()
+    }
+
+    /// The length of `metrics.window` in seconds (the current, partial step included).
+    pub fn window_seconds(&self) -> u64 {
+        self.window_steps * 10
     }
 
     /// The contributor tables of the selected series over `metrics.window` at `now`, merged.

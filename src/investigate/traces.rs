@@ -38,9 +38,6 @@ pub struct TraceSummary {
     pub outcome: Outcome,
     pub kept: bool,
     pub rule: Arc<str>,
-    /// The `http.advertised_url` of the instance that decided the trace, when it is another one
-    /// (from its snapshots); `None` when decided here.
-    pub held_by: Option<Arc<str>>,
 }
 
 impl TraceSummary {
@@ -87,14 +84,14 @@ impl TraceSummary {
             outcome,
             kept: decision.keep,
             rule: decision.rule.clone(),
-            held_by: None,
         }
     }
 
     /// The JSON shape of investigation.md; `heldBy` names the instance that holds a kept trace's
     /// spans: the one that decided it (`here` when this instance did).
     pub fn json(&self, here: Option<&str>) -> TraceSummaryJson {
-        let held_by = if self.kept { self.held_by.as_deref().or(here) } else { None };
+        // Summaries stay with the instance that decided the trace: a kept one's spans are here.
+        let held_by = if self.kept { here } else { None };
         TraceSummaryJson {
             trace_id: trace_id_hex(&self.trace_id),
             start_unix_nano: self.start_unix_nano.to_string(),

@@ -39,7 +39,7 @@ pub struct Profile {
 
 impl Profile {
     /// The profile of a tuple of values. The hash is the same in every instance (a fixed-key
-    /// hasher), so rows from snapshots merge with local ones.
+    /// hasher), so rows from other instances' points merge with local ones.
     pub fn new(values: Arc<[Option<Arc<str>>]>) -> Self {
         Self { hash: BuildHasherDefault::<DefaultHasher>::default().hash_one(&values), values }
     }
@@ -197,7 +197,7 @@ pub struct ContributorTable {
 }
 
 impl ContributorTable {
-    /// A table of rows as they are (from a snapshot): one row per profile is assumed, as every
+    /// A table of rows as they are (from another instance's point): one row per profile is assumed, as every
     /// table keeps.
     pub fn from_rows(rows: Vec<ContributorRow>, estimated: bool) -> Self {
         let mut table = Self { rows, index: None, estimated };

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType};
-use serde::Serialize;
 
 use super::{DependencyKey, Family, SeriesKey, ServiceKey, SignalStore};
 use crate::clock::SharedClock;
@@ -57,7 +56,7 @@ const SERVICE_FAMILIES: [FamilySpec; 7] = [
     FamilySpec { name: "tracewarden_latency_seconds", help: "Latency of entry spans.", kind: MetricType::HISTOGRAM },
     FamilySpec {
         name: "tracewarden_latency_quantile_seconds",
-        help: "HDR latency quantiles of entry spans over metrics.window.",
+        help: "HDR latency quantiles of entry spans over metrics.window, of the traces this instance measured (group-wide: tracewarden_group_latency_quantile_seconds).",
         kind: MetricType::GAUGE,
     },
     FamilySpec {
@@ -186,7 +185,7 @@ fn histogram(label_pairs: &[(&str, &str)], bounds: &[f64], counts: &[u64], sum: 
     m
 }
 
-trait LabelSet {
+pub(crate) trait LabelSet {
     fn pairs(&self) -> Vec<(&'static str, &str)>;
 }
 
@@ -268,52 +267,6 @@ impl Collector for SignalCollector {
         drop(store);
         families
     }
-}
-
-/// One row of `/api/services` (camelCase fields, as every API: interfaces.md).
-#[derive(Debug, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct OperationSummary {
-    pub service: String,
-    pub operation: String,
-    pub environment: String,
-    /// Requests since the series was created (counter).
-    pub requests_total: u64,
-    /// Requests within `metrics.window`.
-    pub requests: u64,
-    pub availability: Option<f64>,
-    pub fault_rate: Option<f64>,
-    pub error_rate: Option<f64>,
-    pub p50_seconds: Option<f64>,
-    pub p90_seconds: Option<f64>,
-    pub p99_seconds: Option<f64>,
-    pub p999_seconds: Option<f64>,
-}
-
-/// Per service and operation figures over the window, sorted by service and operation.
-pub fn service_summaries(store: &mut SignalStore, now: crate::clock::Nanos) -> Vec<OperationSummary> {
-    let mut keys: Vec<ServiceKey> = store.services.series.keys().cloned().collect();
-    keys.sort();
-    keys.into_iter()
-        .map(|key| {
-            let series = store.services.series.get_mut(&key).expect("key listed");
-            let snapshot = series.window.snapshot(now);
-            OperationSummary {
-                service: key.service.to_string(),
-                operation: key.operation.to_string(),
-                environment: key.environment.to_string(),
-                requests_total: series.requests,
-                requests: snapshot.requests,
-                availability: snapshot.availability(),
-                fault_rate: snapshot.fault_rate(),
-                error_rate: snapshot.error_rate(),
-                p50_seconds: snapshot.quantile(0.5),
-                p90_seconds: snapshot.quantile(0.9),
-                p99_seconds: snapshot.quantile(0.99),
-                p999_seconds: snapshot.quantile(0.999),
-            }
-        })
-        .collect()
 }
 
 /// The content type of [`render_openmetrics`].

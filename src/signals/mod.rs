@@ -28,7 +28,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use config::MetricsConfig;
-pub use window::{LatencyWindow, WindowSnapshot, WindowTotals};
+pub use window::{LatencyWindow, WindowSnapshot, WindowTotals, QUANTILES};
 
 use contributors::{Profile, ProfileCache};
 use point::{step_of, OpenPoints, Point};
@@ -37,6 +37,7 @@ use sketch::Bucket;
 use crate::clock::Nanos;
 use crate::matcher::{AttributeCondition, Wildcard};
 use crate::model::{Outcome, RemoteKind, Role, Span, SpanId};
+use crate::position::Hold;
 
 /// The maps looked up on every span: keyed by labels and ids from the input, so seeded per map
 /// (foldhash: a fraction of SipHash's cost; every such map is bounded, by `max_series` or by a
@@ -317,6 +318,9 @@ pub struct SignalStore {
     unknown_remote: Arc<str>,
     index: TraceIndex,
     profiles: ProfileCache,
+    /// Holds on the messages whose spans are in the open points, while someone publishes them
+    /// ([`SignalStore::hold_measured`]): released with the points by [`SignalStore::flush_points_held`].
+    measured: Option<Vec<Hold>>,
 }
 
 impl SignalStore {
@@ -333,6 +337,7 @@ impl SignalStore {
             unknown_remote: Arc::from(UNKNOWN_REMOTE),
             index: TraceIndex::default(),
             profiles: ProfileCache::new(&settings.dimensions),
+            measured: None,
             settings,
         }
     }
@@ -342,8 +347,33 @@ impl SignalStore {
         self.profiles.dimensions()
     }
 
-    /// Hands over every point measured since the last call (the investigation timeline merges
-    /// them, and the snapshot exchange publishes them).
+    /// From now on, keeps a hold on every message measured until its points are flushed with
+    /// [`SignalStore::flush_points_held`]: the points become part of the at-least-once path (a
+    /// message is committed only once the points it added to are published).
+    pub fn keep_holds(&mut self) {
+        self.measured.get_or_insert_with(Vec::new);
+    }
+
+    /// Keeps `holds` (on the messages of a trace just recorded) with the open points, when
+    /// [`SignalStore::keep_holds`] was called.
+    pub fn hold_measured<'a>(&mut self, holds: impl IntoIterator<Item = &'a Hold>) {
+        if let Some(measured) = self.measured.as_mut() {
+            measured.extend(holds.into_iter().map(Hold::share));
+        }
+    }
+
+    /// Hands over every point measured since the last call, with the holds on the messages they
+    /// came from (release them once the points are published).
+    pub fn flush_points_held(&mut self) -> (Vec<FlushedPoint>, Vec<Hold>) {
+        let mut holds = self.measured.as_mut().map(std::mem::take).unwrap_or_default();
+        // One hold per message is enough (a message carries many traces).
+        holds.sort_unstable_by_key(Hold::message_key);
+        holds.dedup_by_key(|h| h.message_key());
+        (self.flush_points(), holds)
+    }
+
+    /// Hands over every point measured since the last call (what the owner of each series merges
+    /// into its timeline).
     pub fn flush_points(&mut self) -> Vec<FlushedPoint> {
         let mut flushed = Vec::new();
         let mut hand_over = |series: SeriesId, s: &mut Series| {

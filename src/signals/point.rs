@@ -1,5 +1,6 @@
-//! One series over one 10 s step: the unit of history, of top contributors and of the snapshots
-//! instances exchange (investigation.md "History", "One view per consumer group").
+//! One series over one 10 s step: the unit of history, of top contributors and of the partial
+//! points instances publish to the series' owners (investigation.md "History", "One view per
+//! consumer group").
 //!
 //! A [`Point`] is additive: merging two points of the same series and step (two instances', or
 //! two flushes of one instance's) gives the point of all their requests together. Each series keeps

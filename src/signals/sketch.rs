@@ -1,5 +1,5 @@
 //! A small, mergeable latency histogram for the investigation views: history points, top
-//! contributors and the group-wide merge of snapshots.
+//! contributors and the owners' merge of every instance's partial points.
 //!
 //! The classic HDR histogram (3 significant digits, [`super::LatencyWindow`]) is exact enough for
 //! the quantile gauges but takes kilobytes per histogram; a history point per series every 10 s

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
-use super::exposition::{service_summaries, SignalCollector};
+use super::exposition::SignalCollector;
 use super::*;
 use crate::clock::{ManualClock, SharedClock};
 use crate::testing::{spans, AttrSpec, SpanSpec, CLIENT, INTERNAL, SERVER};
@@ -265,31 +265,6 @@ fn exposition_uses_the_spec_names_and_labels() {
         .unwrap();
     let p99: f64 = quantile_line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!((p99 - 0.007).abs() <= 0.007 * 0.001, "{quantile_line}");
-    let rows = service_summaries(&mut store.lock().unwrap(), T0);
-    assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].availability, Some(0.0));
-    assert!((rows[0].p50_seconds.unwrap() - 0.007).abs() <= 0.007 * 0.001);
-    // interfaces.md: camelCase field names in every API.
-    let json = serde_json::to_value(&rows[0]).unwrap();
-    let mut fields: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
-    fields.sort_unstable();
-    assert_eq!(
-        fields,
-        [
-            "availability",
-            "environment",
-            "errorRate",
-            "faultRate",
-            "operation",
-            "p50Seconds",
-            "p90Seconds",
-            "p999Seconds",
-            "p99Seconds",
-            "requests",
-            "requestsTotal",
-            "service"
-        ]
-    );
 }
 
 #[test]
@@ -374,4 +349,31 @@ fn points_and_contributors_are_flushed_once_per_step() {
     let values = |pod: &str, version: &str| vec![Some(pod.to_string()), Some(version.to_string())];
     assert_eq!(rows, vec![(values("api-1", "1.0"), 1, 0), (values("api-2", "2.0"), 1, 1)]);
     assert_eq!(first.point.examples.trace_ids()[0], [2; 16], "the fault first");
+}
+
+/// With holds kept, a message whose trace was measured stays held (uncommitted) until the points
+/// it added to are flushed for publication, and then only by the flush's holds (one a message).
+#[test]
+fn measured_messages_stay_held_until_their_points_are_flushed() {
+    use crate::position::{PendingOffsets, SourceRef};
+    let mut positions = PendingOffsets::new();
+    let partition = positions.index("in", 0);
+    let message = positions.begin(SourceRef { partition, offset: 7 });
+    let mut store = SignalStore::new(settings());
+    store.hold_measured([&message]);
+    assert_eq!(store.flush_points_held().1.len(), 0, "nothing kept before keep_holds");
+    store.keep_holds();
+    let request = |trace: u8| SpanSpec::new("api", trace, 1, None, SERVER, "x").http("GET", "/a", 200);
+    store.record_trace(&spans(&[request(1)]), T0);
+    store.hold_measured([&message]);
+    store.record_trace(&spans(&[request(2)]), T0);
+    store.hold_measured([&message]);
+    drop(message);
+    assert_eq!(positions.lowest_held(partition), Some(7), "held by the open points");
+    let (points, holds) = store.flush_points_held();
+    assert_eq!(points.iter().map(|p| p.point.counts.requests).max(), Some(2));
+    assert_eq!(holds.len(), 1, "one hold per message");
+    assert_eq!(positions.lowest_held(partition), Some(7), "held until the publication is acknowledged");
+    drop(holds);
+    assert_eq!(positions.lowest_held(partition), None, "released with the published points");
 }

@@ -17,10 +17,17 @@
 //!   count, and the ledger makes the replay count nothing twice.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read as _, Write as _};
+
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use flate2::Compression;
 
 use serde::{Deserialize, Serialize};
 
 use super::budget::{Counts, Seconds};
+use super::history::HistoryPoint;
+use crate::record::MAX_MESSAGE_BYTES;
 
 /// The aggregates partition that owns an SLO: FNV-1a of its name modulo the partition count.
 pub fn owner_partition(slo: &str, partitions: i32) -> i32 {
@@ -125,7 +132,7 @@ pub struct AlertCheckpoint {
     pub starts_at: Seconds,
 }
 
-/// The state of one SLO in `kafka.slo_state_topic` (JSON, key = SLO name).
+/// The state of one SLO in `kafka.slo_state_topic` (key = SLO name; see [`Checkpoint::encode`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Checkpoint {
@@ -136,7 +143,56 @@ pub struct Checkpoint {
     pub buckets: Vec<BucketCounts>,
     pub alerts: Vec<AlertCheckpoint>,
     pub ledger: Vec<SourceLedger>,
+    /// The evaluations of the last hour, at most one per [`CHECKPOINT_HISTORY_STEP`] (the newest
+    /// of each step): what `/api/slos/{name}/history` shows, so a new owner shows it too.
+    /// Absent in checkpoints written before it was kept.
+    #[serde(default)]
+    pub history: Vec<HistoryPoint>,
 }
+
+/// Why a state topic value is not a checkpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("not a gzip stream: {0}")]
+    Gzip(#[source] std::io::Error),
+    #[error("not a checkpoint: {0}")]
+    Json(#[source] serde_json::Error),
+}
+
+impl Checkpoint {
+    /// The value written to `kafka.slo_state_topic`: the JSON, gzip-compressed (minute buckets
+    /// compress several-fold). At the configuration's bounds it stays under
+    /// [`MAX_MESSAGE_BYTES`]; should it not, the history (only a chart) is left out rather than the
+    /// state.
+    pub fn encode(&self) -> Vec<u8> {
+        let gzip = |checkpoint: &Checkpoint| {
+            let json = serde_json::to_vec(checkpoint).expect("checkpoints serialise");
+            let mut encoder = GzEncoder::new(Vec::with_capacity(json.len() / 4), Compression::fast());
+            encoder.write_all(&json).and_then(|_| encoder.finish()).expect("gzip into memory")
+        };
+        let encoded = gzip(self);
+        if encoded.len() <= MAX_MESSAGE_BYTES {
+            return encoded;
+        }
+        tracing::warn!(slo = self.slo, bytes = encoded.len(), "SLO checkpoint too large: written without its history");
+        gzip(&Checkpoint { history: Vec::new(), ..self.clone() })
+    }
+
+    /// Reads a state topic value: gzip-compressed JSON, or the plain JSON of earlier versions.
+    pub fn decode(value: &[u8]) -> Result<Checkpoint, CheckpointError> {
+        if value.starts_with(&[0x1f, 0x8b]) {
+            let mut json = Vec::new();
+            GzDecoder::new(value).read_to_end(&mut json).map_err(CheckpointError::Gzip)?;
+            serde_json::from_slice(&json).map_err(CheckpointError::Json)
+        } else {
+            serde_json::from_slice(value).map_err(CheckpointError::Json)
+        }
+    }
+}
+
+/// A checkpoint keeps one evaluation per this many seconds of the last hour (evaluations come
+/// every 10 s), which bounds its history to 360 points.
+pub const CHECKPOINT_HISTORY_STEP: Seconds = 10;
 
 pub const CHECKPOINT_VERSION: u32 = 1;
 
@@ -175,7 +231,7 @@ impl<S: Copy + PartialEq> AggregateBatch<S> {
                     _ => buckets.push((at, c.good, c.total, c.latency_us)),
                 }
             }
-            self.entries += 1;
+            self.entries += buckets.len();
             self.per_slo[group[0].0].push((source, buckets));
         }
         self.messages.push(source);
@@ -187,7 +243,7 @@ impl<S: Copy + PartialEq> AggregateBatch<S> {
         self.messages.is_empty()
     }
 
-    /// Entries (message × SLO) waiting.
+    /// Buckets waiting (of every message and SLO): what the size of the records grows with.
     pub fn entries(&self) -> usize {
         self.entries
     }

@@ -23,14 +23,15 @@ pub struct SloConfig {
     pub sli: SliKind,
     /// Attainment goal, 0 < goal < 1.
     pub goal: f64,
-    /// Rolling window, such as `30d`; or `calendar`.
+    /// Rolling window, such as `30d`; or `calendar`. 1h to 400d.
     pub window: Option<HumanDuration>,
     /// Calendar window: `day` | `week` | `month` (UTC, real month lengths).
     pub calendar: Option<CalendarName>,
     /// `requests` (default) | `periods`.
     #[serde(default)]
     pub budgeting: BudgetingKind,
-    /// `budgeting = "periods"` only: the period length, such as `1m`.
+    /// `budgeting = "periods"` only: the period length, such as `1m`; whole minutes, at most
+    /// 44 640 periods in the window (a minute's periods over 31 days).
     pub period: Option<HumanDuration>,
     /// `sli = "latency"` only: a request (or period statistic) is good at or under this.
     pub threshold: Option<HumanDuration>,
@@ -45,7 +46,7 @@ pub struct SloConfig {
     /// Windows in which requests are not counted (periods in them are good).
     #[serde(default)]
     pub exclusions: Vec<ExclusionConfig>,
-    /// Burn-rate tiers; default the SRE Workbook's page-fast, page-slow, ticket.
+    /// Burn-rate tiers; default the SRE Workbook's page-fast, page-slow, ticket. At most 8.
     #[serde(default)]
     pub alerts: Vec<TierConfig>,
 }
@@ -100,7 +101,7 @@ pub struct ExclusionConfig {
 pub struct TierConfig {
     /// The tier's name (label `tier`).
     pub tier: String,
-    /// Long window; the short one is long / 12.
+    /// Long window; the short one is long / 12. 12m to 7d.
     pub long: HumanDuration,
     /// Share of the budget the tier lets burn in its long window, 0–1.
     pub share: f64,
@@ -118,6 +119,16 @@ pub fn parse_slos(text: &str) -> Result<Vec<SloConfig>, toml::de::Error> {
     }
     toml::from_str::<Slos>(text).map(|s| s.slo)
 }
+
+/// The bounds that keep an SLO's checkpoint under `MAX_MESSAGE_BYTES` (slo.md "State and
+/// scale-out", investigation.md "No message too large"): the checkpoint holds a minute bucket for
+/// the longest alert window, an hour bucket up to 35 days, a day bucket beyond, one bucket per
+/// period (period budgeting) and one evaluation per 10 s of the last hour with a burn rate per
+/// window. `aggregate::tests` writes the largest one these allow.
+pub const MAX_WINDOW: std::time::Duration = std::time::Duration::from_secs(400 * 86_400);
+pub const MAX_TIER_LONG: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
+pub const MAX_TIERS: usize = 8;
+pub const MAX_PERIODS: u64 = 31 * 24 * 60;
 
 const STATISTICS: [(&str, f64); 4] = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999)];
 
@@ -140,6 +151,9 @@ impl SloConfig {
             (Some(_), Some(_)) => problem("window", "give either window or calendar, not both".into()),
             (None, None) => problem("window", "is required (a rolling window such as \"30d\", or calendar)".into()),
             (Some(w), None) if w.0.as_secs() < 3600 => problem("window", format!("{w} is too short: at least 1h")),
+            (Some(w), None) if w.0 > MAX_WINDOW => {
+                problem("window", format!("{w} is too long: at most {}d", MAX_WINDOW.as_secs() / 86_400))
+            }
             _ => {}
         }
         match (self.budgeting, self.period) {
@@ -151,6 +165,20 @@ impl SloConfig {
                 }
                 if self.window.is_some_and(|w| p >= w) {
                     problem("period", format!("{p} must be shorter than the window"));
+                }
+                // The longest window a definition can give: a calendar month is 31 days.
+                let window = match (self.window, self.calendar) {
+                    (Some(w), _) => w.0.as_secs(),
+                    (None, Some(CalendarName::Day)) => 86_400,
+                    (None, Some(CalendarName::Week)) => 7 * 86_400,
+                    (None, _) => 31 * 86_400,
+                };
+                let periods = window / p.0.as_secs().max(1);
+                if p.0.as_secs() >= 60 && periods > MAX_PERIODS {
+                    problem(
+                        "period",
+                        format!("{p} divides the window into {periods} periods; at most {MAX_PERIODS} (a longer period, or a shorter window)"),
+                    );
                 }
             }
             (BudgetingKind::Requests, None) => {}
@@ -199,6 +227,9 @@ impl SloConfig {
                 problem(&format!("{key}.duration"), "must be greater than zero".into());
             }
         }
+        if self.alerts.len() > MAX_TIERS {
+            problem("alerts", format!("{} tiers; at most {MAX_TIERS}", self.alerts.len()));
+        }
         let mut tiers = std::collections::HashSet::new();
         for (i, tier) in self.alerts.iter().enumerate() {
             let key = format!("alerts[{i}]");
@@ -212,6 +243,12 @@ impl SloConfig {
                 problem(
                     &format!("{key}.long"),
                     format!("{} is too short: at least 12m (the short window is long/12)", tier.long),
+                );
+            }
+            if tier.long.0 > MAX_TIER_LONG {
+                problem(
+                    &format!("{key}.long"),
+                    format!("{} is too long: at most {}d", tier.long, MAX_TIER_LONG.as_secs() / 86_400),
                 );
             }
             if tier.severity.trim().is_empty() {
@@ -339,6 +376,33 @@ mod tests {
         assert!(problems("name = \"l\"\nservice = \"s\"\nsli = \"latency\"\nthreshold = \"1s\"\ngoal = 0.9\nwindow = \"1d\"\nbudgeting = \"periods\"\nperiod = \"1m\"\nstatistic = \"p42\"")
             .iter()
             .any(|p| p.contains("\"p42\" is not one of p50, p90, p99, p99.9, avg")));
+    }
+
+    #[test]
+    fn definitions_whose_state_could_outgrow_a_kafka_message_are_refused_by_name() {
+        let base = "name = \"b\"\nservice = \"s\"\nsli = \"availability\"\ngoal = 0.99\n";
+        let tier = |name: &str, long: &str| {
+            format!("[[alerts]]\ntier = \"{name}\"\nlong = \"{long}\"\nshare = 0.1\nseverity = \"page\"\n")
+        };
+        let refused = |text: String, expected: &str| {
+            let p = problems(&text);
+            assert!(p.iter().any(|line| line.contains(expected)), "expected {expected:?} in {p:#?}");
+        };
+        refused(format!("{base}window = \"401d\""), r#"slo[0] ("b").window: 401d is too long: at most 400d"#);
+        refused(
+            format!("{base}window = \"30d\"\n{}", tier("slow", "8d")),
+            r#"slo[0] ("b").alerts[0].long: 8d is too long: at most 7d"#,
+        );
+        let nine: String = (0..9).map(|i| tier(&format!("t{i}"), "1h")).collect();
+        refused(format!("{base}window = \"30d\"\n{nine}"), r#"slo[0] ("b").alerts: 9 tiers; at most 8"#);
+        refused(
+            format!("{base}window = \"60d\"\nbudgeting = \"periods\"\nperiod = \"1m\""),
+            "period: 1m divides the window into 86400 periods; at most 44640",
+        );
+        // At the bounds: accepted.
+        let eight: String = (0..8).map(|i| tier(&format!("t{i}"), "7d")).collect();
+        assert!(problems(&format!("{base}window = \"400d\"\n{eight}")).is_empty());
+        assert!(problems(&format!("{base}calendar = \"month\"\nbudgeting = \"periods\"\nperiod = \"1m\"")).is_empty());
     }
 
     #[test]

@@ -13,7 +13,9 @@ use chrono::{TimeZone, Utc};
 use serde::de::{Error as _, Unexpected};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::aggregate::{AggregateRecord, AlertCheckpoint, Checkpoint, Ledger, CHECKPOINT_VERSION};
+use super::aggregate::{
+    AggregateRecord, AlertCheckpoint, Checkpoint, Ledger, CHECKPOINT_HISTORY_STEP, CHECKPOINT_VERSION,
+};
 use super::budget::{bucket_of, Budget, Budgeting, Counts, Objective, Seconds, Series, Status, Tier};
 use super::config::{SliKind, SloConfig};
 use super::history::{HistoryPoint, SloHistory};
@@ -128,6 +130,10 @@ pub struct SloReport {
 
 /// The name of the budget alert family in checkpoints.
 const BUDGET_ALERT: &str = "budget";
+
+/// Counts older than this are kept in day buckets (requests budgeting): only windows longer than
+/// a month reach them.
+const DAILY_BUCKETS_AFTER: Seconds = 35 * 86_400;
 
 /// Each window's burn once: tiers may share a window (page-slow's long 6 h is ticket's short one),
 /// and a window's burn rate does not depend on the tier.
@@ -365,10 +371,14 @@ impl SloRuntime {
         let longest = self.tiers.iter().map(|t| t.long).max().unwrap_or(0);
         self.series.prune(start.min(now - longest) - 60);
         // Beyond every tier's long window the window needs only sums (requests) or verdicts
-        // (periods): coarser buckets keep memory and checkpoints small for long windows.
+        // (periods): coarser buckets keep memory and checkpoints small for long windows — hours,
+        // and days beyond 35 days (so a month's window keeps its hours).
         let fine_from = now - longest - 3600;
         match self.objective.budgeting {
-            Budgeting::Requests => self.series.coarsen(bucket_of(fine_from), 3600),
+            Budgeting::Requests => {
+                self.series.coarsen(bucket_of(fine_from), 3600);
+                self.series.coarsen((now - DAILY_BUCKETS_AFTER).div_euclid(86_400) * 86_400, 86_400);
+            }
             Budgeting::Periods { period } => self.series.judge_periods(fine_from, period, self.objective.period_rule),
         }
         self.dirty |= out.len() > before;
@@ -392,6 +402,7 @@ impl SloRuntime {
             buckets: self.series.buckets().map(|(at, c)| (at, c.good, c.total, c.latency_us)).collect(),
             alerts: tiers.chain(budget).collect(),
             ledger: self.ledger.entries(),
+            history: self.history.thinned(CHECKPOINT_HISTORY_STEP).cloned().collect(),
         }
     }
 
@@ -405,6 +416,9 @@ impl SloRuntime {
         self.budget_alert = None;
         self.orphans.clear();
         let Some(checkpoint) = checkpoint else { return };
+        // The previous owner's evaluations; those recorded here (an owner taking its SLO back)
+        // stand.
+        self.history.merge(checkpoint.history);
         for (at, good, total, latency_us) in checkpoint.buckets {
             self.series.add_counts(at, Counts { good, total, latency_us });
         }
@@ -572,8 +586,9 @@ impl SloEngine {
         self.slos.get(index).is_some_and(|s| s.owned)
     }
 
-    /// Starts evaluating SLO `index` here, from its checkpoint when there is one. The history
-    /// received from the previous owner stays: this instance's points follow it.
+    /// Starts evaluating SLO `index` here, from its checkpoint when there is one. The history in
+    /// the checkpoint (the previous owner's evaluations) is merged: this instance's points follow
+    /// it.
     pub fn take_over(&mut self, index: usize, checkpoint: Option<Checkpoint>) {
         if let Some(slo) = self.slos.get_mut(index) {
             slo.restore(checkpoint);
@@ -581,8 +596,8 @@ impl SloEngine {
         }
     }
 
-    /// Stops evaluating SLO `index` here (its new owner restores it from the checkpoint). The
-    /// history recorded here stays, as received history the new owner's points continue.
+    /// Stops evaluating SLO `index` here (its new owner restores it from the checkpoint, history
+    /// included). The history recorded here stays until it expires.
     pub fn release(&mut self, index: usize) {
         if let Some(slo) = self.slos.get_mut(index) {
             slo.restore(None);
@@ -617,8 +632,8 @@ impl SloEngine {
     }
 
     /// Evaluates every owned SLO at `now` and returns the alert messages of the state changes;
-    /// each evaluation adds a point to the SLO's history. The histories received for the other
-    /// SLOs drop the points [`HISTORY_SPAN`] or more older than `now` (their owner may be gone).
+    /// each evaluation adds a point to the SLO's history. The histories kept of SLOs owned
+    /// elsewhere now drop the points [`HISTORY_SPAN`] or more older than `now`.
     ///
     /// [`HISTORY_SPAN`]: super::history::HISTORY_SPAN
     pub fn evaluate(&mut self, now: Seconds) -> Vec<AlertMessage> {
@@ -664,24 +679,10 @@ impl SloEngine {
         self.slos.iter_mut().find(|s| s.config.name == name)
     }
 
-    /// The history of SLO `name` (recorded here or received from its owner); `None` for a name
-    /// not configured.
+    /// The history of SLO `name` (recorded here, or restored from its previous owner's
+    /// checkpoint); `None` for a name not configured.
     pub fn history(&self, name: &str) -> Option<&SloHistory> {
         Some(&self.named(name)?.history)
-    }
-
-    /// The points of SLO `name` newer than `after`, oldest first: what to publish since the
-    /// last publication (publish only for SLOs owned here, see [`SloEngine::is_owned`]).
-    pub fn history_since(&self, name: &str, after: Seconds) -> Vec<HistoryPoint> {
-        self.named(name).map(|s| s.history.since(after).cloned().collect()).unwrap_or_default()
-    }
-
-    /// Merges points of SLO `name` received from its owner: in time order, a point at a time
-    /// already held ignored, within the history's bounds. Accepted while owned too: the previous
-    /// owner's last points may arrive after the take-over. Returns how many points were new, or
-    /// `None` for a name not configured.
-    pub fn merge_remote_history(&mut self, name: &str, points: Vec<HistoryPoint>) -> Option<usize> {
-        Some(self.named_mut(name)?.history.merge(points))
     }
 
     /// The latest report received from the owner of SLO `name`, while another instance owns it.

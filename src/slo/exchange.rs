@@ -33,7 +33,10 @@ use crate::telemetry::PipelineMetrics;
 
 /// How often gathered counts are published (wall time: a transport matter, not event time).
 const PUBLISH_EVERY: Duration = Duration::from_millis(200);
-/// Entries (message × SLO) that trigger a publication earlier, bounding record size.
+/// Buckets (of any message and SLO) that trigger a publication earlier, bounding record size:
+/// a record holds fewer than this plus one message's buckets (a bucket is about 45 bytes of JSON;
+/// one message, at most 1 MB of spans, reaches at most a few thousand minutes), under
+/// [`MAX_MESSAGE_BYTES`](crate::record::MAX_MESSAGE_BYTES).
 const PUBLISH_ENTRIES: usize = 2_000;
 /// How often a failed state reader creation is retried.
 const READER_RETRY: Duration = Duration::from_secs(5);
@@ -209,7 +212,7 @@ impl SloExchange {
             destination: Destination::SloState,
             partition: None,
             key: Bytes::from(checkpoint.slo.clone()),
-            payload: Bytes::from(serde_json::to_vec(checkpoint).expect("checkpoints serialise")),
+            payload: Bytes::from(checkpoint.encode()),
             dead_letter: None,
             encoding: None,
             holds: std::mem::take(&mut self.awaiting_checkpoint[slo]),

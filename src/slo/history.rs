@@ -2,9 +2,10 @@
 //! "History"): per evaluation, its attainment, error budget, burn rate per window, status and
 //! firing alerts, over the last hour.
 //!
-//! The owner of an SLO records a point at every evaluation; the other instances of the group
-//! receive the owner's points and merge them, so that any instance answers with the same chart.
-//! Points travel as JSON: camelCase fields, the time as RFC 3339 UTC (`"time"`).
+//! The owner of an SLO records a point at every evaluation (the other instances forward the
+//! question to it); its checkpoints carry the last hour (one point per 10 s, see
+//! [`SloHistory::thinned`]) so that a new owner goes on with the same chart. Points travel as
+//! JSON: camelCase fields, the time as RFC 3339 UTC (`"time"`).
 //!
 //! Invariants:
 //! - points are in increasing time order, at most one per second;
@@ -12,7 +13,7 @@
 //!   [`SloHistory::expire`]);
 //! - at most [`HISTORY_POINTS`] points are kept, the oldest dropped first;
 //! - a point recorded here replaces one of the same second (the later evaluation stands); a point
-//!   received from elsewhere never replaces one held.
+//!   restored from a checkpoint never replaces one held.
 
 use std::collections::VecDeque;
 
@@ -92,7 +93,7 @@ impl SloHistory {
         self.bound(HISTORY_SPAN, HISTORY_POINTS);
     }
 
-    /// Adds points received from elsewhere, in time order; a point at a second already held is
+    /// Adds points restored from a checkpoint, in time order; a point at a second already held is
     /// ignored. Returns how many of them were added and kept.
     pub fn merge(&mut self, points: impl IntoIterator<Item = HistoryPoint>) -> usize {
         let added: Vec<Seconds> = points.into_iter().filter_map(|p| self.insert(p, false)).collect();
@@ -107,9 +108,15 @@ impl SloHistory {
         self.drop_through(now - HISTORY_SPAN);
     }
 
-    /// The points newer than `after`, oldest first.
-    pub fn since(&self, after: Seconds) -> impl DoubleEndedIterator<Item = &HistoryPoint> + '_ {
-        self.points.range(self.points.partition_point(|p| p.at <= after)..)
+    /// The newest point of each `step` seconds (aligned to the epoch), oldest first.
+    pub fn thinned(&self, step: Seconds) -> impl Iterator<Item = &HistoryPoint> + '_ {
+        let step = step.max(1);
+        let next = self.points.iter().skip(1).map(Some).chain([None]);
+        self.points
+            .iter()
+            .zip(next)
+            .filter(move |(point, next)| next.is_none_or(|n| n.at.div_euclid(step) != point.at.div_euclid(step)))
+            .map(|(point, _)| point)
     }
 
     /// Every point, oldest first.

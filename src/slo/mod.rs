@@ -6,8 +6,8 @@
 //!   request- and period-based budgets, burn rates, status, tiers — tested by hand-computed
 //!   examples with time as a parameter;
 //! - [`engine`]: SLIs from entry spans, alert state machines, alert messages, checkpoints;
-//! - [`history`]: one point per evaluation over the last hour, recorded by the owner and merged
-//!   by the other instances;
+//! - [`history`]: one point per evaluation over the last hour, recorded by the owner and carried
+//!   to the next owner in the SLO's checkpoint;
 //! - [`aggregate`]: the records of the aggregates topic, the owner's once-per-message ledger,
 //!   the checkpoint format, and which partition owns an SLO;
 //! - [`exchange`]: the SLO side of the span path — count, publish, merge, evaluate, checkpoint,

@@ -101,7 +101,7 @@ impl StateReader {
                 None => {
                     self.latest.remove(key);
                 }
-                Some(payload) => match serde_json::from_slice::<Checkpoint>(payload) {
+                Some(payload) => match Checkpoint::decode(payload) {
                     Ok(checkpoint) => {
                         self.latest.insert(key.to_string(), checkpoint);
                     }

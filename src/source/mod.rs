@@ -487,6 +487,7 @@ pub fn run<H: MessageHandler>(
         return Ok(());
     }
     let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
+    crate::kafka_client::await_topic_metadata(&consumer, &topics);
     consumer
         .subscribe(&topics)
         .map_err(|source| SourceError::Subscribe { topics: settings.topics.join(","), source })?;
@@ -496,6 +497,7 @@ pub fn run<H: MessageHandler>(
         let owners: BaseConsumer<SourceContext<H>> =
             settings.owners_client.create_with_context(context(true)).map_err(|e| SourceError::Create(redact(e)))?;
         let topics: Vec<&str> = settings.owner_topics.iter().map(String::as_str).collect();
+        crate::kafka_client::await_topic_metadata(&owners, &topics);
         owners
             .subscribe(&topics)
             .map_err(|source| SourceError::Subscribe { topics: settings.owner_topics.join(","), source })?;

@@ -102,10 +102,17 @@ impl PipelineMetrics {
                     self.traces_forwarded.inc();
                 }
                 Destination::DeadLetter => self.messages_dead_lettered.inc(),
-                Destination::Repartition | Destination::Alerts | Destination::Aggregates | Destination::SloState => {}
+                Destination::Repartition
+                | Destination::Alerts
+                | Destination::Aggregates
+                | Destination::SloState
+                | Destination::Points => {}
             },
             PipelineEvent::RetryScheduled { destination, topic, code, error, attempts, wait } => {
-                self.forward_retries.inc();
+                // The data path's records; the group view's points are retried alike, uncounted.
+                if destination != Destination::Points {
+                    self.forward_retries.inc();
+                }
                 let kind = WarningKind::Retry(destination, code.to_string());
                 if let Some(suppressed) = self.events.admit(kind, DELIVERY_EVERY, now) {
                     tracing::warn!(topic, destination = destination.as_str(), %error, attempts, retry_in = ?wait, suppressed, "produce failed, retrying later; consumption pauses meanwhile");

@@ -31,6 +31,9 @@ pub struct PipelineMetrics {
     pub pending_messages: IntGauge,
     pub consumption_paused: IntGauge,
     pub partitions_waiting: IntGauge,
+    pub group_view_bytes: IntCounterVec,
+    pub series_partitions_owned: IntGauge,
+    pub series_points_restored: IntCounter,
     /// The rate limiters of repeated warnings.
     events: events::EventLog,
 }
@@ -106,6 +109,22 @@ impl PipelineMetrics {
                 "Spans whose trace was already decided.",
                 &["decision"],
             ),
+            group_view_bytes: counter_vec(
+                r,
+                "tracewarden_group_view_bytes_total",
+                "Bytes of the group view's internal points, rollups and changelog records this instance read or published.",
+                &["direction"],
+            ),
+            series_partitions_owned: gauge(
+                r,
+                "tracewarden_series_partitions_owned",
+                "Partitions of kafka.points_topic whose series this instance owns (history and contributors).",
+            ),
+            series_points_restored: counter(
+                r,
+                "tracewarden_series_points_restored_total",
+                "10 s points restored from kafka.timeline_topic when this instance took partitions over.",
+            ),
             slo_counts_merged: counter_vec(
                 r,
                 "tracewarden_slo_counts_merged_total",
@@ -135,7 +154,7 @@ impl PipelineMetrics {
             forward_retries: counter(
                 r,
                 "tracewarden_forward_retries_total",
-                "Records sent again after a retriable Kafka error.",
+                "Records sent again after a retriable Kafka error (the group view's points are retried alike, not counted here).",
             ),
             forward_failures: counter_vec(
                 r,

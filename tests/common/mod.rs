@@ -57,7 +57,10 @@ impl Harness {
         // The mock cluster does not serve CreateTopics: the SLO topics are made here.
         cluster.create_topic("tracewarden_aggregates", PARTITIONS, 1).expect("aggregates topic");
         cluster.create_topic("tracewarden_slo_state", 1, 1).expect("state topic");
-        cluster.create_topic("tracewarden_snapshots", 1, 1).expect("snapshots topic");
+        // The group view's topics (few partitions: the mock broker is slow with many).
+        cluster.create_topic("tracewarden_points", 8, 1).expect("points topic");
+        cluster.create_topic("tracewarden_timeline", 8, 1).expect("timeline topic");
+        cluster.create_topic("tracewarden_rollups", 1, 1).expect("rollups topic");
         for p in 0..PARTITIONS {
             cluster.partition_leader(INPUT, p, Some(1)).expect("input leader");
         }
@@ -65,6 +68,7 @@ impl Harness {
         config.kafka.brokers = brokers.clone();
         config.kafka.group_id = group.into();
         config.kafka.commit_interval = HumanDuration(Duration::from_millis(50));
+        config.kafka.points_partitions = 8;
         // Two workers per process, whatever the machine: every guarantee holds per worker.
         config.workers = tracewarden::config::Workers(2);
         config.window.decision_wait = HumanDuration(Duration::from_secs(5));

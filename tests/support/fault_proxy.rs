@@ -3,8 +3,9 @@
 //! it. [`Fault::Cut`] closes every connection and refuses new ones, [`Fault::Stall`] stops moving
 //! bytes (connections stay open, as behind a black-holing firewall), [`Fault::Slow`] moves them
 //! in small chunks with a delay each, [`Fault::ThrottleProduce`] holds every Produce request
-//! (Kafka API key 0) for a while, except those of the client named [`UNTHROTTLED_CLIENT_ID`] (the
-//! test's own input producer): forwarding slows down, input does not; [`Fault::None`] heals.
+//! (Kafka API key 0) for a while and as long as its size takes at [`PRODUCE_BYTES_PER_SECOND`],
+//! except those of the client named [`UNTHROTTLED_CLIENT_ID`] (the test's own input producer):
+//! forwarding slows down whatever the producer's batching, input does not; [`Fault::None`] heals.
 
 #![allow(dead_code)]
 
@@ -17,8 +18,13 @@ use std::time::Duration;
 /// The `client.id` whose Produce requests [`Fault::ThrottleProduce`] lets through.
 pub const UNTHROTTLED_CLIENT_ID: &str = "chaos-input";
 
-/// How long [`Fault::ThrottleProduce`] holds each Produce request.
+/// How long [`Fault::ThrottleProduce`] holds each Produce request at least.
 pub const PRODUCE_DELAY: Duration = Duration::from_millis(300);
+
+/// The bandwidth of one connection's Produce requests under [`Fault::ThrottleProduce`]: a
+/// request is held as long as its size takes at this rate (a slow downstream), so a producer
+/// that batches more per request does not escape the throttle.
+pub const PRODUCE_BYTES_PER_SECOND: usize = 64 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
@@ -119,7 +125,8 @@ fn pump_requests(mut from: TcpStream, mut to: TcpStream, fault: &AtomicU8) {
         match Fault::from_u8(fault.load(Ordering::SeqCst)) {
             Fault::Slow => std::thread::sleep(Duration::from_millis(20)),
             Fault::ThrottleProduce if api_key == Some(0) && client_id.as_deref() != Some(UNTHROTTLED_CLIENT_ID) => {
-                std::thread::sleep(PRODUCE_DELAY)
+                let transfer = Duration::from_secs_f64(frame.len() as f64 / PRODUCE_BYTES_PER_SECOND as f64);
+                std::thread::sleep(PRODUCE_DELAY + transfer)
             }
             _ => {}
         }

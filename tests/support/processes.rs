@@ -37,6 +37,12 @@ use tracewarden::model::Encoding;
 pub const BIN: &str = env!("CARGO_BIN_EXE_tracewarden");
 
 /// The broker under test, and names unique to one test.
+/// `fixed` settings followed by `owned` ones (such as [`Broker::group_view_settings`]), as
+/// [`Instance::spawn`] takes them.
+pub fn settings<'a>(fixed: &[(&'a str, &'a str)], owned: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)> {
+    fixed.iter().copied().chain(owned.iter().map(|(key, value)| (*key, value.as_str()))).collect()
+}
+
 pub struct Broker {
     pub brokers: String,
     pub name: String,
@@ -60,6 +66,20 @@ pub fn broker(test: &str) -> Broker {
 impl Broker {
     pub fn topic(&self, role: &str) -> String {
         format!("{}-{role}", self.name)
+    }
+
+    /// The settings that give an instance group-view topics of this test's own (`{prefix}points`,
+    /// `{prefix}timeline`, `{prefix}rollups`): the defaults may exist on a shared broker with
+    /// other partition counts, and a lone instance compared with a group needs its own.
+    pub fn group_view_settings(&self, prefix: &str) -> Vec<(&'static str, String)> {
+        [
+            ("TRACEWARDEN__KAFKA__POINTS_TOPIC", "points"),
+            ("TRACEWARDEN__KAFKA__TIMELINE_TOPIC", "timeline"),
+            ("TRACEWARDEN__KAFKA__ROLLUPS_TOPIC", "rollups"),
+        ]
+        .into_iter()
+        .map(|(key, role)| (key, self.topic(&format!("{prefix}{role}"))))
+        .collect()
     }
 
     pub fn create_topic(&self, name: &str, partitions: i32) {

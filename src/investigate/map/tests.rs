@@ -1,7 +1,9 @@
 use std::time::Duration;
 
 use super::*;
+use crate::clock::Nanos;
 use crate::config::Config;
+use crate::investigate::timeline::Timeline;
 use crate::signals::SignalStore;
 use crate::testing::{spans, AttrSpec, SpanSpec, CLIENT as CLIENT_KIND, SERVER};
 
@@ -49,7 +51,7 @@ fn counts(node: &MapNode) -> (&str, u64, u64) {
 fn nodes_and_edges_of_a_known_trace_set() {
     let timeline = timeline();
     let slos = vec![("front*".to_string(), "BREACHED"), ("frontend".to_string(), "OK")];
-    let map = service_map(&timeline, &slos, &MapQuery::default(), NOW);
+    let map = service_map(&timeline.window_rollup(NOW), &slos, &MapQuery::default());
     let nodes: BTreeMap<&str, &MapNode> = map.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
     assert_eq!(
         nodes.keys().copied().collect::<Vec<_>>(),
@@ -87,21 +89,25 @@ fn nodes_and_edges_of_a_known_trace_set() {
 fn focus_keeps_the_nodes_within_depth_hops() {
     let timeline = timeline();
     let query = MapQuery { environment: None, focus: Some(("customers".into(), 1)) };
-    let map = service_map(&timeline, &[], &query, NOW);
+    let map = service_map(&timeline.window_rollup(NOW), &[], &query);
     let ids: Vec<&str> = map.nodes.iter().map(|n| n.id.as_str()).collect();
     assert_eq!(ids, vec!["customers:default", "frontend:default", "postgresql:default"]);
     assert_eq!(map.edges.len(), 2, "the client edge is two hops away");
     let query = MapQuery { environment: None, focus: Some(("customers".into(), 2)) };
-    assert_eq!(service_map(&timeline, &[], &query, NOW).nodes.len(), 4);
+    assert_eq!(service_map(&timeline.window_rollup(NOW), &[], &query).nodes.len(), 4);
     let query = MapQuery { environment: Some("production".into()), focus: None };
-    assert_eq!(service_map(&timeline, &[], &query, NOW), ServiceMap::default(), "no span in that environment");
+    assert_eq!(
+        service_map(&timeline.window_rollup(NOW), &[], &query),
+        ServiceMap::default(),
+        "no span in that environment"
+    );
 }
 
 #[test]
 fn the_window_ages_out() {
     let timeline = timeline();
     let later = NOW.saturating_add(Duration::from_secs(120));
-    let map = service_map(&timeline, &[], &MapQuery::default(), later);
+    let map = service_map(&timeline.window_rollup(later), &[], &MapQuery::default());
     assert_eq!(map, ServiceMap::default(), "metrics.window (60 s) has passed");
 }
 

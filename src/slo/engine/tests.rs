@@ -1,4 +1,6 @@
 use super::*;
+use crate::slo::aggregate::{BucketCounts, SourceCounts};
+use crate::slo::budget::Window;
 use crate::testing::{spans, SpanSpec, SERVER};
 
 fn engine(definition: &str) -> SloEngine {
@@ -318,19 +320,6 @@ fn every_evaluation_adds_a_point_worked_out_by_hand() {
     assert_eq!(second.firing, ["page-fast", "page-slow", "ticket", "budget-breached"]);
 }
 
-#[test]
-fn points_since_a_time_are_the_increment_to_publish() {
-    let mut slos = engine(CHECKOUT);
-    for step in 0..3 {
-        slos.evaluate(T0 + step * 10);
-    }
-    let times =
-        |after: Seconds| slos.history_since("checkout-availability", after).iter().map(|p| p.at).collect::<Vec<_>>();
-    assert_eq!(times(T0), [T0 + 10, T0 + 20]);
-    assert!(times(T0 + 20).is_empty());
-    assert!(slos.history_since("no-such-slo", 0).is_empty());
-}
-
 /// Points and reports as another instance receives them: through their JSON.
 fn shipped<T: Serialize + serde::de::DeserializeOwned>(value: &T) -> T {
     serde_json::from_slice(&serde_json::to_vec(value).unwrap()).unwrap()
@@ -344,16 +333,14 @@ fn the_history_outlives_changes_of_owner() {
     requests(&mut owner, T0 - 30, 100, 1);
     owner.evaluate(T0 - 20);
     owner.evaluate(T0 - 10);
-    assert_eq!(other.merge_remote_history(NAME, shipped(&owner.history_since(NAME, 0))), Some(2));
-    assert_eq!(other.merge_remote_history(NAME, shipped(&owner.history_since(NAME, 0))), Some(0), "duplicates");
     let report = shipped(&owner.reports(T0 - 10).remove(0));
     assert!(other.set_remote_report(report.clone()));
     assert_eq!(other.remote_report(NAME), Some(&report));
     other.evaluate(T0 - 5);
-    assert_eq!(other.history(NAME).unwrap().len(), 2, "no point where the SLO is not evaluated");
+    assert!(other.history(NAME).unwrap().is_empty(), "no point where the SLO is not evaluated");
 
-    // The SLO moves to `other`: what it received stays, its own points follow.
-    let checkpoint = owner.checkpoint(0, T0 - 10, true);
+    // The SLO moves to `other`, through the state topic: the checkpoint carries the history.
+    let checkpoint = shipped(&owner.checkpoint(0, T0 - 10, true));
     owner.release(0);
     other.take_over(0, checkpoint);
     assert_eq!(other.remote_report(NAME), None, "reports are made here now");
@@ -363,26 +350,44 @@ fn the_history_outlives_changes_of_owner() {
     assert_eq!(times(&other), [T0 - 20, T0 - 10, T0]);
     let restored = other.history(NAME).unwrap().points().last().unwrap().attainment.unwrap();
     assert!(close(restored, 0.99), "counts from the checkpoint: {restored}");
-    assert_eq!(times(&owner), [T0 - 20, T0 - 10], "the released history stays as received history");
-    assert_eq!(owner.merge_remote_history(NAME, other.history_since(NAME, T0 - 10)), Some(1));
-    assert_eq!(times(&owner), [T0 - 20, T0 - 10, T0]);
+    assert_eq!(times(&owner), [T0 - 20, T0 - 10], "the released history stays until it expires");
 
-    // Away again: kept, and fed by the next owner.
+    // Back to the first owner: its own points stand, the other's follow.
+    let checkpoint = shipped(&other.checkpoint(0, T0, true));
     other.release(0);
-    assert_eq!(times(&other), [T0 - 20, T0 - 10, T0]);
-    let json = other.history_json(NAME).unwrap();
+    owner.take_over(0, checkpoint);
+    assert_eq!(times(&owner), [T0 - 20, T0 - 10, T0]);
+    let json = owner.history_json(NAME).unwrap();
     assert_eq!(json["slo"], NAME);
     let json_times: Vec<&str> =
         json["points"].as_array().unwrap().iter().map(|p| p["time"].as_str().unwrap()).collect();
     assert_eq!(json_times, ["2026-05-01T09:59:40Z", "2026-05-01T09:59:50Z", "2026-05-01T10:00:00Z"]);
-    // Nobody feeds it for an hour: it empties.
+    // Not evaluated here for an hour: it empties.
     other.evaluate(T0 + HOUR);
     assert!(other.history(NAME).unwrap().is_empty());
     assert_eq!(other.history_json(NAME).unwrap()["points"], serde_json::json!([]));
 
     assert_eq!(other.history_json("no-such-slo"), None);
-    assert_eq!(other.merge_remote_history("no-such-slo", Vec::new()), None);
     assert!(!other.set_remote_report(SloReport { name: "no-such-slo".into(), ..report }));
+}
+
+#[test]
+fn a_checkpoint_keeps_one_evaluation_per_10_s_of_the_last_hour() {
+    const NAME: &str = "checkout-availability";
+    let mut owner = engine(CHECKOUT);
+    requests(&mut owner, T0 - 30, 100, 1);
+    // An evaluation a second for two hours: 7 200 evaluations, 3 600 of them in the last hour.
+    for at in (T0 - HOUR)..(T0 + HOUR) {
+        owner.evaluate(at);
+    }
+    let checkpoint = owner.checkpoint(0, T0 + HOUR, true).unwrap();
+    assert_eq!(checkpoint.history.len(), 360);
+    assert!(checkpoint.history.iter().all(|p| p.at.rem_euclid(10) == 9), "the newest of each 10 s");
+    assert_eq!(checkpoint.history.last().map(|p| p.at), Some(T0 + HOUR - 1));
+    let mut next = SloEngine::new(&[toml::from_str(CHECKOUT).unwrap()]);
+    next.take_over(0, Some(shipped(&checkpoint)));
+    let restored: Vec<_> = next.history(NAME).unwrap().points().cloned().collect();
+    assert!(restored == checkpoint.history, "the history restored is the one checkpointed");
 }
 
 #[test]
@@ -400,4 +405,86 @@ fn reports_read_back_are_the_reports_written() {
     let mut unknown = json;
     unknown["errorBudget"]["unit"] = "minutes".into();
     assert!(serde_json::from_value::<SloReport>(unknown).is_err());
+}
+
+/// An SLO at every bound the configuration allows (`config::MAX_*`): eight tiers, the longest
+/// 7 d, and counts in every minute of its window, each with large, unlike figures (what
+/// compresses worst), every tier firing. Returns its checkpoint with an hour of evaluations.
+fn largest_checkpoint(window_and_budgeting: &str, bad: impl Fn(u64) -> bool) -> Checkpoint {
+    let tiers = crate::testing::tiers_at_the_bounds("alerts");
+    let definition = format!(
+        "name = \"largest\"\nservice = \"checkout\"\nsli = \"availability\"\ngoal = 0.999\n{window_and_budgeting}\n{tiers}"
+    );
+    let config: SloConfig = toml::from_str(&definition).unwrap();
+    assert!(config.validate(0).is_empty(), "at the bounds, not beyond: {:?}", config.validate(0));
+    let mut slos = SloEngine::new(&[config]);
+    slos.take_over(0, None);
+    let window = match slos.slos[0].objective.window {
+        Window::Rolling(w) => w.as_secs() as i64,
+        Window::Calendar(_) => 31 * DAY,
+    };
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut random = |below: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % below
+    };
+    let start = T0 - window;
+    let buckets: Vec<BucketCounts> = (0..(window + HOUR) / MINUTE)
+        .map(|minute| {
+            let total = 500_000 + random(500_000);
+            let good = if bad(minute as u64) { total / 2 } else { total - random(100) };
+            (start + minute * MINUTE, good, total, total * (1_000 + random(1_000_000)))
+        })
+        .collect();
+    let sources = vec![SourceCounts { topic: "spans".into(), partition: 0, floor: 1, offsets: vec![(0, buckets)] }];
+    assert!(slos.merge(&AggregateRecord { slo: "largest".into(), sources }).is_some());
+    // An hour of evaluations every 10 s: one evaluation, its point repeated (the sums over
+    // 11 000 buckets are slow unoptimised, and the point's size is what matters).
+    slos.evaluate(T0);
+    let point = slos.slos[0].history.points().last().unwrap().clone();
+    for step in 1..360 {
+        slos.slos[0].history.record(HistoryPoint { at: T0 + step * 10, ..point.clone() });
+    }
+    slos.checkpoint(0, T0 + HOUR, true).unwrap()
+}
+
+#[test]
+fn the_largest_checkpoint_the_bounds_allow_fits_in_a_kafka_message() {
+    use crate::record::MAX_MESSAGE_BYTES;
+    type Case = (&'static str, &'static str, fn(u64) -> bool);
+    let cases: [Case; 2] = [
+        ("requests, 400 d", "window = \"400d\"", |minute| minute % 7 == 0),
+        ("minute periods, 31 d, every one bad", "window = \"31d\"\nbudgeting = \"periods\"\nperiod = \"1m\"", |_| true),
+    ];
+    for (name, window, bad) in cases {
+        let checkpoint = largest_checkpoint(window, bad);
+        let json = serde_json::to_vec(&checkpoint).unwrap().len();
+        let encoded = checkpoint.encode();
+        eprintln!(
+            "{name}: {} buckets, {} history points, {} alerts; JSON {json} bytes, written {} bytes",
+            checkpoint.buckets.len(),
+            checkpoint.history.len(),
+            checkpoint.alerts.len(),
+            encoded.len()
+        );
+        assert!(encoded.len() <= MAX_MESSAGE_BYTES, "{name}: {} bytes", encoded.len());
+        let back = Checkpoint::decode(&encoded).unwrap();
+        assert_eq!(back.history.len(), 360, "{name}: the history is kept whole");
+        assert!(back == checkpoint, "{name}: read back as written");
+    }
+}
+
+#[test]
+fn checkpoints_of_earlier_versions_are_read_as_plain_json() {
+    let mut slos = engine(CHECKOUT);
+    requests(&mut slos, T0 - 30, 100, 1);
+    slos.evaluate(T0);
+    let checkpoint = slos.checkpoint(0, T0, true).unwrap();
+    let mut plain = serde_json::to_value(&checkpoint).unwrap();
+    plain.as_object_mut().unwrap().remove("history");
+    let back = Checkpoint::decode(&serde_json::to_vec(&plain).unwrap()).unwrap();
+    assert_eq!(back, Checkpoint { history: Vec::new(), ..checkpoint.clone() });
+    assert!(Checkpoint::decode(&checkpoint.encode()[..10]).is_err(), "a cut gzip stream is refused");
 }

@@ -111,16 +111,17 @@ fn merged_points_an_hour_older_than_the_newest_are_not_kept() {
 }
 
 #[test]
-fn since_gives_the_points_strictly_newer() {
+fn thinned_keeps_the_newest_point_of_each_step() {
     let mut history = SloHistory::default();
-    for step in 0..4 {
-        history.record(point(T0 + step * 10, 0.9));
+    // T0 is a multiple of 10: steps [T0, T0 + 10), [T0 + 10, T0 + 20), [T0 + 20, T0 + 30).
+    for at in [T0, T0 + 4, T0 + 9, T0 + 10, T0 + 25] {
+        history.record(point(at, 0.9));
     }
-    let after = |at: Seconds| history.since(at).map(|p| p.at).collect::<Vec<_>>();
-    assert_eq!(after(T0 + 10), [T0 + 20, T0 + 30]);
-    assert_eq!(after(T0 + 15), [T0 + 20, T0 + 30]);
-    assert_eq!(after(T0 - 1).len(), 4);
-    assert!(after(T0 + 30).is_empty());
+    let thinned = |step: Seconds| history.thinned(step).map(|p| p.at).collect::<Vec<_>>();
+    assert_eq!(thinned(10), [T0 + 9, T0 + 10, T0 + 25]);
+    assert_eq!(thinned(1), [T0, T0 + 4, T0 + 9, T0 + 10, T0 + 25], "a step of a second keeps every point");
+    assert_eq!(thinned(3600).len(), 1);
+    assert!(SloHistory::default().thinned(10).next().is_none());
 }
 
 #[test]

@@ -1,0 +1,77 @@
+//! Group-wide latency quantiles on `/metrics` (investigation.md "Group-wide quantiles"): the
+//! owner of a series has the whole group's latency sketch of it, so it alone exposes the series'
+//! quantiles over `metrics.window`. A Prometheus scraping every instance sees each series once,
+//! from whichever instance owns it now; the per-instance `tracewarden_latency_quantile_seconds`
+//! describes only that instance's share of the traces.
+
+use std::sync::Arc;
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{MetricFamily, MetricType};
+
+use crate::clock::SharedClock;
+use crate::investigate::OwnedTimeline;
+use crate::signals::exposition::{desc, family, gauge, FamilySpec, LabelSet};
+use crate::signals::SeriesId;
+use crate::signals::QUANTILES;
+
+const SERVICE: FamilySpec = FamilySpec {
+    name: "tracewarden_group_latency_quantile_seconds",
+    help: "Latency quantiles of entry spans over metrics.window across the whole group, exposed by the series' owner only.",
+    kind: MetricType::GAUGE,
+};
+const DEPENDENCY: FamilySpec = FamilySpec {
+    name: "tracewarden_group_dependency_latency_quantile_seconds",
+    help: "Latency quantiles of dependency calls over metrics.window across the whole group, exposed by the series' owner only.",
+    kind: MetricType::GAUGE,
+};
+
+/// Renders the owned series' group-wide quantiles at scrape time.
+pub struct GroupQuantileCollector {
+    timeline: Arc<OwnedTimeline>,
+    clock: SharedClock,
+    descs: Vec<Desc>,
+}
+
+impl GroupQuantileCollector {
+    pub fn new(timeline: Arc<OwnedTimeline>, clock: SharedClock) -> Self {
+        let descs = vec![
+            desc(SERVICE.name, SERVICE.help, &["service", "operation", "environment", "quantile"]),
+            desc(
+                DEPENDENCY.name,
+                DEPENDENCY.help,
+                &["service", "operation", "remote_service", "remote_operation", "environment", "quantile"],
+            ),
+        ];
+        Self { timeline, clock, descs }
+    }
+}
+
+impl Collector for GroupQuantileCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let now = self.clock.now();
+        let window = self.timeline.at(now).window_rollup(now);
+        let (mut services, mut dependencies) = (Vec::new(), Vec::new());
+        for (id, _, aggregate) in &window {
+            let (pairs, into) = match id {
+                SeriesId::Service(key) => (key.pairs(), &mut services),
+                SeriesId::Dependency(key) => (key.pairs(), &mut dependencies),
+                SeriesId::Client { .. } => continue,
+            };
+            for q in QUANTILES {
+                let Some(seconds) = aggregate.latency.quantile(q) else { continue };
+                let q_text = q.to_string();
+                let mut with_q = pairs.clone();
+                with_q.push(("quantile", &q_text));
+                into.push(gauge(&with_q, seconds));
+            }
+        }
+        let mut families = vec![family(&SERVICE, services), family(&DEPENDENCY, dependencies)];
+        families.retain(|f| !f.get_metric().is_empty());
+        families
+    }
+}
