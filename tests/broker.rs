@@ -237,8 +237,25 @@ fn slo_incident_with_a_kill(broker: &Broker, instances: usize) {
                 [one] if settled => return *one,
                 _ => {}
             }
-            let logs: Vec<_> = live.iter().map(|i| i.log.display().to_string()).collect();
-            assert!(Instant::now() < deadline, "not exactly one instance evaluates the SLO: see {logs:?}");
+            if Instant::now() >= deadline {
+                // Which instance evaluates, what each holds and how its memberships stand.
+                let states: Vec<String> = live
+                    .iter()
+                    .map(|i| {
+                        let readyz = i.get("/readyz").and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok());
+                        let readyz = readyz.unwrap_or_default();
+                        format!(
+                            "{}: goal {}, {} partitions {}, workers {}",
+                            i.log.display(),
+                            i.metric("tracewarden_slo_goal_ratio"),
+                            readyz["status"],
+                            readyz["partitions"],
+                            readyz["workers"]
+                        )
+                    })
+                    .collect();
+                panic!("not exactly one instance evaluates the SLO (settled: {settled}):\n{}", states.join("\n"));
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
     };
