@@ -280,6 +280,7 @@ fn benches(c: &mut Criterion) {
                     slo_counter: Some(slos.counter()),
                     max_message_bytes: config.kafka.message_max_bytes(),
                     repartition_from: Vec::new(),
+                    lane: 0,
                 };
                 SpanPath::new(settings, signals.clone(), traces.clone(), telemetry.clone())
             },

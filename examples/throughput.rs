@@ -239,7 +239,7 @@ fn span_path(input: &Input, threads: usize) -> f64 {
     window.max_trace_age = HumanDuration(Duration::from_secs(5));
     let sampler = Arc::new(Mutex::new(Sampler::new(&config.sampling)));
     let paths: Vec<SpanPath> = (0..threads)
-        .map(|_| {
+        .map(|thread| {
             let settings = SpanPathSettings {
                 decoder: Decoder::new(InputEncoding::OtlpProto),
                 buffer: TraceBuffer::new(window.limits()),
@@ -248,6 +248,7 @@ fn span_path(input: &Input, threads: usize) -> f64 {
                 slo_counter: None,
                 max_message_bytes: config.kafka.message_max_bytes(),
                 repartition_from: Vec::new(),
+                lane: u8::try_from(thread).expect("at most 256 threads"),
             };
             SpanPath::new(settings, signals.clone(), traces.clone(), telemetry.clone())
         })

@@ -51,7 +51,7 @@ use crate::kafka_client::{
 use crate::position::{Commit, Hold};
 use crate::sampling::Sampler;
 use crate::signals::exposition::SignalCollector;
-use crate::signals::{Exclusions, SignalStore};
+use crate::signals::{Exclusions, Lane, SignalStore};
 use crate::slo::engine::SloEngine;
 use crate::slo::exchange::SloExchange;
 use crate::slo::gauges::SloCollector;
@@ -94,8 +94,9 @@ pub struct Worker {
     delivery: DeliveryLedger,
     /// The SLO side (none without `[[slo]]`).
     slo_exchange: Option<SloExchange>,
-    /// Publishes the points measured here to their owners (worker 0 periodically, every worker
-    /// before its offsets are committed on revocation and shutdown).
+    /// Publishes the points of the traces this worker released to their owners (every
+    /// [`crate::investigate::group::publish::PUBLISH_EVERY`], and before its offsets are committed
+    /// on revocation and shutdown).
     points: PointsPublisher,
     effects: Effects,
     signals: Arc<Mutex<SignalStore>>,
@@ -227,7 +228,7 @@ impl MessageHandler for Worker {
         if self.slo_exchange.as_ref().is_some_and(|e| e.publish_due()) {
             self.publish_slo_counts();
         }
-        if self.index == 0 && self.points.due() {
+        if self.points.due() {
             self.publish_points();
         }
         if now.since(self.timers.maintenance) >= MAINTENANCE_EVERY {
@@ -324,19 +325,7 @@ impl MessageHandler for Worker {
         self.apply(None);
         self.publish_slo_counts();
         self.publish_points();
-        let mut commits = self.settle(groups, None);
-        if !self.delivery.is_exactly_once() {
-            // Another worker's points publication may hold some of this worker's messages until
-            // the broker acknowledges it: wait for that (bounded), so the commit reaches the end.
-            let deadline = std::time::Instant::now() + FLUSH_TIMEOUT.min(Duration::from_secs(5));
-            while self.delivery.pending_messages() > 0 && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            for later in self.delivery.commits(None) {
-                commits.retain(|(t, p, _)| (t, p) != (&later.0, &later.1));
-                commits.push(later);
-            }
-        }
+        let commits = self.settle(groups, None);
         self.publish_gauges();
         commits
     }
@@ -432,7 +421,12 @@ impl Pipeline {
 /// One worker's span path settings, parsed once from the configuration: the window's limits
 /// are the process's, shared out among the workers (validation keeps each share above a trace's
 /// own bound).
-fn span_path_settings(config: &Config, slos: &SloEngine, sampler: &Arc<Mutex<Sampler>>) -> SpanPathSettings {
+fn span_path_settings(
+    config: &Config,
+    index: usize,
+    slos: &SloEngine,
+    sampler: &Arc<Mutex<Sampler>>,
+) -> SpanPathSettings {
     let workers = config.workers.0.max(1);
     let mut limits = config.window.limits();
     limits.max_buffered_spans = (limits.max_buffered_spans / workers).max(1);
@@ -447,6 +441,7 @@ fn span_path_settings(config: &Config, slos: &SloEngine, sampler: &Arc<Mutex<Sam
         slo_counter: (!slos.is_empty()).then(|| slos.counter()),
         max_message_bytes: config.kafka.message_max_bytes(),
         repartition_from: if config.kafka.input_keyed_by_trace { Vec::new() } else { config.kafka.all_input_topics() },
+        lane: Lane::try_from(index).expect("workers are at most 64"),
     }
 }
 
@@ -524,7 +519,7 @@ fn build_worker(config: &Config, index: usize, shared: &Shared) -> Result<Worker
         delivery = delivery.exactly_once();
     }
     let path = SpanPath::new(
-        span_path_settings(config, &shared.slos.lock().expect("slo engine lock"), &shared.sampler),
+        span_path_settings(config, index, &shared.slos.lock().expect("slo engine lock"), &shared.sampler),
         shared.signals.clone(),
         shared.traces.clone(),
         shared.telemetry.clone(),
@@ -547,7 +542,12 @@ fn build_worker(config: &Config, index: usize, shared: &Shared) -> Result<Worker
         path,
         delivery,
         slo_exchange,
-        PointsPublisher::new(shared.signals.clone(), shared.group.clone(), shared.telemetry.clone()),
+        PointsPublisher::new(
+            Lane::try_from(index).expect("workers are at most 64"),
+            shared.signals.clone(),
+            shared.group.clone(),
+            shared.telemetry.clone(),
+        ),
         shared.signals.clone(),
         shared.telemetry.clone(),
         shared.clock.clone(),

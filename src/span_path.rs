@@ -36,7 +36,7 @@ use crate::position::{Hold, SourceRef};
 pub use crate::record::Message;
 use crate::record::{Destination, Record};
 use crate::sampling::Sampler;
-use crate::signals::{Exclusions, SignalStore};
+use crate::signals::{Exclusions, Lane, SignalStore};
 use crate::slo::budget::{Counts, Seconds};
 use crate::slo::engine::SloCounter;
 use crate::telemetry::events::PipelineEvent;
@@ -64,6 +64,8 @@ pub struct SpanPathSettings {
     pub max_message_bytes: usize,
     /// Input topics whose messages are re-keyed by trace id first (input not keyed by trace).
     pub repartition_from: Vec<String>,
+    /// The lane of the signal store's open points this path measures into: its worker's.
+    pub lane: Lane,
 }
 
 /// The span path of one instance (see the module header).
@@ -75,6 +77,7 @@ pub struct SpanPath {
     slo_counter: Option<SloCounter>,
     max_message_bytes: usize,
     repartition_from: Vec<String>,
+    lane: Lane,
     signals: Arc<Mutex<SignalStore>>,
     traces: Arc<Mutex<TraceStore>>,
     telemetry: Arc<PipelineMetrics>,
@@ -122,6 +125,7 @@ impl SpanPath {
             slo_counter: settings.slo_counter.filter(|c| !c.is_empty()),
             max_message_bytes: settings.max_message_bytes,
             repartition_from: settings.repartition_from,
+            lane: settings.lane,
             signals,
             traces,
             telemetry,
@@ -244,8 +248,8 @@ impl SpanPath {
                 if adopt_segment_resources(&mut trace.spans) {
                     self.exclusions.judge(&mut trace.spans);
                 }
-                store.record_trace(&trace.spans, now);
-                store.hold_measured(&trace.sources);
+                store.record_trace_in(self.lane, &trace.spans, now);
+                store.hold_measured(self.lane, &trace.sources);
             }
         }
         let mut ready = std::mem::take(&mut self.ready);

@@ -118,6 +118,7 @@ impl Path {
             slo_counter: None,
             max_message_bytes: config.kafka.message_max_bytes(),
             repartition_from: Vec::new(),
+            lane: 0,
         };
         let signals = Arc::new(Mutex::new(SignalStore::new(config.signal_settings())));
         let traces = Arc::new(Mutex::new(TraceStore::new(&config.investigation)));

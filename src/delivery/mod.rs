@@ -36,7 +36,11 @@
 //! waits for a later transaction, and lowers the offset to its own lowest message on that
 //! partition (repeated until nothing changes, [`DeliveryLedger::plan_transaction`]). SLO counts
 //! are the exception: the owner merges each source message's counts once, so they go in the next
-//! transaction whatever they hold (else they would wait for every trace of their messages). A failed
+//! transaction whatever they hold (else they would wait for every trace of their messages). So
+//! are the group view's points, at-least-once: a points record sums the traces of every partition
+//! of its worker, so it cannot follow the invariant across a revocation (its kept partitions'
+//! traces may stay undecided, and it cannot be split by partition afterwards); a crash may count
+//! a replayed message's spans in the points twice, never lose them. A failed
 //! transaction is aborted and its records staged again (retried after a backoff, as records
 //! are); records of partitions revoked before they could be committed are dropped, since the
 //! partition's next owner reads their messages again.
@@ -409,9 +413,9 @@ impl<T: Transport> DeliveryLedger<T> {
                     continue;
                 }
                 let below = |h: &Hold| limits.get(&h.source().partition).is_some_and(|&l| h.source().offset < l);
-                // SLO counts and points go in any transaction (points hold the messages of every worker).
-                let shared = matches!(record.destination, Destination::Aggregates | Destination::Points);
-                if shared || record.holds.iter().all(below) {
+                // SLO counts and points go in any transaction (module header).
+                let counts = matches!(record.destination, Destination::Aggregates | Destination::Points);
+                if counts || record.holds.iter().all(below) {
                     continue;
                 }
                 included[i] = false;

@@ -4,7 +4,9 @@
 //! hands a partition to an owner that starts from its committed offset. Across random
 //! interleavings of reads, decisions, transactions (some failing, some after part of their
 //! records reached the log), revocations and crashes, every span of a kept trace must be
-//! visible exactly once, and no span of a dropped one.
+//! visible exactly once, and no span of a dropped one; and every span of every trace must be
+//! counted at least once in the visible points records (the group view's input, which a worker
+//! publishes with the holds of the traces it measured; at-least-once, see the module header).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -75,6 +77,9 @@ impl Transport for ModelTransport {
 
 const PARTITIONS: i32 = 2;
 
+/// Marks the payload of a points record in the model's log.
+const POINTS: &str = "points:";
+
 /// Whether a trace is kept: decided by its id, as sampling is (a replay decides the same).
 fn kept(trace: u32) -> bool {
     trace % 3 != 0
@@ -93,6 +98,8 @@ struct Instance {
     positions: BTreeMap<i32, i64>,
     /// Open traces: id → holds and the (partition, offset) of its spans.
     open: Vec<OpenTrace>,
+    /// The spans measured since the last points publication, with their messages' holds.
+    measured: (Vec<Hold>, Vec<String>),
 }
 
 impl Instance {
@@ -116,7 +123,7 @@ impl Instance {
         .exactly_once();
         let committed = log.0.lock().unwrap().committed.clone();
         let positions = (0..PARTITIONS).map(|p| (p, committed.get(&p).copied().unwrap_or(0))).collect();
-        Self { ledger, positions, open: Vec::new() }
+        Self { ledger, positions, open: Vec::new(), measured: (Vec::new(), Vec::new()) }
     }
 
     fn read(&mut self, partition: i32, input: &[Vec<Message>]) {
@@ -143,10 +150,13 @@ impl Instance {
             return;
         }
         let (trace, holds, spans) = self.open.remove(which % self.open.len());
+        let payload: Vec<String> = spans.iter().map(|(p, o)| format!("{trace}@{p}:{o}")).collect();
+        // Every trace is measured (kept or not) before its decision.
+        self.measured.0.extend(holds.iter().map(Hold::share));
+        self.measured.1.extend(payload.iter().cloned());
         if !kept(trace) {
             return;
         }
-        let payload: Vec<String> = spans.iter().map(|(p, o)| format!("{trace}@{p}:{o}")).collect();
         self.ledger.send(Record {
             destination: Destination::Output,
             partition: None,
@@ -156,6 +166,24 @@ impl Instance {
             encoding: None,
             holds,
             spans: spans.len(),
+        });
+    }
+
+    /// Publishes the points measured since the last publication, holding their messages.
+    fn publish_points(&mut self) {
+        let (holds, spans) = std::mem::take(&mut self.measured);
+        if spans.is_empty() {
+            return;
+        }
+        self.ledger.send(Record {
+            destination: Destination::Points,
+            partition: Some(0),
+            key: Bytes::from_static(b"0"),
+            payload: Bytes::from(format!("{POINTS}{}", spans.join(","))),
+            dead_letter: None,
+            encoding: None,
+            holds,
+            spans: 0,
         });
     }
 
@@ -178,6 +206,7 @@ impl Instance {
                 i += 1;
             }
         }
+        self.publish_points();
         self.ledger.flush_transactions(groups, Duration::ZERO);
         drop(handed_over);
         self.ledger.forget(&[index]);
@@ -202,6 +231,7 @@ enum Step {
     Revoke {
         partition: u8,
     },
+    PublishPoints,
     Crash,
     Advance,
 }
@@ -213,6 +243,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => Just(Step::Transact),
         1 => (0u8..4).prop_map(|delivered_first| Step::FailNext { delivered_first }),
         1 => (0..PARTITIONS as u8).prop_map(|partition| Step::Revoke { partition }),
+        2 => Just(Step::PublishPoints),
         1 => Just(Step::Crash),
         1 => Just(Step::Advance),
     ]
@@ -253,6 +284,7 @@ proptest! {
                 Step::Transact => { let _ = instance.ledger.transact(&groups); }
                 Step::FailNext { delivered_first } => log.0.lock().unwrap().fail_next = Some(delivered_first as usize),
                 Step::Revoke { partition } => instance.revoke(partition as i32, &groups, &log),
+                Step::PublishPoints => instance.publish_points(),
                 Step::Crash => instance = Instance::start(&log, &clock),
                 Step::Advance => clock.advance(Duration::from_secs(1)),
             }
@@ -267,14 +299,20 @@ proptest! {
         while !instance.open.is_empty() {
             instance.decide(0);
         }
+        instance.publish_points();
         prop_assert!(instance.ledger.flush_transactions(&groups, Duration::ZERO));
         prop_assert_eq!(instance.ledger.unsettled(), 0, "every staged record written");
 
         let log = log.0.lock().unwrap();
-        let mut seen: HashMap<String, usize> = HashMap::new();
+        let (mut seen, mut counted): (HashMap<String, usize>, HashMap<String, usize>) = Default::default();
         for payload in &log.visible {
-            for span in std::str::from_utf8(payload).unwrap().split(',') {
-                *seen.entry(span.to_string()).or_default() += 1;
+            let text = std::str::from_utf8(payload).unwrap();
+            let (spans, into) = match text.strip_prefix(POINTS) {
+                Some(points) => (points, &mut counted),
+                None => (text, &mut seen),
+            };
+            for span in spans.split(',') {
+                *into.entry(span.to_string()).or_default() += 1;
             }
         }
         for (partition, messages) in input.iter().enumerate() {
@@ -285,6 +323,8 @@ proptest! {
                     let times = seen.get(&span).copied().unwrap_or(0);
                     let expected = usize::from(kept(trace));
                     prop_assert_eq!(times, expected, "span {} visible {} times", span, times);
+                    let measured = counted.get(&span).copied().unwrap_or(0);
+                    prop_assert!(measured >= 1, "span {} never counted in points", span);
                 }
             }
         }

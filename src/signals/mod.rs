@@ -31,6 +31,7 @@ pub use config::MetricsConfig;
 pub use window::{LatencyWindow, WindowSnapshot, WindowTotals, QUANTILES};
 
 use contributors::{Profile, ProfileCache};
+pub use point::Lane;
 use point::{step_of, OpenPoints, Point};
 use sketch::Bucket;
 
@@ -202,6 +203,8 @@ struct Measure<'a> {
     /// The sketch bucket of the points.
     sketch: Bucket,
     step: u64,
+    /// Whose publication the point goes out with.
+    lane: Lane,
     /// The span's resource profile, when dimensions are configured.
     profile: Option<&'a Profile>,
     max_values: usize,
@@ -235,7 +238,7 @@ impl Series {
 
     fn record(&mut self, span: &Span, measure: &Measure<'_>) {
         let Measure { outcome, latency_nanos, bucket, now, .. } = *measure;
-        let point = self.open.at(measure.step);
+        let point = self.open.at(measure.lane, measure.step);
         point.record(outcome, measure.sketch, &span.trace_id);
         if let Some(profile) = measure.profile {
             point.record_contributor(profile, measure.max_values, outcome, measure.sketch, &span.trace_id);
@@ -318,9 +321,10 @@ pub struct SignalStore {
     unknown_remote: Arc<str>,
     index: TraceIndex,
     profiles: ProfileCache,
-    /// Holds on the messages whose spans are in the open points, while someone publishes them
-    /// ([`SignalStore::hold_measured`]): released with the points by [`SignalStore::flush_points_held`].
-    measured: Option<Vec<Hold>>,
+    /// Holds on the messages whose spans are in the open points, per lane, while someone
+    /// publishes them ([`SignalStore::hold_measured`]): released with the points by
+    /// [`SignalStore::flush_points_held`].
+    measured: Option<Vec<Vec<Hold>>>,
 }
 
 impl SignalStore {
@@ -354,40 +358,49 @@ impl SignalStore {
         self.measured.get_or_insert_with(Vec::new);
     }
 
-    /// Keeps `holds` (on the messages of a trace just recorded) with the open points, when
-    /// [`SignalStore::keep_holds`] was called.
-    pub fn hold_measured<'a>(&mut self, holds: impl IntoIterator<Item = &'a Hold>) {
+    /// Keeps `holds` (on the messages of a trace just recorded in `lane`) with that lane's open
+    /// points, when [`SignalStore::keep_holds`] was called.
+    pub fn hold_measured<'a>(&mut self, lane: Lane, holds: impl IntoIterator<Item = &'a Hold>) {
         if let Some(measured) = self.measured.as_mut() {
-            measured.extend(holds.into_iter().map(Hold::share));
+            let lane = lane as usize;
+            if measured.len() <= lane {
+                measured.resize_with(lane + 1, Vec::new);
+            }
+            measured[lane].extend(holds.into_iter().map(Hold::share));
         }
     }
 
-    /// Hands over every point measured since the last call, with the holds on the messages they
-    /// came from (release them once the points are published).
-    pub fn flush_points_held(&mut self) -> (Vec<FlushedPoint>, Vec<Hold>) {
-        let mut holds = self.measured.as_mut().map(std::mem::take).unwrap_or_default();
+    /// Hands over every point `lane` measured since its last flush, with the holds on the
+    /// messages they came from (release them once the points are published).
+    pub fn flush_points_held(&mut self, lane: Lane) -> (Vec<FlushedPoint>, Vec<Hold>) {
+        let mut holds =
+            self.measured.as_mut().and_then(|m| m.get_mut(lane as usize)).map(std::mem::take).unwrap_or_default();
         // One hold per message is enough (a message carries many traces).
         holds.sort_unstable_by_key(Hold::message_key);
         holds.dedup_by_key(|h| h.message_key());
-        (self.flush_points(), holds)
+        (self.flush_lane(Some(lane)), holds)
     }
 
-    /// Hands over every point measured since the last call (what the owner of each series merges
-    /// into its timeline).
+    /// Hands over every point measured since the last call, in every lane (what the owner of
+    /// each series merges into its timeline).
     pub fn flush_points(&mut self) -> Vec<FlushedPoint> {
+        self.flush_lane(None)
+    }
+
+    fn flush_lane(&mut self, lane: Option<Lane>) -> Vec<FlushedPoint> {
         let mut flushed = Vec::new();
         let mut hand_over = |series: SeriesId, s: &mut Series| {
-            for (step, point) in s.open.take() {
+            for (step, point) in s.open.take(lane) {
                 flushed.push(FlushedPoint { series: series.clone(), remote_kind: s.remote_kind, step, point });
             }
         };
-        for (key, series) in self.services.series.iter_mut().filter(|(_, s)| !s.open.is_empty()) {
+        for (key, series) in self.services.series.iter_mut().filter(|(_, s)| s.open.has(lane)) {
             hand_over(SeriesId::Service(key.clone()), series);
         }
-        for (key, series) in self.dependencies.series.iter_mut().filter(|(_, s)| !s.open.is_empty()) {
+        for (key, series) in self.dependencies.series.iter_mut().filter(|(_, s)| s.open.has(lane)) {
             hand_over(SeriesId::Dependency(key.clone()), series);
         }
-        for ((service, environment), series) in self.clients.iter_mut().filter(|(_, s)| !s.open.is_empty()) {
+        for ((service, environment), series) in self.clients.iter_mut().filter(|(_, s)| s.open.has(lane)) {
             hand_over(SeriesId::Client { service: service.clone(), environment: environment.clone() }, series);
         }
         flushed
@@ -399,6 +412,11 @@ impl SignalStore {
 
     /// Records every span of one assembled trace (or of a group of late spans) at time `now`.
     pub fn record_trace(&mut self, spans: &[Span], now: Nanos) {
+        self.record_trace_in(0, spans, now);
+    }
+
+    /// [`SignalStore::record_trace`], its points opened in `lane` (the worker that publishes them).
+    pub fn record_trace_in(&mut self, lane: Lane, spans: &[Span], now: Nanos) {
         let needs_index = spans.iter().any(|s| s.facts.role == Role::Dependency);
         if needs_index {
             self.index.by_span_id.clear();
@@ -427,6 +445,7 @@ impl SignalStore {
                 bucket: bucket_of(&self.settings.latency_buckets, latency_nanos),
                 sketch: Bucket::of_nanos(latency_nanos),
                 step: step_of(now.0),
+                lane,
                 profile,
                 max_values: self.settings.max_values_per_dimension,
                 now,

@@ -165,27 +165,46 @@ impl Point {
 /// every 2 s in a running pipeline: this only bounds a store nobody flushes).
 pub const MAX_OPEN_POINTS: usize = 64;
 
-/// The points a series has measured since the last flush: normally one, two across a step's end.
+/// Which worker's publication a measurement goes out with: each worker publishes the points of
+/// the traces it released, holding only its own messages, so that with `kafka.exactly_once` a
+/// point is written in the transaction that commits the offsets of the messages it counts.
+pub type Lane = u8;
+
+/// The points a series has measured since the last flush, per lane: normally one per lane, two
+/// across a step's end.
 #[derive(Debug, Default)]
 pub struct OpenPoints {
-    points: Vec<(u64, Point)>,
+    points: Vec<(Lane, u64, Point)>,
 }
 
 impl OpenPoints {
-    /// The point of `step`, opened when the step is new.
-    pub fn at(&mut self, step: u64) -> &mut Point {
-        let current = matches!(self.points.last(), Some((s, _)) if *s == step);
-        if !current {
-            if self.points.len() >= MAX_OPEN_POINTS {
-                self.points.remove(0);
+    /// The point of `lane` and `step`, opened when new.
+    pub fn at(&mut self, lane: Lane, step: u64) -> &mut Point {
+        let found = self.points.iter().rposition(|(l, s, _)| *l == lane && *s == step);
+        let index = match found {
+            Some(index) => index,
+            None => {
+                if self.points.len() >= MAX_OPEN_POINTS {
+                    self.points.remove(0);
+                }
+                self.points.push((lane, step, Point::default()));
+                self.points.len() - 1
             }
-            self.points.push((step, Point::default()));
-        }
-        &mut self.points.last_mut().expect("just ensured").1
+        };
+        &mut self.points[index].2
     }
 
-    pub fn take(&mut self) -> Vec<(u64, Point)> {
-        std::mem::take(&mut self.points)
+    /// Hands over the points of `lane` (of every lane with `None`), oldest first.
+    pub fn take(&mut self, lane: Option<Lane>) -> Vec<(u64, Point)> {
+        let (taken, kept): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.points).into_iter().partition(|(l, _, _)| lane.is_none_or(|lane| *l == lane));
+        self.points = kept;
+        taken.into_iter().map(|(_, step, point)| (step, point)).collect()
+    }
+
+    /// Whether a point of `lane` (of any lane with `None`) is open.
+    pub fn has(&self, lane: Option<Lane>) -> bool {
+        self.points.iter().any(|(l, _, _)| lane.is_none_or(|lane| *l == lane))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -258,17 +277,34 @@ mod tests {
     #[test]
     fn open_points_split_at_the_step() {
         let mut open = OpenPoints::default();
-        open.at(7).record(Outcome::Ok, Bucket::of_nanos(1), &id(1));
-        open.at(7).record(Outcome::Ok, Bucket::of_nanos(1), &id(2));
-        open.at(8).record(Outcome::Ok, Bucket::of_nanos(1), &id(3));
-        let points = open.take();
+        open.at(0, 7).record(Outcome::Ok, Bucket::of_nanos(1), &id(1));
+        open.at(0, 7).record(Outcome::Ok, Bucket::of_nanos(1), &id(2));
+        open.at(0, 8).record(Outcome::Ok, Bucket::of_nanos(1), &id(3));
+        let points = open.take(None);
         assert_eq!(points.iter().map(|(s, p)| (*s, p.counts.requests)).collect::<Vec<_>>(), vec![(7, 2), (8, 1)]);
         assert!(open.is_empty());
         for step in 0..MAX_OPEN_POINTS as u64 + 5 {
-            open.at(step).record(Outcome::Ok, Bucket::of_nanos(1), &id(1));
+            open.at(0, step).record(Outcome::Ok, Bucket::of_nanos(1), &id(1));
         }
-        let kept = open.take();
+        let kept = open.take(None);
         assert_eq!(kept.len(), MAX_OPEN_POINTS, "bounded without flushes");
         assert_eq!(kept[0].0, 5, "the oldest went first");
+    }
+
+    #[test]
+    fn each_lane_takes_only_its_own_points() {
+        let mut open = OpenPoints::default();
+        open.at(0, 7).record(Outcome::Ok, Bucket::of_nanos(1), &id(1));
+        open.at(1, 7).record(Outcome::Fault, Bucket::of_nanos(1), &id(2));
+        open.at(0, 7).record(Outcome::Ok, Bucket::of_nanos(1), &id(3));
+        open.at(1, 8).record(Outcome::Ok, Bucket::of_nanos(1), &id(4));
+        let lane_1 = open.take(Some(1));
+        let summary = |points: &[(u64, Point)]| -> Vec<(u64, u64, u64)> {
+            points.iter().map(|(s, p)| (*s, p.counts.requests, p.counts.faults)).collect()
+        };
+        assert_eq!(summary(&lane_1), vec![(7, 1, 1), (8, 1, 0)]);
+        assert!(open.has(Some(0)) && !open.has(Some(1)));
+        assert_eq!(summary(&open.take(Some(0))), vec![(7, 2, 0)]);
+        assert!(open.is_empty());
     }
 }

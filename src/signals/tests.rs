@@ -360,20 +360,29 @@ fn measured_messages_stay_held_until_their_points_are_flushed() {
     let partition = positions.index("in", 0);
     let message = positions.begin(SourceRef { partition, offset: 7 });
     let mut store = SignalStore::new(settings());
-    store.hold_measured([&message]);
-    assert_eq!(store.flush_points_held().1.len(), 0, "nothing kept before keep_holds");
+    store.hold_measured(0, [&message]);
+    assert_eq!(store.flush_points_held(0).1.len(), 0, "nothing kept before keep_holds");
     store.keep_holds();
     let request = |trace: u8| SpanSpec::new("api", trace, 1, None, SERVER, "x").http("GET", "/a", 200);
-    store.record_trace(&spans(&[request(1)]), T0);
-    store.hold_measured([&message]);
-    store.record_trace(&spans(&[request(2)]), T0);
-    store.hold_measured([&message]);
-    drop(message);
+    store.record_trace_in(1, &spans(&[request(1)]), T0);
+    store.hold_measured(1, [&message]);
+    store.record_trace_in(1, &spans(&[request(2)]), T0);
+    store.hold_measured(1, [&message]);
+    // Another worker's lane: its points and holds are its own.
+    let other = positions.begin(SourceRef { partition, offset: 8 });
+    store.record_trace_in(0, &spans(&[request(3)]), T0);
+    store.hold_measured(0, [&other]);
+    drop((message, other));
     assert_eq!(positions.lowest_held(partition), Some(7), "held by the open points");
-    let (points, holds) = store.flush_points_held();
-    assert_eq!(points.iter().map(|p| p.point.counts.requests).max(), Some(2));
+    let (points, holds) = store.flush_points_held(1);
+    assert_eq!(points.iter().map(|p| p.point.counts.requests).max(), Some(2), "lane 1's points only");
     assert_eq!(holds.len(), 1, "one hold per message");
     assert_eq!(positions.lowest_held(partition), Some(7), "held until the publication is acknowledged");
     drop(holds);
+    assert_eq!(positions.lowest_held(partition), Some(8), "lane 0's message waits for lane 0's publication");
+    let (others, other_holds) = store.flush_points_held(0);
+    assert_eq!(others.iter().map(|p| p.point.counts.requests).max(), Some(1));
+    assert_eq!(other_holds.len(), 1);
+    drop(other_holds);
     assert_eq!(positions.lowest_held(partition), None, "released with the published points");
 }

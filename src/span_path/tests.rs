@@ -41,6 +41,7 @@ fn harness(config: &str) -> Harness {
         } else {
             config.kafka.input_topics.clone()
         },
+        lane: 0,
     };
     let traces = Arc::new(Mutex::new(TraceStore::new(&config.investigation)));
     let mut read = PendingOffsets::new();

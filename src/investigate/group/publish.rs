@@ -2,11 +2,14 @@
 //! ledger, so that they are part of the at-least-once path (kafka.md "Delivery").
 //!
 //! Invariants:
-//! - the signal store keeps a hold on every message whose spans are in its open points
-//!   ([`SignalStore::keep_holds`]); a flush hands the points over with those holds, and every
-//!   record of the publication carries them all, so no message is committed before every point it
-//!   added to is acknowledged by the broker: a crash loses no point (a replay may count one
-//!   twice, as it may any process-local figure);
+//! - each worker publishes its own lane of the signal store's open points: the points of the
+//!   traces it released, which came from its own messages only;
+//! - the signal store keeps a hold on every message whose spans are in a lane's open points
+//!   ([`SignalStore::keep_holds`]); a flush hands the lane's points over with those holds, and
+//!   every record of the publication carries them all, so no message is committed before every
+//!   point it added to is acknowledged by the broker: a crash loses no point, and a replay may
+//!   count one twice (as it may any process-local figure), with `kafka.exactly_once` too (the
+//!   delivery module's header says why);
 //! - nothing is flushed while the points topic's partition count is unknown: the points and
 //!   their holds wait in the store;
 //! - one record per points partition and publication (split to stay under
@@ -21,7 +24,7 @@ use bytes::Bytes;
 
 use crate::position::Hold;
 use crate::record::{Destination, Record};
-use crate::signals::SignalStore;
+use crate::signals::{Lane, SignalStore};
 use crate::telemetry::PipelineMetrics;
 
 use super::wire::{points_payloads, series_partition, PointWire, MAX_MESSAGE_BYTES};
@@ -30,8 +33,9 @@ use super::GroupView;
 /// How often the points measured here are published (wall time: a transport matter).
 pub const PUBLISH_EVERY: Duration = Duration::from_secs(2);
 
-/// Turns the signal store's open points into records for the points topic.
+/// Turns one lane of the signal store's open points into records for the points topic.
 pub struct PointsPublisher {
+    lane: Lane,
     signals: Arc<Mutex<SignalStore>>,
     view: Arc<GroupView>,
     telemetry: Arc<PipelineMetrics>,
@@ -39,8 +43,13 @@ pub struct PointsPublisher {
 }
 
 impl PointsPublisher {
-    pub fn new(signals: Arc<Mutex<SignalStore>>, view: Arc<GroupView>, telemetry: Arc<PipelineMetrics>) -> Self {
-        Self { signals, view, telemetry, last: Instant::now() }
+    pub fn new(
+        lane: Lane,
+        signals: Arc<Mutex<SignalStore>>,
+        view: Arc<GroupView>,
+        telemetry: Arc<PipelineMetrics>,
+    ) -> Self {
+        Self { lane, signals, view, telemetry, last: Instant::now() }
     }
 
     /// Whether a periodic publication is due.
@@ -48,15 +57,15 @@ impl PointsPublisher {
         self.last.elapsed() >= PUBLISH_EVERY
     }
 
-    /// Flushes the open points (of every worker) into records, each holding every message the
-    /// points came from; none while the points topic is not known yet.
+    /// Flushes the lane's open points into records, each holding every message the points came
+    /// from; none while the points topic is not known yet.
     pub fn records(&mut self) -> Vec<Record> {
         self.last = Instant::now();
         let Some(count) = self.view.ownership().partition_count else { return Vec::new() };
         let (points, holds) = {
             let mut store = self.signals.lock().expect("signal store lock");
             let dimensions = store.dimensions().clone();
-            let (flushed, holds) = store.flush_points_held();
+            let (flushed, holds) = store.flush_points_held(self.lane);
             let points: Vec<(i32, PointWire)> =
                 flushed.iter().map(|f| (series_partition(&f.series, count), PointWire::of(f, &dimensions))).collect();
             (points, holds)
