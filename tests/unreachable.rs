@@ -23,6 +23,19 @@ fn free_port() -> u16 {
 fn an_unreachable_cluster_is_one_line_every_few_seconds_and_the_pipeline_waits_for_it() {
     let cluster: MockCluster<'static, DefaultProducerContext> = MockCluster::new(1).unwrap();
     cluster.create_topic("otlp_spans", 1, 1).unwrap();
+    // The topics tracewarden would create exist already: once a mock broker has been down,
+    // librdkafka's mock cluster never answers CreateTopics again (observed: every attempt times
+    // out while consumers and producers work), and the series group cannot start without them.
+    for (topic, partitions) in [
+        ("sampled_spans", 1),
+        ("tracewarden_dead_letters", 1),
+        ("slo_alerts", 1),
+        ("tracewarden_points", 4),
+        ("tracewarden_timeline", 4),
+        ("tracewarden_rollups", 1),
+    ] {
+        cluster.create_topic(topic, partitions, 1).unwrap();
+    }
     let brokers = cluster.bootstrap_servers();
     cluster.broker_down(1).unwrap();
     let http = format!("127.0.0.1:{}", free_port());
