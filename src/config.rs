@@ -153,6 +153,8 @@ impl Config {
             let property = key[client_prefix.len()..].to_ascii_lowercase().replace('_', ".");
             config.kafka.client.insert(property, value);
         }
+        crate::kafka_client::read_property_files(&mut config.kafka.client)
+            .map_err(|problem| ConfigError::Invalid(vec![problem]))?;
         let problems = config.validate();
         if problems.is_empty() {
             Ok(config)

@@ -559,19 +559,22 @@ fn run_serves_its_data_only_with_the_token_and_never_shows_a_secret() {
         ("TRACEWARDEN__KAFKA__CLIENT__SASL_PASSWORD", kafka_password.as_str()),
     ];
     let mut outputs = String::new();
-    // A property librdkafka refuses (this build has no OpenSSL): its error quotes the value.
+    // A client configuration librdkafka refuses (a key file that is not there, with its
+    // password): `run` names it before it starts, and quotes no secret.
     let refused = Command::new(BIN)
         .arg("run")
         .envs(secrets)
+        .env("TRACEWARDEN__KAFKA__CLIENT__SECURITY_PROTOCOL", "SSL")
+        .env("TRACEWARDEN__KAFKA__CLIENT__SSL_KEY_LOCATION", "/no/such/key.pem")
+        .env("TRACEWARDEN__KAFKA__CLIENT__SSL_CERTIFICATE_LOCATION", "/no/such/cert.pem")
         .env("TRACEWARDEN__KAFKA__CLIENT__SSL_KEY_PASSWORD", &key_password)
         .env("TRACEWARDEN__KAFKA__BROKERS", &harness.brokers)
         .env("TRACEWARDEN__HTTP__LISTEN", "127.0.0.1:0")
         .output()
         .unwrap();
     let refusal = String::from_utf8_lossy(&refused.stderr).into_owned();
-    if !refused.status.success() {
-        assert!(refusal.contains("ssl.key.password") && refusal.contains("[redacted]"), "{refusal}");
-    }
+    assert!(!refused.status.success(), "a refused client configuration stops run: {refusal}");
+    assert!(refusal.contains("kafka.client.ssl."), "the refused property is named: {refusal}");
     outputs += &refusal;
     let config = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-secrets.toml");
     std::fs::write(&config, "[kafka]\ngroup_id = \"cli-secrets\"\n").unwrap();

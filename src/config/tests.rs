@@ -50,7 +50,7 @@ fn full_literal_config() {
         encoding = "zipkin_json"
         commit_interval = "250ms"
         input_keyed_by_trace = false
-        client = { "security.protocol" = "SASL_SSL", "sasl.mechanisms" = "PLAIN" }
+        client = { "security.protocol" = "SASL_SSL", "sasl.mechanisms" = "PLAIN", "sasl.username" = "tw", "sasl.password" = "pw" }
 
         [window]
         decision_wait = "2s"

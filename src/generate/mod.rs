@@ -81,6 +81,7 @@ pub fn run(
     for (k, v) in &settings.client {
         client.set(k, v);
     }
+    crate::kafka_client::with_trust_defaults(&mut client);
     let producer: ThreadedProducer<DefaultProducerContext> = client
         .create()
         .map_err(crate::kafka_client::redact)

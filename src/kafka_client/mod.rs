@@ -14,6 +14,14 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 
+mod check;
+mod secret_files;
+mod tls;
+
+pub use check::client_problems;
+pub use secret_files::read_property_files;
+pub use tls::with_trust_defaults;
+
 use crate::clock::{Clock, SystemClock};
 use crate::decode::InputEncoding;
 use crate::settings::{secs, HumanDuration, Problem};
@@ -127,7 +135,10 @@ pub struct KafkaConfig {
     #[serde(default)]
     pub instance_id: Option<String>,
     /// Any librdkafka property, passed through unchanged (SASL, TLS, timeouts). Default empty. From
-    /// the environment: `TRACEWARDEN__KAFKA__CLIENT__SASL_PASSWORD` sets `sasl.password`.
+    /// the environment: `TRACEWARDEN__KAFKA__CLIENT__SASL_PASSWORD` sets `sasl.password`. A key
+    /// ending in `_file` (`.file` from the environment) reads the property's value from that file
+    /// (`"sasl.password_file" = "/run/secrets/kafka/password"`). With TLS and no CA named, the
+    /// system's CA store is trusted. `check-config` reports what librdkafka would refuse.
     #[serde(default = "default_client")]
     pub client: BTreeMap<String, String>,
 }
@@ -227,8 +238,17 @@ impl Default for KafkaConfig {
 const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
 
 impl KafkaConfig {
-    /// Adds this section's problems to `problems`.
+    /// Adds this section's problems to `problems`: the section's own, then, when it has none,
+    /// what librdkafka would refuse in the clients it configures ([`client_problems`]).
     pub fn validate(&self, problems: &mut Vec<Problem>) {
+        let before = problems.len();
+        self.validate_section(problems);
+        if problems.len() == before {
+            problems.extend(client_problems(self));
+        }
+    }
+
+    fn validate_section(&self, problems: &mut Vec<Problem>) {
         let mut check = Problem::checker(problems);
         let k = self;
         check(!k.brokers.trim().is_empty(), "kafka.brokers", "must name at least one broker (host:port)".into());
@@ -391,6 +411,7 @@ pub fn with_client_properties(mut client: ClientConfig, kafka: &KafkaConfig, con
     for (key, value) in properties.filter(|(k, _)| if consumer { !producer_only(k) } else { !consumer_only(k) }) {
         client.set(key, value);
     }
+    tls::with_trust_defaults(&mut client);
     client
 }
 
@@ -398,9 +419,19 @@ pub fn with_client_properties(mut client: ClientConfig, kafka: &KafkaConfig, con
 /// appears in a log line or an error.
 pub fn is_secret_property(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    ["password", "secret", "token", "sasl.oauthbearer.config", "ssl.key.pem", "ssl_key", "ssl.keystore"]
-        .iter()
-        .any(|part| key.contains(part))
+    [
+        "password",
+        "passphrase",
+        "secret",
+        "token",
+        "sasl.oauthbearer.config",
+        "ssl.key.pem",
+        "ssl_key",
+        "ssl.keystore",
+        "private.key",
+    ]
+    .iter()
+    .any(|part| key.contains(part))
 }
 
 /// `error` without the value of a secret property: librdkafka's configuration errors quote the
