@@ -10,9 +10,9 @@ step "toolchain"
 cargo --version
 rustup component list --installed 2>/dev/null | grep -qE '^(rustfmt|clippy)' || rustup component add rustfmt clippy
 
-step "system tools: openssl (test certificates) and curl (a real HTTP client)"
+step "system tools: openssl (test certificates), curl (a real HTTP client), stunnel4 (TLS in front of the broker)"
 missing=()
-for tool in openssl curl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+for tool in openssl curl stunnel4; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 if [[ ${#missing[@]} -gt 0 ]]; then
   sudo=(); [[ $(id -u) -eq 0 ]] || sudo=(sudo)
   "${sudo[@]}" apt-get update -qq

@@ -617,7 +617,11 @@ fn a_restarted_static_member_takes_its_partitions_back_without_a_rebalance() {
 #[ignore = "needs a real Kafka broker: run scripts/test.sh (it installs Tansu)"]
 fn receiver_refuses_while_the_broker_is_stopped_and_loses_nothing() {
     let own = OwnBroker::start();
-    let broker = Broker { brokers: own.brokers.clone(), name: format!("receiver-pause-{}", std::process::id()) };
+    let broker = Broker {
+        brokers: own.brokers.clone(),
+        name: format!("receiver-pause-{}", std::process::id()),
+        security: Vec::new(),
+    };
     broker.create_topic(&broker.topic("in"), 2);
     let otlp = format!("127.0.0.1:{}", free_port());
     let grpc = format!("127.0.0.1:{}", free_port());

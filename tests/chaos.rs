@@ -175,7 +175,8 @@ fn broker_behind_proxy(test: &str) -> (OwnBroker, FaultProxy, Broker) {
     let proxy_port = free_port();
     let own = OwnBroker::advertising(Some(&format!("127.0.0.1:{proxy_port}")));
     let proxy = FaultProxy::start(proxy_port, own.listen_addr());
-    let broker = Broker { brokers: proxy.addr.clone(), name: format!("{test}-{}", std::process::id()) };
+    let broker =
+        Broker { brokers: proxy.addr.clone(), name: format!("{test}-{}", std::process::id()), security: Vec::new() };
     broker.create_topic(&broker.topic("in"), PARTITIONS);
     broker.create_topic(&broker.topic("out"), PARTITIONS);
     broker.create_topic(&broker.topic("dlq"), 1);

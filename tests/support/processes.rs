@@ -46,6 +46,8 @@ pub fn settings<'a>(fixed: &[(&'a str, &'a str)], owned: &'a [(&'static str, Str
 pub struct Broker {
     pub brokers: String,
     pub name: String,
+    /// librdkafka properties every client of the test sets besides the brokers (TLS, SASL).
+    pub security: Vec<(String, String)>,
 }
 
 /// Why every test here is `#[ignore]`d: without a broker it cannot run, and a test that did not
@@ -57,13 +59,23 @@ pub fn broker(test: &str) -> Broker {
     match std::env::var("TRACEWARDEN_TEST_BROKERS") {
         Ok(brokers) if !brokers.trim().is_empty() => {
             let unique = format!("{test}-{}", std::process::id());
-            Broker { brokers, name: unique }
+            Broker { brokers, name: unique, security: Vec::new() }
         }
         _ => panic!("{NEEDS_BROKER}"),
     }
 }
 
 impl Broker {
+    /// A client configuration reaching this broker as every client of the test does.
+    pub fn client(&self) -> ClientConfig {
+        let mut client = ClientConfig::new();
+        client.set("bootstrap.servers", &self.brokers);
+        for (key, value) in &self.security {
+            client.set(key, value);
+        }
+        client
+    }
+
     pub fn topic(&self, role: &str) -> String {
         format!("{}-{role}", self.name)
     }
@@ -83,8 +95,7 @@ impl Broker {
     }
 
     pub fn create_topic(&self, name: &str, partitions: i32) {
-        let admin: AdminClient<DefaultClientContext> =
-            ClientConfig::new().set("bootstrap.servers", &self.brokers).create().unwrap();
+        let admin: AdminClient<DefaultClientContext> = self.client().create().unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let results = runtime
             .block_on(admin.create_topics(
@@ -100,8 +111,7 @@ impl Broker {
     /// Messages of `topic` the group `group` has not committed yet (its lag), over every
     /// partition.
     pub fn backlog(&self, group: &str, topic: &str) -> i64 {
-        let consumer: BaseConsumer =
-            ClientConfig::new().set("bootstrap.servers", &self.brokers).set("group.id", group).create().unwrap();
+        let consumer: BaseConsumer = self.client().set("group.id", group).create().unwrap();
         let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
         let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len() as i32);
         let mut list = TopicPartitionList::new();
@@ -146,8 +156,8 @@ impl Broker {
         deadline: Duration,
         done: impl Fn(&[(String, Vec<u8>)]) -> bool,
     ) -> Vec<(String, Vec<u8>)> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
+        let consumer: BaseConsumer = self
+            .client()
             .set("group.id", format!("{}-reader", self.name))
             .set("enable.auto.commit", "false")
             .create()
@@ -199,12 +209,12 @@ pub struct Instance {
 /// Its `client.id` is the one the fault proxy never throttles (tests/support/fault_proxy.rs): the
 /// input keeps coming while forwarding is held back.
 pub fn producer(brokers: &str) -> ThreadedProducer<DefaultProducerContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("batch.num.messages", "1")
-        .set("client.id", "chaos-input")
-        .create()
-        .unwrap()
+    producer_with(ClientConfig::new().set("bootstrap.servers", brokers).clone())
+}
+
+/// [`producer`] over `client` (a [`Broker::client`], with its security settings).
+pub fn producer_with(mut client: ClientConfig) -> ThreadedProducer<DefaultProducerContext> {
+    client.set("batch.num.messages", "1").set("client.id", "chaos-input").create().unwrap()
 }
 
 pub fn free_port() -> u16 {
@@ -231,6 +241,10 @@ impl Instance {
         command.arg("run");
         if let Some(config) = config {
             command.arg("--config").arg(config);
+        }
+        for (key, value) in &broker.security {
+            let name = format!("TRACEWARDEN__KAFKA__CLIENT__{}", key.replace('.', "_").to_ascii_uppercase());
+            command.env(name, value);
         }
         command
             .env("TRACEWARDEN__KAFKA__BROKERS", &broker.brokers)
@@ -362,9 +376,9 @@ fn spawn_traffic(
     keyed: bool,
     more: impl Fn(usize) -> bool + Send + 'static,
 ) -> std::thread::JoinHandle<BTreeMap<String, usize>> {
-    let (brokers, topic) = (broker.brokers.clone(), broker.topic("in"));
+    let (client, topic) = (broker.client(), broker.topic("in"));
     std::thread::spawn(move || {
-        let producer = producer(&brokers);
+        let producer = producer_with(client);
         let mut clinic = PetClinic::new(11, TrafficProfile::default());
         let mut sent = BTreeMap::new();
         let started = Instant::now();
