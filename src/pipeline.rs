@@ -577,7 +577,7 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         .registry
         .register(Box::new(GroupQuantileCollector::new(timeline.clone(), clock.clone())))
         .expect("group quantile families are unique");
-    let client_log = ClientLog::new(&config.kafka.brokers);
+    let client_log = ClientLog::for_kafka(&config.kafka);
     // Messages are committed only once the points they added to are published.
     signals.lock().expect("signal store lock").keep_holds();
     let group = Arc::new(GroupView::new());
@@ -594,7 +594,7 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
     let workers = config.workers.0.max(1);
     let built: Vec<Worker> =
         (0..workers).map(|index| build_worker(config, index, &shared)).collect::<Result<_, _>>()?;
-    let ready = Arc::new(Readiness::new(workers));
+    let ready = Arc::new(Readiness::new(workers).with_client_log(client_log.clone()));
     let shutdown = Arc::new(AtomicBool::new(false));
     let repartition_topic = config.kafka.repartition_topic();
     let mut topics = config.kafka.all_input_topics();

@@ -3,7 +3,8 @@
 //! broker's certificate for `localhost`, a client certificate). Every client tracewarden creates
 //! goes through it: the workers' consumers and producers, the SLO and series groups, the admin
 //! client. Checked: spans in, kept traces out, with mutual TLS; a broker certificate from a CA
-//! the instance does not trust is never accepted, and the log says why.
+//! the instance does not trust, or one for another host name, is never accepted, and the log and
+//! `/readyz` say why.
 //!
 //! Needs `tansu`, `stunnel4` and `openssl` (scripts/test.sh installs them).
 
@@ -184,31 +185,53 @@ fn traces_flow_through_mutual_tls() {
 }
 
 /// A broker certificate signed by a CA the instance does not trust: nothing is read, the
-/// instance is not ready, and its log says the certificate could not be verified.
+/// instance is not ready, and its log and `/readyz` say the certificate could not be verified.
 #[test]
 #[ignore = "needs tansu, stunnel4 and openssl: run scripts/test.sh"]
 fn an_untrusted_broker_certificate_is_refused_and_said_so() {
     let secured = secured_broker("tls-untrusted");
-    let mut broker = Broker {
-        brokers: secured.broker.brokers.clone(),
-        name: secured.broker.name.clone(),
-        security: secured.broker.security.clone(),
-    };
-    broker.create_topic(&broker.topic("in"), 1);
     let elsewhere = certificates(&secured.certificates.ca.parent().unwrap().join("elsewhere"));
-    for (key, value) in broker.security.iter_mut() {
+    let ca = elsewhere.ca.display().to_string();
+    refused_and_said_so(&secured, &secured.broker.brokers, &ca);
+}
+
+/// The broker reached under a name its certificate does not carry (`127.0.0.1`, the certificate
+/// names `localhost`): refused as an untrusted one is.
+#[test]
+#[ignore = "needs tansu, stunnel4 and openssl: run scripts/test.sh"]
+fn a_host_name_the_certificate_does_not_name_is_refused_and_said_so() {
+    let secured = secured_broker("tls-hostname");
+    let by_address = secured.broker.brokers.replace("localhost", "127.0.0.1");
+    refused_and_said_so(&secured, &by_address, &secured.certificates.ca.display().to_string());
+}
+
+/// An instance reaching `secured` at `brokers`, trusting `ca`: never reads, never ready, and
+/// says why (the TLS handshake failed, naming the broker and the protocol).
+fn refused_and_said_so(secured: &SecuredBroker, brokers: &str, ca: &str) {
+    secured.broker.create_topic(&secured.broker.topic("in"), 1);
+    let mut security = secured.broker.security.clone();
+    for (key, value) in security.iter_mut() {
         if key == "ssl.ca.location" {
-            *value = elsewhere.ca.display().to_string();
+            *value = ca.to_string();
         }
     }
-    let instance = Instance::spawn(&broker, "untrusting", &[]);
+    let broker = Broker { brokers: brokers.to_string(), name: secured.broker.name.clone(), security };
+    let instance = Instance::spawn(&broker, "refused", &[]);
     let deadline = Instant::now() + Duration::from_secs(30);
     let log = || std::fs::read_to_string(&instance.log).unwrap_or_default();
-    while !log().contains("certificate verify failed") {
-        assert!(Instant::now() < deadline, "the log never said why: {}", log());
+    let said = |log: &str| {
+        log.lines().any(|l| {
+            l.contains("the TLS handshake with the broker failed")
+                && l.contains("certificate verify failed")
+                && l.contains(brokers)
+        })
+    };
+    while !said(&log()) {
+        assert!(Instant::now() < deadline, "the log never said why, naming the broker: {}", log());
         std::thread::sleep(Duration::from_millis(200));
     }
     let ready = instance.get("/readyz").unwrap_or_default();
     assert!(ready.contains("not ready"), "not ready without a trusted broker: {ready}");
+    assert!(ready.contains("TLS handshake") && ready.contains("SSL"), "/readyz says why, with the protocol: {ready}");
     assert_eq!(instance.metric("tracewarden_spans_received_total"), 0.0);
 }

@@ -15,6 +15,7 @@ use rdkafka::ClientConfig;
 use serde::Deserialize;
 
 mod check;
+mod refusal;
 mod secret_files;
 mod tls;
 
@@ -493,21 +494,64 @@ pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
 
 /// How often an unreachable cluster is reported.
 const UNREACHABLE_EVERY: Duration = Duration::from_secs(5);
+/// How long a refusal (failed TLS handshake or SASL authentication) is repeated by `/readyz`.
+const REFUSAL_SHOWN_FOR: Duration = Duration::from_secs(30);
 
 /// librdkafka's logs and global errors for every client of the process (see the module header).
 pub struct ClientLog {
     brokers: String,
+    /// `security.protocol`, with the SASL mechanism when there is one: `SASL_SSL/SCRAM-SHA-512`.
+    security: String,
     unreachable: Mutex<RateLimitedWarning>,
+    refused: Mutex<RateLimitedWarning>,
+    /// The latest refusal: when, and what it said.
+    last_refusal: Mutex<Option<(crate::clock::Nanos, String)>>,
     clock: SystemClock,
 }
 
 impl ClientLog {
     pub fn new(brokers: &str) -> Arc<Self> {
+        Self::described(brokers, "PLAINTEXT".to_string())
+    }
+
+    /// The log of the clients `kafka` configures, naming their protocol and mechanism.
+    pub fn for_kafka(kafka: &KafkaConfig) -> Arc<Self> {
+        let protocol = kafka.client.get("security.protocol").map_or("PLAINTEXT", String::as_str).to_ascii_uppercase();
+        let mechanism = kafka.client.get("sasl.mechanisms").or_else(|| kafka.client.get("sasl.mechanism"));
+        let security = match mechanism {
+            Some(mechanism) if protocol.starts_with("SASL") => format!("{protocol}/{mechanism}"),
+            None if protocol.starts_with("SASL") => format!("{protocol}/GSSAPI"),
+            _ => protocol,
+        };
+        Self::described(&kafka.brokers, security)
+    }
+
+    fn described(brokers: &str, security: String) -> Arc<Self> {
         Arc::new(Self {
             brokers: brokers.to_string(),
+            security,
             unreachable: Mutex::new(RateLimitedWarning::new(UNREACHABLE_EVERY)),
+            refused: Mutex::new(RateLimitedWarning::new(UNREACHABLE_EVERY)),
+            last_refusal: Mutex::new(None),
             clock: SystemClock::new(),
         })
+    }
+
+    /// The brokers refuse this client (module [`refusal`]): one line every few seconds.
+    fn refused(&self, cause: &str, message: &str) {
+        let now = self.clock.now();
+        let said = format!("{cause} ({}, brokers {}): {message}", self.security, self.brokers);
+        *self.last_refusal.lock().expect("refusal lock") = Some((now, said));
+        if let Some(suppressed) = self.refused.lock().expect("log limiter lock").admit(now) {
+            tracing::error!(brokers = %self.brokers, security = %self.security, error = %message, repeats = suppressed, "{cause}: check the TLS and SASL settings in [kafka.client]; retrying");
+        }
+    }
+
+    /// The latest refusal, if it is recent: why the brokers turn this instance away (`/readyz`).
+    pub fn refusal(&self) -> Option<String> {
+        let last = self.last_refusal.lock().expect("refusal lock");
+        let (at, said) = last.as_ref()?;
+        (self.clock.now().since(*at) < REFUSAL_SHOWN_FOR).then(|| said.clone())
     }
 
     /// The brokers cannot be reached: one line every few seconds.
@@ -520,6 +564,10 @@ impl ClientLog {
 
     /// A librdkafka log line (`ClientContext::log`).
     pub fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        if let Some(cause) = refusal::security_failure(message) {
+            self.refused(cause, message);
+            return;
+        }
         if matches!(facility, "FAIL" | "CONNECT" | "BROKERFAIL") || message.contains("Connection refused") {
             self.unreachable(message);
             return;
@@ -538,7 +586,9 @@ impl ClientLog {
 
     /// A librdkafka global error (`ClientContext::error`).
     pub fn error(&self, error: KafkaError, reason: &str) {
-        if is_unreachable(&error) {
+        if let Some(cause) = refusal::security_failure(reason) {
+            self.refused(cause, reason);
+        } else if is_unreachable(&error) {
             self.unreachable(reason);
         } else {
             tracing::error!(target: "librdkafka", %error, "{reason}");

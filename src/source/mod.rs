@@ -53,6 +53,8 @@ pub struct Readiness {
     assignment: Mutex<BTreeSet<(String, i32)>>,
     /// Each member's group state as librdkafka last reported it (`/readyz` shows it).
     states: Mutex<Vec<GroupState>>,
+    /// Where a recent refusal by the brokers (TLS, SASL) is found, to say why.
+    client_log: Option<Arc<ClientLog>>,
 }
 
 /// A member's group state from librdkafka's statistics (empty before the first).
@@ -92,7 +94,14 @@ impl Readiness {
             joined: Mutex::default(),
             assignment: Mutex::default(),
             states: Mutex::new(vec![GroupState::default(); members]),
+            client_log: None,
         }
+    }
+
+    /// Says, while not ready, why the brokers refuse this instance when they do.
+    pub fn with_client_log(mut self, client_log: Arc<ClientLog>) -> Self {
+        self.client_log = Some(client_log);
+        self
     }
 
     /// Each member (worker): whether it has joined, and its group state.
@@ -120,6 +129,14 @@ impl Readiness {
     /// Why the instance is not ready, if it is not: a member has not joined its group (or has
     /// left it: shutdown), or has lost its group coordinator.
     pub fn not_ready(&self) -> Option<String> {
+        let reason = self.membership()?;
+        match self.client_log.as_ref().and_then(|log| log.refusal()) {
+            Some(refusal) => Some(format!("{reason}; {refusal}")),
+            None => Some(reason),
+        }
+    }
+
+    fn membership(&self) -> Option<String> {
         let joined = self.joined.lock().expect("joined lock");
         if let Some(m) = (0..self.members).find(|m| !joined.contains(m)) {
             return Some(format!("worker {m} is not (or no longer) a member of the consumer group"));
@@ -765,7 +782,10 @@ fn wait_for_brokers<C: ConsumerContext>(
                     if shutdown.load(Ordering::SeqCst) {
                         return Ok(None);
                     }
-                    std::thread::sleep(Duration::from_millis(50));
+                    // Serves the client's logs and errors (nothing is subscribed yet): why the
+                    // brokers do not answer — a refused TLS handshake or SASL authentication —
+                    // reaches the ClientLog only through them.
+                    let _ = consumer.poll(Duration::from_millis(50));
                 }
             }
             Err(error) => return Err(error),
