@@ -26,13 +26,14 @@ fn an_unreachable_cluster_is_one_line_every_few_seconds_and_the_pipeline_waits_f
     // The topics tracewarden would create exist already: once a mock broker has been down,
     // librdkafka's mock cluster never answers CreateTopics again (observed: every attempt times
     // out while consumers and producers work), and the series group cannot start without them.
+    let defaults = tracewarden::config::Config::from_toml("").unwrap().kafka;
     for (topic, partitions) in [
-        ("sampled_spans", 1),
-        ("tracewarden_dead_letters", 1),
-        ("slo_alerts", 1),
-        ("tracewarden_points", 4),
-        ("tracewarden_timeline", 4),
-        ("tracewarden_rollups", 1),
+        (&defaults.output_topic, 1),
+        (&defaults.dead_letter_topic, 1),
+        (&defaults.alerts_topic, 1),
+        (&defaults.points_topic, 4),
+        (&defaults.timeline_topic, 4),
+        (&defaults.rollups_topic, 1),
     ] {
         cluster.create_topic(topic, partitions, 1).unwrap();
     }
