@@ -596,6 +596,31 @@ impl ClientLog {
     }
 }
 
+/// The context of a client with nothing of its own to react to: its librdkafka logs and global
+/// errors go to the process's [`ClientLog`] (once every few seconds while the brokers are down),
+/// not to rdkafka's default context, which logs every one of them — hundreds a second while a
+/// producer flushes without brokers.
+#[derive(Clone)]
+pub struct LoggedContext(pub Arc<ClientLog>);
+
+impl rdkafka::ClientContext for LoggedContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.0.log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.0.error(error, reason);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for LoggedContext {}
+
+impl rdkafka::producer::ProducerContext for LoggedContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
 /// How long a member waits for its own metadata of the topics it subscribes to.
 pub const SUBSCRIBE_METADATA_WAIT: Duration = Duration::from_secs(10);
 

@@ -36,7 +36,7 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use crate::clock::SharedClock;
 use crate::investigate::OwnedTimeline;
-use crate::kafka_client::{redact, ClientLog};
+use crate::kafka_client::{redact, ClientLog, LoggedContext};
 use crate::signals::{FlushedPoint, SeriesId};
 use crate::slo::engine::SloEngine;
 use crate::telemetry::{PipelineMetrics, RateLimitedWarning};
@@ -105,7 +105,7 @@ pub struct GroupMember {
 /// What the loop and the series consumer's rebalance callback share.
 struct Owner {
     settings: GroupMemberSettings,
-    producer: BaseProducer,
+    producer: BaseProducer<LoggedContext>,
     timeline: Arc<OwnedTimeline>,
     view: Arc<GroupView>,
     telemetry: Arc<PipelineMetrics>,
@@ -267,14 +267,14 @@ impl Owner {
     /// and the newest values of the keys written before them.
     fn read_changelog(&self, partitions: &[i32]) -> Result<Restored, KafkaError> {
         let topic = self.settings.timeline_topic.as_str();
-        let reader: BaseConsumer = self
+        let reader: BaseConsumer<LoggedContext> = self
             .settings
             .consumer_client
             .clone()
             .set("group.id", format!("{}-restore", self.settings.series_group))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .create()
+            .create_with_context(LoggedContext(self.settings.client_log.clone()))
             .map_err(redact)?;
         let mut assignment = TopicPartitionList::new();
         let mut ends: HashMap<i32, i64> = HashMap::new();
@@ -446,20 +446,21 @@ impl GroupMember {
     /// and a rollup announcing that it owns nothing any more.
     pub fn start(self, shutdown: Arc<AtomicBool>) -> Result<std::thread::JoinHandle<()>, GroupMemberError> {
         let GroupMember { settings, timeline, slos, view, telemetry, clock } = self;
-        let producer: BaseProducer = settings
+        let logged = LoggedContext(settings.client_log.clone());
+        let producer: BaseProducer<LoggedContext> = settings
             .producer_client
             .clone()
             .set("compression.type", "lz4")
             .set("linger.ms", "20")
-            .create()
+            .create_with_context(logged.clone())
             .map_err(|source| GroupMemberError::Client { client: "producer", source: redact(source) })?;
-        let rollups: BaseConsumer = settings
+        let rollups: BaseConsumer<LoggedContext> = settings
             .consumer_client
             .clone()
             .set("group.id", format!("{}-rollups", settings.series_group))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .create()
+            .create_with_context(logged)
             .map_err(|source| GroupMemberError::Client { client: "rollups consumer", source: redact(source) })?;
         let mut series_client = settings
             .consumer_client
@@ -497,7 +498,7 @@ impl GroupMember {
 fn run(
     owner: Arc<Owner>,
     series: BaseConsumer<SeriesContext>,
-    rollups: BaseConsumer,
+    rollups: BaseConsumer<LoggedContext>,
     slos: Arc<Mutex<SloEngine>>,
     shutdown: Arc<AtomicBool>,
 ) {
@@ -546,7 +547,11 @@ fn run(
 
 /// Creates the topics when missing, learns the points partition count, joins the series group
 /// and starts reading the rollups from [`super::PEER_TIMEOUT`] ago.
-fn prepare(owner: &Owner, series: &BaseConsumer<SeriesContext>, rollups: &BaseConsumer) -> Result<(), String> {
+fn prepare(
+    owner: &Owner,
+    series: &BaseConsumer<SeriesContext>,
+    rollups: &BaseConsumer<LoggedContext>,
+) -> Result<(), String> {
     let s = &owner.settings;
     let partitions_of = |topic: &str| -> Result<usize, String> {
         let metadata = rollups.fetch_metadata(Some(topic), Duration::from_secs(5)).map_err(|e| e.to_string())?;
@@ -623,7 +628,7 @@ fn read_points(owner: &Owner, series: &BaseConsumer<SeriesContext>) {
 }
 
 /// Takes in the rollups that arrived.
-fn read_rollups(owner: &Owner, rollups: &BaseConsumer, slos: &Mutex<SloEngine>) {
+fn read_rollups(owner: &Owner, rollups: &BaseConsumer<LoggedContext>, slos: &Mutex<SloEngine>) {
     for _ in 0..1_000 {
         match rollups.poll(Duration::ZERO) {
             Some(Ok(message)) => {
