@@ -122,7 +122,7 @@ fn message(first: usize, traces: usize, series: usize, now: u64, seed: u64) -> V
         let (service, operation) = (s / OPERATIONS_PER_SERVICE, s % OPERATIONS_PER_SERVICE);
         let id = (seed << 32) | (first + i) as u64;
         let duration = 1_000_000 + (id % 97) * 300_000;
-        let status = if id % 50 == 0 { 500 } else { 200 };
+        let status = if id.is_multiple_of(50) { 500 } else { 200 };
         resource_spans.push(ResourceSpans {
             resource: Some(Resource {
                 attributes: vec![

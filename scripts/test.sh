@@ -22,7 +22,8 @@ fi
 step "Python tools: OpenTelemetry SDK, Zipkin exporter, X-Ray SDK (real-client fixtures), Compose validation"
 python3 -m pip install --quiet --disable-pip-version-check \
   'opentelemetry-sdk>=1.20' 'opentelemetry-exporter-otlp-proto-common>=1.20' pyyaml jsonschema \
-  'aws-xray-sdk>=2.12' flask requests 'opentelemetry-exporter-otlp-proto-http>=1.20' 'opentelemetry-exporter-otlp-proto-grpc>=1.20' 2>&1 \
+  'aws-xray-sdk>=2.12' flask requests 'opentelemetry-exporter-otlp-proto-http>=1.20' 'opentelemetry-exporter-otlp-proto-grpc>=1.20' \
+  'botocore>=1.30' 2>&1 \
   | grep -v 'as the .root. user' || true
 fixture_dir="target/python-sdk-fixture"
 mkdir -p "$fixture_dir"
@@ -35,6 +36,14 @@ zipkin_venv="target/zipkin-venv"
   | grep -v 'as the .root. user' || true
 "$zipkin_venv/bin/python" tests/fixtures/python_zipkin_proto.py "$fixture_dir"
 export TRACEWARDEN_PYTHON_FIXTURE_DIR="$PWD/$fixture_dir"
+
+step "an OAuth 2.0 server for the OAUTHBEARER tests (npm, pinned)"
+idp_stamp=tests/identity-provider/node_modules/.installed-from
+idp_wanted=$(cat tests/identity-provider/package.json tests/identity-provider/package-lock.json | sha256sum | cut -d' ' -f1)
+if [[ $(cat "$idp_stamp" 2>/dev/null) != "$idp_wanted" ]]; then
+  npm ci --prefix tests/identity-provider --no-audit --no-fund --loglevel=error
+  echo "$idp_wanted" >"$idp_stamp"
+fi
 
 step "docker-compose.yml (no Docker engine here: validated against the Compose schema)"
 python3 scripts/validate-compose.py
@@ -67,6 +76,14 @@ mkdir -p target
 set +e
 cargo test --all-targets --locked -- --include-ignored 2>&1 | tee target/test-output.log
 status=${PIPESTATUS[0]}
+set -e
+
+step "delivery through TLS: kill -9 mid-stream and dead letters, on Tansu behind a TLS listener"
+set +e
+(unset TRACEWARDEN_TEST_BROKERS TRACEWARDEN_TEST_CLIENT
+ scripts/secured-kafka.sh kill_9_of_an_instance_mid_stream_loses_no_trace bad_input_on_a_real_broker) 2>&1 \
+  | tee -a target/test-output.log
+[[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
 set -e
 
 step "the console in a headless browser"

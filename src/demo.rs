@@ -232,8 +232,13 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         pipeline.handles.group.set_url(&config.http.advertised(served.0));
         served
     };
-    let receivers =
-        receivers.start(&config.ingest, &config.kafka, &pipeline.handles.telemetry.registry, stop_http.clone())?;
+    let receivers = receivers.start(
+        &config.ingest,
+        &config.kafka,
+        &pipeline.kafka_session,
+        &pipeline.handles.telemetry.registry,
+        stop_http.clone(),
+    )?;
 
     let stop_generator = Arc::new(AtomicBool::new(false));
     let progress = Arc::new(GenerateProgress::default());

@@ -24,7 +24,7 @@ pub fn format_duration(duration: Duration) -> String {
     if nanos == 0 {
         return "0s".into();
     }
-    let (size, unit) = UNITS.iter().find(|(size, _)| nanos % size == 0).copied().unwrap_or((1, "ns"));
+    let (size, unit) = UNITS.iter().find(|(size, _)| nanos.is_multiple_of(*size)).copied().unwrap_or((1, "ns"));
     format!("{}{unit}", nanos / size)
 }
 

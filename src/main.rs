@@ -230,7 +230,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
     };
     pipeline.handles.group.set_url(&config.http.advertised(bound));
     let receivers = receivers
-        .start(&config.ingest, &config.kafka, &pipeline.handles.telemetry.registry, stop_http.clone())
+        .start(
+            &config.ingest,
+            &config.kafka,
+            &pipeline.kafka_session,
+            &pipeline.handles.telemetry.registry,
+            stop_http.clone(),
+        )
         .context("cannot start the receivers")?;
     tracing::info!(http = %bound, brokers = %config.kafka.brokers, topics = ?config.kafka.all_input_topics(), "tracewarden running");
     let shutdown = pipeline.shutdown_flag();

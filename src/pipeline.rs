@@ -46,7 +46,7 @@ use crate::investigate::group::GroupView;
 use crate::investigate::timeline::Timeline;
 use crate::investigate::{OwnedTimeline, TraceStore};
 use crate::kafka_client::{
-    admin_config, consumer_config, owners_config, with_client_properties, with_instance_id, ClientLog,
+    admin_config, consumer_config, owners_config, with_client_properties, with_instance_id, KafkaSession,
 };
 use crate::position::{Commit, Hold};
 use crate::sampling::Sampler;
@@ -364,11 +364,16 @@ pub enum PipelineError {
     Thread(#[from] std::io::Error),
     #[error(transparent)]
     GroupView(#[from] GroupMemberError),
+    #[error("cannot make the OAUTHBEARER token source: {0}")]
+    Tokens(#[from] crate::kafka_client::oauth::TokenError),
 }
 
 /// A started pipeline.
 pub struct Pipeline {
     pub handles: Handles,
+    /// What the process's Kafka clients share (logs, OAUTHBEARER tokens): the receivers' producer
+    /// joins it.
+    pub kafka_session: Arc<KafkaSession>,
     shutdown: Arc<AtomicBool>,
     /// The worker threads, each a member of the consumer group.
     workers: Vec<JoinHandle<()>>,
@@ -463,7 +468,7 @@ struct Shared {
     traces: Arc<Mutex<TraceStore>>,
     sampler: Arc<Mutex<Sampler>>,
     telemetry: Arc<PipelineMetrics>,
-    client_log: Arc<ClientLog>,
+    kafka_session: Arc<KafkaSession>,
     group: Arc<GroupView>,
     clock: SharedClock,
 }
@@ -511,7 +516,7 @@ fn build_worker(config: &Config, index: usize, shared: &Shared) -> Result<Worker
         slo_state: k.slo_state_topic.clone(),
         points: k.points_topic.clone(),
     };
-    let forwarder = Forwarder::new(&producer, topics.clone(), shared.client_log.clone())?;
+    let forwarder = Forwarder::new(&producer, topics.clone(), shared.kafka_session.clone())?;
     let delivery_settings = DeliverySettings::from_producer(&producer);
     let mut delivery =
         DeliveryLedger::new(forwarder, topics, delivery_settings, shared.telemetry.clone(), shared.clock.clone());
@@ -534,6 +539,7 @@ fn build_worker(config: &Config, index: usize, shared: &Shared) -> Result<Worker
                 &config.kafka,
                 true,
             ),
+            shared.kafka_session.clone(),
             shared.telemetry.clone(),
         )
     });
@@ -577,7 +583,10 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         .registry
         .register(Box::new(GroupQuantileCollector::new(timeline.clone(), clock.clone())))
         .expect("group quantile families are unique");
-    let client_log = ClientLog::for_kafka(&config.kafka);
+    let kafka_session = KafkaSession::for_kafka(&config.kafka)?;
+    if let Some(source) = kafka_session.token_source() {
+        tracing::info!(source = %source, "OAUTHBEARER tokens come from tracewarden's own token source");
+    }
     // Messages are committed only once the points they added to are published.
     signals.lock().expect("signal store lock").keep_holds();
     let group = Arc::new(GroupView::new());
@@ -587,14 +596,14 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         traces: traces.clone(),
         sampler: Arc::new(Mutex::new(Sampler::new(&config.sampling))),
         telemetry: telemetry.clone(),
-        client_log: client_log.clone(),
+        kafka_session: kafka_session.clone(),
         group: group.clone(),
         clock: clock.clone(),
     };
     let workers = config.workers.0.max(1);
     let built: Vec<Worker> =
         (0..workers).map(|index| build_worker(config, index, &shared)).collect::<Result<_, _>>()?;
-    let ready = Arc::new(Readiness::new(workers).with_client_log(client_log.clone()));
+    let ready = Arc::new(Readiness::new(workers).with_kafka_session(kafka_session.clone()));
     let shutdown = Arc::new(AtomicBool::new(false));
     let repartition_topic = config.kafka.repartition_topic();
     let mut topics = config.kafka.all_input_topics();
@@ -631,7 +640,7 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
             required_topics: required_topics.clone(),
             commit_interval: config.kafka.commit_interval.0,
             admin: admin_config(&config.kafka),
-            client_log: client_log.clone(),
+            kafka_session: kafka_session.clone(),
             clock: clock.clone(),
             compacted_topics: compacted_topics.clone(),
             output_topics: vec![
@@ -662,7 +671,7 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
             consumer_client: with_client_properties(brokers, k, true),
             admin: admin_config(k),
             history: config.investigation.history.0,
-            client_log: client_log.clone(),
+            kafka_session: kafka_session.clone(),
         },
         timeline: timeline.clone(),
         slos: slos.clone(),
@@ -673,6 +682,7 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
     .start(shutdown.clone())?;
     let peers = PeerClient::new(config.http.tls_cert_file.as_deref());
     Ok(Pipeline {
+        kafka_session,
         handles: Handles { signals, slos, traces, timeline, group, peers, telemetry, ready, clock },
         shutdown,
         workers: threads,

@@ -20,6 +20,14 @@ use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+/// Makes ring the process's rustls crypto provider, for the TLS configurations built with
+/// rustls's defaults (tonic's gRPC listener). Two providers are compiled in (ring, ours; aws-lc,
+/// AWS's SDK's for MSK IAM, which names its own), so rustls cannot pick one by itself. Harmless
+/// when already done.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// How long a client has to complete its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -167,7 +167,7 @@ fn bad_input_on_a_real_broker_is_dead_lettered_and_never_stalls() {
     broker.create_topic(&broker.topic("out"), 1);
     broker.create_topic(&broker.topic("dlq"), 1);
     let mut instance = Instance::spawn(&broker, "instance", &[]);
-    let producer = producer(&broker.brokers);
+    let producer = producer_with(broker.client());
     let mut clinic = PetClinic::new(3, TrafficProfile::default());
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
     let good = clinic.trace(now, Encoding::OtlpProto);
@@ -260,7 +260,7 @@ fn slo_incident_with_a_kill(broker: &Broker, instances: usize) {
         }
     };
     let owner = wait_for_one_owner(&live);
-    let producer = producer(&broker.brokers);
+    let producer = producer_with(broker.client());
     let produce = |messages: Vec<(String, bytes::Bytes)>| {
         for (key, payload) in &messages {
             producer.send(BaseRecord::to(&broker.topic("in")).key(key).payload(&payload[..])).unwrap();

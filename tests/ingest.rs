@@ -52,7 +52,8 @@ fn start_with(harness: &Harness, otlp: OtlpIngestConfig) -> Receivers {
     let registry = prometheus::Registry::new();
     let running = runtime.block_on(async {
         let bound = tracewarden::ingest::bind(&ingest, BindHints::default()).await.unwrap();
-        bound.start(&ingest, &harness.config.kafka, &registry, Arc::new(tokio::sync::Notify::new())).unwrap()
+        let session = tracewarden::kafka_client::KafkaSession::for_kafka(&harness.config.kafka).unwrap();
+        bound.start(&ingest, &harness.config.kafka, &session, &registry, Arc::new(tokio::sync::Notify::new())).unwrap()
     });
     Receivers {
         grpc: running.otlp_grpc.unwrap(),

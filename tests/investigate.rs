@@ -230,7 +230,7 @@ keep = "none"
 fn pod_trace(t: u8) -> Vec<SpanSpec> {
     let pod = ["customers-0", "customers-1", "customers-2"][t as usize % 3];
     let status = if t % 3 == 2 || t == 1 { 500 } else { 200 };
-    let frontend_pod = if t % 2 == 0 { "frontend-a" } else { "frontend-b" };
+    let frontend_pod = if t.is_multiple_of(2) { "frontend-a" } else { "frontend-b" };
     let version = if pod == "customers-2" { "1.4.0-rc1" } else { "1.3.2" };
     let start = T0.0 - 10_000_000_000;
     vec![

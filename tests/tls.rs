@@ -10,107 +10,16 @@
 
 #[path = "support/processes.rs"]
 mod processes;
+#[path = "support/tls.rs"]
+mod tls_listener;
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use processes::{free_port, produce_traffic, Broker, Instance, OwnBroker};
-
-/// A certificate authority and the certificates it signed, in one directory.
-struct Certificates {
-    ca: PathBuf,
-    /// The broker's, for `localhost`: (certificate, key).
-    server: (PathBuf, PathBuf),
-    /// A client's: (certificate, key).
-    client: (PathBuf, PathBuf),
-}
-
-fn openssl(args: &[&str], dir: &Path) {
-    let made = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the openssl command (Debian: apt-get install openssl)");
-    assert!(made.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&made.stderr));
-}
-
-/// A new CA in `dir`, and the certificates it signs for the broker (`localhost`) and a client.
-fn certificates(dir: &Path) -> Certificates {
-    std::fs::create_dir_all(dir).unwrap();
-    const EC: [&str; 5] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    let name = dir.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let ca_subject = format!("/CN=tracewarden test CA {name} {}", rand::random::<u32>());
-    openssl(
-        &[&["req", "-x509"][..], &EC, &["-days", "1", "-subj", &ca_subject, "-keyout", "ca.key", "-out", "ca.pem"]]
-            .concat(),
-        dir,
-    );
-    let sign = |role: &str, subject: &str, san: Option<&str>| -> (PathBuf, PathBuf) {
-        let (key, csr, cert, ext) =
-            (format!("{role}.key"), format!("{role}.csr"), format!("{role}.pem"), format!("{role}.ext"));
-        openssl(&[&["req"][..], &EC, &["-subj", subject, "-keyout", &key, "-out", &csr]].concat(), dir);
-        let mut args = vec!["x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"];
-        args.extend(["-days", "1", "-out", &cert]);
-        if let Some(san) = san {
-            std::fs::write(dir.join(&ext), format!("subjectAltName={san}\n")).unwrap();
-            args.extend(["-extfile", &ext]);
-        }
-        openssl(&args, dir);
-        (dir.join(cert), dir.join(key))
-    };
-    let server = sign("server", "/CN=localhost", Some("DNS:localhost"));
-    let client = sign("client", "/CN=tracewarden", None);
-    Certificates { ca: dir.join("ca.pem"), server, client }
-}
-
-/// stunnel terminating TLS on `accept` and forwarding to `connect`; with `client_ca`, it asks
-/// for a client certificate signed by that CA (mutual TLS).
-struct TlsListener {
-    process: Child,
-}
-
-impl TlsListener {
-    fn start(dir: &Path, accept: &str, connect: &str, server: &(PathBuf, PathBuf), client_ca: Option<&Path>) -> Self {
-        let mut config = format!(
-            "foreground = yes\npid =\ndebug = 4\n[kafka]\naccept = {accept}\nconnect = {connect}\ncert = {}\nkey = {}\n",
-            server.0.display(),
-            server.1.display()
-        );
-        if let Some(ca) = client_ca {
-            config += &format!("CAfile = {}\nverifyChain = yes\nrequireCert = yes\n", ca.display());
-        }
-        let file = dir.join("stunnel.conf");
-        std::fs::write(&file, config).unwrap();
-        let log = std::fs::File::create(dir.join("stunnel.log")).unwrap();
-        let process = Command::new("stunnel4")
-            .arg(&file)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("needs stunnel4 (Debian: apt-get install stunnel4)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(accept).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "stunnel never listened on {accept}: see {}",
-                dir.join("stunnel.log").display()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        TlsListener { process }
-    }
-}
-
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
+use processes::{free_port, one_instance_forwards_every_trace, Broker, Instance, OwnBroker};
+use tls_listener::{certificates, Certificates, TlsListener};
 
 /// A broker reached only over TLS at `localhost:{port}`, with mutual TLS, and the settings of a
 /// client that trusts its CA and presents its client certificate.
@@ -153,27 +62,7 @@ fn secured_broker(test: &str) -> SecuredBroker {
 fn traces_flow_through_mutual_tls() {
     let secured = secured_broker("tls");
     let broker = &secured.broker;
-    for role in ["in", "out"] {
-        broker.create_topic(&broker.topic(role), 2);
-    }
-    broker.create_topic(&broker.topic("dlq"), 1);
-    let view: Vec<(&str, String)> = broker.group_view_settings("");
-    let settings: Vec<(&str, &str)> = view.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let instance = Instance::spawn(broker, "instance", &settings);
-    let sent = produce_traffic(broker, 50, 100, true).join().unwrap();
-    let expected: BTreeSet<String> = sent.keys().cloned().collect();
-    let out = broker.read_until(&broker.topic("out"), &expected, Duration::from_secs(90));
-    let forwarded: BTreeSet<String> = out.into_iter().map(|(key, _)| key).collect();
-    let missing: Vec<&String> = expected.difference(&forwarded).collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {} traces never came out: see {}",
-        missing.len(),
-        expected.len(),
-        instance.log.display()
-    );
-    let ready = instance.get("/readyz").unwrap_or_default();
-    assert!(ready.contains("\"ready\""), "ready over TLS: {ready}");
+    let _instance = one_instance_forwards_every_trace(broker);
     // Mutual TLS indeed: a client without its certificate is turned away by the listener.
     let mut anonymous = broker.client();
     anonymous.remove("ssl.certificate.location").remove("ssl.key.location");

@@ -15,7 +15,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 
-use crate::kafka_client::ClientLog;
+use crate::kafka_client::KafkaSession;
 use crate::record::ENCODING_HEADER;
 
 use super::{Attempt, ErrorClass, Report, SendError, Topics, TransactionError, TransactionGroups, Transport};
@@ -65,15 +65,21 @@ fn send_error(error: &KafkaError) -> SendError {
     }
 }
 
-/// Routes delivery reports to the forwarder's queue, and librdkafka's logs to the [`ClientLog`].
+/// Routes delivery reports to the forwarder's queue, and librdkafka's logs to the [`KafkaSession`].
 pub struct DeliveryContext {
     reports: Mutex<Sender<Report>>,
-    log: Arc<ClientLog>,
+    log: Arc<KafkaSession>,
 }
 
 impl ClientContext for DeliveryContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         self.log.log(level, facility, message);
+    }
+
+    fn generate_oauth_token(&self, _: Option<&str>) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        self.log.oauth_token()
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -124,7 +130,7 @@ fn transaction_error(error: &KafkaError) -> TransactionError {
 }
 
 impl Forwarder {
-    pub fn new(client: &rdkafka::ClientConfig, topics: Topics, log: Arc<ClientLog>) -> Result<Self, ForwarderError> {
+    pub fn new(client: &rdkafka::ClientConfig, topics: Topics, log: Arc<KafkaSession>) -> Result<Self, ForwarderError> {
         let (sender, reports) = channel();
         let producer = client
             .create_with_context(DeliveryContext { reports: Mutex::new(sender), log })

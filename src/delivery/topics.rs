@@ -3,20 +3,27 @@
 
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use std::sync::Arc;
+
+use crate::kafka_client::KafkaSession;
 use rdkafka::error::RDKafkaErrorCode;
 
 /// Creates missing topics tracewarden writes to, with the partition count of the input and the
 /// broker's default replication, on a background thread: consumption never waits for it. A topic
 /// that cannot be created is reported, not fatal: the broker may still create it on first write.
-pub fn create_missing_topics(client: rdkafka::ClientConfig, topics: Vec<String>, partitions: i32) {
+pub fn create_missing_topics(
+    client: rdkafka::ClientConfig,
+    session: Arc<KafkaSession>,
+    topics: Vec<String>,
+    partitions: i32,
+) {
     if topics.is_empty() {
         return;
     }
     let spawned = std::thread::Builder::new().name("tracewarden-topics".into()).spawn(move || {
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        if let Err(reason) = create_topics(&client, &names, partitions) {
+        if let Err(reason) = create_topics(&client, &session, &names, partitions) {
             tracing::warn!(topics = ?names, %reason, "cannot create topics; create them, or let the broker auto-create them");
         }
     });
@@ -26,19 +33,25 @@ pub fn create_missing_topics(client: rdkafka::ClientConfig, topics: Vec<String>,
 }
 
 /// Creates topics (the existing ones are left alone); `Err` names what failed.
-pub fn create_topics(client: &rdkafka::ClientConfig, topics: &[&str], partitions: i32) -> Result<(), String> {
-    create_topics_with(client, topics, partitions, &[])
+pub fn create_topics(
+    client: &rdkafka::ClientConfig,
+    session: &Arc<KafkaSession>,
+    topics: &[&str],
+    partitions: i32,
+) -> Result<(), String> {
+    create_topics_with(client, session, topics, partitions, &[])
 }
 
 /// Creates missing topics with topic-level settings (`cleanup.policy = compact` for the SLO state).
 pub fn create_topics_with(
     client: &rdkafka::ClientConfig,
+    session: &Arc<KafkaSession>,
     topics: &[&str],
     partitions: i32,
     settings: &[(&str, &str)],
 ) -> Result<(), String> {
-    let admin: AdminClient<DefaultClientContext> =
-        client.create().map_err(|e| format!("admin client: {}", crate::kafka_client::redact(e)))?;
+    let admin =
+        session.admin_client(client).map_err(|e| format!("admin client: {}", crate::kafka_client::redact(e)))?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {

@@ -82,7 +82,7 @@ const POINTS: &str = "points:";
 
 /// Whether a trace is kept: decided by its id, as sampling is (a replay decides the same).
 fn kept(trace: u32) -> bool {
-    trace % 3 != 0
+    !trace.is_multiple_of(3)
 }
 
 /// One input message: spans of some traces.

@@ -21,7 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+
+use crate::kafka_client::{with_client_properties, KafkaConfig, KafkaSession, LoggedContext};
 use rdkafka::ClientConfig;
 
 pub use petclinic::{GeneratedTrace, PetClinic, TrafficProfile};
@@ -54,6 +56,8 @@ pub struct GenerateProgress {
 
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
+    #[error("cannot make the OAUTHBEARER token source: {0}")]
+    Tokens(String),
     #[error("cannot create the Kafka producer for {brokers}: {source}")]
     Producer {
         brokers: String,
@@ -78,12 +82,16 @@ pub fn run(
 ) -> Result<(), GenerateError> {
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", &settings.brokers).set("linger.ms", "10");
-    for (k, v) in &settings.client {
-        client.set(k, v);
-    }
-    crate::kafka_client::with_trust_defaults(&mut client);
-    let producer: ThreadedProducer<DefaultProducerContext> = client
-        .create()
+    // The client properties as `run` takes them: the same OIDC token source, trust defaults.
+    let kafka = KafkaConfig {
+        brokers: settings.brokers.clone(),
+        client: settings.client.iter().cloned().collect(),
+        ..KafkaConfig::default()
+    };
+    let client = with_client_properties(client, &kafka, false);
+    let session = KafkaSession::for_kafka(&kafka).map_err(|e| GenerateError::Tokens(e.to_string()))?;
+    let producer: ThreadedProducer<LoggedContext> = client
+        .create_with_context(LoggedContext(session))
         .map_err(crate::kafka_client::redact)
         .map_err(|source| GenerateError::Producer { brokers: settings.brokers.clone(), source })?;
     let mut clinic = PetClinic::new(settings.seed, settings.profile.clone());

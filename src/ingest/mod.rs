@@ -29,6 +29,8 @@ use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::kafka_client::{KafkaSession, LoggedContext};
 use rdkafka::ClientConfig;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinHandle;
@@ -139,7 +141,7 @@ pub enum ProduceError {
 /// The producer the receivers share, and where each writes.
 #[derive(Clone)]
 pub struct IngestSink {
-    producer: FutureProducer,
+    producer: FutureProducer<LoggedContext>,
     dead_letter_topic: String,
     /// One permit per byte of messages waiting for acknowledgement.
     in_flight: Arc<tokio::sync::Semaphore>,
@@ -169,6 +171,7 @@ impl IngestSink {
     /// shows how many do).
     pub fn new(
         kafka: &KafkaConfig,
+        session: &Arc<KafkaSession>,
         delivery_timeout: Duration,
         max_in_flight_bytes: usize,
         in_flight_gauge: IntGauge,
@@ -183,7 +186,7 @@ impl IngestSink {
             .set("linger.ms", "5")
             .set("message.timeout.ms", delivery_timeout.as_millis().max(1).to_string());
         let producer = with_client_properties(client, kafka, false)
-            .create()
+            .create_with_context(LoggedContext(session.clone()))
             .map_err(|source| IngestError::Producer { brokers: kafka.brokers.clone(), source: redact(source) })?;
         Ok(Self {
             producer,
@@ -308,6 +311,7 @@ impl Bound {
         self,
         ingest: &IngestConfig,
         kafka: &KafkaConfig,
+        session: &Arc<KafkaSession>,
         registry: &Registry,
         shutdown: Arc<tokio::sync::Notify>,
     ) -> Result<Receivers, IngestError> {
@@ -319,7 +323,8 @@ impl Bound {
         let delivery_timeout = ingest.otlp.as_ref().map_or(xray_udp::ACK_TIMEOUT, |o| o.ack_timeout.0);
         let max_in_flight_bytes =
             ingest.otlp.as_ref().map_or_else(config::default_max_in_flight_bytes, |o| o.max_in_flight_bytes);
-        let sink = IngestSink::new(kafka, delivery_timeout, max_in_flight_bytes, metrics.in_flight_bytes.clone())?;
+        let sink =
+            IngestSink::new(kafka, session, delivery_timeout, max_in_flight_bytes, metrics.in_flight_bytes.clone())?;
         let otlp_topic = |otlp: &OtlpIngestConfig| {
             otlp.topic.clone().unwrap_or_else(|| kafka.all_input_topics().first().cloned().unwrap_or_default())
         };

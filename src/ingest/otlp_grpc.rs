@@ -75,6 +75,7 @@ pub fn serve(
     let mut builder = tonic::transport::Server::builder();
     if let Some(files) = config.tls() {
         let (cert, key) = files.read_pem()?;
+        crate::tls::install_crypto_provider();
         let tls = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
         builder = builder.tls_config(tls).map_err(|e| crate::tls::TlsError::Identity {
             cert: files.cert.clone(),

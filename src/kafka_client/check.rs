@@ -3,9 +3,8 @@
 //! [`super::consumer_config`] and [`super::with_client_properties`] build them) go through
 //! librdkafka's own parser, then into a client made without brokers, which checks what only a
 //! client checks — the SASL mechanism's provider, credentials that must come together,
-//! certificate and key files. Nothing connects; the one exception is avoided: with
-//! `sasl.oauthbearer.method = oidc` librdkafka would fetch a token at once, so only the
-//! properties are checked.
+//! certificate and key files. Nothing connects, and no token is fetched: the clients made here
+//! have rdkafka's default context, which serves no token refresh.
 //!
 //! A problem names the property (`kafka.client.sasl.mechanisms`) when librdkafka's message lets
 //! us tell which, and never quotes a secret's value ([`super::redact`]).
@@ -29,7 +28,6 @@ pub fn client_problems(kafka: &KafkaConfig) -> Vec<Problem> {
         client.set("log_level", "0");
         let found = match client.create_native_config() {
             Err(error) => Some(error),
-            Ok(_) if fetches_a_token(&client) => None,
             Ok(_) if consumer => client.create::<BaseConsumer>().err(),
             Ok(_) => client.create::<BaseProducer>().err(),
         };
@@ -44,11 +42,6 @@ pub fn client_problems(kafka: &KafkaConfig) -> Vec<Problem> {
 
 /// Words of librdkafka's client-creation errors, and the properties they are about.
 const MEANT: [(&str, &[&str]); 1] = [("SASL mechanism", &["sasl.mechanisms", "sasl.mechanism"])];
-
-/// Whether making a client would fetch an OAUTHBEARER token from an identity provider.
-fn fetches_a_token(client: &ClientConfig) -> bool {
-    client.get("sasl.oauthbearer.method").is_some_and(|m| m.eq_ignore_ascii_case("oidc"))
-}
 
 fn problem_of(error: KafkaError, kafka: &KafkaConfig) -> Problem {
     match redact(error) {
@@ -109,6 +102,7 @@ mod tests {
             r#""security.protocol" = "SASL_SSL", "sasl.mechanisms" = "PLAIN", "sasl.username" = "u", "sasl.password" = "p""#,
             r#""security.protocol" = "SSL""#,
             r#""security.protocol" = "SASL_PLAINTEXT", "sasl.mechanisms" = "SCRAM-SHA-256", "sasl.username" = "u", "sasl.password" = "p""#,
+            r#""security.protocol" = "SASL_SSL", "sasl.mechanisms" = "OAUTHBEARER", "sasl.oauthbearer.method" = "oidc", "sasl.oauthbearer.client.id" = "c", "sasl.oauthbearer.client.secret" = "s", "sasl.oauthbearer.token.endpoint.url" = "https://idp.example/token""#,
         ] {
             assert_eq!(problems(client), Vec::new(), "{client}");
         }
@@ -124,6 +118,42 @@ mod tests {
         assert_eq!(protocol[0].key, "kafka.client.security.protocol", "{protocol:?}");
         let missing = problems(r#""security.protocol" = "SSL", "ssl.certificate.location" = "/no/such/cert.pem""#);
         assert!(missing.iter().any(|p| p.key.starts_with("kafka.client.ssl.")), "{missing:?}");
+    }
+
+    #[test]
+    fn oauthbearer_needs_a_whole_token_source() {
+        let none = problems(r#""security.protocol" = "SASL_SSL", "sasl.mechanisms" = "OAUTHBEARER""#);
+        assert_eq!(none.len(), 1, "{none:?}");
+        assert!(none[0].key == "kafka.client.sasl.mechanisms" && none[0].message.contains("token source"), "{none:?}");
+        let half = problems(
+            r#""sasl.mechanisms" = "OAUTHBEARER", "sasl.oauthbearer.method" = "oidc", "sasl.oauthbearer.client.secret" = "s3cret""#,
+        );
+        let keys: Vec<&str> = half.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["kafka.client.sasl.oauthbearer.client.id", "kafka.client.sasl.oauthbearer.token.endpoint.url"]
+        );
+        assert!(half.iter().all(|p| !p.to_string().contains("s3cret")), "{half:?}");
+    }
+
+    #[test]
+    fn aws_msk_iam_takes_sasl_ssl_and_oauthbearer() {
+        let parse = |text: &str| match Config::from_toml(text) {
+            Ok(_) => Vec::new(),
+            Err(crate::config::ConfigError::Invalid(problems)) => problems,
+            Err(other) => panic!("{other}"),
+        };
+        assert_eq!(parse("[kafka.aws_msk_iam]\nregion = \"eu-west-1\"\n"), Vec::new());
+        let empty = parse("[kafka.aws_msk_iam]\nregion = \"\"\n");
+        assert_eq!(empty[0].key, "kafka.aws_msk_iam.region", "{empty:?}");
+        let plain = parse(
+            "[kafka]\nclient = { \"sasl.mechanisms\" = \"PLAIN\" }\n[kafka.aws_msk_iam]\nregion = \"eu-west-1\"\n",
+        );
+        assert_eq!(plain[0].key, "kafka.client.sasl.mechanisms", "{plain:?}");
+        let config = Config::from_toml("[kafka.aws_msk_iam]\nregion = \"eu-west-1\"\n").unwrap();
+        let producer = crate::kafka_client::with_client_properties(ClientConfig::new(), &config.kafka, false);
+        assert_eq!(producer.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(producer.get("sasl.mechanisms"), Some("OAUTHBEARER"));
     }
 
     #[test]

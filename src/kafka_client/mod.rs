@@ -1,32 +1,31 @@
 //! `[kafka]`: the connection and topics (kafka.md), and the librdkafka clients they configure.
 //!
 //! [`KafkaConfig`] is the section as written; the client builders apply `[kafka.client]` over
-//! tracewarden's defaults, each property only to the clients that take it. [`ClientLog`] tells
-//! librdkafka's logs and errors once: an unreachable cluster is one line every few seconds
-//! (which brokers, what failed, that the clients retry), not hundreds of identical ones.
+//! tracewarden's defaults, each property only to the clients that take it. [`KafkaSession`] is
+//! what the clients of the process share (module `session`): librdkafka's logs and errors told
+//! once, and the OAUTHBEARER token source.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 
 mod check;
+pub mod oauth;
 mod refusal;
 mod secret_files;
+mod session;
 mod tls;
 
 pub use check::client_problems;
 pub use secret_files::read_property_files;
+pub use session::{KafkaSession, LoggedContext};
 pub use tls::with_trust_defaults;
 
-use crate::clock::{Clock, SystemClock};
 use crate::decode::InputEncoding;
 use crate::settings::{secs, HumanDuration, Problem};
-use crate::telemetry::RateLimitedWarning;
 
 /// One `[[kafka.inputs]]` entry: an input topic and the encoding of its messages.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -142,6 +141,10 @@ pub struct KafkaConfig {
     /// system's CA store is trusted. `check-config` reports what librdkafka would refuse.
     #[serde(default = "default_client")]
     pub client: BTreeMap<String, String>,
+    /// `[kafka.aws_msk_iam]`: authenticate to Amazon MSK with IAM (OAUTHBEARER tokens signed
+    /// with the standard AWS credential chain, refreshed before they expire). Default none.
+    #[serde(default)]
+    pub aws_msk_iam: Option<oauth::msk_iam::AwsMskIamConfig>,
 }
 
 fn default_brokers() -> String {
@@ -231,6 +234,7 @@ impl Default for KafkaConfig {
             transactional_id: None,
             instance_id: None,
             client: default_client(),
+            aws_msk_iam: None,
         }
     }
 }
@@ -244,6 +248,7 @@ impl KafkaConfig {
     pub fn validate(&self, problems: &mut Vec<Problem>) {
         let before = problems.len();
         self.validate_section(problems);
+        self.validate_oauthbearer(problems);
         if problems.len() == before {
             problems.extend(client_problems(self));
         }
@@ -333,6 +338,75 @@ impl KafkaConfig {
         }
     }
 
+    /// The OAUTHBEARER settings: an OIDC client given whole, `[kafka.aws_msk_iam]` with the
+    /// protocol and mechanism it needs, and a token source whenever the mechanism is OAUTHBEARER.
+    fn validate_oauthbearer(&self, problems: &mut Vec<Problem>) {
+        let property = |key: &str| format!("kafka.client.{key}");
+        let oidc = match oauth::oidc_settings(&self.client) {
+            Ok(settings) => settings.is_some(),
+            Err(found) => {
+                problems.extend(found.into_iter().map(|(key, message)| Problem { key: property(&key), message }));
+                true
+            }
+        };
+        let mut check = Problem::checker(problems);
+        let mechanism = self.sasl_mechanism().to_ascii_uppercase();
+        if let Some(iam) = &self.aws_msk_iam {
+            check(
+                !iam.region.trim().is_empty(),
+                "kafka.aws_msk_iam.region",
+                "must name the cluster's AWS region (eu-west-1)".into(),
+            );
+            check(
+                !oidc,
+                "kafka.aws_msk_iam",
+                "and sasl.oauthbearer.method = \"oidc\" are two token sources: choose one".into(),
+            );
+            check(
+                self.client.get("security.protocol").is_none_or(|p| p.eq_ignore_ascii_case("SASL_SSL")),
+                "kafka.client.security.protocol",
+                "must be SASL_SSL (or left out) with [kafka.aws_msk_iam]".into(),
+            );
+            check(
+                mechanism == "OAUTHBEARER",
+                "kafka.client.sasl.mechanisms",
+                "must be OAUTHBEARER (or left out) with [kafka.aws_msk_iam]".into(),
+            );
+        } else {
+            check(
+                mechanism != "OAUTHBEARER" || oidc,
+                "kafka.client.sasl.mechanisms",
+                "OAUTHBEARER needs a token source: sasl.oauthbearer.method = \"oidc\" with its client id, secret and token endpoint, or [kafka.aws_msk_iam]".into(),
+            );
+        }
+        check(
+            !self.client.contains_key("sasl.oauthbearer.extensions"),
+            "kafka.client.sasl.oauthbearer.extensions",
+            "is not supported: tracewarden's tokens carry no SASL extensions".into(),
+        );
+    }
+
+    /// The SASL mechanism the clients use: `sasl.mechanisms` (or `sasl.mechanism`), OAUTHBEARER
+    /// with `[kafka.aws_msk_iam]`, else librdkafka's default, GSSAPI.
+    pub fn sasl_mechanism(&self) -> &str {
+        let named = self.client.get("sasl.mechanisms").or_else(|| self.client.get("sasl.mechanism"));
+        match named {
+            Some(mechanism) => mechanism,
+            None if self.aws_msk_iam.is_some() => "OAUTHBEARER",
+            None => "GSSAPI",
+        }
+    }
+
+    /// `security.protocol`, upper case: `[kafka.client]`'s, SASL_SSL with `[kafka.aws_msk_iam]`,
+    /// else PLAINTEXT.
+    pub fn security_protocol(&self) -> String {
+        match self.client.get("security.protocol") {
+            Some(protocol) => protocol.to_ascii_uppercase(),
+            None if self.aws_msk_iam.is_some() => "SASL_SSL".into(),
+            None => "PLAINTEXT".into(),
+        }
+    }
+
     /// Every topic spans are read from: `input_topics`, then the `[[kafka.inputs]]` topics not
     /// among them.
     pub fn all_input_topics(&self) -> Vec<String> {
@@ -408,7 +482,10 @@ fn producer_only(property: &str) -> bool {
 /// Applies the `[kafka.client]` properties a client of the given role takes (the shared ones and
 /// its own) over tracewarden's defaults already in `client`: the user's settings win.
 pub fn with_client_properties(mut client: ClientConfig, kafka: &KafkaConfig, consumer: bool) -> ClientConfig {
-    let properties = kafka.client.iter();
+    if kafka.aws_msk_iam.is_some() {
+        client.set("security.protocol", "SASL_SSL").set("sasl.mechanisms", "OAUTHBEARER");
+    }
+    let properties = kafka.client.iter().filter(|(k, _)| !oauth::OIDC_PROPERTIES.contains(&k.as_str()));
     for (key, value) in properties.filter(|(k, _)| if consumer { !producer_only(k) } else { !consumer_only(k) }) {
         client.set(key, value);
     }
@@ -490,135 +567,6 @@ pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
         .set("fetch.queue.backoff.ms", "10")
         .set("partition.assignment.strategy", "cooperative-sticky");
     with_client_properties(client, kafka, true)
-}
-
-/// How often an unreachable cluster is reported.
-const UNREACHABLE_EVERY: Duration = Duration::from_secs(5);
-/// How long a refusal (failed TLS handshake or SASL authentication) is repeated by `/readyz`.
-const REFUSAL_SHOWN_FOR: Duration = Duration::from_secs(30);
-
-/// librdkafka's logs and global errors for every client of the process (see the module header).
-pub struct ClientLog {
-    brokers: String,
-    /// `security.protocol`, with the SASL mechanism when there is one: `SASL_SSL/SCRAM-SHA-512`.
-    security: String,
-    unreachable: Mutex<RateLimitedWarning>,
-    refused: Mutex<RateLimitedWarning>,
-    /// The latest refusal: when, and what it said.
-    last_refusal: Mutex<Option<(crate::clock::Nanos, String)>>,
-    clock: SystemClock,
-}
-
-impl ClientLog {
-    pub fn new(brokers: &str) -> Arc<Self> {
-        Self::described(brokers, "PLAINTEXT".to_string())
-    }
-
-    /// The log of the clients `kafka` configures, naming their protocol and mechanism.
-    pub fn for_kafka(kafka: &KafkaConfig) -> Arc<Self> {
-        let protocol = kafka.client.get("security.protocol").map_or("PLAINTEXT", String::as_str).to_ascii_uppercase();
-        let mechanism = kafka.client.get("sasl.mechanisms").or_else(|| kafka.client.get("sasl.mechanism"));
-        let security = match mechanism {
-            Some(mechanism) if protocol.starts_with("SASL") => format!("{protocol}/{mechanism}"),
-            None if protocol.starts_with("SASL") => format!("{protocol}/GSSAPI"),
-            _ => protocol,
-        };
-        Self::described(&kafka.brokers, security)
-    }
-
-    fn described(brokers: &str, security: String) -> Arc<Self> {
-        Arc::new(Self {
-            brokers: brokers.to_string(),
-            security,
-            unreachable: Mutex::new(RateLimitedWarning::new(UNREACHABLE_EVERY)),
-            refused: Mutex::new(RateLimitedWarning::new(UNREACHABLE_EVERY)),
-            last_refusal: Mutex::new(None),
-            clock: SystemClock::new(),
-        })
-    }
-
-    /// The brokers refuse this client (module [`refusal`]): one line every few seconds.
-    fn refused(&self, cause: &str, message: &str) {
-        let now = self.clock.now();
-        let said = format!("{cause} ({}, brokers {}): {message}", self.security, self.brokers);
-        *self.last_refusal.lock().expect("refusal lock") = Some((now, said));
-        if let Some(suppressed) = self.refused.lock().expect("log limiter lock").admit(now) {
-            tracing::error!(brokers = %self.brokers, security = %self.security, error = %message, repeats = suppressed, "{cause}: check the TLS and SASL settings in [kafka.client]; retrying");
-        }
-    }
-
-    /// The latest refusal, if it is recent: why the brokers turn this instance away (`/readyz`).
-    pub fn refusal(&self) -> Option<String> {
-        let last = self.last_refusal.lock().expect("refusal lock");
-        let (at, said) = last.as_ref()?;
-        (self.clock.now().since(*at) < REFUSAL_SHOWN_FOR).then(|| said.clone())
-    }
-
-    /// The brokers cannot be reached: one line every few seconds.
-    pub fn unreachable(&self, what: &str) {
-        let admitted = self.unreachable.lock().expect("log limiter lock").admit(self.clock.now());
-        if let Some(suppressed) = admitted {
-            tracing::warn!(brokers = %self.brokers, error = %what, repeats = suppressed, "Kafka unreachable; retrying until the brokers answer");
-        }
-    }
-
-    /// A librdkafka log line (`ClientContext::log`).
-    pub fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        if let Some(cause) = refusal::security_failure(message) {
-            self.refused(cause, message);
-            return;
-        }
-        if matches!(facility, "FAIL" | "CONNECT" | "BROKERFAIL") || message.contains("Connection refused") {
-            self.unreachable(message);
-            return;
-        }
-        match level {
-            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
-                tracing::error!(target: "librdkafka", facility, "{message}")
-            }
-            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-                tracing::info!(target: "librdkafka", facility, "{message}")
-            }
-            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
-        }
-    }
-
-    /// A librdkafka global error (`ClientContext::error`).
-    pub fn error(&self, error: KafkaError, reason: &str) {
-        if let Some(cause) = refusal::security_failure(reason) {
-            self.refused(cause, reason);
-        } else if is_unreachable(&error) {
-            self.unreachable(reason);
-        } else {
-            tracing::error!(target: "librdkafka", %error, "{reason}");
-        }
-    }
-}
-
-/// The context of a client with nothing of its own to react to: its librdkafka logs and global
-/// errors go to the process's [`ClientLog`] (once every few seconds while the brokers are down),
-/// not to rdkafka's default context, which logs every one of them — hundreds a second while a
-/// producer flushes without brokers.
-#[derive(Clone)]
-pub struct LoggedContext(pub Arc<ClientLog>);
-
-impl rdkafka::ClientContext for LoggedContext {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        self.0.log(level, facility, message);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.0.error(error, reason);
-    }
-}
-
-impl rdkafka::consumer::ConsumerContext for LoggedContext {}
-
-impl rdkafka::producer::ProducerContext for LoggedContext {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
 }
 
 /// How long a member waits for its own metadata of the topics it subscribes to.

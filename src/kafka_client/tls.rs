@@ -4,8 +4,9 @@
 //! system's: without a CA of the user's, a broker certificate signed by a public CA would not be
 //! trusted. So, when a client speaks TLS (`security.protocol` = `SSL` | `SASL_SSL`) and names no
 //! CA (`ssl.ca.location`, `ssl.ca.pem`, `ssl.ca.certificate.stores`), it trusts the system's CA
-//! store (`ssl.ca.location = probe`: the usual paths of Debian, Red Hat, Alpine, macOS); the same
-//! holds for the OIDC token endpoint (`https.ca.location`). A CA the user names always wins.
+//! store (`ssl.ca.location = probe`: the usual paths of Debian, Red Hat, Alpine, macOS). A CA the
+//! user names always wins. (The OIDC token endpoint is reached by tracewarden itself, which
+//! trusts `https.ca.location` or the system's store: [`super::oauth::oidc`].)
 
 use rdkafka::ClientConfig;
 
@@ -20,11 +21,6 @@ pub fn with_trust_defaults(client: &mut ClientConfig) {
         ["ssl.ca.location", "ssl.ca.pem", "ssl.ca.certificate.stores"].iter().any(|k| client.get(k).is_some());
     if speaks_tls && !names_a_ca {
         client.set("ssl.ca.location", PROBE);
-    }
-    let oidc = client.get("sasl.oauthbearer.method").is_some_and(|m| m.eq_ignore_ascii_case("oidc"));
-    let names_an_https_ca = ["https.ca.location", "https.ca.pem"].iter().any(|k| client.get(k).is_some());
-    if oidc && !names_an_https_ca {
-        client.set("https.ca.location", PROBE);
     }
 }
 
@@ -51,13 +47,5 @@ mod tests {
         assert_eq!(pem.get("ssl.ca.location"), None);
         assert_eq!(client(&[("security.protocol", "SASL_PLAINTEXT")]).get("ssl.ca.location"), None);
         assert_eq!(client(&[]).get("ssl.ca.location"), None);
-    }
-
-    #[test]
-    fn oidc_trusts_the_system_store_for_its_token_endpoint() {
-        let oidc = client(&[("security.protocol", "SASL_SSL"), ("sasl.oauthbearer.method", "oidc")]);
-        assert_eq!(oidc.get("https.ca.location"), Some("probe"));
-        let named = client(&[("sasl.oauthbearer.method", "OIDC"), ("https.ca.location", "/ca.pem")]);
-        assert_eq!(named.get("https.ca.location"), Some("/ca.pem"));
     }
 }

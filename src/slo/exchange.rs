@@ -27,6 +27,7 @@ use super::budget::{Counts, Seconds};
 use super::engine::{AlertMessage, SloEngine};
 use super::state::{StateError, StateReader};
 use crate::delivery::{DeliveryLedger, Transport};
+use crate::kafka_client::KafkaSession;
 use crate::position::{Hold, PendingOffsets, SourceRef};
 use crate::record::{Destination, Record};
 use crate::telemetry::PipelineMetrics;
@@ -50,6 +51,8 @@ pub struct SloExchange {
     state_topic: String,
     /// Consumer settings for the state reader.
     reader_client: ClientConfig,
+    /// The clients' shared session (logs, OAUTHBEARER tokens), for the state reader.
+    kafka_session: Arc<KafkaSession>,
     reader: Option<StateReader>,
     /// Partitions of the aggregates topic (known once the reader exists).
     partitions: Option<i32>,
@@ -72,6 +75,7 @@ impl SloExchange {
         aggregates_topic: &str,
         state_topic: &str,
         reader_client: ClientConfig,
+        kafka_session: Arc<KafkaSession>,
         telemetry: Arc<PipelineMetrics>,
     ) -> Self {
         let names = engine.lock().expect("slo engine lock").names();
@@ -84,6 +88,7 @@ impl SloExchange {
             aggregates_topic: aggregates_topic.into(),
             state_topic: state_topic.into(),
             reader_client,
+            kafka_session,
             reader: None,
             partitions: None,
             unpublished: PendingOffsets::new(),
@@ -231,7 +236,7 @@ impl SloExchange {
     fn ensure_reader(&mut self) -> Result<(), StateError> {
         if self.reader.is_none() {
             self.last_reader_attempt = Instant::now();
-            let reader = StateReader::new(self.reader_client.clone(), &self.state_topic)?;
+            let reader = StateReader::new(self.reader_client.clone(), &self.kafka_session, &self.state_topic)?;
             self.partitions = Some(reader.partition_count(&self.aggregates_topic)?);
             self.reader = Some(reader);
         }

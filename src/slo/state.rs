@@ -6,6 +6,7 @@
 //! partitions' current ends, so it sees the checkpoint the previous owner wrote on its way out.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -14,6 +15,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientConfig, Message};
 
 use super::aggregate::Checkpoint;
+use crate::kafka_client::{KafkaSession, LoggedContext};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -32,7 +34,7 @@ pub enum StateError {
 }
 
 pub struct StateReader {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<LoggedContext>,
     topic: String,
     /// Per partition: the next offset to read.
     next: HashMap<i32, i64>,
@@ -41,12 +43,14 @@ pub struct StateReader {
 
 impl StateReader {
     /// `client` carries the brokers and `[kafka.client]` properties of a consumer.
-    pub fn new(mut client: ClientConfig, topic: &str) -> Result<Self, StateError> {
+    pub fn new(mut client: ClientConfig, session: &Arc<KafkaSession>, topic: &str) -> Result<Self, StateError> {
         // A group id is needed to consume at all; it never joins (assign, not subscribe) and
         // never commits.
         let group = format!("{}-reader", topic);
         client.set("enable.auto.commit", "false").set("enable.partition.eof", "false").set("group.id", group);
-        let consumer: BaseConsumer = client.create().map_err(|e| StateError::Create(crate::kafka_client::redact(e)))?;
+        let consumer: BaseConsumer<LoggedContext> = client
+            .create_with_context(LoggedContext(session.clone()))
+            .map_err(|e| StateError::Create(crate::kafka_client::redact(e)))?;
         let metadata = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(10))
             .map_err(|source| StateError::Metadata { topic: topic.into(), source })?;

@@ -20,7 +20,7 @@
 //!   the handler is never entered twice at once; each position is committed by the member that
 //!   consumes its topic;
 //! - while the brokers cannot be reached the metadata check retries (readiness stays 503), and
-//!   librdkafka's connection errors become one line every few seconds ([`ClientLog`]); only what
+//!   librdkafka's connection errors become one line every few seconds ([`KafkaSession`]); only what
 //!   retrying cannot fix (a missing input topic, failed authentication) is returned as an error.
 
 use std::collections::BTreeSet;
@@ -38,7 +38,7 @@ use rdkafka::{ClientConfig, ClientContext, Message as _};
 
 use crate::clock::SharedClock;
 use crate::delivery::{classify, ErrorClass, TransactionGroups};
-use crate::kafka_client::{redact, ClientLog};
+use crate::kafka_client::{redact, KafkaSession};
 use crate::record::{Message, ENCODING_HEADER};
 use crate::telemetry::events::PipelineEvent;
 use crate::telemetry::PipelineMetrics;
@@ -54,7 +54,7 @@ pub struct Readiness {
     /// Each member's group state as librdkafka last reported it (`/readyz` shows it).
     states: Mutex<Vec<GroupState>>,
     /// Where a recent refusal by the brokers (TLS, SASL) is found, to say why.
-    client_log: Option<Arc<ClientLog>>,
+    kafka_session: Option<Arc<KafkaSession>>,
 }
 
 /// A member's group state from librdkafka's statistics (empty before the first).
@@ -94,13 +94,13 @@ impl Readiness {
             joined: Mutex::default(),
             assignment: Mutex::default(),
             states: Mutex::new(vec![GroupState::default(); members]),
-            client_log: None,
+            kafka_session: None,
         }
     }
 
     /// Says, while not ready, why the brokers refuse this instance when they do.
-    pub fn with_client_log(mut self, client_log: Arc<ClientLog>) -> Self {
-        self.client_log = Some(client_log);
+    pub fn with_kafka_session(mut self, kafka_session: Arc<KafkaSession>) -> Self {
+        self.kafka_session = Some(kafka_session);
         self
     }
 
@@ -130,7 +130,7 @@ impl Readiness {
     /// left it: shutdown), or has lost its group coordinator.
     pub fn not_ready(&self) -> Option<String> {
         let reason = self.membership()?;
-        match self.client_log.as_ref().and_then(|log| log.refusal()) {
+        match self.kafka_session.as_ref().and_then(|log| log.refusal()) {
             Some(refusal) => Some(format!("{reason}; {refusal}")),
             None => Some(reason),
         }
@@ -284,6 +284,8 @@ pub enum SourceError {
     },
     #[error("input topic(s) {0} do not exist: create them, or fix kafka.input_topics / [[kafka.inputs]]")]
     MissingTopics(String),
+    #[error("{0}; fix the credentials or the mechanism in [kafka.client]")]
+    Authentication(String),
     #[error("cannot create {topics} ({reason}): create it with as many partitions as the input")]
     CreateTopics { topics: String, reason: String },
     #[error("cannot subscribe to {topics}: {source}")]
@@ -323,7 +325,7 @@ pub struct SourceSettings {
     /// subscribing when missing.
     pub compacted_topics: Vec<String>,
     /// Where librdkafka's logs go (an unreachable cluster is told once every few seconds).
-    pub client_log: Arc<ClientLog>,
+    pub kafka_session: Arc<KafkaSession>,
     /// The injected clock (events are stamped with it).
     pub clock: SharedClock,
 }
@@ -334,7 +336,7 @@ struct SourceContext<H: MessageHandler> {
     ready: Arc<Readiness>,
     telemetry: Arc<PipelineMetrics>,
     leaving: AtomicBool,
-    log: Arc<ClientLog>,
+    log: Arc<KafkaSession>,
     /// librdkafka's join state of this member (from its statistics) and since when.
     join: Mutex<JoinState>,
     /// Whether this is the second member, of `{group_id}-owners`.
@@ -379,8 +381,14 @@ fn commit_list(commits: &[Commit]) -> TopicPartitionList {
 }
 
 impl<H: MessageHandler> ClientContext for SourceContext<H> {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         self.log.log(level, facility, message);
+    }
+
+    fn generate_oauth_token(&self, _: Option<&str>) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        self.log.oauth_token()
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -486,7 +494,7 @@ pub fn run<H: MessageHandler>(
         ready: ready.clone(),
         telemetry: telemetry.clone(),
         leaving: AtomicBool::new(false),
-        log: settings.client_log.clone(),
+        log: settings.kafka_session.clone(),
         join: Mutex::new(JoinState { state: String::new(), since: Instant::now() }),
         owners,
         owner_topics: settings.owner_topics.clone(),
@@ -645,16 +653,21 @@ pub fn run<H: MessageHandler>(
 fn prepare_topics(settings: &SourceSettings, check: TopicCheck) -> Result<(), SourceError> {
     if !check.missing_required.is_empty() {
         let names: Vec<&str> = check.missing_required.iter().map(String::as_str).collect();
-        crate::delivery::topics::create_topics(&settings.admin, &names, check.partitions)
+        crate::delivery::topics::create_topics(&settings.admin, &settings.kafka_session, &names, check.partitions)
             .map_err(|reason| SourceError::CreateTopics { topics: check.missing_required.join(", "), reason })?;
     }
     if !check.missing_compacted.is_empty() {
         let names: Vec<&str> = check.missing_compacted.iter().map(String::as_str).collect();
         let compacted = [("cleanup.policy", "compact"), ("segment.ms", "3600000")];
-        crate::delivery::topics::create_topics_with(&settings.admin, &names, 1, &compacted)
+        crate::delivery::topics::create_topics_with(&settings.admin, &settings.kafka_session, &names, 1, &compacted)
             .map_err(|reason| SourceError::CreateTopics { topics: check.missing_compacted.join(", "), reason })?;
     }
-    crate::delivery::topics::create_missing_topics(settings.admin.clone(), check.missing_outputs, check.partitions);
+    crate::delivery::topics::create_missing_topics(
+        settings.admin.clone(),
+        settings.kafka_session.clone(),
+        check.missing_outputs,
+        check.partitions,
+    );
     Ok(())
 }
 
@@ -763,6 +776,10 @@ fn pause_all<C: ConsumerContext>(consumer: &BaseConsumer<C>, pause: bool) {
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 /// The pause between two metadata requests while the brokers do not answer.
 const METADATA_RETRY: Duration = Duration::from_secs(2);
+/// How long the brokers may refuse the SASL authentication before `run` gives up: long enough
+/// for credentials made a moment ago to reach every broker (SCRAM users propagate), short
+/// enough that a wrong password is said by a restart loop, not by a pod that never gets ready.
+const AUTHENTICATION_GIVE_UP: Duration = Duration::from_secs(15);
 
 /// Reads the topics' metadata, retrying while the brokers cannot be reached (readiness stays
 /// 503 meanwhile); `None` when shutdown was asked first. Errors that retrying cannot fix (a
@@ -772,11 +789,12 @@ fn wait_for_brokers<C: ConsumerContext>(
     settings: &SourceSettings,
     shutdown: &AtomicBool,
 ) -> Result<Option<TopicCheck>, SourceError> {
+    // Since when every attempt has met a refused SASL authentication.
+    let mut refused_since: Option<Instant> = None;
     loop {
         match check_topics(consumer, settings) {
             Ok(check) => return Ok(Some(check)),
             Err(SourceError::Metadata { source, .. }) if classify(&source) == ErrorClass::Retriable => {
-                settings.client_log.unreachable(&source.to_string());
                 let resume = Instant::now() + METADATA_RETRY;
                 while Instant::now() < resume {
                     if shutdown.load(Ordering::SeqCst) {
@@ -784,9 +802,19 @@ fn wait_for_brokers<C: ConsumerContext>(
                     }
                     // Serves the client's logs and errors (nothing is subscribed yet): why the
                     // brokers do not answer — a refused TLS handshake or SASL authentication —
-                    // reaches the ClientLog only through them.
+                    // reaches the KafkaSession only through them.
                     let _ = consumer.poll(Duration::from_millis(50));
                 }
+                match settings.kafka_session.authentication_refusal() {
+                    Some(said) => {
+                        let since = *refused_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= AUTHENTICATION_GIVE_UP {
+                            return Err(SourceError::Authentication(said));
+                        }
+                    }
+                    None => refused_since = None,
+                }
+                settings.kafka_session.unreachable(&source.to_string());
             }
             Err(error) => return Err(error),
         }

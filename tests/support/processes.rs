@@ -54,15 +54,32 @@ pub struct Broker {
 /// run must not report passed. scripts/test.sh starts one and runs them with `--include-ignored`.
 pub const NEEDS_BROKER: &str = "needs a real Kafka broker: run scripts/test.sh, or set TRACEWARDEN_TEST_BROKERS";
 
-/// The broker named by TRACEWARDEN_TEST_BROKERS; a test run without it fails, saying so.
+/// The broker named by TRACEWARDEN_TEST_BROKERS; a test run without it fails, saying so. Its
+/// clients' security settings come from the file TRACEWARDEN_TEST_CLIENT names, when set: one
+/// librdkafka property per line, `key=value`, as in a Kafka `client.properties`
+/// (scripts/secured-kafka.sh).
 pub fn broker(test: &str) -> Broker {
     match std::env::var("TRACEWARDEN_TEST_BROKERS") {
         Ok(brokers) if !brokers.trim().is_empty() => {
             let unique = format!("{test}-{}", std::process::id());
-            Broker { brokers, name: unique, security: Vec::new() }
+            Broker { brokers, name: unique, security: client_properties() }
         }
         _ => panic!("{NEEDS_BROKER}"),
     }
+}
+
+/// The properties of the file TRACEWARDEN_TEST_CLIENT names (blank lines and `#` comments skipped).
+fn client_properties() -> Vec<(String, String)> {
+    let Ok(file) = std::env::var("TRACEWARDEN_TEST_CLIENT") else { return Vec::new() };
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("TRACEWARDEN_TEST_CLIENT={file}: {e}"));
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| {
+            let (key, value) = line.split_once('=').unwrap_or_else(|| panic!("{file}: not key=value: {line}"));
+            (key.trim().to_string(), value.trim().to_string())
+        })
+        .collect()
 }
 
 impl Broker {
@@ -309,6 +326,18 @@ impl Instance {
         self.child.wait().unwrap();
     }
 
+    /// Waits for the process to end by itself, at most `deadline`.
+    pub fn wait_exit(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        let until = Instant::now() + deadline;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < until, "the process did not end within {deadline:?}: see {}", self.log.display());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn terminate(&mut self) {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let status = self.child.wait().unwrap();
@@ -322,6 +351,26 @@ impl Drop for Instance {
     fn drop(&mut self) {
         let _ = self.child.kill();
     }
+}
+
+/// One instance on `broker` (topics made here), fed 50 PetClinic traces: every one comes out of
+/// the output topic whole, and the instance is ready. Returns the instance for further checks.
+pub fn one_instance_forwards_every_trace(broker: &Broker) -> Instance {
+    for role in ["in", "out"] {
+        broker.create_topic(&broker.topic(role), 2);
+    }
+    broker.create_topic(&broker.topic("dlq"), 1);
+    let view = broker.group_view_settings("");
+    let instance = Instance::spawn(broker, "instance", &settings(&[], &view));
+    let sent = produce_traffic(broker, 50, 100, true).join().unwrap();
+    let expected: BTreeSet<String> = sent.keys().cloned().collect();
+    let out = broker.read_until(&broker.topic("out"), &expected, Duration::from_secs(90));
+    let forwarded: BTreeSet<String> = out.into_iter().map(|(key, _)| key).collect();
+    let missing = expected.difference(&forwarded).count();
+    assert_eq!(missing, 0, "{missing} of {} traces never came out: see {}", expected.len(), instance.log.display());
+    let ready = instance.get("/readyz").unwrap_or_default();
+    assert!(ready.contains("\"ready\""), "ready: {ready} (see {})", instance.log.display());
+    instance
 }
 
 /// Whether the group has settled: `partitions` partitions held in all, by every instance
@@ -501,13 +550,54 @@ impl OwnBroker {
 
     /// A broker that tells clients to reach it at `advertised` (a proxy's address) when given.
     pub fn advertising(advertised: Option<&str>) -> OwnBroker {
+        Self::launch(advertised, false)
+    }
+
+    /// A broker that requires SASL authentication (Tansu's `--authentication`: SCRAM-SHA-256 and
+    /// SCRAM-SHA-512 checked against `users`, each `(user, password, mechanism)`), told clients
+    /// at `advertised` when given. The users are made as an operator makes them, with `tansu user
+    /// create`, on the broker first started without authentication; it then restarts with
+    /// authentication on the same storage (SQLite in a directory of its own).
+    pub fn authenticating(advertised: Option<&str>, users: &[(&str, &str, &str)]) -> OwnBroker {
         let port = free_port();
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("tansu-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut open = Self::launch_on(port, advertised, false, Some(&dir));
+        for (user, password, mechanism) in users {
+            let made = Command::new("tansu")
+                .args(["user", "create", "--broker", &format!("tcp://{}", open.listen), user, password])
+                .args(["--mechanism", if *mechanism == "SCRAM-SHA-256" { "scram256" } else { "scram512" }])
+                .output()
+                .unwrap();
+            assert!(made.status.success(), "tansu user create {user}: {}", String::from_utf8_lossy(&made.stderr));
+        }
+        let _ = open.process.kill();
+        let _ = open.process.wait();
+        Self::launch_on(port, advertised, true, Some(&dir))
+    }
+
+    fn launch(advertised: Option<&str>, authentication: bool) -> OwnBroker {
+        Self::launch_on(free_port(), advertised, authentication, None)
+    }
+
+    /// Tansu on `port`; with `storage_dir`, on SQLite there, else in memory.
+    fn launch_on(
+        port: u16,
+        advertised: Option<&str>,
+        authentication: bool,
+        storage_dir: Option<&PathBuf>,
+    ) -> OwnBroker {
         let listen = format!("127.0.0.1:{port}");
         let url = format!("tcp://{listen}");
         let advertised_url = advertised.map_or_else(|| url.clone(), |a| format!("tcp://{a}"));
-        let process = Command::new("tansu")
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &advertised_url])
-            .args(["--storage-engine", "memory://tansu/"])
+        let mut command = Command::new("tansu");
+        command.args(["broker", "--listener-url", &url, "--advertised-listener-url", &advertised_url]);
+        match storage_dir {
+            Some(dir) => command.current_dir(dir).args(["--storage-engine", "sqlite://tansu.db"]),
+            None => command.args(["--storage-engine", "memory://tansu/"]),
+        };
+        let process = command
+            .args(authentication.then_some("--authentication"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

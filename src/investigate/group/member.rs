@@ -36,7 +36,7 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use crate::clock::SharedClock;
 use crate::investigate::OwnedTimeline;
-use crate::kafka_client::{redact, ClientLog, LoggedContext};
+use crate::kafka_client::{redact, KafkaSession, LoggedContext};
 use crate::signals::{FlushedPoint, SeriesId};
 use crate::slo::engine::SloEngine;
 use crate::telemetry::{PipelineMetrics, RateLimitedWarning};
@@ -89,7 +89,7 @@ pub struct GroupMemberSettings {
     pub consumer_client: ClientConfig,
     pub admin: ClientConfig,
     pub history: Duration,
-    pub client_log: Arc<ClientLog>,
+    pub kafka_session: Arc<KafkaSession>,
 }
 
 /// What the thread works with.
@@ -140,12 +140,18 @@ struct SeriesContext {
 }
 
 impl ClientContext for SeriesContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        self.owner.settings.client_log.log(level, facility, message);
+        self.owner.settings.kafka_session.log(level, facility, message);
+    }
+
+    fn generate_oauth_token(&self, _: Option<&str>) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        self.owner.settings.kafka_session.oauth_token()
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        self.owner.settings.client_log.error(error, reason);
+        self.owner.settings.kafka_session.error(error, reason);
     }
 }
 
@@ -274,7 +280,7 @@ impl Owner {
             .set("group.id", format!("{}-restore", self.settings.series_group))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .create_with_context(LoggedContext(self.settings.client_log.clone()))
+            .create_with_context(LoggedContext(self.settings.kafka_session.clone()))
             .map_err(redact)?;
         let mut assignment = TopicPartitionList::new();
         let mut ends: HashMap<i32, i64> = HashMap::new();
@@ -446,7 +452,7 @@ impl GroupMember {
     /// and a rollup announcing that it owns nothing any more.
     pub fn start(self, shutdown: Arc<AtomicBool>) -> Result<std::thread::JoinHandle<()>, GroupMemberError> {
         let GroupMember { settings, timeline, slos, view, telemetry, clock } = self;
-        let logged = LoggedContext(settings.client_log.clone());
+        let logged = LoggedContext(settings.kafka_session.clone());
         let producer: BaseProducer<LoggedContext> = settings
             .producer_client
             .clone()
@@ -560,7 +566,7 @@ fn prepare(
     let retention = (s.history + RETENTION_BEYOND_HISTORY).as_millis().to_string();
     let create_if_missing = |topic: &str, partitions: i32, settings: &[(&str, &str)]| -> Result<(), String> {
         if partitions_of(topic)? == 0 {
-            crate::delivery::topics::create_topics_with(&s.admin, &[topic], partitions, settings)?;
+            crate::delivery::topics::create_topics_with(&s.admin, &s.kafka_session, &[topic], partitions, settings)?;
         }
         Ok(())
     };

@@ -1,0 +1,160 @@
+//! OAUTHBEARER tokens from a real OAuth 2.0 server: `oauth2-mock-server` (npm, pinned in
+//! tests/identity-provider), serving HTTPS with a certificate the test makes. It grants any client
+//! (it checks no secret) and signs real JWTs with `exp`. Checked: tracewarden's OIDC client gets a
+//! token with the client-credentials grant, sends the scope, takes the expiry from the JWT, trusts
+//! the endpoint only through the CA it is given; and `tracewarden run`'s clients ask for it and
+//! offer it to a broker.
+//!
+//! No broker that can be installed here accepts OAUTHBEARER: Tansu 0.6 offers the mechanism but
+//! refuses every token (its `tansu-auth` validates only PLAIN and SCRAM), so the end-to-end test
+//! shows the token reaching the broker's SASL exchange and the refusal said for what it is.
+//!
+//! Needs node/npm (scripts/test.sh installs the package), `openssl`, and `tansu` for the last test.
+
+#[path = "support/processes.rs"]
+mod processes;
+#[path = "support/tls.rs"]
+mod tls_listener;
+
+use std::collections::BTreeMap;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use tracewarden::kafka_client::oauth::oidc::{ClientCredentials, Settings};
+use tracewarden::kafka_client::oauth::TokenSource;
+
+use processes::{free_port, Broker, Instance, OwnBroker};
+use tls_listener::certificates;
+
+/// The identity provider, listening until dropped.
+struct IdentityProvider {
+    process: Child,
+    /// `https://localhost:{port}/token`.
+    token_endpoint: String,
+    log: PathBuf,
+}
+
+impl IdentityProvider {
+    /// Serves HTTPS with `server` (certificate, key) on a free port.
+    fn start(dir: &std::path::Path, server: &(PathBuf, PathBuf)) -> Self {
+        let package = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/identity-provider");
+        let bin = format!("{package}/node_modules/.bin/oauth2-mock-server");
+        assert!(
+            std::path::Path::new(&bin).exists(),
+            "oauth2-mock-server is not installed: npm ci --prefix tests/identity-provider (scripts/test.sh does)"
+        );
+        let port = free_port();
+        let log = dir.join("identity-provider.log");
+        let process = Command::new(&bin)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-c"])
+            .arg(&server.0)
+            .arg("-k")
+            .arg(&server.1)
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the identity provider never listened: {}", log.display());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        IdentityProvider { process, token_endpoint: format!("https://localhost:{port}/token"), log }
+    }
+}
+
+impl Drop for IdentityProvider {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+fn dir(test: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{test}-{}", std::process::id()))
+}
+
+fn oidc_properties(endpoint: &str, ca: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("sasl.oauthbearer.method", "oidc".into()),
+        ("sasl.oauthbearer.client.id", "tracewarden".into()),
+        ("sasl.oauthbearer.client.secret", "the-client-secret".into()),
+        ("sasl.oauthbearer.token.endpoint.url", endpoint.into()),
+        ("sasl.oauthbearer.scope", "kafka".into()),
+        ("https.ca.location", ca.display().to_string()),
+    ]
+}
+
+fn client_credentials(properties: &[(&str, String)]) -> ClientCredentials {
+    let client: BTreeMap<String, String> = properties.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    ClientCredentials::new(Settings::from_client(&client).unwrap()).unwrap()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+#[test]
+#[ignore = "needs node and oauth2-mock-server: run scripts/test.sh"]
+fn a_token_comes_from_the_identity_provider_with_the_client_credentials_grant() {
+    let dir = dir("oidc-token");
+    let pki = certificates(&dir.join("pki"));
+    let idp = IdentityProvider::start(&dir, &pki.server);
+    let source = client_credentials(&oidc_properties(&idp.token_endpoint, &pki.ca));
+    let before = now_ms();
+    let token = source.fetch(before).unwrap_or_else(|e| panic!("{e}: see {}", idp.log.display()));
+    let payload = token.value.split('.').nth(1).expect("a JWT");
+    let claims: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    assert_eq!(claims["scope"], "kafka", "the scope was asked for: {claims}");
+    let exp = claims["exp"].as_i64().expect("exp") * 1000;
+    assert_eq!(token.expires_at_ms, exp, "the expiry is the JWT's");
+    assert!(exp > before, "not expired");
+    assert_eq!(token.principal, "tracewarden", "no sub claim: the client id");
+}
+
+#[test]
+#[ignore = "needs node and oauth2-mock-server: run scripts/test.sh"]
+fn an_identity_provider_the_ca_does_not_vouch_for_is_not_asked() {
+    let dir = dir("oidc-untrusted");
+    let pki = certificates(&dir.join("pki"));
+    let other = certificates(&dir.join("other"));
+    let idp = IdentityProvider::start(&dir, &pki.server);
+    let source = client_credentials(&oidc_properties(&idp.token_endpoint, &other.ca));
+    let refused = source.fetch(now_ms()).err().expect("an untrusted endpoint gives no token").to_string();
+    assert!(refused.contains(&idp.token_endpoint) && refused.contains("TLS"), "{refused}");
+    assert!(!refused.contains("the-client-secret"), "{refused}");
+}
+
+/// `tracewarden run` with OAUTHBEARER from the identity provider: every client asks
+/// tracewarden's token source, the token reaches the broker's SASL exchange (Tansu refuses it:
+/// module header), and the log says the broker refused the authentication, not that no token
+/// could be had; the secret is never printed.
+#[test]
+#[ignore = "needs node, oauth2-mock-server and tansu: run scripts/test.sh"]
+fn run_offers_the_providers_token_to_the_broker() {
+    let dir = dir("oidc-run");
+    let pki = certificates(&dir.join("pki"));
+    let idp = IdentityProvider::start(&dir, &pki.server);
+    let tansu = OwnBroker::authenticating(None, &[]);
+    let mut security: Vec<(String, String)> =
+        vec![("security.protocol".into(), "SASL_PLAINTEXT".into()), ("sasl.mechanisms".into(), "OAUTHBEARER".into())];
+    security.extend(oidc_properties(&idp.token_endpoint, &pki.ca).into_iter().map(|(k, v)| (k.to_string(), v)));
+    let broker = Broker { brokers: tansu.brokers.clone(), name: format!("oidc-run-{}", std::process::id()), security };
+    let mut instance = Instance::spawn(&broker, "oauthbearer", &[]);
+    let log = || std::fs::read_to_string(&instance.log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !log().contains("the broker refused the SASL authentication") {
+        assert!(Instant::now() < deadline, "the broker's refusal was never said: {}", log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let said = log();
+    assert!(said.contains("OAUTHBEARER tokens come from") && said.contains(&idp.token_endpoint), "{said}");
+    assert!(said.contains("SASL_PLAINTEXT/OAUTHBEARER"), "the refusal names the mechanism: {said}");
+    assert!(!said.contains("no OAUTHBEARER token could be had"), "the token was had: {said}");
+    assert!(!said.contains("the-client-secret"), "the secret is never printed: {said}");
+    instance.kill9();
+}
