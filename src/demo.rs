@@ -244,14 +244,13 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     let progress = Arc::new(GenerateProgress::default());
     let generator = {
         let settings = GenerateSettings {
-            brokers: brokers.clone(),
+            kafka: crate::kafka_client::KafkaConfig { brokers: brokers.clone(), ..Default::default() },
             topic: config.kafka.input_topics[0].clone(),
             rate: options.rate,
             duration: None,
             encoding: Encoding::OtlpProto,
             profile: TrafficProfile::default(),
             seed: 7,
-            client: Vec::new(),
         };
         let (faults, stop, progress) = (faults.clone(), stop_generator.clone(), progress.clone());
         std::thread::spawn(move || crate::generate::run(&settings, faults, stop, progress))

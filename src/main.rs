@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 use tracewarden::clock::SystemClock;
 use tracewarden::config::{Config, LogFormat};
 use tracewarden::generate::{GenerateProgress, GenerateSettings, TrafficProfile};
+use tracewarden::kafka_client::KafkaConfig;
 use tracewarden::model::Encoding;
 
 /// mimalloc instead of glibc's allocator: per-thread heaps keep freed pages for reuse, where
@@ -70,9 +71,13 @@ enum Command {
     },
     /// Produce PetClinic-like traffic to a real Kafka.
     Generate {
-        /// Bootstrap servers.
+        /// Bootstrap servers; default: the configuration's `kafka.brokers`.
         #[arg(long)]
-        brokers: String,
+        brokers: Option<String>,
+        /// Reach Kafka as `run` does with this file: its `[kafka]` brokers, `[kafka.client]`
+        /// (TLS, SASL, OIDC) and `[kafka.aws_msk_iam]`.
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[arg(long, default_value = "otlp_spans")]
         topic: String,
         /// Spans per second.
@@ -159,17 +164,32 @@ fn main() -> ExitCode {
             };
             exit(runtime().and_then(|rt| rt.block_on(async { Ok(tracewarden::demo::run(options).await?) })))
         }
-        Command::Generate { brokers, topic, rate, duration, encoding, fault_rate, seed } => {
+        Command::Generate { brokers, config, topic, rate, duration, encoding, fault_rate, seed } => {
             init_logging("info", LogFormat::Pretty);
+            let mut kafka = match config.as_deref().map(|file| Config::load(Some(file))) {
+                None => KafkaConfig::default(),
+                Some(Ok(config)) => config.kafka,
+                Some(Err(e)) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match brokers {
+                Some(brokers) => kafka.brokers = brokers,
+                None if config.is_none() => {
+                    eprintln!("error: --brokers or --config is needed");
+                    return ExitCode::from(1);
+                }
+                None => {}
+            }
             let settings = GenerateSettings {
-                brokers,
+                kafka,
                 topic,
                 rate,
                 duration,
                 encoding,
                 profile: TrafficProfile { fault_rate, ..TrafficProfile::default() },
                 seed,
-                client: Vec::new(),
             };
             exit(runtime().and_then(|rt| rt.block_on(generate(settings))))
         }

@@ -38,17 +38,12 @@ struct IdentityProvider {
 }
 
 impl IdentityProvider {
-    /// Serves HTTPS with `server` (certificate, key) on a free port.
+    /// Serves HTTPS with `server` (certificate, key) on a free port, tokens valid an hour.
     fn start(dir: &std::path::Path, server: &(PathBuf, PathBuf)) -> Self {
-        let package = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/identity-provider");
-        let bin = format!("{package}/node_modules/.bin/oauth2-mock-server");
-        assert!(
-            std::path::Path::new(&bin).exists(),
-            "oauth2-mock-server is not installed: npm ci --prefix tests/identity-provider (scripts/test.sh does)"
-        );
+        let bin = format!("{PACKAGE}/node_modules/.bin/oauth2-mock-server");
         let port = free_port();
         let log = dir.join("identity-provider.log");
-        let process = Command::new(&bin)
+        let process = Command::new(installed(&bin))
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-c"])
             .arg(&server.0)
             .arg("-k")
@@ -57,6 +52,36 @@ impl IdentityProvider {
             .stderr(Stdio::null())
             .spawn()
             .expect("node");
+        Self::listening(process, port, log)
+    }
+
+    /// The same server with tokens valid `lifetime` seconds (tests/identity-provider/short-lived.mjs),
+    /// logging each token it issues.
+    fn short_lived(dir: &std::path::Path, server: &(PathBuf, PathBuf), lifetime: u32) -> Self {
+        installed(&format!("{PACKAGE}/node_modules/.bin/oauth2-mock-server"));
+        let log = dir.join("identity-provider.log");
+        let process = Command::new("node")
+            .arg(format!("{PACKAGE}/short-lived.mjs"))
+            .arg(&server.0)
+            .arg(&server.1)
+            .arg(lifetime.to_string())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let port = loop {
+            let said = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(port) = said.lines().find_map(|l| l.strip_prefix("listening ")?.trim().parse::<u16>().ok()) {
+                break port;
+            }
+            assert!(Instant::now() < deadline, "the identity provider never listened: {said}");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        Self::listening(process, port, log)
+    }
+
+    fn listening(process: Child, port: u16, log: PathBuf) -> Self {
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "the identity provider never listened: {}", log.display());
@@ -64,6 +89,33 @@ impl IdentityProvider {
         }
         IdentityProvider { process, token_endpoint: format!("https://localhost:{port}/token"), log }
     }
+
+    /// The tokens issued so far (short-lived server): (issued, expires), in ms since the epoch.
+    fn issued(&self) -> Vec<(i64, i64)> {
+        let said = std::fs::read_to_string(&self.log).unwrap_or_default();
+        said.lines()
+            .filter_map(|l| {
+                let mut words = l.split_whitespace();
+                match (words.next(), words.next(), words.next(), words.next()) {
+                    (Some("issued"), Some(at), Some("expires"), Some(end)) => {
+                        Some((at.parse().ok()?, end.parse().ok()?))
+                    }
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+}
+
+const PACKAGE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/identity-provider");
+
+/// `bin`, which must exist.
+fn installed(bin: &str) -> &str {
+    assert!(
+        std::path::Path::new(bin).exists(),
+        "oauth2-mock-server is not installed: npm ci --prefix tests/identity-provider (scripts/test.sh does)"
+    );
+    bin
 }
 
 impl Drop for IdentityProvider {
@@ -129,6 +181,17 @@ fn an_identity_provider_the_ca_does_not_vouch_for_is_not_asked() {
     assert!(!refused.contains("the-client-secret"), "{refused}");
 }
 
+/// `tracewarden run` on Tansu requiring authentication, its clients taking OAUTHBEARER tokens
+/// from `idp` (trusted through `ca`).
+fn oauthbearer_instance(test: &str, idp: &IdentityProvider, ca: &std::path::Path) -> (Instance, OwnBroker) {
+    let tansu = OwnBroker::authenticating(None, &[]);
+    let mut security: Vec<(String, String)> =
+        vec![("security.protocol".into(), "SASL_PLAINTEXT".into()), ("sasl.mechanisms".into(), "OAUTHBEARER".into())];
+    security.extend(oidc_properties(&idp.token_endpoint, ca).into_iter().map(|(k, v)| (k.to_string(), v)));
+    let broker = Broker { brokers: tansu.brokers.clone(), name: format!("{test}-{}", std::process::id()), security };
+    (Instance::spawn(&broker, "oauthbearer", &[]), tansu)
+}
+
 /// `tracewarden run` with OAUTHBEARER from the identity provider: every client asks
 /// tracewarden's token source, the token reaches the broker's SASL exchange (Tansu refuses it:
 /// module header), and the log says the broker refused the authentication, not that no token
@@ -139,12 +202,7 @@ fn run_offers_the_providers_token_to_the_broker() {
     let dir = dir("oidc-run");
     let pki = certificates(&dir.join("pki"));
     let idp = IdentityProvider::start(&dir, &pki.server);
-    let tansu = OwnBroker::authenticating(None, &[]);
-    let mut security: Vec<(String, String)> =
-        vec![("security.protocol".into(), "SASL_PLAINTEXT".into()), ("sasl.mechanisms".into(), "OAUTHBEARER".into())];
-    security.extend(oidc_properties(&idp.token_endpoint, &pki.ca).into_iter().map(|(k, v)| (k.to_string(), v)));
-    let broker = Broker { brokers: tansu.brokers.clone(), name: format!("oidc-run-{}", std::process::id()), security };
-    let mut instance = Instance::spawn(&broker, "oauthbearer", &[]);
+    let (mut instance, _tansu) = oauthbearer_instance("oidc-run", &idp, &pki.ca);
     let log = || std::fs::read_to_string(&instance.log).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !log().contains("the broker refused the SASL authentication") {
@@ -157,4 +215,32 @@ fn run_offers_the_providers_token_to_the_broker() {
     assert!(!said.contains("no OAUTHBEARER token could be had"), "the token was had: {said}");
     assert!(!said.contains("the-client-secret"), "the secret is never printed: {said}");
     instance.kill9();
+}
+
+/// Tokens valid 6 s: `run`'s clients come back for a new one before the last expires, every
+/// client of the instance on one token at a time (one request per refresh, not one per client).
+#[test]
+#[ignore = "needs node, oauth2-mock-server and tansu: run scripts/test.sh"]
+fn tokens_are_refreshed_before_they_expire() {
+    let dir = dir("oidc-refresh");
+    let pki = certificates(&dir.join("pki"));
+    let idp = IdentityProvider::short_lived(&dir, &pki.server, 6);
+    let (mut instance, _tansu) = oauthbearer_instance("oidc-refresh", &idp, &pki.ca);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while idp.issued().len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "fewer than 3 tokens in 30 s: {:?} (see {})",
+            idp.issued(),
+            instance.log.display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    instance.kill9();
+    let issued = idp.issued();
+    for pair in issued.windows(2) {
+        let ((_, expires), (next, _)) = (pair[0], pair[1]);
+        assert!(next < expires, "a token was fetched only after the last one expired: {issued:?}");
+        assert!(next - pair[0].0 >= 1_000, "tokens fetched at once (one per client?): {issued:?}");
+    }
 }

@@ -33,7 +33,9 @@ use crate::model::Encoding;
 /// Settings of a generator run.
 #[derive(Clone, Debug)]
 pub struct GenerateSettings {
-    pub brokers: String,
+    /// The brokers and how to reach them: `brokers`, `[kafka.client]` (TLS, SASL, OIDC) and
+    /// `[kafka.aws_msk_iam]`, as `run` takes them; the topics of it are not used.
+    pub kafka: KafkaConfig,
     pub topic: String,
     /// Target spans per second.
     pub rate: f64,
@@ -42,8 +44,6 @@ pub struct GenerateSettings {
     pub encoding: Encoding,
     pub profile: TrafficProfile,
     pub seed: u64,
-    /// Extra librdkafka properties.
-    pub client: Vec<(String, String)>,
 }
 
 /// Live counters of a generator run.
@@ -80,20 +80,16 @@ pub fn run(
     stop: Arc<AtomicBool>,
     progress: Arc<GenerateProgress>,
 ) -> Result<(), GenerateError> {
+    let kafka = &settings.kafka;
     let mut client = ClientConfig::new();
-    client.set("bootstrap.servers", &settings.brokers).set("linger.ms", "10");
-    // The client properties as `run` takes them: the same OIDC token source, trust defaults.
-    let kafka = KafkaConfig {
-        brokers: settings.brokers.clone(),
-        client: settings.client.iter().cloned().collect(),
-        ..KafkaConfig::default()
-    };
-    let client = with_client_properties(client, &kafka, false);
-    let session = KafkaSession::for_kafka(&kafka).map_err(|e| GenerateError::Tokens(e.to_string()))?;
+    client.set("bootstrap.servers", &kafka.brokers).set("linger.ms", "10");
+    // The client properties as `run` takes them: the same token sources, trust defaults.
+    let client = with_client_properties(client, kafka, false);
+    let session = KafkaSession::for_kafka(kafka).map_err(|e| GenerateError::Tokens(e.to_string()))?;
     let producer: ThreadedProducer<LoggedContext> = client
         .create_with_context(LoggedContext(session))
         .map_err(crate::kafka_client::redact)
-        .map_err(|source| GenerateError::Producer { brokers: settings.brokers.clone(), source })?;
+        .map_err(|source| GenerateError::Producer { brokers: kafka.brokers.clone(), source })?;
     let mut clinic = PetClinic::new(settings.seed, settings.profile.clone());
     let started = Instant::now();
     let mut produced_spans = 0f64;

@@ -792,7 +792,7 @@ fn wait_for_brokers<C: ConsumerContext>(
     // Since when every attempt has met a refused SASL authentication.
     let mut refused_since: Option<Instant> = None;
     loop {
-        match check_topics(consumer, settings) {
+        match check_topics_serving_events(consumer, settings) {
             Ok(check) => return Ok(Some(check)),
             Err(SourceError::Metadata { source, .. }) if classify(&source) == ErrorClass::Retriable => {
                 let resume = Instant::now() + METADATA_RETRY;
@@ -822,6 +822,26 @@ fn wait_for_brokers<C: ConsumerContext>(
             return Ok(None);
         }
     }
+}
+
+/// [`check_topics`], with the client's events served meanwhile (nothing is subscribed yet, so
+/// nothing else polls it): an OAUTHBEARER token is asked for when the client is made, and the
+/// metadata request cannot connect before it is there; refusals are logged as they come.
+fn check_topics_serving_events<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    settings: &SourceSettings,
+) -> Result<TopicCheck, SourceError> {
+    let checked = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !checked.load(Ordering::SeqCst) {
+                let _ = consumer.poll(Duration::from_millis(50));
+            }
+        });
+        let result = check_topics(consumer, settings);
+        checked.store(true, Ordering::SeqCst);
+        result
+    })
 }
 
 /// What the broker's metadata says of the topics this instance needs.
