@@ -74,7 +74,7 @@ step "tests (unit, property, Kafka mock cluster and real broker, CLI and demo; b
 # as ignored, not passed; here the broker above is running, so every test runs.
 mkdir -p target
 set +e
-cargo test --all-targets --locked -- --include-ignored 2>&1 | tee target/test-output.log
+cargo test --all-targets --locked --no-fail-fast -- --include-ignored 2>&1 | tee target/test-output.log
 status=${PIPESTATUS[0]}
 set -e
 

@@ -221,11 +221,6 @@ impl SpanFacts {
         };
         Self { role, outcome: Outcome::of(span), excluded: None }
     }
-
-    /// Whether the span counts as a request or a dependency call in the metrics and SLOs.
-    pub fn is_measured(&self) -> bool {
-        self.role != Role::Internal && self.excluded.is_none()
-    }
 }
 
 /// What a dependency call reaches, when it is not an instrumented service (investigation.md).

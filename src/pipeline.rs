@@ -224,7 +224,7 @@ impl MessageHandler for Worker {
         let now = self.clock.now();
         self.path.expire(now, &mut self.effects);
         self.apply(None);
-        self.delivery.settle();
+        self.delivery.serve_answers();
         if self.slo_exchange.as_ref().is_some_and(|e| e.publish_due()) {
             self.publish_slo_counts();
         }
@@ -307,7 +307,7 @@ impl MessageHandler for Worker {
         self.publish_points();
         // Held until the revoked partitions are committed: the commit stops before them.
         let handed_over = self.path.hand_over(|source| revoked(source.partition), now);
-        let commits = self.settle(groups, Some(&indices));
+        let commits = self.flush_for_commit(groups, Some(&indices));
         drop(handed_over);
         self.delivery.forget(&indices);
         if let Some(exchange) = &mut self.slo_exchange {
@@ -325,7 +325,7 @@ impl MessageHandler for Worker {
         self.apply(None);
         self.publish_slo_counts();
         self.publish_points();
-        let commits = self.settle(groups, None);
+        let commits = self.flush_for_commit(groups, None);
         self.publish_gauges();
         commits
     }
@@ -334,7 +334,7 @@ impl MessageHandler for Worker {
 impl Worker {
     /// Writes every record out and returns the positions to commit (of `only` when given);
     /// exactly-once, commits them in transactions and returns none.
-    fn settle(&mut self, groups: &TransactionGroups<'_>, only: Option<&[u32]>) -> Vec<Commit> {
+    fn flush_for_commit(&mut self, groups: &TransactionGroups<'_>, only: Option<&[u32]>) -> Vec<Commit> {
         if self.delivery.is_exactly_once() {
             self.delivery.flush_transactions(groups, FLUSH_TIMEOUT);
             return Vec::new();

@@ -10,7 +10,6 @@ mod processes;
 
 use processes::*;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -410,10 +409,8 @@ fn two_instances_answer_as_one_instance_with_the_whole_input() {
     let trace_id = kept["traces"][0]["traceId"].as_str().expect("a kept trace").to_string();
     let held_by = kept["traces"][0]["heldBy"].as_str().expect("heldBy").to_string();
     let other = if held_by.ends_with(&first.http) { &second } else { &first };
-    let mut stream = TcpStream::connect(&other.http).unwrap();
-    write!(stream, "GET /api/traces/{trace_id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    let answer = http::request(&other.http, "GET", &format!("/api/traces/{trace_id}"), &[], b"").unwrap();
+    let response = answer.head;
     assert!(response.starts_with("HTTP/1.1 307"), "{response}");
     assert!(response.contains(&format!("location: {held_by}/api/traces/{trace_id}")), "{response}");
     drop((first, second, alone));

@@ -1,6 +1,6 @@
 //! The binary as a user runs it: `check-config` and `demo` with its HTTP endpoints.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -60,23 +60,20 @@ fn get_with(addr: &str, path: &str, headers: &str) -> (u16, String) {
 }
 
 fn request(addr: &str, method: &str, path: &str, headers: &str) -> (u16, String) {
-    let response = raw_request(addr, method, path, headers);
-    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
+    let answer = answer(addr, method, path, headers);
+    (answer.status, answer.text())
 }
 
-/// The whole answer to a request, head and body.
+/// The answer to a request; `headers` as written on the wire (each line ending in CRLF).
+fn answer(addr: &str, method: &str, path: &str, headers: &str) -> common::http::Answer {
+    let lines: Vec<&str> = headers.split("\r\n").filter(|l| !l.is_empty()).collect();
+    common::http::request(addr, method, path, &lines, b"").expect("the server answers")
+}
+
+/// The whole answer to a request as text, head and body.
 fn raw_request(addr: &str, method: &str, path: &str, headers: &str) -> String {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
+    let answer = answer(addr, method, path, headers);
+    format!("{}\r\n\r\n{}", answer.head, answer.text())
 }
 
 /// Starts `tracewarden demo` with `extra` arguments; returns the process and its HTTP address,

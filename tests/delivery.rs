@@ -25,7 +25,7 @@ fn received(pipeline: &tracewarden::pipeline::Pipeline) -> f64 {
 /// A started pipeline that has read one trace (`t`), buffered and not yet decided.
 fn one_trace_read(group: &str, t: u8) -> (Harness, tracewarden::pipeline::Pipeline) {
     let harness = Harness::new(group);
-    harness.cluster.create_topic("sampled_spans", PARTITIONS, 1).unwrap();
+    harness.cluster().create_topic("sampled_spans", PARTITIONS, 1).unwrap();
     let pipeline = harness.start();
     let (key, payload) = trace(t);
     harness.produce(&key, &payload);
@@ -38,7 +38,7 @@ fn a_retriable_produce_failure_is_retried_after_its_backoff_and_loses_nothing() 
     let mut harness = Harness::new("delivery-retriable");
     // Our layer sees each broker error (librdkafka would otherwise retry on its own).
     harness.config.kafka.client.insert("message.send.max.retries".into(), "0".into());
-    harness.cluster.create_topic("sampled_spans", PARTITIONS, 1).unwrap();
+    harness.cluster().create_topic("sampled_spans", PARTITIONS, 1).unwrap();
     let pipeline = harness.start();
     let (key, payload) = trace(1);
     harness.produce_to(0, &key, &payload);
@@ -48,7 +48,7 @@ fn a_retriable_produce_failure_is_retried_after_its_backoff_and_loses_nothing() 
     // every producer of the process, the snapshot exchange's too, so they are many rather than
     // counted: which producer meets which one depends on timing.)
     let retriable = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 1000];
-    harness.cluster.request_errors(RDKafkaApiKey::Produce, &retriable);
+    harness.cluster().request_errors(RDKafkaApiKey::Produce, &retriable);
     harness.advance(Duration::from_secs(5));
     let retries = || metric(&pipeline, "tracewarden_forward_retries_total", &[]).unwrap_or(0.0);
     wait_for("the first failure", || retries() == 1.0);
@@ -56,11 +56,11 @@ fn a_retriable_produce_failure_is_retried_after_its_backoff_and_loses_nothing() 
     wait_for("the trace's partition to pause", || waiting() == Some(1.0));
     // Only that partition waits: another one is still read. (This test's producer meets the
     // injected errors too: they are set aside while it writes, then put back.)
-    harness.cluster.clear_request_errors(RDKafkaApiKey::Produce);
+    harness.cluster().clear_request_errors(RDKafkaApiKey::Produce);
     let (other_key, other_payload) = trace(2);
     harness.produce_to(1, &other_key, &other_payload);
     wait_for("a message on another partition to be read", || received(&pipeline) == 2.0);
-    harness.cluster.request_errors(RDKafkaApiKey::Produce, &retriable);
+    harness.cluster().request_errors(RDKafkaApiKey::Produce, &retriable);
     // The clock has not moved: no attempt before the 100 ms backoff, however long we wait.
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(retries(), 1.0, "not sent again before its backoff");
@@ -70,7 +70,7 @@ fn a_retriable_produce_failure_is_retried_after_its_backoff_and_loses_nothing() 
     wait_for("the third failure", || retries() == 3.0);
     // The backoff doubles: nothing is sent before 400 ms more, so clearing the errors now lets
     // the next attempt through.
-    harness.cluster.clear_request_errors(RDKafkaApiKey::Produce);
+    harness.cluster().clear_request_errors(RDKafkaApiKey::Produce);
     harness.advance(Duration::from_millis(400));
     wait_for("the trace forwarded", || metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(1.0));
     assert_eq!(retries(), 3.0, "one retry per failed attempt");
@@ -90,7 +90,7 @@ fn a_retriable_produce_failure_is_retried_after_its_backoff_and_loses_nothing() 
 fn a_record_too_large_even_split_is_reported_once_and_the_partition_moves_on() {
     let mut harness = Harness::new("delivery-too-large");
     harness.config.kafka.client.insert("message.max.bytes".into(), "4000".into());
-    harness.cluster.create_topic("sampled_spans", PARTITIONS, 1).unwrap();
+    harness.cluster().create_topic("sampled_spans", PARTITIONS, 1).unwrap();
     let pipeline = harness.start();
     // One span bigger than message.max.bytes: no split can make it fit.
     let huge = "x".repeat(6_000);
@@ -124,11 +124,11 @@ fn an_authorization_failure_is_not_retried() {
     let (harness, pipeline) = one_trace_read("delivery-unauthorized", 3);
     // Many, as the snapshot exchange's producer may meet some (see above).
     let unauthorized = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 50];
-    harness.cluster.request_errors(RDKafkaApiKey::Produce, &unauthorized);
+    harness.cluster().request_errors(RDKafkaApiKey::Produce, &unauthorized);
     harness.advance(Duration::from_secs(5));
     let failures = || metric(&pipeline, "tracewarden_forward_failures_total", &[("destination", "output")]);
     wait_for("the record abandoned", || failures() == Some(1.0));
-    harness.cluster.clear_request_errors(RDKafkaApiKey::Produce);
+    harness.cluster().clear_request_errors(RDKafkaApiKey::Produce);
     for _ in 0..5 {
         harness.advance(Duration::from_secs(30));
     }
@@ -148,7 +148,7 @@ fn a_refused_commit_is_made_again_after_the_partition_went_quiet() {
     // Held until decided: the position committed is the message's own.
     wait_for("the held position committed", || harness.committed().contains(&0));
     let refused = RDKafkaRespErr::RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE;
-    harness.cluster.request_errors(RDKafkaApiKey::OffsetCommit, &[refused, refused]);
+    harness.cluster().request_errors(RDKafkaApiKey::OffsetCommit, &[refused, refused]);
     // Decided and forwarded: the position moves past the message, and that is the last it moves.
     harness.advance(Duration::from_secs(5));
     wait_for("the trace forwarded", || metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(1.0));
@@ -168,7 +168,7 @@ fn an_aborted_transaction_is_written_again_by_the_next() {
     let mut harness = Harness::new("delivery-abort");
     harness.config.kafka.exactly_once = true;
     harness.config.kafka.transactional_id = Some("delivery-abort".into());
-    harness.cluster.create_topic("sampled_spans", PARTITIONS, 1).unwrap();
+    harness.cluster().create_topic("sampled_spans", PARTITIONS, 1).unwrap();
     let pipeline = harness.start();
     let traces: Vec<(String, bytes::Bytes)> = (1..=6).map(trace).collect();
     harness.produce_all(&traces);
@@ -177,7 +177,7 @@ fn an_aborted_transaction_is_written_again_by_the_next() {
     // cleared, and while the injected clock stands still a failed transaction's backoff keeps
     // the next from starting.
     harness
-        .cluster
+        .cluster()
         .request_errors(RDKafkaApiKey::TxnOffsetCommit, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION; 100]);
     let aborted = || metric(&pipeline, "tracewarden_transactions_total", &[("result", "aborted")]).unwrap_or(0.0);
     // The traces are decided and staged; the next transaction carries them, and is aborted.
@@ -185,7 +185,7 @@ fn an_aborted_transaction_is_written_again_by_the_next() {
     wait_for("a transaction with the traces aborted", || aborted() >= 1.0);
     let forwarded = metric(&pipeline, "tracewarden_traces_forwarded_total", &[]).unwrap_or(0.0);
     assert_eq!(forwarded, 0.0, "nothing committed yet");
-    harness.cluster.clear_request_errors(RDKafkaApiKey::TxnOffsetCommit);
+    harness.cluster().clear_request_errors(RDKafkaApiKey::TxnOffsetCommit);
     harness.advance(Duration::from_secs(1));
     wait_for("every trace forwarded", || metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(6.0));
     let output = harness.read_all("sampled_spans", 6);

@@ -3,8 +3,8 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,8 +37,8 @@ fn start_bounded(harness: &Harness, ack_timeout: Duration, max_in_flight_bytes: 
 
 /// The receivers with `otlp`'s settings (the addresses and request limit are the test's).
 fn start_with(harness: &Harness, otlp: OtlpIngestConfig) -> Receivers {
-    harness.cluster.create_topic("xray_segments", 2, 1).unwrap();
-    harness.cluster.create_topic("tracewarden_dead_letters", 1, 1).unwrap();
+    harness.cluster().create_topic("xray_segments", 2, 1).unwrap();
+    harness.cluster().create_topic("tracewarden_dead_letters", 1, 1).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let ingest = IngestConfig {
         otlp: Some(OtlpIngestConfig {
@@ -66,20 +66,11 @@ fn start_with(harness: &Harness, otlp: OtlpIngestConfig) -> Receivers {
 
 /// POSTs `body` to `/v1/traces`; the status, the headers and the body of the answer.
 fn post(addr: SocketAddr, content_type: &str, extra_headers: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "POST /v1/traces HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\n{extra_headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    stream.write_all(body).unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&response[..split]).to_string();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, head, response[split + 4..].to_vec())
+    let content_type = format!("Content-Type: {content_type}");
+    let mut headers = vec![content_type.as_str()];
+    headers.extend(extra_headers.split("\r\n").filter(|l| !l.is_empty()));
+    let answer = common::http::request(&addr.to_string(), "POST", "/v1/traces", &headers, body).expect("an answer");
+    (answer.status, answer.head, answer.body)
 }
 
 fn span(trace: u8, id: u8) -> Span {
@@ -175,12 +166,12 @@ fn otlp_http_answers_503_while_kafka_refuses() {
     let harness = Harness::new("ingest-unavailable");
     let receivers = start(&harness, Duration::from_secs(2));
     let refused = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 200];
-    harness.cluster.request_errors(RDKafkaApiKey::Produce, &refused);
+    harness.cluster().request_errors(RDKafkaApiKey::Produce, &refused);
     let body = request(vec![span(9, 9)]).encode_to_vec();
     let (status, head, _) = post(receivers.otlp, "application/x-protobuf", "", &body);
     assert_eq!(status, 503);
     assert!(head.to_ascii_lowercase().contains("retry-after: 5"), "{head}");
-    harness.cluster.clear_request_errors(RDKafkaApiKey::Produce);
+    harness.cluster().clear_request_errors(RDKafkaApiKey::Produce);
     let (status, _, _) = post(receivers.otlp, "application/x-protobuf", "", &body);
     assert_eq!(status, 200);
     assert_eq!(
@@ -214,7 +205,7 @@ fn otlp_grpc_splits_by_trace_and_answers_unavailable_while_kafka_refuses() {
     assert_eq!(records[0].key.as_deref(), Some("04".repeat(16).as_bytes()));
 
     let refused = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 200];
-    harness.cluster.request_errors(RDKafkaApiKey::Produce, &refused);
+    harness.cluster().request_errors(RDKafkaApiKey::Produce, &refused);
     let answer = client_runtime.block_on(async {
         let mut client = TraceServiceClient::connect(endpoint).await.unwrap();
         client.export(request(vec![span(6, 1)])).await
@@ -255,7 +246,7 @@ fn otlp_requests_past_the_in_flight_bound_are_refused_at_once() {
     let harness = Harness::new("ingest-in-flight");
     let receivers = start_bounded(&harness, Duration::from_secs(10), 4096);
     let refused = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 500];
-    harness.cluster.request_errors(RDKafkaApiKey::Produce, &refused);
+    harness.cluster().request_errors(RDKafkaApiKey::Produce, &refused);
     // Fourteen traces: fourteen messages, each repeating the resource and scope, near the bound.
     let large = request((1..=14).map(|t| Span { name: "x".repeat(200), ..span(t, 1) }).collect()).encode_to_vec();
     assert!(large.len() < 4096, "within max_request_bytes: {}", large.len());
@@ -275,7 +266,7 @@ fn otlp_requests_past_the_in_flight_bound_are_refused_at_once() {
     assert!(message.contains("ingest.otlp.max_in_flight_bytes"), "{message}");
     assert_eq!(waiting.join().unwrap(), 503, "Kafka never acknowledged the first");
     assert_eq!(gauge(&receivers.registry, "tracewarden_ingest_in_flight_bytes"), 0.0, "its bytes are given back");
-    harness.cluster.clear_request_errors(RDKafkaApiKey::Produce);
+    harness.cluster().clear_request_errors(RDKafkaApiKey::Produce);
     let (status, _, _) = post(receivers.otlp, "application/x-protobuf", "", &small);
     assert_eq!(status, 200);
 }

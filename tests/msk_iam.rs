@@ -5,6 +5,8 @@
 //!
 //! Needs python3 with botocore (scripts/test.sh installs it).
 
+#![cfg(feature = "aws-msk-iam")]
+
 use std::process::Command;
 
 use aws_credential_types::provider::SharedCredentialsProvider;

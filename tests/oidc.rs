@@ -13,8 +13,6 @@
 
 #[path = "support/processes.rs"]
 mod processes;
-#[path = "support/tls.rs"]
-mod tls_listener;
 
 use std::collections::BTreeMap;
 use std::net::TcpStream;
@@ -26,8 +24,8 @@ use base64::Engine as _;
 use tracewarden::kafka_client::oauth::oidc::{ClientCredentials, Settings};
 use tracewarden::kafka_client::oauth::TokenSource;
 
+use processes::tls::certificates;
 use processes::{free_port, Broker, Instance, OwnBroker};
-use tls_listener::certificates;
 
 /// The identity provider, listening until dropped.
 struct IdentityProvider {

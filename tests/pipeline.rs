@@ -364,7 +364,7 @@ fn missing_input_topic_is_named() {
 
 #[test]
 fn unkeyed_input_is_repartitioned_so_traces_assemble_whole() {
-    unkeyed_input_is_repartitioned(false);
+    unkeyed_input_is_repartitioned(false, false);
 }
 
 /// `kafka.exactly_once`: every record — re-keyed spans and kept traces here, SLO counts, alerts
@@ -376,15 +376,41 @@ fn unkeyed_input_is_repartitioned_so_traces_assemble_whole() {
 /// aborted records nor stores transactional offsets.
 #[test]
 fn exactly_once_writes_every_record_in_transactions() {
-    unkeyed_input_is_repartitioned(true);
+    unkeyed_input_is_repartitioned(true, false);
 }
 
-fn unkeyed_input_is_repartitioned(exactly_once: bool) {
-    let mut harness = Harness::new(if exactly_once { "exactly-once" } else { "repartition" });
+/// Both guarantees over TLS: the same run with every client — the pipeline's consumers,
+/// producers (transactional ones included) and the test's own — reaching the broker only
+/// through a real TLS listener (stunnel4, certificates made by the test).
+#[test]
+#[ignore = "needs stunnel4 and openssl: run scripts/test.sh"]
+fn at_least_once_holds_over_tls() {
+    unkeyed_input_is_repartitioned(false, true);
+}
+
+#[test]
+#[ignore = "needs stunnel4 and openssl: run scripts/test.sh"]
+fn exactly_once_holds_over_tls() {
+    unkeyed_input_is_repartitioned(true, true);
+}
+
+fn unkeyed_input_is_repartitioned(exactly_once: bool, tls: bool) {
+    let name = match (exactly_once, tls) {
+        (true, false) => "exactly-once",
+        (false, false) => "repartition",
+        (true, true) => "exactly-once-tls",
+        (false, true) => "repartition-tls",
+    };
+    let mut harness = if tls {
+        let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+        Harness::over_tls(name, 1, &dir)
+    } else {
+        Harness::new(name)
+    };
     harness.config.kafka.input_keyed_by_trace = false;
     harness.config.kafka.exactly_once = exactly_once;
     // The mock cluster does not serve CreateTopics (a real broker does: tracewarden creates it).
-    harness.cluster.create_topic(&harness.config.kafka.repartition_topic(), PARTITIONS, 1).unwrap();
+    harness.cluster().create_topic(&harness.config.kafka.repartition_topic(), PARTITIONS, 1).unwrap();
     let pipeline = harness.start();
     // Every message mixes halves of two traces, under keys unrelated to traces: without the
     // repartition step the halves would land on different partitions.
@@ -413,6 +439,10 @@ fn unkeyed_input_is_repartitioned(exactly_once: bool) {
     assert_eq!(metric(&pipeline, "tracewarden_requests_total", &labels("customers", "GET /owners/{id}")), Some(12.0));
     let dep = FRONTEND_TO_CUSTOMERS;
     assert_eq!(metric(&pipeline, "tracewarden_dependency_requests_total", &dep), Some(12.0), "resolved across halves");
+    if tls {
+        let connections = harness.tls_connections().unwrap_or(0);
+        assert!(connections >= 3, "the clients went through the TLS listener ({connections} connections)");
+    }
     let transactions = metric(&pipeline, "tracewarden_transactions_total", &[("result", "committed")]);
     if exactly_once {
         assert!(transactions.is_some_and(|n| n >= 2.0), "records went out in transactions: {transactions:?}");
@@ -430,19 +460,19 @@ fn a_stalled_output_pauses_consumption_and_loses_nothing() {
     use rdkafka::mocking::MockCoordinator;
     let mut harness = Harness::with_brokers("backpressure", 2);
     // Input and the group on broker 1; the output topic on broker 2, which goes down.
-    harness.cluster.coordinator(MockCoordinator::Group("backpressure".into()), 1).unwrap();
-    harness.cluster.create_topic("sampled_spans", PARTITIONS, 1).unwrap();
-    harness.cluster.create_topic("tracewarden_dead_letters", PARTITIONS, 1).unwrap();
+    harness.cluster().coordinator(MockCoordinator::Group("backpressure".into()), 1).unwrap();
+    harness.cluster().create_topic("sampled_spans", PARTITIONS, 1).unwrap();
+    harness.cluster().create_topic("tracewarden_dead_letters", PARTITIONS, 1).unwrap();
     for p in 0..PARTITIONS {
-        harness.cluster.partition_leader("sampled_spans", p, Some(2)).unwrap();
-        harness.cluster.partition_leader("tracewarden_dead_letters", p, Some(1)).unwrap();
+        harness.cluster().partition_leader("sampled_spans", p, Some(2)).unwrap();
+        harness.cluster().partition_leader("tracewarden_dead_letters", p, Some(1)).unwrap();
     }
     harness.config.kafka.client.insert("queue.buffering.max.messages".into(), "50".into());
     harness.config.kafka.client.insert("reconnect.backoff.max.ms".into(), "500".into());
     harness.config.window.max_buffered_spans = 100;
     harness.config.window.max_spans_per_trace = 50;
     let pipeline = harness.start();
-    harness.cluster.broker_down(2).unwrap();
+    harness.cluster().broker_down(2).unwrap();
 
     const TRACES_IN: u8 = 240;
     let messages: Vec<(String, bytes::Bytes)> = (1..=TRACES_IN)
@@ -468,7 +498,7 @@ fn a_stalled_output_pauses_consumption_and_loses_nothing() {
         "max_buffered_spans decided traces early"
     );
 
-    harness.cluster.broker_up(2).unwrap();
+    harness.cluster().broker_up(2).unwrap();
     wait_for("every span received and forwarded", || {
         harness.advance(Duration::from_secs(6));
         received() == total && metric(&pipeline, "tracewarden_spans_forwarded_total", &[]) == Some(total)
@@ -733,8 +763,8 @@ fn each_input_topic_is_read_in_its_own_encoding() {
     use tracewarden::model::Encoding;
 
     let mut harness = Harness::new("per-topic-encodings");
-    harness.cluster.create_topic("zipkin_spans", PARTITIONS, 1).unwrap();
-    harness.cluster.create_topic("sampled_spans", PARTITIONS, 1).unwrap();
+    harness.cluster().create_topic("zipkin_spans", PARTITIONS, 1).unwrap();
+    harness.cluster().create_topic("sampled_spans", PARTITIONS, 1).unwrap();
     harness.config.kafka.encoding = InputEncoding::OtlpProto;
     harness.config.kafka.inputs =
         vec![InputTopic { topic: "zipkin_spans".into(), encoding: InputEncoding::ZipkinJson }];
@@ -775,8 +805,8 @@ fn xray_segments_are_counted_and_forwarded_as_documents() {
     use tracewarden::decode::InputEncoding;
 
     let mut harness = Harness::new("xray-segments");
-    harness.cluster.create_topic("xray_segments", PARTITIONS, 1).unwrap();
-    harness.cluster.create_topic("sampled_spans", PARTITIONS, 1).unwrap();
+    harness.cluster().create_topic("xray_segments", PARTITIONS, 1).unwrap();
+    harness.cluster().create_topic("sampled_spans", PARTITIONS, 1).unwrap();
     harness.config.kafka.input_topics = Vec::new();
     harness.config.kafka.inputs = vec![InputTopic { topic: "xray_segments".into(), encoding: InputEncoding::XrayJson }];
     let pipeline = harness.start();
@@ -815,9 +845,9 @@ fn read_only(
     inputs: &[(&str, tracewarden::decode::InputEncoding, tracewarden::model::Encoding)],
 ) {
     for (topic, _, _) in inputs {
-        harness.cluster.create_topic(topic, PARTITIONS, 1).unwrap();
+        harness.cluster().create_topic(topic, PARTITIONS, 1).unwrap();
     }
-    harness.cluster.create_topic("sampled_spans", PARTITIONS, 1).unwrap();
+    harness.cluster().create_topic("sampled_spans", PARTITIONS, 1).unwrap();
     harness.config.kafka.input_topics = Vec::new();
     harness.config.kafka.inputs = inputs
         .iter()
@@ -900,7 +930,7 @@ fn unkeyed_binary_encodings_are_repartitioned_and_forwarded_whole_in_their_encod
         ("zipkin_proto_spans", InputEncoding::ZipkinProto, Encoding::ZipkinProto),
         ("jaeger_proto_spans", InputEncoding::JaegerProto, Encoding::JaegerProto),
     ];
-    harness.cluster.create_topic(&harness.config.kafka.repartition_topic(), PARTITIONS, 1).unwrap();
+    harness.cluster().create_topic(&harness.config.kafka.repartition_topic(), PARTITIONS, 1).unwrap();
     read_only(&mut harness, &inputs);
     let pipeline = harness.start();
     let mut clinic = PetClinic::new(5, TrafficProfile::default());

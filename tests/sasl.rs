@@ -16,14 +16,12 @@
 
 #[path = "support/processes.rs"]
 mod processes;
-#[path = "support/tls.rs"]
-mod tls_listener;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use processes::tls::{certificates, TlsListener};
 use processes::{free_port, one_instance_forwards_every_trace, Broker, Instance, OwnBroker};
-use tls_listener::{certificates, TlsListener};
 
 const USER: &str = "tracewarden";
 const PASSWORD: &str = "correct horse battery staple";

@@ -196,7 +196,7 @@ fn two_instances_send_the_same_alerts_as_one() {
         let mut config = harness.config.clone();
         config.kafka.group_id = group.into();
         for (topic, partitions) in [("aggregates", PARTITIONS), ("state", 1), ("alerts", 1), ("out", 1)] {
-            harness.cluster.create_topic(&format!("{group}-{topic}"), partitions, 1).unwrap();
+            harness.cluster().create_topic(&format!("{group}-{topic}"), partitions, 1).unwrap();
         }
         config.kafka.aggregates_topic = format!("{group}-aggregates");
         config.kafka.slo_state_topic = format!("{group}-state");

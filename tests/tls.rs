@@ -10,16 +10,14 @@
 
 #[path = "support/processes.rs"]
 mod processes;
-#[path = "support/tls.rs"]
-mod tls_listener;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
+use processes::tls::{certificates, Certificates, TlsListener};
 use processes::{free_port, one_instance_forwards_every_trace, Broker, Instance, OwnBroker};
-use tls_listener::{certificates, Certificates, TlsListener};
 
 /// A broker reached only over TLS at `localhost:{port}`, with mutual TLS, and the settings of a
 /// client that trusts its CA and presents its client certificate.

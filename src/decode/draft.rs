@@ -158,16 +158,40 @@ pub(crate) fn is_hot_key(key: &str) -> bool {
     )
 }
 
-/// Collects `service.name`, `deployment.environment.name`, `deployment.environment` from a
-/// resource's attributes (the order of [`Identify`]'s answer).
-pub(crate) fn observe_identity(identity: &mut [Option<String>; 3], key: &str, value: AttrRef<'_>) {
-    let slot = match key {
-        "service.name" => 0,
-        "deployment.environment.name" => 1,
-        "deployment.environment" => 2,
-        _ => return,
-    };
-    identity[slot] = value.str().map(String::from);
+/// What names a resource: its service and environment attributes, as a front end finds them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ResourceIdentity {
+    /// `service.name`.
+    pub service: Option<String>,
+    /// `deployment.environment.name`.
+    pub environment: Option<String>,
+    /// `deployment.environment`, the older name, read when the current one is absent.
+    pub environment_legacy: Option<String>,
+}
+
+impl ResourceIdentity {
+    /// Keeps `value` when `key` is one of the identity's attributes.
+    pub(crate) fn observe(&mut self, key: &str, value: AttrRef<'_>) {
+        if let Some(slot) = self.slot(key) {
+            *slot = value.str().map(String::from);
+        }
+    }
+
+    /// The field an attribute fills, if any.
+    fn slot(&mut self, key: &str) -> Option<&mut Option<String>> {
+        match key {
+            "service.name" => Some(&mut self.service),
+            "deployment.environment.name" => Some(&mut self.environment),
+            "deployment.environment" => Some(&mut self.environment_legacy),
+            _ => None,
+        }
+    }
+
+    /// The fields in one fixed order, for a front end that writes them into a header and reads
+    /// them back (Zipkin).
+    pub(crate) fn fields_mut(&mut self) -> [&mut Option<String>; 3] {
+        [&mut self.service, &mut self.environment, &mut self.environment_legacy]
+    }
 }
 
 /// Interner plus scratch space, shared by the front ends.
@@ -190,9 +214,8 @@ pub(crate) struct Names {
 }
 
 /// How a front end reads the identity of a resource from its (owned) header, on a cache miss:
-/// returns the encoded resource (a slice of the header) and its `service.name`,
-/// `deployment.environment.name` and `deployment.environment`.
-pub(crate) type Identify = fn(&Bytes) -> (Bytes, [Option<String>; 3]);
+/// returns the encoded resource (a slice of the header) and what names it.
+pub(crate) type Identify = fn(&Bytes) -> (Bytes, ResourceIdentity);
 
 const MAX_ORIGINS: usize = 10_000;
 
@@ -244,7 +267,7 @@ impl Names {
             }
         }
         let resource_header = Bytes::copy_from_slice(resource_header);
-        let (resource, [service, environment, environment_legacy]) = identify(&resource_header);
+        let (resource, ResourceIdentity { service, environment, environment_legacy }) = identify(&resource_header);
         let service = match service.filter(|s| !s.is_empty()) {
             Some(s) => self.intern(&s),
             None => self.unknown_service.clone(),

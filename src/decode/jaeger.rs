@@ -12,7 +12,7 @@
 use bytes::Bytes;
 use prost::Message;
 
-use super::draft::{observe_identity, AttrRef, Names, SpanDraft};
+use super::draft::{AttrRef, Names, ResourceIdentity, SpanDraft};
 use super::schemas::jaeger::{KeyValue, Process, Span as JaegerSpan, SpanRefType, ValueType};
 use super::zipkin::widened_trace_id as trace_id;
 use super::{binary_id, DecodeStats};
@@ -123,13 +123,13 @@ fn attr_value(tag: KeyValue) -> AttrValue {
 }
 
 /// [`super::draft::Identify`] for Jaeger: the header is an encoded `Process`, kept as the resource.
-fn identify(header: &Bytes) -> (Bytes, [Option<String>; 3]) {
-    let mut identity = [None, None, None];
+fn identify(header: &Bytes) -> (Bytes, ResourceIdentity) {
+    let mut identity = ResourceIdentity::default();
     if let Ok(process) = Process::decode(&header[..]) {
         for tag in &process.tags {
-            observe_identity(&mut identity, &tag.key, value(tag));
+            identity.observe(&tag.key, value(tag));
         }
-        identity[0] = Some(process.service_name).filter(|s| !s.is_empty()).or(identity[0].take());
+        identity.service = Some(process.service_name).filter(|s| !s.is_empty()).or(identity.service.take());
     }
     (header.clone(), identity)
 }

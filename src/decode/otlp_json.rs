@@ -11,7 +11,7 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::draft::{observe_identity, AttrRef, Names, SpanDraft};
+use super::draft::{AttrRef, Names, ResourceIdentity, SpanDraft};
 use super::{parse_hex_id, parse_parent_id, DecodeStats};
 use crate::model::{AttrValue, Encoding, Span, SpanKind, StatusCode};
 
@@ -202,13 +202,13 @@ fn members(parts: &[(&str, Option<&RawValue>)]) -> String {
 }
 
 /// [`Identify`] for OTLP/JSON: the resource is the `"resource"` member of the header.
-fn identify(resource_header: &Bytes) -> (Bytes, [Option<String>; 3]) {
+fn identify(resource_header: &Bytes) -> (Bytes, ResourceIdentity) {
     #[derive(Deserialize)]
     struct Header<'a> {
         #[serde(borrow, default)]
         resource: Option<&'a RawValue>,
     }
-    let mut identity = [None, None, None];
+    let mut identity = ResourceIdentity::default();
     let Ok(text) = std::str::from_utf8(resource_header) else { return (Bytes::new(), identity) };
     let wrapped = format!("{{{text}}}");
     let Ok(header) = serde_json::from_str::<Header<'_>>(&wrapped) else { return (Bytes::new(), identity) };
@@ -218,7 +218,7 @@ fn identify(resource_header: &Bytes) -> (Bytes, [Option<String>; 3]) {
     let resource_bytes = resource_header.slice(start..start + raw.get().len());
     if let Ok(resource) = serde_json::from_str::<Resource<'_>>(raw.get()) {
         for kv in &resource.attributes {
-            observe_identity(&mut identity, &kv.key, kv.value.as_ref());
+            identity.observe(&kv.key, kv.value.as_ref());
         }
     }
     (resource_bytes, identity)

@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 
-use super::draft::{is_hot_key, observe_identity, AttrRef, Names, SpanDraft};
+use super::draft::{is_hot_key, AttrRef, Names, ResourceIdentity, SpanDraft};
 use super::{binary_id, DecodeStats};
 use crate::model::{AttrValue, Encoding, Span, SpanKind, StatusCode};
 
@@ -116,14 +116,14 @@ fn header_without(message: &[u8], skip: u32, header: &mut Vec<u8>) -> Result<(),
 }
 
 /// [`Identify`] for protobuf: the `Resource` is field 1 of the resource header.
-fn identify(resource_header: &Bytes) -> (Bytes, [Option<String>; 3]) {
-    let mut identity = [None, None, None];
+fn identify(resource_header: &Bytes) -> (Bytes, ResourceIdentity) {
+    let mut identity = ResourceIdentity::default();
     let mut resource = Bytes::new();
     let mut reader = WireReader::new(resource_header);
     while let Ok(Some((field, value, _))) = reader.next_field() {
         if let (1, WireField::Len(bytes)) = (field, value) {
             resource = resource_header.slice_ref(bytes);
-            let _ = for_each_attribute(bytes, 1, |key, value| observe_identity(&mut identity, key, value));
+            let _ = for_each_attribute(bytes, 1, |key, value| identity.observe(key, value));
         }
     }
     (resource, identity)

@@ -36,7 +36,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::draft::{AttrRef, Names, SpanDraft};
+use super::draft::{AttrRef, Names, ResourceIdentity, SpanDraft};
 use super::{parse_hex_id, DecodeStats, SpanReject};
 use crate::model::{
     AttrValue, Encoding, FastMap, Origin, Outcome, Span, SpanId, SpanKind, StatusCode, TraceId, UNKNOWN_SERVICE,
@@ -239,10 +239,15 @@ fn resource_of(doc: &Document<'_>, is_segment: bool, environment: Option<&str>) 
 }
 
 /// [`super::draft::Identify`] for X-Ray: the header is the resource object itself.
-fn identify(header: &Bytes) -> (Bytes, [Option<String>; 3]) {
+fn identify(header: &Bytes) -> (Bytes, ResourceIdentity) {
     let resource: Map<String, Value> = serde_json::from_slice(header).unwrap_or_default();
     let text = |key: &str| resource.get(key).and_then(Value::as_str).map(String::from);
-    (header.clone(), [text("service.name"), text("deployment.environment.name"), None])
+    let identity = ResourceIdentity {
+        service: text("service.name"),
+        environment: text("deployment.environment.name"),
+        environment_legacy: None,
+    };
+    (header.clone(), identity)
 }
 
 /// How many parents are followed from a subsegment sent alone to its segment at most (a cycle of

@@ -17,7 +17,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::draft::{AttrRef, Names, SpanDraft};
+use super::draft::{AttrRef, Names, ResourceIdentity, SpanDraft};
 use super::{parse_hex_id, parse_parent_id, DecodeStats};
 use crate::model::{AttrValue, Encoding, Span, SpanKind, StatusCode, TraceId};
 
@@ -165,17 +165,18 @@ pub(super) fn write_identity_of<'t>(
     header: &mut Vec<u8>,
 ) {
     let local = local.filter(|s| !s.is_empty());
-    let mut identity = [local.unwrap_or(""), "", ""];
+    let (mut service, mut environment, mut environment_legacy) = (local.unwrap_or(""), "", "");
     for (key, value) in tags {
         match key {
-            "service.name" if local.is_none() => identity[0] = value,
-            "deployment.environment.name" => identity[1] = value,
-            "deployment.environment" => identity[2] = value,
+            "service.name" if local.is_none() => service = value,
+            "deployment.environment.name" => environment = value,
+            "deployment.environment" => environment_legacy = value,
             _ => {}
         }
     }
     header.clear();
-    for value in identity {
+    // In the order `identify` reads them back (`ResourceIdentity::fields_mut`).
+    for value in [service, environment, environment_legacy] {
         header.extend_from_slice(&(value.len() as u32).to_le_bytes());
         header.extend_from_slice(value.as_bytes());
     }
@@ -183,10 +184,10 @@ pub(super) fn write_identity_of<'t>(
 
 /// [`Identify`] for Zipkin: reads back what [`write_identity`] wrote. There is no resource to
 /// keep: attribute look-ups read the span's tags.
-pub(super) fn identify(header: &Bytes) -> (Bytes, [Option<String>; 3]) {
-    let mut identity = [None, None, None];
+pub(super) fn identify(header: &Bytes) -> (Bytes, ResourceIdentity) {
+    let mut identity = ResourceIdentity::default();
     let mut rest = &header[..];
-    for slot in &mut identity {
+    for slot in identity.fields_mut() {
         let Some((len, tail)) = rest.split_first_chunk::<4>() else { break };
         let len = (u32::from_le_bytes(*len) as usize).min(tail.len());
         let (value, tail) = tail.split_at(len);

@@ -465,11 +465,11 @@ impl<T: Transport> DeliveryLedger<T> {
     }
 
     /// Serves the broker's answers without waiting, and sends the retries that are due.
-    pub fn settle(&mut self) {
+    pub fn serve_answers(&mut self) {
         self.poll(Duration::ZERO);
     }
 
-    /// As [`DeliveryLedger::settle`], waiting up to `timeout` for the first answer.
+    /// As [`DeliveryLedger::serve_answers`], waiting up to `timeout` for the first answer.
     pub fn poll(&mut self, timeout: Duration) {
         self.transport.poll(timeout, &mut self.reports);
         self.apply_reports();

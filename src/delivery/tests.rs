@@ -250,7 +250,7 @@ proptest! {
                         }
                     };
                     ledger.reports.push(report);
-                    ledger.settle();
+                    ledger.serve_answers();
                 }
                 Step::RefuseNext { class_retriable } => {
                     let class = if class_retriable { ErrorClass::Retriable } else { ErrorClass::Permanent };
@@ -258,7 +258,7 @@ proptest! {
                 }
                 Step::Advance { millis } => {
                     clock.advance(Duration::from_millis(millis as u64));
-                    ledger.settle();
+                    ledger.serve_answers();
                 }
                 Step::Commit => {
                     for (_, partition, offset) in ledger.commits(None) {
@@ -289,7 +289,7 @@ proptest! {
                         model.records.remove(&id_of(&attempt));
                         ledger.reports.push(Report::Delivered(attempt));
                     }
-                    ledger.settle();
+                    ledger.serve_answers();
                     let handed_over_lowest = handed_over.iter().flat_map(|(m, _)| m.iter()).map(|(_, o)| *o).min();
                     let lowest = handed_over_lowest.map_or(model.lowest_outstanding(partition), |h| h.min(model.lowest_outstanding(partition)));
                     let index = ledger.index("in", partition as i32);
@@ -320,11 +320,11 @@ proptest! {
         model.traces.clear();
         for _ in 0..16 {
             clock.advance(Duration::from_secs(10));
-            ledger.settle();
+            ledger.serve_answers();
             for attempt in std::mem::take(&mut ledger.transport.in_flight) {
                 ledger.reports.push(Report::Delivered(attempt));
             }
-            ledger.settle();
+            ledger.serve_answers();
         }
         prop_assert_eq!(ledger.unsettled(), 0);
         prop_assert_eq!(ledger.pending_messages(), 0);
@@ -346,7 +346,7 @@ fn retries_back_off_exponentially_up_to_the_cap() {
     for _ in 0..10 {
         let attempt = ledger.transport.in_flight.pop().expect("sent");
         ledger.reports.push(Report::Failed(attempt, error(ErrorClass::Retriable)));
-        ledger.settle();
+        ledger.serve_answers();
         let waiting: Vec<(String, i32)> = ledger.waiting_partitions().into_iter().collect();
         assert_eq!(waiting, vec![("in".to_string(), 0)], "its partition pauses while the record waits");
         let sent_at = *ledger.transport.sends[&0].last().unwrap();
@@ -355,7 +355,7 @@ fn retries_back_off_exponentially_up_to_the_cap() {
         while ledger.transport.in_flight.is_empty() {
             clock.advance(Duration::from_millis(10));
             waited += Duration::from_millis(10);
-            ledger.settle();
+            ledger.serve_answers();
         }
         assert_eq!(clock.now().since(sent_at), waited);
         waits.push(waited.as_millis());
@@ -364,7 +364,7 @@ fn retries_back_off_exponentially_up_to_the_cap() {
     assert_eq!(ledger.commits(None), vec![("in".to_string(), 0, 0)], "unacknowledged: the commit stays before it");
     let attempt = ledger.transport.in_flight.pop().unwrap();
     ledger.reports.push(Report::Delivered(attempt));
-    ledger.settle();
+    ledger.serve_answers();
     assert!(ledger.waiting_partitions().is_empty(), "delivered: the partition resumes");
     assert_eq!(ledger.commits(None), vec![("in".to_string(), 0, 1)]);
 }
@@ -380,7 +380,7 @@ fn a_permanent_refusal_is_counted_once_and_releases_its_message() {
     ledger.send(record);
     for _ in 0..5 {
         clock.advance(Duration::from_secs(30));
-        ledger.settle();
+        ledger.serve_answers();
     }
     assert_eq!(ledger.transport.sends[&0].len(), 1, "never sent again");
     assert_eq!(ledger.telemetry.forward_failures.with_label_values(&["output"]).get(), 1);

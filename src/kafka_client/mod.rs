@@ -144,7 +144,7 @@ pub struct KafkaConfig {
     /// `[kafka.aws_msk_iam]`: authenticate to Amazon MSK with IAM (OAUTHBEARER tokens signed
     /// with the standard AWS credential chain, refreshed before they expire). Default none.
     #[serde(default)]
-    pub aws_msk_iam: Option<oauth::msk_iam::AwsMskIamConfig>,
+    pub aws_msk_iam: Option<oauth::AwsMskIamConfig>,
 }
 
 fn default_brokers() -> String {
@@ -352,6 +352,11 @@ impl KafkaConfig {
         let mut check = Problem::checker(problems);
         let mechanism = self.sasl_mechanism().to_ascii_uppercase();
         if let Some(iam) = &self.aws_msk_iam {
+            check(
+                oauth::MSK_IAM_BUILT,
+                "kafka.aws_msk_iam",
+                "this build has no AWS MSK IAM support (built without the cargo feature aws-msk-iam)".into(),
+            );
             check(
                 !iam.region.trim().is_empty(),
                 "kafka.aws_msk_iam.region",

@@ -65,6 +65,9 @@ mod tests {
         assert_eq!(security_failure(sasl), Some(Refusal::Sasl));
         let refused = "127.0.0.1:9092/bootstrap: Connect to ipv4#127.0.0.1:9092 failed: Connection refused (after 0ms in state CONNECT)";
         assert_eq!(security_failure(refused), None);
+        // AWS MSK IAM without the kafka-cluster:Connect permission.
+        let iam = "b-1.cluster.kafka.eu-west-1.amazonaws.com:9098/bootstrap: SASL authentication error: [4f2c7a1e]: Access denied (after 298ms in state AUTH_REQ)";
+        assert_eq!(security_failure(iam), Some(Refusal::Sasl));
         let token =
             "Failed to acquire SASL OAUTHBEARER token: the OIDC token endpoint https://idp/token: cannot connect";
         assert_eq!(security_failure(token), Some(Refusal::Token));

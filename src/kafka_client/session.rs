@@ -18,9 +18,8 @@ use rdkafka::client::OAuthToken;
 use rdkafka::error::KafkaResult;
 use rdkafka::ClientConfig;
 
-use super::oauth::msk_iam::Signer;
 use super::oauth::oidc::ClientCredentials;
-use super::oauth::{oidc_settings, to_librdkafka, TokenError, TokenSource, Tokens};
+use super::oauth::{msk_iam_source, oidc_settings, to_librdkafka, TokenError, TokenSource, Tokens};
 use super::refusal::{self, Refusal};
 use super::{is_unreachable, KafkaConfig};
 use crate::clock::{Clock, SystemClock};
@@ -57,7 +56,7 @@ impl KafkaSession {
         let security =
             if protocol.starts_with("SASL") { format!("{protocol}/{}", kafka.sasl_mechanism()) } else { protocol };
         let source: Option<Box<dyn TokenSource>> = match (&kafka.aws_msk_iam, oidc_settings(&kafka.client)) {
-            (Some(iam), _) => Some(Box::new(Signer::new(iam)?)),
+            (Some(iam), _) => Some(msk_iam_source(iam)?),
             (None, Ok(Some(settings))) => Some(Box::new(ClientCredentials::new(settings)?)),
             // A half-given OIDC setting is a configuration problem, found before this.
             (None, _) => None,

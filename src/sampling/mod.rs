@@ -10,7 +10,7 @@
 //! - every kept trace carries `sample_rate` = 1 / the probability it was kept with, so the sum of
 //!   `sample_rate` over a rule's kept traces estimates how many traces the rule saw; a span that
 //!   arrived head-sampled at a higher threshold is forwarded with that threshold and its adjusted
-//!   count instead (the sink reads the span's tracestate: `crate::sink::encode`).
+//!   count instead (the encoder reads the span's tracestate: `crate::encode`).
 
 mod actions;
 pub mod rules;
@@ -37,8 +37,35 @@ pub struct TraceFacts<'a> {
     pub root_present: bool,
     pub duration_nanos: u64,
     pub spans: &'a [Span],
-    outcomes: [bool; 4],
-    statuses: [bool; 3],
+    seen: Seen,
+}
+
+/// Which span outcomes and span statuses occur in a trace.
+#[derive(Default)]
+struct Seen {
+    ok: bool,
+    error: bool,
+    throttle: bool,
+    fault: bool,
+    status_unset: bool,
+    status_ok: bool,
+    status_error: bool,
+}
+
+impl Seen {
+    fn add(&mut self, span: &Span) {
+        match span.facts.outcome {
+            Outcome::Ok => self.ok = true,
+            Outcome::Error => self.error = true,
+            Outcome::Throttle => self.throttle = true,
+            Outcome::Fault => self.fault = true,
+        }
+        match span.status {
+            StatusCode::Unset => self.status_unset = true,
+            StatusCode::Ok => self.status_ok = true,
+            StatusCode::Error => self.status_error = true,
+        }
+    }
 }
 
 impl<'a> TraceFacts<'a> {
@@ -47,8 +74,7 @@ impl<'a> TraceFacts<'a> {
     }
 
     pub fn of_spans(spans: &'a [Span], root_present: bool) -> Self {
-        let mut outcomes = [false; 4];
-        let mut statuses = [false; 3];
+        let mut seen = Seen::default();
         let (mut start, mut end) = (u64::MAX, 0u64);
         let mut root: Option<&Span> = None;
         let rank = |s: &Span| {
@@ -61,8 +87,7 @@ impl<'a> TraceFacts<'a> {
             }
         };
         for span in spans {
-            outcomes[span.facts.outcome as usize] = true;
-            statuses[span.status as usize] = true;
+            seen.add(span);
             start = start.min(span.start_unix_nano);
             end = end.max(span.end_unix_nano);
             let better = match root {
@@ -73,26 +98,26 @@ impl<'a> TraceFacts<'a> {
                 root = Some(span);
             }
         }
-        Self { root, root_present, duration_nanos: end.saturating_sub(start), spans, outcomes, statuses }
+        Self { root, root_present, duration_nanos: end.saturating_sub(start), spans, seen }
     }
 
     pub fn has_outcome(&self, outcome: OutcomeName) -> bool {
+        let seen = &self.seen;
         match outcome {
-            OutcomeName::Fault => self.outcomes[Outcome::Fault as usize],
-            OutcomeName::Throttle => self.outcomes[Outcome::Throttle as usize],
+            OutcomeName::Fault => seen.fault,
+            OutcomeName::Throttle => seen.throttle,
             // Errors include throttles (signals.md).
-            OutcomeName::Error => self.outcomes[Outcome::Error as usize] || self.outcomes[Outcome::Throttle as usize],
-            OutcomeName::Ok => self.outcomes[Outcome::Ok as usize],
+            OutcomeName::Error => seen.error || seen.throttle,
+            OutcomeName::Ok => seen.ok,
         }
     }
 
     pub fn has_status(&self, status: StatusName) -> bool {
-        let code = match status {
-            StatusName::Error => StatusCode::Error,
-            StatusName::Ok => StatusCode::Ok,
-            StatusName::Unset => StatusCode::Unset,
-        };
-        self.statuses[code as usize]
+        match status {
+            StatusName::Error => self.seen.status_error,
+            StatusName::Ok => self.seen.status_ok,
+            StatusName::Unset => self.seen.status_unset,
+        }
     }
 
     /// A root-span attribute by its current name, else its legacy one.

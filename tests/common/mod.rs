@@ -2,6 +2,13 @@
 //! protocol, in process), a pipeline driven by a manual clock, and helpers to produce and read.
 #![allow(dead_code)]
 
+#[path = "../support/http.rs"]
+pub mod http;
+#[path = "../support/tls.rs"]
+pub mod tls;
+
+use tls::TlsListener;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,7 +16,7 @@ use bytes::Bytes;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientConfig;
 
@@ -22,8 +29,13 @@ pub const PARTITIONS: i32 = 3;
 pub const T0: Nanos = Nanos(1_800_000_000_000_000_000);
 
 pub struct Harness {
-    pub cluster: MockCluster<'static, DefaultProducerContext>,
+    /// The client that owns the mock cluster (`test.mock.num.brokers`): [`Harness::cluster`].
+    owner: BaseProducer,
     pub brokers: String,
+    /// librdkafka properties every client of the test sets (TLS: [`Harness::over_tls`]).
+    pub security: Vec<(String, String)>,
+    /// The TLS listeners in front of the brokers, when over TLS.
+    listeners: Vec<TlsListener>,
     pub config: Config,
     pub clock: Arc<ManualClock>,
     producer: ThreadedProducer<DefaultProducerContext>,
@@ -51,7 +63,11 @@ impl Harness {
             .with_env_filter(tracing_subscriber::EnvFilter::from_env("TEST_LOG"))
             .with_test_writer()
             .try_init();
-        let cluster = MockCluster::new(brokers).expect("mock cluster");
+        let owner: BaseProducer = ClientConfig::new()
+            .set("test.mock.num.brokers", brokers.to_string())
+            .create()
+            .expect("the mock cluster's owner");
+        let cluster = owner.client().mock_cluster().expect("mock cluster");
         let brokers = cluster.bootstrap_servers();
         cluster.create_topic(INPUT, PARTITIONS, 1).expect("input topic");
         // The mock cluster does not serve CreateTopics: the SLO topics are made here.
@@ -76,8 +92,67 @@ impl Harness {
         // Fast failover, as a test of restarts needs (librdkafka's default is 45 s).
         config.kafka.client.insert("session.timeout.ms".into(), "6000".into());
         config.kafka.client.insert("heartbeat.interval.ms".into(), "500".into());
+        drop(cluster);
         let producer = ClientConfig::new().set("bootstrap.servers", &brokers).create().expect("producer");
-        Self { cluster, brokers, config, clock: Arc::new(ManualClock::new(T0)), producer }
+        let clock = Arc::new(ManualClock::new(T0));
+        Self { owner, brokers, security: Vec::new(), listeners: Vec::new(), config, clock, producer }
+    }
+
+    /// The mock cluster.
+    pub fn cluster(&self) -> MockCluster<'_, DefaultProducerContext> {
+        self.owner.client().mock_cluster().expect("mock cluster")
+    }
+
+    /// [`Harness::with_brokers`] with every client — the pipeline's and the test's — reaching the
+    /// brokers only through a real TLS listener (stunnel4) with certificates made in `dir`: each
+    /// mock broker is advertised at `localhost:{its listener's port}`.
+    pub fn over_tls(group: &str, brokers: i32, dir: &std::path::Path) -> Self {
+        let mut harness = Self::with_brokers(group, brokers);
+        let pki = tls::certificates(&dir.join("pki"));
+        let cluster_ptr =
+            unsafe { rdkafka::bindings::rd_kafka_handle_mock_cluster(harness.owner.client().native_ptr()) };
+        let mut advertised = Vec::new();
+        for (index, plain) in harness.brokers.split(',').enumerate() {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let accept = format!("127.0.0.1:{port}");
+            let listener = TlsListener::start(&dir.join(format!("broker-{index}")), &accept, plain, &pki.server, None);
+            harness.listeners.push(listener);
+            let host = std::ffi::CString::new("localhost").unwrap();
+            // SAFETY: the cluster lives as long as its owner, which the harness holds; librdkafka
+            // copies the host name. Broker ids are 1..=n in the bootstrap list's order.
+            unsafe {
+                rdkafka::bindings::rd_kafka_mock_broker_set_host_port(
+                    cluster_ptr,
+                    index as i32 + 1,
+                    host.as_ptr(),
+                    port as i32,
+                )
+            };
+            advertised.push(format!("localhost:{port}"));
+        }
+        harness.brokers = advertised.join(",");
+        harness.security = vec![
+            ("security.protocol".into(), "SSL".into()),
+            ("ssl.ca.location".into(), pki.ca.display().to_string()),
+            // `localhost` may resolve to ::1 first, where nothing listens.
+            ("broker.address.family".into(), "v4".into()),
+        ];
+        harness.config.kafka.brokers = harness.brokers.clone();
+        for (key, value) in &harness.security {
+            harness.config.kafka.client.insert(key.clone(), value.clone());
+        }
+        harness.producer = harness.client().create().expect("producer over TLS");
+        harness
+    }
+
+    /// The TLS connections the brokers' listeners accepted (over TLS), else `None`.
+    pub fn tls_connections(&self) -> Option<usize> {
+        (!self.listeners.is_empty()).then(|| self.listeners.iter().map(TlsListener::accepted).sum())
+    }
+
+    /// A client configuration reaching the brokers as every client of the test does.
+    pub fn client(&self) -> ClientConfig {
+        tls::client_config(&self.brokers, &self.security)
     }
 
     pub fn start(&self) -> Pipeline {
@@ -117,8 +192,8 @@ impl Harness {
 
     /// Every record of `topic` (waits until at least `expected` are there).
     pub fn read_all(&self, topic: &str, expected: usize) -> Vec<Record> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
+        let consumer: BaseConsumer = self
+            .client()
             .set("group.id", format!("reader-{}", rand_suffix()))
             .set("enable.auto.commit", "false")
             .create()
@@ -176,11 +251,8 @@ impl Harness {
 
     /// The group's committed offsets on the input topic, per partition (-1001 = none).
     pub fn committed(&self) -> Vec<i64> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .set("group.id", &self.config.kafka.group_id)
-            .create()
-            .expect("offset reader");
+        let consumer: BaseConsumer =
+            self.client().set("group.id", &self.config.kafka.group_id).create().expect("offset reader");
         let mut list = TopicPartitionList::new();
         for p in 0..PARTITIONS {
             list.add_partition(INPUT, p);
@@ -203,8 +275,7 @@ impl Harness {
 
     /// The end offset (high watermark) of each input partition.
     pub fn end_offsets(&self) -> Vec<i64> {
-        let consumer: BaseConsumer =
-            ClientConfig::new().set("bootstrap.servers", &self.brokers).create().expect("watermark reader");
+        let consumer: BaseConsumer = self.client().create().expect("watermark reader");
         (0..PARTITIONS)
             .map(|p| consumer.fetch_watermarks(INPUT, p, Duration::from_secs(5)).expect("watermarks").1)
             .collect()
@@ -217,15 +288,7 @@ fn rand_suffix() -> u64 {
 
 /// `GET path` on a local HTTP server: status and body; `None` when nothing answers.
 pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
-    Some((status, body))
+    http::get(addr, path)
 }
 
 /// Polls a condition for up to 30 s.

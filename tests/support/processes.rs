@@ -13,8 +13,13 @@
 
 #![allow(dead_code)]
 
+#[path = "http.rs"]
+pub mod http;
+#[path = "tls.rs"]
+pub mod tls;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -85,12 +90,7 @@ fn client_properties() -> Vec<(String, String)> {
 impl Broker {
     /// A client configuration reaching this broker as every client of the test does.
     pub fn client(&self) -> ClientConfig {
-        let mut client = ClientConfig::new();
-        client.set("bootstrap.servers", &self.brokers);
-        for (key, value) in &self.security {
-            client.set(key, value);
-        }
-        client
+        tls::client_config(&self.brokers, &self.security)
     }
 
     pub fn topic(&self, role: &str) -> String {
@@ -296,11 +296,7 @@ impl Instance {
     }
 
     pub fn get(&self, path: &str) -> Option<String> {
-        let mut stream = TcpStream::connect(&self.http).ok()?;
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).ok()?;
-        response.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+        http::get(&self.http, path).map(|(_, body)| body)
     }
 
     /// The sum of a metric family's samples.

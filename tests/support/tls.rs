@@ -8,6 +8,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A client configuration reaching `brokers` with the security properties (TLS, SASL) every
+/// client of a test sets.
+pub fn client_config(brokers: &str, security: &[(String, String)]) -> rdkafka::ClientConfig {
+    let mut client = rdkafka::ClientConfig::new();
+    client.set("bootstrap.servers", brokers);
+    for (key, value) in security {
+        client.set(key, value);
+    }
+    client
+}
+
 /// A certificate authority and the certificates it signed, in one directory.
 pub struct Certificates {
     pub ca: PathBuf,
@@ -59,6 +70,7 @@ pub fn certificates(dir: &Path) -> Certificates {
 /// for a client certificate signed by that CA (mutual TLS).
 pub struct TlsListener {
     process: Child,
+    log: PathBuf,
 }
 
 impl TlsListener {
@@ -70,13 +82,14 @@ impl TlsListener {
         client_ca: Option<&Path>,
     ) -> Self {
         let mut config = format!(
-            "foreground = yes\npid =\ndebug = 4\n[kafka]\naccept = {accept}\nconnect = {connect}\ncert = {}\nkey = {}\n",
+            "foreground = yes\npid =\ndebug = 5\n[kafka]\naccept = {accept}\nconnect = {connect}\ncert = {}\nkey = {}\n",
             server.0.display(),
             server.1.display()
         );
         if let Some(ca) = client_ca {
             config += &format!("CAfile = {}\nverifyChain = yes\nrequireCert = yes\n", ca.display());
         }
+        std::fs::create_dir_all(dir).unwrap();
         let file = dir.join("stunnel.conf");
         std::fs::write(&file, config).unwrap();
         let log = std::fs::File::create(dir.join("stunnel.log")).unwrap();
@@ -95,7 +108,13 @@ impl TlsListener {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        TlsListener { process }
+        TlsListener { process, log: dir.join("stunnel.log") }
+    }
+
+    /// How many TLS connections the listener has accepted (its own log says).
+    pub fn accepted(&self) -> usize {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        log.lines().filter(|l| l.contains("accepted connection")).count()
     }
 }
 

@@ -13,6 +13,7 @@
 //! endpoint; a fetch is bounded by [`FETCH_TIMEOUT`] and runs on a thread of its own (it is
 //! asynchronous underneath, and the thread that polls a client may be inside a runtime).
 
+#[cfg(feature = "aws-msk-iam")]
 pub mod msk_iam;
 pub mod oidc;
 
@@ -38,6 +39,34 @@ pub const OIDC_PROPERTIES: [&str; 6] = [
     "sasl.oauthbearer.scope",
     "https.ca.location",
 ];
+
+/// `[kafka.aws_msk_iam]`: AWS MSK IAM authentication (kafka.md "Connecting to secured Kafka").
+#[derive(Clone, Debug, serde::Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AwsMskIamConfig {
+    /// The AWS region of the MSK cluster, such as `eu-west-1`. Required. Implies
+    /// `security.protocol = SASL_SSL` and `sasl.mechanisms = OAUTHBEARER` (the cluster's IAM
+    /// listener, port 9098).
+    pub region: String,
+}
+
+/// Whether this build signs AWS MSK IAM tokens (cargo feature `aws-msk-iam`, on by default).
+pub const MSK_IAM_BUILT: bool = cfg!(feature = "aws-msk-iam");
+
+/// The token source of `[kafka.aws_msk_iam]`.
+pub fn msk_iam_source(config: &AwsMskIamConfig) -> Result<Box<dyn TokenSource>, TokenError> {
+    #[cfg(feature = "aws-msk-iam")]
+    {
+        Ok(Box::new(msk_iam::Signer::new(config)?))
+    }
+    #[cfg(not(feature = "aws-msk-iam"))]
+    {
+        Err(TokenError::MskIam {
+            region: config.region.clone(),
+            reason: "this build has no AWS MSK IAM support (cargo feature aws-msk-iam)".into(),
+        })
+    }
+}
 
 /// Why no token could be had.
 #[derive(Debug, thiserror::Error)]

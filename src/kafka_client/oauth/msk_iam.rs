@@ -10,17 +10,7 @@ use std::sync::OnceLock;
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 
-use super::{Token, TokenError, TokenSource, FETCH_TIMEOUT};
-
-/// `[kafka.aws_msk_iam]`: AWS MSK IAM authentication (kafka.md "Connecting to secured Kafka").
-#[derive(Clone, Debug, serde::Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct AwsMskIamConfig {
-    /// The AWS region of the MSK cluster, such as `eu-west-1`. Required. Implies
-    /// `security.protocol = SASL_SSL` and `sasl.mechanisms = OAUTHBEARER` (the cluster's IAM
-    /// listener, port 9098).
-    pub region: String,
-}
+use super::{AwsMskIamConfig, Token, TokenError, TokenSource, FETCH_TIMEOUT};
 
 /// Signs MSK IAM tokens.
 pub struct Signer {
