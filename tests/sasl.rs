@@ -83,6 +83,29 @@ fn traces_flow_with_scram_sha_256() {
     traces_flow("sasl-256", "SCRAM-SHA-256", false);
 }
 
+/// A mechanism the broker does not enable (Tansu offers no PLAIN): said as a refused SASL
+/// authentication naming the mechanism, and `run` gives up with exit 2.
+#[test]
+#[ignore = "needs tansu: run scripts/test.sh"]
+fn a_mechanism_the_broker_does_not_enable_is_said_and_ends_run_with_exit_2() {
+    let sasl = sasl_broker("sasl-plain", "SCRAM-SHA-512", false);
+    sasl.broker.create_topic(&sasl.broker.topic("in"), 1);
+    let mut security = sasl.broker.security.clone();
+    for (key, value) in security.iter_mut() {
+        if key == "sasl.mechanisms" {
+            *value = "PLAIN".to_string();
+        }
+    }
+    let broker = Broker { brokers: sasl.broker.brokers.clone(), name: sasl.broker.name.clone(), security };
+    let mut instance = Instance::spawn(&broker, "plain", &[]);
+    let status = instance.wait_exit(Duration::from_secs(60));
+    let log = std::fs::read_to_string(&instance.log).unwrap_or_default();
+    assert_eq!(status.code(), Some(2), "run gives up on a mechanism the broker refuses: {log}");
+    let said = log.lines().find(|l| l.contains("the broker refused the SASL authentication")).unwrap_or_default();
+    assert!(said.contains("SASL_PLAINTEXT/PLAIN") && said.contains("PLAIN mechanism"), "{log}");
+    assert!(!log.contains(PASSWORD), "the password is never printed: {log}");
+}
+
 /// The right user with a wrong password: nothing is read, `/readyz` and one log line say the
 /// broker refused the SASL authentication (naming brokers and mechanism), and `run` gives up
 /// with exit 2 instead of retrying forever.

@@ -45,7 +45,13 @@ pub fn security_failure(message: &str) -> Option<Refusal> {
         "tls handshake",
     ]) {
         Some(Refusal::Tls)
-    } else if any(&["sasl authentication", "authentication failed", "sasl handshake", "unsupported sasl mechanism"]) {
+    } else if any(&[
+        "sasl authentication",
+        "authentication failed",
+        "sasl handshake",
+        "mechanism handshake failed",
+        "unsupported sasl mechanism",
+    ]) {
         Some(Refusal::Sasl)
     } else {
         None
@@ -65,6 +71,10 @@ mod tests {
         assert_eq!(security_failure(sasl), Some(Refusal::Sasl));
         let refused = "127.0.0.1:9092/bootstrap: Connect to ipv4#127.0.0.1:9092 failed: Connection refused (after 0ms in state CONNECT)";
         assert_eq!(security_failure(refused), None);
+        // A mechanism the listener does not enable (Tansu closes the connection; Kafka answers
+        // UNSUPPORTED_SASL_MECHANISM).
+        let plain = "sasl_plaintext://127.0.0.1:9300/bootstrap: SASL PLAIN mechanism handshake failed: Local: Broker transport failure: broker's supported mechanisms: (n/a) (after 0ms in state DOWN)";
+        assert_eq!(security_failure(plain), Some(Refusal::Sasl));
         // AWS MSK IAM without the kafka-cluster:Connect permission.
         let iam = "b-1.cluster.kafka.eu-west-1.amazonaws.com:9098/bootstrap: SASL authentication error: [4f2c7a1e]: Access denied (after 298ms in state AUTH_REQ)";
         assert_eq!(security_failure(iam), Some(Refusal::Sasl));
