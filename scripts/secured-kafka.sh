@@ -41,6 +41,8 @@ if [ -z "${TRACEWARDEN_TEST_BROKERS:-}" ]; then
   cat >"$dir/stunnel.conf" <<CONF
 foreground = yes
 pid =
+socket = l:TCP_NODELAY=1
+socket = r:TCP_NODELAY=1
 [kafka]
 accept = 127.0.0.1:$tls_port
 connect = 127.0.0.1:$tansu_port

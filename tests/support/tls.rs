@@ -82,7 +82,7 @@ impl TlsListener {
         client_ca: Option<&Path>,
     ) -> Self {
         let mut config = format!(
-            "foreground = yes\npid =\ndebug = 5\n[kafka]\naccept = {accept}\nconnect = {connect}\ncert = {}\nkey = {}\n",
+            "foreground = yes\npid =\ndebug = 5\nsocket = l:TCP_NODELAY=1\nsocket = r:TCP_NODELAY=1\n[kafka]\naccept = {accept}\nconnect = {connect}\ncert = {}\nkey = {}\n",
             server.0.display(),
             server.1.display()
         );
