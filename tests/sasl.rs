@@ -63,6 +63,20 @@ fn sasl_broker(test: &str, mechanism: &str, tls: bool) -> SaslBroker {
     SaslBroker { broker, _listener: listener, _tansu: tansu }
 }
 
+impl SaslBroker {
+    /// The same broker, reached with one client property changed (a wrong password, another
+    /// mechanism).
+    fn with_client_property(&self, key: &str, value: &str) -> Broker {
+        let mut security = self.broker.security.clone();
+        for (k, v) in security.iter_mut() {
+            if k == key {
+                *v = value.to_string();
+            }
+        }
+        Broker { brokers: self.broker.brokers.clone(), name: self.broker.name.clone(), security }
+    }
+}
+
 /// Spans in and kept traces out, every client of one instance authenticating with `scram`.
 fn traces_flow(test: &str, mechanism: &str, tls: bool) {
     let sasl = sasl_broker(test, mechanism, tls);
@@ -90,13 +104,7 @@ fn traces_flow_with_scram_sha_256() {
 fn a_mechanism_the_broker_does_not_enable_is_said_and_ends_run_with_exit_2() {
     let sasl = sasl_broker("sasl-plain", "SCRAM-SHA-512", false);
     sasl.broker.create_topic(&sasl.broker.topic("in"), 1);
-    let mut security = sasl.broker.security.clone();
-    for (key, value) in security.iter_mut() {
-        if key == "sasl.mechanisms" {
-            *value = "PLAIN".to_string();
-        }
-    }
-    let broker = Broker { brokers: sasl.broker.brokers.clone(), name: sasl.broker.name.clone(), security };
+    let broker = sasl.with_client_property("sasl.mechanisms", "PLAIN");
     let mut instance = Instance::spawn(&broker, "plain", &[]);
     let status = instance.wait_exit(Duration::from_secs(60));
     let log = std::fs::read_to_string(&instance.log).unwrap_or_default();
@@ -114,13 +122,7 @@ fn a_mechanism_the_broker_does_not_enable_is_said_and_ends_run_with_exit_2() {
 fn a_wrong_password_is_said_once_and_ends_run_with_exit_2() {
     let sasl = sasl_broker("sasl-wrong", "SCRAM-SHA-512", false);
     sasl.broker.create_topic(&sasl.broker.topic("in"), 1);
-    let mut security = sasl.broker.security.clone();
-    for (key, value) in security.iter_mut() {
-        if key == "sasl.password" {
-            *value = "not the password".to_string();
-        }
-    }
-    let broker = Broker { brokers: sasl.broker.brokers.clone(), name: sasl.broker.name.clone(), security };
+    let broker = sasl.with_client_property("sasl.password", "not the password");
     let mut instance = Instance::spawn(&broker, "refused", &[]);
     let log_file = instance.log.clone();
     let log = || std::fs::read_to_string(&log_file).unwrap_or_default();
