@@ -45,6 +45,17 @@ if [[ $(cat "$idp_stamp" 2>/dev/null) != "$idp_wanted" ]]; then
   echo "$idp_wanted" >"$idp_stamp"
 fi
 
+step "the console's modules: their JSDoc types (TypeScript, pinned) and their helpers' unit tests (node --test)"
+console_stamp=tests/console/node_modules/.installed-from
+console_wanted=$(cat tests/console/package.json tests/console/package-lock.json | sha256sum | cut -d' ' -f1)
+if [[ $(cat "$console_stamp" 2>/dev/null) != "$console_wanted" ]]; then
+  npm ci --prefix tests/console --no-audit --no-fund --loglevel=error
+  echo "$console_wanted" >"$console_stamp"
+fi
+tests/console/node_modules/.bin/tsc -p tests/console/tsconfig.json
+mkdir -p target
+node --test --test-reporter=tap tests/console/*.test.mjs 2>&1 | tee target/console-output.log
+
 step "docker-compose.yml (no Docker engine here: validated against the Compose schema)"
 python3 scripts/validate-compose.py
 
@@ -98,13 +109,16 @@ else
   echo "browser: FAILED (status $browser_status; output in target/browser-output.log, screenshots in target/screenshots/)"
 fi
 
-# One closing line for the whole run (cargo prints one per test binary, the browser checks one of
-# their own). "ignored" stays 0 with --include-ignored; a test that is ignored anyway shows there
-# instead of among the passed. A browser step that failed before counting counts as one failure.
+# One closing line for the whole run (cargo prints one per test binary, node's test runner and the
+# browser checks one of their own). "ignored" stays 0 with --include-ignored; a test that is ignored
+# anyway shows there instead of among the passed. A browser step that failed before counting
+# counts as one failure.
 awk -v browser_status="$browser_status" '
   /^test result:/ { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) g += $i } }
+  FILENAME ~ /console-output/ && /^# pass [0-9]+$/ { p += $3 }
+  FILENAME ~ /console-output/ && /^# fail [0-9]+$/ { f += $3 }
   /^browser: [0-9]+ passed, [0-9]+ failed$/ { p += $2; f += $4; bf += $4 }
   END { if (browser_status != 0 && bf == 0) f += 1
-        printf "\ntests: %d passed, %d failed, %d ignored\n", p, f, g }' target/test-output.log target/browser-output.log
+        printf "\ntests: %d passed, %d failed, %d ignored\n", p, f, g }' target/console-output.log target/test-output.log target/browser-output.log
 [[ $status -ne 0 ]] && exit "$status"
 exit "$browser_status"

@@ -1,0 +1,54 @@
+// The globals of the console's vendored libraries (console/vendor/, loaded by index.html as
+// classic scripts): as much of their API as the console uses.
+
+/** uPlot 1.6.32 (uPlot.iife.min.js). */
+declare class uPlot {
+  constructor(opts: object, data: ReadonlyArray<ReadonlyArray<number | null>>, target: HTMLElement);
+  readonly root: HTMLElement;
+  readonly over: HTMLElement;
+  readonly width: number;
+  readonly height: number;
+  readonly cursor: { idx?: number | null };
+  setData(data: ReadonlyArray<ReadonlyArray<number | null>>, resetScales?: boolean): void;
+  setSize(size: { width: number; height: number }): void;
+  syncRect(force?: boolean): void;
+  destroy(): void;
+}
+
+/** Cytoscape.js 3.34.4 (cytoscape.min.js). */
+declare function cytoscape(options: {
+  container: HTMLElement;
+  elements: ReadonlyArray<{ data: Record<string, unknown> }>;
+  layout: object;
+  style: ReadonlyArray<{ selector: string; style: Record<string, string | number> }>;
+  wheelSensitivity?: number;
+}): cytoscape.Core;
+
+declare namespace cytoscape {
+  interface Position { x: number; y: number }
+  interface Element {
+    id(): string;
+    data(): any;
+    data(key: string): any;
+    data(values: Record<string, unknown>): this;
+  }
+  interface NodeSingular extends Element {
+    position(): Position;
+  }
+  interface EventObject {
+    target: Element;
+  }
+  interface Core {
+    container(): HTMLElement | null;
+    nodes(): NodeSingular[];
+    getElementById(id: string): Element;
+    zoom(): number;
+    zoom(level: number): Core;
+    pan(): Position;
+    pan(position: Position): Core;
+    resize(): Core;
+    batch(update: () => void): void;
+    on(event: string, selector: string, handler: (event: EventObject) => void): Core;
+    destroy(): void;
+  }
+}
