@@ -12,7 +12,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use tracewarden::assemble::{TraceBuffer, WindowLimits};
 use tracewarden::clock::Nanos;
 use tracewarden::config::Config;
-use tracewarden::decode::{Decoder, InputEncoding};
+use tracewarden::format::{Decoder, InputEncoding};
 use tracewarden::generate::{PetClinic, TrafficProfile};
 use tracewarden::investigate::TraceStore;
 use tracewarden::model::{Encoding, Span};
@@ -33,7 +33,7 @@ fn batch(traces: usize, seed: u64) -> (Bytes, usize) {
     let mut out = BytesMut::new();
     let mut spans = 0;
     for _ in 0..traces {
-        let trace = clinic.trace(1_800_000_000_000_000_000, Encoding::OtlpProto);
+        let trace = clinic.trace(1_800_000_000_000_000_000, Encoding::OTLP_PROTO);
         spans += trace.spans;
         for m in trace.messages {
             out.extend_from_slice(&m);
@@ -44,7 +44,7 @@ fn batch(traces: usize, seed: u64) -> (Bytes, usize) {
 
 fn decoded(payload: &Bytes) -> Vec<Span> {
     let mut spans = Vec::new();
-    Decoder::new(InputEncoding::OtlpProto).decode(payload, &mut spans).unwrap();
+    Decoder::new(InputEncoding::Fixed(Encoding::OTLP_PROTO)).decode(payload, &mut spans).unwrap();
     spans
 }
 
@@ -144,7 +144,7 @@ fn benches(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("decode");
     group.throughput(Throughput::Elements(span_count as u64));
-    let mut decoder = Decoder::new(InputEncoding::OtlpProto);
+    let mut decoder = Decoder::new(InputEncoding::Fixed(Encoding::OTLP_PROTO));
     let mut out = Vec::with_capacity(span_count);
     group.bench_function("otlp_proto_batch", |b| {
         b.iter(|| {
@@ -235,7 +235,7 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("span_path");
     group.throughput(Throughput::Elements(total as u64));
     group.bench_function("decode_assemble_record", |b| {
-        let mut decoder = Decoder::new(InputEncoding::OtlpProto);
+        let mut decoder = Decoder::new(InputEncoding::Fixed(Encoding::OTLP_PROTO));
         let mut store = SignalStore::new(Config::default().signal_settings());
         let mut spans = Vec::new();
         let mut ready = Vec::new();
@@ -273,7 +273,7 @@ fn benches(c: &mut Criterion) {
         b.iter_batched(
             || {
                 let settings = SpanPathSettings {
-                    decoder: Decoder::new(InputEncoding::OtlpProto),
+                    decoder: Decoder::new(InputEncoding::Fixed(Encoding::OTLP_PROTO)),
                     buffer: TraceBuffer::new(limits()),
                     sampler: Arc::new(Mutex::new(Sampler::new(&config.sampling))),
                     exclusions: Exclusions::new(&config.metrics.exclude),

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use tracewarden::clock::Nanos;
 use tracewarden::config::Config;
 use tracewarden::decision::Decision;
-use tracewarden::decode::{Decoder, InputEncoding};
+use tracewarden::format::{Decoder, InputEncoding};
 use tracewarden::generate::{PetClinic, TrafficProfile};
 use tracewarden::investigate::held::HeldTraces;
 use tracewarden::investigate::timeline::Timeline;
@@ -55,7 +55,7 @@ const STEP: u64 = 10_000_000_000;
 
 /// One PetClinic trace: its messages and decoded spans.
 fn trace(clinic: &mut PetClinic, decoder: &mut Decoder, now: u64) -> (Vec<Bytes>, Vec<Span>) {
-    let generated = clinic.trace(now, Encoding::OtlpProto);
+    let generated = clinic.trace(now, Encoding::OTLP_PROTO);
     let mut spans = Vec::new();
     for message in &generated.messages {
         decoder.decode(message, &mut spans).expect("generated traces decode");
@@ -70,7 +70,7 @@ fn mib(bytes: usize) -> f64 {
 fn main() {
     let per_step: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100);
     let mut clinic = PetClinic::new(7, TrafficProfile::default());
-    let mut decoder = Decoder::new(InputEncoding::OtlpProto);
+    let mut decoder = Decoder::new(InputEncoding::Fixed(Encoding::OTLP_PROTO));
     let config = Config::default();
 
     // The trace index at its default bound.

@@ -39,7 +39,7 @@ use rdkafka::{ClientConfig, Message as _};
 use tracewarden::assemble::TraceBuffer;
 use tracewarden::clock::{Nanos, SystemClock};
 use tracewarden::config::{Config, HumanDuration};
-use tracewarden::decode::{Decoder, InputEncoding};
+use tracewarden::format::{Decoder, InputEncoding};
 use tracewarden::generate::{PetClinic, TrafficProfile};
 use tracewarden::investigate::TraceStore;
 use tracewarden::model::Encoding;
@@ -86,7 +86,7 @@ fn batches(spans: usize, per_batch: usize) -> Input {
         let mut payload = BytesMut::new();
         let mut key = String::new();
         for _ in 0..per_batch {
-            let trace = clinic.trace(tracewarden::clock::Clock::now(&now).0, Encoding::OtlpProto);
+            let trace = clinic.trace(tracewarden::clock::Clock::now(&now).0, Encoding::OTLP_PROTO);
             total += trace.spans;
             key = hex::encode(trace.trace_id);
             for m in trace.messages {
@@ -107,7 +107,7 @@ struct MemoryFigures {
 
 fn memory(spans: usize) -> MemoryFigures {
     let messages = batches(spans, 20).messages;
-    let mut decoder = Decoder::new(InputEncoding::OtlpProto);
+    let mut decoder = Decoder::new(InputEncoding::Fixed(Encoding::OTLP_PROTO));
     let mut limits = Config::default().window.limits();
     limits.max_buffered_spans = usize::MAX;
     limits.max_buffered_bytes = usize::MAX;
@@ -241,7 +241,7 @@ fn span_path(input: &Input, threads: usize) -> f64 {
     let paths: Vec<SpanPath> = (0..threads)
         .map(|thread| {
             let settings = SpanPathSettings {
-                decoder: Decoder::new(InputEncoding::OtlpProto),
+                decoder: Decoder::new(InputEncoding::Fixed(Encoding::OTLP_PROTO)),
                 buffer: TraceBuffer::new(window.limits()),
                 sampler: sampler.clone(),
                 exclusions: Exclusions::new(&config.metrics.exclude),

@@ -20,10 +20,7 @@ if [[ ${#missing[@]} -gt 0 ]]; then
 fi
 
 step "Python tools: OpenTelemetry SDK, Zipkin exporter, X-Ray SDK (real-client fixtures), Compose validation"
-python3 -m pip install --quiet --disable-pip-version-check \
-  'opentelemetry-sdk>=1.20' 'opentelemetry-exporter-otlp-proto-common>=1.20' pyyaml jsonschema \
-  'aws-xray-sdk>=2.12' flask requests 'opentelemetry-exporter-otlp-proto-http>=1.20' 'opentelemetry-exporter-otlp-proto-grpc>=1.20' \
-  'botocore>=1.30' 2>&1 \
+python3 -m pip install --quiet --disable-pip-version-check --requirement tests/requirements.txt 2>&1 \
   | grep -v 'as the .root. user' || true
 fixture_dir="target/python-sdk-fixture"
 mkdir -p "$fixture_dir"
@@ -73,8 +70,8 @@ python3 scripts/check-module-cycles.py
 step "lint"
 cargo clippy --all-targets --locked -- -D warnings
 
-step "fuzz every decoder (${FUZZ_SECONDS:-20}s each)"
-scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
+step "fuzz every decoder and the receivers (${FUZZ_SECONDS:-60}s a target)"
+scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
 
 step "a real broker process for the multi-process tests"
 # shellcheck source=scripts/broker.sh

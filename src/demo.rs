@@ -196,10 +196,10 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     let mut config = demo_config(&brokers, options.listen, options.config.as_ref().map(|(_, c)| c));
     config.ingest = receiver_config;
     let xray_topic = config.ingest.xray.as_ref().map(|x| x.topic.clone()).unwrap_or_default();
-    config
-        .kafka
-        .inputs
-        .push(crate::kafka_client::InputTopic { topic: xray_topic, encoding: crate::decode::InputEncoding::XrayJson });
+    config.kafka.inputs.push(crate::kafka_client::InputTopic {
+        topic: xray_topic,
+        encoding: crate::format::InputEncoding::Fixed(Encoding::XRAY_JSON),
+    });
     // The mock cluster does not serve CreateTopics: create every topic through its own API.
     let inputs = config.kafka.all_input_topics();
     let topics = inputs.iter().chain([
@@ -248,7 +248,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
             topic: config.kafka.input_topics[0].clone(),
             rate: options.rate,
             duration: None,
-            encoding: Encoding::OtlpProto,
+            encoding: Encoding::OTLP_PROTO,
             profile: TrafficProfile::default(),
             seed: 7,
         };
@@ -349,7 +349,7 @@ fn print_summary(
     sampling: &SamplingSummary,
 ) {
     let t = &handles.telemetry;
-    let received = t.spans_received.with_label_values(&["otlp_proto"]).get();
+    let received = t.spans_received_total();
     let decided = |decision: &str| -> u64 {
         sampling.rules.iter().map(|rule| t.traces_decided.with_label_values(&[decision, rule.as_str()]).get()).sum()
     };

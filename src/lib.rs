@@ -2,8 +2,8 @@
 //!
 //! Reads span streams from Kafka, assembles traces in a bounded window, computes service and
 //! dependency metrics from every span, evaluates SLOs, and forwards decided traces. Wired in
-//! [`pipeline`]: [`source`] (the consumer) → [`span_path`] ([`decode`] → [`assemble`] →
-//! [`signals`] → [`sampling`] → [`encode`]) → [`delivery`] (holds, forwards, retries, commits),
+//! [`pipeline`]: [`source`] (the consumer) → [`span_path`] ([`format`] decodes → [`assemble`] →
+//! [`signals`] → [`sampling`] → [`format`] encodes) → [`delivery`] (holds, forwards, retries, commits),
 //! with [`slo`] beside the span path and [`http`] serving what they measure; [`ingest`] takes
 //! spans straight from SDKs onto Kafka. Shared vocabulary
 //! lives in leaf modules: [`model`], [`position`], [`decision`], [`settings`], [`clock`].
@@ -13,11 +13,10 @@ pub mod clock;
 pub mod config;
 pub mod console;
 pub mod decision;
-pub mod decode;
 pub mod delivery;
 pub mod demo;
 pub mod duration;
-pub mod encode;
+pub mod format;
 pub mod generate;
 pub mod http;
 pub mod ingest;

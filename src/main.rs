@@ -86,8 +86,8 @@ enum Command {
         /// Stop after this long; default: until Ctrl-C.
         #[arg(long, value_parser = parse_duration)]
         duration: Option<Duration>,
-        /// otlp_proto | otlp_json | zipkin_json | zipkin_proto | jaeger_proto | jaeger_json
-        #[arg(long, default_value = "otlp_proto", value_parser = parse_encoding)]
+        /// The encoding of the messages written.
+        #[arg(long, default_value = "otlp_proto", value_parser = encoding_parser())]
         encoding: Encoding,
         /// Share of fault-prone calls that fail with a 5xx (0–1).
         #[arg(long, default_value_t = 0.05)]
@@ -98,24 +98,43 @@ enum Command {
     },
     /// Validate a configuration file and explain every problem; exit 1 when invalid.
     CheckConfig { file: PathBuf },
+    /// List every metric family `/metrics` exports: name, type, labels and help.
+    Metrics {
+        /// As JSON (one object per family, with the series names a scrape shows).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e}: expected for example \"30s\", \"5m\""))
 }
 
-fn parse_encoding(s: &str) -> Result<Encoding, String> {
-    match s {
-        "otlp_proto" => Ok(Encoding::OtlpProto),
-        "otlp_json" => Ok(Encoding::OtlpJson),
-        "zipkin_json" => Ok(Encoding::ZipkinJson),
-        "zipkin_proto" => Ok(Encoding::ZipkinProto),
-        "jaeger_proto" => Ok(Encoding::JaegerProto),
-        "jaeger_json" => Ok(Encoding::JaegerJson),
-        _ => Err(format!(
-            "unknown encoding {s:?}: otlp_proto, otlp_json, zipkin_json, zipkin_proto, jaeger_proto or jaeger_json"
-        )),
+/// `tracewarden metrics`: the family table, as text or JSON. A closed pipe (`| head`) ends the
+/// listing quietly.
+fn list_metrics(json: bool) {
+    use std::io::Write;
+    use tracewarden::telemetry::families;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let _ = writeln!(out, "{:#}", families::to_json());
+        return;
     }
+    for family in families::ALL {
+        let line =
+            format!("{} {} {{{}}}\n    {}", family.name, family.kind.as_str(), family.labels.join(","), family.help);
+        if writeln!(out, "{line}").is_err() {
+            return;
+        }
+    }
+}
+
+/// `--encoding`: the name of any encoding the generator writes (listed in `--help`).
+fn encoding_parser() -> impl clap::builder::TypedValueParser<Value = Encoding> {
+    use clap::builder::TypedValueParser;
+    let written = Encoding::ALL.iter().filter(|e| tracewarden::generate::writes(**e)).map(|e| e.as_str());
+    clap::builder::PossibleValuesParser::new(written)
+        .map(|name| Encoding::named(&name).expect("a possible value names an encoding"))
 }
 
 fn init_logging(level: &str, format: LogFormat) {
@@ -132,6 +151,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
+        Command::Metrics { json } => {
+            list_metrics(json);
+            ExitCode::SUCCESS
+        }
         Command::Run { config } => {
             let config = match Config::load(config.as_deref()) {
                 Ok(c) => c,

@@ -4,7 +4,7 @@
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::decode::AttributeLookup;
+use crate::format::AttributeLookup;
 use crate::model::{AttrValue, Span};
 
 /// An AWS X-Ray style wildcard: `*` any run of characters, `?` exactly one, case-insensitive.

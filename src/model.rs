@@ -11,7 +11,7 @@
 //! - `parent_span_id` is `None` for root spans (an all-zero or empty parent id means no parent).
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -110,38 +110,10 @@ impl StatusCode {
     }
 }
 
-/// The wire encodings tracewarden reads and writes (kafka.md, "Encodings").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Encoding {
-    OtlpProto,
-    OtlpJson,
-    ZipkinJson,
-    ZipkinProto,
-    JaegerProto,
-    JaegerJson,
-    XrayJson,
-}
-
-impl Encoding {
-    /// The label value used in `tracewarden_spans_received_total{encoding}`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::OtlpProto => "otlp_proto",
-            Self::OtlpJson => "otlp_json",
-            Self::ZipkinJson => "zipkin_json",
-            Self::ZipkinProto => "zipkin_proto",
-            Self::JaegerProto => "jaeger_proto",
-            Self::JaegerJson => "jaeger_json",
-            Self::XrayJson => "xray_json",
-        }
-    }
-}
-
-impl fmt::Display for Encoding {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// A wire encoding tracewarden reads and writes (kafka.md, "Encodings"): a slot of the format
+/// table in `format`, which gives each its constant (`Encoding::OTLP_PROTO`), name and behaviour.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Encoding(pub(crate) u8);
 
 /// The resource and instrumentation scope a group of spans was reported under.
 ///

@@ -33,10 +33,10 @@ use rdkafka::ClientConfig;
 use crate::assemble::{DecisionReason, TraceBuffer};
 use crate::clock::{Nanos, SharedClock};
 use crate::config::Config;
-use crate::decode::{Decoder, InputEncoding};
 use crate::delivery::{
     DeliveryLedger, DeliverySettings, Forwarder, ForwarderError, Topics, TransactionError, TransactionGroups,
 };
+use crate::format::{Decoder, InputEncoding};
 pub use crate::http::Handles;
 use crate::investigate::group::forward::PeerClient;
 use crate::investigate::group::gauges::GroupQuantileCollector;
@@ -191,12 +191,8 @@ impl Worker {
 
     fn log_summary(&self) {
         let t = &self.telemetry;
-        let received: u64 = ["otlp_proto", "otlp_json", "zipkin_json"]
-            .iter()
-            .map(|e| t.spans_received.with_label_values(&[e]).get())
-            .sum();
         tracing::info!(
-            spans_received = received,
+            spans_received = t.spans_received_total(),
             spans_forwarded = t.spans_forwarded.get(),
             traces_forwarded = t.traces_forwarded.get(),
             buffered_traces = t.buffered_traces.get(),

@@ -27,8 +27,8 @@ use prometheus::IntCounter;
 use crate::assemble::{DecisionReason, ReadyTrace, TraceBuffer};
 use crate::clock::Nanos;
 use crate::decision::Decision;
-use crate::decode::{adopt_segment_resources, DecodeStats, Decoder, InputEncoding};
-use crate::encode::{encode_spans, encode_trace};
+use crate::format::{adopt_segment_resources, DecodeStats, Decoder, Encoding};
+use crate::format::{encode_spans, encode_trace};
 use crate::investigate::traces::TraceSummary;
 use crate::investigate::TraceStore;
 use crate::model::{trace_id_hex, FastMap, Span};
@@ -140,7 +140,7 @@ impl SpanPath {
     /// One input message at time `now`; `hold` keeps it uncommitted while any work on it is left.
     pub fn message(&mut self, message: Message<'_>, hold: &Hold, now: Nanos, effects: &mut Effects) {
         let payload = Bytes::copy_from_slice(message.payload);
-        let declared = message.encoding.and_then(InputEncoding::named);
+        let declared = message.encoding.and_then(|name| std::str::from_utf8(name).ok()).and_then(Encoding::named);
         match self.decoder.decode_at(message.topic, declared, &payload, &mut self.spans, now) {
             Ok(stats) if self.repartition_from.iter().any(|t| t == message.topic) => {
                 self.telemetry

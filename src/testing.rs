@@ -7,7 +7,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as ProtoSpan, Status, TracesData};
 use prost::Message;
 
-use crate::decode::{Decoder, InputEncoding};
+use crate::format::{Decoder, Encoding, InputEncoding};
 use crate::model::Span;
 
 /// One span to build.
@@ -228,7 +228,7 @@ pub fn shop_requests(
 /// Builds and decodes spans.
 pub fn spans(specs: &[SpanSpec]) -> Vec<Span> {
     let mut out = Vec::new();
-    Decoder::new(InputEncoding::OtlpProto).decode(&encode(specs), &mut out).expect("valid protobuf");
+    Decoder::new(InputEncoding::Fixed(Encoding::OTLP_PROTO)).decode(&encode(specs), &mut out).expect("valid protobuf");
     assert_eq!(out.len(), specs.len(), "every test span is valid");
     out
 }
@@ -248,7 +248,7 @@ pub fn fuzz_decode(input: InputEncoding, data: &[u8]) {
     }
     let decision = crate::decision::Decision::keep(std::sync::Arc::from("fuzz"), 1.0);
     let mut again = Vec::new();
-    for part in crate::encode::encode_trace(&spans, &decision, usize::MAX) {
+    for part in crate::format::encode_trace(&spans, &decision, usize::MAX) {
         Decoder::new(part.encoding.into()).decode(&part.payload, &mut again).expect("re-encoded spans decode");
     }
     // Re-encoding groups spans by resource and scope, so compare them as sorted lists.

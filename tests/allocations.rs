@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use tracewarden::assemble::TraceBuffer;
 use tracewarden::clock::Nanos;
 use tracewarden::config::Config;
-use tracewarden::decode::{Decoder, InputEncoding};
+use tracewarden::format::{Decoder, InputEncoding};
 use tracewarden::generate::{PetClinic, TrafficProfile};
 use tracewarden::investigate::TraceStore;
 use tracewarden::model::Encoding;
@@ -83,7 +83,7 @@ fn batch(clinic: &mut PetClinic, now: u64, messages: usize, wanted: impl Fn(usiz
         let mut payload = BytesMut::new();
         let mut in_message = 0;
         while in_message < 20 {
-            let trace = clinic.trace(now, Encoding::OtlpProto);
+            let trace = clinic.trace(now, Encoding::OTLP_PROTO);
             if !wanted(trace.spans) {
                 continue;
             }
@@ -111,7 +111,7 @@ struct Path {
 impl Path {
     fn new(config: &Config) -> Self {
         let settings = SpanPathSettings {
-            decoder: Decoder::new(InputEncoding::OtlpProto),
+            decoder: Decoder::new(InputEncoding::Fixed(Encoding::OTLP_PROTO)),
             buffer: TraceBuffer::new(config.window.limits()),
             sampler: Arc::new(Mutex::new(Sampler::new(&config.sampling))),
             exclusions: Exclusions::new(&config.metrics.exclude),
@@ -195,7 +195,7 @@ fn the_span_path_allocates_per_trace_and_message_not_per_span() {
 #[test]
 fn decoding_allocates_per_message_and_measuring_nothing_once_warm() {
     let mut clinic = PetClinic::new(7, TrafficProfile::default());
-    let mut decoder = Decoder::new(InputEncoding::OtlpProto);
+    let mut decoder = Decoder::new(InputEncoding::Fixed(Encoding::OTLP_PROTO));
     let mut store = SignalStore::new(Config::default().signal_settings());
     let mut spans = Vec::new();
     let warm = batch(&mut clinic, NOW, 100, |_| true);

@@ -169,7 +169,7 @@ fn bad_input_on_a_real_broker_is_dead_lettered_and_never_stalls() {
     let producer = producer_with(broker.client());
     let mut clinic = PetClinic::new(3, TrafficProfile::default());
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
-    let good = clinic.trace(now, Encoding::OtlpProto);
+    let good = clinic.trace(now, Encoding::OTLP_PROTO);
     let garbage: Vec<Vec<u8>> = vec![
         b"\x0a\xff\xff\xff\x0f".to_vec(),
         b"{\"resourceSpans\": [".to_vec(),

@@ -758,20 +758,20 @@ fn slo_alerts_reach_the_alerts_topic(exactly_once: bool) {
 /// Zipkin JSON messages would be dead letters.)
 #[test]
 fn each_input_topic_is_read_in_its_own_encoding() {
-    use tracewarden::decode::InputEncoding;
+    use tracewarden::format::InputEncoding;
     use tracewarden::generate::{PetClinic, TrafficProfile};
     use tracewarden::model::Encoding;
 
     let mut harness = Harness::new("per-topic-encodings");
     harness.cluster().create_topic("zipkin_spans", PARTITIONS, 1).unwrap();
     harness.cluster().create_topic("sampled_spans", PARTITIONS, 1).unwrap();
-    harness.config.kafka.encoding = InputEncoding::OtlpProto;
+    harness.config.kafka.encoding = InputEncoding::Fixed(Encoding::OTLP_PROTO);
     harness.config.kafka.inputs =
-        vec![InputTopic { topic: "zipkin_spans".into(), encoding: InputEncoding::ZipkinJson }];
+        vec![InputTopic { topic: "zipkin_spans".into(), encoding: InputEncoding::Fixed(Encoding::ZIPKIN_JSON) }];
     let pipeline = harness.start();
     let mut clinic = PetClinic::new(3, TrafficProfile::default());
-    let zipkin = clinic.trace(T0.0, Encoding::ZipkinJson);
-    let otlp = clinic.trace(T0.0, Encoding::OtlpProto);
+    let zipkin = clinic.trace(T0.0, Encoding::ZIPKIN_JSON);
+    let otlp = clinic.trace(T0.0, Encoding::OTLP_PROTO);
     let (zipkin_key, otlp_key) = (hex::encode(zipkin.trace_id), hex::encode(otlp.trace_id));
     for message in &zipkin.messages {
         harness.produce_topic("zipkin_spans", &zipkin_key, message);
@@ -802,13 +802,14 @@ fn each_input_topic_is_read_in_its_own_encoding() {
 /// forwarded as one JSON array of its documents with the decision in their annotations.
 #[test]
 fn xray_segments_are_counted_and_forwarded_as_documents() {
-    use tracewarden::decode::InputEncoding;
+    use tracewarden::format::{Encoding, InputEncoding};
 
     let mut harness = Harness::new("xray-segments");
     harness.cluster().create_topic("xray_segments", PARTITIONS, 1).unwrap();
     harness.cluster().create_topic("sampled_spans", PARTITIONS, 1).unwrap();
     harness.config.kafka.input_topics = Vec::new();
-    harness.config.kafka.inputs = vec![InputTopic { topic: "xray_segments".into(), encoding: InputEncoding::XrayJson }];
+    harness.config.kafka.inputs =
+        vec![InputTopic { topic: "xray_segments".into(), encoding: InputEncoding::Fixed(Encoding::XRAY_JSON) }];
     let pipeline = harness.start();
     let datagrams: Vec<String> = serde_json::from_str(include_str!("fixtures/python-xray-datagrams.json")).unwrap();
     for datagram in &datagrams {
@@ -842,7 +843,7 @@ fn xray_segments_are_counted_and_forwarded_as_documents() {
 /// Reads only these topics, each in its encoding (created, with the output topic).
 fn read_only(
     harness: &mut Harness,
-    inputs: &[(&str, tracewarden::decode::InputEncoding, tracewarden::model::Encoding)],
+    inputs: &[(&str, tracewarden::format::InputEncoding, tracewarden::model::Encoding)],
 ) {
     for (topic, _, _) in inputs {
         harness.cluster().create_topic(topic, PARTITIONS, 1).unwrap();
@@ -861,16 +862,16 @@ fn read_only(
 #[test]
 fn zipkin_proto_and_jaeger_topics_are_read_and_forwarded_in_their_encodings() {
     use prost::Message;
-    use tracewarden::decode::schemas::{jaeger, zipkin};
-    use tracewarden::decode::InputEncoding;
+    use tracewarden::format::schemas::{jaeger, zipkin};
+    use tracewarden::format::InputEncoding;
     use tracewarden::generate::{PetClinic, TrafficProfile};
     use tracewarden::model::Encoding;
 
     let mut harness = Harness::new("zipkin-jaeger-encodings");
     let inputs = [
-        ("zipkin_proto_spans", InputEncoding::ZipkinProto, Encoding::ZipkinProto),
-        ("jaeger_proto_spans", InputEncoding::JaegerProto, Encoding::JaegerProto),
-        ("jaeger_json_spans", InputEncoding::JaegerJson, Encoding::JaegerJson),
+        ("zipkin_proto_spans", InputEncoding::Fixed(Encoding::ZIPKIN_PROTO), Encoding::ZIPKIN_PROTO),
+        ("jaeger_proto_spans", InputEncoding::Fixed(Encoding::JAEGER_PROTO), Encoding::JAEGER_PROTO),
+        ("jaeger_json_spans", InputEncoding::Fixed(Encoding::JAEGER_JSON), Encoding::JAEGER_JSON),
     ];
     read_only(&mut harness, &inputs);
     let pipeline = harness.start();
@@ -919,16 +920,16 @@ fn zipkin_proto_and_jaeger_topics_are_read_and_forwarded_in_their_encodings() {
 #[test]
 fn unkeyed_binary_encodings_are_repartitioned_and_forwarded_whole_in_their_encodings() {
     use prost::Message;
-    use tracewarden::decode::schemas::{jaeger, zipkin};
-    use tracewarden::decode::InputEncoding;
+    use tracewarden::format::schemas::{jaeger, zipkin};
+    use tracewarden::format::InputEncoding;
     use tracewarden::generate::{PetClinic, TrafficProfile};
     use tracewarden::model::Encoding;
 
     let mut harness = Harness::new("unkeyed-binary");
     harness.config.kafka.input_keyed_by_trace = false;
     let inputs = [
-        ("zipkin_proto_spans", InputEncoding::ZipkinProto, Encoding::ZipkinProto),
-        ("jaeger_proto_spans", InputEncoding::JaegerProto, Encoding::JaegerProto),
+        ("zipkin_proto_spans", InputEncoding::Fixed(Encoding::ZIPKIN_PROTO), Encoding::ZIPKIN_PROTO),
+        ("jaeger_proto_spans", InputEncoding::Fixed(Encoding::JAEGER_PROTO), Encoding::JAEGER_PROTO),
     ];
     harness.cluster().create_topic(&harness.config.kafka.repartition_topic(), PARTITIONS, 1).unwrap();
     read_only(&mut harness, &inputs);
@@ -949,7 +950,7 @@ fn unkeyed_binary_encodings_are_repartitioned_and_forwarded_whole_in_their_encod
         metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", encoding.as_str())]).unwrap_or(0.0)
     };
     wait_for("every span re-keyed and read back in its encoding", || {
-        received(Encoding::ZipkinProto) == spans_of(0) as f64 && received(Encoding::JaegerProto) == spans_of(1) as f64
+        received(Encoding::ZIPKIN_PROTO) == spans_of(0) as f64 && received(Encoding::JAEGER_PROTO) == spans_of(1) as f64
     });
     harness.advance(Duration::from_secs(10));
     let output = harness.read_all("sampled_spans", 4 + spans_of(1));

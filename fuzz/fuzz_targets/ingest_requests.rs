@@ -5,17 +5,17 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use tracewarden::decode::{Decoder, InputEncoding};
+use tracewarden::format::{Decoder, Encoding};
 use tracewarden::ingest::split::{split, Body};
 use tracewarden::ingest::xray_udp::{check, Datagram};
 
 fuzz_target!(|data: &[u8]| {
-    for (body, input) in [(Body::Protobuf, InputEncoding::OtlpProto), (Body::Json, InputEncoding::OtlpJson)] {
+    for (body, input) in [(Body::Protobuf, Encoding::OTLP_PROTO), (Body::Json, Encoding::OTLP_JSON)] {
         let Ok(split) = split(data, body) else { continue };
         for message in &split.messages {
             assert_eq!(message.key.len(), 32);
             let mut spans = Vec::new();
-            let stats = Decoder::new(input).decode(&Bytes::from(message.payload.clone()), &mut spans);
+            let stats = Decoder::new(input.into()).decode(&Bytes::from(message.payload.clone()), &mut spans);
             let stats = stats.expect("a split message decodes");
             let read = spans.len() + (stats.invalid_id + stats.invalid_time) as usize;
             assert_eq!(read, message.spans, "every span of the message is read");

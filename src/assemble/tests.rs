@@ -27,7 +27,7 @@ fn sized(mut span: Span, bytes: usize) -> Span {
 
 fn span(trace: u8, id: u8, parent: Option<u8>) -> Span {
     let origin = Arc::new(Origin {
-        encoding: Encoding::OtlpProto,
+        encoding: Encoding::OTLP_PROTO,
         service: Arc::from("svc"),
         environment: Arc::from("default"),
         resource_header: Bytes::new(),

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::decode::InputEncoding;
+use crate::format::{Encoding, InputEncoding};
 
 fn problems(text: &str) -> Vec<Problem> {
     match Config::from_toml(text) {
@@ -74,7 +74,7 @@ fn full_literal_config() {
     )
     .unwrap();
     assert_eq!(c.kafka.input_topics, vec!["a", "b"]);
-    assert_eq!(c.kafka.encoding, InputEncoding::ZipkinJson);
+    assert_eq!(c.kafka.encoding, InputEncoding::Fixed(Encoding::ZIPKIN_JSON));
     assert_eq!(c.kafka.commit_interval.0, Duration::from_millis(250));
     assert!(!c.kafka.input_keyed_by_trace);
     assert_eq!(c.kafka.client["security.protocol"], "SASL_SSL");
@@ -248,7 +248,10 @@ fn input_topics_with_their_own_encodings() {
     assert_eq!(c.kafka.all_input_topics(), vec!["otlp", "zipkin"]);
     assert_eq!(
         c.kafka.topic_encodings(),
-        vec![("zipkin".to_string(), InputEncoding::ZipkinJson), ("otlp".to_string(), InputEncoding::Auto)]
+        vec![
+            ("zipkin".to_string(), InputEncoding::Fixed(Encoding::ZIPKIN_JSON)),
+            ("otlp".to_string(), InputEncoding::Auto)
+        ]
     );
     let only =
         Config::from_toml("[kafka]\ninput_topics = []\n[[kafka.inputs]]\ntopic = \"z\"\nencoding = \"zipkin_json\"\n")
@@ -270,7 +273,7 @@ fn input_topics_with_their_own_encodings() {
     let p = problems("[[kafka.inputs]]\ntopic = \"z\"\nencodng = \"otlp_json\"\n");
     assert!(p[0].message.contains("encodng"), "{p:?}");
     let jaeger = Config::from_toml("[[kafka.inputs]]\ntopic = \"j\"\nencoding = \"jaeger_proto\"\n").unwrap();
-    assert_eq!(jaeger.kafka.topic_encodings(), vec![("j".to_string(), InputEncoding::JaegerProto)]);
+    assert_eq!(jaeger.kafka.topic_encodings(), vec![("j".to_string(), InputEncoding::Fixed(Encoding::JAEGER_PROTO))]);
     // Re-keyed spans say their encoding in a header: every encoding can be re-keyed.
     let unkeyed =
         "[kafka]\ninput_keyed_by_trace = false\n[[kafka.inputs]]\ntopic = \"j\"\nencoding = \"jaeger_proto\"\n";

@@ -27,6 +27,7 @@ use crate::kafka_client::{with_client_properties, KafkaConfig, KafkaSession, Log
 use rdkafka::ClientConfig;
 
 pub use petclinic::{GeneratedTrace, PetClinic, TrafficProfile};
+pub use wire::writes;
 
 use crate::model::Encoding;
 

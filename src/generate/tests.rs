@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::*;
-use crate::decode::{AttributeLookup, Decoder, InputEncoding};
+use crate::format::{AttributeLookup, Decoder, InputEncoding};
 use crate::model::{Outcome, Span, SpanKind};
 
 /// A Unix second at the start of a 5-minute period (1.8e9 is a multiple of 300).
@@ -15,12 +15,12 @@ const SECOND: u64 = 1_000_000_000;
 const NOW: u64 = (PERIOD_START + 150) * SECOND;
 
 const ALL_ENCODINGS: [Encoding; 6] = [
-    Encoding::OtlpProto,
-    Encoding::OtlpJson,
-    Encoding::ZipkinJson,
-    Encoding::ZipkinProto,
-    Encoding::JaegerProto,
-    Encoding::JaegerJson,
+    Encoding::OTLP_PROTO,
+    Encoding::OTLP_JSON,
+    Encoding::ZIPKIN_JSON,
+    Encoding::ZIPKIN_PROTO,
+    Encoding::JAEGER_PROTO,
+    Encoding::JAEGER_JSON,
 ];
 
 /// The spans of `count` traces built at `now`, decoded; one list per trace.
@@ -89,7 +89,7 @@ fn every_span_names_its_pod_and_each_service_runs_on_several() {
                 assert!(pod.starts_with(&**span.service()), "{pod} is a pod of {}", span.service());
                 let first = pod_of_service.entry(span.service().to_string()).or_insert_with(|| pod.clone());
                 assert_eq!(*first, pod, "a trace's spans of one service come from one pod");
-                if !matches!(encoding, Encoding::ZipkinJson | Encoding::ZipkinProto) {
+                if !matches!(encoding, Encoding::ZIPKIN_JSON | Encoding::ZIPKIN_PROTO) {
                     assert_eq!(&**span.environment(), "demo");
                 }
                 zones.insert(text(span, "cloud.availability_zone").unwrap());
@@ -108,7 +108,7 @@ fn every_span_names_its_pod_and_each_service_runs_on_several() {
 fn a_service_message_holds_one_resource() {
     let mut clinic = PetClinic::new(6, TrafficProfile::default());
     for _ in 0..200 {
-        let trace = clinic.trace(NOW, Encoding::OtlpProto);
+        let trace = clinic.trace(NOW, Encoding::OTLP_PROTO);
         let mut services = BTreeSet::new();
         for message in &trace.messages {
             let data = <opentelemetry_proto::tonic::trace::v1::TracesData as prost::Message>::decode(&message[..])
@@ -124,7 +124,7 @@ fn a_service_message_holds_one_resource() {
 #[test]
 fn the_canary_pod_serves_most_of_customers_faults_until_faults_are_switched_off() {
     let mut clinic = PetClinic::new(7, TrafficProfile::default());
-    let by_pod = customers_faults_by_pod(&traces(&mut clinic, 5000, NOW, Encoding::OtlpProto));
+    let by_pod = customers_faults_by_pod(&traces(&mut clinic, 5000, NOW, Encoding::OTLP_PROTO));
     let canaries: Vec<_> = by_pod.iter().filter(|(_, (version, _))| version == "1.4.0-rc1").collect();
     assert_eq!(canaries.len(), 1, "one pod runs 1.4.0-rc1: {by_pod:?}");
     assert!(by_pod.len() >= 3, "customers-service runs on several pods: {by_pod:?}");
@@ -134,7 +134,7 @@ fn the_canary_pod_serves_most_of_customers_faults_until_faults_are_switched_off(
     assert!(canary_faults as f64 >= 0.8 * faults as f64, "the canary serves ≥ 80 % of the faults: {by_pod:?}");
 
     clinic.set_faults(false);
-    let after = traces(&mut clinic, 5000, NOW, Encoding::OtlpProto);
+    let after = traces(&mut clinic, 5000, NOW, Encoding::OTLP_PROTO);
     let by_pod = customers_faults_by_pod(&after);
     assert!(by_pod.values().all(|(_, faults)| *faults == 0), "no fault once switched off: {by_pod:?}");
     assert!(after.iter().flatten().all(|s| s.facts.outcome != Outcome::Fault), "no fault anywhere");
@@ -146,7 +146,7 @@ fn query_durations(clinic: &mut PetClinic, offsets: &[u64], count: usize) -> (Ve
     let mut medians = Vec::new();
     let mut all = Vec::new();
     for &offset in offsets {
-        let traces = traces(clinic, count, (PERIOD_START + offset) * SECOND, Encoding::OtlpProto);
+        let traces = traces(clinic, count, (PERIOD_START + offset) * SECOND, Encoding::OTLP_PROTO);
         let mut durations: Vec<u64> = traces
             .iter()
             .flatten()
@@ -179,7 +179,7 @@ fn the_database_slows_down_for_the_first_90_s_of_every_5_minutes() {
 fn every_operation_has_a_long_tail() {
     let mut clinic = PetClinic::new(9, TrafficProfile::default());
     let mut durations: BTreeMap<(String, String), Vec<u64>> = BTreeMap::new();
-    for span in traces(&mut clinic, 5000, NOW, Encoding::OtlpProto).iter().flatten() {
+    for span in traces(&mut clinic, 5000, NOW, Encoding::OTLP_PROTO).iter().flatten() {
         let key = (span.service().to_string(), span.operation.to_string());
         durations.entry(key).or_default().push(span.duration_nanos());
     }
@@ -199,13 +199,13 @@ fn every_span_lies_within_its_parent_and_a_consumer_starts_after_its_producer() 
     let mut clinic = PetClinic::new(10, TrafficProfile::default());
     let degraded_now = PERIOD_START * SECOND;
     for (encoding, now) in [
-        (Encoding::OtlpProto, NOW),
-        (Encoding::OtlpProto, degraded_now),
-        (Encoding::OtlpJson, NOW),
-        (Encoding::ZipkinJson, degraded_now),
-        (Encoding::ZipkinProto, degraded_now),
-        (Encoding::JaegerProto, degraded_now),
-        (Encoding::JaegerJson, NOW),
+        (Encoding::OTLP_PROTO, NOW),
+        (Encoding::OTLP_PROTO, degraded_now),
+        (Encoding::OTLP_JSON, NOW),
+        (Encoding::ZIPKIN_JSON, degraded_now),
+        (Encoding::ZIPKIN_PROTO, degraded_now),
+        (Encoding::JAEGER_PROTO, degraded_now),
+        (Encoding::JAEGER_JSON, NOW),
     ] {
         for trace in traces(&mut clinic, 1000, now, encoding) {
             let by_id: HashMap<_, _> = trace.iter().map(|s| (s.span_id, s)).collect();

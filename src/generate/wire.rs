@@ -18,7 +18,7 @@ use prost::Message;
 use serde_json::{json, Value};
 
 use super::deployment::Pod;
-use crate::decode::schemas::{jaeger, zipkin};
+use crate::format::schemas::{jaeger, zipkin};
 use crate::model::Encoding;
 
 /// An attribute value.
@@ -52,9 +52,49 @@ pub struct GenSpan {
     pub error: Option<&'static str>,
 }
 
+/// Writes one pod's spans of a trace as the messages of one encoding.
+type Writer = fn(&[u8; 16], &Pod, &[&GenSpan]) -> Vec<Bytes>;
+
+/// The writer of `encoding`; `None` for the encodings the generator does not write (X-Ray).
+fn writer(encoding: Encoding) -> Option<Writer> {
+    let writer: Writer = match encoding {
+        Encoding::OTLP_PROTO => {
+            |trace_id, pod, spans| vec![Bytes::from(proto_data(trace_id, pod, spans).encode_to_vec())]
+        }
+        Encoding::OTLP_JSON => |trace_id, pod, spans| {
+            vec![Bytes::from(serde_json::to_vec(&proto_data(trace_id, pod, spans)).expect("serialisable"))]
+        },
+        Encoding::ZIPKIN_JSON => |trace_id, _, spans| {
+            let list: Vec<Value> = spans.iter().map(|s| zipkin_span(trace_id, s)).collect();
+            vec![Bytes::from(Value::Array(list).to_string())]
+        },
+        Encoding::ZIPKIN_PROTO => |trace_id, _, spans| {
+            let spans = spans.iter().map(|s| zipkin_proto_span(trace_id, s)).collect();
+            vec![Bytes::from(zipkin::ListOfSpans { spans }.encode_to_vec())]
+        },
+        Encoding::JAEGER_PROTO => {
+            |trace_id, _, spans| spans.iter().map(|s| Bytes::from(jaeger_span(trace_id, s).encode_to_vec())).collect()
+        }
+        Encoding::JAEGER_JSON => |trace_id, _, spans| {
+            spans.iter().map(|s| Bytes::from(jaeger_json(&jaeger_span(trace_id, s)).to_string())).collect()
+        },
+        _ => return None,
+    };
+    Some(writer)
+}
+
+/// Whether the generator writes `encoding`.
+pub fn writes(encoding: Encoding) -> bool {
+    writer(encoding).is_some()
+}
+
 /// The trace's messages: one per pod (per span for Jaeger), in the order the pods first appear in
 /// `spans` (a trace has one pod per service).
+///
+/// # Panics
+/// For an encoding the generator does not write ([`writes`]); settings are checked before.
 pub fn encode(trace_id: &[u8; 16], spans: &[GenSpan], encoding: Encoding) -> Vec<Bytes> {
+    let write = writer(encoding).unwrap_or_else(|| panic!("the generator writes no {encoding} messages"));
     let mut pods: Vec<&'static Pod> = Vec::new();
     for s in spans {
         if !pods.iter().any(|p| std::ptr::eq(*p, s.pod)) {
@@ -64,27 +104,7 @@ pub fn encode(trace_id: &[u8; 16], spans: &[GenSpan], encoding: Encoding) -> Vec
     pods.into_iter()
         .flat_map(|pod| {
             let of_pod: Vec<&GenSpan> = spans.iter().filter(|s| std::ptr::eq(s.pod, pod)).collect();
-            match encoding {
-                Encoding::OtlpProto => vec![Bytes::from(proto_data(trace_id, pod, &of_pod).encode_to_vec())],
-                Encoding::OtlpJson => {
-                    vec![Bytes::from(serde_json::to_vec(&proto_data(trace_id, pod, &of_pod)).expect("serialisable"))]
-                }
-                Encoding::ZipkinJson => {
-                    let list: Vec<Value> = of_pod.iter().map(|s| zipkin_span(trace_id, s)).collect();
-                    vec![Bytes::from(Value::Array(list).to_string())]
-                }
-                Encoding::ZipkinProto => {
-                    let spans = of_pod.iter().map(|s| zipkin_proto_span(trace_id, s)).collect();
-                    vec![Bytes::from(zipkin::ListOfSpans { spans }.encode_to_vec())]
-                }
-                Encoding::JaegerProto => {
-                    of_pod.iter().map(|s| Bytes::from(jaeger_span(trace_id, s).encode_to_vec())).collect()
-                }
-                Encoding::XrayJson => unreachable!("the generator writes no X-Ray documents"),
-                Encoding::JaegerJson => {
-                    of_pod.iter().map(|s| Bytes::from(jaeger_json(&jaeger_span(trace_id, s)).to_string())).collect()
-                }
-            }
+            write(trace_id, pod, &of_pod)
         })
         .collect()
 }

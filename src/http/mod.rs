@@ -28,6 +28,7 @@ use crate::signals::exposition::{render_openmetrics, OPENMETRICS_CONTENT_TYPE};
 use crate::signals::SignalStore;
 use crate::slo::engine::SloEngine;
 use crate::source::Readiness;
+use crate::telemetry::families::PipelineField;
 use crate::telemetry::PipelineMetrics;
 pub use config::HttpConfig;
 
@@ -211,7 +212,7 @@ fn pairs(parameters: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> 
 
 /// `GET /api/pipeline`: the pipeline's own figures (totals; the console computes rates between
 /// refreshes): spans in and out, traces decided by decision and rule, dead letters, what is
-/// buffered, consumer lag by partition.
+/// buffered, consumer lag by partition — the families whose declaration names a pipeline field.
 async fn pipeline(State(handles): State<Handles>) -> Response {
     let families = tokio::task::spawn_blocking(move || handles.telemetry.registry.gather()).await.unwrap_or_default();
     let value = |m: &prometheus::proto::Metric| {
@@ -221,35 +222,28 @@ async fn pipeline(State(handles): State<Handles>) -> Response {
             m.get_gauge().get_value()
         }
     };
-    let total = |name: &str| -> f64 {
-        families.iter().filter(|f| f.name() == name).flat_map(|f| f.get_metric()).map(value).sum()
-    };
-    let by_labels = |name: &str| -> Vec<serde_json::Value> {
-        families
-            .iter()
-            .filter(|f| f.name() == name)
-            .flat_map(|f| f.get_metric())
-            .map(|m| {
-                let mut row = serde_json::Map::new();
-                for label in m.get_label() {
-                    row.insert(label.name().to_string(), label.value().into());
-                }
-                row.insert("value".into(), value(m).into());
-                serde_json::Value::Object(row)
-            })
-            .collect()
-    };
-    Json(serde_json::json!({
-        "spansReceived": total("tracewarden_spans_received_total"),
-        "spansRejected": total("tracewarden_spans_rejected_total"),
-        "spansForwarded": total("tracewarden_spans_forwarded_total"),
-        "tracesForwarded": total("tracewarden_traces_forwarded_total"),
-        "deadLetters": total("tracewarden_messages_dead_lettered_total"),
-        "bufferedSpans": total("tracewarden_buffered_spans"),
-        "bufferedTraces": total("tracewarden_buffered_traces"),
-        "forwardRetries": total("tracewarden_forward_retries_total"),
-        "decisions": by_labels("tracewarden_traces_decided_total"),
-        "consumerLag": by_labels("tracewarden_consumer_lag"),
-    }))
-    .into_response()
+    let series = |name: &'static str| families.iter().filter(move |f| f.name() == name).flat_map(|f| f.get_metric());
+    let mut answer = serde_json::Map::new();
+    for family in crate::telemetry::families::ALL {
+        match family.pipeline {
+            PipelineField::None => {}
+            PipelineField::Total(key) => {
+                answer.insert(key.into(), series(family.name).map(value).sum::<f64>().into());
+            }
+            PipelineField::ByLabels(key) => {
+                let rows: Vec<serde_json::Value> = series(family.name)
+                    .map(|m| {
+                        let mut row = serde_json::Map::new();
+                        for label in m.get_label() {
+                            row.insert(label.name().to_string(), label.value().into());
+                        }
+                        row.insert("value".into(), value(m).into());
+                        serde_json::Value::Object(row)
+                    })
+                    .collect();
+                answer.insert(key.into(), rows.into());
+            }
+        }
+    }
+    Json(serde_json::Value::Object(answer)).into_response()
 }

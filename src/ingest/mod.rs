@@ -38,6 +38,7 @@ use tokio::task::JoinHandle;
 pub use config::{IngestConfig, OtlpIngestConfig, XrayIngestConfig};
 
 use crate::kafka_client::{redact, with_client_properties, KafkaConfig};
+use crate::telemetry::families::{FamilySpec, INGEST_IN_FLIGHT_BYTES, INGEST_REJECTED, INGEST_REQUESTS, INGEST_SPANS};
 
 /// Why a receiver could not start.
 #[derive(Debug, thiserror::Error)]
@@ -75,33 +76,19 @@ pub struct IngestMetrics {
 
 impl IngestMetrics {
     pub fn register(registry: &Registry) -> Self {
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            // Registered once per process; a second start (tests) reuses the names harmlessly.
+        // Registered once per process; a second start (tests) reuses the names harmlessly.
+        let counter = |family: &FamilySpec| {
+            let counter = IntCounterVec::new(Opts::new(family.name, family.help), family.labels).expect("valid metric");
             let _ = registry.register(Box::new(counter.clone()));
             counter
         };
+        let gauge = IntGauge::new(INGEST_IN_FLIGHT_BYTES.name, INGEST_IN_FLIGHT_BYTES.help).expect("valid metric");
+        let _ = registry.register(Box::new(gauge.clone()));
         Self {
-            spans: counter("tracewarden_ingest_spans_total", "Spans the receivers wrote to Kafka.", &["receiver"]),
-            requests: counter(
-                "tracewarden_ingest_requests_total",
-                "Receiver requests (datagrams for X-Ray) by result: ok, partial, rejected, unavailable.",
-                &["receiver", "result"],
-            ),
-            rejected: counter(
-                "tracewarden_ingest_rejected_total",
-                "Spans and datagrams the receivers refused, by reason.",
-                &["receiver", "reason"],
-            ),
-            in_flight_bytes: {
-                let gauge = IntGauge::new(
-                    "tracewarden_ingest_in_flight_bytes",
-                    "Bytes of received spans waiting for Kafka's acknowledgement (ingest.otlp.max_in_flight_bytes).",
-                )
-                .expect("valid metric");
-                let _ = registry.register(Box::new(gauge.clone()));
-                gauge
-            },
+            spans: counter(&INGEST_SPANS),
+            requests: counter(&INGEST_REQUESTS),
+            rejected: counter(&INGEST_REJECTED),
+            in_flight_bytes: gauge,
         }
     }
 }

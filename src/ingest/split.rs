@@ -168,8 +168,9 @@ mod tests {
         let regression = include_bytes!("../../tests/fixtures/fuzz-regressions/otlp-json-null-attribute-value.json");
         for message in split(regression, Body::Json).unwrap().messages {
             let mut spans = Vec::new();
-            let decoded = crate::decode::Decoder::new(crate::decode::InputEncoding::OtlpJson)
-                .decode(&bytes::Bytes::from(message.payload), &mut spans);
+            let decoded =
+                crate::format::Decoder::new(crate::format::InputEncoding::Fixed(crate::model::Encoding::OTLP_JSON))
+                    .decode(&bytes::Bytes::from(message.payload), &mut spans);
             assert!(decoded.is_ok(), "{decoded:?}");
         }
         assert!(split(b"[1]", Body::Json).is_err());

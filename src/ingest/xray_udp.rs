@@ -60,7 +60,7 @@ pub fn check(datagram: &[u8]) -> Datagram {
         Err(e) => return Datagram::Rejected { reason: "bad_header", error: format!("header: {e}") },
     }
     match serde_json::from_slice::<Document>(&datagram[newline + 1..]) {
-        Ok(document) => match crate::decode::xray_trace_id(&document.trace_id) {
+        Ok(document) => match crate::format::xray_trace_id(&document.trace_id) {
             Some(id) => Datagram::Segment { key: hex::encode(id) },
             None => Datagram::Rejected {
                 reason: "bad_document",

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::decode::{AttributeLookup, Decoder, InputEncoding};
+use crate::format::{AttributeLookup, Decoder, InputEncoding};
 use crate::model::{AttrValue, FastMap, Span, SpanKind, TraceId};
 
 /// Bytes of bookkeeping per held record (its `Bytes` handle and shared header), counted in the

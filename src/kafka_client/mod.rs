@@ -24,7 +24,7 @@ pub use secret_files::read_property_files;
 pub use session::{KafkaSession, LoggedContext};
 pub use tls::with_trust_defaults;
 
-use crate::decode::InputEncoding;
+use crate::format::InputEncoding;
 use crate::settings::{secs, HumanDuration, Problem};
 
 /// One `[[kafka.inputs]]` entry: an input topic and the encoding of its messages.

@@ -10,7 +10,7 @@
 //! - every kept trace carries `sample_rate` = 1 / the probability it was kept with, so the sum of
 //!   `sample_rate` over a rule's kept traces estimates how many traces the rule saw; a span that
 //!   arrived head-sampled at a higher threshold is forwarded with that threshold and its adjusted
-//!   count instead (the encoder reads the span's tracestate: `crate::encode`).
+//!   count instead (the encoder reads the span's tracestate: `crate::format::tracestate_threshold`).
 
 mod actions;
 pub mod rules;
@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use crate::assemble::ReadyTrace;
 use crate::clock::Nanos;
-use crate::decode::AttributeLookup;
+use crate::format::AttributeLookup;
 use crate::model::{Outcome, Role, Span, StatusCode};
 
 pub use crate::decision::Decision;

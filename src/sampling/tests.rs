@@ -3,7 +3,7 @@ use rand::{Rng, SeedableRng};
 
 use super::*;
 use crate::assemble::{DecisionReason, ReadyTrace};
-use crate::encode::tracestate_with_threshold;
+use crate::format::tracestate_with_threshold;
 use crate::testing::{spans, AttrSpec, SpanSpec, CLIENT, SERVER};
 
 fn sampler(toml_rules: &str) -> Sampler {

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault};
 use std::sync::Arc;
 
-use crate::decode::find_resource_attribute;
+use crate::format::find_resource_attribute;
 use crate::model::{Origin, Outcome, TraceId};
 
 use super::point::{Counts, Examples};

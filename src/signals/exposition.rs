@@ -10,9 +10,7 @@ use prometheus::proto::{Bucket, Counter, Gauge, Histogram, LabelPair, Metric, Me
 
 use super::{DependencyKey, Family, SeriesKey, ServiceKey, SignalStore};
 use crate::clock::SharedClock;
-
-const SERVICE_LABELS: [&str; 3] = ["service", "operation", "environment"];
-const DEPENDENCY_LABELS: [&str; 5] = ["service", "operation", "remote_service", "remote_operation", "environment"];
+use crate::telemetry::families::{self, FamilySpec};
 
 /// Renders the store at scrape time.
 pub struct SignalCollector {
@@ -21,105 +19,42 @@ pub struct SignalCollector {
     descs: Vec<Desc>,
 }
 
-pub(crate) fn desc(name: &str, help: &str, labels: &[&str]) -> Desc {
-    Desc::new(name.into(), help.into(), labels.iter().map(|s| s.to_string()).collect(), Default::default())
-        .expect("valid metric descriptor")
+/// The descriptor of a family, from its declaration.
+pub(crate) fn desc(spec: &FamilySpec) -> Desc {
+    Desc::new(
+        spec.name.into(),
+        spec.help.into(),
+        spec.labels.iter().map(|s| s.to_string()).collect(),
+        Default::default(),
+    )
+    .expect("valid metric descriptor")
 }
 
-pub(crate) struct FamilySpec {
-    pub(crate) name: &'static str,
-    pub(crate) help: &'static str,
-    pub(crate) kind: MetricType,
-}
-
-const SERVICE_FAMILIES: [FamilySpec; 7] = [
-    FamilySpec {
-        name: "tracewarden_requests_total",
-        help: "Entry spans (requests served).",
-        kind: MetricType::COUNTER,
-    },
-    FamilySpec {
-        name: "tracewarden_faults_total",
-        help: "Entry spans with outcome fault (5xx, span status ERROR).",
-        kind: MetricType::COUNTER,
-    },
-    FamilySpec {
-        name: "tracewarden_errors_total",
-        help: "Entry spans with outcome error (4xx, throttles included).",
-        kind: MetricType::COUNTER,
-    },
-    FamilySpec {
-        name: "tracewarden_throttles_total",
-        help: "Entry spans with outcome throttle (429, RESOURCE_EXHAUSTED).",
-        kind: MetricType::COUNTER,
-    },
-    FamilySpec { name: "tracewarden_latency_seconds", help: "Latency of entry spans.", kind: MetricType::HISTOGRAM },
-    FamilySpec {
-        name: "tracewarden_latency_quantile_seconds",
-        help: "HDR latency quantiles of entry spans over metrics.window, of the traces this instance measured (group-wide: tracewarden_group_latency_quantile_seconds).",
-        kind: MetricType::GAUGE,
-    },
-    FamilySpec {
-        name: "tracewarden_availability_ratio",
-        help: "1 - faults/requests of entry spans over metrics.window.",
-        kind: MetricType::GAUGE,
-    },
-];
+/// The counters and histogram of a service series, in the order [`render_basic`] writes them.
+const SERVICE_FAMILIES: [FamilySpec; 5] =
+    [families::REQUESTS, families::FAULTS, families::ERRORS, families::THROTTLES, families::LATENCY];
 
 const DEPENDENCY_FAMILIES: [FamilySpec; 5] = [
-    FamilySpec {
-        name: "tracewarden_dependency_requests_total",
-        help: "Dependency (CLIENT/PRODUCER) spans.",
-        kind: MetricType::COUNTER,
-    },
-    FamilySpec {
-        name: "tracewarden_dependency_faults_total",
-        help: "Dependency spans with outcome fault.",
-        kind: MetricType::COUNTER,
-    },
-    FamilySpec {
-        name: "tracewarden_dependency_errors_total",
-        help: "Dependency spans with outcome error (throttles included).",
-        kind: MetricType::COUNTER,
-    },
-    FamilySpec {
-        name: "tracewarden_dependency_throttles_total",
-        help: "Dependency spans with outcome throttle.",
-        kind: MetricType::COUNTER,
-    },
-    FamilySpec {
-        name: "tracewarden_dependency_latency_seconds",
-        help: "Latency of dependency spans.",
-        kind: MetricType::HISTOGRAM,
-    },
+    families::DEPENDENCY_REQUESTS,
+    families::DEPENDENCY_FAULTS,
+    families::DEPENDENCY_ERRORS,
+    families::DEPENDENCY_THROTTLES,
+    families::DEPENDENCY_LATENCY,
 ];
-
-const OVERFLOW: FamilySpec = FamilySpec {
-    name: "tracewarden_series_overflow_total",
-    help: "Spans counted in a family's __overflow__ series because the family reached metrics.max_series.",
-    kind: MetricType::COUNTER,
-};
-const EXCLUDED: FamilySpec = FamilySpec {
-    name: "tracewarden_spans_excluded_total",
-    help: "Spans excluded from metrics by a [[metrics.exclude]] rule.",
-    kind: MetricType::COUNTER,
-};
 
 impl SignalCollector {
     pub fn new(store: Arc<Mutex<SignalStore>>, clock: SharedClock) -> Self {
-        let mut descs: Vec<Desc> = Vec::new();
-        for f in &SERVICE_FAMILIES {
-            let mut labels = SERVICE_LABELS.to_vec();
-            if f.name.ends_with("quantile_seconds") {
-                labels.push("quantile");
-            }
-            descs.push(desc(f.name, f.help, &labels));
-        }
-        for f in &DEPENDENCY_FAMILIES {
-            descs.push(desc(f.name, f.help, &DEPENDENCY_LABELS));
-        }
-        descs.push(desc(OVERFLOW.name, OVERFLOW.help, &[]));
-        descs.push(desc(EXCLUDED.name, EXCLUDED.help, &["rule"]));
+        let descs = SERVICE_FAMILIES
+            .iter()
+            .chain(&DEPENDENCY_FAMILIES)
+            .chain([
+                &families::LATENCY_QUANTILE,
+                &families::AVAILABILITY,
+                &families::SERIES_OVERFLOW,
+                &families::SPANS_EXCLUDED,
+            ])
+            .map(desc)
+            .collect();
         Self { store, clock, descs }
     }
 }
@@ -128,7 +63,7 @@ pub(crate) fn family(spec: &FamilySpec, metrics: Vec<Metric>) -> MetricFamily {
     let mut f = MetricFamily::default();
     f.set_name(spec.name.to_string());
     f.set_help(spec.help.to_string());
-    f.set_field_type(spec.kind);
+    f.set_field_type(spec.kind.metric_type());
     f.set_metric(metrics);
     f
 }
@@ -238,8 +173,8 @@ impl Collector for SignalCollector {
         let mut store = self.store.lock().expect("signal store lock");
         // The encoder adds the `+Inf` bucket (= the sample count) itself.
         let bounds = store.settings.latency_buckets.clone();
-        let mut families = render_basic(&store.services, &bounds, &SERVICE_FAMILIES[..5]);
-        families.extend(render_basic(&store.dependencies, &bounds, &DEPENDENCY_FAMILIES));
+        let mut rendered = render_basic(&store.services, &bounds, &SERVICE_FAMILIES);
+        rendered.extend(render_basic(&store.dependencies, &bounds, &DEPENDENCY_FAMILIES));
 
         let mut quantiles = Vec::new();
         let mut availability = Vec::new();
@@ -258,14 +193,14 @@ impl Collector for SignalCollector {
                 availability.push(gauge(&pairs, a));
             }
         }
-        families.push(family(&SERVICE_FAMILIES[5], quantiles));
-        families.push(family(&SERVICE_FAMILIES[6], availability));
-        families.push(family(&OVERFLOW, vec![counter(&[], store.overflowed)]));
+        rendered.push(family(&families::LATENCY_QUANTILE, quantiles));
+        rendered.push(family(&families::AVAILABILITY, availability));
+        rendered.push(family(&families::SERIES_OVERFLOW, vec![counter(&[], store.overflowed)]));
         let excluded = store.excluded.iter().map(|(rule, n)| counter(&[("rule", rule)], *n)).collect();
-        families.push(family(&EXCLUDED, excluded));
-        families.retain(|f| !f.get_metric().is_empty());
+        rendered.push(family(&families::SPANS_EXCLUDED, excluded));
+        rendered.retain(|f| !f.get_metric().is_empty());
         drop(store);
-        families
+        rendered
     }
 }
 

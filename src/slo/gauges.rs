@@ -3,28 +3,23 @@
 use std::sync::{Arc, Mutex};
 
 use prometheus::core::{Collector, Desc};
-use prometheus::proto::{MetricFamily, MetricType};
+use prometheus::proto::MetricFamily;
 
 use super::engine::{distinct_windows, SloEngine};
 use crate::clock::SharedClock;
-use crate::signals::exposition::{desc, family, gauge, FamilySpec};
+use crate::signals::exposition::{desc, family, gauge};
+use crate::telemetry::families::{self, FamilySpec};
 
-const fn spec(name: &'static str, help: &'static str) -> FamilySpec {
-    FamilySpec { name, help, kind: MetricType::GAUGE }
-}
-
-const FAMILIES: [(FamilySpec, &[&str]); 8] = [
-    (spec("tracewarden_slo_attainment_ratio", "Attainment over the SLO window."), &["slo"]),
-    (spec("tracewarden_slo_goal_ratio", "The SLO's goal."), &["slo"]),
-    (
-        spec("tracewarden_slo_error_budget_total", "The error budget (requests, or seconds for period budgeting)."),
-        &["slo", "unit"],
-    ),
-    (spec("tracewarden_slo_error_budget_remaining", "The error budget left (may be negative)."), &["slo", "unit"]),
-    (spec("tracewarden_slo_error_budget_remaining_ratio", "The share of the error budget left."), &["slo"]),
-    (spec("tracewarden_slo_burn_rate", "Burn rate over each alert window."), &["slo", "window"]),
-    (spec("tracewarden_slo_status", "1 for the SLO's current status, 0 for the others."), &["slo", "status"]),
-    (spec("tracewarden_slo_alert_firing", "1 while the tier's burn-rate alert fires."), &["slo", "tier"]),
+/// In the order `collect` fills them.
+const FAMILIES: [FamilySpec; 8] = [
+    families::SLO_ATTAINMENT,
+    families::SLO_GOAL,
+    families::SLO_ERROR_BUDGET,
+    families::SLO_ERROR_BUDGET_REMAINING,
+    families::SLO_ERROR_BUDGET_REMAINING_RATIO,
+    families::SLO_BURN_RATE,
+    families::SLO_STATUS,
+    families::SLO_ALERT_FIRING,
 ];
 
 const STATUSES: [&str; 4] = ["OK", "WARNING", "BREACHED", "INSUFFICIENT_DATA"];
@@ -37,7 +32,7 @@ pub struct SloCollector {
 
 impl SloCollector {
     pub fn new(engine: Arc<Mutex<SloEngine>>, clock: SharedClock) -> Self {
-        let descs = FAMILIES.iter().map(|(f, labels)| desc(f.name, f.help, labels)).collect();
+        let descs = FAMILIES.iter().map(desc).collect();
         Self { engine, clock, descs }
     }
 }
@@ -71,7 +66,7 @@ impl Collector for SloCollector {
                 metrics[7].push(gauge(&[("slo", slo), ("tier", tier)], r.firing.contains(tier) as u8 as f64));
             }
         }
-        FAMILIES.iter().zip(metrics).filter(|(_, m)| !m.is_empty()).map(|((spec, _), m)| family(spec, m)).collect()
+        FAMILIES.iter().zip(metrics).filter(|(_, m)| !m.is_empty()).map(|(spec, m)| family(spec, m)).collect()
     }
 }
 

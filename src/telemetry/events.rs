@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::{PipelineMetrics, RateLimitedWarning};
 use crate::clock::Nanos;
-use crate::decode::{DecodeError, DecodeStats};
+use crate::format::{DecodeError, DecodeStats};
 use crate::record::Destination;
 
 /// Something the pipeline did that an operator may want to see or count.

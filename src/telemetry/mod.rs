@@ -1,11 +1,15 @@
-//! Pipeline health metrics (signals.md "Pipeline health") and the registry `/metrics` renders.
+//! Pipeline health metrics (signals.md "Pipeline health") and the registry `/metrics` renders;
+//! every family `/metrics` shows is declared once, in [`families`].
 //!
 //! Counters are atomics: stages add their local counts once per message or batch, never per span.
 //! What both logs and counts is a typed [`events::PipelineEvent`], emitted in one place.
 
 pub mod events;
+pub mod families;
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+use families::*;
 
 pub struct PipelineMetrics {
     pub registry: Registry,
@@ -38,156 +42,70 @@ pub struct PipelineMetrics {
     events: events::EventLog,
 }
 
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry.register(Box::new(c.clone())).expect("unique metric");
-    c
+fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
+    registry.register(Box::new(metric.clone())).expect("unique metric");
+    metric
 }
 
-fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
-    let c = IntCounter::new(name, help).expect("valid metric");
-    registry.register(Box::new(c.clone())).expect("unique metric");
-    c
+fn opts(family: &FamilySpec) -> Opts {
+    Opts::new(family.name, family.help)
 }
 
-fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
-    let g = IntGauge::new(name, help).expect("valid metric");
-    registry.register(Box::new(g.clone())).expect("unique metric");
-    g
+pub(crate) fn counter_vec(registry: &Registry, family: &FamilySpec) -> IntCounterVec {
+    debug_assert_eq!(family.kind, Kind::Counter, "{}", family.name);
+    register(registry, IntCounterVec::new(opts(family), family.labels).expect("valid metric"))
+}
+
+fn counter(registry: &Registry, family: &FamilySpec) -> IntCounter {
+    debug_assert!(family.kind == Kind::Counter && family.labels.is_empty(), "{}", family.name);
+    register(registry, IntCounter::with_opts(opts(family)).expect("valid metric"))
+}
+
+fn gauge(registry: &Registry, family: &FamilySpec) -> IntGauge {
+    debug_assert!(family.kind == Kind::Gauge && family.labels.is_empty(), "{}", family.name);
+    register(registry, IntGauge::with_opts(opts(family)).expect("valid metric"))
+}
+
+fn gauge_vec(registry: &Registry, family: &FamilySpec) -> IntGaugeVec {
+    debug_assert_eq!(family.kind, Kind::Gauge, "{}", family.name);
+    register(registry, IntGaugeVec::new(opts(family), family.labels).expect("valid metric"))
 }
 
 impl PipelineMetrics {
+    /// Spans received in every encoding.
+    pub fn spans_received_total(&self) -> u64 {
+        crate::model::Encoding::ALL.iter().map(|e| self.spans_received.with_label_values(&[e.as_str()]).get()).sum()
+    }
+
     pub fn new() -> Self {
         let registry = Registry::new();
         let r = &registry;
         Self {
-            spans_received: counter_vec(
-                r,
-                "tracewarden_spans_received_total",
-                "Spans decoded from input messages.",
-                &["encoding"],
-            ),
-            spans_rejected: counter_vec(
-                r,
-                "tracewarden_spans_rejected_total",
-                "Spans rejected by validation.",
-                &["reason"],
-            ),
-            messages_rejected: counter_vec(
-                r,
-                "tracewarden_messages_rejected_total",
-                "Input messages that could not be decoded (sent to the dead-letter topic).",
-                &["reason"],
-            ),
-            messages_dead_lettered: counter(
-                r,
-                "tracewarden_messages_dead_lettered_total",
-                "Messages written to the dead-letter topic (acknowledged).",
-            ),
-            buffered_traces: gauge(r, "tracewarden_buffered_traces", "Traces in the assembly window."),
-            buffered_spans: gauge(r, "tracewarden_buffered_spans", "Spans in the assembly window."),
-            buffered_bytes: gauge(
-                r,
-                "tracewarden_buffered_bytes",
-                "Bytes of span encodings held in the assembly window (window.max_buffered_bytes).",
-            ),
-            traces_decided: counter_vec(
-                r,
-                "tracewarden_traces_decided_total",
-                "Sampling decisions, by decision and deciding rule.",
-                &["decision", "rule"],
-            ),
-            traces_closed: counter_vec(
-                r,
-                "tracewarden_traces_closed_total",
-                "Traces leaving the assembly window, by trigger.",
-                &["reason"],
-            ),
-            late_spans: counter_vec(
-                r,
-                "tracewarden_late_spans_total",
-                "Spans whose trace was already decided.",
-                &["decision"],
-            ),
-            group_view_bytes: counter_vec(
-                r,
-                "tracewarden_group_view_bytes_total",
-                "Bytes of the group view's internal points, rollups and changelog records this instance read or published.",
-                &["direction"],
-            ),
-            series_partitions_owned: gauge(
-                r,
-                "tracewarden_series_partitions_owned",
-                "Partitions of kafka.points_topic whose series this instance owns (history and contributors).",
-            ),
-            series_points_restored: counter(
-                r,
-                "tracewarden_series_points_restored_total",
-                "10 s points restored from kafka.timeline_topic when this instance took partitions over.",
-            ),
-            slo_counts_merged: counter_vec(
-                r,
-                "tracewarden_slo_counts_merged_total",
-                "Source messages' SLO counts received by the SLOs' owner: new, or duplicate (a replay, ignored).",
-                &["result"],
-            ),
-            traces_handed_over: counter(
-                r,
-                "tracewarden_traces_handed_over_total",
-                "Root-less traces of revoked partitions left undecided for the partition's next owner.",
-            ),
-            spans_forwarded: counter(
-                r,
-                "tracewarden_spans_forwarded_total",
-                "Spans written to the output topic (acknowledged).",
-            ),
-            spans_repartitioned: counter(
-                r,
-                "tracewarden_spans_repartitioned_total",
-                "Spans re-keyed by trace id to the repartition topic (input not keyed by trace id).",
-            ),
-            traces_forwarded: counter(
-                r,
-                "tracewarden_traces_forwarded_total",
-                "Trace messages written to the output topic (acknowledged).",
-            ),
-            forward_retries: counter(
-                r,
-                "tracewarden_forward_retries_total",
-                "Records sent again after a retriable Kafka error (the group view's points are retried alike, not counted here).",
-            ),
-            forward_failures: counter_vec(
-                r,
-                "tracewarden_forward_failures_total",
-                "Records abandoned after a permanent Kafka error.",
-                &["destination"],
-            ),
-            transactions: counter_vec(
-                r,
-                "tracewarden_transactions_total",
-                "Kafka transactions (kafka.exactly_once) by result: committed or aborted.",
-                &["result"],
-            ),
-            consumer_lag: {
-                let g = IntGaugeVec::new(
-                    Opts::new("tracewarden_consumer_lag", "Messages behind the partition end."),
-                    &["topic", "partition"],
-                )
-                .expect("valid metric");
-                registry.register(Box::new(g.clone())).expect("unique metric");
-                g
-            },
-            pending_messages: gauge(r, "tracewarden_pending_messages", "Input messages read and not yet committable."),
-            consumption_paused: gauge(
-                r,
-                "tracewarden_consumption_paused",
-                "Workers whose consumption is paused because forwarding is not keeping up (0: none).",
-            ),
-            partitions_waiting: gauge(
-                r,
-                "tracewarden_partitions_waiting_for_retry",
-                "Partitions paused while a write holding their messages waits for its retry.",
-            ),
+            spans_received: counter_vec(r, &SPANS_RECEIVED),
+            spans_rejected: counter_vec(r, &SPANS_REJECTED),
+            messages_rejected: counter_vec(r, &MESSAGES_REJECTED),
+            messages_dead_lettered: counter(r, &MESSAGES_DEAD_LETTERED),
+            buffered_traces: gauge(r, &BUFFERED_TRACES),
+            buffered_spans: gauge(r, &BUFFERED_SPANS),
+            buffered_bytes: gauge(r, &BUFFERED_BYTES),
+            traces_decided: counter_vec(r, &TRACES_DECIDED),
+            traces_closed: counter_vec(r, &TRACES_CLOSED),
+            late_spans: counter_vec(r, &LATE_SPANS),
+            group_view_bytes: counter_vec(r, &GROUP_VIEW_BYTES),
+            series_partitions_owned: gauge(r, &SERIES_PARTITIONS_OWNED),
+            series_points_restored: counter(r, &SERIES_POINTS_RESTORED),
+            slo_counts_merged: counter_vec(r, &SLO_COUNTS_MERGED),
+            traces_handed_over: counter(r, &TRACES_HANDED_OVER),
+            spans_forwarded: counter(r, &SPANS_FORWARDED),
+            spans_repartitioned: counter(r, &SPANS_REPARTITIONED),
+            traces_forwarded: counter(r, &TRACES_FORWARDED),
+            forward_retries: counter(r, &FORWARD_RETRIES),
+            forward_failures: counter_vec(r, &FORWARD_FAILURES),
+            transactions: counter_vec(r, &TRANSACTIONS),
+            consumer_lag: gauge_vec(r, &CONSUMER_LAG),
+            pending_messages: gauge(r, &PENDING_MESSAGES),
+            consumption_paused: gauge(r, &CONSUMPTION_PAUSED),
+            partitions_waiting: gauge(r, &PARTITIONS_WAITING),
             registry,
             events: events::EventLog::default(),
         }

@@ -433,7 +433,7 @@ fn spawn_traffic(
                 std::thread::sleep(Duration::from_millis(2));
             }
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
-            let trace = clinic.trace(now, Encoding::OtlpProto);
+            let trace = clinic.trace(now, Encoding::OTLP_PROTO);
             let key = hex::encode(trace.trace_id);
             for (m, payload) in trace.messages.iter().enumerate().rev() {
                 let record_key = if keyed { key.clone() } else { format!("{key}-{m}") };

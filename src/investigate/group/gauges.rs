@@ -7,24 +7,14 @@
 use std::sync::Arc;
 
 use prometheus::core::{Collector, Desc};
-use prometheus::proto::{MetricFamily, MetricType};
+use prometheus::proto::MetricFamily;
 
 use crate::clock::SharedClock;
 use crate::investigate::OwnedTimeline;
-use crate::signals::exposition::{desc, family, gauge, FamilySpec, LabelSet};
+use crate::signals::exposition::{desc, family, gauge, LabelSet};
 use crate::signals::SeriesId;
 use crate::signals::QUANTILES;
-
-const SERVICE: FamilySpec = FamilySpec {
-    name: "tracewarden_group_latency_quantile_seconds",
-    help: "Latency quantiles of entry spans over metrics.window across the whole group, exposed by the series' owner only.",
-    kind: MetricType::GAUGE,
-};
-const DEPENDENCY: FamilySpec = FamilySpec {
-    name: "tracewarden_group_dependency_latency_quantile_seconds",
-    help: "Latency quantiles of dependency calls over metrics.window across the whole group, exposed by the series' owner only.",
-    kind: MetricType::GAUGE,
-};
+use crate::telemetry::families::{GROUP_DEPENDENCY_LATENCY_QUANTILE as DEPENDENCY, GROUP_LATENCY_QUANTILE as SERVICE};
 
 /// Renders the owned series' group-wide quantiles at scrape time.
 pub struct GroupQuantileCollector {
@@ -35,14 +25,7 @@ pub struct GroupQuantileCollector {
 
 impl GroupQuantileCollector {
     pub fn new(timeline: Arc<OwnedTimeline>, clock: SharedClock) -> Self {
-        let descs = vec![
-            desc(SERVICE.name, SERVICE.help, &["service", "operation", "environment", "quantile"]),
-            desc(
-                DEPENDENCY.name,
-                DEPENDENCY.help,
-                &["service", "operation", "remote_service", "remote_operation", "environment", "quantile"],
-            ),
-        ];
+        let descs = vec![desc(&SERVICE), desc(&DEPENDENCY)];
         Self { timeline, clock, descs }
     }
 }

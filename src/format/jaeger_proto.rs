@@ -1,0 +1,232 @@
+//! Jaeger front end: one `jaeger.api_v2.Span` per message, its process embedded — in protobuf
+//! (`jaeger_proto`) or in Jaeger's JSON form (`jaeger_json`, read by [`super::jaeger_json`]).
+//!
+//! Mapping (ingest.md): tags → span attributes and process tags → resource attributes (with
+//! `process.service_name` as `service.name`); the `span.kind` tag sets the kind; an `error` tag
+//! that is true, or `otel.status_code = ERROR`, sets status ERROR (`OK` sets OK); the first
+//! `CHILD_OF` reference within the trace is the parent. 64-bit trace ids are widened with leading zeros.
+//!
+//! A span keeps the whole message as its wire bytes; its origin is keyed by its process, encoded
+//! as a protobuf `Process` whatever the encoding, so resource look-ups read one form.
+
+use bytes::Bytes;
+use prost::Message;
+
+use super::draft::binary_id;
+use super::draft::{AttrRef, Names, ResourceIdentity, SpanDraft};
+use super::schemas::jaeger;
+use super::schemas::jaeger::{KeyValue, Process, Span as JaegerSpan, SpanRefType, ValueType};
+use super::zipkin_json::widened_trace_id as trace_id;
+use super::{DecodeStats, Format, Malformed};
+use super::{RULE_ATTRIBUTE, SAMPLE_RATE_ATTRIBUTE};
+use crate::decision::Decision;
+use crate::model::{AttrValue, Encoding, Span, SpanKind, StatusCode};
+use bytes::{BufMut, BytesMut};
+
+/// Why a Jaeger message could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum JaegerError {
+    #[error("{0}")]
+    Proto(#[from] prost::DecodeError),
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Reads one message in `encoding` (`JaegerProto` or `JaegerJson`).
+fn parse(encoding: Encoding, payload: &[u8]) -> Result<JaegerSpan, JaegerError> {
+    Ok(match encoding {
+        Encoding::JAEGER_JSON => super::jaeger_json::parse(payload)?,
+        _ => JaegerSpan::decode(payload)?,
+    })
+}
+
+pub(super) fn decode(
+    encoding: Encoding,
+    payload: &Bytes,
+    names: &mut Names,
+    out: &mut Vec<Span>,
+    stats: &mut DecodeStats,
+) -> Result<(), JaegerError> {
+    let span = parse(encoding, payload)?;
+    let mut header = std::mem::take(&mut names.resource_scratch);
+    header.clear();
+    if let Some(process) = &span.process {
+        process.encode(&mut header).expect("a Vec grows as needed");
+    }
+    let origin = names.origin(encoding, &header, b"", identify);
+    names.resource_scratch = header;
+
+    let nanos = |seconds: i64, nanos: i32| {
+        u64::try_from(seconds).unwrap_or(0).saturating_mul(1_000_000_000).saturating_add(nanos.max(0) as u64)
+    };
+    let start = span.start_time.as_ref().map_or(0, |t| nanos(t.seconds, t.nanos));
+    let duration = span.duration.as_ref().map_or(0, |d| nanos(d.seconds, d.nanos));
+    // As Jaeger's own `Span.ParentSpanID()`: the first CHILD_OF reference within the same trace.
+    let parent = span.references.iter().find(|r| r.ref_type() == SpanRefType::ChildOf && r.trace_id == span.trace_id);
+    let mut draft = SpanDraft {
+        trace_id: trace_id(&span.trace_id),
+        span_id: binary_id(&span.span_id),
+        parent_span_id: match parent {
+            None => Ok(None),
+            Some(r) if r.span_id.len() == 8 => Ok(binary_id(&r.span_id)),
+            Some(_) => Err(()),
+        },
+        start_unix_nano: start,
+        end_unix_nano: start.saturating_add(duration),
+        name: &span.operation_name,
+        ..Default::default()
+    };
+    for tag in &span.tags {
+        match (tag.key.as_str(), value(tag)) {
+            ("span.kind", AttrRef::Str(kind)) => {
+                draft.kind = match kind {
+                    "server" => SpanKind::Server,
+                    "client" => SpanKind::Client,
+                    "producer" => SpanKind::Producer,
+                    "consumer" => SpanKind::Consumer,
+                    "internal" => SpanKind::Internal,
+                    _ => SpanKind::Unspecified,
+                }
+            }
+            ("error", _) if is_true(tag) => draft.status = StatusCode::Error,
+            ("otel.status_code", AttrRef::Str("ERROR")) => draft.status = StatusCode::Error,
+            ("otel.status_code", AttrRef::Str("OK")) if draft.status != StatusCode::Error => {
+                draft.status = StatusCode::Ok
+            }
+            (key, value) => draft.attrs.observe(key, value),
+        }
+    }
+    names.finish(draft, &origin, payload.clone(), out, stats);
+    Ok(())
+}
+
+/// A tag's value as the hot path reads it.
+fn value(tag: &KeyValue) -> AttrRef<'_> {
+    match tag.v_type() {
+        ValueType::String => AttrRef::Str(&tag.v_str),
+        ValueType::Int64 => AttrRef::Int(tag.v_int64),
+        _ => AttrRef::Other,
+    }
+}
+
+fn is_true(tag: &KeyValue) -> bool {
+    match tag.v_type() {
+        ValueType::Bool => tag.v_bool,
+        ValueType::String => tag.v_str.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
+}
+
+fn attr_value(tag: KeyValue) -> AttrValue {
+    match tag.v_type() {
+        ValueType::String => AttrValue::Str(tag.v_str),
+        ValueType::Bool => AttrValue::Bool(tag.v_bool),
+        ValueType::Int64 => AttrValue::Int(tag.v_int64),
+        ValueType::Float64 => AttrValue::Double(tag.v_float64),
+        ValueType::Binary => AttrValue::Other,
+    }
+}
+
+/// [`super::draft::Identify`] for Jaeger: the header is an encoded `Process`, kept as the resource.
+fn identify(header: &Bytes) -> (Bytes, ResourceIdentity) {
+    let mut identity = ResourceIdentity::default();
+    if let Ok(process) = Process::decode(&header[..]) {
+        for tag in &process.tags {
+            identity.observe(&tag.key, value(tag));
+        }
+        identity.service = Some(process.service_name).filter(|s| !s.is_empty()).or(identity.service.take());
+    }
+    (header.clone(), identity)
+}
+
+/// Every tag of a span (for the trace view).
+pub(super) fn span_attributes(encoding: Encoding, raw: &[u8]) -> Vec<(String, AttrValue)> {
+    let Ok(span) = parse(encoding, raw) else { return Vec::new() };
+    span.tags.into_iter().map(|tag| (tag.key.clone(), attr_value(tag))).collect()
+}
+
+pub(super) fn find_span_attribute(encoding: Encoding, raw: &[u8], key: &str) -> Option<AttrValue> {
+    let span = parse(encoding, raw).ok()?;
+    span.tags.into_iter().find(|tag| tag.key == key).map(attr_value)
+}
+
+/// A process tag (or `service.name`: the process's service name), from an encoded `Process`.
+pub(super) fn find_resource_attribute(resource: &[u8], key: &str) -> Option<AttrValue> {
+    let process = Process::decode(resource).ok()?;
+    if key == "service.name" && !process.service_name.is_empty() {
+        return Some(AttrValue::Str(process.service_name));
+    }
+    process.tags.into_iter().find(|tag| tag.key == key).map(attr_value)
+}
+
+/// One `jaeger.api_v2.Span` per message, its process embedded.
+pub struct JaegerProto;
+
+impl Format for JaegerProto {
+    fn name(&self) -> &'static str {
+        "jaeger_proto"
+    }
+
+    fn malformed_reason(&self) -> &'static str {
+        "malformed_jaeger_proto"
+    }
+
+    fn decode(
+        &self,
+        payload: &Bytes,
+        names: &mut Names,
+        out: &mut Vec<Span>,
+        stats: &mut DecodeStats,
+    ) -> Result<(), Malformed> {
+        Ok(decode(Encoding::JAEGER_PROTO, payload, names, out, stats)?)
+    }
+
+    fn encode(&self, spans: &[&Span], decision: Option<&Decision>) -> Bytes {
+        encode_jaeger_proto(spans, decision)
+    }
+
+    fn one_span_per_message(&self) -> bool {
+        true
+    }
+
+    fn span_attributes(&self, raw: &[u8]) -> Vec<(String, AttrValue)> {
+        span_attributes(Encoding::JAEGER_PROTO, raw)
+    }
+
+    fn find_span_attribute(&self, raw: &[u8], key: &str) -> Option<AttrValue> {
+        find_span_attribute(Encoding::JAEGER_PROTO, raw, key)
+    }
+
+    fn find_resource_attribute(&self, resource: &[u8], key: &str) -> Option<AttrValue> {
+        find_resource_attribute(resource, key)
+    }
+}
+
+// Writing kept spans back.
+
+/// The sampling attributes as Jaeger tags.
+fn jaeger_sampling_tags(decision: &Decision) -> [jaeger::KeyValue; 2] {
+    [
+        jaeger::KeyValue { key: RULE_ATTRIBUTE.into(), v_str: decision.rule.to_string(), ..Default::default() },
+        jaeger::KeyValue {
+            key: SAMPLE_RATE_ATTRIBUTE.into(),
+            v_type: jaeger::ValueType::Float64 as i32,
+            v_float64: decision.sample_rate,
+            ..Default::default()
+        },
+    ]
+}
+
+/// One `jaeger.api_v2.Span` (a chunk of one span), with the sampling tags appended: repeated
+/// fields concatenate.
+fn encode_jaeger_proto(spans: &[&Span], decision: Option<&Decision>) -> Bytes {
+    let mut out = BytesMut::new();
+    for span in spans {
+        out.put_slice(&span.raw);
+        if let Some(decision) = decision {
+            let tags = jaeger::Span { tags: jaeger_sampling_tags(decision).into(), ..Default::default() };
+            out.put_slice(&tags.encode_to_vec());
+        }
+    }
+    out.freeze()
+}

@@ -1,0 +1,161 @@
+//! Zipkin protobuf front end: a `zipkin.proto3.ListOfSpans` (the Collector's `zipkin_proto`
+//! encoding, Zipkin reporters' Kafka sender), mapped exactly as Zipkin JSON ([`super::zipkin`]):
+//! `local_endpoint.service_name` → `service.name`; `kind` → span kind; `timestamp`/`duration`
+//! (µs) → start/end; an `error` tag → status ERROR; tags → attributes;
+//! `remote_endpoint.service_name` → `peer.service`; 64-bit trace ids widened with leading zeros.
+//!
+//! Each span keeps its own `Span` message bytes (field 1 of the list), so a kept trace is written
+//! back as a `ListOfSpans` of those bytes with the sampling tags appended.
+
+use bytes::Bytes;
+use prost::Message;
+
+use super::draft::binary_id;
+use super::draft::{AttrRef, Names, SpanDraft};
+use super::encoder::put_len_field;
+use super::schemas::zipkin;
+use super::schemas::zipkin::{span::Kind, Span as ZipkinSpan};
+use super::zipkin_json::{identify, widened_trace_id, write_identity_of};
+use super::{DecodeStats, Format, Malformed};
+use super::{WireField, WireReader, RULE_ATTRIBUTE, SAMPLE_RATE_ATTRIBUTE};
+use crate::decision::Decision;
+use crate::model::{AttrValue, Encoding, Span, SpanKind, StatusCode};
+use bytes::{BufMut, BytesMut};
+
+/// Why a `ListOfSpans` could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ZipkinProtoError {
+    #[error("{0}")]
+    Wire(#[from] super::ProtoError),
+    #[error("field 1 (spans) of a ListOfSpans is not length-delimited")]
+    NotASpan,
+    #[error("span {index}: {source}")]
+    Span {
+        index: usize,
+        #[source]
+        source: prost::DecodeError,
+    },
+}
+
+pub(super) fn decode(
+    payload: &Bytes,
+    names: &mut Names,
+    out: &mut Vec<Span>,
+    stats: &mut DecodeStats,
+) -> Result<(), ZipkinProtoError> {
+    // Every span is read before any is kept: a malformed one rejects the whole message.
+    let mut spans: Vec<(&[u8], ZipkinSpan)> = Vec::new();
+    let mut reader = WireReader::new(payload);
+    while let Some((field, value, _)) = reader.next_field()? {
+        match (field, value) {
+            (1, WireField::Len(bytes)) => {
+                let span = ZipkinSpan::decode(bytes)
+                    .map_err(|source| ZipkinProtoError::Span { index: spans.len(), source })?;
+                spans.push((bytes, span));
+            }
+            (1, _) => return Err(ZipkinProtoError::NotASpan),
+            _ => {}
+        }
+    }
+    let mut header = std::mem::take(&mut names.resource_scratch);
+    for (raw, span) in &spans {
+        let local = span.local_endpoint.as_ref().map(|e| e.service_name.as_str());
+        write_identity_of(local, span.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())), &mut header);
+        let origin = names.origin(Encoding::ZIPKIN_PROTO, &header, b"", identify);
+        let start = span.timestamp.saturating_mul(1000);
+        let mut draft = SpanDraft {
+            trace_id: widened_trace_id(&span.trace_id),
+            span_id: binary_id(&span.id),
+            parent_span_id: match span.parent_id.len() {
+                0 => Ok(None),
+                8 => Ok(binary_id(&span.parent_id)),
+                _ => Err(()),
+            },
+            kind: match span.kind() {
+                Kind::Server => SpanKind::Server,
+                Kind::Client => SpanKind::Client,
+                Kind::Producer => SpanKind::Producer,
+                Kind::Consumer => SpanKind::Consumer,
+                Kind::SpanKindUnspecified => SpanKind::Unspecified,
+            },
+            start_unix_nano: start,
+            end_unix_nano: start.saturating_add(span.duration.saturating_mul(1000)),
+            name: &span.name,
+            ..Default::default()
+        };
+        if let Some(remote) = span.remote_endpoint.as_ref().map(|e| e.service_name.as_str()) {
+            draft.attrs.observe("peer.service", AttrRef::Str(remote));
+        }
+        for (key, value) in &span.tags {
+            if key == "error" {
+                draft.status = StatusCode::Error;
+            }
+            draft.attrs.observe(key, AttrRef::Str(value));
+        }
+        names.finish(draft, &origin, payload.slice_ref(raw), out, stats);
+    }
+    names.resource_scratch = header;
+    Ok(())
+}
+
+/// Zipkin v2 protobuf: a `zipkin.proto3.ListOfSpans`.
+pub struct ZipkinProto;
+
+impl Format for ZipkinProto {
+    fn name(&self) -> &'static str {
+        "zipkin_proto"
+    }
+
+    fn malformed_reason(&self) -> &'static str {
+        "malformed_zipkin_proto"
+    }
+
+    fn decode(
+        &self,
+        payload: &Bytes,
+        names: &mut Names,
+        out: &mut Vec<Span>,
+        stats: &mut DecodeStats,
+    ) -> Result<(), Malformed> {
+        Ok(decode(payload, names, out, stats)?)
+    }
+
+    fn encode(&self, spans: &[&Span], decision: Option<&Decision>) -> Bytes {
+        encode_zipkin_proto(spans, decision)
+    }
+
+    fn span_attributes(&self, raw: &[u8]) -> Vec<(String, AttrValue)> {
+        let Ok(span) = ZipkinSpan::decode(raw) else { return Vec::new() };
+        span.tags.into_iter().map(|(k, v)| (k, AttrValue::Str(v))).collect()
+    }
+
+    fn find_span_attribute(&self, raw: &[u8], key: &str) -> Option<AttrValue> {
+        let mut span = ZipkinSpan::decode(raw).ok()?;
+        let local = span.local_endpoint.take().map(|e| e.service_name).filter(|s| !s.is_empty());
+        if let (Some(service), "service.name") = (local, key) {
+            return Some(AttrValue::Str(service));
+        }
+        span.tags.remove(key).map(AttrValue::Str)
+    }
+}
+
+// Writing kept spans back.
+
+/// A `zipkin.proto3.ListOfSpans` of the spans' own messages, each with the sampling tags
+/// appended: map entries later on the wire override earlier ones of the same key.
+fn encode_zipkin_proto(spans: &[&Span], decision: Option<&Decision>) -> Bytes {
+    let suffix = decision.map_or_else(Vec::new, |decision| {
+        let tags = [
+            (RULE_ATTRIBUTE.to_string(), decision.rule.to_string()),
+            (SAMPLE_RATE_ATTRIBUTE.to_string(), decision.sample_rate.to_string()),
+        ];
+        zipkin::Span { tags: tags.into_iter().collect(), ..Default::default() }.encode_to_vec()
+    });
+    let mut list = BytesMut::new();
+    for span in spans {
+        put_len_field(&mut list, 1, span.raw.len() + suffix.len());
+        list.put_slice(&span.raw);
+        list.put_slice(&suffix);
+    }
+    list.freeze()
+}
