@@ -8,21 +8,18 @@
 //! spans straight from SDKs onto Kafka. Shared vocabulary
 //! lives in leaf modules: [`model`], [`position`], [`decision`], [`settings`], [`clock`].
 
+// The public surface: what the binary, the integration tests, the benches and the examples use.
 pub mod assemble;
 pub mod clock;
 pub mod config;
-pub mod console;
 pub mod decision;
-pub mod delivery;
 pub mod demo;
-pub mod duration;
 pub mod format;
 pub mod generate;
 pub mod http;
 pub mod ingest;
 pub mod investigate;
 pub mod kafka_client;
-pub mod matcher;
 pub mod model;
 pub mod pipeline;
 pub mod position;
@@ -31,12 +28,18 @@ pub mod sampling;
 pub mod settings;
 pub mod signals;
 pub mod slo;
-pub mod source;
 pub mod span_path;
 pub mod telemetry;
 #[doc(hidden)]
 pub mod testing;
-pub mod tls;
+
+// Rooms nothing outside the crate needs.
+mod console;
+mod delivery;
+mod duration;
+mod matcher;
+mod source;
+mod tls;
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {

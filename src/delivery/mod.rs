@@ -137,6 +137,8 @@ pub trait Transport {
     /// transaction. Every record comes back in `reports`: delivered when the transaction
     /// committed; when it failed, the transaction is aborted and each record comes back as
     /// failed (or delivered, if it reached the log before the abort).
+    // Boxed: each attempt travels through librdkafka as its record's delivery opaque.
+    #[allow(clippy::vec_box)]
     fn transact(
         &mut self,
         records: Vec<Box<Attempt>>,

@@ -16,7 +16,7 @@
 use bytes::Bytes;
 use serde::Deserialize;
 
-use super::Names;
+use super::SpanBuilder;
 use crate::model::{AttrValue, Encoding, Span};
 
 /// What `kafka.encoding` (and an input topic's `encoding`) selects: one encoding, or `auto`.
@@ -79,7 +79,7 @@ impl<'de> Deserialize<'de> for InputEncoding {
 pub enum DecodeError {
     #[error("empty message")]
     Empty,
-    #[error("malformed {encoding}: {source}")]
+    #[error("malformed {} ({encoding}): {source}", encoding.format().title())]
     Malformed {
         encoding: Encoding,
         #[source]
@@ -139,7 +139,7 @@ pub struct Decoder {
     input: InputEncoding,
     /// Topics with an encoding of their own (`[[kafka.inputs]]`); few, so a list.
     per_topic: Vec<(Box<str>, InputEncoding)>,
-    names: Names,
+    builder: SpanBuilder,
 }
 
 impl Decoder {
@@ -150,7 +150,7 @@ impl Decoder {
     /// A decoder reading `input`, except on the listed topics, each read in its own encoding.
     pub fn for_topics(input: InputEncoding, per_topic: Vec<(String, InputEncoding)>) -> Self {
         let per_topic = per_topic.into_iter().map(|(topic, encoding)| (topic.into_boxed_str(), encoding)).collect();
-        Self { input, per_topic, names: Names::new() }
+        Self { input, per_topic, builder: SpanBuilder::new() }
     }
 
     /// Decodes one payload read from `topic` that arrived at `arrival`: as [`Decoder::decode`], in
@@ -169,9 +169,9 @@ impl Decoder {
             InputEncoding::Auto => declared.map_or(InputEncoding::Auto, InputEncoding::Fixed),
             fixed => fixed,
         };
-        self.names.latest_end = arrival.saturating_add(MAX_FUTURE_SKEW).0;
+        self.builder.latest_end = arrival.saturating_add(MAX_FUTURE_SKEW).0;
         let result = self.decode_as(input, payload, out);
-        self.names.latest_end = u64::MAX;
+        self.builder.latest_end = u64::MAX;
         result
     }
 
@@ -193,7 +193,7 @@ impl Decoder {
         let encoding = input.resolve(payload);
         let start_len = out.len();
         let mut stats = DecodeStats { encoding: Some(encoding), ..Default::default() };
-        let result = encoding.format().decode(payload, &mut self.names, out, &mut stats);
+        let result = encoding.format().decode(payload, &mut self.builder, out, &mut stats);
         match result {
             Ok(()) => {
                 stats.accepted = (out.len() - start_len) as u32;

@@ -194,23 +194,27 @@ impl ResourceIdentity {
     }
 }
 
-/// Interner plus scratch space, shared by the front ends.
-pub struct Names {
+/// What the front ends build spans with, kept across messages: the interned names, the shared
+/// origins, the validation of drafts into spans, and reused header buffers.
+pub struct SpanBuilder {
     interner: Interner,
-    scratch: String,
-    unknown_service: Arc<str>,
-    default_environment: Arc<str>,
-    /// Origins by a hash of their encoding and headers. Resources repeat in message after message;
-    /// sharing one `Origin` means a message allocates nothing for them and does not pin its
-    /// payload through them. Bounded like the interner.
-    origins: FastMap<u64, Arc<Origin>>,
-    /// foldhash: a hit is checked byte for byte, so the hash only has to spread well.
-    hasher: foldhash::fast::RandomState,
+    origins: OriginCache,
     /// Spans ending after this (Unix ns) are rejected: arrival time plus the allowed clock skew.
     pub(crate) latest_end: u64,
     /// Reused buffers for the headers of the message being decoded.
     pub(crate) resource_scratch: Vec<u8>,
     pub(crate) scope_scratch: Vec<u8>,
+}
+
+/// Origins by a hash of their encoding and headers. Resources repeat in message after message;
+/// sharing one `Origin` means a message allocates nothing for them and does not pin its payload
+/// through them. Bounded: past [`MAX_ORIGINS`] it starts over (handed-out `Arc`s stay valid).
+struct OriginCache {
+    origins: FastMap<u64, Arc<Origin>>,
+    /// foldhash: a hit is checked byte for byte, so the hash only has to spread well.
+    hasher: foldhash::fast::RandomState,
+    unknown_service: Arc<str>,
+    default_environment: Arc<str>,
 }
 
 /// How a front end reads the identity of a resource from its (owned) header, on a cache miss:
@@ -222,15 +226,11 @@ const MAX_ORIGINS: usize = 10_000;
 /// Spans starting before 2000-01-01 are rejected (`invalid_time`): unset or corrupt timestamps.
 pub(crate) const EARLIEST_START: u64 = 946_684_800 * 1_000_000_000;
 
-impl Names {
+impl SpanBuilder {
     pub(crate) fn new() -> Self {
         Self {
             interner: Interner::new(),
-            scratch: String::new(),
-            unknown_service: Arc::from(crate::model::UNKNOWN_SERVICE),
-            default_environment: Arc::from("default"),
-            origins: FastMap::default(),
-            hasher: foldhash::fast::RandomState::default(),
+            origins: OriginCache::new(),
             latest_end: u64::MAX,
             resource_scratch: Vec::new(),
             scope_scratch: Vec::new(),
@@ -242,11 +242,7 @@ impl Names {
     }
 
     fn intern_pair(&mut self, a: &str, b: &str) -> Arc<str> {
-        self.scratch.clear();
-        self.scratch.push_str(a);
-        self.scratch.push(' ');
-        self.scratch.push_str(b);
-        self.interner.intern(&self.scratch)
+        self.interner.intern_pair(a, b)
     }
 
     /// The shared origin of spans reported under these headers.
@@ -257,38 +253,7 @@ impl Names {
         scope_header: &[u8],
         identify: Identify,
     ) -> Arc<Origin> {
-        let key = self.hasher.hash_one((encoding.as_str(), resource_header, scope_header));
-        if let Some(origin) = self.origins.get(&key) {
-            if origin.resource_header == resource_header
-                && origin.scope_header == scope_header
-                && origin.encoding == encoding
-            {
-                return origin.clone();
-            }
-        }
-        let resource_header = Bytes::copy_from_slice(resource_header);
-        let (resource, ResourceIdentity { service, environment, environment_legacy }) = identify(&resource_header);
-        let service = match service.filter(|s| !s.is_empty()) {
-            Some(s) => self.intern(&s),
-            None => self.unknown_service.clone(),
-        };
-        let environment = match environment.filter(|e| !e.is_empty()).or(environment_legacy.filter(|e| !e.is_empty())) {
-            Some(e) => self.intern(&e),
-            None => self.default_environment.clone(),
-        };
-        let origin = Arc::new(Origin {
-            encoding,
-            service,
-            environment,
-            resource_header,
-            scope_header: Bytes::copy_from_slice(scope_header),
-            resource,
-        });
-        if self.origins.len() >= MAX_ORIGINS {
-            self.origins.clear();
-        }
-        self.origins.insert(key, origin.clone());
-        origin
+        self.origins.get(&mut self.interner, encoding, resource_header, scope_header, identify)
     }
 
     /// Validates a draft and appends the span, or counts why it was rejected.
@@ -385,18 +350,86 @@ impl Names {
     }
 }
 
+impl OriginCache {
+    fn new() -> Self {
+        Self {
+            origins: FastMap::default(),
+            hasher: foldhash::fast::RandomState::default(),
+            unknown_service: Arc::from(crate::model::UNKNOWN_SERVICE),
+            default_environment: Arc::from("default"),
+        }
+    }
+
+    /// The origin of these headers: the cached one, or a new one named by `identify`.
+    fn get(
+        &mut self,
+        interner: &mut Interner,
+        encoding: Encoding,
+        resource_header: &[u8],
+        scope_header: &[u8],
+        identify: Identify,
+    ) -> Arc<Origin> {
+        let key = self.hasher.hash_one((encoding.as_str(), resource_header, scope_header));
+        if let Some(origin) = self.origins.get(&key) {
+            if origin.resource_header == resource_header
+                && origin.scope_header == scope_header
+                && origin.encoding == encoding
+            {
+                return origin.clone();
+            }
+        }
+        let resource_header = Bytes::copy_from_slice(resource_header);
+        let (resource, ResourceIdentity { service, environment, environment_legacy }) = identify(&resource_header);
+        let service = match service.filter(|s| !s.is_empty()) {
+            Some(s) => interner.intern(&s),
+            None => self.unknown_service.clone(),
+        };
+        let environment = match environment.filter(|e| !e.is_empty()).or(environment_legacy.filter(|e| !e.is_empty())) {
+            Some(e) => interner.intern(&e),
+            None => self.default_environment.clone(),
+        };
+        let origin = Arc::new(Origin {
+            encoding,
+            service,
+            environment,
+            resource_header,
+            scope_header: Bytes::copy_from_slice(scope_header),
+            resource,
+        });
+        if self.origins.len() >= MAX_ORIGINS {
+            self.origins.clear();
+        }
+        self.origins.insert(key, origin.clone());
+        origin
+    }
+}
+
 /// Interned names: service, operation and remote names repeat endlessly, so each distinct string
 /// is allocated once. Bounded: past `MAX_INTERNED` distinct strings the table starts over (handed-out
 /// `Arc`s stay valid), so a high-cardinality attribute cannot grow it without limit.
 pub(crate) struct Interner {
     strings: FastSet<Arc<str>>,
+    /// Where a pair is joined before it is looked up.
+    scratch: String,
 }
 
 const MAX_INTERNED: usize = 200_000;
 
 impl Interner {
     pub(crate) fn new() -> Self {
-        Self { strings: FastSet::default() }
+        Self { strings: FastSet::default(), scratch: String::new() }
+    }
+
+    /// `a` and `b` joined by a space (`GET /owners/{id}`), interned.
+    pub(crate) fn intern_pair(&mut self, a: &str, b: &str) -> Arc<str> {
+        let mut joined = std::mem::take(&mut self.scratch);
+        joined.clear();
+        joined.push_str(a);
+        joined.push(' ');
+        joined.push_str(b);
+        let interned = self.intern(&joined);
+        self.scratch = joined;
+        interned
     }
 
     pub(crate) fn intern(&mut self, s: &str) -> Arc<str> {

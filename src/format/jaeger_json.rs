@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 
 use super::encoder::{appended, with_member};
 use super::schemas::jaeger::{KeyValue, Process, Span, SpanRef, SpanRefType, ValueType};
-use super::{jaeger_proto, Names, RULE_ATTRIBUTE, SAMPLE_RATE_ATTRIBUTE};
+use super::{jaeger_proto, SpanBuilder, RULE_ATTRIBUTE, SAMPLE_RATE_ATTRIBUTE};
 use super::{DecodeStats, Format, Malformed};
 use crate::decision::Decision;
 use crate::model::{AttrValue, Encoding};
@@ -241,6 +241,10 @@ impl Format for JaegerJson {
         "jaeger_json"
     }
 
+    fn title(&self) -> &'static str {
+        "Jaeger JSON"
+    }
+
     fn malformed_reason(&self) -> &'static str {
         "malformed_jaeger_json"
     }
@@ -248,11 +252,11 @@ impl Format for JaegerJson {
     fn decode(
         &self,
         payload: &Bytes,
-        names: &mut Names,
+        builder: &mut SpanBuilder,
         out: &mut Vec<crate::model::Span>,
         stats: &mut DecodeStats,
     ) -> Result<(), Malformed> {
-        Ok(jaeger_proto::decode(Encoding::JAEGER_JSON, payload, names, out, stats)?)
+        Ok(jaeger_proto::decode(Encoding::JAEGER_JSON, payload, builder, out, stats)?)
     }
 
     fn encode(&self, spans: &[&crate::model::Span], decision: Option<&Decision>) -> Bytes {

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use prost::Message;
 
 use super::draft::binary_id;
-use super::draft::{AttrRef, Names, ResourceIdentity, SpanDraft};
+use super::draft::{AttrRef, ResourceIdentity, SpanBuilder, SpanDraft};
 use super::schemas::jaeger;
 use super::schemas::jaeger::{KeyValue, Process, Span as JaegerSpan, SpanRefType, ValueType};
 use super::zipkin_json::widened_trace_id as trace_id;
@@ -43,18 +43,18 @@ fn parse(encoding: Encoding, payload: &[u8]) -> Result<JaegerSpan, JaegerError> 
 pub(super) fn decode(
     encoding: Encoding,
     payload: &Bytes,
-    names: &mut Names,
+    builder: &mut SpanBuilder,
     out: &mut Vec<Span>,
     stats: &mut DecodeStats,
 ) -> Result<(), JaegerError> {
     let span = parse(encoding, payload)?;
-    let mut header = std::mem::take(&mut names.resource_scratch);
+    let mut header = std::mem::take(&mut builder.resource_scratch);
     header.clear();
     if let Some(process) = &span.process {
         process.encode(&mut header).expect("a Vec grows as needed");
     }
-    let origin = names.origin(encoding, &header, b"", identify);
-    names.resource_scratch = header;
+    let origin = builder.origin(encoding, &header, b"", identify);
+    builder.resource_scratch = header;
 
     let nanos = |seconds: i64, nanos: i32| {
         u64::try_from(seconds).unwrap_or(0).saturating_mul(1_000_000_000).saturating_add(nanos.max(0) as u64)
@@ -96,7 +96,7 @@ pub(super) fn decode(
             (key, value) => draft.attrs.observe(key, value),
         }
     }
-    names.finish(draft, &origin, payload.clone(), out, stats);
+    builder.finish(draft, &origin, payload.clone(), out, stats);
     Ok(())
 }
 
@@ -167,6 +167,10 @@ impl Format for JaegerProto {
         "jaeger_proto"
     }
 
+    fn title(&self) -> &'static str {
+        "Jaeger protobuf"
+    }
+
     fn malformed_reason(&self) -> &'static str {
         "malformed_jaeger_proto"
     }
@@ -174,11 +178,11 @@ impl Format for JaegerProto {
     fn decode(
         &self,
         payload: &Bytes,
-        names: &mut Names,
+        builder: &mut SpanBuilder,
         out: &mut Vec<Span>,
         stats: &mut DecodeStats,
     ) -> Result<(), Malformed> {
-        Ok(decode(Encoding::JAEGER_PROTO, payload, names, out, stats)?)
+        Ok(decode(Encoding::JAEGER_PROTO, payload, builder, out, stats)?)
     }
 
     fn encode(&self, spans: &[&Span], decision: Option<&Decision>) -> Bytes {

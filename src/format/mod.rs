@@ -34,7 +34,7 @@ use crate::model::{AttrValue, Span};
 
 pub use crate::model::Encoding;
 pub use decoder::{AttributeLookup, DecodeError, DecodeStats, Decoder, InputEncoding, SpanReject, MAX_FUTURE_SKEW};
-pub use draft::Names;
+pub use draft::SpanBuilder;
 pub use encoder::{
     encode_spans, encode_trace, tracestate_threshold, tracestate_with_threshold, TracePayload, RULE_ATTRIBUTE,
     SAMPLE_RATE_ATTRIBUTE,
@@ -51,6 +51,9 @@ pub trait Format: Sync {
     /// and the CLI (`otlp_proto`).
     fn name(&self) -> &'static str;
 
+    /// What people call it (`OTLP protobuf`), in error messages.
+    fn title(&self) -> &'static str;
+
     /// The `reason` label of `tracewarden_messages_rejected_total` for a payload malformed in it.
     fn malformed_reason(&self) -> &'static str;
 
@@ -66,7 +69,7 @@ pub trait Format: Sync {
     fn decode(
         &self,
         payload: &Bytes,
-        names: &mut Names,
+        builder: &mut SpanBuilder,
         out: &mut Vec<Span>,
         stats: &mut DecodeStats,
     ) -> Result<(), Malformed>;

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::draft::{parse_hex_id, parse_parent_id};
-use super::draft::{AttrRef, Names, ResourceIdentity, SpanDraft};
+use super::draft::{AttrRef, ResourceIdentity, SpanBuilder, SpanDraft};
 use super::encoder::{appended, raised_threshold, with_member};
 use super::{tracestate_with_threshold, RULE_ATTRIBUTE, SAMPLE_RATE_ATTRIBUTE};
 use super::{DecodeStats, Format, Malformed};
@@ -232,7 +232,7 @@ fn identify(resource_header: &Bytes) -> (Bytes, ResourceIdentity) {
 
 pub(super) fn decode(
     payload: &Bytes,
-    names: &mut Names,
+    builder: &mut SpanBuilder,
     out: &mut Vec<Span>,
     stats: &mut DecodeStats,
 ) -> Result<(), serde_json::Error> {
@@ -247,11 +247,11 @@ pub(super) fn decode(
         for scope_spans in &resource_spans.scope_spans {
             let scope_header = members(&[("scope", scope_spans.scope), ("schemaUrl", scope_spans.schema_url)]);
             let origin =
-                names.origin(Encoding::OTLP_JSON, resource_header.as_bytes(), scope_header.as_bytes(), identify);
+                builder.origin(Encoding::OTLP_JSON, resource_header.as_bytes(), scope_header.as_bytes(), identify);
             for raw in &scope_spans.spans {
                 let span: JsonSpan<'_> = serde_json::from_str(raw.get())?;
                 let draft = draft_of(&span);
-                names.finish(draft, &origin, payload.slice_ref(raw.get().as_bytes()), out, stats);
+                builder.finish(draft, &origin, payload.slice_ref(raw.get().as_bytes()), out, stats);
             }
         }
     }
@@ -295,6 +295,10 @@ impl Format for OtlpJson {
         "otlp_json"
     }
 
+    fn title(&self) -> &'static str {
+        "OTLP/JSON"
+    }
+
     fn malformed_reason(&self) -> &'static str {
         "malformed_otlp_json"
     }
@@ -306,11 +310,11 @@ impl Format for OtlpJson {
     fn decode(
         &self,
         payload: &Bytes,
-        names: &mut Names,
+        builder: &mut SpanBuilder,
         out: &mut Vec<Span>,
         stats: &mut DecodeStats,
     ) -> Result<(), Malformed> {
-        Ok(decode(payload, names, out, stats)?)
+        Ok(decode(payload, builder, out, stats)?)
     }
 
     fn encode(&self, spans: &[&Span], decision: Option<&Decision>) -> Bytes {

@@ -10,7 +10,7 @@
 use bytes::Bytes;
 
 use super::draft::binary_id;
-use super::draft::{is_hot_key, AttrRef, Names, ResourceIdentity, SpanDraft};
+use super::draft::{is_hot_key, AttrRef, ResourceIdentity, SpanBuilder, SpanDraft};
 use super::encoder::{field_len, put_len_field, raised_threshold};
 use super::{tracestate_with_threshold, RULE_ATTRIBUTE, SAMPLE_RATE_ATTRIBUTE};
 use super::{DecodeStats, Format, Malformed};
@@ -97,14 +97,14 @@ impl<'a> WireReader<'a> {
 
 pub(super) fn decode(
     payload: &Bytes,
-    names: &mut Names,
+    builder: &mut SpanBuilder,
     out: &mut Vec<Span>,
     stats: &mut DecodeStats,
 ) -> Result<(), ProtoError> {
     let mut traces = WireReader::new(payload);
     while let Some((field, value, _)) = traces.next_field()? {
         if let (1, WireField::Len(resource_spans)) = (field, value) {
-            decode_resource_spans(payload, resource_spans, names, out, stats)?;
+            decode_resource_spans(payload, resource_spans, builder, out, stats)?;
         }
     }
     Ok(())
@@ -139,32 +139,32 @@ fn identify(resource_header: &Bytes) -> (Bytes, ResourceIdentity) {
 fn decode_resource_spans(
     payload: &Bytes,
     message: &[u8],
-    names: &mut Names,
+    builder: &mut SpanBuilder,
     out: &mut Vec<Span>,
     stats: &mut DecodeStats,
 ) -> Result<(), ProtoError> {
-    let mut resource_header = std::mem::take(&mut names.resource_scratch);
-    let mut scope_header = std::mem::take(&mut names.scope_scratch);
+    let mut resource_header = std::mem::take(&mut builder.resource_scratch);
+    let mut scope_header = std::mem::take(&mut builder.scope_scratch);
     let result = (|| {
         header_without(message, 2, &mut resource_header)?;
         let mut reader = WireReader::new(message);
         while let Some((field, value, _)) = reader.next_field()? {
             if let (2, WireField::Len(scope_spans)) = (field, value) {
                 header_without(scope_spans, 2, &mut scope_header)?;
-                let origin = names.origin(Encoding::OTLP_PROTO, &resource_header, &scope_header, identify);
+                let origin = builder.origin(Encoding::OTLP_PROTO, &resource_header, &scope_header, identify);
                 let mut spans = WireReader::new(scope_spans);
                 while let Some((field, value, _)) = spans.next_field()? {
                     if let (2, WireField::Len(span)) = (field, value) {
                         let draft = read_span(span)?;
-                        names.finish(draft, &origin, payload.slice_ref(span), out, stats);
+                        builder.finish(draft, &origin, payload.slice_ref(span), out, stats);
                     }
                 }
             }
         }
         Ok(())
     })();
-    names.resource_scratch = resource_header;
-    names.scope_scratch = scope_header;
+    builder.resource_scratch = resource_header;
+    builder.scope_scratch = scope_header;
     result
 }
 
@@ -307,6 +307,10 @@ impl Format for OtlpProto {
         "otlp_proto"
     }
 
+    fn title(&self) -> &'static str {
+        "OTLP protobuf"
+    }
+
     fn malformed_reason(&self) -> &'static str {
         "malformed_protobuf"
     }
@@ -314,11 +318,11 @@ impl Format for OtlpProto {
     fn decode(
         &self,
         payload: &Bytes,
-        names: &mut Names,
+        builder: &mut SpanBuilder,
         out: &mut Vec<Span>,
         stats: &mut DecodeStats,
     ) -> Result<(), Malformed> {
-        Ok(decode(payload, names, out, stats)?)
+        Ok(decode(payload, builder, out, stats)?)
     }
 
     fn encode(&self, spans: &[&Span], decision: Option<&Decision>) -> Bytes {

@@ -37,7 +37,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::draft::parse_hex_id;
-use super::draft::{AttrRef, Names, ResourceIdentity, SpanDraft};
+use super::draft::{AttrRef, ResourceIdentity, SpanBuilder, SpanDraft};
 use super::encoder::with_object_members;
 use super::SpanReject;
 use super::{DecodeStats, Format, Malformed};
@@ -318,7 +318,7 @@ struct Place<'p> {
 
 pub(super) fn decode(
     payload: &Bytes,
-    names: &mut Names,
+    builder: &mut SpanBuilder,
     out: &mut Vec<Span>,
     stats: &mut DecodeStats,
 ) -> Result<(), serde_json::Error> {
@@ -337,8 +337,8 @@ pub(super) fn decode(
         let is_segment = doc.document_type.as_deref() != Some("subsegment");
         let environment = metadata_text(doc.metadata.as_ref(), "deployment.environment.name").map(str::to_owned);
         let resource = resource_of(doc, is_segment, environment.as_deref());
-        let origin = names.origin(Encoding::XRAY_JSON, &resource, b"", identify);
-        let embedded_origin = names.origin(Encoding::XRAY_JSON, &resource, EMBEDDED, identify);
+        let origin = builder.origin(Encoding::XRAY_JSON, &resource, b"", identify);
+        let embedded_origin = builder.origin(Encoding::XRAY_JSON, &resource, EMBEDDED, identify);
         let trace_id = doc.trace_id.as_deref().and_then(trace_id);
         let parent = match doc.parent_id.as_deref() {
             None | Some("") => Ok(None),
@@ -346,8 +346,8 @@ pub(super) fn decode(
         };
         let place = Place { trace_id, parent, origin: &origin };
         let ids_before = stats.invalid_id;
-        if document_span(payload, raw, doc, is_segment, &place, names, out, stats) {
-            embedded(payload, doc, trace_id, &embedded_origin, names, out, stats)?;
+        if document_span(payload, raw, doc, is_segment, &place, builder, out, stats) {
+            embedded(payload, doc, trace_id, &embedded_origin, builder, out, stats)?;
         } else {
             reject_embedded(doc, reason(stats, ids_before), stats)?;
         }
@@ -383,7 +383,7 @@ fn embedded(
     holder: &Document<'_>,
     trace_id: Option<TraceId>,
     origin: &std::sync::Arc<crate::model::Origin>,
-    names: &mut Names,
+    builder: &mut SpanBuilder,
     out: &mut Vec<Span>,
     stats: &mut DecodeStats,
 ) -> Result<(), serde_json::Error> {
@@ -395,8 +395,8 @@ fn embedded(
         }
         let place = Place { trace_id, parent, origin };
         let ids_before = stats.invalid_id;
-        if document_span(payload, raw, &doc, false, &place, names, out, stats) {
-            embedded(payload, &doc, trace_id, origin, names, out, stats)?;
+        if document_span(payload, raw, &doc, false, &place, builder, out, stats) {
+            embedded(payload, &doc, trace_id, origin, builder, out, stats)?;
         } else {
             reject_embedded(&doc, reason(stats, ids_before), stats)?;
         }
@@ -412,7 +412,7 @@ fn document_span(
     doc: &Document<'_>,
     is_segment: bool,
     place: &Place<'_>,
-    names: &mut Names,
+    builder: &mut SpanBuilder,
     out: &mut Vec<Span>,
     stats: &mut DecodeStats,
 ) -> bool {
@@ -488,7 +488,7 @@ fn document_span(
     }
     draft.outcome = flagged;
     let before = out.len();
-    names.finish(draft, place.origin, payload.slice_ref(raw.get().as_bytes()), out, stats);
+    builder.finish(draft, place.origin, payload.slice_ref(raw.get().as_bytes()), out, stats);
     out.len() > before
 }
 
@@ -539,6 +539,10 @@ impl Format for XrayJson {
         "xray_json"
     }
 
+    fn title(&self) -> &'static str {
+        "X-Ray JSON"
+    }
+
     fn malformed_reason(&self) -> &'static str {
         "malformed_xray_json"
     }
@@ -546,11 +550,11 @@ impl Format for XrayJson {
     fn decode(
         &self,
         payload: &Bytes,
-        names: &mut Names,
+        builder: &mut SpanBuilder,
         out: &mut Vec<Span>,
         stats: &mut DecodeStats,
     ) -> Result<(), Malformed> {
-        Ok(decode(payload, names, out, stats)?)
+        Ok(decode(payload, builder, out, stats)?)
     }
 
     fn encode(&self, spans: &[&Span], decision: Option<&Decision>) -> Bytes {

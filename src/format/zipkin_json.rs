@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::draft::{binary_id, parse_hex_id, parse_parent_id};
-use super::draft::{AttrRef, Names, ResourceIdentity, SpanDraft};
+use super::draft::{AttrRef, ResourceIdentity, SpanBuilder, SpanDraft};
 use super::encoder::with_object_members;
 use super::{DecodeStats, Format, Malformed};
 use super::{RULE_ATTRIBUTE, SAMPLE_RATE_ATTRIBUTE};
@@ -109,19 +109,19 @@ pub(super) fn widened_trace_id(bytes: &[u8]) -> Option<TraceId> {
 
 pub(super) fn decode(
     payload: &Bytes,
-    names: &mut Names,
+    builder: &mut SpanBuilder,
     out: &mut Vec<Span>,
     stats: &mut DecodeStats,
 ) -> Result<(), serde_json::Error> {
     let spans: Vec<&RawValue> = serde_json::from_slice(payload)?;
     let parsed: Vec<ZipkinSpan<'_>> =
         spans.iter().map(|raw| serde_json::from_str(raw.get())).collect::<Result<_, _>>()?;
-    let mut header = std::mem::take(&mut names.resource_scratch);
+    let mut header = std::mem::take(&mut builder.resource_scratch);
     for (raw, span) in spans.iter().zip(&parsed) {
         // The span's identity keys its origin (and is never written back: forwarding writes
         // Zipkin span objects only).
         write_identity(span, &mut header);
-        let origin = names.origin(Encoding::ZIPKIN_JSON, &header, b"", identify);
+        let origin = builder.origin(Encoding::ZIPKIN_JSON, &header, b"", identify);
         let start = span.timestamp.unwrap_or(0).saturating_mul(1000);
         let mut draft = SpanDraft {
             trace_id: trace_id(&span.trace_id),
@@ -148,9 +148,9 @@ pub(super) fn decode(
             }
             draft.attrs.observe(key, AttrRef::Str(value));
         }
-        names.finish(draft, &origin, payload.slice_ref(raw.get().as_bytes()), out, stats);
+        builder.finish(draft, &origin, payload.slice_ref(raw.get().as_bytes()), out, stats);
     }
-    names.resource_scratch = header;
+    builder.resource_scratch = header;
     Ok(())
 }
 
@@ -210,6 +210,10 @@ impl Format for ZipkinJson {
         "zipkin_json"
     }
 
+    fn title(&self) -> &'static str {
+        "Zipkin JSON"
+    }
+
     fn malformed_reason(&self) -> &'static str {
         "malformed_zipkin_json"
     }
@@ -221,11 +225,11 @@ impl Format for ZipkinJson {
     fn decode(
         &self,
         payload: &Bytes,
-        names: &mut Names,
+        builder: &mut SpanBuilder,
         out: &mut Vec<Span>,
         stats: &mut DecodeStats,
     ) -> Result<(), Malformed> {
-        Ok(decode(payload, names, out, stats)?)
+        Ok(decode(payload, builder, out, stats)?)
     }
 
     fn encode(&self, spans: &[&Span], decision: Option<&Decision>) -> Bytes {

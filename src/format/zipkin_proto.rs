@@ -11,7 +11,7 @@ use bytes::Bytes;
 use prost::Message;
 
 use super::draft::binary_id;
-use super::draft::{AttrRef, Names, SpanDraft};
+use super::draft::{AttrRef, SpanBuilder, SpanDraft};
 use super::encoder::put_len_field;
 use super::schemas::zipkin;
 use super::schemas::zipkin::{span::Kind, Span as ZipkinSpan};
@@ -39,7 +39,7 @@ pub enum ZipkinProtoError {
 
 pub(super) fn decode(
     payload: &Bytes,
-    names: &mut Names,
+    builder: &mut SpanBuilder,
     out: &mut Vec<Span>,
     stats: &mut DecodeStats,
 ) -> Result<(), ZipkinProtoError> {
@@ -57,11 +57,11 @@ pub(super) fn decode(
             _ => {}
         }
     }
-    let mut header = std::mem::take(&mut names.resource_scratch);
+    let mut header = std::mem::take(&mut builder.resource_scratch);
     for (raw, span) in &spans {
         let local = span.local_endpoint.as_ref().map(|e| e.service_name.as_str());
         write_identity_of(local, span.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())), &mut header);
-        let origin = names.origin(Encoding::ZIPKIN_PROTO, &header, b"", identify);
+        let origin = builder.origin(Encoding::ZIPKIN_PROTO, &header, b"", identify);
         let start = span.timestamp.saturating_mul(1000);
         let mut draft = SpanDraft {
             trace_id: widened_trace_id(&span.trace_id),
@@ -92,9 +92,9 @@ pub(super) fn decode(
             }
             draft.attrs.observe(key, AttrRef::Str(value));
         }
-        names.finish(draft, &origin, payload.slice_ref(raw), out, stats);
+        builder.finish(draft, &origin, payload.slice_ref(raw), out, stats);
     }
-    names.resource_scratch = header;
+    builder.resource_scratch = header;
     Ok(())
 }
 
@@ -106,6 +106,10 @@ impl Format for ZipkinProto {
         "zipkin_proto"
     }
 
+    fn title(&self) -> &'static str {
+        "Zipkin protobuf"
+    }
+
     fn malformed_reason(&self) -> &'static str {
         "malformed_zipkin_proto"
     }
@@ -113,11 +117,11 @@ impl Format for ZipkinProto {
     fn decode(
         &self,
         payload: &Bytes,
-        names: &mut Names,
+        builder: &mut SpanBuilder,
         out: &mut Vec<Span>,
         stats: &mut DecodeStats,
     ) -> Result<(), Malformed> {
-        Ok(decode(payload, names, out, stats)?)
+        Ok(decode(payload, builder, out, stats)?)
     }
 
     fn encode(&self, spans: &[&Span], decision: Option<&Decision>) -> Bytes {

@@ -154,7 +154,7 @@ fn an_undecodable_message_becomes_a_dead_letter_unchanged() {
     assert_eq!(&record.payload[..], &payload[..], "the bytes as they came");
     assert_eq!(&record.key[..], b"k");
     let (error, source) = record.dead_letter.clone().expect("error headers");
-    assert!(error.starts_with("malformed otlp_json: "), "{error}");
+    assert!(error.starts_with("malformed OTLP/JSON (otlp_json): "), "{error}");
     assert_eq!(source, "spans/0/0");
     assert_eq!(h.telemetry.messages_rejected.with_label_values(&["malformed_otlp_json"]).get(), 1);
     drop(effects);
