@@ -29,7 +29,7 @@ fn one_trace_read(group: &str, t: u8) -> (Harness, tracewarden::pipeline::Pipeli
     let pipeline = harness.start();
     let (key, payload) = trace(t);
     harness.produce(&key, &payload);
-    wait_for("the trace to be read", || received(&pipeline) == 1.0);
+    wait_for("the trace to be read", WAIT, || received(&pipeline) == 1.0);
     (harness, pipeline)
 }
 
@@ -42,7 +42,7 @@ fn a_retriable_produce_failure_is_retried_after_its_backoff_and_loses_nothing() 
     let pipeline = harness.start();
     let (key, payload) = trace(1);
     harness.produce_to(0, &key, &payload);
-    wait_for("the trace to be read", || received(&pipeline) == 1.0);
+    wait_for("the trace to be read", WAIT, || received(&pipeline) == 1.0);
 
     // Produce requests fail with a retriable error until cleared. (The injected errors answer
     // every producer of the process, the snapshot exchange's too, so they are many rather than
@@ -51,38 +51,42 @@ fn a_retriable_produce_failure_is_retried_after_its_backoff_and_loses_nothing() 
     harness.cluster().request_errors(RDKafkaApiKey::Produce, &retriable);
     harness.advance(Duration::from_secs(5));
     let retries = || metric(&pipeline, "tracewarden_forward_retries_total", &[]).unwrap_or(0.0);
-    wait_for("the first failure", || retries() == 1.0);
+    wait_for("the first failure", WAIT, || retries() == 1.0);
     let waiting = || metric(&pipeline, "tracewarden_partitions_waiting_for_retry", &[]);
-    wait_for("the trace's partition to pause", || waiting() == Some(1.0));
+    wait_for("the trace's partition to pause", WAIT, || waiting() == Some(1.0));
     // Only that partition waits: another one is still read. (This test's producer meets the
     // injected errors too: they are set aside while it writes, then put back.)
     harness.cluster().clear_request_errors(RDKafkaApiKey::Produce);
     let (other_key, other_payload) = trace(2);
     harness.produce_to(1, &other_key, &other_payload);
-    wait_for("a message on another partition to be read", || received(&pipeline) == 2.0);
+    wait_for("a message on another partition to be read", WAIT, || received(&pipeline) == 2.0);
     harness.cluster().request_errors(RDKafkaApiKey::Produce, &retriable);
-    // The clock has not moved: no attempt before the 100 ms backoff, however long we wait.
-    std::thread::sleep(Duration::from_millis(300));
+    // The clock has not moved: no attempt before the 100 ms backoff, however many times the
+    // worker holding the record looks at its retries (every turn of its loop).
+    wait_for("the held position committed", WAIT, || harness.committed()[0] == 0);
+    wait_for_polls(&pipeline, INPUT, [0]);
     assert_eq!(retries(), 1.0, "not sent again before its backoff");
     harness.advance(Duration::from_millis(100));
-    wait_for("the second failure", || retries() == 2.0);
+    wait_for("the second failure", WAIT, || retries() == 2.0);
     harness.advance(Duration::from_millis(200));
-    wait_for("the third failure", || retries() == 3.0);
+    wait_for("the third failure", WAIT, || retries() == 3.0);
     // The backoff doubles: nothing is sent before 400 ms more, so clearing the errors now lets
     // the next attempt through.
     harness.cluster().clear_request_errors(RDKafkaApiKey::Produce);
     harness.advance(Duration::from_millis(400));
-    wait_for("the trace forwarded", || metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(1.0));
+    wait_for("the trace forwarded", WAIT, || metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(1.0));
     assert_eq!(retries(), 3.0, "one retry per failed attempt");
     harness.advance(Duration::from_secs(5));
-    wait_for("the other trace forwarded", || metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(2.0));
+    wait_for("the other trace forwarded", WAIT, || {
+        metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(2.0)
+    });
     assert_eq!(metric(&pipeline, "tracewarden_forward_failures_total", &[("destination", "output")]), None);
-    wait_for("the partition to resume", || waiting() == Some(0.0));
+    wait_for("the partition to resume", WAIT, || waiting() == Some(0.0));
     let output = harness.read_all("sampled_spans", 2);
     let mut keys: Vec<Vec<u8>> = output.iter().filter_map(|r| r.key.clone()).collect();
     keys.sort();
     assert_eq!(keys, vec![key.into_bytes(), other_key.into_bytes()], "exactly one copy of each");
-    wait_for("offsets committed to the end", || harness.committed_to_end());
+    wait_for("offsets committed to the end", WAIT, || harness.committed_to_end());
     pipeline.stop().unwrap();
 }
 
@@ -101,21 +105,25 @@ fn a_record_too_large_even_split_is_reported_once_and_the_partition_moves_on() {
     harness.produce(&format!("{:032x}", u128::from_be_bytes([1; 16])), &encode(&[big]));
     let (key, payload) = trace(2);
     harness.produce(&key, &payload);
-    wait_for("both traces read", || received(&pipeline) == 2.0);
+    wait_for("both traces read", WAIT, || received(&pipeline) == 2.0);
     harness.advance(Duration::from_secs(5));
-    wait_for("the small trace forwarded", || metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(1.0));
+    wait_for("the small trace forwarded", WAIT, || {
+        metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(1.0)
+    });
     let failures = || metric(&pipeline, "tracewarden_forward_failures_total", &[("destination", "output")]);
-    wait_for("the large one abandoned", || failures() == Some(1.0));
+    wait_for("the large one abandoned", WAIT, || failures() == Some(1.0));
     assert_eq!(metric(&pipeline, "tracewarden_forward_retries_total", &[]), Some(0.0), "never re-sent");
     // Time passes: still one failure, never a re-send.
     for _ in 0..5 {
         harness.advance(Duration::from_secs(30));
     }
-    std::thread::sleep(Duration::from_millis(200));
+    wait_for("offsets committed past both", WAIT, || harness.committed_to_end());
+    // Every worker has turned its loop (where a re-send would be made) since the clock moved.
+    wait_for_polls(&pipeline, INPUT, harness.partitions_with_messages());
     assert_eq!(failures(), Some(1.0));
+    assert_eq!(metric(&pipeline, "tracewarden_forward_retries_total", &[]), Some(0.0), "never re-sent");
     let output = harness.read_all("sampled_spans", 1);
     assert_eq!(output.iter().map(|r| r.key.clone().unwrap()).collect::<Vec<_>>(), vec![key.into_bytes()]);
-    wait_for("offsets committed past both", || harness.committed_to_end());
     pipeline.stop().unwrap();
 }
 
@@ -127,15 +135,16 @@ fn an_authorization_failure_is_not_retried() {
     harness.cluster().request_errors(RDKafkaApiKey::Produce, &unauthorized);
     harness.advance(Duration::from_secs(5));
     let failures = || metric(&pipeline, "tracewarden_forward_failures_total", &[("destination", "output")]);
-    wait_for("the record abandoned", || failures() == Some(1.0));
+    wait_for("the record abandoned", WAIT, || failures() == Some(1.0));
     harness.cluster().clear_request_errors(RDKafkaApiKey::Produce);
     for _ in 0..5 {
         harness.advance(Duration::from_secs(30));
     }
-    std::thread::sleep(Duration::from_millis(200));
+    wait_for("offsets committed: the partition does not stall", WAIT, || harness.committed_to_end());
+    // Every worker has turned its loop (where a re-send would be made) since the clock moved.
+    wait_for_polls(&pipeline, INPUT, harness.partitions_with_messages());
     assert_eq!(metric(&pipeline, "tracewarden_forward_retries_total", &[]), Some(0.0), "never re-sent");
     assert_eq!(failures(), Some(1.0));
-    wait_for("offsets committed: the partition does not stall", || harness.committed_to_end());
     pipeline.stop().unwrap();
 }
 
@@ -146,13 +155,13 @@ fn an_authorization_failure_is_not_retried() {
 fn a_refused_commit_is_made_again_after_the_partition_went_quiet() {
     let (harness, pipeline) = one_trace_read("delivery-commit-refused", 1);
     // Held until decided: the position committed is the message's own.
-    wait_for("the held position committed", || harness.committed().contains(&0));
+    wait_for("the held position committed", WAIT, || harness.committed().contains(&0));
     let refused = RDKafkaRespErr::RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE;
     harness.cluster().request_errors(RDKafkaApiKey::OffsetCommit, &[refused, refused]);
     // Decided and forwarded: the position moves past the message, and that is the last it moves.
     harness.advance(Duration::from_secs(5));
-    wait_for("the trace forwarded", || metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(1.0));
-    wait_for("offsets committed to the end", || harness.committed_to_end());
+    wait_for("the trace forwarded", WAIT, || metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(1.0));
+    wait_for("offsets committed to the end", WAIT, || harness.committed_to_end());
     assert_eq!(received(&pipeline), 1.0, "nothing more was read");
     pipeline.stop().unwrap();
 }
@@ -172,7 +181,7 @@ fn an_aborted_transaction_is_written_again_by_the_next() {
     let pipeline = harness.start();
     let traces: Vec<(String, bytes::Bytes)> = (1..=6).map(trace).collect();
     harness.produce_all(&traces);
-    wait_for("the traces to be read", || received(&pipeline) == 6.0);
+    wait_for("the traces to be read", WAIT, || received(&pipeline) == 6.0);
     // The group has settled (no rebalance will flush); from now on offsets are refused until
     // cleared, and while the injected clock stands still a failed transaction's backoff keeps
     // the next from starting.
@@ -182,12 +191,14 @@ fn an_aborted_transaction_is_written_again_by_the_next() {
     let aborted = || metric(&pipeline, "tracewarden_transactions_total", &[("result", "aborted")]).unwrap_or(0.0);
     // The traces are decided and staged; the next transaction carries them, and is aborted.
     harness.advance(Duration::from_secs(6));
-    wait_for("a transaction with the traces aborted", || aborted() >= 1.0);
+    wait_for("a transaction with the traces aborted", WAIT, || aborted() >= 1.0);
     let forwarded = metric(&pipeline, "tracewarden_traces_forwarded_total", &[]).unwrap_or(0.0);
     assert_eq!(forwarded, 0.0, "nothing committed yet");
     harness.cluster().clear_request_errors(RDKafkaApiKey::TxnOffsetCommit);
     harness.advance(Duration::from_secs(1));
-    wait_for("every trace forwarded", || metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(6.0));
+    wait_for("every trace forwarded", WAIT, || {
+        metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(6.0)
+    });
     let output = harness.read_all("sampled_spans", 6);
     let keys: std::collections::BTreeSet<Vec<u8>> = output.iter().filter_map(|r| r.key.clone()).collect();
     assert_eq!(keys.len(), 6, "every trace written");

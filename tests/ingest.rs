@@ -252,7 +252,7 @@ fn otlp_requests_past_the_in_flight_bound_are_refused_at_once() {
     assert!(large.len() < 4096, "within max_request_bytes: {}", large.len());
     let addr = receivers.otlp;
     let waiting = std::thread::spawn(move || post(addr, "application/x-protobuf", "", &large).0);
-    common::wait_for("the first request to wait for Kafka", || {
+    common::wait_for("the first request to wait for Kafka", common::WAIT, || {
         gauge(&receivers.registry, "tracewarden_ingest_in_flight_bytes") > 0.0
     });
     let in_flight = gauge(&receivers.registry, "tracewarden_ingest_in_flight_bytes");

@@ -62,11 +62,11 @@ keep = "none"
     let messages: Vec<(String, bytes::Bytes)> =
         (1..=9).map(|t| (format!("{:032x}", u128::from_be_bytes([t; 16])), encode(&trace(t)))).collect();
     harness.produce_all(&messages);
-    wait_for("every span read", || {
+    wait_for("every span read", WAIT, || {
         metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]) == Some(27.0)
     });
     harness.advance(Duration::from_secs(6));
-    wait_for("every trace decided", || {
+    wait_for("every trace decided", WAIT, || {
         let store = pipeline.handles.traces.lock().unwrap();
         store.index.len() == 9
     });
@@ -100,7 +100,7 @@ keep = "none"
 
     // The service map of the same traffic, once the series' owner (this instance) has rolled
     // the points up for the group.
-    wait_for("the group view to show both services' traffic", || {
+    wait_for("the group view to show both services' traffic", WAIT, || {
         let (_, map) = get(&addr, "/api/service-map");
         let requests = |id: &str| {
             map["nodes"]
@@ -255,7 +255,7 @@ fn pod_trace(t: u8) -> Vec<SpanSpec> {
 
 /// Waits until two instances of a group each read part of the input partitions, and together all.
 fn wait_for_the_split(first: &tracewarden::pipeline::Pipeline, second: &tracewarden::pipeline::Pipeline) {
-    wait_for("the partitions split between the two", || {
+    wait_for("the partitions split between the two", WAIT, || {
         let inputs = |p: &tracewarden::pipeline::Pipeline| {
             p.handles.ready.assignment().into_iter().filter(|(topic, _)| topic == INPUT).count()
         };
@@ -335,7 +335,7 @@ fn two_instances_answer_for_the_whole_group() {
     let spans = |p: &tracewarden::pipeline::Pipeline| {
         metric(p, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]).unwrap_or(0.0)
     };
-    wait_for("every span read by one or the other", || spans(&first) + spans(&second) == 90.0);
+    wait_for("every span read by one or the other", WAIT, || spans(&first) + spans(&second) == 90.0);
     assert!(spans(&first) > 0.0 && spans(&second) > 0.0, "both instances read part of the input");
     harness.advance(Duration::from_secs(6));
 
@@ -354,13 +354,13 @@ fn two_instances_answer_for_the_whole_group() {
             .find(|n| n["id"] == "customers:default")
             .map(|n| (n["requests"].as_u64(), n["faults"].as_u64()))
     };
-    wait_for("both instances to see the whole group's traffic", || {
+    wait_for("both instances to see the whole group's traffic", WAIT, || {
         customers(&map_of(&addr_a)) == Some((Some(TRACES as u64), Some(total_faults)))
             && customers(&map_of(&addr_b)) == Some((Some(TRACES as u64), Some(total_faults)))
     });
     // The SLO reports (a node's `sloStatus`) travel in the owner's snapshots, which may reach
     // the other instance a moment after the traffic does.
-    wait_for("the same map on both, quantiles and SLO status included", || {
+    wait_for("the same map on both, quantiles and SLO status included", WAIT, || {
         let (a, b) = (map_of(&addr_a), map_of(&addr_b));
         a == b && a["nodes"].as_array().unwrap().iter().any(|n| n["sloStatus"].is_string())
     });
@@ -405,7 +405,7 @@ fn two_instances_answer_for_the_whole_group() {
     // Summaries stay with the instance that decided the trace; a search on either asks both.
     let path = format!("/api/traces/{:032x}", u128::from_be_bytes([2; 16]));
     let held = |p: &tracewarden::pipeline::Pipeline| p.handles.traces.lock().unwrap().index.len();
-    wait_for("every trace decided by one or the other", || held(&first) + held(&second) == TRACES as usize);
+    wait_for("every trace decided by one or the other", WAIT, || held(&first) + held(&second) == TRACES as usize);
     assert!(held(&first) > 0 && held(&second) > 0, "both decided some");
     for addr in [&addr_a, &addr_b] {
         let (status, all) = get(addr, "/api/traces?limit=100");
@@ -429,7 +429,7 @@ fn two_instances_answer_for_the_whole_group() {
     harness.advance(Duration::from_secs(11));
     let slos_of = |addr: &str| get(addr, "/api/slos").1;
     let attainment = 1.0 - total_faults as f64 / TRACES as f64;
-    wait_for("both instances to report the SLO", || {
+    wait_for("both instances to report the SLO", WAIT, || {
         let (a, b) = (slos_of(&addr_a), slos_of(&addr_b));
         let reported = |slos: &serde_json::Value| {
             slos["slos"].as_array().is_some_and(|l| {
@@ -439,7 +439,7 @@ fn two_instances_answer_for_the_whole_group() {
         reported(&a) && reported(&b)
     });
     let history_path = "/api/slos/customers-availability/history";
-    wait_for("both instances to hold the SLO's evaluations", || {
+    wait_for("both instances to hold the SLO's evaluations", WAIT, || {
         let (a, b) = (get(&addr_a, history_path).1, get(&addr_b, history_path).1);
         a["points"].as_array().is_some_and(|p| !p.is_empty()) && a == b
     });
@@ -530,7 +530,7 @@ fn a_point_larger_than_a_kafka_message_arrives_whole() {
     harness.produce_all(&messages);
     let spans = || metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]);
     let expected_spans = (TRACES as u64 * (PER_TRACE as u64 + 1)) as f64;
-    wait_for("every span read", || spans() == Some(expected_spans));
+    wait_for("every span read", WAIT, || spans() == Some(expected_spans));
     harness.advance(Duration::from_secs(6));
 
     let path = "/api/contributors?service=catalog&dimension=k8s.pod.name&limit=1000";
@@ -539,7 +539,7 @@ fn a_point_larger_than_a_kafka_message_arrives_whole() {
             rows.iter().map(|c| (c["value"].as_str().unwrap().to_string(), c["requests"].as_u64().unwrap())).collect()
         })
     };
-    wait_for("the owner to hold every catalog request", || {
+    wait_for("the owner to hold every catalog request", WAIT, || {
         rows(&get(&addr, path).1).iter().map(|(_, requests)| requests).sum::<u64>() == PODS
     });
     let (status, answer) = get(&addr, path);
@@ -590,7 +590,7 @@ fn questions_are_forwarded_to_the_owner_over_https_with_the_callers_token() {
     let spans = |p: &tracewarden::pipeline::Pipeline| {
         metric(p, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]).unwrap_or(0.0)
     };
-    wait_for("every span read", || spans(&first) + spans(&second) == 3.0 * TRACES as f64);
+    wait_for("every span read", WAIT, || spans(&first) + spans(&second) == 3.0 * TRACES as f64);
     harness.advance(Duration::from_secs(6));
 
     let curl = |addr: &str, path: &str, token: Option<&str>| -> (String, String) {
@@ -609,7 +609,7 @@ fn questions_are_forwarded_to_the_owner_over_https_with_the_callers_token() {
         let body: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
         body["points"].as_array().map_or(0, |p| p.iter().filter_map(|p| p["requests"].as_u64()).sum())
     };
-    wait_for("both instances to answer the whole history of customers", || {
+    wait_for("both instances to answer the whole history of customers", WAIT, || {
         addresses.iter().all(|addr| {
             let (status, body) = curl(addr, history, Some("api-token"));
             status == "200" && requests(&body) == TRACES as u64

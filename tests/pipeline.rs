@@ -74,7 +74,14 @@ const ZIPKIN_TRACE: &str = r#"[{"traceId":"1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f","id
 
 #[test]
 fn known_traffic_gives_exact_metrics_forwards_dead_letters_and_offsets() {
-    let harness = Harness::new("exact-metrics");
+    let mut harness = Harness::new("exact-metrics");
+    // A second input topic with nothing but empty messages, which are done as soon as they are
+    // read: a commit on it shows that its worker has committed since (see below). Its 6 partitions
+    // and the 3 of the input are balanced over the 2 workers (5 and 4): each worker holds one.
+    const PROBE: &str = "commit_probe";
+    const PROBE_PARTITIONS: i32 = 6;
+    harness.cluster().create_topic(PROBE, PROBE_PARTITIONS, 1).unwrap();
+    harness.config.kafka.input_topics.push(PROBE.into());
     let pipeline = harness.start();
 
     let mut input_spans: HashMap<String, Vec<SpanSpec>> = HashMap::new();
@@ -95,12 +102,12 @@ fn known_traffic_gives_exact_metrics_forwards_dead_letters_and_offsets() {
     harness.produce("broken", &encode(&[broken]));
 
     let total_spans = TRACES as f64 * 4.0;
-    wait_for("every span to be received", || {
+    wait_for("every span to be received", WAIT, || {
         metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]) == Some(total_spans)
             && metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "zipkin_json")]) == Some(1.0)
             && metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_json")]) == Some(1.0)
     });
-    wait_for("the garbage to be dead-lettered", || {
+    wait_for("the garbage to be dead-lettered", WAIT, || {
         metric(&pipeline, "tracewarden_messages_dead_lettered_total", &[]) == Some(1.0)
     });
     assert_eq!(
@@ -108,12 +115,24 @@ fn known_traffic_gives_exact_metrics_forwards_dead_letters_and_offsets() {
         Some(1.0)
     );
     // The broken message holds no valid span: it is read when its rejection is counted.
-    wait_for("the span with a broken id to be rejected", || {
+    wait_for("the span with a broken id to be rejected", WAIT, || {
         metric(&pipeline, "tracewarden_spans_rejected_total", &[("reason", "invalid_id")]) == Some(1.0)
     });
 
     // Nothing is decided yet (the clock has not moved): no commit may pass a trace's message.
-    std::thread::sleep(Duration::from_millis(300));
+    // Every worker commits everything committable on its partitions at once, every
+    // commit_interval: an empty message on each probe partition, produced now that every trace
+    // message has been read, is committed by a commit that came after the traces were read.
+    for p in 0..PROBE_PARTITIONS {
+        harness.produce_topic_to(PROBE, p, "probe", br#"{"resourceSpans":[]}"#);
+    }
+    wait_for("every worker to commit after reading the traces", WAIT, || {
+        harness.committed_on(PROBE, PROBE_PARTITIONS).iter().all(|&offset| offset == 1)
+    });
+    assert_eq!(
+        metric(&pipeline, "tracewarden_traces_decided_total", &[("decision", "kept"), ("rule", "no_match")]),
+        None
+    );
     let input = harness.read_all(INPUT, TRACES as usize * 2 + 4);
     let committed = harness.committed();
     for p in 0..PARTITIONS {
@@ -135,7 +154,7 @@ fn known_traffic_gives_exact_metrics_forwards_dead_letters_and_offsets() {
     // The quiet period passes: every trace is complete, decided and forwarded.
     harness.advance(Duration::from_secs(6));
     let expected_traces = TRACES as f64 + 2.0;
-    wait_for("every trace to be forwarded", || {
+    wait_for("every trace to be forwarded", WAIT, || {
         metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(expected_traces)
     });
     assert_eq!(metric(&pipeline, "tracewarden_traces_closed_total", &[("reason", "complete")]), Some(expected_traces));
@@ -263,7 +282,7 @@ fn known_traffic_gives_exact_metrics_forwards_dead_letters_and_offsets() {
 
     // Everything decided and acknowledged: commits reach the end of every partition.
     let end = harness.end_offsets();
-    wait_for("offsets committed to the end", || harness.committed() == end);
+    wait_for("offsets committed to the end", WAIT, || harness.committed() == end);
     assert!(end.iter().all(|&e| e > 0), "every partition had traffic: {end:?}");
     pipeline.stop().unwrap();
 }
@@ -281,17 +300,19 @@ fn late_spans_follow_and_shutdown_hands_root_less_traces_over() {
     );
     let root = SpanSpec::new("api", 1, 1, None, SERVER, "GET /a");
     harness.produce(&key(1), &encode(&[root]));
-    wait_for("the root", || {
+    wait_for("the root", WAIT, || {
         metric(&pipeline, "tracewarden_buffered_spans", &[]) == Some(1.0)
             || metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]) == Some(1.0)
     });
     harness.advance(Duration::from_secs(6));
-    wait_for("the trace to be forwarded", || metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(1.0));
+    wait_for("the trace to be forwarded", WAIT, || {
+        metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(1.0)
+    });
 
     // A late child: follows the kept decision at once, forwarded as its own message.
     let late = SpanSpec::new("api", 1, 2, Some(1), CLIENT, "SELECT").attr("db.system", AttrSpec::Str("mysql"));
     harness.produce(&key(1), &encode(&[late]));
-    wait_for("the late span to be forwarded", || {
+    wait_for("the late span to be forwarded", WAIT, || {
         metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(2.0)
     });
     assert_eq!(metric(&pipeline, "tracewarden_late_spans_total", &[("decision", "kept")]), Some(1.0));
@@ -309,7 +330,7 @@ fn late_spans_follow_and_shutdown_hands_root_less_traces_over() {
     harness.produce(&key(3), &encode(&[rooted]));
     harness.produce(&key(2), &encode(&[SpanSpec::new("api", 2, 5, Some(4), SERVER, "GET /b")]));
     harness.produce(&key(2), &encode(&[SpanSpec::new("api", 2, 6, Some(5), CLIENT, "SELECT")]));
-    wait_for("both buffered", || {
+    wait_for("both buffered", WAIT, || {
         metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]) == Some(5.0)
     });
     let telemetry = pipeline.handles.telemetry.clone();
@@ -334,11 +355,11 @@ fn late_spans_follow_and_shutdown_hands_root_less_traces_over() {
     );
 
     let restarted = harness.start();
-    wait_for("the handed-over trace to be read again", || {
+    wait_for("the handed-over trace to be read again", WAIT, || {
         metric(&restarted, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]) == Some(2.0)
     });
     harness.advance(Duration::from_secs(31));
-    wait_for("it to be forwarded", || metric(&restarted, "tracewarden_traces_forwarded_total", &[]) == Some(1.0));
+    wait_for("it to be forwarded", WAIT, || metric(&restarted, "tracewarden_traces_forwarded_total", &[]) == Some(1.0));
     assert_eq!(metric(&restarted, "tracewarden_traces_closed_total", &[("reason", "timeout")]), Some(1.0));
     assert_eq!(metric(&restarted, "tracewarden_spans_forwarded_total", &[]), Some(2.0));
     let output = harness.read_all("sampled_spans", 4);
@@ -348,7 +369,7 @@ fn late_spans_follow_and_shutdown_hands_root_less_traces_over() {
     let data = TracesData::decode(&handed_over[0].payload[..]).unwrap();
     let span_ids: BTreeSet<Vec<u8>> = tracewarden::testing::span_ids(&data).into_iter().collect();
     assert_eq!(span_ids.len(), 2, "whole: both of its spans in one message");
-    wait_for("everything committed", || harness.committed_to_end());
+    wait_for("everything committed", WAIT, || harness.committed_to_end());
     restarted.stop().unwrap();
 }
 
@@ -420,12 +441,14 @@ fn unkeyed_input_is_repartitioned(exactly_once: bool, tls: bool) {
         harness.produce(&format!("batch-{i}-x"), &encode(&[a.0.clone(), b.1.clone()].concat()));
         harness.produce(&format!("batch-{i}-y"), &encode(&[a.1.clone(), b.0.clone()].concat()));
     }
-    wait_for("every span to be repartitioned and received", || {
+    wait_for("every span to be repartitioned and received", WAIT, || {
         metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]) == Some(48.0)
     });
     assert_eq!(metric(&pipeline, "tracewarden_spans_repartitioned_total", &[]), Some(48.0));
     harness.advance(Duration::from_secs(6));
-    wait_for("every trace forwarded", || metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(12.0));
+    wait_for("every trace forwarded", WAIT, || {
+        metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(12.0)
+    });
     assert_eq!(metric(&pipeline, "tracewarden_traces_closed_total", &[("reason", "complete")]), Some(12.0));
     let output = harness.read_all("sampled_spans", 12);
     assert_eq!(output.len(), 12, "one message per trace: no trace split in two");
@@ -450,7 +473,7 @@ fn unkeyed_input_is_repartitioned(exactly_once: bool, tls: bool) {
     } else {
         assert_eq!(transactions, None, "no transaction without kafka.exactly_once");
         let end = harness.end_offsets();
-        wait_for("input offsets committed", || harness.committed() == end);
+        wait_for("input offsets committed", WAIT, || harness.committed() == end);
     }
     pipeline.stop().unwrap();
 }
@@ -485,13 +508,22 @@ fn a_stalled_output_pauses_consumption_and_loses_nothing() {
     let total = TRACES_IN as f64 * 4.0;
     // Each worker pauses on its own (each has its partitions and its producer): both do.
     let workers = harness.config.workers.0 as f64;
-    wait_for("consumption to pause", || metric(&pipeline, "tracewarden_consumption_paused", &[]) == Some(workers));
+    wait_for("consumption to pause", WAIT, || {
+        metric(&pipeline, "tracewarden_consumption_paused", &[]) == Some(workers)
+    });
     let received =
         || metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]).unwrap_or(0.0);
     let at_pause = received();
-    std::thread::sleep(Duration::from_millis(800));
-    assert_eq!(received(), at_pause, "no consumption while paused");
     assert!(at_pause < total, "paused before the end of the input: {at_pause} of {total}");
+    // Each turn of a worker's loop polls its consumer, then ticks; a tick after the clock has
+    // moved publishes the worker's gauges. Every message read is pending (nothing can be
+    // forwarded), 2 spans each: the pending gauge shows them all once every worker — each
+    // paused, each having read — has turned its loop, polling, while the rest of the input waited.
+    harness.advance(Duration::from_secs(1));
+    let pending = || metric(&pipeline, "tracewarden_pending_messages", &[]);
+    wait_for("every paused worker to turn its loop", WAIT, || pending() == Some(at_pause / 2.0));
+    assert_eq!(received(), at_pause, "no consumption while paused");
+    assert_eq!(metric(&pipeline, "tracewarden_consumption_paused", &[]), Some(workers), "still paused");
     assert!(metric(&pipeline, "tracewarden_buffered_spans", &[]).unwrap() <= 100.0, "the window bound holds");
     assert!(
         metric(&pipeline, "tracewarden_traces_closed_total", &[("reason", "memory_pressure")]).unwrap_or(0.0) > 0.0,
@@ -499,7 +531,7 @@ fn a_stalled_output_pauses_consumption_and_loses_nothing() {
     );
 
     harness.cluster().broker_up(2).unwrap();
-    wait_for("every span received and forwarded", || {
+    wait_for("every span received and forwarded", WAIT, || {
         harness.advance(Duration::from_secs(6));
         received() == total && metric(&pipeline, "tracewarden_spans_forwarded_total", &[]) == Some(total)
     });
@@ -508,7 +540,7 @@ fn a_stalled_output_pauses_consumption_and_loses_nothing() {
     assert_eq!(keys.len(), TRACES_IN as usize, "every trace reached the output");
     assert_eq!(metric(&pipeline, "tracewarden_consumption_paused", &[]), Some(0.0));
     let end = harness.end_offsets();
-    wait_for("offsets committed to the end", || harness.committed() == end);
+    wait_for("offsets committed to the end", WAIT, || harness.committed() == end);
     pipeline.stop().unwrap();
 }
 
@@ -546,12 +578,12 @@ fn bad_input_is_dead_lettered_or_counted_and_never_stalls_a_partition() {
     for (_, payload) in &cases {
         harness.produce("same-partition", payload);
     }
-    wait_for("the good trace and the huge one", || {
+    wait_for("the good trace and the huge one", WAIT, || {
         metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]) == Some(8001.0)
     });
     assert_eq!(metric(&pipeline, "tracewarden_traces_closed_total", &[("reason", "too_large")]), Some(1.0));
     harness.advance(Duration::from_secs(31));
-    wait_for("both forwarded", || metric(&pipeline, "tracewarden_spans_forwarded_total", &[]) == Some(8001.0));
+    wait_for("both forwarded", WAIT, || metric(&pipeline, "tracewarden_spans_forwarded_total", &[]) == Some(8001.0));
     let reason = |r: &str| metric(&pipeline, "tracewarden_messages_rejected_total", &[("reason", r)]).unwrap_or(0.0);
     assert_eq!(reason("malformed_protobuf"), 2.0, "truncated protobuf, plain text");
     assert_eq!(reason("malformed_otlp_json"), 1.0);
@@ -560,7 +592,9 @@ fn bad_input_is_dead_lettered_or_counted_and_never_stalls_a_partition() {
     let spans = |r: &str| metric(&pipeline, "tracewarden_spans_rejected_total", &[("reason", r)]).unwrap_or(0.0);
     assert_eq!(spans("invalid_id"), 2.0, "span id, trace id");
     assert_eq!(spans("invalid_time"), 2.0, "1970, far future");
-    wait_for("5 dead letters", || metric(&pipeline, "tracewarden_messages_dead_lettered_total", &[]) == Some(5.0));
+    wait_for("5 dead letters", WAIT, || {
+        metric(&pipeline, "tracewarden_messages_dead_lettered_total", &[]) == Some(5.0)
+    });
     let dead = harness.read_all("tracewarden_dead_letters", 5);
     assert_eq!(dead.len(), 5);
     for record in &dead {
@@ -568,7 +602,7 @@ fn bad_input_is_dead_lettered_or_counted_and_never_stalls_a_partition() {
         assert!(original.is_some(), "dead letters carry the message unchanged");
         assert!(record.headers.iter().any(|(k, v)| k == "tracewarden.error" && !v.is_empty()));
     }
-    wait_for("the partition committed to its end", || harness.committed_to_end());
+    wait_for("the partition committed to its end", WAIT, || harness.committed_to_end());
     pipeline.stop().unwrap();
 }
 
@@ -610,14 +644,14 @@ fn sampling_rules_keep_faults_and_slow_traces_drop_health_checks_and_rate_the_re
         messages.push((key(t), encode(&[span])));
     }
     harness.produce_all(&messages);
-    wait_for("all received", || {
+    wait_for("all received", WAIT, || {
         metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]) == Some(250.0)
     });
     harness.advance(Duration::from_secs(6));
     let decided = |decision: &str, rule: &str| {
         metric(&pipeline, "tracewarden_traces_decided_total", &[("decision", decision), ("rule", rule)]).unwrap_or(0.0)
     };
-    wait_for("all decided", || {
+    wait_for("all decided", WAIT, || {
         decided("kept", "faults")
             + decided("kept", "slow")
             + decided("dropped", "health-checks")
@@ -662,7 +696,7 @@ fn sampling_rules_keep_faults_and_slow_traces_drop_health_checks_and_rate_the_re
     let buy = metric(&pipeline, "tracewarden_requests_total", &labels("shop", "GET /buy")).unwrap();
     let health = metric(&pipeline, "tracewarden_requests_total", &labels("shop", "GET /health")).unwrap();
     assert_eq!(buy + health, 250.0);
-    wait_for("offsets committed, dropped traces included", || harness.committed_to_end());
+    wait_for("offsets committed, dropped traces included", WAIT, || harness.committed_to_end());
     pipeline.stop().unwrap();
 }
 
@@ -705,16 +739,18 @@ fn slo_alerts_reach_the_alerts_topic(exactly_once: bool) {
         })
         .collect();
     harness.produce_all(&messages);
-    wait_for("all received", || {
+    wait_for("all received", WAIT, || {
         metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]) == Some(200.0)
     });
     // The counts travel through the aggregates topic to the SLO's owner (this instance).
-    wait_for("the counts merged", || {
+    wait_for("the counts merged", WAIT, || {
         metric(&pipeline, "tracewarden_slo_attainment_ratio", &[("slo", "buy-availability")])
             .is_some_and(|a| (a - 0.9).abs() < 1e-9)
     });
     harness.advance(Duration::from_secs(11));
-    wait_for("the traces decided", || metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(200.0));
+    wait_for("the traces decided", WAIT, || {
+        metric(&pipeline, "tracewarden_traces_forwarded_total", &[]) == Some(200.0)
+    });
     harness.advance(Duration::from_secs(11));
     let alerts = harness.read_all("slo_alerts", 4);
     let parsed: Vec<serde_json::Value> = alerts.iter().map(|r| serde_json::from_slice(&r.payload).unwrap()).collect();
@@ -782,7 +818,7 @@ fn each_input_topic_is_read_in_its_own_encoding() {
     let received = |encoding: &str| {
         metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", encoding)]).unwrap_or(0.0)
     };
-    wait_for("both traces read, each in its encoding", || {
+    wait_for("both traces read, each in its encoding", WAIT, || {
         received("zipkin_json") == zipkin.spans as f64 && received("otlp_proto") == otlp.spans as f64
     });
     harness.advance(Duration::from_secs(10));
@@ -817,7 +853,7 @@ fn xray_segments_are_counted_and_forwarded_as_documents() {
         let trace_id = document["trace_id"].as_str().unwrap().replace("1-", "").replace('-', "");
         harness.produce_topic("xray_segments", &trace_id, datagram.as_bytes());
     }
-    wait_for("every segment and subsegment read", || {
+    wait_for("every segment and subsegment read", WAIT, || {
         metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", "xray_json")]) == Some(7.0)
     });
     harness.advance(Duration::from_secs(10));
@@ -885,7 +921,7 @@ fn zipkin_proto_and_jaeger_topics_are_read_and_forwarded_in_their_encodings() {
     let received = |encoding: Encoding| {
         metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", encoding.as_str())]).unwrap_or(0.0)
     };
-    wait_for("every trace read, each in its encoding", || {
+    wait_for("every trace read, each in its encoding", WAIT, || {
         inputs.iter().zip(&traces).all(|((_, _, encoding), trace)| received(*encoding) == trace.spans as f64)
     });
     harness.advance(Duration::from_secs(10));
@@ -949,7 +985,7 @@ fn unkeyed_binary_encodings_are_repartitioned_and_forwarded_whole_in_their_encod
     let received = |encoding: Encoding| {
         metric(&pipeline, "tracewarden_spans_received_total", &[("encoding", encoding.as_str())]).unwrap_or(0.0)
     };
-    wait_for("every span re-keyed and read back in its encoding", || {
+    wait_for("every span re-keyed and read back in its encoding", WAIT, || {
         received(Encoding::ZIPKIN_PROTO) == spans_of(0) as f64 && received(Encoding::JAEGER_PROTO) == spans_of(1) as f64
     });
     harness.advance(Duration::from_secs(10));

@@ -31,7 +31,7 @@ fn requests(
 
 fn start(config: &Config, harness: &Harness) -> Pipeline {
     let pipeline = tracewarden::pipeline::start(config, harness.clock.clone()).expect("pipeline starts");
-    wait_for("the pipeline to join the group", || pipeline.handles.ready.is_ready());
+    wait_for("the pipeline to join the group", WAIT, || pipeline.handles.ready.is_ready());
     pipeline
 }
 
@@ -47,24 +47,20 @@ fn wait_for_attainment(pipelines: &[&Pipeline], slo: &str, expected: f64) {
 /// Waits until the SLO's owner has merged `requests` requests in the last hour (when given) and
 /// shows the expected attainment: a ratio alone can be reached by part of the counts.
 fn wait_for_counts(pipelines: &[&Pipeline], slo: &str, requests: Option<u64>, attainment: f64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    let seen = || {
         let report = pipelines.iter().find_map(|p| {
             let now = p.handles.clock.now().unix_seconds();
             p.handles.slos.lock().unwrap().reports(now).into_iter().find(|r| r.name == slo)
         });
-        let seen = report.as_ref().map(|r| (r.burn_rates.first().map(|b| b.total), r.attainment));
-        if let Some((total, Some(a))) = seen {
-            if (a - attainment).abs() < 1e-9 && requests.is_none_or(|n| total == Some(n)) {
-                return;
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{slo}: (requests in the last hour, attainment) = {seen:?}, expected ({requests:?}, {attainment})"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        report.map(|r| (r.burn_rates.first().map(|b| b.total), r.attainment))
+    };
+    let what = explained(|| {
+        format!("{slo}: (requests in the last hour, attainment) = {:?}, expected ({requests:?}, {attainment})", seen())
+    });
+    wait_for(what, WAIT, || match seen() {
+        Some((total, Some(a))) => (a - attainment).abs() < 1e-9 && requests.is_none_or(|n| total == Some(n)),
+        _ => false,
+    });
 }
 
 fn alerts(harness: &Harness, topic: &str, expected: usize) -> Vec<Value> {
@@ -108,7 +104,7 @@ fn a_restarted_owner_sends_no_alert_twice_and_resolves_every_one() {
     // the chart of its history included.
     first.stop().unwrap();
     let second = harness.start();
-    wait_for("the successor to evaluate the SLO", || {
+    wait_for("the successor to evaluate the SLO", WAIT, || {
         gauge(&[&second], "tracewarden_slo_goal_ratio", "buy-availability").is_some()
     });
     let after = evaluations(&second);
@@ -209,14 +205,14 @@ fn two_instances_send_the_same_alerts_as_one() {
     let two = config_for("two");
     let single = start(&one, &harness);
     let pair = [start(&two, &harness), start(&two, &harness)];
-    wait_for("the pair to share the partitions", || {
+    wait_for("the pair to share the partitions", WAIT, || {
         let held: Vec<usize> = pair.iter().map(|p| p.handles.ready.assignment().len()).collect();
         held.iter().all(|&n| n > 0) && held.iter().sum::<usize>() == 2 * PARTITIONS as usize
     });
     let owners = |name: &str| {
         pair.iter().filter(|p| metric(p, "tracewarden_slo_goal_ratio", &[("slo", name)]).is_some()).count()
     };
-    wait_for("each SLO evaluated by exactly one of the pair", || names.iter().all(|n| owners(n) == 1));
+    wait_for("each SLO evaluated by exactly one of the pair", WAIT, || names.iter().all(|n| owners(n) == 1));
     let counted = |requests: u64, expected: &[f64]| {
         assert_eq!(expected.len(), names.len(), "one expected attainment per SLO");
         for (name, attainment) in names.iter().zip(expected) {
@@ -311,7 +307,7 @@ fn the_largest_slo_state_crosses_the_broker_and_is_restored() {
         let slos = successor.handles.slos.lock().unwrap();
         slos.reports(now).into_iter().find(|r| r.name == "largest")
     };
-    wait_for("the successor to take the SLO over", || report().is_some());
+    wait_for("the successor to take the SLO over", WAIT, || report().is_some());
     assert_eq!(report(), Some(expected), "the state restored whole");
     let history = successor.handles.slos.lock().unwrap().history("largest").unwrap().len();
     assert!(history >= 1, "the owner's evaluation restored with it");

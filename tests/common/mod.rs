@@ -6,6 +6,11 @@
 pub mod http;
 #[path = "../support/tls.rs"]
 pub mod tls;
+#[path = "../support/wait.rs"]
+pub mod wait;
+
+#[allow(unused_imports)]
+pub use wait::{explained, wait_for, wait_until};
 
 use tls::TlsListener;
 
@@ -157,7 +162,7 @@ impl Harness {
 
     pub fn start(&self) -> Pipeline {
         let pipeline = tracewarden::pipeline::start(&self.config, self.clock.clone()).expect("pipeline starts");
-        wait_for("the pipeline to join the group", || pipeline.handles.ready.is_ready());
+        wait_for("the pipeline to join the group", WAIT, || pipeline.handles.ready.is_ready());
         pipeline
     }
 
@@ -176,6 +181,29 @@ impl Harness {
     pub fn produce_to(&self, partition: i32, key: &str, payload: &[u8]) {
         self.producer.send(BaseRecord::to(INPUT).partition(partition).key(key).payload(payload)).expect("queued");
         self.producer.flush(Duration::from_secs(10)).expect("acknowledged");
+    }
+
+    /// Produces one message to `partition` of `topic` and waits for the ack.
+    pub fn produce_topic_to(&self, topic: &str, partition: i32, key: &str, payload: &[u8]) {
+        self.producer.send(BaseRecord::to(topic).partition(partition).key(key).payload(payload)).expect("queued");
+        self.producer.flush(Duration::from_secs(10)).expect("acknowledged");
+    }
+
+    /// The group's committed offsets on `partitions` partitions of `topic` (-1001 = none).
+    pub fn committed_on(&self, topic: &str, partitions: i32) -> Vec<i64> {
+        let consumer: BaseConsumer =
+            self.client().set("group.id", &self.config.kafka.group_id).create().expect("offset reader");
+        let mut list = TopicPartitionList::new();
+        for p in 0..partitions {
+            list.add_partition(topic, p);
+        }
+        let committed = consumer.committed_offsets(list, Duration::from_secs(5)).expect("committed offsets");
+        (0..partitions)
+            .map(|p| match committed.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => -1001,
+            })
+            .collect()
     }
 
     /// Produces many messages, waiting once for all acknowledgements.
@@ -198,72 +226,53 @@ impl Harness {
             .set("enable.auto.commit", "false")
             .create()
             .expect("reader");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut records = Vec::new();
-        loop {
+        let partitions = || {
             let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).expect("metadata");
-            let partitions = metadata.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
-            if partitions == 0 && expected == 0 {
-                return records;
-            }
-            if partitions > 0 {
-                let mut list = TopicPartitionList::new();
-                for p in 0..partitions as i32 {
-                    list.add_partition_offset(topic, p, Offset::Beginning).unwrap();
-                }
-                consumer.assign(&list).unwrap();
-                records.clear();
-                let quiet_until = Instant::now() + Duration::from_millis(700);
-                while Instant::now() < quiet_until || records.len() < expected {
-                    if Instant::now() > deadline {
-                        break;
-                    }
-                    if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-                        let headers = m
-                            .headers()
-                            .map(|h| {
-                                h.iter()
-                                    .map(|h| {
-                                        (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into())
-                                    })
-                                    .collect()
-                            })
-                            .unwrap_or_default();
-                        records.push(Record {
-                            partition: m.partition(),
-                            offset: m.offset(),
-                            key: m.key().map(|k| k.to_vec()),
-                            payload: m.payload().unwrap_or_default().to_vec(),
-                            headers,
-                        });
-                    }
-                }
-                if records.len() >= expected || Instant::now() > deadline {
-                    return records;
-                }
-            }
-            if Instant::now() > deadline {
-                return records;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+            metadata.topics().first().map_or(0, |t| t.partitions().len() as i32)
+        };
+        // A topic nothing was written to yet may not exist: nothing to read when none is expected.
+        let partitions = match partitions() {
+            0 if expected == 0 => return Vec::new(),
+            0 => wait_until(format!("{topic} to exist"), Duration::from_secs(20), || {
+                let n = partitions();
+                (n > 0).then_some(n)
+            }),
+            n => n,
+        };
+        let mut list = TopicPartitionList::new();
+        for p in 0..partitions {
+            list.add_partition_offset(topic, p, Offset::Beginning).unwrap();
         }
+        consumer.assign(&list).unwrap();
+        // Read until `expected` records are there, and at least 700 ms (more may follow them).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let quiet_until = Instant::now() + Duration::from_millis(700);
+        let mut records = Vec::new();
+        while (Instant::now() < quiet_until || records.len() < expected) && Instant::now() < deadline {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                records.push(Record {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(|k| k.to_vec()),
+                    payload: m.payload().unwrap_or_default().to_vec(),
+                    headers,
+                });
+            }
+        }
+        records
     }
 
     /// The group's committed offsets on the input topic, per partition (-1001 = none).
     pub fn committed(&self) -> Vec<i64> {
-        let consumer: BaseConsumer =
-            self.client().set("group.id", &self.config.kafka.group_id).create().expect("offset reader");
-        let mut list = TopicPartitionList::new();
-        for p in 0..PARTITIONS {
-            list.add_partition(INPUT, p);
-        }
-        let committed = consumer.committed_offsets(list, Duration::from_secs(5)).expect("committed offsets");
-        (0..PARTITIONS)
-            .map(|p| match committed.find_partition(INPUT, p).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => o,
-                _ => -1001,
-            })
-            .collect()
+        self.committed_on(INPUT, PARTITIONS)
     }
 
     /// Whether the group's committed offsets reached the end of every partition that has
@@ -271,6 +280,11 @@ impl Harness {
     pub fn committed_to_end(&self) -> bool {
         let committed = self.committed();
         self.end_offsets().iter().enumerate().all(|(p, &end)| committed[p] == if end == 0 { -1001 } else { end })
+    }
+
+    /// The input partitions that hold messages.
+    pub fn partitions_with_messages(&self) -> Vec<i32> {
+        (0..PARTITIONS).filter(|&p| self.end_offsets()[p as usize] > 0).collect()
     }
 
     /// The end offset (high watermark) of each input partition.
@@ -291,14 +305,9 @@ pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     http::get(addr, path)
 }
 
-/// Polls a condition for up to 30 s.
-pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+/// How long a test waits for what the pipeline reports before failing: far more than anything
+/// takes on a loaded machine, so that only a hang fails.
+pub const WAIT: Duration = Duration::from_secs(30);
 
 /// A counter or gauge value from the pipeline's registry, by name and label values.
 pub fn metric(pipeline: &Pipeline, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
@@ -315,6 +324,27 @@ pub fn metric(pipeline: &Pipeline, name: &str, labels: &[(&str, &str)]) -> Optio
                 m.get_gauge().get_value()
             }
         })
+}
+
+/// Waits until the consumers holding `partitions` of `topic` have each been polled twice since
+/// the call. Each poll serves librdkafka's statistics report (every second), which sets
+/// `tracewarden_consumer_lag` of every partition the consumer holds: the gauge is set to a value
+/// no report gives, then awaited back, twice — the second report proves that a whole turn of the
+/// worker's loop (poll, then the worker's own tick) came after the call. A partition is reported
+/// once its group has committed an offset on it.
+pub fn wait_for_polls(pipeline: &Pipeline, topic: &str, partitions: impl IntoIterator<Item = i32> + Clone) {
+    const UNREPORTED: i64 = i64::MIN;
+    let lag = &pipeline.handles.telemetry.consumer_lag;
+    for round in ["a", "another"] {
+        for p in partitions.clone() {
+            lag.with_label_values(&[topic, &p.to_string()]).set(UNREPORTED);
+        }
+        for p in partitions.clone() {
+            wait_for(format!("{round} statistics report on {topic}/{p} (its consumer polled)"), WAIT, || {
+                lag.with_label_values(&[topic, &p.to_string()]).get() != UNREPORTED
+            });
+        }
+    }
 }
 
 pub fn bytes(b: &[u8]) -> Bytes {
