@@ -12,6 +12,8 @@ use processes::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::producer::{BaseRecord, Producer};
@@ -28,30 +30,53 @@ fn kill_9_of_an_instance_mid_stream_loses_no_trace() {
     broker.create_topic(&broker.topic("dlq"), 1);
     let mut instances: Vec<Instance> =
         (0..3).map(|i| Instance::spawn(&broker, &format!("instance-{i}"), &[])).collect();
-    let producer = produce_traffic(&broker, 1500, 250, true);
-    // Kill an instance that holds partitions and has spans buffered or in flight.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while instances[1].metric("tracewarden_spans_received_total") < 200.0 {
-        assert!(Instant::now() < deadline, "instance-1 never consumed: see {}", instances[1].log.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // Traffic until the replacement has consumed some of it: the kill and the replacement's join
+    // are both mid-stream, whatever the pace of the machine.
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = produce_traffic_until(&broker, 250, true, stop.clone());
+    // Kill an instance that holds partitions and has messages read and not committed (pending:
+    // buffered or in flight).
+    let victim = &instances[1];
+    let what = format!("instance-1 to consume and hold messages: see {}", victim.log.display());
+    wait_for(what, Duration::from_secs(30), || {
+        victim.metric("tracewarden_spans_received_total") >= 200.0
+            && victim.metric("tracewarden_pending_messages") > 0.0
+    });
     let victim_received = instances[1].metric("tracewarden_spans_received_total");
     instances[1].kill9();
-    std::thread::sleep(Duration::from_secs(2));
+    // What may be read again (kafka.md "Delivery": the replacement replays from the committed
+    // offsets): the messages not committed when the victim died, at most everything between
+    // the committed offsets and the partitions' ends as they are now. Each duplicate record
+    // comes from at least one replayed message. (Counted over every partition, the survivors'
+    // too: an upper bound; messages produced from now on are read once, by a live member.)
+    let replayable = broker.backlog(&broker.topic("group"), &broker.topic("in"));
+    // The survivors take the victim's partitions over once its session has expired: the group
+    // has seen the death before the replacement joins.
+    wait_until_settled(&[&instances[0], &instances[2]], 6);
     instances.push(Instance::spawn(&broker, "replacement", &[]));
     let mut peak_rss = 0;
-    while !producer.is_finished() {
-        let live = instances.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, instance)| instance.rss_kib());
-        peak_rss = peak_rss.max(live.max().unwrap_or(0));
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // The live instances' largest RSS (instance 1 is the victim).
+    let live = |instances: &[Instance]| -> u64 {
+        instances.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, i)| i.rss_kib()).max().unwrap_or(0)
+    };
+    let replacement = &instances[3];
+    let what = format!("the replacement to consume: see {}", replacement.log.display());
+    wait_for(what, Duration::from_secs(60), || {
+        peak_rss = peak_rss.max(live(&instances));
+        replacement.metric("tracewarden_spans_received_total") >= 200.0
+    });
+    stop.store(true, Ordering::SeqCst);
     let sent = producer.join().unwrap();
+    peak_rss = peak_rss.max(live(&instances));
     let duplicates = check_output(&broker, &sent);
     eprintln!(
-        "kill -9 (victim had received {victim_received} spans): {} traces in, all out whole, {duplicates} duplicates; peak RSS {} MiB",
+        "kill -9 (victim had received {victim_received} spans, {replayable} messages uncommitted): {} traces in, all out whole, {duplicates} duplicates; peak RSS {} MiB",
         sent.len(),
         peak_rss / 1024
     );
+    // Not asserted yet: one run gave 1616 duplicates for 1572 messages uncommitted at the kill,
+    // so replays also come from elsewhere (the rebalances of the takeover and of the join).
+    // `duplicates <= replayable` holds once those are accounted for.
     // The window holds at most 50 000 spans, the producer queue 64 MiB, the prefetch 32 MiB.
     assert!(peak_rss > 0 && peak_rss < 400 * 1024, "RSS {} KiB", peak_rss);
     for (i, instance) in instances.iter_mut().enumerate() {
@@ -69,11 +94,24 @@ fn instances_joining_and_leaving_split_no_trace() {
     broker.create_topic(&broker.topic("out"), 6);
     broker.create_topic(&broker.topic("dlq"), 1);
     let mut first = Instance::spawn(&broker, "first", &[]);
-    let producer = produce_traffic(&broker, 1500, 250, true);
-    std::thread::sleep(Duration::from_millis(1500));
+    // Traffic from before the first join until after the leave, whatever the pace of the machine.
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = produce_traffic_until(&broker, 250, true, stop.clone());
+    let received = |i: &Instance| i.metric("tracewarden_spans_received_total");
+    wait_for("the first instance to consume", Duration::from_secs(30), || received(&first) > 0.0);
     let mut joined: Vec<Instance> = (0..2).map(|i| Instance::spawn(&broker, &format!("joined-{i}"), &[])).collect();
-    std::thread::sleep(Duration::from_secs(2));
+    // The rebalance overlapped the traffic: the three share the partitions and the newcomers
+    // consume the traffic still coming in.
+    wait_until_settled(&[&first, &joined[0], &joined[1]], 6);
+    wait_for("the joined instances to consume", Duration::from_secs(60), || joined.iter().all(|i| received(i) > 0.0));
     joined.remove(0).terminate();
+    // And the leave did too: the two left take its partitions over and consume more traffic.
+    wait_until_settled(&[&first, &joined[0]], 6);
+    let after_leave = received(&first) + received(&joined[0]);
+    wait_for("the instances left to consume after the leave", Duration::from_secs(60), || {
+        received(&first) + received(&joined[0]) >= after_leave + 200.0
+    });
+    stop.store(true, Ordering::SeqCst);
     let sent = producer.join().unwrap();
     let duplicates = check_output(&broker, &sent);
     eprintln!("join/leave: {} traces in, all out whole, {duplicates} duplicates", sent.len());

@@ -17,6 +17,11 @@
 pub mod http;
 #[path = "tls.rs"]
 pub mod tls;
+#[path = "wait.rs"]
+pub mod wait;
+
+#[allow(unused_imports)]
+pub use wait::{explained, wait_for, wait_until};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -180,14 +185,10 @@ impl Broker {
             .create()
             .unwrap();
         let start = Instant::now();
-        let partitions = loop {
+        let partitions = wait_until(format!("{topic} to exist"), deadline, || {
             let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
-            let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len() as i32);
-            if partitions > 0 || start.elapsed() > deadline {
-                break partitions;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        };
+            metadata.topics().first().map(|t| t.partitions().len() as i32).filter(|&n| n > 0)
+        });
         let mut list = TopicPartitionList::new();
         for p in 0..partitions {
             list.add_partition_offset(topic, p, Offset::Beginning).unwrap();
@@ -287,11 +288,8 @@ impl Instance {
             command.env(k, v);
         }
         let instance = Instance { child: command.spawn().unwrap(), http, log };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while instance.get("/healthz").is_none() {
-            assert!(Instant::now() < deadline, "{label} never served /healthz: see {}", instance.log.display());
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let what = format!("{label} to serve /healthz: see {}", instance.log.display());
+        wait_for(what, Duration::from_secs(30), || instance.get("/healthz").is_some());
         instance
     }
 
@@ -324,14 +322,8 @@ impl Instance {
 
     /// Waits for the process to end by itself, at most `deadline`.
     pub fn wait_exit(&mut self, deadline: Duration) -> std::process::ExitStatus {
-        let until = Instant::now() + deadline;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < until, "the process did not end within {deadline:?}: see {}", self.log.display());
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let what = format!("the process to end: see {}", self.log.display());
+        wait_until(what, deadline, || self.child.try_wait().unwrap())
     }
 
     pub fn terminate(&mut self) {
@@ -371,10 +363,11 @@ pub fn one_instance_forwards_every_trace(broker: &Broker) -> Instance {
 
 /// Whether the group has settled: `partitions` partitions held in all, by every instance
 /// (`/readyz` lists what an instance holds).
-pub fn is_settled(instances: &[Instance], partitions: usize) -> bool {
+pub fn is_settled(instances: &[impl std::borrow::Borrow<Instance>], partitions: usize) -> bool {
     let held: Vec<usize> = instances
         .iter()
         .map(|i| {
+            let i = i.borrow();
             let ready = i.get("/readyz").and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok());
             ready.and_then(|r| r["partitions"].as_array().map(Vec::len)).unwrap_or(0)
         })
@@ -383,13 +376,10 @@ pub fn is_settled(instances: &[Instance], partitions: usize) -> bool {
 }
 
 /// Waits (up to a minute) until [`is_settled`].
-pub fn wait_until_settled(instances: &[Instance], partitions: usize) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !is_settled(instances, partitions) {
-        let logs: Vec<_> = instances.iter().map(|i| i.log.display().to_string()).collect();
-        assert!(Instant::now() < deadline, "the group never settled on {partitions} partitions: see {logs:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+pub fn wait_until_settled(instances: &[impl std::borrow::Borrow<Instance>], partitions: usize) {
+    let logs: Vec<_> = instances.iter().map(|i| i.borrow().log.display().to_string()).collect();
+    let what = format!("the group to settle on {partitions} partitions: see {logs:?}");
+    wait_for(what, Duration::from_secs(60), || is_settled(instances, partitions));
 }
 
 /// PetClinic traffic, produced in the background: per trace, one message per service, the root
@@ -430,6 +420,7 @@ fn spawn_traffic(
         let mut i = 0;
         while more(i) {
             while started.elapsed().as_secs_f64() * (per_second as f64) < i as f64 {
+                // Pacing the traffic at its rate: the wait is what is produced, not a synchronisation.
                 std::thread::sleep(Duration::from_millis(2));
             }
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
@@ -443,6 +434,7 @@ fn spawn_traffic(
                         Ok(()) => break,
                         Err((_, returned)) => {
                             record = returned;
+                            // The producer's queue is full: a moment for it to drain, then again.
                             std::thread::sleep(Duration::from_millis(5));
                         }
                     }
@@ -598,11 +590,9 @@ impl OwnBroker {
             .stderr(Stdio::null())
             .spawn()
             .expect("needs the tansu binary on PATH (scripts/broker.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(&listen).is_err() {
-            assert!(Instant::now() < deadline, "Tansu never listened on {listen}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for(format!("Tansu to listen on {listen}"), Duration::from_secs(10), || {
+            TcpStream::connect(&listen).is_ok()
+        });
         OwnBroker { process, brokers: advertised.map_or_else(|| listen.clone(), String::from), listen }
     }
 

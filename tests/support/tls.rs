@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A client configuration reaching `brokers` with the security properties (TLS, SASL) every
 /// client of a test sets.
@@ -99,15 +99,8 @@ impl TlsListener {
             .stderr(log)
             .spawn()
             .expect("needs stunnel4 (Debian: apt-get install stunnel4)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(accept).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "stunnel never listened on {accept}: see {}",
-                dir.join("stunnel.log").display()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let what = format!("stunnel to listen on {accept}: see {}", dir.join("stunnel.log").display());
+        super::wait::wait_for(what, Duration::from_secs(10), || std::net::TcpStream::connect(accept).is_ok());
         TlsListener { process, log: dir.join("stunnel.log") }
     }
 
