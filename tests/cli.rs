@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tracewarden");
 
@@ -184,22 +184,16 @@ fn sdks_send_to_the_demo_receivers_and_every_request_is_counted() {
         (series("tracewarden_requests_total", "xray-shop", "GET /boom"), 1.0),
         (series("tracewarden_faults_total", "xray-shop", "GET /boom"), 1.0),
     ];
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let got = |body: &str| -> Vec<Option<f64>> { expected.iter().map(|(prefix, _)| value(body, prefix)).collect() };
+    let want: Vec<Option<f64>> = expected.iter().map(|(_, v)| Some(*v)).collect();
+    let what = common::explained(|| format!("{:?}, now {:?}", want, got(&get(&demo.http, "/metrics").1)));
+    let body = common::wait_until(what, Duration::from_secs(60), || {
         let (_, body) = get(&demo.http, "/metrics");
-        let got: Vec<Option<f64>> = expected.iter().map(|(prefix, _)| value(&body, prefix)).collect();
-        let want: Vec<Option<f64>> = expected.iter().map(|(_, v)| Some(*v)).collect();
-        if got == want {
-            assert!(
-                value(&body, "tracewarden_ingest_requests_total{receiver=\"otlp_http\",result=\"ok\"}") >= Some(5.0)
-            );
-            assert_eq!(value(&body, "tracewarden_ingest_requests_total{receiver=\"xray\",result=\"ok\"}"), Some(2.0));
-            assert_eq!(value(&body, "tracewarden_ingest_spans_total{receiver=\"otlp_grpc\"}"), Some(3.0));
-            break;
-        }
-        assert!(Instant::now() < deadline, "after 60 s: {got:?}, expected {want:?}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+        (got(&body) == want).then_some(body)
+    });
+    assert!(value(&body, "tracewarden_ingest_requests_total{receiver=\"otlp_http\",result=\"ok\"}") >= Some(5.0));
+    assert_eq!(value(&body, "tracewarden_ingest_requests_total{receiver=\"xray\",result=\"ok\"}"), Some(2.0));
+    assert_eq!(value(&body, "tracewarden_ingest_spans_total{receiver=\"otlp_grpc\"}"), Some(3.0));
     terminate(&child);
     assert!(child.wait().unwrap().success());
 }
@@ -210,28 +204,17 @@ fn demo_serves_metrics_and_services() {
     let (status, _) = get(&addr, "/healthz");
     assert_eq!(status, 200);
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let metrics = loop {
+    let what = common::explained(|| format!("service metrics in:\n{}", get(&addr, "/metrics").1));
+    let metrics = common::wait_until(what, Duration::from_secs(30), || {
         let (_, body) = get(&addr, "/metrics");
-        if body.contains("tracewarden_latency_quantile_seconds{")
-            && body.contains("tracewarden_dependency_requests_total{")
-        {
-            break body;
-        }
-        assert!(Instant::now() < deadline, "no service metrics after 30 s:\n{body}");
-        std::thread::sleep(Duration::from_millis(500));
-    };
+        let served = body.contains("tracewarden_latency_quantile_seconds{")
+            && body.contains("tracewarden_dependency_requests_total{");
+        served.then_some(body)
+    });
     // Every worker joins the group: the demo becomes ready (a second member's join waits for the
     // mock broker's rebalance, so it may come after the first metrics).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, readyz) = get(&addr, "/readyz");
-        if status == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the demo is not ready after 30 s: {readyz}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    let what = common::explained(|| format!("the demo to be ready: {}", get(&addr, "/readyz").1));
+    common::wait_for(what, Duration::from_secs(30), || get(&addr, "/readyz").0 == 200);
     for family in [
         "tracewarden_requests_total{service=\"frontend\",operation=\"GET /owners/{ownerId}\",environment=\"demo\"}",
         "tracewarden_faults_total{",
@@ -254,19 +237,14 @@ fn demo_serves_metrics_and_services() {
 
     // The services table comes from the owners' rollups (every 10 s, the first soon after the
     // series are owned): wait for the first that lists the page.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let owners = loop {
+    let what = common::explained(|| format!("the frontend's owner page listed in {}", get(&addr, "/api/services").1));
+    let owners = common::wait_until(what, Duration::from_secs(30), || {
         let (status, body) = get(&addr, "/api/services");
         assert_eq!(status, 200);
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();
         let rows = json["services"].as_array().unwrap().clone();
-        let found = rows.into_iter().find(|r| r["service"] == "frontend" && r["operation"] == "GET /owners/{ownerId}");
-        if let Some(owners) = found {
-            break owners;
-        }
-        assert!(Instant::now() < deadline, "the frontend's owner page is not listed after 30 s: {json}");
-        std::thread::sleep(Duration::from_millis(500));
-    };
+        rows.into_iter().find(|r| r["service"] == "frontend" && r["operation"] == "GET /owners/{ownerId}")
+    });
     assert!(owners["requests"].as_u64().unwrap() > 0);
     assert!(owners["availability"].as_f64().unwrap() < 1.0, "the demo injects faults");
     assert!(owners["p99Seconds"].as_f64().is_some());
@@ -278,25 +256,22 @@ fn demo_serves_metrics_and_services() {
         let path = format!("/api/contributors?service=customers-service&dimension={dimension}&by=faults");
         json(&path)["contributors"][0]["value"].as_str().map(str::to_string)
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let what = common::explained(|| {
+        format!(
+            "the map and the contributors to tell the story:\n{}\n{}",
+            json("/api/service-map"),
+            json("/api/contributors?service=customers-service&dimension=k8s.pod.name&by=faults")
+        )
+    });
+    common::wait_for(what, Duration::from_secs(30), || {
         let map = json("/api/service-map");
         let failing_edge = map["edges"].as_array().is_some_and(|edges| {
             edges.iter().any(|e| e["id"] == "frontend:demo->customers-service:demo" && e["faults"].as_u64() > Some(0))
         });
-        if failing_edge
+        failing_edge
             && first_value("k8s.pod.name").as_deref() == Some("customers-service-5b7c4d9f6-zr8vt")
             && first_value("service.version").as_deref() == Some("1.4.0-rc1")
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the map or the contributors do not tell the story:\n{map}\n{}",
-            json("/api/contributors?service=customers-service&dimension=k8s.pod.name&by=faults")
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    });
 
     terminate(&child);
     let mut child = child;
@@ -316,17 +291,10 @@ fn demo_slo_fires_with_faults_and_resolves_when_they_stop() {
         let owners = slos.iter().find(|s| s["name"] == "owners-availability").cloned();
         owners.is_some_and(|o| o["firing"].as_array().unwrap().iter().any(|f| f == tier))
     };
-    let wait = |what: &str, limit: u64, condition: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(limit);
-        while !condition() {
-            assert!(Instant::now() < deadline, "{what}: not within {limit} s");
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    };
-    wait("page-fast fires while faults are injected", 90, &|| firing("page-fast"));
+    common::wait_for("page-fast to fire while faults are injected", Duration::from_secs(90), || firing("page-fast"));
     let (status, body) = request(&addr, "POST", "/api/demo/faults?enabled=false", "");
     assert_eq!((status, body.as_str()), (200, r#"{"faults":false}"#));
-    wait("page-fast resolves once the faults stop", 240, &|| !firing("page-fast"));
+    common::wait_for("page-fast to resolve once the faults stop", Duration::from_secs(240), || !firing("page-fast"));
     terminate(&child);
     let mut child = child;
     assert!(child.wait().unwrap().success());
@@ -368,22 +336,15 @@ window = "1h"
         let json: serde_json::Value = serde_json::from_str(&get(&addr, "/api/slos").1).unwrap();
         json["slos"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect::<Vec<_>>()
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while slo_names().is_empty() {
-        assert!(Instant::now() < deadline, "no SLO evaluated after 30 s");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    common::wait_for("an SLO evaluated", Duration::from_secs(30), || !slo_names().is_empty());
     assert_eq!(slo_names(), ["frontend-from-the-file"], "the file's SLOs, not the demo's");
     let kept = "tracewarden_traces_decided_total{decision=\"kept\",rule=\"keep-everything\"}";
     let excluded = "tracewarden_spans_excluded_total{rule=\"no-vets\"}";
-    let metrics = loop {
+    let what = common::explained(|| format!("the file's rule and exclusion in:\n{}", get(&addr, "/metrics").1));
+    let metrics = common::wait_until(what, Duration::from_secs(30), || {
         let (_, body) = get(&addr, "/metrics");
-        if body.contains(kept) && body.contains(excluded) {
-            break body;
-        }
-        assert!(Instant::now() < deadline, "the file's rule and exclusion never showed after 30 s:\n{body}");
-        std::thread::sleep(Duration::from_millis(500));
-    };
+        (body.contains(kept) && body.contains(excluded)).then_some(body)
+    });
     assert!(!metrics.contains("rule=\"dynamic\""), "the demo's sampling rules are replaced");
     assert!(!metrics.contains("rule=\"elb-health-checks\""), "the demo's exclusions are replaced");
     assert!(
@@ -434,17 +395,17 @@ fn run_consumes_serves_and_shuts_down_cleanly_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(&listen).is_err() || get(&listen, "/readyz").0 != 200 {
-        if Instant::now() > deadline {
-            // What each worker's group membership was doing, and the log, for the diagnosis.
-            let (_, readyz) = get(&listen, "/readyz");
-            terminate(&child);
-            let mut log = String::new();
-            let _ = child.stderr.take().unwrap().read_to_string(&mut log);
-            panic!("never ready: {readyz}\n{log}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let ready = || TcpStream::connect(&listen).is_ok() && get(&listen, "/readyz").0 == 200;
+    let became_ready = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        common::wait_for("run to be ready", Duration::from_secs(30), ready)
+    }));
+    if became_ready.is_err() {
+        // What each worker's group membership was doing, and the log, for the diagnosis.
+        let readyz = if TcpStream::connect(&listen).is_ok() { get(&listen, "/readyz").1 } else { String::new() };
+        terminate(&child);
+        let mut log = String::new();
+        let _ = child.stderr.take().unwrap().read_to_string(&mut log);
+        panic!("never ready: {readyz}\n{log}");
     }
     let (_, readyz) = get(&listen, "/readyz");
     let readyz: serde_json::Value = serde_json::from_str(&readyz).unwrap();
@@ -461,33 +422,27 @@ fn run_consumes_serves_and_shuts_down_cleanly_on_sigterm() {
         harness.produce(&hex::encode([t; 16]), &encode(&spans));
     }
     let requests = "tracewarden_requests_total{service=\"api\",operation=\"GET /r\",environment=\"default\"} 5";
-    loop {
-        let (_, body) = get(&listen, "/metrics");
-        if body.contains(requests) && body.contains("tracewarden_traces_forwarded_total 5") {
-            assert!(body
-                .contains("tracewarden_faults_total{service=\"api\",operation=\"GET /r\",environment=\"default\"} 1"));
-            assert!(body.contains("tracewarden_traces_closed_total{reason=\"too_large\"} 5"), "{body}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "metrics never reached the expected values:\n{body}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let metrics = || get(&listen, "/metrics").1;
+    let what = common::explained(|| format!("5 requests counted and 5 traces forwarded:\n{}", metrics()));
+    let body = common::wait_until(what, Duration::from_secs(30), || {
+        let body = metrics();
+        (body.contains(requests) && body.contains("tracewarden_traces_forwarded_total 5")).then_some(body)
+    });
+    assert!(body.contains("tracewarden_faults_total{service=\"api\",operation=\"GET /r\",environment=\"default\"} 1"));
+    assert!(body.contains("tracewarden_traces_closed_total{reason=\"too_large\"} 5"), "{body}");
     // One more trace, with its root and under the span limit: it stays buffered (the gauges are
     // published every second) until SIGTERM, which decides and forwards it on the way out.
     let last = hex::encode([9u8; 16]);
     harness.produce(&last, &encode(&[SpanSpec::new("api", 9, 1, None, SERVER, "last")]));
-    loop {
-        let (_, body) = get(&listen, "/metrics");
-        if body.contains("tracewarden_spans_received_total{encoding=\"otlp_proto\"} 11")
-            && body.contains("tracewarden_buffered_traces 1\n")
-        {
-            assert!(body.contains("tracewarden_traces_forwarded_total 5\n"), "the last trace is not decided yet");
-            assert!(!body.contains("tracewarden_traces_closed_total{reason=\"shutdown\"} 1"), "{body}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "the last trace was never received and buffered:\n{body}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let what = common::explained(|| format!("the last trace to be received and buffered:\n{}", metrics()));
+    let body = common::wait_until(what, Duration::from_secs(30), || {
+        let body = metrics();
+        let buffered = body.contains("tracewarden_spans_received_total{encoding=\"otlp_proto\"} 11")
+            && body.contains("tracewarden_buffered_traces 1\n");
+        buffered.then_some(body)
+    });
+    assert!(body.contains("tracewarden_traces_forwarded_total 5\n"), "the last trace is not decided yet");
+    assert!(!body.contains("tracewarden_traces_closed_total{reason=\"shutdown\"} 1"), "{body}");
     assert!(
         harness.read_all("sampled_spans", 5).iter().all(|r| r.key.as_deref() != Some(last.as_bytes())),
         "the last trace is not forwarded before SIGTERM"
@@ -603,11 +558,10 @@ fn run_serves_its_data_only_with_the_token_and_never_shows_a_secret() {
     };
     let stdout_reader = drain(Box::new(child.stdout.take().unwrap()));
     let stderr_reader = drain(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(&listen).is_err() || get(&listen, "/readyz").0 != 200 {
-        assert!(Instant::now() < deadline, "never ready: {:?}", get(&listen, "/readyz"));
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let what = common::explained(|| format!("run to be ready: {:?}", get(&listen, "/readyz")));
+    common::wait_for(what, Duration::from_secs(30), || {
+        TcpStream::connect(&listen).is_ok() && get(&listen, "/readyz").0 == 200
+    });
     let span = tracewarden::testing::SpanSpec::new("api", 7, 1, None, tracewarden::testing::SERVER, "GET /x");
     harness.produce(&hex::encode([7u8; 16]), &tracewarden::testing::encode(&[span.http("GET", "/x", 200)]));
     let bearer = format!("Authorization: Bearer {token}\r\n");
