@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::*;
@@ -401,6 +402,24 @@ fn two_instances_answer_for_the_whole_group() {
     assert_eq!(points, get(&addr_b, history).1);
     let calls: u64 = points["points"].as_array().unwrap().iter().map(|p| p["requests"].as_u64().unwrap()).sum();
     assert_eq!(calls, TRACES as u64, "every call into customers, once");
+
+    // The Services page in one request: figures from the rollups, trends from each owner. Each
+    // service is owned by one of the two, so one instance at least had to ask the other.
+    let (status, overview) = get(&addr_a, "/api/services/overview");
+    assert_eq!(status, 200, "{overview}");
+    assert_eq!(overview, get(&addr_b, "/api/services/overview").1, "the same page from either instance");
+    assert_eq!(overview["partial"], serde_json::json!([]), "every owner answered");
+    assert_eq!(overview["environments"], serde_json::json!(["default"]));
+    assert_eq!(overview["slosConfigured"], true);
+    let services = overview["services"].as_array().unwrap();
+    let names: BTreeSet<&str> = services.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, BTreeSet::from(["customers", "frontend"]), "the service nodes, nothing else");
+    for service in services {
+        let trend: u64 = service["trend"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).sum();
+        assert_eq!(trend, TRACES as u64, "{}: every request of the range in its trend", service["name"]);
+        assert_eq!(service["requests"], TRACES as u64, "{}", service["name"]);
+    }
+    assert_eq!(get(&addr_a, "/api/services/overview?service=x:y").0, 400, "service is for the trends of one owner");
 
     // Summaries stay with the instance that decided the trace; a search on either asks both.
     let path = format!("/api/traces/{:032x}", u128::from_be_bytes([2; 16]));

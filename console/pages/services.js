@@ -1,11 +1,11 @@
 // @ts-check
 // Services: the Application Signals table, a sparkline of requests per row.
 
-import { api, otherwise, seriesHistory } from "../lib/api.js";
+import { api } from "../lib/api.js";
 import { sparkline } from "../lib/charts.js";
 import { empty, h, statusCell } from "../lib/dom.js";
 import { fmt, query } from "../lib/format.js";
-import { fillEnvironments, link } from "../lib/router.js";
+import { RANGES, fillEnvironments, link } from "../lib/router.js";
 import { table } from "../lib/table.js";
 
 /** @import { PageResult } from "../lib/dom.js" */
@@ -23,19 +23,18 @@ export function serviceRows(nodes, windowSeconds, sparks) {
 
 /** @param {{ environment: string, range: string }} params @returns {Promise<PageResult>} */
 export async function render({ environment, range }) {
-  /** @type {[ServiceMap, SeriesAnswer, { slos: SloReport[] }]} */
-  const [map, series, slos] = await Promise.all([
-    api("/api/service-map" + query({ environment })), api("/api/series" + query({ environment })), api("/api/slos"),
-  ]);
-  const nodes = map.nodes.filter((n) => n.kind === "service");
-  fillEnvironments(map.nodes.map((n) => n.environment));
+  // One request: the figures, each service's trend (from its owner) and the environments seen.
+  const from = Math.floor(Date.now() / 1000) - RANGES[range];
+  /** @type {ServicesOverview} */
+  const overview = await api("/api/services/overview" + query({ environment, from }));
+  const nodes = overview.services;
+  fillEnvironments(overview.environments);
   if (!nodes.length) {
     return { state: "empty", content: empty("No requests in the last window yet. Spans arrive from the input topics (",
       h("code", {}, "kafka.input_topics"), "); the Pipeline page shows what is read.") };
   }
-  const sparks = await Promise.all(nodes.map((n) =>
-    seriesHistory({ service: n.name, environment: n.environment }).then((hst) => hst.points.map((p) => p.requests)).catch(otherwise(() => []))));
-  const window = series.windowSeconds || 60;
+  const sparks = nodes.map((n) => n.trend ?? []);
+  const window = overview.windowSeconds || 60;
   const rows = serviceRows(nodes, window, sparks);
   /** @type {import("../lib/table.js").Column<ServiceRow>[]} */
   const cols = [
@@ -52,5 +51,6 @@ export async function render({ environment, range }) {
   return { state: "ready", content: [h("h1", {}, "Services"),
     h("p", { class: "muted" }, `Figures over the last ${window} s (metrics.window), from every instance of the group.`),
     table("services", cols, rows, (r) => r.name + ":" + r.environment),
-    slos.slos.length ? null : h("p", { class: "muted" }, "No SLOs configured — see config/tracewarden.toml ([[slo]]).")] };
+    overview.partial.length ? h("p", { class: "muted" }, "No trend from " + overview.partial.join(", ") + " (not answering).") : null,
+    overview.slosConfigured ? null : h("p", { class: "muted" }, "No SLOs configured — see config/tracewarden.toml ([[slo]]).")] };
 }

@@ -68,6 +68,8 @@ pub fn router(handles: Handles) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/api/services", get(views::services))
+        .route("/api/services/overview", get(views::services_overview))
+        .route("/api/services/trends", get(views::services_trends))
         .route("/api/slos", get(slos))
         .route("/api/slos/{name}/history", get(views::slo_history))
         .route("/api/service-map", get(views::service_map))

@@ -3,6 +3,7 @@
 //! SLO's history, from their owner (asked over HTTP when that is another member); trace searches
 //! from every live member.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
@@ -16,7 +17,8 @@ use crate::investigate::contributors::{dimensions_seen, parse_selection, top_con
 use crate::investigate::group::forward::FORWARDED_HEADER;
 use crate::investigate::group::Route;
 use crate::investigate::history::{history, HistoryQuery};
-use crate::investigate::map::{MapQuery, CLIENT};
+use crate::investigate::map::{MapNode, MapQuery, CLIENT};
+use crate::investigate::overview::{Overview, OverviewQuery, ServiceOverview};
 use crate::investigate::query::{QueryError, Selection};
 use crate::investigate::series::SeriesQuery;
 use crate::investigate::timeline::Timeline;
@@ -71,6 +73,95 @@ pub async fn services(State(handles): State<Handles>) -> Response {
         .collect();
     rows.sort_by(|a, b| (&a.service, &a.operation, &a.environment).cmp(&(&b.service, &b.operation, &b.environment)));
     Json(serde_json::json!({ "services": rows })).into_response()
+}
+
+/// `GET /api/services/overview`: the Services page in one answer (`investigate::overview`):
+/// figures from the rollups, each service's trend from its owner, asked once per owning member in
+/// parallel (each within [`PEER_DEADLINE`]); `partial` names the members that did not answer.
+pub async fn services_overview(
+    State(handles): State<Handles>,
+    headers: HeaderMap,
+    Query(parameters): Parameters,
+) -> Response {
+    let query = match OverviewQuery::parse(pairs(&parameters)) {
+        Ok(query) if query.services.is_empty() => query,
+        Ok(_) => return bad_query(QueryError::new("service", "unknown here; /api/services/trends takes it")),
+        Err(error) => return bad_query(error),
+    };
+    let now = handles.clock.now();
+    let window = handles.group.window(now);
+    let reports = handles.slos.lock().expect("slo engine lock").group_reports(now.unix_seconds());
+    let slos_configured = !reports.is_empty();
+    let statuses: Vec<(String, &'static str)> = reports.into_iter().map(|r| (r.service, r.status)).collect();
+    let map = crate::investigate::map::service_map(&window, &statuses, &MapQuery::default());
+    let environments: BTreeSet<String> = map.nodes.iter().map(|n| n.environment.clone()).collect();
+    let in_environment = |n: &MapNode| query.environment.as_deref().is_none_or(|e| e == n.environment);
+    let nodes: Vec<MapNode> = map.nodes.into_iter().filter(|n| n.kind == "service" && in_environment(n)).collect();
+
+    // Whose timeline holds each service's trend.
+    let (mut here, mut elsewhere) = (Vec::new(), BTreeMap::<std::sync::Arc<str>, Vec<(String, String)>>::new());
+    for node in &nodes {
+        let service = (node.name.clone(), node.environment.clone());
+        match handles.group.route_service(&node.name, now) {
+            Route::Here => here.push(service),
+            Route::There(owner) => elsewhere.entry(owner).or_default().push(service),
+            Route::Nobody { .. } => {}
+        }
+    }
+    let asked = elsewhere.iter().map(|(owner, services)| {
+        let mut path = String::from("/api/services/trends?");
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        if let Some(from) = query.from {
+            form.append_pair("from", &from.to_string());
+        }
+        for (service, environment) in services {
+            form.append_pair("service", &format!("{service}:{environment}"));
+        }
+        path.push_str(&form.finish());
+        let authorization = headers.get(header::AUTHORIZATION).cloned();
+        let peers = handles.peers.clone();
+        async move { peers.get(owner, &path, authorization.as_ref(), PEER_DEADLINE).await }
+    });
+    let answers = futures_util::future::join_all(asked).await;
+    let (from, local) = (query.from, handles.clone());
+    let mut trends = tokio::task::spawn_blocking(move || {
+        let now = local.clock.now();
+        crate::investigate::overview::trends(&local.timeline.at(now), &here, from, now)
+    })
+    .await
+    .unwrap_or_default()
+    .trends;
+    let mut partial = Vec::new();
+    for (owner, answer) in elsewhere.keys().zip(answers) {
+        let answered = answer
+            .ok()
+            .filter(|a| a.status == StatusCode::OK)
+            .and_then(|a| serde_json::from_slice::<crate::investigate::overview::Trends>(&a.body).ok());
+        match answered {
+            Some(answered) => trends.extend(answered.trends),
+            None => partial.push(owner.to_string()),
+        }
+    }
+    let services = nodes.into_iter().map(|node| ServiceOverview { trend: trends.remove(&node.id), node }).collect();
+    let window_seconds = handles.timeline.lock().window_seconds();
+    let environments = environments.into_iter().collect();
+    Json(Overview { window_seconds, environments, services, partial, slos_configured }).into_response()
+}
+
+/// `GET /api/services/trends?service=name:environment&…`: the requested services' trends from
+/// this instance's timeline (a member asks the owner of the services; no forwarding here).
+pub async fn services_trends(State(handles): State<Handles>, Query(parameters): Parameters) -> Response {
+    let query = match OverviewQuery::parse(pairs(&parameters)) {
+        Ok(query) => query,
+        Err(error) => return bad_query(error),
+    };
+    let answer = tokio::task::spawn_blocking(move || {
+        let now = handles.clock.now();
+        crate::investigate::overview::trends(&handles.timeline.at(now), &query.services, query.from, now)
+    })
+    .await
+    .unwrap_or_default();
+    Json(answer).into_response()
 }
 
 /// `GET /api/series`: operations and dependencies (of a service) over `metrics.window`, from the

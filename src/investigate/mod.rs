@@ -13,6 +13,7 @@ pub mod group;
 pub mod held;
 pub mod history;
 pub mod map;
+pub mod overview;
 pub mod query;
 pub mod series;
 pub mod timeline;

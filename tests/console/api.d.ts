@@ -27,6 +27,12 @@ interface MapEdge {
   p50Seconds: number | null; p99Seconds: number | null;
 }
 
+/** GET /api/services/overview */
+interface ServicesOverview {
+  windowSeconds: number; environments: string[]; partial: string[]; slosConfigured: boolean;
+  services: (MapNode & { trend: number[] | null })[];
+}
+
 /** GET /api/series */
 interface SeriesAnswer { windowSeconds: number; operations: SeriesRow[]; dependencies: SeriesRow[] }
 interface SeriesRow extends Figures {

@@ -172,11 +172,7 @@ impl ClientCredentials {
 
     async fn request(&self, now_ms: i64) -> Result<Token, String> {
         let target = Target::parse(&self.settings.endpoint)?;
-        let mut form = String::from("grant_type=client_credentials");
-        if let Some(scope) = &self.settings.scope {
-            form.push_str("&scope=");
-            form.push_str(&form_encode(scope));
-        }
+        let form = token_request_body(self.settings.scope.as_deref());
         let credentials = format!("{}:{}", self.settings.client_id, self.settings.client_secret);
         let basic = base64::engine::general_purpose::STANDARD.encode(credentials);
         let request = Request::post(target.path_and_query.as_str())
@@ -243,17 +239,14 @@ where
     Ok((status, body))
 }
 
-/// `application/x-www-form-urlencoded` of `value`.
-fn form_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => out.push(byte as char),
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
+/// The body of a client-credentials token request (`application/x-www-form-urlencoded`).
+fn token_request_body(scope: Option<&str>) -> String {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    form.append_pair("grant_type", "client_credentials");
+    if let Some(scope) = scope {
+        form.append_pair("scope", scope);
     }
-    out
+    form.finish()
 }
 
 /// The token of a token endpoint's answer (module header).
@@ -340,6 +333,10 @@ mod tests {
 
     #[test]
     fn scopes_are_form_encoded() {
-        assert_eq!(form_encode("kafka api://x/.default"), "kafka+api%3A%2F%2Fx%2F.default");
+        assert_eq!(
+            token_request_body(Some("kafka api://x/.default")),
+            "grant_type=client_credentials&scope=kafka+api%3A%2F%2Fx%2F.default"
+        );
+        assert_eq!(token_request_body(None), "grant_type=client_credentials");
     }
 }
