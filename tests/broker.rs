@@ -174,12 +174,11 @@ fn a_backlog_far_larger_than_the_window_keeps_memory_bounded() {
     ];
     let mut instance = Instance::spawn(&broker, "instance", &small_window);
     let mut peak_rss = 0;
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while instance.metric("tracewarden_spans_forwarded_total") < total_spans as f64 {
-        assert!(Instant::now() < deadline, "backlog not drained: see {}", instance.log.display());
+    let what = format!("the backlog to be forwarded: see {}", instance.log.display());
+    wait_for(what, Duration::from_secs(180), || {
         peak_rss = peak_rss.max(instance.rss_kib());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        instance.metric("tracewarden_spans_forwarded_total") >= total_spans as f64
+    });
     let early = instance.metric("tracewarden_traces_closed_total{reason=\"memory_pressure\"}");
     // Memory pressure decides the oldest traces at once: a trace whose messages straddle two
     // fetches may be decided between them, its late spans following in a second record.
@@ -266,35 +265,36 @@ fn slo_incident_with_a_kill(broker: &Broker, instances: usize) {
         (0..live.len()).filter(|&i| live[i].metric("tracewarden_slo_goal_ratio") > 0.0).collect()
     };
     let wait_for_one_owner = |live: &[Instance]| -> usize {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            // Settled: the 3 input and 3 aggregates partitions are all held, by every instance.
+        // Which instance evaluates, what each holds and how its memberships stand.
+        let states = || -> String {
+            let states: Vec<String> = live
+                .iter()
+                .map(|i| {
+                    let readyz = i.get("/readyz").and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok());
+                    let readyz = readyz.unwrap_or_default();
+                    format!(
+                        "{}: goal {}, {} partitions {}, workers {}",
+                        i.log.display(),
+                        i.metric("tracewarden_slo_goal_ratio"),
+                        readyz["status"],
+                        readyz["partitions"],
+                        readyz["workers"]
+                    )
+                })
+                .collect();
             let settled = is_settled(live, 6);
+            format!(
+                "exactly one instance to evaluate the SLO, the group settled (settled: {settled}):\n{}",
+                states.join("\n")
+            )
+        };
+        wait_until(explained(states), Duration::from_secs(60), || {
+            // Settled: the 3 input and 3 aggregates partitions are all held, by every instance.
             match owners(live).as_slice() {
-                [one] if settled => return *one,
-                _ => {}
+                [one] if is_settled(live, 6) => Some(*one),
+                _ => None,
             }
-            if Instant::now() >= deadline {
-                // Which instance evaluates, what each holds and how its memberships stand.
-                let states: Vec<String> = live
-                    .iter()
-                    .map(|i| {
-                        let readyz = i.get("/readyz").and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok());
-                        let readyz = readyz.unwrap_or_default();
-                        format!(
-                            "{}: goal {}, {} partitions {}, workers {}",
-                            i.log.display(),
-                            i.metric("tracewarden_slo_goal_ratio"),
-                            readyz["status"],
-                            readyz["partitions"],
-                            readyz["workers"]
-                        )
-                    })
-                    .collect();
-                panic!("not exactly one instance evaluates the SLO (settled: {settled}):\n{}", states.join("\n"));
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        })
     };
     let owner = wait_for_one_owner(&live);
     let producer = producer_with(broker.client());
@@ -331,20 +331,51 @@ fn slo_incident_with_a_kill(broker: &Broker, instances: usize) {
     });
     assert!(!checkpointed.is_empty(), "a checkpoint in {state}");
     // More faults, then kill -9 of the owner once their counts are published (every 200 ms) and
-    // before their offsets are committed (the traces wait 5 s): they are read again.
+    // merged, and before their offsets are committed (the traces wait 5 s): they are read again.
     // Three messages (traces 3, 4 and 5, spread over the partitions), 2 faults each.
+    let merged = |i: &Instance| i.metric("tracewarden_slo_counts_merged_total{result=\"new\"}");
+    let merged_before = merged(&live[owner]);
     for trace in 3..=5 {
         produce(tracewarden::testing::shop_requests(now(), trace, 50, 2, false));
     }
-    std::thread::sleep(Duration::from_secs(1));
+    let what = format!("the owner to merge the counts of the 3 messages: see {}", live[owner].log.display());
+    wait_for(what, Duration::from_secs(30), || merged(&live[owner]) >= merged_before + 3.0);
+    // The members of the two groups (input, and `-owners` for the aggregates) before the kill.
+    let groups = [broker.topic("group"), format!("{}-owners", broker.topic("group"))];
+    let members_before: Vec<usize> = groups.iter().map(|g| broker.group_members(g)).collect();
+    assert!(
+        members_before.iter().all(|&n| n > 0),
+        "the broker lists the groups' members: {groups:?} {members_before:?}"
+    );
     let mut victim = live.remove(owner);
     victim.kill9();
+    let killed_at = Instant::now();
+    // The precondition: the victim died with input not committed, which the next owner reads again.
+    let uncommitted = broker.backlog(&broker.topic("group"), &broker.topic("in"));
+    assert!(uncommitted > 0, "the victim died with its input committed: see {}", victim.log.display());
     // A replacement starts, as an orchestrator would restart it, once the victim's session has
     // expired. (Tansu's coordinator can keep a dead member in the assignment for good when a new
     // member joins while the dead one's session is still open; Kafka expires it regardless.)
-    std::thread::sleep(Duration::from_secs(8));
+    if live.is_empty() {
+        // No member is left to see the session expire (Tansu expires members only when another
+        // one calls): the session timeout (6 s, tests/support/processes.rs) is waited out.
+        std::thread::sleep(Duration::from_millis(6_500).saturating_sub(killed_at.elapsed()));
+    } else {
+        // The survivors' calls expire the victim's session: the broker lists its members no more,
+        // in either group (each instance has as many members in a group as the others).
+        for (group, before) in groups.iter().zip(&members_before) {
+            let left = before - before / (live.len() + 1);
+            let what = format!("{group} to list {left} members, the victim's gone (from {before})");
+            wait_for(what, Duration::from_secs(60), || broker.group_members(group) == left);
+        }
+    }
     live.push(spawn("replacement"));
     let successor = wait_for_one_owner(&live);
+    // And the group shows the victim gone: as many members as before the kill, not one more.
+    for (group, before) in groups.iter().zip(&members_before) {
+        let what = format!("{group} to have {before} members again, the victim's gone");
+        wait_for(what, Duration::from_secs(30), || broker.group_members(group) == *before);
+    }
     // The incident ends: 24 000 good requests. Burn rates fall under every threshold and the
     // budget is over half again: 1 − (11/24 250)/0.001 = 0.55. Counted twice, any replayed
     // message's 2 faults would leave it under 0.47, WARNING.
@@ -398,11 +429,10 @@ fn two_instances_answer_as_one_instance_with_the_whole_input() {
     let sent = producer.join().unwrap();
     let spans: usize = sent.values().sum();
     let read = |i: &Instance| i.metric("tracewarden_spans_received_total");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while read(&first) + read(&second) < spans as f64 || read(&alone) < spans as f64 {
-        assert!(Instant::now() < deadline, "the input was not read: see {}", first.log.display());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let what = format!("the input to be read: see {}", first.log.display());
+    wait_for(what, Duration::from_secs(120), || {
+        read(&first) + read(&second) >= spans as f64 && read(&alone) >= spans as f64
+    });
     assert!(read(&first) > 0.0 && read(&second) > 0.0, "both instances of the group read part of the input");
 
     // Counts exact and quantiles from merged sketches: equal once every snapshot is in.
@@ -416,8 +446,15 @@ fn two_instances_answer_as_one_instance_with_the_whole_input() {
             .map(|points| points.iter().filter_map(|p| p["requests"].as_u64()).sum())
             .unwrap_or(0)
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let what = explained(|| {
+        format!(
+            "the group's answers to match the lone instance's:\nalone {}\nfirst {}\nsecond {}",
+            json(&alone, "/api/service-map"),
+            json(&first, "/api/service-map"),
+            json(&second, "/api/service-map")
+        )
+    });
+    wait_for(what, Duration::from_secs(60), || {
         let map = json(&alone, "/api/service-map");
         let same_maps = map["nodes"].as_array().is_some_and(|n| !n.is_empty())
             && json(&first, "/api/service-map") == map
@@ -425,22 +462,8 @@ fn two_instances_answer_as_one_instance_with_the_whole_input() {
         let same_contributors = json(&first, contributors) == json(&alone, contributors)
             && json(&second, contributors) == json(&alone, contributors);
         let total = history_total(&alone);
-        if same_maps
-            && same_contributors
-            && total > 0
-            && history_total(&first) == total
-            && history_total(&second) == total
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the group's answers never matched the lone instance's:\nalone {map}\nfirst {}\nsecond {}",
-            json(&first, "/api/service-map"),
-            json(&second, "/api/service-map")
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+        same_maps && same_contributors && total > 0 && history_total(&first) == total && history_total(&second) == total
+    });
 
     // A kept trace: found on both; the one that did not decide it redirects to the one that did.
     let kept = json(&first, "/api/traces?decision=kept&limit=1");
@@ -487,17 +510,14 @@ fn a_killed_owner_is_replaced_from_the_changelog_and_a_new_member_answers_the_sa
     let spans: usize = sent.values().sum();
     let read =
         |instances: &[Instance]| instances.iter().map(|i| i.metric("tracewarden_spans_received_total")).sum::<f64>();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while read(&group) < spans as f64 || read(std::slice::from_ref(&alone)) < spans as f64 {
-        assert!(Instant::now() < deadline, "the input was not read: see {}", group[0].log.display());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let what = format!("the input to be read: see {}", group[0].log.display());
+    wait_for(what, Duration::from_secs(120), || {
+        read(&group) >= spans as f64 && read(std::slice::from_ref(&alone)) >= spans as f64
+    });
     // Nothing is read twice after the kill: every input message is committed first.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while broker.backlog(&broker.topic("group"), &broker.topic("in")) > 0 {
-        assert!(Instant::now() < deadline, "the group never committed the whole input");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for("the group to commit the whole input", Duration::from_secs(60), || {
+        broker.backlog(&broker.topic("group"), &broker.topic("in")) == 0
+    });
 
     // A history's points are stamped with the time each instance measured them, which differs
     // between the group and the lone instance: histories are compared by their totals, every
@@ -523,32 +543,28 @@ fn a_killed_owner_is_replaced_from_the_changelog_and_a_new_member_answers_the_sa
         "/api/contributors?service=customers-service&dimension=service.version&by=requests",
     ];
     let wait_until_the_same = |instances: &[Instance], what: &str| {
-        let deadline = Instant::now() + Duration::from_secs(90);
         let started = Instant::now();
-        loop {
+        // What differs, briefly: each answer's requests added up, the lone instance's first.
+        let total = |v: &serde_json::Value| -> u64 {
+            let rows = v["points"].as_array().or(v["contributors"].as_array()).or(v["nodes"].as_array());
+            rows.map_or(0, |rows| rows.iter().filter_map(|r| r["requests"].as_u64()).sum())
+        };
+        let totals = |i: &Instance| answers.iter().map(|path| total(&json(i, path))).collect::<Vec<_>>();
+        let awaited = explained(|| {
+            format!(
+                "{what}: the group's answers to match the lone instance's ({answers:?}):\nalone {:?}\ngroup {:?}",
+                totals(&alone),
+                instances.iter().map(totals).collect::<Vec<_>>()
+            )
+        });
+        wait_for(awaited, Duration::from_secs(90), || {
             let expected: Vec<serde_json::Value> = answers.iter().map(|path| json(&alone, path)).collect();
             let complete = expected[0]["nodes"].as_array().is_some_and(|n| !n.is_empty())
                 && expected[1]["points"].as_array().is_some_and(|p| !p.is_empty());
-            let same =
-                instances.iter().all(|i| answers.iter().zip(&expected).all(|(path, want)| json(i, path) == *want));
-            if complete && same {
-                eprintln!("{what}: the group answered as the lone instance after {:?}", started.elapsed());
-                return;
-            }
-            // What differs, briefly: each answer's requests added up, the lone instance's first.
-            let total = |v: &serde_json::Value| -> u64 {
-                let rows = v["points"].as_array().or(v["contributors"].as_array()).or(v["nodes"].as_array());
-                rows.map_or(0, |rows| rows.iter().filter_map(|r| r["requests"].as_u64()).sum())
-            };
-            let totals = |i: &Instance| answers.iter().map(|path| total(&json(i, path))).collect::<Vec<_>>();
-            assert!(
-                Instant::now() < deadline,
-                "{what}: the group's answers never matched the lone instance's ({answers:?}):\nalone {:?}\ngroup {:?}",
-                totals(&alone),
-                instances.iter().map(totals).collect::<Vec<_>>()
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
+            complete
+                && instances.iter().all(|i| answers.iter().zip(&expected).all(|(path, want)| json(i, path) == *want))
+        });
+        eprintln!("{what}: the group answered as the lone instance after {:?}", started.elapsed());
     };
     wait_until_the_same(&group, "three instances");
 
@@ -570,11 +586,10 @@ fn a_killed_owner_is_replaced_from_the_changelog_and_a_new_member_answers_the_sa
 
     // A fourth member joins and takes partitions over from the others.
     group.push(Instance::spawn(&broker, "d", &group_settings));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while json(&group[2], "/readyz")["seriesPartitions"].as_array().is_none_or(|p| p.is_empty()) {
-        assert!(Instant::now() < deadline, "the new member never owned series: see {}", group[2].log.display());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let what = format!("the new member to own series: see {}", group[2].log.display());
+    wait_for(what, Duration::from_secs(60), || {
+        json(&group[2], "/readyz")["seriesPartitions"].as_array().is_some_and(|p| !p.is_empty())
+    });
     wait_until_the_same(&group, "after a fourth member joined");
     let exchanged: f64 = group.iter().map(|i| i.metric("tracewarden_group_view_bytes_total")).sum();
     assert!(exchanged > 0.0, "the group view's own traffic is counted");
@@ -612,34 +627,28 @@ fn a_restarted_static_member_takes_its_partitions_back_without_a_rebalance() {
         series.sort();
         (body["status"] == "ready").then_some((inputs, series))
     };
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let (before_a, before_b) = loop {
-        if let (Some(a), Some(b)) = (held(&first), held(&second)) {
-            let settled = !a.0.is_empty() && !b.0.is_empty() && a.0.len() + b.0.len() == 4;
-            if settled && !a.1.is_empty() && a.1.len() + b.1.len() == 4 {
-                break (a, b);
-            }
-        }
-        assert!(Instant::now() < deadline, "the group never settled: see {}", first.log.display());
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let what = format!("the group to settle: see {}", first.log.display());
+    let (before_a, before_b) = wait_until(what, Duration::from_secs(90), || {
+        let (a, b) = (held(&first)?, held(&second)?);
+        let settled = !a.0.is_empty() && !b.0.is_empty() && a.0.len() + b.0.len() == 4;
+        (settled && !a.1.is_empty() && a.1.len() + b.1.len() == 4).then_some((a, b))
+    });
     first.kill9();
     let restarted_at = Instant::now();
     let first = Instance::spawn(&broker, "a-again", &settings("static-a"));
-    let deadline = Instant::now() + Duration::from_secs(50);
-    loop {
-        assert_eq!(held(&second).as_ref(), Some(&before_b), "the other member keeps its partitions throughout");
-        if held(&first).as_ref() == Some(&before_a) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the restarted member did not get its partitions back before its session would have expired: {:?}, see {}",
+    // 50 s: before the predecessor's session (60 s) would have expired and handed its partitions
+    // over by a rebalance.
+    let what = explained(|| {
+        format!(
+            "the restarted member to get its partitions back before its session would have expired: {:?}, see {}",
             held(&first),
             first.log.display()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        )
+    });
+    wait_for(what, Duration::from_secs(50), || {
+        assert_eq!(held(&second).as_ref(), Some(&before_b), "the other member keeps its partitions throughout");
+        held(&first).as_ref() == Some(&before_a)
+    });
     eprintln!("the restarted static member held its partitions again {:?} after the restart", restarted_at.elapsed());
     drop((first, second));
 }
@@ -670,11 +679,8 @@ fn receiver_refuses_while_the_broker_is_stopped_and_loses_nothing() {
             ("TRACEWARDEN__INGEST__OTLP__ACK_TIMEOUT", "2s"),
         ],
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(&otlp).is_err() {
-        assert!(Instant::now() < deadline, "the receiver never listened: see {}", instance.log.display());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let what = format!("the receiver to listen: see {}", instance.log.display());
+    wait_for(what, Duration::from_secs(30), || TcpStream::connect(&otlp).is_ok());
     own.signal("-STOP");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/send_otlp_http.py");
     let sender = Command::new("python3")
@@ -683,13 +689,14 @@ fn receiver_refuses_while_the_broker_is_stopped_and_loses_nothing() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Long enough for the first export to be refused (ack_timeout 2 s) and retried at least once.
-    std::thread::sleep(Duration::from_secs(5));
-    let refused = instance.metric("tracewarden_ingest_requests_total{receiver=\"otlp_http\",result=\"unavailable\"}");
+    // The SDK is told 503 while the broker is stopped (ack_timeout 2 s), before it answers again.
+    let refused =
+        || instance.metric("tracewarden_ingest_requests_total{receiver=\"otlp_http\",result=\"unavailable\"}");
+    let what = format!("a request refused as unavailable while the broker is stopped: see {}", instance.log.display());
+    wait_for(what, Duration::from_secs(60), || refused() >= 1.0);
     own.signal("-CONT");
     let sent = sender.wait_with_output().unwrap();
     assert!(sent.status.success(), "the SDK's retries succeeded: {}", String::from_utf8_lossy(&sent.stderr));
-    assert!(refused >= 1.0, "the SDK was told 503 while the broker was stopped");
     let trace_ids: BTreeSet<String> = String::from_utf8_lossy(&sent.stdout).lines().map(String::from).collect();
     assert_eq!(trace_ids.len(), 5);
     let records = broker.read_until(&broker.topic("in"), &trace_ids, Duration::from_secs(30));
@@ -730,11 +737,8 @@ fn no_member_joins_before_its_topics_metadata_has_settled() {
         let body: Option<serde_json::Value> = i.get("/readyz").and_then(|b| serde_json::from_str(&b).ok());
         body.and_then(|b| b["seriesPartitions"].as_array().map(Vec::len)).unwrap_or(0)
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while instances.iter().map(series_owned).sum::<usize>() != SERIES_PARTITIONS {
-        assert!(Instant::now() < deadline, "the series group never settled: see {}", instances[0].log.display());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let what = format!("the series group to settle: see {}", instances[0].log.display());
+    wait_for(what, Duration::from_secs(60), || instances.iter().map(series_owned).sum::<usize>() == SERIES_PARTITIONS);
     for instance in &instances {
         let log = std::fs::read_to_string(&instance.log).unwrap();
         assert!(

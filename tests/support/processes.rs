@@ -153,6 +153,14 @@ impl Broker {
             .sum()
     }
 
+    /// How many members the broker lists in the consumer group `group` (DescribeGroups).
+    pub fn group_members(&self, group: &str) -> usize {
+        let consumer: BaseConsumer =
+            self.client().set("group.id", format!("{}-describer", self.name)).create().unwrap();
+        let list = consumer.fetch_group_list(Some(group), Duration::from_secs(10)).unwrap();
+        list.groups().iter().filter(|g| g.name() == group).map(|g| g.members().len()).sum()
+    }
+
     /// Every record of `topic`, read until every key of `expected` was seen (or the deadline).
     pub fn read_until(&self, topic: &str, expected: &BTreeSet<String>, deadline: Duration) -> Vec<(String, Vec<u8>)> {
         // The keys seen so far, and how many records they came from: each record is looked at
