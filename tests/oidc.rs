@@ -18,14 +18,14 @@ use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use tracewarden::kafka_client::oauth::oidc::{ClientCredentials, Settings};
 use tracewarden::kafka_client::oauth::TokenSource;
 
 use processes::tls::certificates;
-use processes::{free_port, Broker, Instance, OwnBroker};
+use processes::{explained, free_port, wait_for, wait_until, Broker, Instance, OwnBroker};
 
 /// The identity provider, listening until dropped.
 struct IdentityProvider {
@@ -67,24 +67,17 @@ impl IdentityProvider {
             .stderr(Stdio::null())
             .spawn()
             .expect("node");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let port = loop {
-            let said = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(port) = said.lines().find_map(|l| l.strip_prefix("listening ")?.trim().parse::<u16>().ok()) {
-                break port;
-            }
-            assert!(Instant::now() < deadline, "the identity provider never listened: {said}");
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        let said = || std::fs::read_to_string(&log).unwrap_or_default();
+        let what = explained(|| format!("the identity provider to say where it listens: {}", said()));
+        let port = wait_until(what, Duration::from_secs(20), || {
+            said().lines().find_map(|l| l.strip_prefix("listening ")?.trim().parse::<u16>().ok())
+        });
         Self::listening(process, port, log)
     }
 
     fn listening(process: Child, port: u16, log: PathBuf) -> Self {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the identity provider never listened: {}", log.display());
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let what = format!("the identity provider to listen: see {}", log.display());
+        wait_for(what, Duration::from_secs(20), || TcpStream::connect(("127.0.0.1", port)).is_ok());
         IdentityProvider { process, token_endpoint: format!("https://localhost:{port}/token"), log }
     }
 
@@ -202,11 +195,8 @@ fn run_offers_the_providers_token_to_the_broker() {
     let idp = IdentityProvider::start(&dir, &pki.server);
     let (mut instance, _tansu) = oauthbearer_instance("oidc-run", &idp, &pki.ca);
     let log = || std::fs::read_to_string(&instance.log).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !log().contains("the broker refused the SASL authentication") {
-        assert!(Instant::now() < deadline, "the broker's refusal was never said: {}", log());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let what = explained(|| format!("the broker's refusal to be said: {}", log()));
+    wait_for(what, Duration::from_secs(30), || log().contains("the broker refused the SASL authentication"));
     let said = log();
     assert!(said.contains("OAUTHBEARER tokens come from") && said.contains(&idp.token_endpoint), "{said}");
     assert!(said.contains("SASL_PLAINTEXT/OAUTHBEARER"), "the refusal names the mechanism: {said}");
@@ -224,16 +214,10 @@ fn tokens_are_refreshed_before_they_expire() {
     let pki = certificates(&dir.join("pki"));
     let idp = IdentityProvider::short_lived(&dir, &pki.server, 6);
     let (mut instance, _tansu) = oauthbearer_instance("oidc-refresh", &idp, &pki.ca);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while idp.issued().len() < 3 {
-        assert!(
-            Instant::now() < deadline,
-            "fewer than 3 tokens in 30 s: {:?} (see {})",
-            idp.issued(),
-            instance.log.display()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    // Three tokens issued, as the identity provider logs them: two refreshes, so the wait lasts
+    // about two token lifetimes (6 s each), which is what is under test.
+    let what = explained(|| format!("3 tokens issued: {:?} (see {})", idp.issued(), instance.log.display()));
+    wait_for(what, Duration::from_secs(30), || idp.issued().len() >= 3);
     instance.kill9();
     let issued = idp.issued();
     for pair in issued.windows(2) {

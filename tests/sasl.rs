@@ -18,10 +18,10 @@
 mod processes;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use processes::tls::{certificates, TlsListener};
-use processes::{free_port, one_instance_forwards_every_trace, Broker, Instance, OwnBroker};
+use processes::{explained, free_port, one_instance_forwards_every_trace, wait_for, Broker, Instance, OwnBroker};
 
 const USER: &str = "tracewarden";
 const PASSWORD: &str = "correct horse battery staple";
@@ -135,12 +135,9 @@ fn a_wrong_password_is_said_once_and_ends_run_with_exit_2() {
             })
             .count()
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
     let mut ready = String::new();
-    while refusal(&log()) == 0 {
-        assert!(Instant::now() < deadline, "the log never said the authentication was refused: {}", log());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let what = explained(|| format!("the log to say the authentication was refused: {}", log()));
+    wait_for(what, Duration::from_secs(30), || refusal(&log()) > 0);
     // Still waiting out the give-up: /readyz says why.
     if let Some(answer) = instance.get("/readyz") {
         ready = answer;

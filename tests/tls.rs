@@ -12,12 +12,12 @@
 mod processes;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use processes::tls::{certificates, Certificates, TlsListener};
-use processes::{free_port, one_instance_forwards_every_trace, Broker, Instance, OwnBroker};
+use processes::{explained, free_port, one_instance_forwards_every_trace, wait_for, Broker, Instance, OwnBroker};
 
 /// A broker reached only over TLS at `localhost:{port}`, with mutual TLS, and the settings of a
 /// client that trusts its CA and presents its client certificate.
@@ -104,7 +104,6 @@ fn refused_and_said_so(secured: &SecuredBroker, brokers: &str, ca: &str) {
     }
     let broker = Broker { brokers: brokers.to_string(), name: secured.broker.name.clone(), security };
     let instance = Instance::spawn(&broker, "refused", &[]);
-    let deadline = Instant::now() + Duration::from_secs(30);
     let log = || std::fs::read_to_string(&instance.log).unwrap_or_default();
     let said = |log: &str| {
         log.lines().any(|l| {
@@ -113,10 +112,8 @@ fn refused_and_said_so(secured: &SecuredBroker, brokers: &str, ca: &str) {
                 && l.contains(brokers)
         })
     };
-    while !said(&log()) {
-        assert!(Instant::now() < deadline, "the log never said why, naming the broker: {}", log());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let what = explained(|| format!("the log to say why, naming the broker: {}", log()));
+    wait_for(what, Duration::from_secs(30), || said(&log()));
     let ready = instance.get("/readyz").unwrap_or_default();
     assert!(ready.contains("not ready"), "not ready without a trusted broker: {ready}");
     assert!(ready.contains("TLS handshake") && ready.contains("SSL"), "/readyz says why, with the protocol: {ready}");

@@ -106,6 +106,7 @@ fn pump_requests(mut from: TcpStream, mut to: TcpStream, fault: &AtomicU8) {
     let mut frame = Vec::new();
     loop {
         while Fault::from_u8(fault.load(Ordering::SeqCst)) == Fault::Stall {
+            // The injected stall: requests held while it lasts, the fault looked at every 20 ms.
             std::thread::sleep(Duration::from_millis(20));
         }
         let mut size = [0u8; 4];
@@ -123,9 +124,11 @@ fn pump_requests(mut from: TcpStream, mut to: TcpStream, fault: &AtomicU8) {
             client_id = frame.get(10..10 + length).map(|id| String::from_utf8_lossy(id).into_owned());
         }
         match Fault::from_u8(fault.load(Ordering::SeqCst)) {
+            // The injected slowness: each request held 20 ms.
             Fault::Slow => std::thread::sleep(Duration::from_millis(20)),
             Fault::ThrottleProduce if api_key == Some(0) && client_id.as_deref() != Some(UNTHROTTLED_CLIENT_ID) => {
                 let transfer = Duration::from_secs_f64(frame.len() as f64 / PRODUCE_BYTES_PER_SECOND as f64);
+                // The injected throttle: a slow link's latency and bandwidth for this produce request.
                 std::thread::sleep(PRODUCE_DELAY + transfer)
             }
             _ => {}
@@ -144,6 +147,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, fault: &AtomicU8) {
     loop {
         let limit = match Fault::from_u8(fault.load(Ordering::SeqCst)) {
             Fault::Stall => {
+                // The injected stall: bytes held while it lasts, the fault looked at every 20 ms.
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
             }
@@ -155,6 +159,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, fault: &AtomicU8) {
             Ok(n) => n,
         };
         if Fault::from_u8(fault.load(Ordering::SeqCst)) == Fault::Slow {
+            // The injected slowness: 512 bytes every 20 ms at most.
             std::thread::sleep(Duration::from_millis(20));
         }
         if to.write_all(&buffer[..n]).is_err() {
