@@ -125,10 +125,14 @@ fn kill_9_again_and_again_loses_no_trace_and_sends_each_alert_once() {
     let traffic = produce_traffic_until(&broker, 100, true, stop.clone());
     let started = Instant::now();
     for kill in 0..kills {
-        // A random moment: up to 4 s after the previous restart (so sometimes mid-rebalance).
+        // A random moment: up to 4 s after the previous restart (so sometimes mid-rebalance). A
+        // sleep by design: when the kill lands is the chaos under test.
         std::thread::sleep(Duration::from_millis(rng.random_range(0..4_000)));
         let victim = rng.random_range(0..live.len());
         live[victim].kill9();
+        // The replacement comes back after a fixed back-off, as a restarted pod does: a sleep by
+        // design (the kill and the restart times are the chaos under test, and a kill may land
+        // before the previous replacement has joined, so no group state marks "noticed").
         std::thread::sleep(Duration::from_secs(8));
         live[victim] = spawn(&format!("instance-{victim}-after-kill-{}", kill + 1));
         eprintln!("chaos: kill {}/{kills} of instance-{victim} at {:?}", kill + 1, started.elapsed());
@@ -220,15 +224,11 @@ fn count_output(broker: &Broker, sent: &BTreeMap<String, usize>) -> Output {
     Output { lost: expected.len() - seen.len(), duplicates, split, incomplete }
 }
 
-/// Waits (up to a minute) until `group` has committed all of `topic`; the backlog left.
+/// Waits (up to a minute) until `group` has committed all of `topic`; the backlog left (the
+/// caller reports it before asserting it is zero).
 fn wait_for_backlog_committed(broker: &Broker, group: &str, topic: &str) -> i64 {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut backlog = broker.backlog(group, topic);
-    while backlog > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(500));
-        backlog = broker.backlog(group, topic);
-    }
-    backlog
+    held_within(Duration::from_secs(60), || broker.backlog(group, topic) == 0);
+    broker.backlog(group, topic)
 }
 
 /// Each alert's statuses (`firing`, `resolved`) in the order sent, by tier (or `breached`).
@@ -267,6 +267,7 @@ fn network_faults_lose_nothing_and_the_instances_recover_by_themselves() {
     // Cuts of at least 4 s, and how many of them some instance's /readyz showed.
     let (mut long_cuts, mut cuts_seen) = (0, 0);
     for round in 0..faults {
+        // A random pause between faults: a sleep by design (when the next fault lands is the chaos).
         std::thread::sleep(Duration::from_millis(rng.random_range(1_000..3_000)));
         // The first fault is a cut long enough for readiness to show it.
         let fault =
@@ -277,6 +278,7 @@ fn network_faults_lose_nothing_and_the_instances_recover_by_themselves() {
         let mut seen = false;
         while began.elapsed() < lasting {
             seen |= live.iter().any(|i| i.get("/readyz").is_some_and(|b| b.contains("not ready")));
+            // Sampling readiness while the fault lasts (its length is the fault under test).
             std::thread::sleep(Duration::from_millis(250));
         }
         proxy.set(Fault::None);
@@ -295,11 +297,8 @@ fn network_faults_lose_nothing_and_the_instances_recover_by_themselves() {
     let sent = traffic.join().unwrap();
     let output = count_output(&broker, &sent);
     let backlog = wait_for_backlog_committed(&broker, &broker.topic("group"), &broker.topic("in"));
-    let deadline = Instant::now() + Duration::from_secs(60);
     let ready = |live: &[Instance]| live.iter().all(|i| i.get("/readyz").is_some_and(|b| b.contains("\"ready\"")));
-    while !ready(&live) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    held_within(Duration::from_secs(60), || ready(&live));
     let logs: Vec<String> = live.iter().map(|i| i.log.display().to_string()).collect();
     eprintln!(
         "network: faults={faults} traces={} lost={} duplicates={} long_cuts={long_cuts} seen_not_ready={cuts_seen}",
@@ -363,6 +362,7 @@ fn overload_pauses_consumption_keeps_memory_bounded_and_loses_nothing() {
         peak_rss = peak_rss.max(instance.rss_kib());
         samples += 1;
         paused_samples += usize::from(instance.metric("tracewarden_consumption_paused") > 0.0);
+        // Sampling memory and back-pressure four times a second for the overload's length.
         std::thread::sleep(Duration::from_millis(250));
     }
     stop.store(true, Ordering::SeqCst);

@@ -21,7 +21,7 @@ pub mod tls;
 pub mod wait;
 
 #[allow(unused_imports)]
-pub use wait::{explained, wait_for, wait_until};
+pub use wait::{explained, held_within, wait_for, wait_until};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;

@@ -29,6 +29,24 @@ pub fn wait_until<T>(what: impl fmt::Display, timeout: Duration, mut value: impl
     }
 }
 
+/// Polls `condition` until it holds or `timeout` passes; whether it held. For a test that reports
+/// its figures (a summary line) before it asserts on them.
+pub fn held_within(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    let mut interval = Duration::from_millis(5);
+    loop {
+        if condition() {
+            return true;
+        }
+        if started.elapsed() >= timeout {
+            return false;
+        }
+        // The polling interval (as in `wait_until`).
+        std::thread::sleep(interval);
+        interval = (interval * 2).min(Duration::from_millis(200));
+    }
+}
+
 /// A description made only when a wait fails, from the state at that moment (what each process
 /// holds, the last answer seen): `wait_for(explained(|| format!(..)), ..)`.
 pub fn explained<F: Fn() -> String>(describe: F) -> Explained<F> {
