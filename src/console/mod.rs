@@ -103,15 +103,38 @@ mod tests {
         path.ends_with(".js") && !path.starts_with("vendor/")
     }
 
-    /// What a module imports: the specifiers of its `import … from "…"`, `import "…"` and
-    /// `import("…")` (in code, or in JSDoc types, which name files just the same).
+    /// What a module imports: the specifiers of its `import … from "…"` statements (also over
+    /// several lines, and JSDoc's `@import`), `import "…"`, and `import("…")` (in code, or in JSDoc
+    /// types, which name files just the same). A `from "` elsewhere (in a string) is not an import.
     fn imports(source: &str) -> Vec<&str> {
+        /// The string literal `rest` starts with.
+        fn quoted(rest: &str) -> Option<&str> {
+            let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+            let rest = &rest[1..];
+            Some(&rest[..rest.find(quote).expect("a closed string")])
+        }
         let mut found = Vec::new();
-        for opening in ["from \"", "from '", "import \"", "import '", "import(\"", "import('"] {
-            let quote = &opening[opening.len() - 1..];
+        let mut in_statement = false;
+        for line in source.lines() {
+            let trimmed = line.trim_start();
+            if trimmed.starts_with("import ") || trimmed.starts_with("import{") || line.contains("@import ") {
+                in_statement = true;
+                if let Some(specifier) = trimmed.strip_prefix("import ").and_then(quoted) {
+                    found.push(specifier);
+                    in_statement = false;
+                    continue;
+                }
+            }
+            if in_statement {
+                if let Some(at) = line.find(" from ") {
+                    found.extend(quoted(line[at + " from ".len()..].trim_start()));
+                    in_statement = false;
+                }
+            }
+        }
+        for opening in ["import(\"", "import('"] {
             for (at, _) in source.match_indices(opening) {
-                let rest = &source[at + opening.len()..];
-                found.push(&rest[..rest.find(quote).expect("a closed string")]);
+                found.extend(quoted(&source[at + opening.len() - 1..]));
             }
         }
         found
@@ -211,8 +234,8 @@ mod tests {
 
     #[test]
     fn imports_are_read_and_resolved() {
-        let source = "import { a } from \"./lib/a.js\";\nimport * as b from '../b.js';\n/** @type {import(\"./c.js\").C} */\nimport \"./d.js\";";
-        assert_eq!(imports(source), ["./lib/a.js", "../b.js", "./d.js", "./c.js"]);
+        let source = "import { a } from \"./lib/a.js\";\nimport * as b from '../b.js';\n/** @type {import(\"./c.js\").C} */\nimport \"./d.js\";\nimport {\n  e,\n  f,\n} from \"./e.js\";\n/** @import { G } from \"./g.js\" */\nconst text = \"no trend from \" + who;";
+        assert_eq!(imports(source), ["./lib/a.js", "../b.js", "./d.js", "./e.js", "./g.js", "./c.js"]);
         assert_eq!(resolve("pages/map.js", "../lib/api.js"), "lib/api.js");
         assert_eq!(resolve("app.js", "./pages/map.js"), "pages/map.js");
         assert_eq!(resolve("lib/dom.js", "./format.js"), "lib/format.js");

@@ -4,8 +4,10 @@
 //! A format knows its name, how `auto` detects it, how to decode a payload into the span model,
 //! how to write a kept trace back from its spans' own wire bytes, and how to look attributes up in
 //! those bytes. Nothing outside this room lists the encodings: configuration, the CLI, metrics
-//! labels and summaries iterate [`Encoding::ALL`] or look a name up with [`Encoding::named`].
-//! Adding an encoding is one file here and one line in the table.
+//! labels, summaries and the `decode` fuzz target iterate [`Encoding::ALL`] or look a name up with
+//! [`Encoding::named`]. Adding an encoding is one file here and one line in the table (plus, if
+//! the traffic generator is to write it, a writer in `generate/wire.rs`, which says which it
+//! writes).
 //!
 //! The shared machinery: [`Decoder`] (per-topic encodings, the interner, the invariants every
 //! decoder keeps: see `decoder.rs`) and [`encode_trace`] (records of a kept trace, split by size;
