@@ -369,7 +369,7 @@ impl OriginCache {
         scope_header: &[u8],
         identify: Identify,
     ) -> Arc<Origin> {
-        let key = self.hasher.hash_one((encoding.as_str(), resource_header, scope_header));
+        let key = self.hasher.hash_one((encoding, resource_header, scope_header));
         if let Some(origin) = self.origins.get(&key) {
             if origin.resource_header == resource_header
                 && origin.scope_header == scope_header

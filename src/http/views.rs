@@ -17,7 +17,7 @@ use crate::investigate::contributors::{dimensions_seen, parse_selection, top_con
 use crate::investigate::group::forward::FORWARDED_HEADER;
 use crate::investigate::group::Route;
 use crate::investigate::history::{history, HistoryQuery};
-use crate::investigate::map::{MapNode, MapQuery, CLIENT};
+use crate::investigate::map::{MapNode, MapQuery, ServiceMap, CLIENT};
 use crate::investigate::overview::{Overview, OverviewQuery, ServiceOverview};
 use crate::investigate::query::{QueryError, Selection};
 use crate::investigate::series::SeriesQuery;
@@ -89,11 +89,7 @@ pub async fn services_overview(
         Err(error) => return bad_query(error),
     };
     let now = handles.clock.now();
-    let window = handles.group.window(now);
-    let reports = handles.slos.lock().expect("slo engine lock").group_reports(now.unix_seconds());
-    let slos_configured = !reports.is_empty();
-    let statuses: Vec<(String, &'static str)> = reports.into_iter().map(|r| (r.service, r.status)).collect();
-    let map = crate::investigate::map::service_map(&window, &statuses, &MapQuery::default());
+    let (map, slos_configured) = map_now(&handles, &MapQuery::default());
     let environments: BTreeSet<String> = map.nodes.iter().map(|n| n.environment.clone()).collect();
     let in_environment = |n: &MapNode| query.environment.as_deref().is_none_or(|e| e == n.environment);
     let nodes: Vec<MapNode> = map.nodes.into_iter().filter(|n| n.kind == "service" && in_environment(n)).collect();
@@ -182,11 +178,18 @@ pub async fn service_map(State(handles): State<Handles>, Query(parameters): Para
         Ok(query) => query,
         Err(error) => return bad_query(error),
     };
+    Json(map_now(&handles, &query).0).into_response()
+}
+
+/// The map over `metrics.window` now, from the rollups, with the SLO statuses of the group; and
+/// whether any SLO is configured.
+fn map_now(handles: &Handles, query: &MapQuery) -> (ServiceMap, bool) {
     let now = handles.clock.now();
     let window = handles.group.window(now);
     let reports = handles.slos.lock().expect("slo engine lock").group_reports(now.unix_seconds());
+    let slos_configured = !reports.is_empty();
     let statuses: Vec<(String, &'static str)> = reports.into_iter().map(|r| (r.service, r.status)).collect();
-    Json(crate::investigate::map::service_map(&window, &statuses, &query)).into_response()
+    (crate::investigate::map::service_map(&window, &statuses, query), slos_configured)
 }
 
 /// The service whose owner holds a selection's series: the service itself, or an edge's caller

@@ -14,34 +14,29 @@ pub fn wait_for(what: impl fmt::Display, timeout: Duration, mut condition: impl 
 }
 
 /// Polls `value` until it gives something, and returns that; panics after `timeout`, naming `what`.
-pub fn wait_until<T>(what: impl fmt::Display, timeout: Duration, mut value: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    let mut interval = Duration::from_millis(5);
-    loop {
-        if let Some(value) = value() {
-            return value;
-        }
-        assert!(started.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-        // The polling interval, not a wait for anything: short at first for what comes at once,
-        // then no faster than the conditions (HTTP requests, Kafka look-ups) are worth asking.
-        std::thread::sleep(interval);
-        interval = (interval * 2).min(Duration::from_millis(200));
-    }
+pub fn wait_until<T>(what: impl fmt::Display, timeout: Duration, value: impl FnMut() -> Option<T>) -> T {
+    poll(timeout, value).unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
 }
 
 /// Polls `condition` until it holds or `timeout` passes; whether it held. For a test that reports
 /// its figures (a summary line) before it asserts on them.
 pub fn held_within(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    poll(timeout, || condition().then_some(())).is_some()
+}
+
+/// Polls `value` until it gives something or `timeout` passes.
+fn poll<T>(timeout: Duration, mut value: impl FnMut() -> Option<T>) -> Option<T> {
     let started = Instant::now();
     let mut interval = Duration::from_millis(5);
     loop {
-        if condition() {
-            return true;
+        if let Some(value) = value() {
+            return Some(value);
         }
         if started.elapsed() >= timeout {
-            return false;
+            return None;
         }
-        // The polling interval (as in `wait_until`).
+        // The polling interval, not a wait for anything: short at first for what comes at once,
+        // then no faster than the conditions (HTTP requests, Kafka look-ups) are worth asking.
         std::thread::sleep(interval);
         interval = (interval * 2).min(Duration::from_millis(200));
     }
