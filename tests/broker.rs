@@ -358,8 +358,8 @@ fn slo_incident_with_a_kill(broker: &Broker, instances: usize) {
     // member joins while the dead one's session is still open; Kafka expires it regardless.)
     if live.is_empty() {
         // No member is left to see the session expire (Tansu expires members only when another
-        // one calls): the session timeout (6 s, tests/support/processes.rs) is waited out.
-        std::thread::sleep(Duration::from_millis(6_500).saturating_sub(killed_at.elapsed()));
+        // one calls): the session timeout is waited out.
+        std::thread::sleep((SESSION_TIMEOUT + Duration::from_millis(500)).saturating_sub(killed_at.elapsed()));
     } else {
         // The survivors' calls expire the victim's session: the broker lists its members no more,
         // in either group (each instance has as many members in a group as the others).
@@ -380,15 +380,40 @@ fn slo_incident_with_a_kill(broker: &Broker, instances: usize) {
     // budget is over half again: 1 − (11/24 250)/0.001 = 0.55. Counted twice, any replayed
     // message's 2 faults would leave it under 0.47, WARNING.
     produce(tracewarden::testing::shop_requests(now(), 10, 24_000, 0, false));
-    let all = broker.read_while(&alerts, Duration::from_secs(90), |r| r.len() >= 8);
+    // Every request counted once: 11 faults in 24 250 requests, read from the new owner.
+    let attainment = |i: &Instance| i.metric("tracewarden_slo_attainment_ratio{slo=\"buy-availability\"}");
+    let expected_attainment = 1.0 - 11.0 / 24_250.0;
+    let what = format!(
+        "the new owner's attainment to be 1 − 11/24 250 = {expected_attainment:.6} (see {})",
+        live[successor].log.display()
+    );
+    wait_until(
+        explained(|| format!("{what}: it is {:.6}", attainment(&live[successor]))),
+        Duration::from_secs(90),
+        || ((attainment(&live[successor]) - expected_attainment).abs() < 1e-9).then_some(()),
+    );
+    // The alerts: read until every one that fired has resolved.
+    let all_resolved = |records: &[(String, Vec<u8>)]| {
+        let mut last: BTreeMap<String, String> = BTreeMap::new();
+        for (name, status) in statuses(records) {
+            last.insert(name, status);
+        }
+        last.len() >= 4 && last.values().all(|s| s == "resolved")
+    };
+    let all = broker.read_while(&alerts, Duration::from_secs(90), all_resolved);
     let mut lifecycle: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, status) in statuses(&all) {
         lifecycle.entry(name).or_default().push(status);
     }
-    let expected: BTreeMap<String, Vec<String>> = ["breached", "page-fast", "page-slow", "ticket"]
-        .iter()
-        .map(|a| (a.to_string(), vec!["firing".to_string(), "resolved".to_string()]))
-        .collect();
+    // The 24 000 good requests reach the owner over a few publications, so an evaluation may
+    // catch the budget on its way up, between 0 and half: WARNING fires then, and resolves once
+    // they are all counted. Any other alert fires once and resolves once.
+    let once = || vec!["firing".to_string(), "resolved".to_string()];
+    if lifecycle.get("warning") == Some(&once()) {
+        lifecycle.remove("warning");
+    }
+    let expected: BTreeMap<String, Vec<String>> =
+        ["breached", "page-fast", "page-slow", "ticket"].iter().map(|a| (a.to_string(), once())).collect();
     assert_eq!(lifecycle, expected, "see {} and {}", victim.log.display(), live[successor].log.display());
     eprintln!(
         "SLO owner killed mid-incident ({instances} instance(s)): one firing and one resolved per alert; the new owner ignored {} replayed message counts",

@@ -17,7 +17,7 @@
 //! broker cuts, stalls or slows every connection for seconds at a time
 //! ([`network_faults_lose_nothing_and_the_instances_recover_by_themselves`]).
 //!
-//! A killed instance is restarted once its group session has expired (6 s): Tansu's coordinator
+//! A killed instance is restarted once its group session has expired ([`SESSION_TIMEOUT`]): Tansu's coordinator
 //! can keep a dead member in the assignment for good when a new member joins while the dead one's
 //! session is still open (Kafka expires it regardless).
 
@@ -133,7 +133,7 @@ fn kill_9_again_and_again_loses_no_trace_and_sends_each_alert_once() {
         // The replacement comes back after a fixed back-off, as a restarted pod does: a sleep by
         // design (the kill and the restart times are the chaos under test, and a kill may land
         // before the previous replacement has joined, so no group state marks "noticed").
-        std::thread::sleep(Duration::from_secs(8));
+        std::thread::sleep(SESSION_TIMEOUT + Duration::from_secs(2));
         live[victim] = spawn(&format!("instance-{victim}-after-kill-{}", kill + 1));
         eprintln!("chaos: kill {}/{kills} of instance-{victim} at {:?}", kill + 1, started.elapsed());
     }
@@ -245,7 +245,7 @@ fn alert_statuses(records: &[(String, Vec<u8>)]) -> BTreeMap<String, Vec<String>
 
 /// Network faults between the instances and the broker (a proxy the broker advertises, so every
 /// client connection goes through it): connections cut, stalled or slowed for 2 to 8 s at a time
-/// (past the 6 s session: members are expelled and join again). Nothing is lost, the group commits
+/// (past a 6 s session, set here: members are expelled and join again). Nothing is lost, the group commits
 /// the whole input, `/readyz` shows a cut (the first fault is one of 5 s or more) and every
 /// instance is ready again without help. `CHAOS_NETWORK_FAULTS` sets
 /// the faults (scripts/chaos.sh: 30; the test command: 4); the summary line is
@@ -259,7 +259,10 @@ fn network_faults_lose_nothing_and_the_instances_recover_by_themselves() {
     eprintln!("network: {faults} faults, CHAOS_SEED={seed}");
     let mut rng = SmallRng::seed_from_u64(seed);
     let (_own, proxy, broker) = broker_behind_proxy("network");
-    let mut live: Vec<Instance> = (0..3).map(|i| Instance::spawn(&broker, &format!("instance-{i}"), &[])).collect();
+    // A session shorter than the longest faults, so that some expel members.
+    let session = [("TRACEWARDEN__KAFKA__CLIENT__SESSION_TIMEOUT_MS", "6000")];
+    let mut live: Vec<Instance> =
+        (0..3).map(|i| Instance::spawn(&broker, &format!("instance-{i}"), &session)).collect();
     wait_until_settled(&live, PARTITIONS as usize);
     let stop = Arc::new(AtomicBool::new(false));
     let traffic = produce_traffic_until(&broker, 100, true, stop.clone());

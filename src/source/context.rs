@@ -104,7 +104,7 @@ impl<H: MessageHandler> ConsumerContext for SourceContext<H> {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
             let partitions = partitions_of(list);
-            tracing::info!(partitions = ?partitions, "partitions revoked: deciding their traces");
+            tracing::info!(member = self.member, owners = self.owners, partitions = ?partitions, "partitions revoked: deciding their traces");
             let leaving = self.leaving.load(Ordering::SeqCst);
             let metadata = consumer.group_metadata();
             let groups = if self.owners {
@@ -153,7 +153,7 @@ impl<H: MessageHandler> ConsumerContext for SourceContext<H> {
         match rebalance {
             Rebalance::Assign(list) => {
                 let partitions = partitions_of(list);
-                tracing::info!(partitions = ?partitions, "partitions assigned");
+                tracing::info!(member = self.member, owners = self.owners, partitions = ?partitions, "partitions assigned");
                 self.handler.lock().expect("handler lock").assign(&partitions);
                 self.ready.assign(self.member, &partitions);
             }

@@ -46,6 +46,14 @@ use tracewarden::model::Encoding;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tracewarden");
 
+/// The instances' group session (`session.timeout.ms`): how long after a kill -9 the broker
+/// expires the dead member. Tansu 0.6.0's coordinator answers a follower's JoinGroup only after
+/// 3 s, and refreshes a member's session on heartbeats alone (librdkafka sends none while it
+/// waits on JoinGroup or SyncGroup): two rounds of a rebalance in a row then expire a live member
+/// at 6 s, and the group re-forms without it, its partitions held twice or by no one. 15 s leaves
+/// room for four rounds; Kafka waits for every member before it answers a JoinGroup.
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// The broker under test, and names unique to one test.
 /// `fixed` settings followed by `owned` ones (such as [`Broker::group_view_settings`]), as
 /// [`Instance::spawn`] takes them.
@@ -279,7 +287,7 @@ impl Instance {
             .env("TRACEWARDEN__KAFKA__OUTPUT_TOPIC", broker.topic("out"))
             .env("TRACEWARDEN__KAFKA__DEAD_LETTER_TOPIC", broker.topic("dlq"))
             .env("TRACEWARDEN__KAFKA__COMMIT_INTERVAL", "200ms")
-            .env("TRACEWARDEN__KAFKA__CLIENT__SESSION_TIMEOUT_MS", "6000")
+            .env("TRACEWARDEN__KAFKA__CLIENT__SESSION_TIMEOUT_MS", SESSION_TIMEOUT.as_millis().to_string())
             .env("TRACEWARDEN__KAFKA__CLIENT__HEARTBEAT_INTERVAL_MS", "500")
             // One record per batch, as every producer here (see the module header).
             .env("TRACEWARDEN__KAFKA__CLIENT__BATCH_NUM_MESSAGES", "1")
