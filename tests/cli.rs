@@ -272,6 +272,18 @@ fn demo_serves_metrics_and_services() {
             && first_value("k8s.pod.name").as_deref() == Some("customers-service-5b7c4d9f6-zr8vt")
             && first_value("service.version").as_deref() == Some("1.4.0-rc1")
     });
+    // And comparing customers-service's faults with its other requests puts the canary's pod and
+    // version first, far more frequent among the faults than among the rest.
+    let comparison = json("/api/compare?service=customers-service&outcome=fault");
+    let first_compared = |key: &str| {
+        let keys = comparison["keys"].as_array().cloned().unwrap_or_default();
+        keys.into_iter().find(|k| k["key"] == key).map(|k| k["values"][0].clone()).unwrap_or_default()
+    };
+    for (key, value) in [("k8s.pod.name", "customers-service-5b7c4d9f6-zr8vt"), ("service.version", "1.4.0-rc1")] {
+        let first = first_compared(key);
+        assert_eq!(first["value"], value, "{key} in {comparison}");
+        assert!(first["lift"].as_f64().is_none_or(|lift| lift > 2.0), "{key}: {first}");
+    }
 
     terminate(&child);
     let mut child = child;

@@ -312,7 +312,8 @@ fn location(addr: &str, path: &str) -> Option<String> {
 }
 
 /// Two instances of one group, each reading part of the partitions, answer the same for the whole
-/// input: the map, the contributors (the bad pod first) and the history; a trace looked up on the
+/// input: the map, the contributors (the bad pod first), the comparison of the faults and the
+/// history; a trace looked up on the
 /// instance that did not decide it redirects to the one that did.
 #[test]
 fn two_instances_answer_for_the_whole_group() {
@@ -393,6 +394,49 @@ fn two_instances_answer_for_the_whole_group() {
         [2, 1, 0].iter().map(|&pod| (format!("customers-{pod}"), requests_of(pod), faults_of(pod))).collect();
     assert_eq!(rows, expected, "the bad pod first, every figure exact");
     assert_eq!(answer["estimated"], false);
+    // Compare the faults with the other requests: pod 2 served 10 of the 11 faults and none of
+    // the 19 other requests; pod 1 one fault and 9 others; pod 0 none of the faults, 10 others.
+    let compare = "/api/compare?service=customers&outcome=fault";
+    let (status, answer) = get(&addr_b, compare);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer, get(&addr_a, compare).1, "the same comparison from either instance");
+    let baseline_requests = TRACES as u64 - total_faults;
+    assert_eq!(
+        (answer["selection"]["requests"].as_u64(), answer["baseline"]["requests"].as_u64()),
+        (Some(total_faults), Some(baseline_requests))
+    );
+    let pods =
+        answer["keys"].as_array().unwrap().iter().find(|k| k["key"] == "k8s.pod.name").expect("the pods compared");
+    let compared: Vec<(String, u64, u64, f64, f64)> = pods["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let number = |field: &str| v[field].as_f64().unwrap();
+            (
+                v["value"].as_str().unwrap().to_string(),
+                v["selection"].as_u64().unwrap(),
+                v["baseline"].as_u64().unwrap(),
+                number("selectionShare"),
+                number("baselineShare"),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, u64, u64, f64, f64)> = [2, 1, 0]
+        .iter()
+        .map(|&pod| {
+            let (selected, others) = (faults_of(pod), requests_of(pod) - faults_of(pod));
+            (
+                format!("customers-{pod}"),
+                selected,
+                others,
+                selected as f64 / total_faults as f64,
+                others as f64 / baseline_requests as f64,
+            )
+        })
+        .collect();
+    assert_eq!(compared, expected, "ranked by the difference of the shares, every figure exact");
+    assert_eq!(pods["values"][0]["lift"], serde_json::Value::Null, "no lift: the baseline has none of pod 2");
     let (_, dimensions) = get(&addr_b, "/api/contributors/dimensions?service=customers");
     assert_eq!(dimensions["dimensions"], serde_json::json!(["service.version", "k8s.pod.name"]));
 

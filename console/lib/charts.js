@@ -65,7 +65,7 @@ export function chart(container, name, times, series, opts = {}) {
       if (i !== null && i !== undefined) drawn.opts.onPoint?.(i);
     });
     plot.over.style.cursor = "pointer";
-    plot.over.title = "Click a point: its traces and top contributors";
+    plot.over.title = "Click a point: its traces and what is different about its faults";
   }
   return plot;
 }

@@ -1,6 +1,6 @@
 // @ts-check
 // Service: its charts, operations and dependencies; a click on a chart point opens a panel with the
-// point's traces and the top contributors.
+// point's traces and what is different about its faults (the comparison with the other requests).
 
 import { api, isCancelled, otherwise, seriesHistory } from "../lib/api.js";
 import { chart, chartBox, resyncCharts } from "../lib/charts.js";
@@ -12,7 +12,7 @@ import { table } from "../lib/table.js";
 /** @import { PageResult } from "../lib/dom.js" */
 /** @typedef {{ service: string, environment?: string, operation?: string }} Selection */
 /** @typedef {{ time: string, traceIds: string[], requests: number, faults: number }} Point */
-/** @typedef {{ point?: Point | null, dimension?: string, by?: string }} ServiceState */
+/** @typedef {{ point?: Point | null, mark?: string, range?: string }} ServiceState */
 
 /**
  * @param {{ service?: string, environment?: string, operation?: string }} params
@@ -84,43 +84,59 @@ function showPointPanel(layout, sel, state) {
   pointPanel(layout, sel, state).catch((e) => { if (!isCancelled(e)) throw e; });
 }
 
-/** The panel of a clicked chart point: its traces and the top contributors. @param {HTMLElement} layout @param {Selection} sel @param {ServiceState} state */
+/** What a request selected for comparison is, as /api/compare names it. */
+const MARKS = [["fault", "Faults"], ["error", "Errors"], ["throttle", "Throttles"]];
+
+/** Values shown per key in the comparison: its most different one. */
+const VALUES_PER_KEY = 1;
+
+/**
+ * The panel of a clicked chart point: its traces and what is different about its faults (or
+ * errors, or throttles) against the other requests, over the point's 10 s or the last window.
+ * @param {HTMLElement} layout @param {Selection} sel @param {ServiceState} state
+ */
 async function pointPanel(layout, sel, state) {
   const point = state.point;
   if (!point) return;
-  /** @type {{ dimensions: string[] }} */
-  const dims = await api("/api/contributors/dimensions" + query({ service: sel.service, environment: sel.environment, operation: sel.operation }))
-    .catch(otherwise(() => ({ dimensions: [] })));
-  const dimension = state.dimension && dims.dimensions.includes(state.dimension) ? state.dimension
-    : dims.dimensions.includes("k8s.pod.name") ? "k8s.pod.name" : dims.dimensions[0];
-  /** @type {Contributors | null} */
-  let contributors = null;
+  const start = Math.floor(unix(point.time));
+  const outcome = state.mark || "fault";
+  const range = state.range === "window" ? {} : { from: start, to: start + 9 };
+  /** @type {Comparison | null} */
+  let comparison = null;
   /** @type {string | null} */
   let problem = null;
-  if (dimension) {
-    contributors = await api("/api/contributors" + query({ ...sel, dimension, by: state.by || "faults" }))
-      .catch(otherwise((e) => { problem = e.message; return null; }));
-  }
+  comparison = await api("/api/compare" + query({ ...sel, outcome, ...range, limit: VALUES_PER_KEY }))
+    .catch(otherwise((e) => { problem = e.message; return null; }));
   if (state.point !== point) return; // closed, or another point clicked, meanwhile
-  const start = Math.floor(unix(point.time));
-  const panel = h("aside", { "data-panel": "point", "aria-label": "The clicked point" },
+  const rows = comparison ? comparison.keys.flatMap((k) => k.values.map((v) => ({ key: k.key, ...v }))) : [];
+  /** @param {string} name @param {string} value @param {string} label @param {string | undefined} current */
+  const choice = (name, value, label, current) => h("label", {}, h("input", {
+    type: "radio", name, value, checked: value === current, onchange: () => {
+      if (name === "mark") state.mark = value; else state.range = value;
+      showPointPanel(layout, sel, state);
+    },
+  }), " " + label + " ");
+  const panel = h("aside", { "data-panel": "point", "data-range": range.from ? "point" : "window", "aria-label": "The clicked point" },
     h("h2", {}, "At " + fmt.time(point.time)),
     h("p", {}, `${fmt.count(point.requests)} requests, `, h("span", { class: point.faults ? "bad" : null }, `${fmt.count(point.faults)} faults`), " in these 10 s."),
     h("h3", {}, "Example traces"),
     point.traceIds.length ? h("ul", {}, point.traceIds.map((id) => h("li", {}, link("trace", { id }, id.slice(0, 16) + "…")))) : h("p", { class: "muted" }, "none"),
     link("traces", { service: sel.service, environment: sel.environment, operation: sel.operation, from: start - 10, to: start + 20 }, "All traces around this point →", { "data-link": "traces" }),
-    h("h3", {}, "Top contributors (last window)"),
-    dimension ? h("label", {}, "by ", h("select", { onchange: (/** @type {Event} */ e) => {
-      state.dimension = /** @type {HTMLSelectElement} */ (e.target).value;
-      showPointPanel(layout, sel, state);
-    } }, dims.dimensions.map((d) => h("option", { value: d, selected: d === dimension }, d)))) : null,
-    problem ? errorBox(problem) : contributors ? table("contributors", [
-      { key: "value", label: dimension ?? "" },
-      { key: "requests", label: "Req", num: true, cell: (r) => fmt.count(r.requests) },
-      { key: "faults", label: "Faults", num: true, cell: (r) => h("span", { class: r.faults ? "bad" : null }, fmt.count(r.faults)) },
-      { key: "p99", label: "p99", num: true, value: (r) => r.p99Seconds, cell: (r) => fmt.ms(r.p99Seconds) },
-    ], contributors.contributors, (r) => r.value) : h("p", { class: "muted" }, "No resource attributes (investigation.dimensions) seen for this series."),
-    contributors && contributors.estimated ? h("p", { class: "muted" }, "Estimated: more resources than investigation.max_values_per_dimension.") : null,
+    h("h3", {}, "What's different"),
+    h("fieldset", { "data-choice": "mark" }, h("legend", {}, "Compare"), MARKS.map(([value, label]) => choice("mark", value, label, outcome))),
+    h("fieldset", { "data-choice": "range" }, h("legend", {}, "over"),
+      choice("range", "point", "these 10 s", state.range === "window" ? "window" : "point"),
+      choice("range", "window", "the last window", state.range === "window" ? "window" : "point")),
+    problem ? errorBox(problem) : comparison && comparison.selection.requests > 0 ? table("compare", [
+      { key: "key", label: "Attribute" },
+      { key: "value", label: "Value" },
+      { key: "selectionShare", label: "Of these", num: true, cell: (r) => h("span", { class: r.selectionShare > r.baselineShare ? "bad" : null }, fmt.pct(r.selectionShare)) },
+      { key: "baselineShare", label: "Of the rest", num: true, cell: (r) => fmt.pct(r.baselineShare) },
+      { key: "lift", label: "Lift", num: true, cell: (r) => r.lift === null ? "only here" : r.lift.toFixed(1) + "×" },
+    ], rows, (r) => r.key + "=" + r.value)
+      : h("p", { class: "muted" }, `No ${outcome}s in this range to compare.`),
+    comparison ? h("p", { class: "muted" }, `${fmt.count(comparison.selection.requests)} ${outcome}s against ${fmt.count(comparison.baseline.requests)} other requests` +
+      (comparison.estimated ? "; estimated: more resources than investigation.max_values_per_dimension." : ".")) : null,
     h("button", { type: "button", onclick: () => {
       state.point = null; layout.classList.remove("with-panel"); layout.querySelector("aside")?.remove(); resyncCharts();
     } }, "Close"));

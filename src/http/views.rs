@@ -1,7 +1,7 @@
 //! The investigation answers (investigation.md), group-wide from any instance: the services, the
-//! series tables and the map from the group's rollups; a series' history and contributors, and an
-//! SLO's history, from their owner (asked over HTTP when that is another member); trace searches
-//! from every live member.
+//! series tables and the map from the group's rollups; a series' history, contributors and
+//! compare, and an SLO's history, from their owner (asked over HTTP when that is another member);
+//! trace searches from every live member.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -13,6 +13,7 @@ use axum::Json;
 use serde::Serialize;
 
 use crate::clock::Nanos;
+use crate::investigate::compare::{self, CompareQuery};
 use crate::investigate::contributors::{dimensions_seen, parse_selection, top_contributors, ContributorQuery};
 use crate::investigate::group::forward::FORWARDED_HEADER;
 use crate::investigate::group::Route;
@@ -275,6 +276,24 @@ pub async fn contributors(
         query,
         |q| &q.selection,
         |handles, timeline, query, now| top_contributors(timeline, &handles.timeline.dimensions, &query, now),
+    )
+    .await
+}
+
+/// `GET /api/compare`: what the selected requests of a series (faults, errors, throttles or slow
+/// ones) have in common that the others do not.
+pub async fn compare(
+    State(handles): State<Handles>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(parameters): Parameters,
+) -> Response {
+    from_owner(
+        handles,
+        (headers, uri),
+        CompareQuery::parse(pairs(&parameters)),
+        |q| &q.selection,
+        |handles, timeline, query, now| compare::compare(timeline, &handles.timeline.dimensions, &query, now),
     )
     .await
 }

@@ -7,8 +7,11 @@
 //! instance owns, merged from every instance's partials; history and contributors are answered
 //! from it (by the owner), the map and the series tables from the group's rollups.
 
+pub mod compare;
 mod config;
 pub mod contributors;
+#[cfg(test)]
+mod fixture;
 pub mod group;
 pub mod held;
 pub mod history;

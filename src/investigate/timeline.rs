@@ -244,6 +244,20 @@ impl Timeline {
     /// The contributor tables of the selected series over `metrics.window` at `now`, merged.
     pub fn contributors(&self, select: impl Fn(&SeriesId) -> bool, now: Nanos) -> ContributorTable {
         let (from, to) = self.window(now);
+        self.contributors_between(select, from, to, now)
+    }
+
+    /// The selected series' contributor tables of steps `from..=to` merged; only the steps inside
+    /// `metrics.window` at `now` keep tables, so the range is cut to those.
+    pub fn contributors_between(
+        &self,
+        select: impl Fn(&SeriesId) -> bool,
+        from: u64,
+        to: u64,
+        now: Nanos,
+    ) -> ContributorTable {
+        let (first, last) = self.window(now);
+        let (from, to) = (from.max(first), to.min(last));
         let mut merged = ContributorTable::default();
         for (_, series) in self.series.iter().filter(|(id, _)| select(id)) {
             series.between(from, to).for_each(|(_, p)| merged.merge(&p.contributors));

@@ -141,6 +141,13 @@ impl LatencySketch {
         self.buckets.is_empty()
     }
 
+    /// How many latencies were recorded in `bucket` or above: those at or above any latency of
+    /// `bucket`, give or take the one bucket (within [`RELATIVE_ACCURACY`] of its bounds).
+    pub fn count_from(&self, bucket: Bucket) -> u64 {
+        let start = self.buckets.partition_point(|&(b, _)| b < bucket.0);
+        self.buckets[start..].iter().map(|&(_, c)| c as u64).sum()
+    }
+
     /// The latency (seconds) at quantile `q` ∈ [0, 1]: the `⌈q·n⌉`-th smallest (at least the
     /// smallest), within α; `None` when empty.
     pub fn quantile(&self, q: f64) -> Option<f64> {

@@ -357,7 +357,7 @@ await check('traces -> trace: a fault trace opens as a waterfall, and back retur
   assert.equal(hashQuery(hash).get('outcome'), 'fault', `back returns to the fault traces: ${hash}`);
 });
 
-await check('service: a chart point of customers-service opens its traces and contributors', async (page) => {
+await check('service: a chart point of customers-service opens its traces and what is different about its faults', async (page) => {
   const service = 'customers-service';
   await open(page, `#/service?service=${service}&environment=${ENV}`, 'service', { states: ['ready', 'empty'] });
   await until(page, 'operations and dependencies tables with rows',
@@ -390,21 +390,25 @@ await check('service: a chart point of customers-service opens its traces and co
     if (x === null) { await sleep(3_000); continue; }
     await over.click({ position: { x, y } });
     try {
-      await until(page, 'the panel has traces and contributors', () => {
+      await until(page, 'the panel has traces and the comparison', () => {
         const aside = document.querySelector('aside[data-panel="point"]');
-        return Boolean(aside?.querySelector('a[href^="#/trace?"]') && aside.querySelector('table[data-table="contributors"] tr[data-row]'));
+        return Boolean(aside?.querySelector('a[href^="#/trace?"]') && aside.querySelector('table[data-table="compare"] tr[data-row]'));
       }, null, 10_000);
       found = true;
     } catch {
-      console.log(`      (a point with faults opened a panel without example traces or contributors: ${await describe(page)})`);
+      console.log(`      (a point with faults opened a panel without example traces or a comparison: ${await describe(page)})`);
       await sleep(3_000);
     }
   }
   assert.ok(found, `no point of the faults chart with faults opened aside[data-panel=point] with example traces ` +
-    `(a[href^="#/trace?"]) and table[data-table=contributors] rows within 60 s; ${await describe(page)}`);
+    `(a[href^="#/trace?"]) and table[data-table=compare] rows within 60 s; ${await describe(page)}`);
 
-  const top = await panel.locator('table[data-table="contributors"] tr[data-row]').first().getAttribute('data-row');
-  assert.match(top, CANARY, 'the top contributor to customers-service\'s faults is the canary');
+  // Over the whole window (a choice in the panel), where the figures are many: the canary first.
+  await panel.locator('[data-choice="range"] input[value="window"]').check();
+  await until(page, 'the comparison over the last window', () =>
+    Boolean(document.querySelector('aside[data-panel="point"][data-range="window"] table[data-table="compare"] tr[data-row]')));
+  const top = await panel.locator('table[data-table="compare"] tr[data-row]').first().getAttribute('data-row');
+  assert.match(top, CANARY, 'what is most different about customers-service\'s faults is the canary');
   const traces = panel.locator('[data-link="traces"]');
   assert.equal(await traces.count(), 1, 'the panel links to the traces of the point ([data-link=traces])');
   const tracesHref = await traces.getAttribute('href');

@@ -65,6 +65,16 @@ interface Contributors {
     availability: number | null; p99Seconds: number | null; traceIds: string[] }[];
 }
 
+/** GET /api/compare */
+interface Comparison {
+  selection: { requests: number }; baseline: { requests: number }; estimated: boolean;
+  keys: { key: string; values: ComparedValue[] }[];
+}
+interface ComparedValue {
+  value: string; selection: number; baseline: number; selectionShare: number; baselineShare: number;
+  lift: number | null; traceIds: string[];
+}
+
 /** GET /api/slos: { slos: SloReport[] } */
 interface SloReport {
   name: string; service: string; operation: string | null; sli: string; goal: number; window: string;

@@ -1,46 +1,5 @@
-use std::sync::Arc;
-use std::time::Duration;
-
 use super::*;
-use crate::config::Config;
-use crate::signals::SignalStore;
-use crate::testing::{spans, SpanSpec, SERVER};
-
-const NOW: Nanos = Nanos(1_700_000_000_000_000_000);
-
-/// 20 requests of customers `GET /owners`: pod-1 serves 8 (1 fault), pod-2 (the bad version) 6
-/// (5 faults, 200 ms), pod-3 4 (0 faults), and 2 come from a resource without a pod name.
-fn timeline(capacity: usize) -> (Timeline, Arc<[Arc<str>]>) {
-    let mut config = Config::default();
-    config.investigation.max_values_per_dimension = capacity;
-    let mut store = SignalStore::new(config.signal_settings());
-    let mut trace = 0u8;
-    let mut request = |pod: Option<&'static str>, status: i64, micros: u64| {
-        trace += 1;
-        let mut span = SpanSpec::new("customers", trace, 1, None, SERVER, "x")
-            .http("GET", "/owners", status)
-            .micros(micros)
-            .resource("service.version", if pod == Some("pod-2") { "1.4.0-rc1" } else { "1.3.2" });
-        if let Some(pod) = pod {
-            span = span.resource("k8s.pod.name", pod);
-        }
-        store.record_trace(&spans(&[span]), NOW);
-    };
-    for i in 0..8 {
-        request(Some("pod-1"), if i == 0 { 500 } else { 200 }, 10_000);
-    }
-    for i in 0..6 {
-        request(Some("pod-2"), if i < 5 { 503 } else { 200 }, 200_000);
-    }
-    for _ in 0..4 {
-        request(Some("pod-3"), 200, 10_000);
-    }
-    request(None, 200, 10_000);
-    request(None, 404, 10_000);
-    let mut timeline = Timeline::new(Duration::from_secs(3600), Duration::from_secs(60), 100);
-    timeline.merge(&store.flush_points(), NOW);
-    (timeline, store.dimensions().clone())
-}
+use crate::investigate::fixture::{customers_timeline as timeline, NOW};
 
 fn query(pairs: &[(&str, &str)], dimensions: &[Arc<str>]) -> ContributorQuery {
     ContributorQuery::parse(pairs.iter().copied(), dimensions).expect("valid query")
