@@ -260,6 +260,20 @@ impl Span {
     }
 }
 
+/// An exception a span recorded, as its wire format carries it (an OpenTelemetry `exception` span
+/// event, Jaeger's `exception` log, X-Ray's `cause.exceptions`), read on demand from the span's
+/// bytes ([`crate::format::Format::exception`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Exception {
+    /// `exception.type`: the class or kind (`java.lang.IllegalStateException`, `ValueError`).
+    pub type_name: String,
+    /// `exception.message`, as recorded.
+    pub message: String,
+    /// `exception.stacktrace`, as the language prints it (X-Ray's frames written one a line,
+    /// `at label (path:line)`).
+    pub stacktrace: String,
+}
+
 /// An attribute value looked up on demand.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AttrValue {

@@ -32,7 +32,7 @@ mod zipkin_proto;
 use bytes::Bytes;
 
 use crate::decision::Decision;
-use crate::model::{AttrValue, Span};
+use crate::model::{AttrValue, Exception, Span};
 
 pub use crate::model::Encoding;
 pub use decoder::{AttributeLookup, DecodeError, DecodeStats, Decoder, InputEncoding, SpanReject, MAX_FUTURE_SKEW};
@@ -96,6 +96,29 @@ pub trait Format: Sync {
     fn find_resource_attribute(&self, _resource: &[u8], _key: &str) -> Option<AttrValue> {
         None
     }
+
+    /// The first exception a span recorded, from its bytes; `None` for a span without one, and
+    /// for encodings that carry none (Zipkin).
+    fn exception(&self, _raw: &[u8]) -> Option<Exception> {
+        None
+    }
+}
+
+/// The exception of a span read in `encoding` ([`Format::exception`]).
+pub fn exception(encoding: Encoding, raw: &[u8]) -> Option<Exception> {
+    encoding.format().exception(raw)
+}
+
+/// An exception from OpenTelemetry's attribute names (`exception.type`, `exception.message`,
+/// `exception.stacktrace`) looked up in `attribute`; `None` when it names neither a type nor a
+/// message (the semantic conventions require one of them).
+pub(crate) fn exception_from(mut attribute: impl FnMut(&str) -> Option<String>) -> Option<Exception> {
+    let type_name = attribute("exception.type").unwrap_or_default();
+    let message = attribute("exception.message").unwrap_or_default();
+    if type_name.is_empty() && message.is_empty() {
+        return None;
+    }
+    Some(Exception { type_name, message, stacktrace: attribute("exception.stacktrace").unwrap_or_default() })
 }
 
 /// The table: each encoding's constant on [`Encoding`] and the type that implements it, in the

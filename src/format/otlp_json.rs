@@ -18,7 +18,7 @@ use super::{tracestate_with_threshold, RULE_ATTRIBUTE, SAMPLE_RATE_ATTRIBUTE};
 use super::{DecodeStats, Format, Malformed};
 use crate::decision::adjusted_count;
 use crate::decision::Decision;
-use crate::model::{AttrValue, Encoding, Span, SpanKind, StatusCode};
+use crate::model::{AttrValue, Encoding, Exception, Span, SpanKind, StatusCode};
 use serde_json::{json, Value};
 
 #[derive(Deserialize)]
@@ -283,6 +283,21 @@ fn draft_of<'a>(span: &'a JsonSpan<'a>) -> SpanDraft<'a> {
     draft
 }
 
+/// A span's events, all that [`OtlpJson::exception`] reads of it.
+#[derive(Deserialize)]
+struct SpanEvents<'a> {
+    #[serde(borrow, default)]
+    events: Vec<JsonEvent<'a>>,
+}
+
+#[derive(Deserialize)]
+struct JsonEvent<'a> {
+    #[serde(borrow, default)]
+    name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    attributes: Vec<KeyValue<'a>>,
+}
+
 fn find_in(attributes: &[KeyValue<'_>], key: &str) -> Option<AttrValue> {
     attributes.iter().find(|kv| kv.key == key).map(|kv| kv.value.to_value())
 }
@@ -334,6 +349,13 @@ impl Format for OtlpJson {
     fn find_resource_attribute(&self, resource: &[u8], key: &str) -> Option<AttrValue> {
         let resource: Resource<'_> = serde_json::from_slice(resource).ok()?;
         find_in(&resource.attributes, key)
+    }
+
+    /// The first event named `exception`.
+    fn exception(&self, raw: &[u8]) -> Option<Exception> {
+        let span: SpanEvents<'_> = serde_json::from_slice(raw).ok()?;
+        let event = span.events.iter().find(|e| e.name == "exception")?;
+        super::exception_from(|key| find_in(&event.attributes, key).and_then(|v| v.as_text()))
     }
 }
 

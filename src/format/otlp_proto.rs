@@ -16,7 +16,7 @@ use super::{tracestate_with_threshold, RULE_ATTRIBUTE, SAMPLE_RATE_ATTRIBUTE};
 use super::{DecodeStats, Format, Malformed};
 use crate::decision::adjusted_count;
 use crate::decision::Decision;
-use crate::model::{AttrValue, Encoding, Span, SpanKind, StatusCode};
+use crate::model::{AttrValue, Encoding, Exception, Span, SpanKind, StatusCode};
 use bytes::{BufMut, BytesMut};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 
@@ -339,6 +339,25 @@ impl Format for OtlpProto {
 
     fn find_resource_attribute(&self, resource: &[u8], key: &str) -> Option<AttrValue> {
         attribute_in(resource, 1, key)
+    }
+
+    /// The first span event (field 11) named `exception` (Event: name 2, attributes 3).
+    fn exception(&self, raw: &[u8]) -> Option<Exception> {
+        let mut reader = WireReader::new(raw);
+        while let Ok(Some((field, value, _))) = reader.next_field() {
+            let (11, WireField::Len(event)) = (field, value) else { continue };
+            let mut named_exception = false;
+            let mut event_reader = WireReader::new(event);
+            while let Ok(Some((f, v, _))) = event_reader.next_field() {
+                if let (2, WireField::Len(name)) = (f, v) {
+                    named_exception = name == b"exception";
+                }
+            }
+            if named_exception {
+                return super::exception_from(|key| attribute_in(event, 3, key).and_then(|v| v.as_text()));
+            }
+        }
+        None
     }
 }
 

@@ -43,7 +43,8 @@ use super::SpanReject;
 use super::{DecodeStats, Format, Malformed};
 use crate::decision::Decision;
 use crate::model::{
-    AttrValue, Encoding, FastMap, Origin, Outcome, Span, SpanId, SpanKind, StatusCode, TraceId, UNKNOWN_SERVICE,
+    AttrValue, Encoding, Exception, FastMap, Origin, Outcome, Span, SpanId, SpanKind, StatusCode, TraceId,
+    UNKNOWN_SERVICE,
 };
 use serde_json::json;
 
@@ -572,6 +573,34 @@ impl Format for XrayJson {
     fn find_resource_attribute(&self, resource: &[u8], key: &str) -> Option<AttrValue> {
         let resource: Map<String, Value> = serde_json::from_slice(resource).ok()?;
         resource.get(key)?.as_str().map(|s| AttrValue::Str(s.into()))
+    }
+
+    /// The first of the document's `cause.exceptions` (a `cause` that is only the id of an
+    /// exception recorded elsewhere names none); its `stack` frames written one a line as
+    /// `at label (path:line)`, in the document's order.
+    fn exception(&self, raw: &[u8]) -> Option<Exception> {
+        #[derive(Deserialize)]
+        struct Caused {
+            #[serde(default)]
+            cause: Option<Value>,
+        }
+        let caused: Caused = serde_json::from_slice(raw).ok()?;
+        let first = caused.cause?.get("exceptions")?.as_array()?.first()?.clone();
+        let text = |key: &str| first.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+        let frames: Vec<String> = first
+            .get("stack")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|frame| {
+                let field = |key: &str| {
+                    frame.get(key).map_or(String::new(), |v| v.as_str().map_or(v.to_string(), str::to_string))
+                };
+                format!("at {} ({}:{})", field("label"), field("path"), field("line"))
+            })
+            .collect();
+        let exception = Exception { type_name: text("type"), message: text("message"), stacktrace: frames.join("\n") };
+        (!exception.type_name.is_empty() || !exception.message.is_empty()).then_some(exception)
     }
 }
 

@@ -16,6 +16,7 @@
 
 mod config;
 pub mod contributors;
+pub mod exception;
 pub mod exposition;
 pub mod point;
 pub mod sketch;
