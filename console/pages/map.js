@@ -1,5 +1,7 @@
 // @ts-check
-// Map: the service map (Cytoscape.js, vendored: the global `cytoscape`) and its edges' table.
+// Map: the service map (Cytoscape.js, vendored: the global `cytoscape`) and its edges' table. Each
+// node's health is a ring split by the shares of its requests that were ok, errors, faults and
+// throttles (as the X-Ray map draws it); edge labels are moved off each other and off the nodes.
 
 import { api } from "../lib/api.js";
 import { empty, h, kept } from "../lib/dom.js";
@@ -27,15 +29,31 @@ export async function render({ environment }) {
   return {
     state: "ready",
     content: [h("h1", {}, "Service map"),
-      h("div", { class: "legend" }, h("span", {}, h("i", { class: "dot-fault" }), "faults"), h("span", {}, h("i", { class: "dot-error" }), "errors"),
+      h("div", { class: "legend" }, h("span", {}, "ring: share of requests "), h("span", {}, h("i", { class: "dot-ok" }), "ok"),
+        h("span", {}, h("i", { class: "dot-error" }), "errors"), h("span", {}, h("i", { class: "dot-fault" }), "faults"),
         h("span", {}, h("i", { class: "dot-throttle" }), "throttles"), h("span", {}, "thick outline: SLO breached"), h("span", {}, "click a node to open it")),
       box, h("h2", {}, "Edges"), edges],
     after: () => drawMap(box, map, window),
   };
 }
 
-/** @param {{ faults: number, throttles: number, errors: number }} x */
-const color = (x) => (x.faults ? "#d62728" : x.throttles ? "#8e44ad" : x.errors ? "#e6a700" : "#4c78a8");
+/** The colours of the outcomes, as the legend shows them. */
+const OUTCOME_COLORS = { ok: "#2e8540", error: "#e6a700", fault: "#d62728", throttle: "#8e44ad" };
+
+/** An edge's colour: its worst outcome. @param {{ faults: number, throttles: number, errors: number }} x */
+const color = (x) => (x.faults ? OUTCOME_COLORS.fault : x.throttles ? OUTCOME_COLORS.throttle : x.errors ? OUTCOME_COLORS.error : "#4c78a8");
+
+/**
+ * The shares (percent, adding up to 100) of a node's requests that were ok, errors (4xx other than
+ * throttles), faults and throttles: the slices of its ring. Without requests, all ok.
+ * @param {{ requests: number, faults: number, errors: number, throttles: number }} x
+ */
+export function healthShares(x) {
+  if (!x.requests) return { ok: 100, error: 0, fault: 0, throttle: 0 };
+  const percent = (/** @type {number} */ n) => (100 * n) / x.requests;
+  const fault = percent(x.faults), throttle = percent(x.throttles), error = percent(Math.max(0, x.errors - x.throttles));
+  return { ok: Math.max(0, 100 - fault - throttle - error), error, fault, throttle };
+}
 
 /**
  * The Cytoscape elements of the map: a node per map node, an edge per map edge, with their labels
@@ -45,8 +63,8 @@ const color = (x) => (x.faults ? "#d62728" : x.throttles ? "#8e44ad" : x.errors 
 export function mapElements(map, windowSeconds) {
   return [
     ...map.nodes.map((n) => ({ data: { id: n.id, label: `${n.name}\n${fmt.pct(n.availability)} · p99 ${fmt.ms(n.p99Seconds)}`,
-      color: color(n), border: n.sloStatus === "BREACHED" ? 5 : 1, kind: n.kind, name: n.name, environment: n.environment,
-      shape: n.kind === "database" ? "barrel" : n.kind === "queue" ? "round-tag" : n.kind === "client" ? "diamond" : "round-rectangle" } })),
+      ...healthShares(n), border: n.sloStatus === "BREACHED" ? 5 : 1, kind: n.kind, name: n.name, environment: n.environment,
+      shape: n.kind === "database" ? "barrel" : n.kind === "queue" ? "round-tag" : n.kind === "client" ? "diamond" : "ellipse" } })),
     ...map.edges.map((e) => ({ data: { id: e.id, source: e.source, target: e.target, color: color(e),
       label: `${fmt.rate(e.requests / windowSeconds)}/s · ${fmt.pct(e.requests ? e.faults / e.requests : 0)} faults · p99 ${fmt.ms(e.p99Seconds)}` } })),
   ];
@@ -75,6 +93,7 @@ function drawMap(box, map, windowSeconds) {
     const same = cy;
     same.resize(); // the box may have moved
     same.batch(() => { for (const e of elements) same.getElementById(e.data.id).data(e.data); });
+    placeLabels(same, box); // new labels, new sizes
     return;
   }
   const roots = map.nodes.filter((n) => n.kind === "client").map((n) => n.id);
@@ -84,17 +103,24 @@ function drawMap(box, map, windowSeconds) {
   const core = cytoscape({
     container: box, elements, wheelSensitivity: 0.2,
     layout: keep ? { name: "preset", positions: (/** @type {cytoscape.NodeSingular} */ node) => previous.positions[node.id()], fit: false }
-      : { name: "breadthfirst", directed: true, roots: roots.length ? roots : undefined, spacingFactor: 1.1, padding: 20 },
+      : { name: "breadthfirst", directed: true, roots: roots.length ? roots : undefined, spacingFactor: 1.5, padding: 20 },
     style: [
       { selector: "node", style: { label: "data(label)", "text-wrap": "wrap", "font-size": 10, "text-valign": "bottom", "text-margin-y": 4,
-        "background-color": "data(color)", shape: "data(shape)", width: 34, height: 34, "border-width": "data(border)", "border-color": "#111" } },
+        "background-color": "#f4f6f8", shape: "data(shape)", width: 38, height: 38, "border-width": "data(border)", "border-color": "#111",
+        "pie-size": "100%", "pie-hole": "58%",
+        "pie-1-background-color": OUTCOME_COLORS.ok, "pie-1-background-size": "data(ok)",
+        "pie-2-background-color": OUTCOME_COLORS.error, "pie-2-background-size": "data(error)",
+        "pie-3-background-color": OUTCOME_COLORS.fault, "pie-3-background-size": "data(fault)",
+        "pie-4-background-color": OUTCOME_COLORS.throttle, "pie-4-background-size": "data(throttle)" } },
       { selector: "edge", style: { width: 2, "line-color": "data(color)", "target-arrow-color": "data(color)", "target-arrow-shape": "triangle",
-        "curve-style": "bezier", label: "data(label)", "font-size": 8, "text-rotation": "autorotate", "text-background-color": "#fff", "text-background-opacity": 0.8 } },
+        "curve-style": "bezier", label: "data(label)", "font-size": 8, "text-background-color": "#fff", "text-background-opacity": 0.85,
+        "text-background-padding": "1px" } },
     ],
   });
   cy = core;
   shownIds = ids;
   if (keep && previous) { core.zoom(previous.zoom); core.pan(previous.pan); }
+  placeLabels(core, box);
   core.on("tap", "node", (e) => {
     const d = e.target.data();
     if (d.kind === "service") location.hash = href("service", { service: d.name, environment: d.environment });
@@ -103,4 +129,55 @@ function drawMap(box, map, windowSeconds) {
     const source = core.getElementById(e.target.data("source")).data();
     if (source.kind === "service") location.hash = href("service", { service: source.name, environment: source.environment });
   });
+}
+
+/** How far an edge label may be moved off its edge's midpoint, in steps of this many pixels. */
+const LABEL_STEP = 12;
+const LABEL_STEPS = 6;
+
+/**
+ * @typedef {{ x1: number, y1: number, x2: number, y2: number }} Box
+ * @param {Box} a @param {Box} b
+ */
+const overlaps = (a, b) => a.x1 < b.x2 && b.x1 < a.x2 && a.y1 < b.y2 && b.y1 < a.y2;
+
+/** An edge's label alone. @param {cytoscape.EdgeSingular} edge @returns {Box} */
+const labelBox = (edge) => edge.boundingBox({ includeNodes: false, includeEdges: false, includeLabels: true, includeOverlays: false });
+
+/**
+ * Moves each edge label up or down its edge's midpoint, nearest first, until it overlaps no node
+ * (with its label) and no label placed before it; a label with no free place within
+ * `LABEL_STEPS` steps is hidden (the edges table has every figure). Says on `box` how many labels
+ * overlap anything afterwards (`data-label-overlaps`) and how many were hidden
+ * (`data-labels-hidden`).
+ * @param {cytoscape.Core} core @param {HTMLElement} box
+ */
+function placeLabels(core, box) {
+  /** @type {Box[]} */
+  const taken = core.nodes().map((n) => n.boundingBox({ includeLabels: true, includeOverlays: false }));
+  let hidden = 0;
+  core.batch(() => core.edges().forEach((edge) => { edge.removeStyle("text-margin-y label"); }));
+  core.edges().forEach((edge) => {
+    const offsets = [0];
+    for (let i = 1; i <= LABEL_STEPS; i++) offsets.push(-i * LABEL_STEP, i * LABEL_STEP);
+    for (const offset of offsets) {
+      edge.style("text-margin-y", offset);
+      const label = labelBox(edge);
+      if (!taken.some((t) => overlaps(t, label))) {
+        taken.push(label);
+        return;
+      }
+    }
+    edge.style("label", "");
+    hidden++;
+  });
+  // Counted afresh, every label against every node and every other label.
+  const labels = core.edges().filter((e) => e.style("label") !== "").map(labelBox);
+  const bodies = core.nodes().map((n) => n.boundingBox({ includeLabels: true, includeOverlays: false }));
+  let overlapping = 0;
+  labels.forEach((label, i) => {
+    if (bodies.some((b) => overlaps(b, label)) || labels.some((other, j) => j !== i && overlaps(other, label))) overlapping++;
+  });
+  box.dataset.labelOverlaps = String(overlapping);
+  box.dataset.labelsHidden = String(hidden);
 }

@@ -23,8 +23,9 @@ export async function render({ service, environment, operation }, state) {
   if (!service) return { state: "error", content: errorBox("Which service? Open one from the Services page.") };
   /** @type {Selection} */
   const sel = { service, environment, operation };
-  /** @type {[SeriesAnswer, SeriesHistory]} */
-  const [series, hst] = await Promise.all([api("/api/series" + query({ service, environment })), seriesHistory(sel)]);
+  /** @type {[SeriesAnswer, SeriesHistory, ExceptionsAnswer]} */
+  const [series, hst, thrown] = await Promise.all([api("/api/series" + query({ service, environment })), seriesHistory(sel),
+    api("/api/exceptions" + query({ service, environment, operation })).catch(otherwise(() => ({ estimated: false, groups: [] })))]);
   const times = hst.points.map((p) => unix(p.time));
   const operations = table("operations", [
     { key: "operation", label: "Operation", cell: (r) => link("service", { service, environment: r.environment, operation: r.operation }, r.operation) },
@@ -44,6 +45,16 @@ export async function render({ service, environment, operation }, state) {
     { key: "throttles", label: "Throttles", num: true, cell: (r) => fmt.count(r.throttles) },
     { key: "p99", label: "p99", num: true, value: (r) => r.p99Seconds, cell: (r) => fmt.ms(r.p99Seconds) },
   ], series.dependencies, (r) => r.remoteService + "/" + r.remoteOperation + "/" + r.operation);
+  const exceptions = table("exceptions", [
+    { key: "type", label: "Exception", cell: (r) => h("span", { title: r.exampleMessage }, r.type.split(".").pop() ?? r.type) },
+    { key: "message", label: "Message" },
+    { key: "frame", label: "Where", cell: (r) => h("code", { title: r.exampleStack }, r.frame) },
+    { key: "count", label: "Faults", num: true, cell: (r) => h("span", { class: "bad" }, fmt.count(r.count)) },
+    { key: "versions", label: "Versions", value: (r) => r.versions.join(", "), cell: (r) => r.versions.join(", ") },
+    { key: "instances", label: "Instances", num: true, value: (r) => r.instances.length, cell: (r) => h("span", { title: r.instances.join("\n") }, String(r.instances.length)) },
+    { key: "lastSeen", label: "Last seen", cell: (r) => fmt.time(r.lastSeen) },
+    { key: "trace", label: "Example", cell: (r) => r.traceIds.length ? link("trace", { id: r.traceIds[0] }, r.traceIds[0].slice(0, 12) + "…") : "" },
+  ], thrown.groups, (r) => r.id + ":" + r.operation);
   const boxes = [chartBox("requests", "Requests and errors per 10 s"), chartBox("faults", "Faults per 10 s"), chartBox("latency", "Latency")];
   // The charts and the open panel stay in place across refreshes.
   const layout = kept("service-layout", null, () => h("div", { class: "layout" }, h("div", {}, h("div", { class: "grid" }, boxes))));
@@ -52,7 +63,8 @@ export async function render({ service, environment, operation }, state) {
       environment ? h("span", { class: "muted" }, " · " + environment) : null),
     layout,
     h("h2", {}, "Operations"), series.operations.length ? operations : empty("No requests to this service in the last window."),
-    h("h2", {}, "Dependencies"), series.dependencies.length ? dependencies : empty("No calls out of this service in the last window."));
+    h("h2", {}, "Dependencies"), series.dependencies.length ? dependencies : empty("No calls out of this service in the last window."),
+    h("h2", {}, "Exceptions"), thrown.groups.length ? exceptions : empty("No fault recorded an exception in the last window."));
   /** @param {number} i */
   const onPoint = (i) => {
     state.point = { time: hst.points[i].time, traceIds: hst.points[i].traceIds, requests: hst.points[i].requests, faults: hst.points[i].faults };

@@ -23,7 +23,7 @@ use rand::{Rng, SeedableRng};
 
 use super::deployment::{Pod, Service};
 use super::latency::{self, LogNormal};
-use super::wire::{self, GenSpan, Val};
+use super::wire::{self, GenSpan, Thrown, Val};
 use crate::model::Encoding;
 
 /// Shares of the traffic that go wrong.
@@ -66,6 +66,34 @@ const CANARY_BUG: &str = "java.lang.NullPointerException: Cannot invoke \"Owner.
 /// Status message of the other injected faults.
 const INJECTED_FAULT: &str = "injected fault";
 
+/// What the canary's release throws: one exception, always the same.
+fn canary_bug() -> Thrown {
+    Thrown {
+        type_name: "java.lang.NullPointerException",
+        message: "Cannot invoke \"org.springframework.samples.petclinic.customers.model.Owner.getPets()\" because \"owner\" is null".into(),
+        stacktrace: "java.lang.NullPointerException: Cannot invoke \"org.springframework.samples.petclinic.customers.model.Owner.getPets()\" because \"owner\" is null\n\
+            \tat org.springframework.samples.petclinic.customers.web.OwnerResource.findOwner(OwnerResource.java:74)\n\
+            \tat java.base/jdk.internal.reflect.DirectMethodHandleAccessor.invoke(DirectMethodHandleAccessor.java:103)\n\
+            \tat org.springframework.web.servlet.FrameworkServlet.service(FrameworkServlet.java:885)",
+    }
+}
+
+/// What the other faults of an owner lookup throw: the database query timed out, for the
+/// `n`th owner looked up so (the message varies, the group does not).
+fn query_timeout(n: u64) -> Thrown {
+    Thrown {
+        type_name: "org.springframework.dao.QueryTimeoutException",
+        message: format!(
+            "PreparedStatementCallback; SQL [SELECT id, first_name, last_name FROM owners WHERE id = {}]; ERROR: canceling statement due to statement timeout",
+            1_000 + n * 7_919 % 9_000
+        ),
+        stacktrace: "org.springframework.dao.QueryTimeoutException: PreparedStatementCallback; ERROR: canceling statement due to statement timeout\n\
+            \tat org.springframework.jdbc.support.SQLStateSQLExceptionTranslator.doTranslate(SQLStateSQLExceptionTranslator.java:115)\n\
+            \tat org.springframework.samples.petclinic.customers.model.OwnerRepository.findById(OwnerRepository.java:41)\n\
+            \tat org.springframework.samples.petclinic.customers.web.OwnerResource.findOwner(OwnerResource.java:71)",
+    }
+}
+
 /// Medians of the steps of work, in milliseconds.
 const FRONTEND_WORK: LogNormal = LogNormal::typical_ms(3.0);
 const NETWORK: LogNormal = LogNormal::typical_ms(1.0);
@@ -89,6 +117,8 @@ pub struct PetClinic {
     rng: SmallRng,
     profile: TrafficProfile,
     faults: bool,
+    /// Owner lookups that timed out so far (what varies in their exceptions' messages).
+    timeouts: u64,
 }
 
 /// A span before it is placed in time: what it is, the calls it makes one after another, and its
@@ -100,6 +130,7 @@ struct Call {
     kind: SpanKind,
     attributes: Vec<(&'static str, Val)>,
     error: Option<&'static str>,
+    exception: Option<Thrown>,
     work: Vec<u64>,
     calls: Vec<Call>,
     handoff: Option<(u64, Box<Call>)>,
@@ -117,6 +148,12 @@ impl Call {
     /// Sets status ERROR with `message`.
     fn failed(mut self, message: &'static str) -> Self {
         self.error = Some(message);
+        self
+    }
+
+    /// Records `exception`, as an instrumented server records what it failed with.
+    fn threw(mut self, exception: Thrown) -> Self {
+        self.exception = Some(exception);
         self
     }
 
@@ -143,6 +180,8 @@ struct Request<'a> {
     pods: [&'static Pod; Service::ALL.len()],
     load: f64,
     database_degraded: bool,
+    /// The application's count of owner lookups that timed out.
+    timeouts: &'a mut u64,
 }
 
 impl Request<'_> {
@@ -172,7 +211,17 @@ impl Request<'_> {
         let sum: f64 = weights.iter().sum();
         let mut work: Vec<u64> = weights.iter().map(|w| (total as f64 * w / sum) as u64 / 1_000 * 1_000).collect();
         work[0] = total - work[1..].iter().sum::<u64>();
-        let mut call = Call { pod: self.pod(service), name, kind, attributes, error: None, work, calls, handoff: None };
+        let mut call = Call {
+            pod: self.pod(service),
+            name,
+            kind,
+            attributes,
+            error: None,
+            exception: None,
+            work,
+            calls,
+            handoff: None,
+        };
         if call.status().is_some_and(|code| code >= 500) {
             call.error = Some(INJECTED_FAULT);
         }
@@ -209,13 +258,13 @@ impl Request<'_> {
     /// Places `call` from `start` under `parent`, its calls inside it; appends its spans (parents
     /// before children) and returns its end.
     fn place(&mut self, call: Call, parent: Option<[u8; 8]>, start: u64, spans: &mut Vec<GenSpan>) -> u64 {
-        let Call { pod, name, kind, attributes, error, work, calls, handoff } = call;
+        let Call { pod, name, kind, attributes, error, exception, work, calls, handoff } = call;
         let mut span_id = [0u8; 8];
         while span_id == [0; 8] {
             self.rng.fill(&mut span_id);
         }
         let index = spans.len();
-        spans.push(GenSpan { pod, span_id, parent, name, kind, start, end: start, attributes, error });
+        spans.push(GenSpan { pod, span_id, parent, name, kind, start, end: start, attributes, error, exception });
         let mut steps = work.into_iter();
         let mut end = start + steps.next().unwrap_or(0);
         for callee in calls {
@@ -247,7 +296,10 @@ impl Request<'_> {
         let page = "GET /owners/{ownerId}";
         let mut server = self.serve(Service::Customers, page, status, OWNER_LOOKUP_WORK, vec![query]);
         if fault && pod.is_canary() {
-            server = server.failed(CANARY_BUG);
+            server = server.failed(CANARY_BUG).threw(canary_bug());
+        } else if fault {
+            *self.timeouts += 1;
+            server = server.threw(query_timeout(*self.timeouts));
         }
         (self.frontend_page(page, "/owners/{ownerId}", server), fault)
     }
@@ -361,7 +413,7 @@ fn db(statement: &str) -> Vec<(&'static str, Val)> {
 
 impl PetClinic {
     pub fn new(seed: u64, profile: TrafficProfile) -> Self {
-        Self { rng: SmallRng::seed_from_u64(seed), profile, faults: true }
+        Self { rng: SmallRng::seed_from_u64(seed), profile, faults: true, timeouts: 0 }
     }
 
     /// Switches fault injection on or off (errors, throttles, slowness and the database's schedule
@@ -390,8 +442,13 @@ impl PetClinic {
             &pods[self.rng.random_range(0..pods.len())]
         });
         let load = latency::LOAD.draw(&mut self.rng);
-        let mut request =
-            Request { rng: &mut self.rng, pods, load, database_degraded: latency::database_degraded(now) };
+        let mut request = Request {
+            rng: &mut self.rng,
+            pods,
+            load,
+            database_degraded: latency::database_degraded(now),
+            timeouts: &mut self.timeouts,
+        };
         let mut root_fault = false;
         let root = if roll < 0.30 {
             let (root, fault) = request.owner_page(&mishaps, fault_rate);

@@ -50,6 +50,16 @@ pub struct GenSpan {
     pub attributes: Vec<(&'static str, Val)>,
     /// The status message of a span with status ERROR.
     pub error: Option<&'static str>,
+    /// The exception it recorded (an `exception` span event in OTLP).
+    pub exception: Option<Thrown>,
+}
+
+/// An exception a span records: `exception.type`, `exception.message`, `exception.stacktrace`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Thrown {
+    pub type_name: &'static str,
+    pub message: String,
+    pub stacktrace: &'static str,
 }
 
 /// Writes one pod's spans of a trace as the messages of one encoding.
@@ -249,6 +259,20 @@ fn proto_data(trace_id: &[u8; 16], pod: &Pod, spans: &[&GenSpan]) -> TracesData 
                 code: if s.error.is_some() { 2 } else { 0 },
                 message: s.error.unwrap_or_default().into(),
             }),
+            events: s
+                .exception
+                .iter()
+                .map(|thrown| span::Event {
+                    time_unix_nano: s.end,
+                    name: "exception".into(),
+                    attributes: vec![
+                        kv("exception.type", &Val::Str(thrown.type_name.into())),
+                        kv("exception.message", &Val::Str(thrown.message.clone())),
+                        kv("exception.stacktrace", &Val::Str(thrown.stacktrace.into())),
+                    ],
+                    dropped_attributes_count: 0,
+                })
+                .collect(),
             ..Default::default()
         })
         .collect();

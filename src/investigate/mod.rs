@@ -10,8 +10,7 @@
 pub mod compare;
 mod config;
 pub mod contributors;
-#[cfg(test)]
-mod fixture;
+pub mod exceptions;
 pub mod group;
 pub mod held;
 pub mod history;
@@ -81,4 +80,10 @@ impl TraceStore {
             self.held.hold(trace_id, &payloads);
         }
     }
+}
+
+/// The series the views' unit tests answer about.
+#[cfg(test)]
+mod tests {
+    pub mod fixture;
 }

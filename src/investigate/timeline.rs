@@ -7,9 +7,9 @@
 //!   of every instance's (and every flush's) points of that series and step, whatever the order
 //!   they arrive in;
 //! - points older than the history are dropped, and so are the series left without points;
-//!   contributor tables are kept only for the steps inside `metrics.window` (what
-//!   `/api/contributors` answers over), so an hour of history costs counts and a sketch per
-//!   series and step;
+//!   contributor and exception tables are kept only for the steps inside `metrics.window` (what
+//!   `/api/contributors`, `/api/compare` and `/api/exceptions` answer over), so an hour of
+//!   history costs counts and a sketch per series and step;
 //! - at most `max_series` series are held (`metrics.max_series`); points of further series are
 //!   counted in `refused` and not kept.
 
@@ -19,6 +19,7 @@ use std::time::Duration;
 use crate::clock::Nanos;
 use crate::model::RemoteKind;
 use crate::signals::contributors::ContributorTable;
+use crate::signals::exception::ExceptionTable;
 use crate::signals::point::{step_of, Counts, Examples, Point, STEP_NANOS};
 use crate::signals::sketch::LatencySketch;
 use crate::signals::{FlushedPoint, SeriesId};
@@ -193,8 +194,8 @@ impl Timeline {
         self.changed.retain(|(id, _)| keep(id));
     }
 
-    /// Drops what has aged out at `now`: points past the history, contributor tables past the
-    /// window, series left empty.
+    /// Drops what has aged out at `now`: points past the history, contributor and exception tables
+    /// past the window, series left empty.
     pub fn expire(&mut self, now: Nanos) {
         let (oldest, _) = self.history(now);
         let (window_start, _) = self.window(now);
@@ -205,6 +206,9 @@ impl Timeline {
             for (_, point) in series.points.iter_mut().take_while(|(s, _)| *s < window_start) {
                 if !point.contributors.is_empty() {
                     point.contributors = ContributorTable::default();
+                }
+                if !point.exceptions.is_empty() {
+                    point.exceptions = ExceptionTable::default();
                 }
             }
             !series.points.is_empty()
@@ -263,6 +267,21 @@ impl Timeline {
             series.between(from, to).for_each(|(_, p)| merged.merge(&p.contributors));
         }
         merged
+    }
+
+    /// The selected series' exception groups over `metrics.window` at `now`, merged, with the
+    /// series each came from (groups of one key in several series stay apart).
+    pub fn exceptions(&self, select: impl Fn(&SeriesId) -> bool, now: Nanos) -> Vec<(&SeriesId, ExceptionTable)> {
+        let (from, to) = self.window(now);
+        self.series
+            .iter()
+            .filter(|(id, _)| select(id))
+            .filter_map(|(id, series)| {
+                let mut merged = ExceptionTable::default();
+                series.between(from, to).for_each(|(_, p)| merged.merge(&p.exceptions));
+                (!merged.is_empty()).then_some((id, merged))
+            })
+            .collect()
     }
 
     /// The selected series' points of steps `from..=to` added together, one per step that has

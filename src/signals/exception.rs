@@ -12,14 +12,177 @@
 //!   are. Java, .NET, Node.js and X-Ray list the innermost frame first (`at …` lines), Python last
 //!   (`File "…", line N, in f`), Go as a function line then its tab-indented file line.
 //!
+//! A series' point keeps an [`ExceptionTable`]: per group its count, when it was first and last
+//! seen, the versions and instances it was seen on, example traces, and one example message and
+//! stack trace.
+//!
 //! Invariants: a key is a pure function of the exception (the same on every instance, so groups
-//! from every instance merge by key); its [`ExceptionKey::id`] is a stable hash of the key.
+//! from every instance merge by key); its [`ExceptionKey::id`] is a stable hash of the key; a table
+//! holds at most [`MAX_GROUPS`] groups when recording (beyond, the group seen least often gives way,
+//! and the table says it is `estimated`), at most [`MAX_LISTED`] versions and instances per
+//! group, and example texts of at most [`MAX_MESSAGE_BYTES`] and [`MAX_STACK_BYTES`]; merging adds
+//! counts and widens the seen range, so merged tables are what one table recording everything
+//! would hold (within those bounds).
 
 use std::sync::LazyLock;
 
 use regex::Regex;
 
-use crate::model::Exception;
+use crate::model::{Exception, Outcome, Span};
+
+use super::point::Examples;
+
+/// Groups a table records before the least seen gives way.
+pub const MAX_GROUPS: usize = 32;
+/// Versions and instances listed per group.
+pub const MAX_LISTED: usize = 8;
+/// The example message is cut to this many bytes.
+pub const MAX_MESSAGE_BYTES: usize = 512;
+/// The example stack trace is cut to this many bytes.
+pub const MAX_STACK_BYTES: usize = 2048;
+
+/// One group of faults with the same exception, over a point (or several merged).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExceptionGroup {
+    pub key: ExceptionKey,
+    pub count: u64,
+    /// Unix nanoseconds: the earliest and latest start of the spans.
+    pub first_seen: u64,
+    pub last_seen: u64,
+    /// `service.version` of the resources it was seen on (at most [`MAX_LISTED`], sorted).
+    pub versions: Vec<String>,
+    /// The instances (`service.instance.id`, else `k8s.pod.name`, else `host.name`).
+    pub instances: Vec<String>,
+    pub examples: Examples,
+    pub example_message: String,
+    pub example_stack: String,
+}
+
+impl ExceptionGroup {
+    fn merge(&mut self, other: &ExceptionGroup) {
+        self.count += other.count;
+        self.first_seen = self.first_seen.min(other.first_seen);
+        self.last_seen = self.last_seen.max(other.last_seen);
+        for value in &other.versions {
+            add_listed(&mut self.versions, value);
+        }
+        for value in &other.instances {
+            add_listed(&mut self.instances, value);
+        }
+        self.examples.merge(&other.examples);
+    }
+}
+
+/// Adds `value` to a sorted list of at most [`MAX_LISTED`] (a full list keeps the smallest).
+fn add_listed(list: &mut Vec<String>, value: &str) {
+    if let Err(at) = list.binary_search_by(|v| v.as_str().cmp(value)) {
+        list.insert(at, value.to_string());
+        list.truncate(MAX_LISTED);
+    }
+}
+
+/// `text` cut to at most `limit` bytes, on a character boundary.
+fn cut(text: &str, limit: usize) -> String {
+    let mut end = text.len().min(limit);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
+/// The exception groups of a series' point (module docs).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExceptionTable {
+    groups: Vec<ExceptionGroup>,
+    /// Whether a group ever gave way to another.
+    pub estimated: bool,
+}
+
+impl ExceptionTable {
+    pub fn from_groups(groups: Vec<ExceptionGroup>, estimated: bool) -> Self {
+        Self { groups, estimated }
+    }
+
+    pub fn groups(&self) -> &[ExceptionGroup] {
+        &self.groups
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// Counts the exception a fault span recorded; `version` and `instance` of its resource.
+    pub fn record(&mut self, exception: &Exception, span: &Span, version: Option<String>, instance: Option<String>) {
+        let key = ExceptionKey::of(exception);
+        let at = span.start_unix_nano;
+        let position = match self.groups.iter().position(|g| g.key == key) {
+            Some(i) => i,
+            None => {
+                let group = ExceptionGroup {
+                    key,
+                    count: 0,
+                    first_seen: at,
+                    last_seen: at,
+                    versions: Vec::new(),
+                    instances: Vec::new(),
+                    examples: Examples::default(),
+                    example_message: cut(&exception.message, MAX_MESSAGE_BYTES),
+                    example_stack: cut(&exception.stacktrace, MAX_STACK_BYTES),
+                };
+                if self.groups.len() < MAX_GROUPS {
+                    self.groups.push(group);
+                    self.groups.len() - 1
+                } else {
+                    // Space-Saving: the least seen group gives way; the newcomer inherits its count.
+                    let (i, least) = self.groups.iter().enumerate().min_by_key(|(_, g)| g.count).expect("full");
+                    let inherited = least.count;
+                    self.groups[i] = ExceptionGroup { count: inherited, ..group };
+                    self.estimated = true;
+                    i
+                }
+            }
+        };
+        let group = &mut self.groups[position];
+        group.count += 1;
+        group.first_seen = group.first_seen.min(at);
+        group.last_seen = group.last_seen.max(at);
+        if let Some(version) = version {
+            add_listed(&mut group.versions, &version);
+        }
+        if let Some(instance) = instance {
+            add_listed(&mut group.instances, &instance);
+        }
+        group.examples.record(&span.trace_id, Outcome::Fault);
+    }
+
+    /// Adds the groups of `other` (another point, or another instance's), by key.
+    pub fn merge(&mut self, other: &ExceptionTable) {
+        self.estimated |= other.estimated;
+        for group in &other.groups {
+            match self.groups.iter_mut().find(|g| g.key == group.key) {
+                Some(same) => same.merge(group),
+                None => self.groups.push(group.clone()),
+            }
+        }
+    }
+
+    /// Heap bytes held (for the memory figures).
+    pub fn heap_bytes(&self) -> usize {
+        self.groups.capacity() * std::mem::size_of::<ExceptionGroup>()
+            + self
+                .groups
+                .iter()
+                .map(|g| {
+                    g.key.type_name.len()
+                        + g.key.message.len()
+                        + g.key.frame.len()
+                        + g.example_message.len()
+                        + g.example_stack.len()
+                        + g.versions.iter().chain(&g.instances).map(String::len).sum::<usize>()
+                })
+                .sum::<usize>()
+    }
+}
 
 /// What makes exceptions one group.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -114,7 +277,21 @@ const LIBRARY_MARKERS: &[&str] = &[
     "at com.sun.",
     "at kotlin.",
     "at scala.",
-    "at org.springframework.",
+    // Spring's own packages; applications live under it too (org.springframework.samples).
+    "at org.springframework.web.",
+    "at org.springframework.boot.",
+    "at org.springframework.jdbc.",
+    "at org.springframework.dao.",
+    "at org.springframework.orm.",
+    "at org.springframework.data.",
+    "at org.springframework.aop.",
+    "at org.springframework.cglib.",
+    "at org.springframework.transaction.",
+    "at org.springframework.beans.",
+    "at org.springframework.context.",
+    "at org.springframework.core.",
+    "at org.springframework.security.",
+    "at org.springframework.http.",
     "at org.apache.",
     "at io.netty.",
     "at System.",

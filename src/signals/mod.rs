@@ -237,6 +237,19 @@ impl Series {
         }
     }
 
+    /// The exception a fault entry span recorded, if any, in its point's exception groups.
+    fn record_exception(&mut self, span: &Span, measure: &Measure<'_>) {
+        let Some(exception) = crate::format::exception(span.origin.encoding, &span.raw) else { return };
+        let resource = |key: &str| {
+            crate::format::find_resource_attribute(span.origin.encoding, &span.origin.resource, key)
+                .and_then(|v| v.as_text())
+        };
+        let version = resource("service.version");
+        let instance =
+            resource("service.instance.id").or_else(|| resource("k8s.pod.name")).or_else(|| resource("host.name"));
+        self.open.at(measure.lane, measure.step).exceptions.record(&exception, span, version, instance);
+    }
+
     fn record(&mut self, span: &Span, measure: &Measure<'_>) {
         let Measure { outcome, latency_nanos, bucket, now, .. } = *measure;
         let point = self.open.at(measure.lane, measure.step);
@@ -457,7 +470,11 @@ impl SignalStore {
                     operation: span.operation.clone(),
                     environment: span.environment().clone(),
                 };
-                self.services.series_for(key, &self.settings, &mut self.overflowed).record(span, &measure);
+                let series = self.services.series_for(key, &self.settings, &mut self.overflowed);
+                series.record(span, &measure);
+                if facts.outcome.is_fault() {
+                    series.record_exception(span, &measure);
+                }
                 if span.is_root() {
                     let key = (span.service().clone(), span.environment().clone());
                     let room = self.clients.len() < self.settings.max_series;

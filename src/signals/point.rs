@@ -10,6 +10,7 @@
 use crate::model::{Outcome, TraceId};
 
 use super::contributors::{ContributorTable, Profile};
+use super::exception::ExceptionTable;
 use super::sketch::{Bucket, LatencySketch};
 
 /// The length of a point: 10 s.
@@ -125,6 +126,8 @@ pub struct Point {
     pub examples: Examples,
     /// By resource profile; empty when no dimension is configured.
     pub contributors: ContributorTable,
+    /// The faults' exceptions, by group (entry series only).
+    pub exceptions: ExceptionTable,
 }
 
 impl Point {
@@ -153,11 +156,12 @@ impl Point {
         self.latency.merge(&other.latency);
         self.examples.merge(&other.examples);
         self.contributors.merge(&other.contributors);
+        self.exceptions.merge(&other.exceptions);
     }
 
     /// Heap bytes held (for the memory figures).
     pub fn heap_bytes(&self) -> usize {
-        self.latency.heap_bytes() + self.contributors.heap_bytes()
+        self.latency.heap_bytes() + self.contributors.heap_bytes() + self.exceptions.heap_bytes()
     }
 }
 

@@ -316,7 +316,7 @@ await check('services: the table lists the six services of the demo', async (pag
   await screenshot(page, 'services');
 });
 
-await check('map: the failing edge frontend -> customers-service shows faults', async (page) => {
+await check('map: the failing edge frontend -> customers-service shows faults; labels clear of each other and of the nodes', async (page) => {
   await open(page, '#/map', 'map', { states: ['ready', 'empty'] });
   await until(page, `edge ${FAILING_EDGE} with faults > 0 in table[data-table=edges]`, (edge) => {
     const row = document.querySelector(`table[data-table="edges"] tr[data-row="${edge}"]`);
@@ -331,6 +331,12 @@ await check('map: the failing edge frontend -> customers-service shows faults', 
   await page.waitForSelector('#map canvas', { timeout: 15_000 });
   const box = await page.locator('#map').boundingBox();
   assert.ok(box && box.width > 200 && box.height > 200, `the map has room: ${JSON.stringify(box)}`);
+  // Every edge label placed: none over a node, a node's label or another edge's label, and none
+  // left out for want of room (the map reports its placement on #map).
+  await page.waitForSelector('#map[data-label-overlaps]', { timeout: 15_000 });
+  const placement = await page.evaluate(() => ({ ...document.querySelector('#map').dataset }));
+  assert.equal(placement.labelOverlaps, '0', `no label overlaps another or a node: ${JSON.stringify(placement)}`);
+  assert.equal(placement.labelsHidden, '0', `every edge keeps its label: ${JSON.stringify(placement)}`);
   await sleep(1500);
   await screenshot(page, 'map');
 });
@@ -365,6 +371,11 @@ await check('service: a chart point of customers-service opens its traces and wh
   assert.match(await page.innerText('main#page'), new RegExp(service), 'the page names its service');
   await until(page, 'charts requests, faults and latency drawn',
     () => ['requests', 'faults', 'latency'].every((c) => document.querySelector(`[data-chart="${c}"] .u-over`)));
+  // Its faults by exception, the canary's bug the largest group.
+  await until(page, 'the exceptions table, the canary\'s NullPointerException first', () => {
+    const first = document.querySelector('table[data-table="exceptions"] tr[data-row]');
+    return Boolean(first?.querySelector('td[data-col="type"]')?.textContent?.includes('NullPointerException'));
+  });
 
   // Click the newest point of the faults chart that has faults (the newest 10 s point may still
   // be empty): hover from the right edge leftwards, reading uPlot's legend, then click there. The

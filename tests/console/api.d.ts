@@ -75,6 +75,14 @@ interface ComparedValue {
   lift: number | null; traceIds: string[];
 }
 
+/** GET /api/exceptions */
+interface ExceptionsAnswer { estimated: boolean; groups: ExceptionGroup[] }
+interface ExceptionGroup {
+  id: string; service: string; operation: string; environment: string; type: string; message: string; frame: string;
+  count: number; firstSeen: string; lastSeen: string; versions: string[]; instances: string[]; traceIds: string[];
+  exampleMessage: string; exampleStack: string;
+}
+
 /** GET /api/slos: { slos: SloReport[] } */
 interface SloReport {
   name: string; service: string; operation: string | null; sli: string; goal: number; window: string;

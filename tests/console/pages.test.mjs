@@ -1,7 +1,7 @@
 // What the pages compute from the APIs' answers (console/pages/*.js), before any DOM.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { mapElements } from '../../console/pages/map.js';
+import { healthShares, mapElements } from '../../console/pages/map.js';
 import { ratePerSecond } from '../../console/pages/pipeline.js';
 import { serviceRows } from '../../console/pages/services.js';
 import { alertTimeline, burnWindows } from '../../console/pages/slo.js';
@@ -91,18 +91,26 @@ test('tracesQuery: the search\'s parameters in a fixed order, 100 traces unless 
     '?service=cart&min_duration=250ms&from=1700000000&to=1700000030&limit=100');
 });
 
-test('mapElements: nodes coloured by health, outlined when breached, shaped by kind; edges labelled', () => {
+test('mapElements: nodes with the shares of their ring, outlined when breached, shaped by kind; edges coloured and labelled', () => {
   const figures = { requests: 100, faults: 0, errors: 0, throttles: 0, p50Seconds: null };
   const elements = mapElements({
     nodes: [
       { ...figures, id: 'cart:demo', name: 'cart', environment: 'demo', kind: 'service', errors: 3, availability: 0.97, p99Seconds: 0.25, sloStatus: 'BREACHED' },
-      { ...figures, id: 'db', name: 'orders-db', environment: 'demo', kind: 'database', throttles: 1, availability: 1, p99Seconds: 0.005, sloStatus: null },
+      { ...figures, id: 'db', name: 'orders-db', environment: 'demo', kind: 'database', errors: 1, throttles: 1, availability: 1, p99Seconds: 0.005, sloStatus: null },
     ],
     edges: [{ ...figures, id: 'cart:demo->db', source: 'cart:demo', target: 'db', requests: 120, faults: 6, p99Seconds: 1.5 }],
   }, 60);
   assert.deepEqual(elements.map((e) => e.data), [
-    { id: 'cart:demo', label: 'cart\n97.00 % · p99 250.0 ms', color: '#e6a700', border: 5, kind: 'service', name: 'cart', environment: 'demo', shape: 'round-rectangle' },
-    { id: 'db', label: 'orders-db\n100.00 % · p99 5.00 ms', color: '#8e44ad', border: 1, kind: 'database', name: 'orders-db', environment: 'demo', shape: 'barrel' },
+    { id: 'cart:demo', label: 'cart\n97.00 % · p99 250.0 ms', ok: 97, error: 3, fault: 0, throttle: 0, border: 5, kind: 'service', name: 'cart', environment: 'demo', shape: 'ellipse' },
+    { id: 'db', label: 'orders-db\n100.00 % · p99 5.00 ms', ok: 99, error: 0, fault: 0, throttle: 1, border: 1, kind: 'database', name: 'orders-db', environment: 'demo', shape: 'barrel' },
     { id: 'cart:demo->db', source: 'cart:demo', target: 'db', color: '#d62728', label: '2.0/s · 5.00 % faults · p99 1.50 s' },
   ]);
+});
+
+test('healthShares: ok, errors (throttles apart), faults and throttles add up to 100', () => {
+  // 200 requests: 10 faults, 30 errors of which 10 throttles.
+  assert.deepEqual(healthShares({ requests: 200, faults: 10, errors: 30, throttles: 10 }), { ok: 80, error: 10, fault: 5, throttle: 5 });
+  assert.deepEqual(healthShares({ requests: 0, faults: 0, errors: 0, throttles: 0 }), { ok: 100, error: 0, fault: 0, throttle: 0 });
+  // A node at 99.80 % and one at 98.24 % no longer look alike: their fault slices differ.
+  assert.equal(healthShares({ requests: 1000, faults: 2, errors: 0, throttles: 0 }).fault, 0.2);
 });

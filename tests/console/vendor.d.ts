@@ -26,21 +26,34 @@ declare function cytoscape(options: {
 
 declare namespace cytoscape {
   interface Position { x: number; y: number }
+  interface BoundingBox { x1: number; y1: number; x2: number; y2: number; w: number; h: number }
+  interface BoundingBoxOptions {
+    includeNodes?: boolean; includeEdges?: boolean; includeLabels?: boolean; includeOverlays?: boolean;
+  }
   interface Element {
     id(): string;
     data(): any;
     data(key: string): any;
     data(values: Record<string, unknown>): this;
+    boundingBox(options?: BoundingBoxOptions): BoundingBox;
+    /** A style bypass on this element. */
+    style(property: string, value: string | number): this;
+    /** The value of a style property. */
+    style(property: string): string;
+    /** Removes bypasses (space-separated property names). */
+    removeStyle(properties: string): this;
   }
   interface NodeSingular extends Element {
     position(): Position;
   }
+  interface EdgeSingular extends Element {}
   interface EventObject {
     target: Element;
   }
   interface Core {
     container(): HTMLElement | null;
     nodes(): NodeSingular[];
+    edges(): EdgeSingular[];
     getElementById(id: string): Element;
     zoom(): number;
     zoom(level: number): Core;

@@ -1,5 +1,5 @@
 use super::*;
-use crate::investigate::fixture::{customers_timeline, NOW};
+use crate::investigate::tests::fixture::{customers_timeline, NOW};
 
 /// The fixture's series, with room for every value.
 fn timeline() -> (crate::investigate::timeline::Timeline, std::sync::Arc<[std::sync::Arc<str>]>) {

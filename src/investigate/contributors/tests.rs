@@ -1,5 +1,5 @@
 use super::*;
-use crate::investigate::fixture::{customers_timeline as timeline, NOW};
+use crate::investigate::tests::fixture::{customers_timeline as timeline, NOW};
 
 fn query(pairs: &[(&str, &str)], dimensions: &[Arc<str>]) -> ContributorQuery {
     ContributorQuery::parse(pairs.iter().copied(), dimensions).expect("valid query")

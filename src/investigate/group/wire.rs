@@ -21,12 +21,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{RemoteKind, TraceId};
 use crate::signals::contributors::{ContributorRow, ContributorTable, Profile};
+use crate::signals::exception::{ExceptionGroup, ExceptionKey, ExceptionTable};
 use crate::signals::point::{Counts, Examples, Point};
 use crate::signals::sketch::LatencySketch;
 use crate::signals::{DependencyKey, FlushedPoint, SeriesId, ServiceKey};
 
-/// The format's version, the first byte of every payload; another version is skipped.
-pub const VERSION: u8 = 1;
+/// The format's version, the first byte of every payload; another version is skipped (2: points
+/// carry their exception groups).
+pub const VERSION: u8 = 2;
 pub use crate::record::MAX_MESSAGE_BYTES;
 
 /// The points partition of a series: FNV-1a of its service's name (so a service's operations,
@@ -149,6 +151,56 @@ pub struct PointWire {
     /// with different dimension lists still merge what they share).
     pub dimensions: Vec<String>,
     pub contributors: Vec<RowWire>,
+    pub exceptions: Vec<ExceptionWire>,
+    pub exceptions_estimated: bool,
+}
+
+/// One exception group of a point.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExceptionWire {
+    pub type_name: String,
+    pub message: String,
+    pub frame: String,
+    pub count: u64,
+    pub first_seen: u64,
+    pub last_seen: u64,
+    pub versions: Vec<String>,
+    pub instances: Vec<String>,
+    pub examples: Vec<(TraceId, u8)>,
+    pub example_message: String,
+    pub example_stack: String,
+}
+
+impl ExceptionWire {
+    fn of(group: &ExceptionGroup) -> Self {
+        Self {
+            type_name: group.key.type_name.clone(),
+            message: group.key.message.clone(),
+            frame: group.key.frame.clone(),
+            count: group.count,
+            first_seen: group.first_seen,
+            last_seen: group.last_seen,
+            versions: group.versions.clone(),
+            instances: group.instances.clone(),
+            examples: examples_wire(&group.examples),
+            example_message: group.example_message.clone(),
+            example_stack: group.example_stack.clone(),
+        }
+    }
+
+    fn group(self) -> ExceptionGroup {
+        ExceptionGroup {
+            key: ExceptionKey { type_name: self.type_name, message: self.message, frame: self.frame },
+            count: self.count,
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            versions: self.versions,
+            instances: self.instances,
+            examples: examples_of(&self.examples),
+            example_message: self.example_message,
+            example_stack: self.example_stack,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -219,6 +271,8 @@ impl PointWire {
                     overcount: row.overcount,
                 })
                 .collect(),
+            exceptions: point.exceptions.groups().iter().map(ExceptionWire::of).collect(),
+            exceptions_estimated: point.exceptions.estimated,
         }
     }
 
@@ -249,6 +303,10 @@ impl PointWire {
             latency: self.latency,
             examples: examples_of(&self.examples),
             contributors: ContributorTable::from_rows(rows, self.estimated),
+            exceptions: ExceptionTable::from_groups(
+                self.exceptions.into_iter().map(ExceptionWire::group).collect(),
+                self.exceptions_estimated,
+            ),
         };
         FlushedPoint {
             series: self.series.series(),
@@ -275,15 +333,27 @@ fn decode<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Option<T> {
 }
 
 /// A point as payloads of at most `limit` bytes: the whole point when it fits, else split by
-/// contributor rows — the first part carries the counts, latency and examples, each further
-/// part zero counts and a share of the rows (merging the parts gives the point back).
+/// contributor rows — the first part carries the counts, latency, examples and exception groups
+/// (bounded, [`crate::signals::exception`]), each further part zero counts and a share of the
+/// rows (merging the parts gives the point back).
 pub fn split_point(point: PointWire, limit: usize) -> Vec<Vec<u8>> {
     let whole = encode(&point);
     if whole.len() <= limit || point.contributors.len() <= 1 {
         return vec![whole];
     }
-    let PointWire { series, remote_kind, step, counts, latency, examples, estimated, dimensions, mut contributors } =
-        point;
+    let PointWire {
+        series,
+        remote_kind,
+        step,
+        counts,
+        latency,
+        examples,
+        estimated,
+        dimensions,
+        mut contributors,
+        exceptions,
+        exceptions_estimated,
+    } = point;
     let rest = contributors.split_off(contributors.len() / 2);
     let first = PointWire {
         series: series.clone(),
@@ -295,6 +365,8 @@ pub fn split_point(point: PointWire, limit: usize) -> Vec<Vec<u8>> {
         estimated,
         dimensions: dimensions.clone(),
         contributors,
+        exceptions,
+        exceptions_estimated,
     };
     let second = PointWire {
         series,
@@ -306,6 +378,8 @@ pub fn split_point(point: PointWire, limit: usize) -> Vec<Vec<u8>> {
         estimated,
         dimensions,
         contributors: rest,
+        exceptions: Vec::new(),
+        exceptions_estimated,
     };
     let mut parts = split_point(first, limit);
     parts.extend(split_point(second, limit));

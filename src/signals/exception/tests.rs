@@ -29,12 +29,18 @@ fn variable_parts_of_a_message_become_placeholders() {
 fn the_frame_is_the_innermost_of_the_services_own_code() {
     let java = "java.lang.IllegalStateException: owner index corrupted\n\
         \tat java.base/java.util.HashMap.get(HashMap.java:556)\n\
-        \tat org.springframework.petclinic.owner.OwnerRepository.find(OwnerRepository.java:88)\n\
+        \tat org.springframework.samples.petclinic.owner.OwnerRepository.find(OwnerRepository.java:88)\n\
         \tat org.springframework.web.servlet.FrameworkServlet.service(FrameworkServlet.java:883)";
-    // java.base… is the runtime: the first frame after it is the service's (a Spring package of
-    // its own name is still `at org.springframework.`, a library: the innermost is taken when
-    // every frame is a library's).
-    assert_eq!(first_own_frame(java).as_deref(), Some("at java.base/java.util.HashMap.get(HashMap.java:556)"));
+    // java.base… is the runtime, org.springframework.web a library; the application's own
+    // package may sit under org.springframework too (PetClinic's does).
+    assert_eq!(
+        first_own_frame(java).as_deref(),
+        Some("at org.springframework.samples.petclinic.owner.OwnerRepository.find(OwnerRepository.java:88)")
+    );
+    // Every frame a library's: the innermost.
+    let libraries =
+        "x\n\tat java.util.HashMap.get(HashMap.java:556)\n\tat org.apache.catalina.Valve.invoke(Valve.java:1)";
+    assert_eq!(first_own_frame(libraries).as_deref(), Some("at java.util.HashMap.get(HashMap.java:556)"));
     let own_java = "java.lang.IllegalStateException: x\n\tat java.util.HashMap.get(HashMap.java:556)\n\tat com.acme.owners.OwnerRepository.find(OwnerRepository.java:88)\n\tat org.apache.catalina.core.StandardWrapperValve.invoke(StandardWrapperValve.java:197)";
     assert_eq!(
         first_own_frame(own_java).as_deref(),

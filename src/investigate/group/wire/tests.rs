@@ -25,6 +25,25 @@ fn point(requests: u32, pods: u32, fault_every: u32) -> FlushedPoint {
         let pod = format!("customers-{}", r % pods.max(1));
         point.record_contributor(&profile(&pod, "1.4.0"), 1_000, outcome, bucket, &trace_id);
     }
+    // An exception group (points of entry series carry them; the wire does not mind which).
+    let mut examples = Examples::default();
+    examples.record(&[7; 16], Outcome::Fault);
+    let group = ExceptionGroup {
+        key: ExceptionKey {
+            type_name: "LookupError".into(),
+            message: "owner {n} missing".into(),
+            frame: "File \"/app/owners.py\", line 9, in find".into(),
+        },
+        count: 3,
+        first_seen: 1_700_000_000_000_000_000,
+        last_seen: 1_700_000_009_000_000_000,
+        versions: vec!["1.4.0".into()],
+        instances: vec!["customers-1".into(), "customers-2".into()],
+        examples,
+        example_message: "owner 4711 missing".into(),
+        example_stack: "Traceback (most recent call last):".into(),
+    };
+    point.exceptions = ExceptionTable::from_groups(vec![group], false);
     let series = SeriesId::Dependency(DependencyKey {
         service: Arc::from("customers"),
         operation: Arc::from("GET /owners/{id}"),
@@ -75,6 +94,7 @@ fn a_point_too_large_for_one_record_is_split_and_merges_back_whole() {
     rows.sort_by_key(|(p, _)| p.values.clone());
     expected.sort_by_key(|(p, _)| p.values.clone());
     assert_eq!(rows, expected, "every contributor row, once");
+    assert_eq!(back.point.exceptions, original.point.exceptions, "the exception groups, once");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::signals::SignalStore;
 use crate::testing::{spans, SpanSpec, SERVER};
 
-use super::timeline::Timeline;
+use crate::investigate::timeline::Timeline;
 
 pub const NOW: Nanos = Nanos(1_700_000_000_000_000_000);
 
