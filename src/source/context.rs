@@ -121,7 +121,7 @@ impl<H: MessageHandler> ConsumerContext for SourceContext<H> {
             for (topic, partition) in &partitions {
                 let _ = self.telemetry.consumer_lag.remove_label_values(&[topic, &partition.to_string()]);
             }
-            self.ready.revoke(&partitions);
+            self.ready.revoke(self.member, &partitions);
         }
     }
 

@@ -14,7 +14,10 @@ pub struct Readiness {
     members: usize,
     /// The members that have joined (an assignment arrived, even an empty one).
     joined: Mutex<BTreeSet<usize>>,
-    assignment: Mutex<BTreeSet<(String, i32)>>,
+    /// What each member holds: (member, topic, partition). Per member, since two members of one
+    /// instance may hold a partition at once for a moment (the group moves it from one to the
+    /// other), and one's revocation must not hide the other's holding.
+    assignment: Mutex<BTreeSet<(usize, String, i32)>>,
     /// Each member's group state as librdkafka last reported it (`/readyz` shows it).
     states: Mutex<Vec<GroupState>>,
     /// Where a recent refusal by the brokers (TLS, SASL) is found, to say why.
@@ -119,18 +122,21 @@ impl Readiness {
 
     /// The partitions this instance holds now.
     pub fn assignment(&self) -> Vec<(String, i32)> {
-        self.assignment.lock().expect("assignment lock").iter().cloned().collect()
+        let assignment = self.assignment.lock().expect("assignment lock");
+        let held: BTreeSet<(String, i32)> = assignment.iter().map(|(_, t, p)| (t.clone(), *p)).collect();
+        held.into_iter().collect()
     }
 
     pub(super) fn assign(&self, member: usize, partitions: &[(String, i32)]) {
-        self.assignment.lock().expect("assignment lock").extend(partitions.iter().cloned());
+        let mut assignment = self.assignment.lock().expect("assignment lock");
+        assignment.extend(partitions.iter().map(|(t, p)| (member, t.clone(), *p)));
         self.joined.lock().expect("joined lock").insert(member);
     }
 
-    pub(super) fn revoke(&self, partitions: &[(String, i32)]) {
+    pub(super) fn revoke(&self, member: usize, partitions: &[(String, i32)]) {
         let mut assignment = self.assignment.lock().expect("assignment lock");
-        for p in partitions {
-            assignment.remove(p);
+        for (topic, partition) in partitions {
+            assignment.remove(&(member, topic.clone(), *partition));
         }
     }
 
@@ -162,5 +168,18 @@ mod tests {
         assert!(ready.is_ready(), "ready again once the link is back");
         ready.leave(0);
         assert!(!ready.is_ready(), "not ready once shutdown starts");
+    }
+
+    #[test]
+    fn a_partition_two_members_held_stays_listed_until_both_let_it_go() {
+        let ready = Readiness::new(2);
+        let partition = ("in".to_string(), 0);
+        // The group gives partition 0 to member 0 before member 1 has revoked it.
+        ready.assign(1, &[partition.clone(), ("in".into(), 1)]);
+        ready.assign(0, std::slice::from_ref(&partition));
+        ready.revoke(1, std::slice::from_ref(&partition));
+        assert_eq!(ready.assignment(), vec![partition.clone(), ("in".into(), 1)], "member 0 still holds it");
+        ready.revoke(0, std::slice::from_ref(&partition));
+        assert_eq!(ready.assignment(), vec![("in".to_string(), 1)]);
     }
 }
