@@ -285,10 +285,19 @@ fn demo_serves_metrics_and_services() {
         assert!(first["lift"].as_f64().is_none_or(|lift| lift > 2.0), "{key}: {first}");
     }
     // Its faults by exception: the canary's bug is one group, on the canary's version alone; the
-    // database timeouts of the other pods another, their owner ids templated away.
-    let groups = json("/api/exceptions?service=customers-service")["groups"].as_array().cloned().unwrap_or_default();
-    let group = |type_name: &str| groups.iter().find(|g| g["type"] == type_name).cloned().unwrap_or_default();
-    let bug = group("java.lang.NullPointerException");
+    // database timeouts of the other pods another (one fault in ten: wait for the first), their
+    // owner ids templated away.
+    let exceptions =
+        || json("/api/exceptions?service=customers-service")["groups"].as_array().cloned().unwrap_or_default();
+    let of_type =
+        |groups: &[serde_json::Value], type_name: &str| groups.iter().find(|g| g["type"] == type_name).cloned();
+    let what = common::explained(|| format!("both exception groups of customers-service: {:?}", exceptions()));
+    let (bug, timeouts, groups) = common::wait_until(what, Duration::from_secs(60), || {
+        let groups = exceptions();
+        let bug = of_type(&groups, "java.lang.NullPointerException")?;
+        let timeouts = of_type(&groups, "org.springframework.dao.QueryTimeoutException")?;
+        Some((bug, timeouts, groups))
+    });
     assert_eq!(
         bug["frame"],
         "at org.springframework.samples.petclinic.customers.web.OwnerResource.findOwner(OwnerResource.java:74)",
@@ -296,7 +305,6 @@ fn demo_serves_metrics_and_services() {
     );
     assert_eq!(bug["versions"], serde_json::json!(["1.4.0-rc1"]), "{bug}");
     assert_eq!(bug["operation"], "GET /owners/{ownerId}");
-    let timeouts = group("org.springframework.dao.QueryTimeoutException");
     assert_eq!(
         timeouts["message"],
         "PreparedStatementCallback; SQL [SELECT id, first_name, last_name FROM owners WHERE id = {n}]; ERROR: canceling statement due to statement timeout",
@@ -306,7 +314,6 @@ fn demo_serves_metrics_and_services() {
         timeouts["frame"],
         "at org.springframework.samples.petclinic.customers.model.OwnerRepository.findById(OwnerRepository.java:41)"
     );
-    assert!(bug["count"].as_u64() > timeouts["count"].as_u64(), "the canary's bug is most of the faults: {groups:?}");
     assert_eq!(groups.len(), 2, "two groups: {groups:?}");
 
     terminate(&child);

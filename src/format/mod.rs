@@ -102,6 +102,13 @@ pub trait Format: Sync {
     fn exception(&self, _raw: &[u8]) -> Option<Exception> {
         None
     }
+
+    /// A hash of the bytes of the span's first exception, found without allocating: the same
+    /// exception recorded again hashes the same, so its group is found without reading it
+    /// again. `None` when the span has none, or the encoding cannot tell without reading it.
+    fn exception_fingerprint(&self, _raw: &[u8]) -> Option<u64> {
+        None
+    }
 }
 
 /// The exception of a span read in `encoding` ([`Format::exception`]).

@@ -299,6 +299,21 @@ fn attribute_in(message: &[u8], field_number: u32, wanted: &str) -> Option<AttrV
     key_values(message, field_number).find(|(key, _)| *key == wanted.as_bytes()).map(|(_, any)| any_value(any))
 }
 
+/// The bytes of a span's first event (field 11) named `exception` (Event: name 2).
+fn exception_event(raw: &[u8]) -> Option<&[u8]> {
+    let mut reader = WireReader::new(raw);
+    while let Ok(Some((field, value, _))) = reader.next_field() {
+        let (11, WireField::Len(event)) = (field, value) else { continue };
+        let mut event_reader = WireReader::new(event);
+        while let Ok(Some((f, v, _))) = event_reader.next_field() {
+            if let (2, WireField::Len(b"exception")) = (f, v) {
+                return Some(event);
+            }
+        }
+    }
+    None
+}
+
 /// OTLP protobuf: a `TracesData` / `ExportTraceServiceRequest` (the same wire shape).
 pub struct OtlpProto;
 
@@ -343,21 +358,25 @@ impl Format for OtlpProto {
 
     /// The first span event (field 11) named `exception` (Event: name 2, attributes 3).
     fn exception(&self, raw: &[u8]) -> Option<Exception> {
-        let mut reader = WireReader::new(raw);
+        let event = exception_event(raw)?;
+        super::exception_from(|key| attribute_in(event, 3, key).and_then(|v| v.as_text()))
+    }
+
+    /// FNV-1a of the exception event's attributes (its time left out: the same exception
+    /// recorded at another moment is the same).
+    fn exception_fingerprint(&self, raw: &[u8]) -> Option<u64> {
+        let event = exception_event(raw)?;
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut reader = WireReader::new(event);
         while let Ok(Some((field, value, _))) = reader.next_field() {
-            let (11, WireField::Len(event)) = (field, value) else { continue };
-            let mut named_exception = false;
-            let mut event_reader = WireReader::new(event);
-            while let Ok(Some((f, v, _))) = event_reader.next_field() {
-                if let (2, WireField::Len(name)) = (f, v) {
-                    named_exception = name == b"exception";
+            if let (3, WireField::Len(attribute)) = (field, value) {
+                for &byte in attribute {
+                    hash ^= byte as u64;
+                    hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
                 }
             }
-            if named_exception {
-                return super::exception_from(|key| attribute_in(event, 3, key).and_then(|v| v.as_text()));
-            }
         }
-        None
+        Some(hash)
     }
 }
 

@@ -90,17 +90,43 @@ fn cut(text: &str, limit: usize) -> String {
     text[..end].to_string()
 }
 
+/// Fingerprints remembered per table; beyond, they start afresh.
+const MAX_FINGERPRINTS: usize = 256;
+
 /// The exception groups of a series' point (module docs).
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct ExceptionTable {
     groups: Vec<ExceptionGroup>,
     /// Whether a group ever gave way to another.
     pub estimated: bool,
+    /// The groups of exceptions recorded before, by fingerprint (the exception's bytes and the
+    /// resource that recorded them, [`crate::format::Format::exception_fingerprint`]): counting
+    /// one again reads nothing and allocates nothing.
+    fingerprints: Vec<(u64, usize)>,
+}
+
+impl PartialEq for ExceptionTable {
+    /// The groups and the flag; the fingerprints are a cache.
+    fn eq(&self, other: &Self) -> bool {
+        self.groups == other.groups && self.estimated == other.estimated
+    }
 }
 
 impl ExceptionTable {
     pub fn from_groups(groups: Vec<ExceptionGroup>, estimated: bool) -> Self {
-        Self { groups, estimated }
+        Self { groups, estimated, fingerprints: Vec::new() }
+    }
+
+    /// Counts an exception recorded before with the same `fingerprint` (from the same resource);
+    /// false when there is none, and the caller reads it and calls [`ExceptionTable::record`].
+    pub fn count_again(&mut self, fingerprint: u64, span: &Span) -> bool {
+        let Some(&(_, index)) = self.fingerprints.iter().find(|(f, _)| *f == fingerprint) else { return false };
+        let group = &mut self.groups[index];
+        group.count += 1;
+        group.first_seen = group.first_seen.min(span.start_unix_nano);
+        group.last_seen = group.last_seen.max(span.start_unix_nano);
+        group.examples.record(&span.trace_id, Outcome::Fault);
+        true
     }
 
     pub fn groups(&self) -> &[ExceptionGroup] {
@@ -111,8 +137,16 @@ impl ExceptionTable {
         self.groups.is_empty()
     }
 
-    /// Counts the exception a fault span recorded; `version` and `instance` of its resource.
-    pub fn record(&mut self, exception: &Exception, span: &Span, version: Option<String>, instance: Option<String>) {
+    /// Counts the exception a fault span recorded; `version` and `instance` of its resource;
+    /// `fingerprint` remembers its group for [`ExceptionTable::count_again`].
+    pub fn record(
+        &mut self,
+        exception: &Exception,
+        span: &Span,
+        version: Option<String>,
+        instance: Option<String>,
+        fingerprint: Option<u64>,
+    ) {
         let key = ExceptionKey::of(exception);
         let at = span.start_unix_nano;
         let position = match self.groups.iter().position(|g| g.key == key) {
@@ -138,10 +172,17 @@ impl ExceptionTable {
                     let inherited = least.count;
                     self.groups[i] = ExceptionGroup { count: inherited, ..group };
                     self.estimated = true;
+                    self.fingerprints.retain(|&(_, index)| index != i);
                     i
                 }
             }
         };
+        if let Some(fingerprint) = fingerprint {
+            if self.fingerprints.len() >= MAX_FINGERPRINTS {
+                self.fingerprints.clear();
+            }
+            self.fingerprints.push((fingerprint, position));
+        }
         let group = &mut self.groups[position];
         group.count += 1;
         group.first_seen = group.first_seen.min(at);

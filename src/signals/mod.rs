@@ -239,7 +239,16 @@ impl Series {
 
     /// The exception a fault entry span recorded, if any, in its point's exception groups.
     fn record_exception(&mut self, span: &Span, measure: &Measure<'_>) {
-        let Some(exception) = crate::format::exception(span.origin.encoding, &span.raw) else { return };
+        let format = span.origin.encoding.format();
+        // The same exception from the same resource as before: counted without reading it.
+        let fingerprint = format
+            .exception_fingerprint(&span.raw)
+            .map(|hash| hash ^ (Arc::as_ptr(&span.origin) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let table = &mut self.open.at(measure.lane, measure.step).exceptions;
+        if fingerprint.is_some_and(|f| table.count_again(f, span)) {
+            return;
+        }
+        let Some(exception) = format.exception(&span.raw) else { return };
         let resource = |key: &str| {
             crate::format::find_resource_attribute(span.origin.encoding, &span.origin.resource, key)
                 .and_then(|v| v.as_text())
@@ -247,7 +256,7 @@ impl Series {
         let version = resource("service.version");
         let instance =
             resource("service.instance.id").or_else(|| resource("k8s.pod.name")).or_else(|| resource("host.name"));
-        self.open.at(measure.lane, measure.step).exceptions.record(&exception, span, version, instance);
+        self.open.at(measure.lane, measure.step).exceptions.record(&exception, span, version, instance, fingerprint);
     }
 
     fn record(&mut self, span: &Span, measure: &Measure<'_>) {

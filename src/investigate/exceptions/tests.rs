@@ -68,3 +68,20 @@ fn the_faults_of_two_instances_are_one_group_at_the_owner() {
     assert_eq!(ExceptionsQuery::parse([("service", "a"), ("edge", "x")]).unwrap_err().parameter, "edge");
     assert_eq!(ExceptionsQuery::parse([("operation", "a")]).unwrap_err().parameter, "service");
 }
+
+#[test]
+fn an_exception_seen_again_counts_in_its_group_without_being_read_again() {
+    let (spans, expected) = sdk_spans();
+    let now = now_of(&spans);
+    let mut store = SignalStore::new(Config::default().signal_settings());
+    // The second time, the exception's fingerprint finds its group.
+    for _ in 0..3 {
+        store.record_trace(&spans, now);
+    }
+    let mut timeline = Timeline::new(Duration::from_secs(3600), Duration::from_secs(60), 100);
+    timeline.merge(&store.flush_points(), now);
+    let answer = exceptions(&timeline, &ExceptionsQuery::parse([("service", "owners-api")]).unwrap(), now);
+    assert_eq!(answer.groups.len(), 1);
+    assert_eq!(answer.groups[0].count, 3);
+    assert_eq!(answer.groups[0].message, expected["exception"]["template"].as_str().unwrap());
+}
