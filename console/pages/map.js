@@ -120,6 +120,7 @@ function drawMap(box, map, windowSeconds) {
   cy = core;
   shownIds = ids;
   if (keep && previous) { core.zoom(previous.zoom); core.pan(previous.pan); }
+  bendPastNodes(core);
   placeLabels(core, box);
   core.on("tap", "node", (e) => {
     const d = e.target.data();
@@ -128,6 +129,46 @@ function drawMap(box, map, windowSeconds) {
   core.on("tap", "edge", (e) => {
     const source = core.getElementById(e.target.data("source")).data();
     if (source.kind === "service") location.hash = href("service", { service: source.name, environment: source.environment });
+  });
+}
+
+/** How far an edge that would cross a node (or its label) bows out, in pixels. */
+const BOW = 50;
+
+/**
+ * Whether the segment from `a` to `b` passes through `box` (sampled every few pixels).
+ * @param {cytoscape.Position} a @param {cytoscape.Position} b @param {Box} box
+ */
+function crosses(a, b, box) {
+  const steps = Math.max(2, Math.ceil(Math.hypot(b.x - a.x, b.y - a.y) / 4));
+  for (let i = 1; i < steps; i++) {
+    const x = a.x + ((b.x - a.x) * i) / steps, y = a.y + ((b.y - a.y) * i) / steps;
+    if (x > box.x1 && x < box.x2 && y > box.y1 && y < box.y2) return true;
+  }
+  return false;
+}
+
+/**
+ * An edge whose straight line would pass through a node other than its own two bows out around
+ * it (layouts by layer put a caller and its callee's callee on one row).
+ * @param {cytoscape.Core} core
+ */
+function bendPastNodes(core) {
+  const nodes = core.nodes();
+  core.edges().forEach((edge) => {
+    const [from, to] = [edge.data("source"), edge.data("target")];
+    const a = core.getElementById(from).position(), b = core.getElementById(to).position();
+    const blocker = nodes.find((n) => n.id() !== from && n.id() !== to && crosses(a, b, n.boundingBox({ includeLabels: true })));
+    if (!blocker) return;
+    // Cytoscape bows a positive distance towards `normal` (the source → target direction turned
+    // clockwise on screen); away from the blocker's centre, or, through it, upwards (its label
+    // hangs below it).
+    const length = Math.hypot(b.x - a.x, b.y - a.y) || 1;
+    const normal = { x: -(b.y - a.y) / length, y: (b.x - a.x) / length };
+    const c = blocker.position();
+    const side = (c.x - a.x) * normal.x + (c.y - a.y) * normal.y;
+    const distance = Math.abs(side) > 5 ? -Math.sign(side) * BOW : normal.y > 0 ? -BOW : BOW;
+    edge.style("curve-style", "unbundled-bezier").style("control-point-distances", distance).style("control-point-weights", 0.5);
   });
 }
 

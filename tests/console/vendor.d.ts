@@ -54,7 +54,7 @@ declare namespace cytoscape {
     container(): HTMLElement | null;
     nodes(): NodeSingular[];
     edges(): EdgeSingular[];
-    getElementById(id: string): Element;
+    getElementById(id: string): NodeSingular;
     zoom(): number;
     zoom(level: number): Core;
     pan(): Position;
