@@ -161,6 +161,53 @@ impl Broker {
             .sum()
     }
 
+    /// The end (high watermark) of every partition of `topic`, by partition.
+    pub fn ends(&self, topic: &str) -> Vec<i64> {
+        let consumer: BaseConsumer = self.client().create().unwrap();
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+        let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len() as i32);
+        (0..partitions).map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap().1).collect()
+    }
+
+    /// Where every record of `topic` up to its ends now is: (key, partition, offset).
+    pub fn positions(&self, topic: &str) -> Vec<(String, i32, i64)> {
+        let ends = self.ends(topic);
+        let consumer: BaseConsumer = self
+            .client()
+            .set("group.id", format!("{}-positions", self.name))
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut list = TopicPartitionList::new();
+        for p in 0..ends.len() as i32 {
+            list.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        }
+        consumer.assign(&list).unwrap();
+        let mut next = vec![0i64; ends.len()];
+        let mut positions = Vec::new();
+        let what = format!("every record of {topic} up to {ends:?}");
+        wait_for(what, Duration::from_secs(120), || {
+            while let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+                next[m.partition() as usize] = m.offset() + 1;
+                if m.offset() < ends[m.partition() as usize] {
+                    positions.push((key, m.partition(), m.offset()));
+                }
+            }
+            next.iter().zip(&ends).all(|(n, e)| n >= e)
+        });
+        positions
+    }
+
+    /// How many records of `topic` each key has, read until every key of `expected` was seen.
+    pub fn records_per_key(&self, topic: &str, expected: &BTreeSet<String>) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for (key, _) in self.read_until(topic, expected, Duration::from_secs(120)) {
+            *counts.entry(key).or_default() += 1;
+        }
+        counts
+    }
+
     /// How many members the broker lists in the consumer group `group` (DescribeGroups).
     pub fn group_members(&self, group: &str) -> usize {
         let consumer: BaseConsumer =
