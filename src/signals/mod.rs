@@ -256,7 +256,7 @@ impl Series {
         let version = resource("service.version");
         let instance =
             resource("service.instance.id").or_else(|| resource("k8s.pod.name")).or_else(|| resource("host.name"));
-        self.open.at(measure.lane, measure.step).exceptions.record(&exception, span, version, instance, fingerprint);
+        table.record(&exception, span, version, instance, fingerprint);
     }
 
     fn record(&mut self, span: &Span, measure: &Measure<'_>) {
