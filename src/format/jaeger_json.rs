@@ -7,17 +7,20 @@
 //! Those ids and durations are gogo custom types, outside the proto3 JSON mapping, so this reader
 //! is written out here; it yields the generated `jaeger.api_v2.Span`, so both Jaeger encodings
 //! share one mapping to tracewarden's span model ([`super::jaeger`]).
+//!
+//! The decoder skips a span's `logs`; [`JaegerJson::exception`] reads them from the span's bytes
+//! when asked.
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use super::encoder::{appended, with_member};
-use super::schemas::jaeger::{KeyValue, Process, Span, SpanRef, SpanRefType, ValueType};
+use super::schemas::jaeger::{KeyValue, Log, Process, Span, SpanRef, SpanRefType, ValueType};
 use super::{jaeger_proto, SpanBuilder, RULE_ATTRIBUTE, SAMPLE_RATE_ATTRIBUTE};
 use super::{DecodeStats, Format, Malformed};
 use crate::decision::Decision;
-use crate::model::{AttrValue, Encoding};
+use crate::model::{AttrValue, Encoding, Exception};
 use bytes::Bytes;
 use serde_json::json;
 
@@ -81,6 +84,19 @@ struct JsonKeyValue {
     v_int64: i64,
     #[serde(alias = "v_float64", default, deserialize_with = "float")]
     v_float64: f64,
+}
+
+/// A span's logs, all that [`JaegerJson::exception`] reads of it.
+#[derive(Deserialize)]
+struct JsonLogs {
+    #[serde(default)]
+    logs: Vec<JsonLog>,
+}
+
+#[derive(Deserialize)]
+struct JsonLog {
+    #[serde(default)]
+    fields: Vec<JsonKeyValue>,
 }
 
 /// Reads one Jaeger JSON span. The whole message must be UTF-8 (RFC 8259), members skipped or
@@ -278,6 +294,18 @@ impl Format for JaegerJson {
     fn find_resource_attribute(&self, resource: &[u8], key: &str) -> Option<AttrValue> {
         jaeger_proto::find_resource_attribute(resource, key)
     }
+
+    /// From the span's `logs` alone, mapped as Jaeger protobuf's ([`jaeger_proto::exception_in`]).
+    fn exception(&self, raw: &[u8]) -> Option<Exception> {
+        let span: JsonLogs = serde_json::from_slice(raw).ok()?;
+        let logs = span
+            .logs
+            .into_iter()
+            .map(|log| Ok(Log { timestamp: None, fields: key_values(log.fields)? }))
+            .collect::<Result<Vec<_>, serde_json::Error>>()
+            .ok()?;
+        jaeger_proto::exception_in(&logs)
+    }
 }
 
 // Writing kept spans back.
@@ -318,5 +346,32 @@ mod tests {
         assert_eq!(go_duration_nanos("-1s"), None);
         assert_eq!(go_duration_nanos("5"), None);
         assert_eq!(go_duration_nanos("s"), None);
+    }
+
+    #[test]
+    fn the_python_exporters_exception_log_is_read() {
+        jaeger_proto::tests::python_exporters_exception_is_read(Encoding::JAEGER_JSON);
+    }
+
+    #[test]
+    fn the_jaeger_clients_opentracing_error_log_is_read() {
+        jaeger_proto::tests::opentracing_clients_error_is_read(Encoding::JAEGER_JSON);
+    }
+
+    #[test]
+    fn the_collectors_exception_log_is_read() {
+        // A span event as the Collector's translator writes it, in jsonpb form.
+        let span = r#"{"traceId":"5b8aa5a2d2c872e8321cf37308d69df2","spanId":"051581bf3cb55c13","operationName":"GET /owners/{id}","startTime":"2026-12-07T19:41:31.705338954Z","duration":"0.009s","logs":[{"timestamp":"2026-12-07T19:41:31.707Z","fields":[{"key":"event","vStr":"exception"},{"key":"exception.message","vStr":"owner 7 missing"},{"key":"exception.stacktrace","vStr":"java.lang.IllegalStateException: owner 7 missing\n\tat com.acme.Owners.find(Owners.java:12)"},{"key":"exception.type","vStr":"java.lang.IllegalStateException"}]}],"process":{"serviceName":"owners-api"}}"#;
+        assert_eq!(
+            JaegerJson.exception(span.as_bytes()),
+            Some(Exception {
+                type_name: "java.lang.IllegalStateException".into(),
+                message: "owner 7 missing".into(),
+                stacktrace:
+                    "java.lang.IllegalStateException: owner 7 missing\n\tat com.acme.Owners.find(Owners.java:12)".into(),
+            })
+        );
+        let without = span.replace(r#""vStr":"exception"}"#, r#""vStr":"retry"}"#);
+        assert_eq!(JaegerJson.exception(without.as_bytes()), None);
     }
 }

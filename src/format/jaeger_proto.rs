@@ -8,6 +8,9 @@
 //!
 //! A span keeps the whole message as its wire bytes; its origin is keyed by its process, encoded
 //! as a protobuf `Process` whatever the encoding, so resource look-ups read one form.
+//!
+//! Exceptions are span logs, read on demand ([`exception_in`]): the log of an OpenTelemetry
+//! `exception` event, or an OpenTracing error log.
 
 use bytes::Bytes;
 use prost::Message;
@@ -15,12 +18,12 @@ use prost::Message;
 use super::draft::binary_id;
 use super::draft::{AttrRef, ResourceIdentity, SpanBuilder, SpanDraft};
 use super::schemas::jaeger;
-use super::schemas::jaeger::{KeyValue, Process, Span as JaegerSpan, SpanRefType, ValueType};
+use super::schemas::jaeger::{KeyValue, Log, Process, Span as JaegerSpan, SpanRefType, ValueType};
 use super::zipkin_json::widened_trace_id as trace_id;
 use super::{DecodeStats, Format, Malformed};
-use super::{RULE_ATTRIBUTE, SAMPLE_RATE_ATTRIBUTE};
+use super::{WireField, WireReader, RULE_ATTRIBUTE, SAMPLE_RATE_ATTRIBUTE};
 use crate::decision::Decision;
-use crate::model::{AttrValue, Encoding, Span, SpanKind, StatusCode};
+use crate::model::{AttrValue, Encoding, Exception, Span, SpanKind, StatusCode};
 use bytes::{BufMut, BytesMut};
 
 /// Why a Jaeger message could not be read.
@@ -159,6 +162,27 @@ pub(super) fn find_resource_attribute(resource: &[u8], key: &str) -> Option<Attr
     process.tags.into_iter().find(|tag| tag.key == key).map(attr_value)
 }
 
+/// The first exception among a span's logs. An OpenTelemetry `exception` event is a log of its
+/// attributes as fields (`exception.type`, `exception.message`, `exception.stacktrace`), its name
+/// as `event` (the Collector's translator, the Java exporter) or as `message` (the Python
+/// exporter: such a log has no `event`). OpenTracing clients log an error as `event` = `error`
+/// with `error.kind` (the type), `message` or else `error.object` (the message) and `stack`.
+pub(super) fn exception_in(logs: &[Log]) -> Option<Exception> {
+    logs.iter().find_map(|log| {
+        let field = |key: &str| log.fields.iter().find(|f| f.key == key).and_then(|f| attr_value(f.clone()).as_text());
+        match field("event").as_deref() {
+            None | Some("exception") => super::exception_from(field),
+            Some("error") => super::exception_from(|key| match key {
+                "exception.type" => field("error.kind"),
+                "exception.message" => field("message").or_else(|| field("error.object")),
+                "exception.stacktrace" => field("stack"),
+                _ => None,
+            }),
+            Some(_) => None,
+        }
+    })
+}
+
 /// One `jaeger.api_v2.Span` per message, its process embedded.
 pub struct JaegerProto;
 
@@ -204,6 +228,18 @@ impl Format for JaegerProto {
     fn find_resource_attribute(&self, resource: &[u8], key: &str) -> Option<AttrValue> {
         find_resource_attribute(resource, key)
     }
+
+    /// From the span's logs (field 9) alone: its tags and process are not decoded.
+    fn exception(&self, raw: &[u8]) -> Option<Exception> {
+        let mut logs = Vec::new();
+        let mut reader = WireReader::new(raw);
+        while let Ok(Some((field, value, _))) = reader.next_field() {
+            if let (9, WireField::Len(log)) = (field, value) {
+                logs.push(Log::decode(log).ok()?);
+            }
+        }
+        exception_in(&logs)
+    }
 }
 
 // Writing kept spans back.
@@ -233,4 +269,152 @@ fn encode_jaeger_proto(spans: &[&Span], decision: Option<&Decision>) -> Bytes {
         }
     }
     out.freeze()
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::format::{Decoder, InputEncoding};
+    use crate::signals::exception::ExceptionKey;
+    use base64::Engine;
+
+    /// The exception of the span in `message`, read as the pipeline reads it: from the bytes the
+    /// decoder keeps.
+    fn exception_of(encoding: Encoding, message: &[u8]) -> Option<Exception> {
+        let mut spans = Vec::new();
+        Decoder::new(InputEncoding::Fixed(encoding)).decode(&Bytes::copy_from_slice(message), &mut spans).unwrap();
+        assert_eq!(spans.len(), 1);
+        crate::format::exception(encoding, &spans[0].raw)
+    }
+
+    /// The messages of `tests/fixtures/python_jaeger.py` written by `client` (`otel`, `opentracing`)
+    /// in `encoding`, each with its operation, and what the script says their exception is.
+    fn python_fixture(client: &str, encoding: Encoding) -> (Vec<(String, Vec<u8>)>, serde_json::Value) {
+        let fixture: serde_json::Value = serde_json::from_slice(include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/python-jaeger-spans.json"
+        )))
+        .unwrap();
+        let messages = fixture[client]["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|span| {
+                let operation = span["operation"].as_str().unwrap_or_default().to_string();
+                let message = match encoding {
+                    Encoding::JAEGER_PROTO => {
+                        base64::engine::general_purpose::STANDARD.decode(span["proto"].as_str().unwrap()).unwrap()
+                    }
+                    _ => span["json"].as_str().unwrap().as_bytes().to_vec(),
+                };
+                (operation, message)
+            })
+            .collect();
+        (messages, fixture[client]["exception"].clone())
+    }
+
+    /// The OpenTelemetry Python Jaeger exporter's spans: the server span's exception event is a
+    /// log of its attributes and `message` = `exception`; the other spans recorded none.
+    pub(in crate::format) fn python_exporters_exception_is_read(encoding: Encoding) {
+        let (messages, expected) = python_fixture("otel", encoding);
+        assert_eq!(messages.len(), 3);
+        for (operation, message) in &messages {
+            let found = exception_of(encoding, message);
+            if operation != "GET /owners/{id}" {
+                assert_eq!(found, None, "{operation}");
+                continue;
+            }
+            let exception = found.expect("the server span's exception log");
+            crate::format::tests::assert_python_sdks_exception(&exception, &expected);
+        }
+    }
+
+    /// The Jaeger Python client's (OpenTracing) error log: `error.kind` as the client writes a
+    /// type, the message, the traceback's frames as `stack`.
+    pub(in crate::format) fn opentracing_clients_error_is_read(encoding: Encoding) {
+        let (messages, expected) = python_fixture("opentracing", encoding);
+        let exception = exception_of(encoding, &messages[0].1).expect("the error log");
+        assert_eq!(exception.type_name, "<class 'ValueError'>");
+        assert_eq!(exception.message, "visit 90210 has no pet (batch 0x5f2e)");
+        assert!(exception.stacktrace.contains("raise ValueError("), "{}", exception.stacktrace);
+        let key = ExceptionKey::of(&exception);
+        assert_eq!(key.message, "visit {n} has no pet (batch {id})");
+        assert_eq!(key.frame, expected["frame"].as_str().unwrap());
+        assert!(key.frame.ends_with("python_jaeger.py\", line 78, in <module>"), "{}", key.frame);
+    }
+
+    #[test]
+    fn the_python_exporters_exception_log_is_read() {
+        python_exporters_exception_is_read(Encoding::JAEGER_PROTO);
+    }
+
+    #[test]
+    fn the_jaeger_clients_opentracing_error_log_is_read() {
+        opentracing_clients_error_is_read(Encoding::JAEGER_PROTO);
+    }
+
+    const STACK: &str = "java.lang.IllegalStateException: owner 7 missing\n\tat com.acme.Owners.find(Owners.java:12)";
+
+    fn log(fields: &[(&str, &str)]) -> Log {
+        let fields = fields
+            .iter()
+            .map(|(key, value)| KeyValue { key: key.to_string(), v_str: value.to_string(), ..Default::default() })
+            .collect();
+        Log { timestamp: None, fields }
+    }
+
+    fn exception_in_span(logs: Vec<Log>) -> Option<Exception> {
+        JaegerProto.exception(&JaegerSpan { logs, ..Default::default() }.encode_to_vec())
+    }
+
+    #[test]
+    fn the_collectors_exception_log_is_read() {
+        // As the Collector's translator writes span events: `event` first, then the attributes.
+        let found = exception_in_span(vec![
+            log(&[("event", "cache-miss"), ("cache", "owners")]),
+            log(&[
+                ("event", "exception"),
+                ("exception.message", "owner 7 missing"),
+                ("exception.stacktrace", STACK),
+                ("exception.type", "java.lang.IllegalStateException"),
+            ]),
+        ]);
+        assert_eq!(
+            found,
+            Some(Exception {
+                type_name: "java.lang.IllegalStateException".into(),
+                message: "owner 7 missing".into(),
+                stacktrace: STACK.into(),
+            })
+        );
+    }
+
+    #[test]
+    fn an_opentracing_error_log_without_a_message_reads_its_error_object() {
+        // A Java OpenTracing instrumentation logs the Throwable, which the client writes as text.
+        let found = exception_in_span(vec![log(&[
+            ("event", "error"),
+            ("error.object", "java.lang.IllegalStateException: owner 7 missing"),
+        ])]);
+        assert_eq!(
+            found,
+            Some(Exception {
+                type_name: String::new(),
+                message: "java.lang.IllegalStateException: owner 7 missing".into(),
+                stacktrace: String::new()
+            })
+        );
+    }
+
+    #[test]
+    fn other_logs_are_no_exception() {
+        assert_eq!(exception_in_span(Vec::new()), None);
+        assert_eq!(exception_in_span(vec![log(&[("event", "error")])]), None, "neither a kind nor a message");
+        assert_eq!(exception_in_span(vec![log(&[("message", "exception")])]), None, "no attributes");
+        assert_eq!(
+            exception_in_span(vec![log(&[("event", "retry"), ("exception.type", "TimeoutError")])]),
+            None,
+            "another event's attributes"
+        );
+    }
 }

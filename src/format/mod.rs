@@ -97,8 +97,9 @@ pub trait Format: Sync {
         None
     }
 
-    /// The first exception a span recorded, from its bytes; `None` for a span without one, and
-    /// for encodings that carry none (Zipkin).
+    /// The first exception a span recorded, from its bytes (an OpenTelemetry `exception` event,
+    /// as its encoding carries one: a span event, a Jaeger log, a Zipkin annotation; X-Ray's
+    /// `cause`); `None` for a span without one.
     fn exception(&self, _raw: &[u8]) -> Option<Exception> {
         None
     }
@@ -221,6 +222,22 @@ pub fn find_resource_attribute(encoding: Encoding, resource: &[u8], key: &str) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Checks that `exception` is the one the OpenTelemetry Python SDK recorded on the fixtures'
+    /// server span (tests/fixtures/python_sdk.py), whichever encoding carried it; `expected` is
+    /// what the script wrote of it (its template and the frame that raised it).
+    pub(super) fn assert_python_sdks_exception(exception: &Exception, expected: &serde_json::Value) {
+        assert_eq!(exception.type_name, "LookupError");
+        assert_eq!(
+            exception.message,
+            "owner 4711 not found in shard 'eu-1' (request 3f2b8c1e-9a4d-4e5f-8a6b-1c2d3e4f5a6b, cache 0x7f3a)"
+        );
+        assert!(exception.stacktrace.starts_with("Traceback (most recent call last):\n"), "{}", exception.stacktrace);
+        let key = crate::signals::exception::ExceptionKey::of(exception);
+        assert_eq!(key.message, "owner {n} not found in shard {str} (request {uuid}, cache {id})");
+        assert_eq!(key.message, expected["template"].as_str().unwrap());
+        assert_eq!(key.frame, expected["frame"].as_str().unwrap());
+    }
 
     #[test]
     fn names_are_unique_and_round_trip() {

@@ -9,6 +9,9 @@
 //! resource attributes there. Its identity is `localEndpoint.serviceName` (else a `service.name`
 //! tag) and the `deployment.environment.name` (else `deployment.environment`) tag; attribute
 //! look-ups read the tags.
+//!
+//! A span event is an annotation whose value holds the event's name and attributes; the decoder
+//! skips annotations, and [`annotation_exception`] reads an `exception` one when asked.
 
 use std::borrow::Cow;
 
@@ -23,7 +26,7 @@ use super::encoder::with_object_members;
 use super::{DecodeStats, Format, Malformed};
 use super::{RULE_ATTRIBUTE, SAMPLE_RATE_ATTRIBUTE};
 use crate::decision::Decision;
-use crate::model::{AttrValue, Encoding, Span, SpanKind, StatusCode, TraceId};
+use crate::model::{AttrValue, Encoding, Exception, Span, SpanKind, StatusCode, TraceId};
 use serde_json::Value;
 
 #[derive(Deserialize)]
@@ -202,6 +205,59 @@ pub(super) fn identify(header: &Bytes) -> (Bytes, ResourceIdentity) {
     (Bytes::new(), identity)
 }
 
+/// A span's annotations, all that [`ZipkinJson::exception`] reads of it.
+#[derive(Deserialize)]
+struct Annotations<'a> {
+    #[serde(borrow, default)]
+    annotations: Vec<Annotation<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Annotation<'a> {
+    #[serde(borrow, default)]
+    value: Cow<'a, str>,
+}
+
+/// The exception of an annotation's value, as OpenTelemetry's Zipkin exporters write an
+/// `exception` event: `exception|{attributes}|{dropped count}` (the Collector),
+/// `{"exception": {attributes}}` (Python) or `"exception":{attributes}` (Java, the
+/// specification's form, its strings written without escaping), the attributes a JSON object
+/// with OpenTelemetry's names. `None` for another annotation.
+pub(super) fn annotation_exception(value: &str) -> Option<Exception> {
+    let attributes = match value.strip_prefix("exception|") {
+        Some(rest) => rest.rsplit_once('|')?.0,
+        None => {
+            let member = value.strip_prefix('{').and_then(|v| v.strip_suffix('}')).unwrap_or(value).trim();
+            member.strip_prefix("\"exception\"")?.trim_start().strip_prefix(':')?.trim()
+        }
+    };
+    match serde_json::from_str::<serde_json::Map<String, Value>>(attributes) {
+        Ok(object) => super::exception_from(|key| match object.get(key)? {
+            Value::String(text) => Some(text.clone()),
+            Value::Null => None,
+            other => Some(other.to_string()),
+        }),
+        Err(_) => super::exception_from(|key| unescaped_member(attributes, key)),
+    }
+}
+
+/// A string member of an object whose strings are written as they are, quotes and line breaks
+/// unescaped (Java's Zipkin exporter): from `"key":"` to the quote that closes the object or is
+/// followed by the next member's name.
+fn unescaped_member(object: &str, key: &str) -> Option<String> {
+    let opening = format!("\"{key}\":\"");
+    let rest = &object[object.find(&opening)? + opening.len()..];
+    let closing = rest.match_indices('"').map(|(at, _)| at).find(|&at| {
+        let after = &rest[at + 1..];
+        after.trim_end() == "}"
+            || after
+                .strip_prefix(",\"")
+                .and_then(|next| next.split_once("\":"))
+                .is_some_and(|(name, _)| !name.contains('"'))
+    })?;
+    Some(rest[..closing].to_string())
+}
+
 /// Zipkin v2 JSON: a list of spans.
 pub struct ZipkinJson;
 
@@ -249,6 +305,12 @@ impl Format for ZipkinJson {
         }
         span.tags.0.into_iter().find(|(k, _)| k == key).map(|(_, v)| AttrValue::Str(v.into_owned()))
     }
+
+    /// The first annotation holding an `exception` event ([`annotation_exception`]).
+    fn exception(&self, raw: &[u8]) -> Option<Exception> {
+        let span: Annotations<'_> = serde_json::from_slice(raw).ok()?;
+        span.annotations.iter().find_map(|annotation| annotation_exception(&annotation.value))
+    }
 }
 
 // Writing kept spans back.
@@ -277,4 +339,100 @@ fn encode_zipkin(spans: &[&Span], decision: Option<&Decision>) -> Bytes {
         })
         .collect();
     Bytes::from(format!("[{}]", spans.join(",")))
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::format::{Decoder, InputEncoding};
+
+    /// The spans of python_sdk.py as an OpenTelemetry Python Zipkin exporter wrote them in
+    /// `encoding` (`payload`), and what its script says must be read from them (`expected`): the
+    /// server span's exception, in an annotation `{"exception": {attributes}}`; none elsewhere.
+    pub(in crate::format) fn python_exporters_exception_is_read(encoding: Encoding, payload: Vec<u8>, expected: &[u8]) {
+        let expected: Value = serde_json::from_slice(expected).unwrap();
+        let mut spans = Vec::new();
+        Decoder::new(InputEncoding::Fixed(encoding)).decode(&Bytes::from(payload), &mut spans).unwrap();
+        assert_eq!(spans.len(), 3);
+        let server = expected["spans"].as_array().unwrap().iter().find(|s| s["http_status"] == 503).unwrap();
+        for span in &spans {
+            let found = crate::format::exception(encoding, &span.raw);
+            if hex::encode(span.span_id) != server["span_id"].as_str().unwrap() {
+                assert_eq!(found, None, "{}", span.operation);
+                continue;
+            }
+            let exception = found.expect("the server span's exception annotation");
+            crate::format::tests::assert_python_sdks_exception(&exception, &expected["exception"]);
+        }
+    }
+
+    #[test]
+    fn the_python_exporters_exception_annotation_is_read() {
+        // tests/fixtures/python_zipkin_json.py: the OpenTelemetry Python Zipkin JSON exporter.
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+        python_exporters_exception_is_read(
+            Encoding::ZIPKIN_JSON,
+            std::fs::read(format!("{dir}/python-zipkin-json-spans.json")).unwrap(),
+            &std::fs::read(format!("{dir}/python-zipkin-json-expected.json")).unwrap(),
+        );
+    }
+
+    const STACK: &str = "java.lang.IllegalStateException: owner 7 missing\n\tat com.acme.Owners.find(Owners.java:12)";
+
+    fn owner_7_missing(message: &str) -> Option<Exception> {
+        Some(Exception {
+            type_name: "java.lang.IllegalStateException".into(),
+            message: message.into(),
+            stacktrace: STACK.replace("owner 7 missing", message),
+        })
+    }
+
+    #[test]
+    fn the_collectors_exception_annotation_is_read() {
+        // `name|attributes|dropped count`, the attributes as Go's encoding/json writes a map:
+        // keys sorted, `<`, `>` and `&` escaped.
+        let value = r#"exception|{"exception.message":"owner 7 missing \u003cnil\u003e","exception.stacktrace":"java.lang.IllegalStateException: owner 7 missing \u003cnil\u003e\n\tat com.acme.Owners.find(Owners.java:12)","exception.type":"java.lang.IllegalStateException"}|0"#;
+        assert_eq!(annotation_exception(value), owner_7_missing("owner 7 missing <nil>"));
+        // In a span, after an event without attributes (its name alone).
+        let span = serde_json::json!({
+            "traceId": "5b8aa5a2d2c872e8321cf37308d69df2", "id": "051581bf3cb55c13", "name": "get /owners/{id}",
+            "kind": "SERVER", "timestamp": 1_796_672_448_193_201_u64, "duration": 9000,
+            "localEndpoint": {"serviceName": "owners-api"}, "tags": {"error": "true"},
+            "annotations": [
+                {"timestamp": 1_796_672_448_193_300_u64, "value": "cache-miss"},
+                {"timestamp": 1_796_672_448_193_944_u64, "value": value},
+            ],
+        });
+        assert_eq!(ZipkinJson.exception(span.to_string().as_bytes()), owner_7_missing("owner 7 missing <nil>"));
+    }
+
+    #[test]
+    fn the_java_exporters_unescaped_annotation_is_read() {
+        // `"name":{attributes}`, strings written as they are: quotes, a line break and a tab.
+        let value = "\"exception\":{\"exception.message\":\"owner \"7\" missing\",\"exception.stacktrace\":\"java.lang.IllegalStateException: owner \"7\" missing\n\tat com.acme.Owners.find(Owners.java:12)\",\"exception.type\":\"java.lang.IllegalStateException\"}";
+        assert_eq!(annotation_exception(value), owner_7_missing("owner \"7\" missing"));
+        // Valid JSON when nothing needed escaping.
+        let value =
+            r#""exception":{"exception.message":"owner 7 missing","exception.type":"java.lang.IllegalStateException"}"#;
+        assert_eq!(
+            annotation_exception(value).map(|e| (e.type_name, e.message)),
+            Some(("java.lang.IllegalStateException".into(), "owner 7 missing".into()))
+        );
+    }
+
+    #[test]
+    fn other_annotations_are_no_exception() {
+        for value in [
+            "cache-miss",
+            "exception",
+            r#"retry|{"attempt":2}|0"#,
+            r#"{"retry": {"attempt": 2}}"#,
+            r#""retry":{"attempt":2}"#,
+            r#"exception|{}|3"#,
+            r#"{"exception": {"exception.escaped": "False"}}"#,
+            r#"{"exception.type": "LookupError"}"#,
+        ] {
+            assert_eq!(annotation_exception(value), None, "{value}");
+        }
+    }
 }
