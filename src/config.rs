@@ -95,7 +95,7 @@ impl Config {
     /// `[investigation]`.
     pub fn signal_settings(&self) -> crate::signals::SignalSettings {
         crate::signals::SignalSettings {
-            dimensions: self.investigation.dimensions.clone(),
+            dimensions: self.investigation.tracked_dimensions(),
             max_values_per_dimension: self.investigation.max_values_per_dimension,
             ..self.metrics.settings()
         }

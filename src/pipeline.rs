@@ -44,6 +44,7 @@ use crate::investigate::group::member::{GroupMember, GroupMemberError, GroupMemb
 use crate::investigate::group::publish::PointsPublisher;
 use crate::investigate::group::GroupView;
 use crate::investigate::timeline::Timeline;
+use crate::investigate::versions::VersionColumns;
 use crate::investigate::{OwnedTimeline, TraceStore};
 use crate::kafka_client::{
     admin_config, consumer_config, owners_config, with_client_properties, with_instance_id, KafkaSession,
@@ -571,9 +572,11 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         .register(Box::new(SloCollector::new(slos.clone(), clock.clone())))
         .expect("SLO families are unique");
     let traces = Arc::new(Mutex::new(TraceStore::new(&config.investigation)));
+    let dimensions = signals.lock().expect("signal store lock").dimensions().clone();
     let timeline = Arc::new(OwnedTimeline::new(
-        Timeline::new(config.investigation.history.0, config.metrics.window.0, config.metrics.max_series),
-        signals.lock().expect("signal store lock").dimensions().clone(),
+        Timeline::new(config.investigation.history.0, config.metrics.window.0, config.metrics.max_series)
+            .with_versions(VersionColumns::of(&dimensions)),
+        dimensions,
     ));
     telemetry
         .registry
@@ -658,6 +661,7 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
     let group_member = GroupMember {
         settings: GroupMemberSettings {
             points_topic: k.points_topic.clone(),
+            alerts_topic: k.alerts_topic.clone(),
             timeline_topic: k.timeline_topic.clone(),
             rollups_topic: k.rollups_topic.clone(),
             points_partitions: k.points_partitions,

@@ -700,3 +700,128 @@ fn questions_are_forwarded_to_the_owner_over_https_with_the_callers_token() {
     first.stop().unwrap();
     second.stop().unwrap();
 }
+
+/// One trace of `requests` requests to `service` `version` on `pod` (the first `faults` of them
+/// answer 503), each a server span under one frontend root; the trace starts 10 s before the
+/// clock.
+fn release_trace(
+    harness: &Harness,
+    t: u8,
+    (service, version, pod): (&'static str, &'static str, &'static str),
+    requests: u8,
+    faults: u8,
+) -> (String, bytes::Bytes) {
+    let start = tracewarden::clock::Clock::now(&*harness.clock).0 - 10_000_000_000;
+    let spans: Vec<SpanSpec> = std::iter::once(SpanSpec::new("frontend", t, 1, None, SERVER, "GET").starting(start))
+        .chain((0..requests).map(|i| {
+            SpanSpec::new(service, t, i + 2, Some(1), SERVER, "GET")
+                .http("GET", "/owners", if i < faults { 503 } else { 200 })
+                .starting(start + 1_000_000)
+                .resource("service.version", version)
+                .resource("k8s.pod.name", pod)
+        }))
+        .collect();
+    (format!("{:032x}", u128::from_be_bytes([t; 16])), encode(&spans))
+}
+
+/// The deployment alerts on the alerts topic, by service.
+fn deployment_alerts(harness: &Harness, expected: usize) -> Vec<serde_json::Value> {
+    harness
+        .read_all("slo_alerts", expected)
+        .into_iter()
+        .map(|r| serde_json::from_slice::<serde_json::Value>(&r.payload).unwrap())
+        .filter(|alert| alert["type"] == "deployment")
+        .collect()
+}
+
+/// A version first seen after the first window is a deployment; worse beyond chance, it is
+/// `degraded`, answered from the owner and alerted once — also after another instance took the
+/// service over (it reads the alert's mark from the changelog and does not write it again).
+#[test]
+fn a_degraded_deployment_is_alerted_once_also_after_a_takeover() {
+    let mut harness = Harness::new("investigate-deployments");
+    harness.config.metrics.window = tracewarden::settings::HumanDuration(Duration::from_secs(60));
+    let first = harness.start();
+    let addr_a = serve(&first);
+    let spans = |p: &[&tracewarden::pipeline::Pipeline]| {
+        p.iter()
+            .map(|p| metric(p, "tracewarden_spans_received_total", &[("encoding", "otlp_proto")]).unwrap_or(0.0))
+            .sum::<f64>()
+    };
+    let customers = ("customers", "1.3.2", "customers-a");
+    let vets = ("vets", "1.0.0", "vets-a");
+    // The versions running from the start: the baseline.
+    harness.produce_all(&[release_trace(&harness, 1, customers, 20, 0), release_trace(&harness, 2, vets, 20, 0)]);
+    wait_for("the baseline read", WAIT, || spans(&[&first]) == 42.0);
+    harness.advance(Duration::from_secs(6));
+    let requests = |addr: &str, service: &str| {
+        get(addr, &format!("/api/series?service={service}")).1["operations"][0]["requests"].as_u64()
+    };
+    wait_for("the baseline at the owner", WAIT, || {
+        requests(&addr_a, "customers") == Some(20) && requests(&addr_a, "vets") == Some(20)
+    });
+    assert_eq!(get(&addr_a, "/api/deployments?service=customers").1, serde_json::json!({"deployments": []}));
+
+    // 70 s later, past the first window: customers 1.4.0-rc1 on a canary pod, 30 faults in 40,
+    // beside 1.3.2's 100 requests with 1 fault.
+    harness.advance(Duration::from_secs(70));
+    harness.produce_all(&[
+        release_trace(&harness, 3, ("customers", "1.3.2", "customers-a"), 100, 1),
+        release_trace(&harness, 4, ("customers", "1.4.0-rc1", "customers-canary"), 40, 30),
+    ]);
+    wait_for("the canary read", WAIT, || spans(&[&first]) == 42.0 + 142.0);
+    harness.advance(Duration::from_secs(6));
+    let deployments = |addr: &str, service: &str| get(addr, &format!("/api/deployments?service={service}")).1;
+    wait_for("the deployment judged", WAIT, || {
+        deployments(&addr_a, "customers")["deployments"][0]["verdict"] == "degraded"
+    });
+    let answer = deployments(&addr_a, "customers");
+    let deployment = &answer["deployments"][0];
+    assert_eq!(answer["deployments"].as_array().unwrap().len(), 1, "{answer}");
+    assert_eq!(
+        (deployment["version"].as_str(), deployment["previousVersion"].as_str()),
+        (Some("1.4.0-rc1"), Some("1.3.2"))
+    );
+    assert_eq!(deployment["instances"], serde_json::json!(["customers-canary"]));
+    assert_eq!(
+        (deployment["before"]["requests"].as_u64(), deployment["before"]["faults"].as_u64()),
+        (Some(100), Some(1))
+    );
+    assert_eq!(
+        (deployment["after"]["requests"].as_u64(), deployment["after"]["faults"].as_u64()),
+        (Some(40), Some(30))
+    );
+    // p0 = 0.01, p1 = 0.75, pooled 31/140: z = 0.74 / √(0.2214 · 0.7786 · (1/100 + 1/40)) = 9.5265.
+    assert!((deployment["zScore"].as_f64().unwrap() - 9.5265).abs() < 1e-3, "{deployment}");
+    let alerts = wait_until("the deployment alert", WAIT, || {
+        let alerts = deployment_alerts(&harness, 1);
+        (!alerts.is_empty()).then_some(alerts)
+    });
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["labels"]["alertname"], "DeploymentDegraded");
+    assert_eq!(alerts[0]["labels"]["version"], "1.4.0-rc1");
+    assert_eq!(alerts[0]["labels"]["previous_version"], "1.3.2");
+
+    // Another instance takes everything over.
+    let second = harness.start();
+    let addr_b = serve(&second);
+    first.stop().unwrap();
+    wait_for("the new owner to answer with the deployment from the changelog", WAIT, || {
+        deployments(&addr_b, "customers")["deployments"][0]["verdict"] == "degraded"
+    });
+    // vets 2.0.0, degraded too: once its alert is out, the new owner has judged every service
+    // it owns (customers included) at least once.
+    harness.produce_all(&[
+        release_trace(&harness, 5, ("vets", "1.0.0", "vets-a"), 100, 1),
+        release_trace(&harness, 6, ("vets", "2.0.0", "vets-b"), 40, 30),
+    ]);
+    wait_for("vets' new version read", WAIT, || spans(&[&second]) == 142.0);
+    harness.advance(Duration::from_secs(6));
+    let alerts = wait_until("the new owner's alert for vets", WAIT, || {
+        let alerts = deployment_alerts(&harness, 2);
+        alerts.iter().any(|a| a["labels"]["service"] == "vets").then_some(alerts)
+    });
+    let services: Vec<&str> = alerts.iter().map(|a| a["labels"]["service"].as_str().unwrap()).collect();
+    assert_eq!(services, vec!["customers", "vets"], "customers was not alerted again");
+    second.stop().unwrap();
+}

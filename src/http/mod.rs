@@ -77,6 +77,7 @@ pub fn router(handles: Handles) -> Router {
         .route("/api/traces/{trace_id}", get(views::trace))
         .route("/api/compare", get(views::compare))
         .route("/api/exceptions", get(views::exceptions))
+        .route("/api/deployments", get(views::deployments))
         .route("/api/contributors", get(views::contributors))
         .route("/api/contributors/dimensions", get(views::contributor_dimensions))
         .route("/api/history", get(views::series_history))

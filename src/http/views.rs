@@ -1,7 +1,7 @@
 //! The investigation answers (investigation.md), group-wide from any instance: the services, the
-//! series tables and the map from the group's rollups; a series' history, contributors, compare
-//! and exceptions, and an SLO's history, from their owner (asked over HTTP when that is another
-//! member); trace searches from every live member.
+//! series tables and the map from the group's rollups; a series' history, contributors, compare,
+//! exceptions and deployments, and an SLO's history, from their owner (asked over HTTP when that
+//! is another member); trace searches from every live member.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::clock::Nanos;
 use crate::investigate::compare::{self, CompareQuery};
 use crate::investigate::contributors::{dimensions_seen, parse_selection, top_contributors, ContributorQuery};
+use crate::investigate::deployments::{self, DeploymentsQuery};
 use crate::investigate::exceptions::{self, ExceptionsQuery};
 use crate::investigate::group::forward::FORWARDED_HEADER;
 use crate::investigate::group::Route;
@@ -312,6 +313,23 @@ pub async fn exceptions(
         ExceptionsQuery::parse(pairs(&parameters)),
         |q| &q.selection,
         |_, timeline, query, now| exceptions::exceptions(timeline, &query, now),
+    )
+    .await
+}
+
+/// `GET /api/deployments`: the new versions of a service, each judged against the one it replaced.
+pub async fn deployments(
+    State(handles): State<Handles>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(parameters): Parameters,
+) -> Response {
+    from_owner(
+        handles,
+        (headers, uri),
+        DeploymentsQuery::parse(pairs(&parameters)),
+        |q| &q.selection,
+        |_, timeline, query, now| deployments::deployments(timeline, &query, now),
     )
     .await
 }

@@ -22,7 +22,8 @@ pub struct InvestigationConfig {
     pub max_trace_bytes: usize,
     /// Resource attributes `/api/contributors` ranks values of. Default `service.instance.id`,
     /// `service.version`, `host.name`, `k8s.pod.name`, `k8s.node.name`, `k8s.namespace.name`,
-    /// `cloud.availability_zone`, `cloud.region`, `aws.ecs.task.arn`; empty keeps no contributors.
+    /// `cloud.availability_zone`, `cloud.region`, `aws.ecs.task.arn`. `service.version` is tracked
+    /// even when not listed: deployments are found from it (`/api/deployments`).
     #[serde(default = "default_dimensions")]
     pub dimensions: Vec<String>,
     /// Distinct resources (so values of any dimension) tracked exactly per series and 10 s point;
@@ -80,7 +81,20 @@ impl Default for InvestigationConfig {
     }
 }
 
+/// The dimension deployments are found from, tracked whatever `dimensions` says.
+pub const VERSION_DIMENSION: &str = "service.version";
+
 impl InvestigationConfig {
+    /// The dimensions contributor tables are kept by: the configured ones, and
+    /// [`VERSION_DIMENSION`] when they lack it.
+    pub fn tracked_dimensions(&self) -> Vec<String> {
+        let mut dimensions = self.dimensions.clone();
+        if !dimensions.iter().any(|d| d == VERSION_DIMENSION) {
+            dimensions.push(VERSION_DIMENSION.to_string());
+        }
+        dimensions
+    }
+
     /// Adds this section's problems to `problems`.
     pub fn validate(&self, problems: &mut Vec<Problem>) {
         let mut check = Problem::checker(problems);

@@ -8,8 +8,9 @@
 //! from it (by the owner), the map and the series tables from the group's rollups.
 
 pub mod compare;
-mod config;
+pub(crate) mod config;
 pub mod contributors;
+pub mod deployments;
 pub mod exceptions;
 pub mod group;
 pub mod held;
@@ -20,6 +21,7 @@ pub mod query;
 pub mod series;
 pub mod timeline;
 pub mod traces;
+pub mod versions;
 
 pub use config::InvestigationConfig;
 

@@ -24,12 +24,17 @@ use crate::signals::point::{step_of, Counts, Examples, Point, STEP_NANOS};
 use crate::signals::sketch::LatencySketch;
 use crate::signals::{FlushedPoint, SeriesId};
 
+use super::versions::{StepVersions, VersionColumns};
+
 /// A series' points, oldest first.
 #[derive(Debug, Default)]
 pub struct SeriesPoints {
     /// For dependency series: what the remote side is (the map's node kind).
     pub remote_kind: RemoteKind,
     points: VecDeque<(u64, Point)>,
+    /// The requests of each point by version, index for index (empty when versions are not
+    /// tracked).
+    versions: VecDeque<StepVersions>,
 }
 
 impl SeriesPoints {
@@ -39,11 +44,38 @@ impl SeriesPoints {
         self.points.range(start..).take_while(move |(s, _)| *s <= to)
     }
 
-    fn merge(&mut self, step: u64, point: &Point) {
+    /// The points of steps `from..=to` with their requests by version, oldest first.
+    pub fn versions_between(&self, from: u64, to: u64) -> impl Iterator<Item = (u64, &Point, &StepVersions)> {
+        let start = self.points.partition_point(|(s, _)| *s < from);
+        self.points
+            .range(start..)
+            .zip(self.versions.range(start..))
+            .take_while(move |((s, _), _)| *s <= to)
+            .map(|((s, p), v)| (*s, p, v))
+    }
+
+    fn merge(&mut self, step: u64, point: &Point, columns: &VersionColumns) {
+        let incoming = || match columns.version {
+            Some(_) => StepVersions::of(point, columns),
+            None => StepVersions::default(),
+        };
         match self.points.binary_search_by_key(&step, |(s, _)| *s) {
-            Ok(i) => self.points[i].1.merge(point),
-            Err(i) => self.points.insert(i, (step, point.clone())),
+            Ok(i) => {
+                if columns.version.is_some() {
+                    self.versions[i].merge(&self.points[i].1, &incoming(), point);
+                }
+                self.points[i].1.merge(point)
+            }
+            Err(i) => {
+                self.points.insert(i, (step, point.clone()));
+                self.versions.insert(i, incoming());
+            }
         }
+    }
+
+    fn pop_front(&mut self) {
+        self.points.pop_front();
+        self.versions.pop_front();
     }
 }
 
@@ -107,6 +139,8 @@ pub struct Timeline {
     /// Steps of `metrics.window` (the current, partial step included).
     window_steps: u64,
     max_series: usize,
+    /// Where profiles hold the version and instance (no version: versions are not tracked).
+    columns: VersionColumns,
     series: HashMap<SeriesId, SeriesPoints>,
     /// The (series, step) points merged into since the last [`Timeline::take_changed`].
     changed: HashSet<(SeriesId, u64)>,
@@ -121,10 +155,23 @@ impl Timeline {
             history_steps: steps(history),
             window_steps: steps(window),
             max_series,
+            columns: VersionColumns::default(),
             series: HashMap::new(),
             changed: HashSet::new(),
             refused: 0,
         }
+    }
+
+    /// Keeps each point's requests by version too, read from the contributor profiles' columns
+    /// (deployments are found from them).
+    pub fn with_versions(mut self, columns: VersionColumns) -> Self {
+        self.columns = columns;
+        self
+    }
+
+    /// The steps of `metrics.window`.
+    pub fn window_steps(&self) -> u64 {
+        self.window_steps
     }
 
     /// The steps of `metrics.window` at `now`: `(first, last)`.
@@ -154,7 +201,7 @@ impl Timeline {
                 }
             };
             series.remote_kind = flushed.remote_kind;
-            series.merge(flushed.step, &flushed.point);
+            series.merge(flushed.step, &flushed.point, &self.columns);
             if !self.changed.contains(&(flushed.series.clone(), flushed.step)) {
                 self.changed.insert((flushed.series.clone(), flushed.step));
             }
@@ -201,7 +248,7 @@ impl Timeline {
         let (window_start, _) = self.window(now);
         self.series.retain(|_, series| {
             while series.points.front().is_some_and(|(s, _)| *s < oldest) {
-                series.points.pop_front();
+                series.pop_front();
             }
             for (_, point) in series.points.iter_mut().take_while(|(s, _)| *s < window_start) {
                 if !point.contributors.is_empty() {
@@ -303,6 +350,8 @@ impl Timeline {
             .map(|s| {
                 s.points.capacity() * std::mem::size_of::<(u64, Point)>()
                     + s.points.iter().map(|(_, p)| p.heap_bytes()).sum::<usize>()
+                    + s.versions.capacity() * std::mem::size_of::<StepVersions>()
+                    + s.versions.iter().map(StepVersions::heap_bytes).sum::<usize>()
             })
             .sum()
     }

@@ -40,7 +40,7 @@ pub struct KafkaConfig {
     pub inputs: Vec<InputTopic>,
     /// Kept traces, one message per trace keyed by trace id. Default `sampled_spans`.
     pub output_topic: String,
-    /// SLO alert messages. Default `slo_alerts`.
+    /// SLO alert messages and degraded deployments (`"type": "deployment"`). Default `slo_alerts`.
     pub alerts_topic: String,
     /// Undecodable messages, unchanged, with error headers. Default `tracewarden_dead_letters`.
     pub dead_letter_topic: String,

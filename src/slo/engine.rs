@@ -172,7 +172,7 @@ pub(super) fn rfc3339(at: Seconds) -> String {
 /// The labels' Prometheus/Alertmanager fingerprint (prometheus/common `model.LabelSet.Fingerprint`):
 /// FNV-1a 64 over the label names in sorted (byte) order, each name and each value followed by
 /// the byte 0xff, as 16 lowercase hex digits. Alertmanager, given the same labels, computes the same.
-fn fingerprint(labels: &BTreeMap<String, String>) -> String {
+pub(crate) fn fingerprint(labels: &BTreeMap<String, String>) -> String {
     const SEPARATOR: u8 = 0xff;
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for (name, value) in labels {

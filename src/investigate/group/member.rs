@@ -12,6 +12,10 @@
 //!   merged, and the points are read from the marker's offset on — never replaying the raw
 //!   points of the whole history. Values after the last marker belong to an unfinished round and
 //!   are left out (the points they hold are read again from the marker's offset).
+//! - **Alert**: every round, the owner judges the deployments of the services it owns
+//!   ([`crate::investigate::deployments`]) and writes each newly degraded one to the alerts topic,
+//!   then an `Alerted` key to the changelog; a new owner reads those keys on taking over, so an
+//!   alert is written once (twice at most, when an owner stops between the two writes).
 //! - **Roll up**: every [`ROLLUP_EVERY`] (and at once after an assignment or when a new series
 //!   appears) the window rollup of the owned series goes to the rollups topic with this
 //!   instance's announcement; every instance reads that topic into its [`GroupView`].
@@ -21,7 +25,7 @@
 //! hold up the span path. Wall time paces the transport; the injected clock stamps what is
 //! measured and announced.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -35,6 +39,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use crate::clock::SharedClock;
+use crate::investigate::deployments::{self, DeploymentAlert, DeploymentsQuery, Verdict};
 use crate::investigate::OwnedTimeline;
 use crate::kafka_client::{redact, KafkaSession, LoggedContext};
 use crate::signals::{FlushedPoint, SeriesId};
@@ -42,9 +47,9 @@ use crate::slo::engine::SloEngine;
 use crate::telemetry::{PipelineMetrics, RateLimitedWarning};
 
 use super::wire::{
-    checkpoint_key, checkpoint_value, decode_checkpoint_key, decode_marker, decode_point, decode_points, decode_rollup,
-    marker_key, marker_value, rollup_payloads, series_partition, Announcement, CheckpointKey, PointWire, RollupSeries,
-    MAX_MESSAGE_BYTES,
+    alerted_key, checkpoint_key, checkpoint_value, decode_checkpoint_key, decode_marker, decode_point, decode_points,
+    decode_rollup, marker_key, marker_value, rollup_payloads, series_partition, service_partition, Announcement,
+    CheckpointKey, PointWire, RollupSeries, MAX_MESSAGE_BYTES,
 };
 use super::GroupView;
 
@@ -75,6 +80,8 @@ pub enum GroupMemberError {
 /// The topics and clients of the group view.
 pub struct GroupMemberSettings {
     pub points_topic: String,
+    /// Where degraded deployments are alerted (`kafka.alerts_topic`).
+    pub alerts_topic: String,
     pub timeline_topic: String,
     pub rollups_topic: String,
     /// Partitions of the points and timeline topics when this instance creates them.
@@ -114,6 +121,9 @@ struct Owner {
     marked: Mutex<HashMap<i32, i64>>,
     /// Something new to announce: a rollup is due at once.
     announce: AtomicBool,
+    /// The fingerprints of the deployment alerts written (here, or by an owner before: read from
+    /// the changelog), for the deployments still found.
+    alerted: Mutex<HashSet<String>>,
     warning: Mutex<RateLimitedWarning>,
 }
 
@@ -124,6 +134,8 @@ struct Restored {
     starts: HashMap<i32, i64>,
     /// The newest values of the keys written before those markers.
     values: Vec<Vec<u8>>,
+    /// The fingerprints of the deployment alerts written.
+    alerted: Vec<String>,
 }
 
 /// One merged point on its way to the changelog.
@@ -215,8 +227,12 @@ impl Owner {
     }
 
     /// Sends one record, waiting for room in the producer's queue a few times.
-    fn send(&self, topic: &str, partition: i32, key: &[u8], payload: &[u8]) {
-        let mut record = BaseRecord::to(topic).partition(partition).key(key).payload(payload);
+    /// Sends a record (to `partition`, else to the partition of its key).
+    fn send(&self, topic: &str, partition: Option<i32>, key: &[u8], payload: &[u8]) {
+        let mut record = BaseRecord::to(topic).key(key).payload(payload);
+        if let Some(partition) = partition {
+            record = record.partition(partition);
+        }
         for _ in 0..50 {
             match self.producer.send(record) {
                 Ok(()) => {
@@ -244,7 +260,7 @@ impl Owner {
         }
         self.view.update_ownership(|o| o.restoring.extend(partitions));
         let started = Instant::now();
-        let Restored { starts, values } = self.read_changelog(partitions).unwrap_or_else(|error| {
+        let Restored { starts, values, alerted } = self.read_changelog(partitions).unwrap_or_else(|error| {
             self.warn("cannot read the timeline changelog; these series start without their history", &error);
             Restored::default()
         });
@@ -253,6 +269,7 @@ impl Owner {
             values.iter().filter_map(|v| decode_point(v)).map(|p| p.point(dimensions)).collect();
         let now = self.clock.now();
         self.timeline.lock().restore(&points, now);
+        self.alerted.lock().expect("alerted lock").extend(alerted);
         self.telemetry.series_points_restored.inc_by(points.len() as u64);
         self.marked.lock().expect("marked lock").extend(starts.iter().map(|(p, o)| (*p, *o)));
         self.view.update_ownership(|o| {
@@ -292,6 +309,7 @@ impl Owner {
             }
         }
         let mut starts = HashMap::new();
+        let mut alerted = Vec::new();
         // Per partition: the values written since its last marker, and those before it.
         let mut pending: HashMap<i32, HashMap<Vec<u8>, Vec<u8>>> = HashMap::new();
         let mut covered: HashMap<i32, HashMap<Vec<u8>, Vec<u8>>> = HashMap::new();
@@ -323,6 +341,7 @@ impl Owner {
                         starts.insert(partition, offset);
                     }
                 }
+                Some(CheckpointKey::Alerted { fingerprint }) => alerted.push(fingerprint),
                 None => {}
             }
             if ends.get(&partition).is_some_and(|&end| message.offset() + 1 >= end) {
@@ -333,7 +352,7 @@ impl Owner {
             self.warn("the timeline changelog was not read to its end in time", &format!("{:?}", ends.keys()));
         }
         let values = covered.into_values().flat_map(|values| values.into_values()).collect();
-        Ok(Restored { starts, values })
+        Ok(Restored { starts, values, alerted })
     }
 
     /// Writes the points merged since the last round, then a marker per owned partition whose
@@ -365,7 +384,7 @@ impl Owner {
         };
         let topic = self.settings.timeline_topic.as_str();
         for record in &changed {
-            self.send(topic, record.partition, &record.key, &record.value);
+            self.send(topic, Some(record.partition), &record.key, &record.value);
         }
         let mut markers = Vec::new();
         let mut commit = TopicPartitionList::new();
@@ -380,7 +399,7 @@ impl Owner {
             }
         }
         for (partition, offset) in &markers {
-            self.send(topic, *partition, &marker_key(*partition), &marker_value(*offset));
+            self.send(topic, Some(*partition), &marker_key(*partition), &marker_value(*offset));
         }
         if changed.is_empty() && markers.is_empty() {
             return;
@@ -398,6 +417,50 @@ impl Owner {
                 self.warn("a checkpoint round was not acknowledged; it is written again next round", &error);
                 self.timeline.lock().mark_changed(changed.into_iter().map(|record| record.point));
             }
+        }
+    }
+
+    /// Writes each deployment of the owned services found degraded and not alerted yet to the
+    /// alerts topic, then its `Alerted` key to the changelog (module docs).
+    fn alert_deployments(&self) {
+        let Some(count) = self.view.ownership().partition_count else { return };
+        let now = self.clock.now();
+        let found = {
+            let timeline = self.timeline.at(now);
+            let services: BTreeSet<&str> = timeline
+                .series()
+                .filter_map(|(id, _)| match id {
+                    SeriesId::Service(key) => Some(&*key.service),
+                    _ => None,
+                })
+                .collect();
+            services
+                .into_iter()
+                .flat_map(|service| {
+                    let query = DeploymentsQuery::for_service(service);
+                    deployments::deployments(&timeline, &query, now).deployments
+                })
+                .collect::<Vec<_>>()
+        };
+        let alerts: Vec<DeploymentAlert> = found.iter().map(|d| DeploymentAlert::of(d, now)).collect();
+        let mut alerted = self.alerted.lock().expect("alerted lock");
+        alerted.retain(|fingerprint| alerts.iter().any(|a| a.fingerprint == *fingerprint));
+        for alert in alerts.iter().filter(|a| a.deployment.verdict == Verdict::Degraded) {
+            if alerted.contains(&alert.fingerprint) {
+                continue;
+            }
+            tracing::warn!(
+                service = %alert.deployment.service,
+                environment = %alert.deployment.environment,
+                version = %alert.deployment.version,
+                summary = %alert.annotations["summary"],
+                "deployment degraded"
+            );
+            let payload = serde_json::to_vec(alert).expect("alerts serialise");
+            self.send(&self.settings.alerts_topic, None, alert.fingerprint.as_bytes(), &payload);
+            let partition = service_partition(&alert.deployment.service, count);
+            self.send(&self.settings.timeline_topic, Some(partition), &alerted_key(&alert.fingerprint), &[]);
+            alerted.insert(alert.fingerprint.clone());
         }
     }
 
@@ -442,7 +505,7 @@ impl Owner {
         };
         let series = if leaving { Vec::new() } else { series };
         for payload in rollup_payloads(from, series, MAX_MESSAGE_BYTES) {
-            self.send(&self.settings.rollups_topic, 0, &self.view.instance.to_be_bytes(), &payload);
+            self.send(&self.settings.rollups_topic, Some(0), &self.view.instance.to_be_bytes(), &payload);
         }
     }
 }
@@ -489,6 +552,7 @@ impl GroupMember {
             clock,
             marked: Mutex::default(),
             announce: AtomicBool::new(false),
+            alerted: Mutex::default(),
             warning: Mutex::new(RateLimitedWarning::new(LOG_EVERY)),
         });
         let series: BaseConsumer<SeriesContext> = series_client
@@ -533,6 +597,7 @@ fn run(
             last_rollup = Instant::now();
             owner.announce.store(false, Ordering::Relaxed);
             owner.checkpoint(&series);
+            owner.alert_deployments();
             owner.publish_rollup(&slos, false);
         }
         owner.producer.poll(Duration::ZERO);

@@ -429,6 +429,11 @@ pub enum CheckpointKey {
     Marker {
         partition: i32,
     },
+    /// A degraded deployment's alert was written (its fingerprint): a new owner does not write it
+    /// again. The value is empty.
+    Alerted {
+        fingerprint: String,
+    },
 }
 
 pub fn checkpoint_key(series: &SeriesWire, step: u64) -> Vec<u8> {
@@ -437,6 +442,10 @@ pub fn checkpoint_key(series: &SeriesWire, step: u64) -> Vec<u8> {
 
 pub fn marker_key(partition: i32) -> Vec<u8> {
     encode(&CheckpointKey::Marker { partition })
+}
+
+pub fn alerted_key(fingerprint: &str) -> Vec<u8> {
+    encode(&CheckpointKey::Alerted { fingerprint: fingerprint.to_string() })
 }
 
 pub fn decode_checkpoint_key(key: &[u8]) -> Option<CheckpointKey> {
