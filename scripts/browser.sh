@@ -49,7 +49,7 @@ log=target/browser/demo.log
 # The console is tested as deployed with [http] bearer_token: it asks for the token once.
 TRACEWARDEN_CONSOLE_TOKEN=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export TRACEWARDEN_CONSOLE_TOKEN
-TRACEWARDEN__HTTP__BEARER_TOKEN=$TRACEWARDEN_CONSOLE_TOKEN "$bin" demo --listen 127.0.0.1:0 --otlp-grpc-listen 127.0.0.1:0 --otlp-http-listen 127.0.0.1:0 --xray-listen 127.0.0.1:0 --duration 8m >"$out" 2>"$log" &
+TRACEWARDEN__HTTP__BEARER_TOKEN=$TRACEWARDEN_CONSOLE_TOKEN "$bin" demo --listen 127.0.0.1:0 --otlp-grpc-listen 127.0.0.1:0 --otlp-http-listen 127.0.0.1:0 --xray-listen 127.0.0.1:0 --canary-after 70s --duration 10m >"$out" 2>"$log" &
 demo=$!
 started_ms=$(date +%s%3N)
 stop_demo() {
@@ -77,7 +77,7 @@ done
 echo "demo (pid $demo): console at $url"
 
 set +e
-timeout 400 node tests/browser/console.mjs "$url" --started-at "$started_ms" "${passthrough[@]}"
+timeout 520 node tests/browser/console.mjs "$url" --started-at "$started_ms" "${passthrough[@]}"
 status=$?
 set -e
 [[ $status -eq 124 ]] && echo "browser.sh: the browser tests did not finish within 400 s" >&2

@@ -27,7 +27,8 @@ use rdkafka::mocking::MockCluster;
 
 use crate::clock::SystemClock;
 use crate::config::{Config, HttpConfig, HumanDuration, KafkaConfig};
-use crate::generate::{GenerateProgress, GenerateSettings, TrafficProfile};
+use crate::generate::deployment::CANARY_VERSION;
+use crate::generate::{GenerateProgress, GenerateSettings, Switches, TrafficProfile};
 use crate::model::Encoding;
 
 /// Options of the demo command.
@@ -36,6 +37,8 @@ pub struct DemoOptions {
     pub duration: Option<Duration>,
     /// Spans per second the generator produces.
     pub rate: f64,
+    /// When customers-service's canary is rolled out (`--canary-after`; zero: from the start).
+    pub canary_after: Duration,
     pub partitions: i32,
     /// A configuration file (`--config`) and what it holds: its sampling rules, SLOs, window and
     /// metrics settings replace the demo's own (see [`demo_config`]).
@@ -221,13 +224,13 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     {
         cluster.create_topic(topic, partitions, 1).map_err(DemoError::Cluster)?;
     }
-    let faults = Arc::new(AtomicBool::new(true));
+    let switches = Switches::new(options.canary_after.is_zero());
     let clock = SystemClock::shared();
     let pipeline = crate::pipeline::start(&config, clock)?;
     let stop_http = Arc::new(tokio::sync::Notify::new());
     let (bound, server) = {
         let stop = stop_http.clone();
-        let app = crate::http::router(pipeline.handles.clone()).merge(fault_switch(faults.clone()));
+        let app = crate::http::router(pipeline.handles.clone()).merge(fault_switch(switches.clone()));
         let served = crate::http::serve_router(&config.http, app, async move { stop.notified().await }).await?;
         pipeline.handles.group.set_url(&config.http.advertised(served.0));
         served
@@ -252,9 +255,20 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
             profile: TrafficProfile::default(),
             seed: 7,
         };
-        let (faults, stop, progress) = (faults.clone(), stop_generator.clone(), progress.clone());
-        std::thread::spawn(move || crate::generate::run(&settings, faults, stop, progress))
+        let (switches, stop, progress) = (switches.clone(), stop_generator.clone(), progress.clone());
+        std::thread::spawn(move || crate::generate::run(&settings, switches, stop, progress))
     };
+    if !options.canary_after.is_zero() {
+        let (switches, after) = (switches.clone(), options.canary_after);
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            // Unless faults were switched off (the canary rolled back) before it came out.
+            if switches.faults.load(Ordering::SeqCst) {
+                switches.canary.store(true, Ordering::SeqCst);
+                say!("customers-service canary {CANARY_VERSION} rolled out (see /api/deployments?service=customers-service)");
+            }
+        });
+    }
 
     say!("tracewarden demo is running");
     say!("  Console:            http://{bound}/");
@@ -268,7 +282,16 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     say!("  Service map (JSON): http://{bound}/api/service-map");
     say!("  Faults by pod:      http://{bound}/api/contributors?service=customers-service&dimension=k8s.pod.name&by=faults");
     say!("  SLO alerts:         kcat -b {brokers} -C -t {}", config.kafka.alerts_topic);
-    say!("  Fault injection:    curl -X POST 'http://{bound}/api/demo/faults?enabled=false'");
+    say!("  Deployments (JSON): http://{bound}/api/deployments?service=customers-service");
+    if !options.canary_after.is_zero() {
+        say!(
+            "  Canary:             customers-service {CANARY_VERSION} rolls out in {}",
+            crate::duration::format_duration(options.canary_after)
+        );
+    }
+    say!(
+        "  Fault injection:    curl -X POST 'http://{bound}/api/demo/faults?enabled=false' (rolls the canary back too)"
+    );
     if let (Some(grpc), Some(otlp), Some(xray)) = (receivers.otlp_grpc, receivers.otlp_http, receivers.xray) {
         say!("  Send your own spans: OTEL_EXPORTER_OTLP_ENDPOINT=http://{otlp} (OTLP/HTTP, protobuf or JSON)");
         say!("                       OTEL_EXPORTER_OTLP_ENDPOINT=http://{grpc} OTEL_EXPORTER_OTLP_PROTOCOL=grpc");
@@ -292,7 +315,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     loop {
         tokio::select! {
             _ = ticker.tick() => {
-                print_summary(&pipeline.handles, &progress, faults.load(Ordering::Relaxed), &sampling);
+                print_summary(&pipeline.handles, &progress, switches.faults.load(Ordering::Relaxed), &sampling);
             }
             _ = crate::shutdown_signal() => break,
             _ = async {
@@ -314,25 +337,32 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     }
     let handles = pipeline.handles.clone();
     tokio::task::spawn_blocking(move || pipeline.stop()).await.expect("pipeline stop task")?;
-    print_summary(&handles, &progress, faults.load(Ordering::Relaxed), &sampling);
+    print_summary(&handles, &progress, switches.faults.load(Ordering::Relaxed), &sampling);
     stop_http.notify_waiters();
     let _ = server.await;
     drop(cluster);
     Ok(())
 }
 
-/// `POST /api/demo/faults?enabled=BOOL`: switches the generator's fault injection on or off and
-/// answers `{"faults": BOOL}`.
-pub fn fault_switch(faults: Arc<AtomicBool>) -> Router {
+/// `POST /api/demo/faults?enabled=BOOL`: switches the generator's fault injection on or off,
+/// rolling customers-service's canary back with it (or out again), and answers
+/// `{"faults": BOOL, "canary": BOOL}`.
+pub fn fault_switch(switches: Arc<Switches>) -> Router {
     #[derive(serde::Deserialize)]
     struct Toggle {
         enabled: bool,
     }
-    async fn set(State(faults): State<Arc<AtomicBool>>, Query(toggle): Query<Toggle>) -> Json<serde_json::Value> {
-        faults.store(toggle.enabled, Ordering::SeqCst);
-        Json(serde_json::json!({ "faults": toggle.enabled }))
+    async fn set(State(switches): State<Arc<Switches>>, Query(toggle): Query<Toggle>) -> Json<serde_json::Value> {
+        switches.faults.store(toggle.enabled, Ordering::SeqCst);
+        switches.canary.store(toggle.enabled, Ordering::SeqCst);
+        say!(
+            "faults switched {}: customers-service canary {CANARY_VERSION} {}",
+            if toggle.enabled { "on" } else { "off" },
+            if toggle.enabled { "rolled out" } else { "rolled back" }
+        );
+        Json(serde_json::json!({ "faults": toggle.enabled, "canary": toggle.enabled }))
     }
-    Router::new().route("/api/demo/faults", post(set)).with_state(faults)
+    Router::new().route("/api/demo/faults", post(set)).with_state(switches)
 }
 
 /// What the periodic summary says about sampling: the rules whose decisions it adds up, and how

@@ -65,6 +65,11 @@ enum Command {
         /// Address of the OTLP/HTTP receiver (`POST /v1/traces`), so an SDK can send to the demo.
         #[arg(long, default_value = "127.0.0.1:4318")]
         otlp_http_listen: SocketAddr,
+        /// When customers-service's canary (release 1.4.0-rc1, with a bug) is rolled out, after the
+        /// start ("0s": running from the start, so not a deployment). Switching faults off rolls it
+        /// back; switching them on rolls it out again.
+        #[arg(long, value_parser = parse_duration, default_value = "2m")]
+        canary_after: Duration,
         /// UDP address of the X-Ray receiver (the X-Ray daemon protocol).
         #[arg(long, default_value = "127.0.0.1:2000")]
         xray_listen: SocketAddr,
@@ -166,7 +171,16 @@ fn main() -> ExitCode {
             init_logging(&config.log.level, config.log.format);
             exit(runtime().and_then(|rt| rt.block_on(run(config))))
         }
-        Command::Demo { config, listen, duration, rate, otlp_grpc_listen, otlp_http_listen, xray_listen } => {
+        Command::Demo {
+            config,
+            listen,
+            duration,
+            rate,
+            canary_after,
+            otlp_grpc_listen,
+            otlp_http_listen,
+            xray_listen,
+        } => {
             let config = match config.map(|path| Config::load(Some(&path)).map(|c| (path, c))).transpose() {
                 Ok(c) => c,
                 Err(e) => {
@@ -179,6 +193,7 @@ fn main() -> ExitCode {
                 listen,
                 duration,
                 rate,
+                canary_after,
                 partitions: 4,
                 config,
                 otlp_grpc_listen,
@@ -305,10 +320,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
 async fn generate(settings: GenerateSettings) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let progress = Arc::new(GenerateProgress::default());
-    let faults = Arc::new(AtomicBool::new(true));
+    let switches = tracewarden::generate::Switches::new(true);
     let worker = {
         let (stop, progress) = (stop.clone(), progress.clone());
-        tokio::task::spawn_blocking(move || tracewarden::generate::run(&settings, faults, stop, progress))
+        tokio::task::spawn_blocking(move || tracewarden::generate::run(&settings, switches, stop, progress))
     };
     let mut ticker = tokio::time::interval(Duration::from_secs(5));
     let started = std::time::Instant::now();

@@ -100,6 +100,8 @@ fn spawn_demo_with_receivers(duration: &str, label: &str, extra: &[&str]) -> (st
     let log = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{label}.log"));
     let mut child = Command::new(BIN)
         .args(["demo", "--duration", duration, "--listen", "127.0.0.1:0", "--rate", "1500"])
+        // The canary from the start: these tests look at its faults, not at its rollout.
+        .args(["--canary-after", "0s"])
         .args([
             "--otlp-grpc-listen",
             "127.0.0.1:0",

@@ -10,8 +10,14 @@ import { sparkPoints } from "./format.js";
  * @typedef {{ label: string, values: (number | null)[], color: string }} Series
  */
 /**
- * `format` writes the values (axis and legend); `onPoint(index)` is called when a point is clicked.
- * @typedef {{ format?: (v: number) => string, onPoint?: (index: number) => void }} ChartOptions
+ * A vertical line at `time` (unix seconds) labelled `label`, `title` on hover; `kind` is its class
+ * (a deployment's verdict).
+ * @typedef {{ time: number, label: string, title: string, kind: string }} Marker
+ */
+/**
+ * `format` writes the values (axis and legend); `onPoint(index)` is called when a point is clicked;
+ * `markers` are drawn over the plot (those inside its time range).
+ * @typedef {{ format?: (v: number) => string, onPoint?: (index: number) => void, markers?: Marker[] }} ChartOptions
  */
 /** @typedef {{ plot: uPlot, container: HTMLElement, series: string, opts: ChartOptions }} Drawn */
 
@@ -50,6 +56,7 @@ export function chart(container, name, times, series, opts = {}) {
   const format = (v) => (drawn.opts.format ? drawn.opts.format(v) : v);
   const o = {
     width, height: 200, title: undefined,
+    hooks: { draw: [(/** @type {uPlot} */ u) => placeMarkers(u, drawn.opts.markers ?? [])] },
     cursor: { drag: { x: false, y: false } },
     scales: { x: { time: true } },
     axes: [{}, { values: (/** @type {uPlot} */ u, /** @type {number[]} */ vals) => vals.map(format), size: 80 }],
@@ -68,6 +75,23 @@ export function chart(container, name, times, series, opts = {}) {
     plot.over.title = "Click a point: its traces and what is different about its faults";
   }
   return plot;
+}
+
+/**
+ * Puts `markers` over plot `u` as elements (div.marker[data-marker=label], its label a span with
+ * the title), replacing those of the last drawing.
+ * @param {uPlot} u @param {Marker[]} markers
+ */
+function placeMarkers(u, markers) {
+  for (const old of u.over.querySelectorAll(":scope > .marker")) old.remove();
+  const { min, max } = u.scales.x;
+  if (min === undefined || max === undefined) return;
+  for (const m of markers) {
+    if (m.time < min || m.time > max) continue;
+    const left = u.valToPos(m.time, "x");
+    u.over.append(h("div", { class: "marker " + m.kind, style: `left: ${left}px`, "data-marker": m.label },
+      h("span", { title: m.title }, m.label)));
+  }
 }
 
 /** Removes chart `name` (its data is gone). @param {string} name */

@@ -1,9 +1,10 @@
 // @ts-check
-// Service: its charts, operations and dependencies; a click on a chart point opens a panel with the
+// Service: its charts (deployments marked), deployments, operations and dependencies; a click on a chart point opens a panel with the
 // point's traces and what is different about its faults (the comparison with the other requests).
 
 import { api, isCancelled, otherwise, seriesHistory } from "../lib/api.js";
 import { chart, chartBox, resyncCharts } from "../lib/charts.js";
+import { deploymentMarkers, deploymentsOf, deploymentsTable } from "../lib/deployments.js";
 import { empty, errorBox, h, kept } from "../lib/dom.js";
 import { fmt, query, unix } from "../lib/format.js";
 import { link } from "../lib/router.js";
@@ -23,9 +24,11 @@ export async function render({ service, environment, operation }, state) {
   if (!service) return { state: "error", content: errorBox("Which service? Open one from the Services page.") };
   /** @type {Selection} */
   const sel = { service, environment, operation };
-  /** @type {[SeriesAnswer, SeriesHistory, ExceptionsAnswer]} */
-  const [series, hst, thrown] = await Promise.all([api("/api/series" + query({ service, environment })), seriesHistory(sel),
-    api("/api/exceptions" + query({ service, environment, operation })).catch(otherwise(() => ({ estimated: false, groups: [] })))]);
+  /** @type {[SeriesAnswer, SeriesHistory, ExceptionsAnswer, Deployment[]]} */
+  const [series, hst, thrown, deployments] = await Promise.all([api("/api/series" + query({ service, environment })), seriesHistory(sel),
+    api("/api/exceptions" + query({ service, environment, operation })).catch(otherwise(() => ({ estimated: false, groups: [] }))),
+    deploymentsOf(service, environment)]);
+  const markers = deploymentMarkers(deployments);
   const times = hst.points.map((p) => unix(p.time));
   const operations = table("operations", [
     { key: "operation", label: "Operation", cell: (r) => link("service", { service, environment: r.environment, operation: r.operation }, r.operation) },
@@ -62,6 +65,8 @@ export async function render({ service, environment, operation }, state) {
     h("h1", {}, service, operation ? h("span", { class: "muted" }, " · " + operation) : null,
       environment ? h("span", { class: "muted" }, " · " + environment) : null),
     layout,
+    h("h2", {}, "Deployments"), deployments.length ? deploymentsTable(deployments)
+      : empty("No new version since tracewarden started (the versions it first saw are the baseline)."),
     h("h2", {}, "Operations"), series.operations.length ? operations : empty("No requests to this service in the last window."),
     h("h2", {}, "Dependencies"), series.dependencies.length ? dependencies : empty("No calls out of this service in the last window."),
     h("h2", {}, "Exceptions"), thrown.groups.length ? exceptions : empty("No fault recorded an exception in the last window."));
@@ -76,12 +81,12 @@ export async function render({ service, environment, operation }, state) {
       chart(boxes[0], "requests", times, [
         { label: "requests", values: hst.points.map((p) => p.requests), color: "#4c78a8" },
         { label: "errors", values: hst.points.map((p) => p.errors), color: "#e6a700" },
-        { label: "throttles", values: hst.points.map((p) => p.throttles), color: "#8e44ad" }], { onPoint });
-      chart(boxes[1], "faults", times, [{ label: "faults", values: hst.points.map((p) => p.faults), color: "#d62728" }], { onPoint });
+        { label: "throttles", values: hst.points.map((p) => p.throttles), color: "#8e44ad" }], { onPoint, markers });
+      chart(boxes[1], "faults", times, [{ label: "faults", values: hst.points.map((p) => p.faults), color: "#d62728" }], { onPoint, markers });
       chart(boxes[2], "latency", times, [
         { label: "p50", values: hst.points.map((p) => p.p50Seconds), color: "#2e8540" },
         { label: "p90", values: hst.points.map((p) => p.p90Seconds), color: "#e6a700" },
-        { label: "p99", values: hst.points.map((p) => p.p99Seconds), color: "#d62728" }], { onPoint, format: (v) => fmt.ms(v) });
+        { label: "p99", values: hst.points.map((p) => p.p99Seconds), color: "#d62728" }], { onPoint, markers, format: (v) => fmt.ms(v) });
       if (state.point) showPointPanel(layout, sel, state);
     },
   };

@@ -1,8 +1,10 @@
 // @ts-check
-// SLO: its report, firing alerts, the budget burn-down and burn-rate charts, and its alert timeline.
+// SLO: its report, firing alerts, the budget burn-down and burn-rate charts (every service's
+// deployments marked), and its alert timeline.
 
 import { api } from "../lib/api.js";
 import { chart, chartBox, removeChart } from "../lib/charts.js";
+import { deploymentMarkers, everyDeployment } from "../lib/deployments.js";
 import { errorBox, h, statusCell } from "../lib/dom.js";
 import { fmt, unix } from "../lib/format.js";
 import { table } from "../lib/table.js";
@@ -42,6 +44,8 @@ export async function render({ name }) {
   /** @type {[{ slos: SloReport[] }, { points: SloHistoryPoint[] }]} */
   const [{ slos }, hst] = await Promise.all([api("/api/slos"), api(`/api/slos/${encodeURIComponent(name)}/history`)]);
   const report = slos.find((s) => s.name === name);
+  // Every service's deployments, marked on the charts: the SLO's requests pass through several.
+  const markers = deploymentMarkers(await everyDeployment(), { named: true });
   const points = hst.points;
   const times = points.map((p) => unix(p.time));
   const windows = burnWindows(points);
@@ -61,9 +65,9 @@ export async function render({ name }) {
         : h("p", { class: "muted" }, "No alert started or stopped in the last hour.")],
     after: () => {
       if (!points.length) { removeChart("budget"); removeChart("burn"); return; }
-      chart(budget, "budget", times, [{ label: "remaining", values: points.map((p) => p.errorBudget.remainingRatio * 100), color: "#4c78a8" }], { format: (v) => v.toFixed(1) + " %" });
+      chart(budget, "budget", times, [{ label: "remaining", values: points.map((p) => p.errorBudget.remainingRatio * 100), color: "#4c78a8" }], { format: (v) => v.toFixed(1) + " %", markers });
       chart(burn, "burn", times, windows.map((w, i) => ({ label: w, color: PALETTE[i % PALETTE.length],
-        values: points.map((p) => p.burnRates.find((b) => b.window === w)?.burnRate ?? null) })));
+        values: points.map((p) => p.burnRates.find((b) => b.window === w)?.burnRate ?? null) })), { markers });
     },
   };
 }

@@ -35,6 +35,7 @@ static ASSETS: &[Asset] = &[
     asset!("app.css", "text/css; charset=utf-8"),
     asset!("lib/api.js", "text/javascript; charset=utf-8"),
     asset!("lib/charts.js", "text/javascript; charset=utf-8"),
+    asset!("lib/deployments.js", "text/javascript; charset=utf-8"),
     asset!("lib/dom.js", "text/javascript; charset=utf-8"),
     asset!("lib/format.js", "text/javascript; charset=utf-8"),
     asset!("lib/router.js", "text/javascript; charset=utf-8"),

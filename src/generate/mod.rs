@@ -11,7 +11,7 @@
 //! types), `otlp_json` (the same types' OTLP/JSON serialisation) or `zipkin_json`. [`run`] drives a
 //! Kafka topic at a target span rate (`tracewarden generate`, and the demo).
 
-mod deployment;
+pub mod deployment;
 mod latency;
 mod petclinic;
 mod wire;
@@ -73,11 +73,27 @@ pub enum GenerateError {
     },
 }
 
-/// Produces traces until the duration elapses or `stop` is set; `faults` switches fault injection
-/// (the demo's toggle). Prints nothing: callers report `progress`.
+/// What can be switched while the generator runs (the demo's fault switch and rollout).
+#[derive(Debug)]
+pub struct Switches {
+    /// Fault injection ([`PetClinic::set_faults`]).
+    pub faults: AtomicBool,
+    /// customers-service's canary pod in rotation ([`PetClinic::set_canary`]).
+    pub canary: AtomicBool,
+}
+
+impl Switches {
+    /// Faults injected; the canary in rotation or not.
+    pub fn new(canary: bool) -> Arc<Self> {
+        Arc::new(Self { faults: AtomicBool::new(true), canary: AtomicBool::new(canary) })
+    }
+}
+
+/// Produces traces until the duration elapses or `stop` is set; `switches` are read before each
+/// trace. Prints nothing: callers report `progress`.
 pub fn run(
     settings: &GenerateSettings,
-    faults: Arc<AtomicBool>,
+    switches: Arc<Switches>,
     stop: Arc<AtomicBool>,
     progress: Arc<GenerateProgress>,
 ) -> Result<(), GenerateError> {
@@ -100,7 +116,8 @@ pub fn run(
             std::thread::sleep(Duration::from_millis(5));
             continue;
         }
-        clinic.set_faults(faults.load(Ordering::Relaxed));
+        clinic.set_faults(switches.faults.load(Ordering::Relaxed));
+        clinic.set_canary(switches.canary.load(Ordering::Relaxed));
         let now =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
         let trace = clinic.trace(now, settings.encoding);

@@ -7,7 +7,9 @@
 //!   from its canary pod (release [`super::deployment::CANARY_VERSION`]): a bug of the release,
 //!   whose database query succeeds. The other pods fail rarely, on a database error as before.
 //!   Visits fail at `fault_rate` when the insurer answers 503, on any pod. With faults switched
-//!   off ([`PetClinic::set_faults`]) nothing faults, the canary included.
+//!   off ([`PetClinic::set_faults`]) nothing faults, the canary included. The canary can be out
+//!   of rotation ([`PetClinic::set_canary`]: not yet rolled out, or rolled back): the stable pods
+//!   then serve every lookup, and fail as rarely as before.
 //! - **A database that degrades on a schedule**: for the first 90 s of every 5 minutes of Unix
 //!   time its queries are 5 × slower at the median and about 10 × at p99
 //!   ([`super::latency::database_degraded`]), and so are the requests waiting on them.
@@ -117,6 +119,8 @@ pub struct PetClinic {
     rng: SmallRng,
     profile: TrafficProfile,
     faults: bool,
+    /// Whether customers-service's canary pod is in rotation ([`PetClinic::set_canary`]).
+    canary: bool,
     /// Owner lookups that timed out so far (what varies in their exceptions' messages).
     timeouts: u64,
 }
@@ -413,7 +417,13 @@ fn db(statement: &str) -> Vec<(&'static str, Val)> {
 
 impl PetClinic {
     pub fn new(seed: u64, profile: TrafficProfile) -> Self {
-        Self { rng: SmallRng::seed_from_u64(seed), profile, faults: true, timeouts: 0 }
+        Self { rng: SmallRng::seed_from_u64(seed), profile, faults: true, canary: true, timeouts: 0 }
+    }
+
+    /// Puts customers-service's canary pod in rotation (rolled out) or out of it (rolled back, or
+    /// not yet rolled out): without it, customers-service's requests go to its stable pods.
+    pub fn set_canary(&mut self, on: bool) {
+        self.canary = on;
     }
 
     /// Switches fault injection on or off (errors, throttles, slowness and the database's schedule
@@ -437,9 +447,12 @@ impl PetClinic {
             throttled: self.rng.random::<f64>() < self.profile.throttle_rate,
             slow: self.rng.random::<f64>() < self.profile.slow_rate,
         };
+        let canary = self.canary;
         let pods = Service::ALL.map(|service| {
             let pods = service.pods();
-            &pods[self.rng.random_range(0..pods.len())]
+            let in_rotation = |pod: &&Pod| canary || !pod.is_canary();
+            let count = pods.iter().filter(in_rotation).count();
+            pods.iter().filter(in_rotation).nth(self.rng.random_range(0..count)).expect("a pod in rotation")
         });
         let load = latency::LOAD.draw(&mut self.rng);
         let mut request = Request {

@@ -140,6 +140,28 @@ fn the_canary_pod_serves_most_of_customers_faults_until_faults_are_switched_off(
     assert!(after.iter().flatten().all(|s| s.facts.outcome != Outcome::Fault), "no fault anywhere");
 }
 
+/// Out of rotation (not rolled out yet, or rolled back), the canary serves nothing: the stable pods
+/// serve every lookup and fail as rarely as with it (a tenth of the faults spread over three pods).
+#[test]
+fn without_the_canary_the_stable_pods_serve_everything_and_fail_rarely() {
+    let mut with = PetClinic::new(7, TrafficProfile::default());
+    let stable_faults = |by_pod: &BTreeMap<String, (String, usize)>| -> usize {
+        by_pod.values().filter(|(version, _)| version == "1.3.2").map(|(_, f)| f).sum()
+    };
+    let with_canary = customers_faults_by_pod(&traces(&mut with, 5000, NOW, Encoding::OTLP_PROTO));
+    let mut without = PetClinic::new(7, TrafficProfile::default());
+    without.set_canary(false);
+    let without_canary = customers_faults_by_pod(&traces(&mut without, 5000, NOW, Encoding::OTLP_PROTO));
+    assert_eq!(without_canary.len(), 3, "three stable pods: {without_canary:?}");
+    assert!(without_canary.values().all(|(version, _)| version == "1.3.2"), "{without_canary:?}");
+    // The same fault rate per stable pod, a third more lookups each: at most about 4/3 of the
+    // faults they served beside the canary (and well under the canary's share).
+    let (before, after) = (stable_faults(&with_canary), stable_faults(&without_canary));
+    let canary: usize = with_canary.values().filter(|(v, _)| v == "1.4.0-rc1").map(|(_, f)| f).sum();
+    assert!(after < canary / 2, "stable pods fail rarely: {after} against the canary's {canary}");
+    assert!((after as f64) < 2.0 * before.max(5) as f64, "{before} with the canary, {after} without");
+}
+
 /// The database queries of `count` traces built at each of `offsets` seconds into a period: the
 /// median duration at each offset, and every duration.
 fn query_durations(clinic: &mut PetClinic, offsets: &[u64], count: usize) -> (Vec<(u64, u64)>, Vec<u64>) {

@@ -116,6 +116,9 @@ pub struct Deployment {
     pub last_seen: String,
     /// The new version's instances.
     pub instances: Vec<String>,
+    /// Whether the new version served nothing in the last `metrics.window` while the previous one
+    /// did (rolled back, or replaced again).
+    pub rolled_back: bool,
     pub verdict: Verdict,
     /// The test statistic (`null` when a side has no requests, or neither has a fault).
     pub z_score: Option<f64>,
@@ -189,7 +192,8 @@ fn rfc3339(unix_nanos: u64) -> String {
 }
 
 /// The deployments of the query's service (in its environment, or in each), newest first.
-pub fn deployments(timeline: &Timeline, query: &DeploymentsQuery, _now: Nanos) -> Deployments {
+pub fn deployments(timeline: &Timeline, query: &DeploymentsQuery, now: Nanos) -> Deployments {
+    let (window_start, _) = timeline.window(now);
     let service = query.selection.service.as_deref().unwrap_or_default();
     let environment = query.selection.environment.as_deref();
     let window_steps = timeline.window_steps();
@@ -221,7 +225,9 @@ pub fn deployments(timeline: &Timeline, query: &DeploymentsQuery, _now: Nanos) -
         let baseline_end = earliest.saturating_add(window_steps);
         for (version, new) in seen.iter().filter(|(_, s)| s.first_step >= baseline_end) {
             let Some(previous) = previous_version(&seen, version, new.first_step, window_steps) else { continue };
-            found.push(judged(service, environment, (version, new), previous, &series));
+            let mut deployment = judged(service, environment, (version, new), previous, &series);
+            deployment.rolled_back = new.last_step < window_start && seen[previous].last_step >= window_start;
+            found.push(deployment);
         }
     }
     found.sort_by(|a, b| b.first_seen.cmp(&a.first_seen).then_with(|| a.environment.cmp(&b.environment)));
@@ -298,6 +304,7 @@ fn judged(
         first_seen: rfc3339(new.first_step * STEP_NANOS),
         last_seen: rfc3339((new.last_step + 1) * STEP_NANOS),
         instances: after.instances.clone(),
+        rolled_back: false,
         verdict,
         z_score,
         before: before.figures(),

@@ -34,9 +34,12 @@ const SLO = 'owners-availability';
 // The canary behind most of customers-service's faults, by any dimension that tells it apart:
 // its pod (also in service.instance.id), its version, or its node.
 const CANARY = /customers-service-5b7c4d9f6-zr8vt|1\.4\.0-rc1|ip-10-0-2-91/;
-// The demo's SLO fires within about a minute of its start; allow more on a busy machine.
-const ALERT_WITHIN_MS = 150_000;
-const WHOLE_RUN_MS = 5 * 60_000;
+// The demo's canary rolls out CANARY_AFTER_MS after its start (browser.sh: --canary-after); the
+// SLO fires within about a minute of it; allow more on a busy machine.
+const CANARY_AFTER_MS = 70_000;
+const ALERT_WITHIN_MS = CANARY_AFTER_MS + 150_000;
+const WHOLE_RUN_MS = 8 * 60_000;
+const CANARY_VERSION = '1.4.0-rc1';
 
 const args = process.argv.slice(2);
 const flag = (name) => args.includes(name);
@@ -363,6 +366,37 @@ await check('traces -> trace: a fault trace opens as a waterfall, and back retur
   assert.equal(hashQuery(hash).get('outcome'), 'fault', `back returns to the fault traces: ${hash}`);
 });
 
+/** GET (or POST) an API path of the instance with the token; its JSON, or null. */
+const apiJson = (apiPath, method = 'GET') => fetch(`${ORIGIN}${apiPath}`, { method, headers: TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {} })
+  .then((r) => (r.ok ? r.json() : null)).catch(() => null);
+/** The canary's deployment as /api/deployments says it, or undefined. */
+const canaryDeployment = async () => (await apiJson('/api/deployments?service=customers-service&environment=demo'))
+  ?.deployments?.find((d) => d.version === CANARY_VERSION);
+
+await check('deployments: the canary\'s rollout is judged degraded, listed on the service page and marked on its charts and its SLO\'s', async (page) => {
+  // The precondition, from the API: the rollout happened and was judged.
+  const deadline = startedAt + CANARY_AFTER_MS + 120_000;
+  let deployment;
+  while (Date.now() < deadline && (deployment = await canaryDeployment())?.verdict !== 'degraded') await sleep(2_000);
+  assert.equal(deployment?.verdict, 'degraded', `GET /api/deployments judges ${CANARY_VERSION} degraded within 2 min of its rollout: ${JSON.stringify(deployment)}`);
+  assert.equal(deployment.previousVersion, '1.3.2');
+  await open(page, `#/service?service=customers-service&environment=${ENV}`, 'service', { states: ['ready'] });
+  const row = `${ENV}:${CANARY_VERSION}`;
+  await until(page, `row ${row} of table[data-table=deployments], verdict degraded`,
+    (row) => Boolean(document.querySelector(`table[data-table="deployments"] tr[data-row="${row}"] [data-verdict="degraded"]`)), row);
+  for (const name of ['requests', 'faults', 'latency']) {
+    await until(page, `the rollout marked on chart ${name}`,
+      ([name, version]) => Boolean(document.querySelector(`[data-chart="${name}"] .marker[data-marker="${version}"]`)), [name, CANARY_VERSION]);
+  }
+  const title = await page.locator(`[data-chart="faults"] .marker[data-marker="${CANARY_VERSION}"] span`).getAttribute('title');
+  assert.match(title ?? '', /customers-service 1\.4\.0-rc1 deployed \(after 1\.3\.2\) in demo: degraded/, 'the marker says what it marks');
+  await screenshot(page, 'deployments');
+  await open(page, `#/slo?name=${SLO}`, 'slo', { states: ['ready', 'empty'] });
+  // The SLO is frontend's; the deployment downstream of it is marked with its service's name.
+  await until(page, 'the rollout marked on the SLO\'s budget chart',
+    (label) => Boolean(document.querySelector(`[data-chart="budget"] .marker[data-marker="${label}"]`)), `customers-service ${CANARY_VERSION}`);
+});
+
 await check('service: a chart point of customers-service opens its traces and what is different about its faults', async (page) => {
   const service = 'customers-service';
   await open(page, `#/service?service=${service}&environment=${ENV}`, 'service', { states: ['ready', 'empty'] });
@@ -551,6 +585,17 @@ await check('refresh: the charts get new data, the map new labels, an unchanged 
   assert.equal(await mark('[data-waterfall], [data-waterfall] [data-span]') > 1, true, 'a waterfall with spans');
   await refreshed('trace');
   assert.ok(await stillMarked('[data-waterfall], [data-waterfall] [data-span]'), 'a trace that did not change keeps its waterfall as it was');
+});
+
+await check('rollback: the fault switch rolls the canary back, and the deployment says so a window later', async (page) => {
+  const switched = await apiJson('/api/demo/faults?enabled=false', 'POST');
+  assert.deepEqual(switched, { faults: false, canary: false }, 'the demo\'s fault switch answers');
+  await open(page, `#/service?service=customers-service&environment=${ENV}`, 'service', { states: ['ready'] });
+  const row = `${ENV}:${CANARY_VERSION}`;
+  // metrics.window (60 s) without the canary's requests, and a refresh.
+  await until(page, `row ${row} of table[data-table=deployments] says rolled back`,
+    (row) => Boolean(document.querySelector(`table[data-table="deployments"] tr[data-row="${row}"]`)?.textContent?.includes('rolled back')), row, 120_000);
+  assert.equal((await canaryDeployment())?.rolledBack, true, 'GET /api/deployments says rolledBack');
 });
 
 await browser.close();

@@ -77,6 +77,17 @@ interface ComparedValue {
 
 /** GET /api/exceptions */
 interface ExceptionsAnswer { estimated: boolean; groups: ExceptionGroup[] }
+/** GET /api/deployments */
+interface DeploymentsAnswer { deployments: Deployment[] }
+interface Deployment {
+  service: string; environment: string; version: string; previousVersion: string; firstSeen: string; lastSeen: string;
+  instances: string[]; rolledBack: boolean; verdict: "degraded" | "ok" | "pending"; zScore: number | null;
+  before: VersionFigures; after: VersionFigures; estimated: boolean;
+}
+interface VersionFigures {
+  requests: number; faults: number; errors: number; faultRate: number | null; errorRate: number | null;
+  p99Seconds: number | null; instances: string[];
+}
 interface ExceptionGroup {
   id: string; service: string; operation: string; environment: string; type: string; message: string; frame: string;
   count: number; firstSeen: string; lastSeen: string; versions: string[]; instances: string[]; traceIds: string[];

@@ -114,3 +114,21 @@ test('healthShares: ok, errors (throttles apart), faults and throttles add up to
   // A node at 99.80 % and one at 98.24 % no longer look alike: their fault slices differ.
   assert.equal(healthShares({ requests: 1000, faults: 2, errors: 0, throttles: 0 }).fault, 0.2);
 });
+
+test('deploymentMarkers: one marker per deployment at its first-seen time, oldest first, named by version and verdict', async () => {
+  const { deploymentMarkers, deploymentState } = await import('../../console/lib/deployments.js');
+  const figures = { requests: 0, faults: 0, errors: 0, faultRate: null, errorRate: null, p99Seconds: null, instances: [] };
+  const deployment = (version, previousVersion, firstSeen, verdict, rolledBack) => ({
+    service: 'customers', environment: 'prod', version, previousVersion, firstSeen, lastSeen: firstSeen, instances: [],
+    rolledBack, verdict, zScore: null, before: figures, after: figures, estimated: false,
+  });
+  const newest = deployment('1.5.0', '1.4.0', '2024-01-01T00:10:00Z', 'pending', false);
+  const older = deployment('1.4.0', '1.3.2', '2024-01-01T00:02:00Z', 'degraded', true);
+  assert.deepEqual(deploymentMarkers([newest, older]), [
+    { time: 1704067320, label: '1.4.0', kind: 'degraded', title: 'customers 1.4.0 deployed (after 1.3.2) in prod: degraded, rolled back' },
+    { time: 1704067800, label: '1.5.0', kind: 'pending', title: 'customers 1.5.0 deployed (after 1.4.0) in prod: pending' },
+  ]);
+  assert.equal(deploymentState(newest), 'pending');
+  assert.equal(deploymentMarkers([newest], { named: true })[0].label, 'customers 1.5.0', 'named by service too');
+  assert.deepEqual(deploymentMarkers([]), []);
+});

@@ -9,6 +9,10 @@ declare class uPlot {
   readonly width: number;
   readonly height: number;
   readonly cursor: { idx?: number | null };
+  /** The scales' current ranges (the x scale is time, in Unix seconds). */
+  readonly scales: { x: { min?: number; max?: number } };
+  /** Where `value` of scale `scale` is, in CSS pixels from the plotting area's left (or top). */
+  valToPos(value: number, scale: string): number;
   setData(data: ReadonlyArray<ReadonlyArray<number | null>>, resetScales?: boolean): void;
   setSize(size: { width: number; height: number }): void;
   syncRect(force?: boolean): void;

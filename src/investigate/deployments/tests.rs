@@ -77,6 +77,7 @@ fn a_new_version_after_the_first_window_is_a_deployment_judged_against_the_one_i
     assert_eq!(deployment.first_seen, "2023-11-14T22:15:00Z");
     assert_eq!(deployment.last_seen, "2023-11-14T22:15:20Z");
     assert_eq!(deployment.instances, vec!["c".to_string()]);
+    assert!(!deployment.rolled_back);
     // Since step 10, on /owners only (the new version never served /vets): 300 requests of
     // 1.3.2 with 3 faults, 100 of 1.4.0-rc1 with 25.
     assert_eq!((deployment.before.requests, deployment.before.faults), (300, 3));
@@ -92,6 +93,22 @@ fn a_new_version_after_the_first_window_is_a_deployment_judged_against_the_one_i
     let p99 = |f: &VersionFigures| f.p99_seconds.unwrap();
     assert!((p99(&deployment.before) - 0.010).abs() < 0.001, "{}", p99(&deployment.before));
     assert!((p99(&deployment.after) - 0.200).abs() < 0.02, "{}", p99(&deployment.after));
+}
+
+/// The canary stops after step 11 and 1.3.2 goes on: a window later, the deployment is rolled back.
+#[test]
+fn a_version_that_stopped_while_the_previous_one_goes_on_is_rolled_back() {
+    let mut requests = CANARY.to_vec();
+    requests.push((16, "/owners", "1.3.2", "a", 10, 0));
+    let timeline = timeline(&requests);
+    // At step 16 the window (steps 11 to 16) holds the canary's last requests.
+    assert!(!deployments(&timeline, &query("customers"), at(16)).deployments[0].rolled_back);
+    // At step 17 it holds 1.3.2's and none of 1.4.0-rc1's.
+    let deployment = &deployments(&timeline, &query("customers"), at(17)).deployments[0];
+    assert!(deployment.rolled_back);
+    assert_eq!(deployment.last_seen, "2023-11-14T22:15:20Z");
+    // The figures are those since the deployment: 1.3.2's later requests count too.
+    assert_eq!(deployment.before.requests, 310);
 }
 
 #[test]
