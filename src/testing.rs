@@ -39,6 +39,8 @@ pub enum AttrSpec {
 pub const SERVER: i32 = 2;
 pub const CLIENT: i32 = 3;
 pub const INTERNAL: i32 = 1;
+pub const PRODUCER: i32 = 4;
+pub const CONSUMER: i32 = 5;
 
 impl SpanSpec {
     pub fn new(service: &'static str, trace: u8, id: u8, parent: Option<u8>, kind: i32, name: &'static str) -> Self {

@@ -24,6 +24,8 @@ export async function render({ environment }) {
     { key: "requests", label: "Requests", num: true, cell: (r) => fmt.count(r.requests) },
     { key: "faults", label: "Faults", num: true, cell: (r) => h("span", { class: r.faults ? "bad" : null }, fmt.count(r.faults)) },
     { key: "errors", label: "Errors", num: true, cell: (r) => fmt.count(r.errors) },
+    { key: "kind", label: "Kind", cell: (r) => r.kind === "delivery" ? h("span", { title: "p50 and p99 are the delay from publish to consumption" }, "delivery") : r.kind },
+    { key: "p50", label: "p50", num: true, value: (r) => r.p50Seconds, cell: (r) => fmt.ms(r.p50Seconds) },
     { key: "p99", label: "p99", num: true, value: (r) => r.p99Seconds, cell: (r) => fmt.ms(r.p99Seconds) },
   ], map.edges, (r) => r.id);
   return {
@@ -65,8 +67,11 @@ export function mapElements(map, windowSeconds) {
     ...map.nodes.map((n) => ({ data: { id: n.id, label: `${n.name}\n${fmt.pct(n.availability)} · p99 ${fmt.ms(n.p99Seconds)}`,
       ...healthShares(n), border: n.sloStatus === "BREACHED" ? 5 : 1, kind: n.kind, name: n.name, environment: n.environment,
       shape: n.kind === "database" ? "barrel" : n.kind === "queue" ? "round-tag" : n.kind === "client" ? "diamond" : "ellipse" } })),
-    ...map.edges.map((e) => ({ data: { id: e.id, source: e.source, target: e.target, color: color(e),
-      label: `${fmt.rate(e.requests / windowSeconds)}/s · ${fmt.pct(e.requests ? e.faults / e.requests : 0)} faults · p99 ${fmt.ms(e.p99Seconds)}` } })),
+    ...map.edges.map((e) => ({ data: { id: e.id, source: e.source, target: e.target, color: color(e), kind: e.kind,
+      label: e.kind === "delivery"
+        // Deliveries: the latency is the time a message waited in the queue.
+        ? `${fmt.rate(e.requests / windowSeconds)}/s · ${fmt.pct(e.requests ? e.faults / e.requests : 0)} faults · delay p50 ${fmt.ms(e.p50Seconds)} p99 ${fmt.ms(e.p99Seconds)}`
+        : `${fmt.rate(e.requests / windowSeconds)}/s · ${fmt.pct(e.requests ? e.faults / e.requests : 0)} faults · p99 ${fmt.ms(e.p99Seconds)}` } })),
   ];
 }
 

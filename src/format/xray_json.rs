@@ -164,6 +164,25 @@ fn is_id(segment: &str) -> bool {
         || (segment.len() >= 16 && hex(segment))
 }
 
+/// The queue an AWS SDK call publishes to, as OpenTelemetry's AWS conventions name it: SQS
+/// `SendMessage`/`SendMessageBatch` to the queue of `aws.queue_url` (`aws_sqs`, the URL's last
+/// segment), SNS `Publish`/`PublishBatch` to the topic of `aws.topic_arn` (`aws_sns`, the ARN's
+/// last part).
+fn aws_publish<'a>(
+    operation: &str,
+    aws: Option<&'a serde_json::Map<String, serde_json::Value>>,
+) -> Option<(&'static str, &'a str)> {
+    let field = |name: &str| aws?.get(name)?.as_str();
+    let last = |text: &'a str, separator: char| {
+        text.trim_end_matches(separator).rsplit(separator).next().filter(|s| !s.is_empty())
+    };
+    match operation {
+        "SendMessage" | "SendMessageBatch" => Some(("aws_sqs", last(field("queue_url")?, '/')?)),
+        "Publish" | "PublishBatch" => Some(("aws_sns", last(field("topic_arn")?, ':')?)),
+        _ => None,
+    }
+}
+
 /// The path of a URL (scheme, host and query string removed), ids replaced by `{id}`.
 pub(crate) fn templated_path(url: &str) -> String {
     let without_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
@@ -463,6 +482,11 @@ fn document_span(
         if let Some(operation) = aws_operation {
             draft.attrs.observe("rpc.system", AttrRef::Str("aws-api"));
             draft.attrs.observe("rpc.method", AttrRef::Str(operation));
+            if let Some((system, destination)) = aws_publish(operation, doc.aws.as_ref()) {
+                draft.attrs.observe("messaging.system", AttrRef::Str(system));
+                draft.attrs.observe("messaging.destination.name", AttrRef::Str(destination));
+                draft.attrs.observe("messaging.operation.type", AttrRef::Str("publish"));
+            }
         } else if let Some(verb) = verb.as_deref() {
             draft.attrs.observe("db.operation.name", AttrRef::Str(verb));
         } else if let Some(path) = path.as_deref() {

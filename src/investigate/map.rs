@@ -7,7 +7,13 @@
 //!   into it (client-side latency);
 //! - one `client` node per environment, and a client → service edge for requests entering from
 //!   outside (root entry spans);
-//! - an edge per caller → callee, from the client side of the calls.
+//! - an edge per caller → callee, from the client side of the calls;
+//! - a `queue` node per queue (`{messaging.system}:{messaging.destination.name}`) that spans
+//!   publish to, with an edge producer → queue (publishes: the producer spans, their outcome and
+//!   duration) and queue → consumer (deliveries: the consumer spans that follow a publish, their
+//!   outcome, and as latency the delay from the start of the publish to the start of the
+//!   consumption). A service that publishes to queues has no direct edge to its consumers
+//!   (its dependency series whose remote side is a queue): the queue stands between them.
 //!
 //! Ids are stable strings: `service:environment` for nodes, `from->to` for edges.
 
@@ -16,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::Serialize;
 
 use crate::matcher::Wildcard;
+use crate::model::RemoteKind;
 use crate::signals::SeriesId;
 
 use super::query::QueryError;
@@ -92,6 +99,9 @@ pub struct MapEdge {
     pub id: String,
     pub source: String,
     pub target: String,
+    /// `call` (caller → callee, and client → service), `publish` (producer → queue) or
+    /// `delivery` (queue → consumer: its latency is the delay from publish to consumption).
+    pub kind: &'static str,
     #[serde(flatten)]
     pub figures: Figures,
 }
@@ -131,11 +141,21 @@ pub fn service_map(window: &[WindowSeries], slos: &[(String, &'static str)], que
     }
     // Edges caller -> callee; remote nodes for callees that are not services here; one client
     // node per environment for requests entering from outside.
-    let mut edges: BTreeMap<(String, String), Aggregate> = BTreeMap::new();
+    let mut edges: BTreeMap<(String, String), (&'static str, Aggregate)> = BTreeMap::new();
     let mut remotes: BTreeMap<(String, String), (&'static str, Aggregate)> = BTreeMap::new();
     let mut clients: BTreeMap<String, Aggregate> = BTreeMap::new();
+    // The services that publish to queues: their calls into queues are drawn through them.
+    let publishers: BTreeSet<(&str, &str)> = window
+        .iter()
+        .filter_map(|(series, _, _)| match series {
+            SeriesId::Queue(key) if !key.deliveries => Some((&*key.service, &*key.environment)),
+            _ => None,
+        })
+        .collect();
     for (series, remote_kind, aggregate) in window {
         match series {
+            SeriesId::Dependency(key)
+                if *remote_kind == RemoteKind::Queue && publishers.contains(&(&key.service, &key.environment)) => {}
             SeriesId::Dependency(key) if in_environment(&key.environment) => {
                 let environment = key.environment.to_string();
                 let callee = (key.remote_service.to_string(), environment.clone());
@@ -145,12 +165,24 @@ pub fn service_map(window: &[WindowSeries], slos: &[(String, &'static str)], que
                     node.add_aggregate(aggregate);
                 }
                 let edge = (node_id(&key.service, &environment), node_id(&callee.0, &callee.1));
-                edges.entry(edge).or_default().add_aggregate(aggregate);
+                edges.entry(edge).or_insert(("call", Aggregate::default())).1.add_aggregate(aggregate);
             }
             SeriesId::Client { service, environment } if in_environment(environment) => {
                 let edge = (node_id(CLIENT, environment), node_id(service, environment));
-                edges.entry(edge).or_default().add_aggregate(aggregate);
+                edges.entry(edge).or_insert(("call", Aggregate::default())).1.add_aggregate(aggregate);
                 clients.entry(environment.to_string()).or_default().add_aggregate(aggregate);
+            }
+            SeriesId::Queue(key) if in_environment(&key.environment) => {
+                let (service, queue) = (node_id(&key.service, &key.environment), node_id(&key.queue, &key.environment));
+                let (edge, kind) =
+                    if key.deliveries { ((queue, service), "delivery") } else { ((service, queue), "publish") };
+                edges.entry(edge).or_insert((kind, Aggregate::default())).1.add_aggregate(aggregate);
+                let node = remotes
+                    .entry((key.queue.to_string(), key.environment.to_string()))
+                    .or_insert(("queue", Aggregate::default()));
+                if !key.deliveries {
+                    node.1.add_aggregate(aggregate);
+                }
             }
             _ => {}
         }
@@ -181,11 +213,12 @@ pub fn service_map(window: &[WindowSeries], slos: &[(String, &'static str)], que
     for (environment, totals) in &clients {
         map.nodes.push(node(CLIENT, environment, "client", totals, None));
     }
-    for ((source, target), figures) in &edges {
+    for ((source, target), (kind, figures)) in &edges {
         map.edges.push(MapEdge {
             id: format!("{source}->{target}"),
             source: source.clone(),
             target: target.clone(),
+            kind,
             figures: figures.figures(),
         });
     }

@@ -102,6 +102,14 @@ impl Selection {
                         && *key.environment == **from_environment
                         && from_environment == to_environment
                 }
+                SeriesId::Queue(key) => {
+                    let (source, target) =
+                        if key.deliveries { (&key.queue, &key.service) } else { (&key.service, &key.queue) };
+                    **source == **from
+                        && **target == **to
+                        && *key.environment == **from_environment
+                        && from_environment == to_environment
+                }
                 SeriesId::Service(_) => false,
             };
         }
@@ -120,7 +128,7 @@ impl Selection {
                     && is(&self.remote_service, &key.remote_service)
                     && is(&self.remote_operation, &key.remote_operation)
             }
-            SeriesId::Client { .. } => false,
+            SeriesId::Client { .. } | SeriesId::Queue(_) => false,
         }
     }
 }

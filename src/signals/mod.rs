@@ -132,12 +132,27 @@ pub struct DependencyKey {
     pub environment: Arc<str>,
 }
 
-/// Which series a point belongs to: a service's operation, a dependency, or the requests
-/// entering a service from outside (the map's client edge).
+/// A service's messages through a queue (investigation.md "Queues on the map"): those it
+/// publishes to the queue (its PRODUCER spans: their outcome and duration), or those the queue
+/// delivers to it (its CONSUMER spans that follow a producer span of the trace: their outcome,
+/// and the delay from the start of the publish to the start of the consumption).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueKey {
+    pub service: Arc<str>,
+    /// `{messaging.system}:{messaging.destination.name}`.
+    pub queue: Arc<str>,
+    pub environment: Arc<str>,
+    /// Deliveries to `service` (else publishes by it).
+    pub deliveries: bool,
+}
+
+/// Which series a point belongs to: a service's operation, a dependency, the requests entering
+/// a service from outside (the map's client edge), or a service's messages through a queue.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SeriesId {
     Service(ServiceKey),
     Dependency(DependencyKey),
+    Queue(QueueKey),
     Client { service: Arc<str>, environment: Arc<str> },
 }
 
@@ -210,6 +225,18 @@ struct Measure<'a> {
     profile: Option<&'a Profile>,
     max_values: usize,
     now: Nanos,
+}
+
+impl Measure<'_> {
+    /// The same measure of another latency (a delivery's delay).
+    fn with_latency(self, latency_buckets: &[f64], latency_nanos: u64) -> Self {
+        Self {
+            latency_nanos,
+            bucket: bucket_of(latency_buckets, latency_nanos),
+            sketch: Bucket::of_nanos(latency_nanos),
+            ..self
+        }
+    }
 }
 
 /// A request that fell in a histogram bucket: links a latency bucket to a trace.
@@ -336,6 +363,9 @@ pub struct SignalStore {
     /// Root entry spans per (service, environment): requests entering from outside, the service
     /// map's client edges. At most `max_series` entries.
     pub clients: SpanMap<(Arc<str>, Arc<str>), Series>,
+    /// Publishes and deliveries per service and queue: the map's queue edges. At most
+    /// `max_series` entries.
+    pub queues: SpanMap<QueueKey, Series>,
     /// Spans routed to an overflow series (`tracewarden_series_overflow_total`).
     pub overflowed: u64,
     /// Spans excluded, by rule name (`tracewarden_spans_excluded_total{rule}`).
@@ -358,6 +388,7 @@ impl SignalStore {
             services: Family::new(&overflow),
             dependencies: Family::new(&overflow),
             clients: SpanMap::default(),
+            queues: SpanMap::default(),
             overflowed: 0,
             excluded,
             unknown_operation: Arc::from(UNKNOWN_OPERATION),
@@ -426,6 +457,9 @@ impl SignalStore {
         for ((service, environment), series) in self.clients.iter_mut().filter(|(_, s)| s.open.has(lane)) {
             hand_over(SeriesId::Client { service: service.clone(), environment: environment.clone() }, series);
         }
+        for (key, series) in self.queues.iter_mut().filter(|(_, s)| s.open.has(lane)) {
+            hand_over(SeriesId::Queue(key.clone()), series);
+        }
         flushed
     }
 
@@ -493,9 +527,38 @@ impl SignalStore {
                         client.record(span, &measure);
                     }
                 }
+                // A delivery: a consumer span that follows a producer span of the trace.
+                let publish = span
+                    .parent_span_id
+                    .filter(|_| needs_index && span.queue.as_ref().is_none_or(|q| !q.publishes))
+                    .and_then(|parent| self.index.by_span_id.get(&parent))
+                    .map(|&i| &spans[i])
+                    .filter(|parent| parent.queue.as_ref().is_some_and(|q| q.publishes));
+                if let Some(producer) = publish {
+                    let delay = span.start_unix_nano.saturating_sub(producer.start_unix_nano);
+                    let measure =
+                        Measure { profile: None, ..measure.with_latency(&self.settings.latency_buckets, delay) };
+                    let queue = producer.queue.as_ref().expect("filtered on its queue").name.clone();
+                    let key = QueueKey {
+                        service: span.service().clone(),
+                        queue,
+                        environment: span.environment().clone(),
+                        deliveries: true,
+                    };
+                    record_queue(&mut self.queues, &self.settings, key, span, &measure);
+                }
             } else {
                 let key = dependency_key(&self.index, &self.unknown_remote, &self.unknown_operation, span, spans);
                 self.dependencies.series_for(key, &self.settings, &mut self.overflowed).record(span, &measure);
+                if let Some(queue) = span.queue.as_ref().filter(|q| q.publishes) {
+                    let key = QueueKey {
+                        service: span.service().clone(),
+                        queue: queue.name.clone(),
+                        environment: span.environment().clone(),
+                        deliveries: false,
+                    };
+                    record_queue(&mut self.queues, &self.settings, key, span, &Measure { profile: None, ..measure });
+                }
             }
         }
     }
@@ -504,7 +567,25 @@ impl SignalStore {
     pub fn evict_idle(&mut self, now: Nanos) -> usize {
         let ttl = self.settings.series_ttl;
         self.clients.retain(|_, s| s.last_seen.saturating_add(ttl) > now);
+        self.queues.retain(|_, s| s.last_seen.saturating_add(ttl) > now);
         self.services.evict_idle(now, ttl) + self.dependencies.evict_idle(now, ttl)
+    }
+}
+
+/// Counts a publish or a delivery of `span` in `queues`' series of `key` (while there is room:
+/// at most `max_series`).
+fn record_queue(
+    queues: &mut SpanMap<QueueKey, Series>,
+    settings: &SignalSettings,
+    key: QueueKey,
+    span: &Span,
+    measure: &Measure<'_>,
+) {
+    let room = queues.len() < settings.max_series;
+    if room || queues.contains_key(&key) {
+        let series = queues.entry(key).or_insert_with(|| Series::new(settings.latency_buckets.len(), settings.window));
+        series.record(span, measure);
+        series.remote_kind = RemoteKind::Queue;
     }
 }
 

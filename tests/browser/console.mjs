@@ -319,13 +319,19 @@ await check('services: the table lists the six services of the demo', async (pag
   await screenshot(page, 'services');
 });
 
-await check('map: the failing edge frontend -> customers-service shows faults; labels clear of each other and of the nodes', async (page) => {
+await check('map: the failing edge frontend -> customers-service shows faults; the Kafka topic between its producer and consumer; labels clear of each other and of the nodes', async (page) => {
   await open(page, '#/map', 'map', { states: ['ready', 'empty'] });
   await until(page, `edge ${FAILING_EDGE} with faults > 0 in table[data-table=edges]`, (edge) => {
     const row = document.querySelector(`table[data-table="edges"] tr[data-row="${edge}"]`);
     const text = row?.querySelector('td[data-col="faults"]')?.textContent.replace(/,/g, '') ?? '';
     return Number(text.match(/-?\d+(\.\d+)?/)?.[0] ?? 0) > 0;
   }, FAILING_EDGE);
+  // The Kafka hop: visits-service publishes to the topic, which delivers to billing-service.
+  for (const [queueEdge, kind] of [[`visits-service:${ENV}->kafka:billing-events:${ENV}`, 'publish'], [`kafka:billing-events:${ENV}->billing-service:${ENV}`, 'delivery']]) {
+    await until(page, `queue edge ${queueEdge} (${kind}) in table[data-table=edges]`, ([edge, kind]) =>
+      document.querySelector(`table[data-table="edges"] tr[data-row="${edge}"] td[data-col="kind"]`)?.textContent === kind, [queueEdge, kind]);
+  }
+  assert.equal(await rowKeyed(page, 'edges', `visits-service:${ENV}->billing-service:${ENV}`).count(), 0, 'no direct edge past the queue');
   const edge = rowKeyed(page, 'edges', FAILING_EDGE);
   for (const column of ['requests', 'faults', 'errors', 'p99']) {
     assert.equal(await cell(edge, column).count(), 1, `the edge row has a td[data-col=${column}]`);

@@ -22,7 +22,7 @@ interface MapNode {
   availability: number | null; p50Seconds: number | null; p99Seconds: number | null; sloStatus: string | null;
 }
 interface MapEdge {
-  id: string; source: string; target: string;
+  id: string; source: string; target: string; kind: "call" | "publish" | "delivery";
   requests: number; faults: number; errors: number; throttles: number;
   p50Seconds: number | null; p99Seconds: number | null;
 }

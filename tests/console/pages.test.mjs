@@ -98,12 +98,15 @@ test('mapElements: nodes with the shares of their ring, outlined when breached, 
       { ...figures, id: 'cart:demo', name: 'cart', environment: 'demo', kind: 'service', errors: 3, availability: 0.97, p99Seconds: 0.25, sloStatus: 'BREACHED' },
       { ...figures, id: 'db', name: 'orders-db', environment: 'demo', kind: 'database', errors: 1, throttles: 1, availability: 1, p99Seconds: 0.005, sloStatus: null },
     ],
-    edges: [{ ...figures, id: 'cart:demo->db', source: 'cart:demo', target: 'db', requests: 120, faults: 6, p99Seconds: 1.5 }],
+    edges: [{ ...figures, id: 'cart:demo->db', source: 'cart:demo', target: 'db', kind: 'call', requests: 120, faults: 6, p99Seconds: 1.5 },
+      { ...figures, id: 'kafka:orders:demo->ship:demo', source: 'kafka:orders:demo', target: 'ship:demo', kind: 'delivery', requests: 60, p50Seconds: 0.02, p99Seconds: 0.4 }],
   }, 60);
   assert.deepEqual(elements.map((e) => e.data), [
     { id: 'cart:demo', label: 'cart\n97.00 % · p99 250.0 ms', ok: 97, error: 3, fault: 0, throttle: 0, border: 5, kind: 'service', name: 'cart', environment: 'demo', shape: 'ellipse' },
     { id: 'db', label: 'orders-db\n100.00 % · p99 5.00 ms', ok: 99, error: 0, fault: 0, throttle: 1, border: 1, kind: 'database', name: 'orders-db', environment: 'demo', shape: 'barrel' },
-    { id: 'cart:demo->db', source: 'cart:demo', target: 'db', color: '#d62728', label: '2.0/s · 5.00 % faults · p99 1.50 s' },
+    { id: 'cart:demo->db', source: 'cart:demo', target: 'db', color: '#d62728', kind: 'call', label: '2.0/s · 5.00 % faults · p99 1.50 s' },
+    { id: 'kafka:orders:demo->ship:demo', source: 'kafka:orders:demo', target: 'ship:demo', color: '#4c78a8', kind: 'delivery',
+      label: '1.0/s · 0.00 % faults · delay p50 20.0 ms p99 400.0 ms' },
   ]);
 });
 

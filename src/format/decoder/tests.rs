@@ -740,3 +740,39 @@ fn xray_flags_routes_namespaces_and_placement() {
     assert_eq!(forwarded[0]["subsegments"].as_array().map(Vec::len), Some(3));
     crate::testing::fuzz_decode(InputEncoding::Fixed(Encoding::XRAY_JSON), message.as_bytes());
 }
+
+/// The AWS X-Ray SDKs' subsegments of SQS `SendMessage` and SNS `Publish` calls (their `aws`
+/// fields as the SDKs write them: `queue_url`, `topic_arn`) publish to a queue, named as
+/// OpenTelemetry's AWS conventions name it; other AWS calls publish to nothing.
+#[test]
+fn xray_sqs_and_sns_subsegments_publish_to_their_queue() {
+    let subsegment = |id: &str, name: &str, aws: serde_json::Value| {
+        serde_json::json!({"name": name, "id": id, "namespace": "aws", "start_time": 1700000000.6,
+                           "end_time": 1700000000.7, "aws": aws})
+    };
+    let document = serde_json::json!({
+        "name": "orders", "id": "70de5b6f19ff9a0a", "trace_id": "1-581cf771-a006649127e371903a2de979",
+        "start_time": 1700000000.5, "end_time": 1700000001.25,
+        "subsegments": [
+            subsegment("1111111111111111", "SQS", serde_json::json!({"operation": "SendMessage", "region": "us-east-1",
+                "request_id": "b4b1c1e0-6a5e-5b8a-9d6e-3f1c2a7e8d90", "retries": 0,
+                "queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/order-events"})),
+            subsegment("2222222222222222", "SNS", serde_json::json!({"operation": "Publish", "region": "us-east-1",
+                "topic_arn": "arn:aws:sns:us-east-1:123456789012:order-shipped"})),
+            subsegment("3333333333333333", "SQS", serde_json::json!({"operation": "ReceiveMessage",
+                "queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/order-events"})),
+        ]
+    });
+    let message = format!("{{\"format\":\"json\",\"version\":1}}\n{document}");
+    let (spans, _) = decode_all(InputEncoding::Fixed(Encoding::XRAY_JSON), message.as_bytes()).unwrap();
+    let queue = |i: usize| spans[i].queue.as_ref().map(|q| (&*q.name, q.publishes));
+    assert_eq!(queue(1), Some(("aws_sqs:order-events", true)));
+    assert_eq!(queue(2), Some(("aws_sns:order-shipped", true)));
+    assert_eq!(queue(3), None, "receiving is no publish (and X-Ray links no consumer to its producer)");
+    assert_eq!(spans[1].remote_kind, crate::model::RemoteKind::Queue);
+    // The dependency still names the service the SDK called, as before.
+    assert_eq!(
+        (spans[1].remote_service.as_deref(), spans[1].remote_operation.as_deref()),
+        (Some("SQS"), Some("SendMessage"))
+    );
+}

@@ -43,7 +43,7 @@ impl Collector for GroupQuantileCollector {
             let (pairs, into) = match id {
                 SeriesId::Service(key) => (key.pairs(), &mut services),
                 SeriesId::Dependency(key) => (key.pairs(), &mut dependencies),
-                SeriesId::Client { .. } => continue,
+                SeriesId::Client { .. } | SeriesId::Queue(_) => continue,
             };
             for q in QUANTILES {
                 let Some(seconds) = aggregate.latency.quantile(q) else { continue };

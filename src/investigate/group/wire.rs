@@ -24,11 +24,14 @@ use crate::signals::contributors::{ContributorRow, ContributorTable, Profile};
 use crate::signals::exception::{ExceptionGroup, ExceptionKey, ExceptionTable};
 use crate::signals::point::{Counts, Examples, Point};
 use crate::signals::sketch::LatencySketch;
-use crate::signals::{DependencyKey, FlushedPoint, SeriesId, ServiceKey};
+use crate::signals::{DependencyKey, FlushedPoint, QueueKey, SeriesId, ServiceKey};
 
 /// The format's version, the first byte of every payload; another version is skipped (2: points
 /// carry their exception groups).
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
+/// The versions this one reads: version 3 only added series kinds ([`SeriesWire::Queue`]) and
+/// key kinds ([`CheckpointKey::Alerted`]), so version 2's payloads read the same.
+const READS: [u8; 2] = [2, 3];
 pub use crate::record::MAX_MESSAGE_BYTES;
 
 /// The points partition of a series: FNV-1a of its service's name (so a service's operations,
@@ -42,12 +45,16 @@ pub fn service_partition(service: &str, partitions: i32) -> i32 {
     crate::slo::aggregate::owner_partition(service, partitions)
 }
 
-/// The service a series belongs to (the caller, for a dependency).
+/// The service a series belongs to (the caller, for a dependency; for a queue edge, its source).
 pub fn service_of(series: &SeriesId) -> &str {
     match series {
         SeriesId::Service(k) => &k.service,
         SeriesId::Dependency(k) => &k.service,
         SeriesId::Client { service, .. } => service,
+        // A queue edge's owner is its source's: the producer of publishes, the queue of
+        // deliveries (so a map edge is asked of its source, as every edge is).
+        SeriesId::Queue(k) if k.deliveries => &k.queue,
+        SeriesId::Queue(k) => &k.service,
     }
 }
 
@@ -68,6 +75,12 @@ pub enum SeriesWire {
     Client {
         service: String,
         environment: String,
+    },
+    Queue {
+        service: String,
+        queue: String,
+        environment: String,
+        deliveries: bool,
     },
 }
 
@@ -90,6 +103,12 @@ impl SeriesWire {
             SeriesId::Client { service, environment } => {
                 Self::Client { service: text(service), environment: text(environment) }
             }
+            SeriesId::Queue(k) => Self::Queue {
+                service: text(&k.service),
+                queue: text(&k.queue),
+                environment: text(&k.environment),
+                deliveries: k.deliveries,
+            },
         }
     }
 
@@ -113,6 +132,12 @@ impl SeriesWire {
             Self::Client { service, environment } => {
                 SeriesId::Client { service: name(service), environment: name(environment) }
             }
+            Self::Queue { service, queue, environment, deliveries } => SeriesId::Queue(QueueKey {
+                service: name(service),
+                queue: name(queue),
+                environment: name(environment),
+                deliveries,
+            }),
         }
     }
 }
@@ -324,10 +349,11 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     payload
 }
 
-/// Reads a payload of this version; `None` for another version or one that cannot be read.
+/// Reads a payload of a version this one reads ([`READS`]); `None` for another version or one that
+/// cannot be read.
 fn decode<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Option<T> {
     match payload.split_first() {
-        Some((&VERSION, rest)) => postcard::from_bytes(rest).ok(),
+        Some((version, rest)) if READS.contains(version) => postcard::from_bytes(rest).ok(),
         _ => None,
     }
 }
@@ -436,16 +462,27 @@ pub enum CheckpointKey {
     },
 }
 
+/// The version byte of changelog keys: it stays 2, so that a point checkpointed by an older
+/// version and again by this one has one key, which compaction keeps once.
+const KEY_VERSION: u8 = 2;
+
+/// A changelog key (led by [`KEY_VERSION`], not [`VERSION`]).
+fn encode_key(key: &CheckpointKey) -> Vec<u8> {
+    let mut payload = vec![KEY_VERSION];
+    postcard::to_io(key, &mut payload).expect("writing to a Vec cannot fail");
+    payload
+}
+
 pub fn checkpoint_key(series: &SeriesWire, step: u64) -> Vec<u8> {
-    encode(&CheckpointKey::Point { series: series.clone(), step })
+    encode_key(&CheckpointKey::Point { series: series.clone(), step })
 }
 
 pub fn marker_key(partition: i32) -> Vec<u8> {
-    encode(&CheckpointKey::Marker { partition })
+    encode_key(&CheckpointKey::Marker { partition })
 }
 
 pub fn alerted_key(fingerprint: &str) -> Vec<u8> {
-    encode(&CheckpointKey::Alerted { fingerprint: fingerprint.to_string() })
+    encode_key(&CheckpointKey::Alerted { fingerprint: fingerprint.to_string() })
 }
 
 pub fn decode_checkpoint_key(key: &[u8]) -> Option<CheckpointKey> {

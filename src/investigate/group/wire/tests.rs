@@ -126,6 +126,40 @@ fn keys_tell_points_from_markers_and_markers_hold_offsets() {
     assert_eq!(decode_checkpoint_key(&checkpoint_key(&series, 42)), Some(CheckpointKey::Point { series, step: 42 }));
     assert_eq!(decode_checkpoint_key(&marker_key(7)), Some(CheckpointKey::Marker { partition: 7 }));
     assert_eq!(decode_marker(&marker_value(123_456_789)), Some(123_456_789));
+    assert_eq!(
+        decode_checkpoint_key(&alerted_key("a1b2")),
+        Some(CheckpointKey::Alerted { fingerprint: "a1b2".into() })
+    );
+}
+
+/// Version 3 only added kinds: a version 2 payload reads the same, and a changelog key is the
+/// same in both (led by 2), so compaction keeps one value per point across an upgrade.
+#[test]
+fn version_2_payloads_read_and_changelog_keys_stay_as_they_were() {
+    let mut payload = split_point(PointWire::of(&point(3, 1, 0), &dimensions()), MAX_MESSAGE_BYTES).remove(0);
+    payload[0] = 2;
+    assert_eq!(decode_point(&payload).map(|p| p.point(&dimensions()).point.counts.requests), Some(3));
+    let series = SeriesWire::of(&point(1, 1, 0).series);
+    assert_eq!(checkpoint_key(&series, 42)[0], 2);
+    assert_eq!(marker_key(7)[0], 2);
+}
+
+#[test]
+fn a_queue_series_reads_back_and_is_owned_by_its_edge_source() {
+    let queue = |deliveries| {
+        SeriesId::Queue(QueueKey {
+            service: Arc::from("billing"),
+            queue: Arc::from("kafka:billing-events"),
+            environment: Arc::from("prod"),
+            deliveries,
+        })
+    };
+    for deliveries in [false, true] {
+        assert_eq!(SeriesWire::of(&queue(deliveries)).series(), queue(deliveries));
+    }
+    // Publishes belong with the producer's series, deliveries with the queue.
+    assert_eq!(service_of(&queue(false)), "billing");
+    assert_eq!(service_of(&queue(true)), "kafka:billing-events");
 }
 
 #[test]
