@@ -264,26 +264,28 @@ impl Series {
         }
     }
 
-    /// The exception a fault entry span recorded, if any, in its point's exception groups.
-    fn record_exception(&mut self, span: &Span, measure: &Measure<'_>) {
-        let format = span.origin.encoding.format();
+    /// Counts the exception `source` recorded, if any, in the point's exception groups for the
+    /// fault entry span `entry` (its example, its time); whether there was one.
+    fn record_exception(&mut self, source: &Span, entry: &Span, measure: &Measure<'_>) -> bool {
+        let format = source.origin.encoding.format();
         // The same exception from the same resource as before: counted without reading it.
         let fingerprint = format
-            .exception_fingerprint(&span.raw)
-            .map(|hash| hash ^ (Arc::as_ptr(&span.origin) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            .exception_fingerprint(&source.raw)
+            .map(|hash| hash ^ (Arc::as_ptr(&source.origin) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let table = &mut self.open.at(measure.lane, measure.step).exceptions;
-        if fingerprint.is_some_and(|f| table.count_again(f, span)) {
-            return;
+        if fingerprint.is_some_and(|f| table.count_again(f, entry)) {
+            return true;
         }
-        let Some(exception) = format.exception(&span.raw) else { return };
+        let Some(exception) = format.exception(&source.raw) else { return false };
         let resource = |key: &str| {
-            crate::format::find_resource_attribute(span.origin.encoding, &span.origin.resource, key)
+            crate::format::find_resource_attribute(source.origin.encoding, &source.origin.resource, key)
                 .and_then(|v| v.as_text())
         };
         let version = resource("service.version");
         let instance =
             resource("service.instance.id").or_else(|| resource("k8s.pod.name")).or_else(|| resource("host.name"));
-        table.record(&exception, span, version, instance, fingerprint);
+        table.record(&exception, entry, version, instance, fingerprint);
+        true
     }
 
     fn record(&mut self, span: &Span, measure: &Measure<'_>) {
@@ -474,7 +476,10 @@ impl SignalStore {
 
     /// [`SignalStore::record_trace`], its points opened in `lane` (the worker that publishes them).
     pub fn record_trace_in(&mut self, lane: Lane, spans: &[Span], now: Nanos) {
-        let needs_index = spans.iter().any(|s| s.facts.role == Role::Dependency);
+        // Dependencies find their callee and caller through it, and a fault entry span without
+        // an exception of its own the spans under it.
+        let needs_index = spans.len() > 1
+            && spans.iter().any(|s| s.facts.role == Role::Dependency || (s.is_entry() && s.facts.outcome.is_fault()));
         if needs_index {
             self.index.by_span_id.clear();
             self.index.callee_by_parent.clear();
@@ -515,8 +520,19 @@ impl SignalStore {
                 };
                 let series = self.services.series_for(key, &self.settings, &mut self.overflowed);
                 series.record(span, &measure);
-                if facts.outcome.is_fault() {
-                    series.record_exception(span, &measure);
+                if facts.outcome.is_fault() && !series.record_exception(span, span, &measure) && needs_index {
+                    // None of its own: the first recorded under it in its service (a client
+                    // span's driver error, an internal span's failed step).
+                    let under = spans.iter().filter(|s| {
+                        s.facts.role != Role::Entry
+                            && s.service() == span.service()
+                            && entry_ancestor(&self.index, s, spans).is_some_and(|e| e.span_id == span.span_id)
+                    });
+                    for source in under {
+                        if series.record_exception(source, span, &measure) {
+                            break;
+                        }
+                    }
                 }
                 if span.is_root() {
                     let key = (span.service().clone(), span.environment().clone());
@@ -627,16 +643,21 @@ fn dependency_key(
 
 /// The operation of the nearest entry ancestor in the same service.
 fn caller_operation(index: &TraceIndex, span: &Span, spans: &[Span]) -> Option<Arc<str>> {
-    let mut current = span;
+    entry_ancestor(index, span, spans).map(|entry| entry.operation.clone())
+}
+
+/// The nearest entry ancestor of `span` in its service (none past a span of another service).
+fn entry_ancestor<'a>(index: &TraceIndex, span: &Span, spans: &'a [Span]) -> Option<&'a Span> {
+    let mut current = span.parent_span_id;
     for _ in 0..spans.len() {
-        let parent = current.parent_span_id.and_then(|p| index.by_span_id.get(&p)).map(|&i| &spans[i])?;
+        let parent = current.and_then(|p| index.by_span_id.get(&p)).map(|&i| &spans[i])?;
         if parent.service() != span.service() {
             return None;
         }
         if parent.facts.role == Role::Entry {
-            return Some(parent.operation.clone());
+            return Some(parent);
         }
-        current = parent;
+        current = parent.parent_span_id;
     }
     None
 }

@@ -148,3 +148,72 @@ fn the_xray_sdks_exception_document_is_read_and_grouped() {
     // The SDK lists the frames from the script that made the request; the first is its own.
     assert!(key.frame.starts_with("at <module> (python_xray.py:"), "{}", key.frame);
 }
+
+/// A fault whose entry span recorded no exception is grouped by the first exception recorded
+/// under it in its service (here an internal span's); an exception under another service's
+/// entry span is that request's, not this one's.
+#[test]
+fn a_fault_without_its_own_exception_takes_the_one_recorded_under_it() {
+    let event = |message: &str| {
+        format!(
+            r#""events":[{{"timeUnixNano":"1700000000000000001","name":"exception","attributes":[{{"key":"exception.type","value":{{"stringValue":"java.sql.SQLTransientConnectionException"}}}},{{"key":"exception.message","value":{{"stringValue":"{message}"}}}}]}}],"#
+        )
+    };
+    let span = |id: &str, parent: &str, kind: u8, events: &str| {
+        format!(
+            r#"{{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"{id}",{parent}"name":"x","kind":{kind},"startTimeUnixNano":"1700000000000000000","endTimeUnixNano":"1700000000000000002",{events}"status":{{"code":2}}}}"#
+        )
+    };
+    let resource = |service: &str, spans: &[String]| {
+        format!(
+            r#"{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"{service}"}}}}]}},"scopeSpans":[{{"spans":[{}]}}]}}"#,
+            spans.join(",")
+        )
+    };
+    let payload = format!(
+        r#"{{"resourceSpans":[{},{}]}}"#,
+        resource(
+            "owners",
+            &[
+                // The entry span: a fault with no exception of its own.
+                span("0000000000000001", "", 2, ""),
+                // An internal step under it recorded the exception.
+                span(
+                    "0000000000000002",
+                    r#""parentSpanId":"0000000000000001","#,
+                    1,
+                    &event("pool exhausted after 30000 ms")
+                ),
+                // A client call under it, to the vets service.
+                span("0000000000000003", r#""parentSpanId":"0000000000000001","#, 3, ""),
+            ]
+        ),
+        // The vets service's entry span under that call recorded its own exception.
+        resource("vets", &[span("0000000000000004", r#""parentSpanId":"0000000000000003","#, 2, &event("vets down"))]),
+    );
+    let spans = decode(Encoding::OTLP_JSON, payload.as_bytes());
+    assert_eq!(spans.len(), 4);
+    let mut store = crate::signals::SignalStore::new(crate::config::Config::default().signal_settings());
+    store.record_trace(&spans, crate::clock::Nanos(1_700_000_000_000_000_000));
+    let groups: Vec<(String, String, u64)> = store
+        .flush_points()
+        .into_iter()
+        .filter(|p| matches!(p.series, crate::signals::SeriesId::Service(_)))
+        .flat_map(|p| {
+            let crate::signals::SeriesId::Service(key) = &p.series else { unreachable!() };
+            let service = key.service.to_string();
+            p.point
+                .exceptions
+                .groups()
+                .iter()
+                .map(move |g| (service.clone(), g.key.message.clone(), g.count))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut groups = groups;
+    groups.sort();
+    assert_eq!(
+        groups,
+        vec![("owners".into(), "pool exhausted after {n} ms".into(), 1), ("vets".into(), "vets down".into(), 1)]
+    );
+}
