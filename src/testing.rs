@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::Event;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as ProtoSpan, Status, TracesData};
 use prost::Message;
 
@@ -28,6 +29,8 @@ pub struct SpanSpec {
     pub trace_state: &'static str,
     /// Resource attributes besides `service.name` (a pod, a version).
     pub resource: Vec<(&'static str, &'static str)>,
+    /// An `exception` event: `exception.type` and `exception.message`.
+    pub exception: Option<(&'static str, &'static str)>,
 }
 
 #[derive(Clone)]
@@ -57,6 +60,7 @@ impl SpanSpec {
             start: 1_700_000_000_000_000_000,
             trace_state: "",
             resource: Vec::new(),
+            exception: None,
         }
     }
 
@@ -85,6 +89,13 @@ impl SpanSpec {
 
     pub fn starting(mut self, unix_nano: u64) -> Self {
         self.start = unix_nano;
+        self
+    }
+
+    /// Records an exception event (as an SDK's `record_exception` does) of `type_name` and
+    /// `message`.
+    pub fn threw(mut self, type_name: &'static str, message: &'static str) -> Self {
+        self.exception = Some((type_name, message));
         self
     }
 
@@ -124,6 +135,22 @@ impl SpanSpec {
                 })
                 .collect(),
             status: Some(Status { code: if self.error_status { 2 } else { 0 }, message: String::new() }),
+            events: self
+                .exception
+                .iter()
+                .map(|(type_name, message)| Event {
+                    time_unix_nano: start,
+                    name: "exception".into(),
+                    attributes: [("exception.type", type_name), ("exception.message", message)]
+                        .map(|(key, value)| KeyValue {
+                            key: key.into(),
+                            value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.to_string())) }),
+                            ..Default::default()
+                        })
+                        .to_vec(),
+                    dropped_attributes_count: 0,
+                })
+                .collect(),
             ..Default::default()
         }
     }

@@ -226,8 +226,8 @@ keep = "none"
 }
 
 /// Trace `t` of the group test: frontend (pod frontend-a or -b) → customers on pod
-/// customers-{t % 3}; customers-2 runs a bad version and answers 500, and so does customers-1
-/// for trace 1; everything else answers 200.
+/// customers-{t % 3}; customers-2 runs a bad version and answers 500 (recording an exception),
+/// and so does customers-1 for trace 1 (recording none); everything else answers 200.
 fn pod_trace(t: u8) -> Vec<SpanSpec> {
     let pod = ["customers-0", "customers-1", "customers-2"][t as usize % 3];
     let status = if t % 3 == 2 || t == 1 { 500 } else { 200 };
@@ -245,12 +245,21 @@ fn pod_trace(t: u8) -> Vec<SpanSpec> {
             .micros(20_000)
             .starting(start + 1_000_000)
             .resource("k8s.pod.name", frontend_pod),
-        SpanSpec::new("customers", t, 3, Some(2), SERVER, "GET")
-            .http("GET", "/owners/{id}", status)
-            .micros(if pod == "customers-2" { 15_000 } else { 5_000 })
-            .starting(start + 2_000_000)
-            .resource("k8s.pod.name", pod)
-            .resource("service.version", version),
+        {
+            let span = SpanSpec::new("customers", t, 3, Some(2), SERVER, "GET")
+                .http("GET", "/owners/{id}", status)
+                .micros(if pod == "customers-2" { 15_000 } else { 5_000 })
+                .starting(start + 2_000_000)
+                .resource("k8s.pod.name", pod)
+                .resource("service.version", version);
+            // The bad version's bug, with the owner in its message.
+            let message: &'static str = format!("owner {t} has no pets").leak();
+            if pod == "customers-2" {
+                span.threw("java.lang.IllegalStateException", message)
+            } else {
+                span
+            }
+        },
     ]
 }
 
@@ -439,6 +448,20 @@ fn two_instances_answer_for_the_whole_group() {
     assert_eq!(pods["values"][0]["lift"], serde_json::Value::Null, "no lift: the baseline has none of pod 2");
     let (_, dimensions) = get(&addr_b, "/api/contributors/dimensions?service=customers");
     assert_eq!(dimensions["dimensions"], serde_json::json!(["service.version", "k8s.pod.name"]));
+
+    // The faults by exception, group-wide from either instance: every fault of the bad version
+    // recorded the same exception (its owner varies: templated), customers-1's fault none.
+    let exceptions = "/api/exceptions?service=customers";
+    let (status, thrown) = get(&addr_a, exceptions);
+    assert_eq!(status, 200, "{thrown}");
+    assert_eq!(thrown, get(&addr_b, exceptions).1, "the same groups from either instance");
+    let groups = thrown["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{thrown}");
+    assert_eq!(
+        (groups[0]["type"].as_str(), groups[0]["message"].as_str(), groups[0]["count"].as_u64()),
+        (Some("java.lang.IllegalStateException"), Some("owner {n} has no pets"), Some(faults_of(2)))
+    );
+    assert_eq!(groups[0]["versions"], serde_json::json!(["1.4.0-rc1"]));
 
     let history = "/api/history?edge=frontend:default-%3Ecustomers:default";
     let (status, points) = get(&addr_a, history);
