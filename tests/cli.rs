@@ -325,7 +325,8 @@ fn demo_serves_metrics_and_services() {
 }
 
 /// The demo's SLO alerts follow its fault injection: `owners-availability` fires page-fast soon
-/// after the start, and resolves once `POST /api/demo/faults?enabled=false` stops the faults.
+/// after the start (the canary runs from it here), and resolves once
+/// `POST /api/demo/faults?enabled=false` stops the faults and rolls the canary back.
 #[test]
 fn demo_slo_fires_with_faults_and_resolves_when_they_stop() {
     let (child, addr) = spawn_demo("6m", "demo-slo", &[]);
@@ -338,7 +339,8 @@ fn demo_slo_fires_with_faults_and_resolves_when_they_stop() {
     };
     common::wait_for("page-fast to fire while faults are injected", Duration::from_secs(90), || firing("page-fast"));
     let (status, body) = request(&addr, "POST", "/api/demo/faults?enabled=false", "");
-    assert_eq!((status, body.as_str()), (200, r#"{"faults":false}"#));
+    // Switching faults off rolls the canary back too.
+    assert_eq!((status, body.as_str()), (200, r#"{"canary":false,"faults":false}"#));
     common::wait_for("page-fast to resolve once the faults stop", Duration::from_secs(240), || !firing("page-fast"));
     terminate(&child);
     let mut child = child;
