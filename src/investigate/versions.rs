@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use crate::signals::point::{Counts, Point};
 use crate::signals::sketch::LatencySketch;
+use crate::signals::INSTANCE_ATTRIBUTES;
 
 /// Versions kept apart per step.
 pub const MAX_VERSIONS: usize = 8;
@@ -30,7 +31,7 @@ pub const MAX_INSTANCES: usize = 8;
 pub struct VersionColumns {
     /// `service.version`.
     pub version: Option<usize>,
-    /// `service.instance.id`, else `k8s.pod.name`, else `host.name` (those configured).
+    /// [`INSTANCE_ATTRIBUTES`] (those configured), in their order.
     pub instance: Vec<usize>,
 }
 
@@ -40,7 +41,7 @@ impl VersionColumns {
         let position = |name: &str| dimensions.iter().position(|d| &**d == name);
         Self {
             version: position(crate::investigate::config::VERSION_DIMENSION),
-            instance: ["service.instance.id", "k8s.pod.name", "host.name"].into_iter().filter_map(position).collect(),
+            instance: INSTANCE_ATTRIBUTES.into_iter().filter_map(position).collect(),
         }
     }
 }

@@ -98,6 +98,10 @@ impl Exclusions {
     }
 }
 
+/// The resource attributes that name an instance, the first present winning: what exceptions
+/// and deployments list as `instances`.
+pub const INSTANCE_ATTRIBUTES: [&str; 3] = ["service.instance.id", "k8s.pod.name", "host.name"];
+
 /// Settings of the store (`[metrics]`).
 #[derive(Clone, Debug)]
 pub struct SignalSettings {
@@ -282,8 +286,7 @@ impl Series {
                 .and_then(|v| v.as_text())
         };
         let version = resource("service.version");
-        let instance =
-            resource("service.instance.id").or_else(|| resource("k8s.pod.name")).or_else(|| resource("host.name"));
+        let instance = INSTANCE_ATTRIBUTES.into_iter().find_map(resource);
         table.record(&exception, entry, version, instance, fingerprint);
         true
     }
