@@ -96,6 +96,7 @@ impl Config {
     pub fn signal_settings(&self) -> crate::signals::SignalSettings {
         crate::signals::SignalSettings {
             dimensions: self.investigation.tracked_dimensions(),
+            compare_attributes: self.investigation.compare_attributes.clone(),
             max_values_per_dimension: self.investigation.max_values_per_dimension,
             ..self.metrics.settings()
         }

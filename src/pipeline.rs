@@ -572,11 +572,11 @@ pub fn start(config: &Config, clock: SharedClock) -> Result<Pipeline, PipelineEr
         .register(Box::new(SloCollector::new(slos.clone(), clock.clone())))
         .expect("SLO families are unique");
     let traces = Arc::new(Mutex::new(TraceStore::new(&config.investigation)));
-    let dimensions = signals.lock().expect("signal store lock").dimensions().clone();
+    let keys = signals.lock().expect("signal store lock").table_keys();
     let timeline = Arc::new(OwnedTimeline::new(
         Timeline::new(config.investigation.history.0, config.metrics.window.0, config.metrics.max_series)
-            .with_versions(VersionColumns::of(&dimensions)),
-        dimensions,
+            .with_versions(VersionColumns::of(&keys.dimensions)),
+        keys,
     ));
     telemetry
         .registry

@@ -228,6 +228,15 @@ keep = "none"
 /// Trace `t` of the group test: frontend (pod frontend-a or -b) → customers on pod
 /// customers-{t % 3}; customers-2 runs a bad version and answers 500 (recording an exception),
 /// and so does customers-1 for trace 1 (recording none); everything else answers 200.
+/// The user agent of trace `t`'s request: every fifth from the mobile app.
+fn agent_of(t: u8) -> &'static str {
+    if t.is_multiple_of(5) {
+        "petclinic-mobile/2.1"
+    } else {
+        "Mozilla/5.0"
+    }
+}
+
 fn pod_trace(t: u8) -> Vec<SpanSpec> {
     let pod = ["customers-0", "customers-1", "customers-2"][t as usize % 3];
     let status = if t % 3 == 2 || t == 1 { 500 } else { 200 };
@@ -248,6 +257,7 @@ fn pod_trace(t: u8) -> Vec<SpanSpec> {
         {
             let span = SpanSpec::new("customers", t, 3, Some(2), SERVER, "GET")
                 .http("GET", "/owners/{id}", status)
+                .attr("user_agent.original", AttrSpec::Str(agent_of(t)))
                 .micros(if pod == "customers-2" { 15_000 } else { 5_000 })
                 .starting(start + 2_000_000)
                 .resource("k8s.pod.name", pod)
@@ -446,6 +456,33 @@ fn two_instances_answer_for_the_whole_group() {
         .collect();
     assert_eq!(compared, expected, "ranked by the difference of the shares, every figure exact");
     assert_eq!(pods["values"][0]["lift"], serde_json::Value::Null, "no lift: the baseline has none of pod 2");
+    // Span attributes travel to the owner as resources do: the user agents, counted from the
+    // trace set's definition.
+    let agents = answer["keys"].as_array().unwrap().iter().find(|k| k["key"] == "user_agent.original").expect("agents");
+    let is_fault = |t: u8| t % 3 == 2 || t == 1;
+    let mut expected: Vec<(String, u64, u64)> = ["petclinic-mobile/2.1", "Mozilla/5.0"]
+        .iter()
+        .map(|agent| {
+            let of =
+                |fault: bool| (1..=TRACES).filter(|&t| agent_of(t) == *agent && is_fault(t) == fault).count() as u64;
+            (agent.to_string(), of(true), of(false))
+        })
+        .collect();
+    let share = |(_, s, b): &(String, u64, u64)| *s as f64 / total_faults as f64 - *b as f64 / baseline_requests as f64;
+    expected.sort_by(|a, b| share(b).total_cmp(&share(a)));
+    let compared: Vec<(String, u64, u64)> = agents["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["value"].as_str().unwrap().to_string(),
+                v["selection"].as_u64().unwrap(),
+                v["baseline"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(compared, expected);
     let (_, dimensions) = get(&addr_b, "/api/contributors/dimensions?service=customers");
     assert_eq!(dimensions["dimensions"], serde_json::json!(["service.version", "k8s.pod.name"]));
 

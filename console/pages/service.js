@@ -153,7 +153,7 @@ async function pointPanel(layout, sel, state) {
     ], rows, (r) => r.key + "=" + r.value)
       : h("p", { class: "muted" }, `No ${outcome}s in this range to compare.`),
     comparison ? h("p", { class: "muted" }, `${fmt.count(comparison.selection.requests)} ${outcome}s against ${fmt.count(comparison.baseline.requests)} other requests` +
-      (comparison.estimated ? "; estimated: more resources than investigation.max_values_per_dimension." : ".")) : null,
+      (comparison.estimated ? "; estimated: more resources or attribute combinations than investigation.max_values_per_dimension." : ".")) : null,
     h("button", { type: "button", onclick: () => {
       state.point = null; layout.classList.remove("with-panel"); layout.querySelector("aside")?.remove(); resyncCharts();
     } }, "Close"));

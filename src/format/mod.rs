@@ -91,6 +91,17 @@ pub trait Format: Sync {
     /// One attribute of a span, from its bytes.
     fn find_span_attribute(&self, raw: &[u8], key: &str) -> Option<AttrValue>;
 
+    /// Calls `visit` with each attribute of a span that has a text form (as
+    /// [`AttrValue::as_text`]), in wire order, from its bytes. Encodings that can lend the
+    /// bytes override it so that nothing is allocated.
+    fn visit_span_attributes(&self, raw: &[u8], visit: &mut dyn FnMut(&str, &str)) {
+        for (key, value) in self.span_attributes(raw) {
+            if let Some(text) = value.as_text() {
+                visit(&key, &text);
+            }
+        }
+    }
+
     /// One attribute of a resource, from the bytes its origin keeps (`Origin::resource`); `None`
     /// for encodings without resources.
     fn find_resource_attribute(&self, _resource: &[u8], _key: &str) -> Option<AttrValue> {

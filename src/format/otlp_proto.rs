@@ -294,6 +294,20 @@ fn any_value(any: &[u8]) -> AttrValue {
     result
 }
 
+/// The text of an `AnyValue` holding a valid UTF-8 string (field 1), lent from its bytes; `None`
+/// for any other value.
+fn string_value(any: &[u8]) -> Option<&str> {
+    let mut reader = WireReader::new(any);
+    let mut text = None;
+    while let Ok(Some((f, v, _))) = reader.next_field() {
+        text = match (f, v) {
+            (1, WireField::Len(b)) => Some(std::str::from_utf8(b).ok()?),
+            _ => None,
+        };
+    }
+    text
+}
+
 /// One attribute, decoded on demand.
 fn attribute_in(message: &[u8], field_number: u32, wanted: &str) -> Option<AttrValue> {
     key_values(message, field_number).find(|(key, _)| *key == wanted.as_bytes()).map(|(_, any)| any_value(any))
@@ -350,6 +364,21 @@ impl Format for OtlpProto {
 
     fn find_span_attribute(&self, raw: &[u8], key: &str) -> Option<AttrValue> {
         attribute_in(raw, 9, key)
+    }
+
+    /// String values lent from the bytes; others (rare among compared keys) decoded.
+    fn visit_span_attributes(&self, raw: &[u8], visit: &mut dyn FnMut(&str, &str)) {
+        for (key, any) in key_values(raw, 9) {
+            let Ok(key) = std::str::from_utf8(key) else { continue };
+            match string_value(any) {
+                Some(text) => visit(key, text),
+                None => {
+                    if let Some(text) = any_value(any).as_text() {
+                        visit(key, &text)
+                    }
+                }
+            }
+        }
     }
 
     fn find_resource_attribute(&self, resource: &[u8], key: &str) -> Option<AttrValue> {

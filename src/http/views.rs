@@ -271,13 +271,13 @@ pub async fn contributors(
     uri: Uri,
     Query(parameters): Parameters,
 ) -> Response {
-    let query = ContributorQuery::parse(pairs(&parameters), &handles.timeline.dimensions);
+    let query = ContributorQuery::parse(pairs(&parameters), &handles.timeline.keys.dimensions);
     from_owner(
         handles,
         (headers, uri),
         query,
         |q| &q.selection,
-        |handles, timeline, query, now| top_contributors(timeline, &handles.timeline.dimensions, &query, now),
+        |handles, timeline, query, now| top_contributors(timeline, &handles.timeline.keys.dimensions, &query, now),
     )
     .await
 }
@@ -295,7 +295,7 @@ pub async fn compare(
         (headers, uri),
         CompareQuery::parse(pairs(&parameters)),
         |q| &q.selection,
-        |handles, timeline, query, now| compare::compare(timeline, &handles.timeline.dimensions, &query, now),
+        |handles, timeline, query, now| compare::compare(timeline, &handles.timeline.keys, &query, now),
     )
     .await
 }
@@ -347,7 +347,7 @@ pub async fn contributor_dimensions(
         parse_selection(pairs(&parameters)),
         |s| s,
         |handles, timeline, selection, now| {
-            serde_json::json!({ "dimensions": dimensions_seen(timeline, &handles.timeline.dimensions, &selection, now) })
+            serde_json::json!({ "dimensions": dimensions_seen(timeline, &handles.timeline.keys.dimensions, &selection, now) })
         },
     )
     .await

@@ -3,17 +3,20 @@
 //!
 //! A selection is the requests of a series over a range that a mark picks out — an outcome
 //! (`fault`, `error`, `throttle`) or a latency (`minLatency`); the baseline is the other requests
-//! of the same series and range. For every contributor dimension, each value's share of the
+//! of the same series and range. For every contributor dimension (a resource attribute) and every
+//! compared span attribute (`investigation.compare_attributes`), each value's share of the
 //! selection is set against its share of the baseline, and values are ranked by the difference
 //! (`selectionShare − baselineShare`), so a value behind a tenth of the requests and nine tenths
 //! of the faults comes before a rare one that happens to have failed once; keys are ranked by
 //! their first value's difference. `lift` is the ratio of the shares.
 //!
-//! The figures come from the series' contributor tables ([`crate::signals::contributors`]), which
-//! hold counts and a latency sketch per value: memory stays bounded per series and dimension, and
-//! `estimated` says when a table fell back on its heavy-hitter summary. A latency mark counts the
-//! requests in the sketch's bucket of `minLatency` and above (within the sketch's 0.8 %).
-//! Requests from resources without a dimension's attribute count in the totals, not as a value.
+//! The figures come from the series' two tables ([`crate::signals::contributors`]): rows by
+//! resource profile and rows by span attribute profile, each holding counts and a latency sketch:
+//! memory stays bounded per series and table, and `estimated` says when either fell back on its
+//! heavy-hitter summary. A latency mark counts the requests in the sketch's bucket of
+//! `minLatency` and above (within the sketch's 0.8 %). Requests without a key's attribute count
+//! in the totals, not as a value. Both tables count every request once, so the totals come from
+//! whichever is kept.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,8 +25,8 @@ use serde::Serialize;
 
 use crate::clock::Nanos;
 use crate::model::trace_id_hex;
-use crate::signals::contributors::ContributorRow;
-use crate::signals::point::{step_of, Examples};
+use crate::signals::contributors::{ContributorRow, ContributorTable};
+use crate::signals::point::{step_of, Examples, TableKeys};
 use crate::signals::sketch::Bucket;
 
 use super::query::{unix_seconds, whole_number, QueryError, Selection, SELECTION_PARAMETERS};
@@ -170,69 +173,76 @@ struct Tally {
     examples: Examples,
 }
 
-/// The comparison at `now`; `dimensions` are the configured ones, in the order of every
-/// profile's values.
-pub fn compare(timeline: &Timeline, dimensions: &[Arc<str>], query: &CompareQuery, now: Nanos) -> Comparison {
+/// The comparison at `now`; `keys` name the values of the points' tables, in order.
+pub fn compare(timeline: &Timeline, keys: &TableKeys, query: &CompareQuery, now: Nanos) -> Comparison {
     let (first, last) = timeline.window(now);
     let step_of_seconds = |s: i64| step_of(s.max(0) as u64 * 1_000_000_000);
     let from = query.from.map_or(first, step_of_seconds);
     let to = query.to.map_or(last, step_of_seconds);
-    let table = timeline.contributors_between(|s| query.selection.selects(s), from, to, now);
+    let (resources, attributes) = timeline.tables_between(|s| query.selection.selects(s), from, to, now);
+    let totals = if resources.is_empty() { &attributes } else { &resources };
     let (mut selected, mut baseline) = (0, 0);
-    for row in table.rows() {
+    for row in totals.rows() {
         let marked = query.mark.selected(row).min(row.counts.requests);
         selected += marked;
         baseline += row.counts.requests - marked;
     }
-    let share = |part: u64, whole: u64| if whole == 0 { 0.0 } else { part as f64 / whole as f64 };
-    let mut keys: Vec<ComparedKey> = dimensions
-        .iter()
-        .enumerate()
-        .filter_map(|(index, dimension)| {
-            let mut by_value: HashMap<Arc<str>, Tally> = HashMap::new();
-            for row in table.rows() {
-                let Some(value) = row.profile.values.get(index).cloned().flatten() else { continue };
-                let marked = query.mark.selected(row).min(row.counts.requests);
-                let tally = by_value.entry(value).or_default();
-                tally.selection += marked;
-                tally.baseline += row.counts.requests - marked;
-                tally.examples.merge(&row.examples);
-            }
-            let mut values: Vec<ComparedValue> = by_value
-                .into_iter()
-                .map(|(value, tally)| {
-                    let (selection_share, baseline_share) =
-                        (share(tally.selection, selected), share(tally.baseline, baseline));
-                    ComparedValue {
-                        value: value.to_string(),
-                        selection: tally.selection,
-                        baseline: tally.baseline,
-                        selection_share,
-                        baseline_share,
-                        lift: (baseline_share > 0.0).then(|| selection_share / baseline_share),
-                        trace_ids: tally.examples.trace_ids().iter().map(trace_id_hex).collect(),
-                    }
-                })
-                .collect();
-            // Largest difference first; ties by selected requests, then by value: stable answers.
-            values.sort_by(|a, b| {
-                b.difference()
-                    .total_cmp(&a.difference())
-                    .then(b.selection.cmp(&a.selection))
-                    .then(a.value.cmp(&b.value))
-            });
-            values.truncate(query.limit);
-            (!values.is_empty()).then(|| ComparedKey { key: dimension.to_string(), values })
-        })
+    let sides = (selected, baseline);
+    let mut keys: Vec<ComparedKey> = compared_keys(&resources, &keys.dimensions, query, sides)
+        .chain(compared_keys(&attributes, &keys.attributes, query, sides))
         .collect();
     let top = |k: &ComparedKey| k.values.first().map_or(f64::MIN, ComparedValue::difference);
     keys.sort_by(|a, b| top(b).total_cmp(&top(a)).then(a.key.cmp(&b.key)));
     Comparison {
         selection: Side { requests: selected },
         baseline: Side { requests: baseline },
-        estimated: table.estimated,
+        estimated: resources.estimated || attributes.estimated,
         keys,
     }
+}
+
+/// The keys of one table (`names` its values' names), each with its values ranked; the pair is
+/// the selected and baseline requests.
+fn compared_keys<'a>(
+    table: &'a ContributorTable,
+    names: &'a [Arc<str>],
+    query: &'a CompareQuery,
+    (selected, baseline): (u64, u64),
+) -> impl Iterator<Item = ComparedKey> + 'a {
+    let share = |part: u64, whole: u64| if whole == 0 { 0.0 } else { part as f64 / whole as f64 };
+    names.iter().enumerate().filter_map(move |(index, name)| {
+        let mut by_value: HashMap<Arc<str>, Tally> = HashMap::new();
+        for row in table.rows() {
+            let Some(value) = row.profile.values.get(index).cloned().flatten() else { continue };
+            let marked = query.mark.selected(row).min(row.counts.requests);
+            let tally = by_value.entry(value).or_default();
+            tally.selection += marked;
+            tally.baseline += row.counts.requests - marked;
+            tally.examples.merge(&row.examples);
+        }
+        let mut values: Vec<ComparedValue> = by_value
+            .into_iter()
+            .map(|(value, tally)| {
+                let (selection_share, baseline_share) =
+                    (share(tally.selection, selected), share(tally.baseline, baseline));
+                ComparedValue {
+                    value: value.to_string(),
+                    selection: tally.selection,
+                    baseline: tally.baseline,
+                    selection_share,
+                    baseline_share,
+                    lift: (baseline_share > 0.0).then(|| selection_share / baseline_share),
+                    trace_ids: tally.examples.trace_ids().iter().map(trace_id_hex).collect(),
+                }
+            })
+            .collect();
+        // Largest difference first; ties by selected requests, then by value: stable answers.
+        values.sort_by(|a, b| {
+            b.difference().total_cmp(&a.difference()).then(b.selection.cmp(&a.selection)).then(a.value.cmp(&b.value))
+        });
+        values.truncate(query.limit);
+        (!values.is_empty()).then(|| ComparedKey { key: name.to_string(), values })
+    })
 }
 
 #[cfg(test)]

@@ -26,9 +26,15 @@ pub struct InvestigationConfig {
     /// even when not listed: deployments are found from it (`/api/deployments`).
     #[serde(default = "default_dimensions")]
     pub dimensions: Vec<String>,
-    /// Distinct resources (so values of any dimension) tracked exactly per series and 10 s point;
-    /// beyond, a heavy-hitter sketch keeps the largest and answers say `estimated`. Default 100;
-    /// 1 to 10 000.
+    /// Span attributes `/api/compare` sets the selected requests against the baseline by, beside
+    /// the dimensions. Default `http.request.method`, `http.route`, `url.scheme`,
+    /// `user_agent.original`, `rpc.method`, `db.operation.name`, `messaging.destination.name`; at
+    /// most 64; `[]` keeps none (each compared attribute is looked up in every measured span).
+    #[serde(default = "default_compare_attributes")]
+    pub compare_attributes: Vec<String>,
+    /// Distinct resources (so values of any dimension), and distinct combinations of compared
+    /// span attribute values, tracked exactly per series and 10 s point; beyond, a heavy-hitter
+    /// sketch keeps the largest and answers say `estimated`. Default 100; 1 to 10 000.
     #[serde(default = "default_max_values_per_dimension")]
     pub max_values_per_dimension: usize,
     /// How far back `/api/history` goes, in 10 s points. Default `1h`; 10 s to 24 h.
@@ -48,6 +54,21 @@ fn default_dimensions() -> Vec<String> {
         "cloud.availability_zone",
         "cloud.region",
         "aws.ecs.task.arn",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// investigation.md's default compared span attributes.
+fn default_compare_attributes() -> Vec<String> {
+    [
+        "http.request.method",
+        "http.route",
+        "url.scheme",
+        "user_agent.original",
+        "rpc.method",
+        "db.operation.name",
+        "messaging.destination.name",
     ]
     .map(String::from)
     .to_vec()
@@ -75,6 +96,7 @@ impl Default for InvestigationConfig {
             max_trace_summaries: default_max_trace_summaries(),
             max_trace_bytes: default_max_trace_bytes(),
             dimensions: default_dimensions(),
+            compare_attributes: default_compare_attributes(),
             max_values_per_dimension: default_max_values_per_dimension(),
             history: default_history(),
         }
@@ -113,6 +135,38 @@ impl InvestigationConfig {
             self.dimensions.iter().all(|d| !d.is_empty()),
             "investigation.dimensions",
             "a dimension is an attribute name: not empty".into(),
+        );
+        check(
+            self.compare_attributes.iter().all(|a| !a.is_empty()),
+            "investigation.compare_attributes",
+            "an attribute name: not empty".into(),
+        );
+        check(
+            self.compare_attributes.len() <= crate::signals::contributors::MAX_COMPARE_ATTRIBUTES,
+            "investigation.compare_attributes",
+            format!(
+                "{} attributes: at most {}",
+                self.compare_attributes.len(),
+                crate::signals::contributors::MAX_COMPARE_ATTRIBUTES
+            ),
+        );
+        let tracked = self.tracked_dimensions();
+        let shared: Vec<&str> =
+            self.compare_attributes.iter().filter(|a| tracked.contains(a)).map(String::as_str).collect();
+        check(
+            shared.is_empty(),
+            "investigation.compare_attributes",
+            format!(
+                "{} named among the dimensions too (a key is either a resource or a span attribute)",
+                shared.join(", ")
+            ),
+        );
+        let mut names = self.compare_attributes.clone();
+        names.sort();
+        check(
+            names.windows(2).all(|w| w[0] != w[1]),
+            "investigation.compare_attributes",
+            "an attribute is named twice".into(),
         );
     }
 }

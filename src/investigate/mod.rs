@@ -25,25 +25,27 @@ pub mod versions;
 
 pub use config::InvestigationConfig;
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 
 use crate::clock::Nanos;
 use crate::model::TraceId;
+use crate::signals::point::TableKeys;
 use timeline::Timeline;
 
 /// The timeline of the series owned here, shared by the group member (which merges into it) and
 /// the HTTP answers (module docs).
 pub struct OwnedTimeline {
     timeline: Mutex<Timeline>,
-    /// The configured contributor dimensions, in the order of every profile's values.
-    pub dimensions: Arc<[Arc<str>]>,
+    /// The names of the values in the points' tables (contributor dimensions, compared span
+    /// attributes), in the order of every profile's values.
+    pub keys: TableKeys,
 }
 
 impl OwnedTimeline {
-    pub fn new(timeline: Timeline, dimensions: Arc<[Arc<str>]>) -> Self {
-        Self { timeline: Mutex::new(timeline), dimensions }
+    pub fn new(timeline: Timeline, keys: TableKeys) -> Self {
+        Self { timeline: Mutex::new(timeline), keys }
     }
 
     pub fn lock(&self) -> MutexGuard<'_, Timeline> {

@@ -254,6 +254,9 @@ impl Timeline {
                 if !point.contributors.is_empty() {
                     point.contributors = ContributorTable::default();
                 }
+                if !point.attributes.is_empty() {
+                    point.attributes = ContributorTable::default();
+                }
                 if !point.exceptions.is_empty() {
                     point.exceptions = ExceptionTable::default();
                 }
@@ -307,13 +310,29 @@ impl Timeline {
         to: u64,
         now: Nanos,
     ) -> ContributorTable {
+        self.tables_between(select, from, to, now).0
+    }
+
+    /// The selected series' tables of steps `from..=to` merged, as
+    /// [`Timeline::contributors_between`]: by resource profile, and by attribute profile
+    /// (compared span attributes).
+    pub fn tables_between(
+        &self,
+        select: impl Fn(&SeriesId) -> bool,
+        from: u64,
+        to: u64,
+        now: Nanos,
+    ) -> (ContributorTable, ContributorTable) {
         let (first, last) = self.window(now);
         let (from, to) = (from.max(first), to.min(last));
-        let mut merged = ContributorTable::default();
+        let (mut resources, mut attributes) = (ContributorTable::default(), ContributorTable::default());
         for (_, series) in self.series.iter().filter(|(id, _)| select(id)) {
-            series.between(from, to).for_each(|(_, p)| merged.merge(&p.contributors));
+            for (_, point) in series.between(from, to) {
+                resources.merge(&point.contributors);
+                attributes.merge(&point.attributes);
+            }
         }
-        merged
+        (resources, attributes)
     }
 
     /// The selected series' exception groups over `metrics.window` at `now`, merged, with the

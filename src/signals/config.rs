@@ -116,6 +116,7 @@ impl MetricsConfig {
             series_ttl: self.series_ttl.0,
             exclude: self.exclude.clone(),
             dimensions: Vec::new(),
+            compare_attributes: Vec::new(),
             max_values_per_dimension: 1,
         }
     }

@@ -7,6 +7,12 @@
 //! one [`ContributorTable`] row per profile; an answer for one dimension groups the rows by that
 //! dimension's value. One table look-up per span, whatever the number of dimensions.
 //!
+//! Compare's span attributes (`investigation.compare_attributes`) are kept the same way in a
+//! second table per point, by [`AttributeProfiler`]: a span's attribute profile is the tuple of
+//! the compared attributes' values it carries. It differs from span to span, so only its hash is
+//! worked out per span (a profile's hash is a sum over its values, so one walk of the span's
+//! attributes in wire order gives it); the profile is built when its row is made.
+//!
 //! Invariants:
 //! - a table tracks at most `capacity` (`investigation.max_values_per_dimension`) profiles, so at
 //!   most that many values of any dimension, exactly;
@@ -17,13 +23,12 @@
 //!   approximate, and the table says it is `estimated`;
 //! - every request lands in exactly one row: the rows' sums equal the series' totals.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault};
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use crate::format::find_resource_attribute;
-use crate::model::{Origin, Outcome, TraceId};
+use crate::model::{Origin, Outcome, Span, TraceId};
 
 use super::point::{Counts, Examples};
 use super::sketch::{Bucket, LatencySketch};
@@ -38,11 +43,28 @@ pub struct Profile {
 }
 
 impl Profile {
-    /// The profile of a tuple of values. The hash is the same in every instance (a fixed-key
-    /// hasher), so rows from other instances' points merge with local ones.
+    /// The profile of a tuple of values. The hash is the same in every instance (a fixed
+    /// function, [`value_hash`]), so rows from other instances' points merge with local ones.
     pub fn new(values: Arc<[Option<Arc<str>>]>) -> Self {
-        Self { hash: BuildHasherDefault::<DefaultHasher>::default().hash_one(&values), values }
+        let hash = values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.as_deref().map(|v| value_hash(i, v)))
+            .fold(EMPTY_PROFILE_HASH, u64::wrapping_add);
+        Self { hash, values }
     }
+}
+
+/// The hash of a profile without any value.
+const EMPTY_PROFILE_HASH: u64 = 0x2545_f491_4f6c_dd1d;
+
+/// One value's share of its profile's hash: FNV-1a of the value, mixed with its position. A
+/// profile's hash is the wrapping sum of its values' shares, so it can be worked out from values
+/// met in any order, without building the profile ([`AttributeProfiler`]).
+fn value_hash(position: usize, value: &str) -> u64 {
+    let fnv = value.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    let mixed = (fnv ^ (position as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    mixed ^ (mixed >> 31)
 }
 
 impl PartialEq for Profile {
@@ -134,13 +156,73 @@ impl ProfileCache {
     }
 
     pub fn intern(&mut self, value: &str) -> Arc<str> {
-        match self.values.get_key_value(value) {
-            Some((interned, ())) => interned.clone(),
-            None => {
-                let interned: Arc<str> = Arc::from(value);
-                self.values.insert(interned.clone(), ());
-                interned
+        intern(&mut self.values, value)
+    }
+}
+
+/// Works out a span's attribute profile: the values of `investigation.compare_attributes` it
+/// carries (compare's span attributes). Unlike a resource's, it differs from span to span, so
+/// only its hash is worked out per span, in one walk of the span's attributes and without
+/// allocating; the profile itself is built (its values copied) only when a table meets it for
+/// the first time, which happens at most `capacity` times per table.
+pub struct AttributeProfiler {
+    keys: Arc<[Arc<str>]>,
+}
+
+/// At most this many compared span attributes (a bit each in [`AttributeProfiler::hash_of`]).
+pub const MAX_COMPARE_ATTRIBUTES: usize = 64;
+
+impl AttributeProfiler {
+    pub fn new(keys: &[String]) -> Self {
+        Self { keys: keys.iter().take(MAX_COMPARE_ATTRIBUTES).map(|k| Arc::from(k.as_str())).collect() }
+    }
+
+    pub fn keys(&self) -> &Arc<[Arc<str>]> {
+        &self.keys
+    }
+
+    /// Whether any attribute is compared (with none, no table is kept).
+    pub fn is_active(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    fn position(&self, key: &str) -> Option<usize> {
+        self.keys.iter().position(|k| **k == *key)
+    }
+
+    /// The hash of `span`'s attribute profile (what [`Profile::new`] gives for the values
+    /// [`AttributeProfiler::profile_of`] finds); a key repeated in a span counts once, with its
+    /// first value.
+    pub fn hash_of(&self, span: &Span) -> u64 {
+        let (mut hash, mut seen) = (EMPTY_PROFILE_HASH, 0_u64);
+        span.origin.encoding.format().visit_span_attributes(&span.raw, &mut |key, value| {
+            if let Some(i) = self.position(key).filter(|i| seen & (1 << i) == 0) {
+                seen |= 1 << i;
+                hash = hash.wrapping_add(value_hash(i, value));
             }
+        });
+        hash
+    }
+
+    /// `span`'s attribute profile.
+    pub fn profile_of(&self, span: &Span) -> Profile {
+        let mut values: Vec<Option<Arc<str>>> = vec![None; self.keys.len()];
+        span.origin.encoding.format().visit_span_attributes(&span.raw, &mut |key, value| {
+            if let Some(i) = self.position(key).filter(|&i| values[i].is_none()) {
+                values[i] = Some(Arc::from(value));
+            }
+        });
+        Profile::new(values.into())
+    }
+}
+
+fn intern(values: &mut HashMap<Arc<str>, ()>, value: &str) -> Arc<str> {
+    match values.get_key_value(value) {
+        Some((interned, ())) => interned.clone(),
+        None => {
+            let interned: Arc<str> = Arc::from(value);
+            values.insert(interned.clone(), ());
+            interned
         }
     }
 }
@@ -213,10 +295,10 @@ impl ContributorTable {
         self.rows.is_empty()
     }
 
-    fn position(&self, profile: &Profile) -> Option<usize> {
+    fn position(&self, hash: u64) -> Option<usize> {
         match &self.index {
-            Some(index) => index.get(&profile.hash).copied(),
-            None => self.rows.iter().position(|r| r.profile.hash == profile.hash),
+            Some(index) => index.get(&hash).copied(),
+            None => self.rows.iter().position(|r| r.profile.hash == hash),
         }
     }
 
@@ -226,17 +308,19 @@ impl ContributorTable {
         }
     }
 
-    /// The row of `profile`: its own, a new one while there is room, else the row with the
-    /// fewest requests, taken over.
-    fn row_for(&mut self, profile: &Profile, capacity: usize) -> &mut ContributorRow {
-        let position = match self.position(profile) {
+    /// The row of the profile hashed `hash`: its own, a new one while there is room, else the
+    /// row with the fewest requests, taken over; `profile` builds the profile when it has no row.
+    fn row_for(&mut self, hash: u64, profile: impl FnOnce() -> Profile, capacity: usize) -> &mut ContributorRow {
+        let position = match self.position(hash) {
             Some(i) => i,
             None if self.rows.len() < capacity.max(1) => {
-                self.rows.push(ContributorRow::new(profile.clone()));
+                let profile = profile();
+                debug_assert_eq!(profile.hash, hash);
+                self.rows.push(ContributorRow::new(profile));
                 let i = self.rows.len() - 1;
                 match self.index.as_mut() {
                     Some(index) => {
-                        index.insert(profile.hash, i);
+                        index.insert(hash, i);
                     }
                     None => self.reindex(),
                 }
@@ -250,14 +334,16 @@ impl ContributorTable {
                     .min_by_key(|(_, r)| r.counts.requests)
                     .expect("capacity is at least 1");
                 let old = smallest.profile.hash;
+                let profile = profile();
+                debug_assert_eq!(profile.hash, hash);
                 let row = &mut self.rows[i];
                 row.overcount = row.counts.requests;
-                row.profile = profile.clone();
+                row.profile = profile;
                 row.examples = Examples::default();
                 self.estimated = true;
                 if let Some(index) = self.index.as_mut() {
                     index.remove(&old);
-                    index.insert(profile.hash, i);
+                    index.insert(hash, i);
                 }
                 i
             }
@@ -267,7 +353,21 @@ impl ContributorTable {
 
     /// Counts one request of `profile`.
     pub fn record(&mut self, profile: &Profile, capacity: usize, outcome: Outcome, bucket: Bucket, trace_id: &TraceId) {
-        self.row_for(profile, capacity).record(outcome, bucket, trace_id);
+        self.row_for(profile.hash, || profile.clone(), capacity).record(outcome, bucket, trace_id);
+    }
+
+    /// Counts one request of the profile hashed `hash`, built by `profile` only when the table
+    /// has no row of it.
+    pub fn record_hashed(
+        &mut self,
+        hash: u64,
+        profile: impl FnOnce() -> Profile,
+        capacity: usize,
+        outcome: Outcome,
+        bucket: Bucket,
+        trace_id: &TraceId,
+    ) {
+        self.row_for(hash, profile, capacity).record(outcome, bucket, trace_id);
     }
 
     /// Adds the rows of `other` (another point of the same series, or another instance's).
@@ -276,7 +376,7 @@ impl ContributorTable {
     pub fn merge(&mut self, other: &ContributorTable) {
         self.estimated |= other.estimated;
         for row in &other.rows {
-            match self.position(&row.profile) {
+            match self.position(row.profile.hash) {
                 Some(i) => self.rows[i].merge(row),
                 None => {
                     self.rows.push(row.clone());

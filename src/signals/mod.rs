@@ -31,7 +31,7 @@ use serde::Deserialize;
 pub use config::MetricsConfig;
 pub use window::{LatencyWindow, WindowSnapshot, WindowTotals, QUANTILES};
 
-use contributors::{Profile, ProfileCache};
+use contributors::{AttributeProfiler, Profile, ProfileCache};
 pub use point::Lane;
 use point::{step_of, OpenPoints, Point};
 use sketch::Bucket;
@@ -113,7 +113,10 @@ pub struct SignalSettings {
     /// Resource attributes whose values each series' contributors are kept by
     /// (`investigation.dimensions`); none keeps no contributors.
     pub dimensions: Vec<String>,
-    /// Resource profiles tracked exactly per series and point
+    /// Span attributes whose values compare sets selection against baseline by
+    /// (`investigation.compare_attributes`); none keeps no attribute tables.
+    pub compare_attributes: Vec<String>,
+    /// Resource profiles (and attribute profiles) tracked exactly per series and point
     /// (`investigation.max_values_per_dimension`).
     pub max_values_per_dimension: usize,
 }
@@ -227,6 +230,9 @@ struct Measure<'a> {
     lane: Lane,
     /// The span's resource profile, when dimensions are configured.
     profile: Option<&'a Profile>,
+    /// The hash of the span's attribute profile, when attributes are compared, and what builds
+    /// the profile.
+    attributes: Option<(u64, &'a AttributeProfiler)>,
     max_values: usize,
     now: Nanos,
 }
@@ -296,7 +302,11 @@ impl Series {
         let point = self.open.at(measure.lane, measure.step);
         point.record(outcome, measure.sketch, &span.trace_id);
         if let Some(profile) = measure.profile {
-            point.record_contributor(profile, measure.max_values, outcome, measure.sketch, &span.trace_id);
+            point.contributors.record(profile, measure.max_values, outcome, measure.sketch, &span.trace_id);
+        }
+        if let Some((hash, profiler)) = measure.attributes {
+            let profile = || profiler.profile_of(span);
+            point.attributes.record_hashed(hash, profile, measure.max_values, outcome, measure.sketch, &span.trace_id);
         }
         self.requests += 1;
         self.faults += outcome.is_fault() as u64;
@@ -379,6 +389,7 @@ pub struct SignalStore {
     unknown_remote: Arc<str>,
     index: TraceIndex,
     profiles: ProfileCache,
+    attribute_profiler: AttributeProfiler,
     /// Holds on the messages whose spans are in the open points, per lane, while someone
     /// publishes them ([`SignalStore::hold_measured`]): released with the points by
     /// [`SignalStore::flush_points_held`].
@@ -400,6 +411,7 @@ impl SignalStore {
             unknown_remote: Arc::from(UNKNOWN_REMOTE),
             index: TraceIndex::default(),
             profiles: ProfileCache::new(&settings.dimensions),
+            attribute_profiler: AttributeProfiler::new(&settings.compare_attributes),
             measured: None,
             settings,
         }
@@ -408,6 +420,14 @@ impl SignalStore {
     /// The configured contributor dimensions, in the order of every profile's values.
     pub fn dimensions(&self) -> &Arc<[Arc<str>]> {
         self.profiles.dimensions()
+    }
+
+    /// The names of the values in the points' tables.
+    pub fn table_keys(&self) -> point::TableKeys {
+        point::TableKeys {
+            dimensions: self.profiles.dimensions().clone(),
+            attributes: self.attribute_profiler.keys().clone(),
+        }
     }
 
     /// From now on, keeps a hold on every message measured until its points are flushed with
@@ -504,6 +524,8 @@ impl SignalStore {
             }
             let latency_nanos = span.duration_nanos();
             let profile = if self.profiles.is_active() { Some(self.profiles.of(&span.origin)) } else { None };
+            let profiler = &self.attribute_profiler;
+            let attributes = profiler.is_active().then(|| (profiler.hash_of(span), profiler));
             let measure = Measure {
                 outcome: facts.outcome,
                 latency_nanos,
@@ -512,6 +534,7 @@ impl SignalStore {
                 step: step_of(now.0),
                 lane,
                 profile,
+                attributes,
                 max_values: self.settings.max_values_per_dimension,
                 now,
             };
@@ -555,8 +578,11 @@ impl SignalStore {
                     .filter(|parent| parent.queue.as_ref().is_some_and(|q| q.publishes));
                 if let Some(producer) = publish {
                     let delay = span.start_unix_nano.saturating_sub(producer.start_unix_nano);
-                    let measure =
-                        Measure { profile: None, ..measure.with_latency(&self.settings.latency_buckets, delay) };
+                    let measure = Measure {
+                        profile: None,
+                        attributes: None,
+                        ..measure.with_latency(&self.settings.latency_buckets, delay)
+                    };
                     let queue = producer.queue.as_ref().expect("filtered on its queue").name.clone();
                     let key = QueueKey {
                         service: span.service().clone(),
@@ -576,7 +602,13 @@ impl SignalStore {
                         environment: span.environment().clone(),
                         deliveries: false,
                     };
-                    record_queue(&mut self.queues, &self.settings, key, span, &Measure { profile: None, ..measure });
+                    record_queue(
+                        &mut self.queues,
+                        &self.settings,
+                        key,
+                        span,
+                        &Measure { profile: None, attributes: None, ..measure },
+                    );
                 }
             }
         }

@@ -7,9 +7,11 @@
 //! its open points ([`OpenPoints`]) as spans are recorded; [`super::SignalStore::flush_points`]
 //! hands them over to the investigation timeline, which merges them with the other instances'.
 
+use std::sync::Arc;
+
 use crate::model::{Outcome, TraceId};
 
-use super::contributors::{ContributorTable, Profile};
+use super::contributors::ContributorTable;
 use super::exception::ExceptionTable;
 use super::sketch::{Bucket, LatencySketch};
 
@@ -118,6 +120,15 @@ impl Counts {
     }
 }
 
+/// The names of the values in a point's tables, in order: the contributor dimensions
+/// (`investigation.dimensions`, resource attributes) and the compared span attributes
+/// (`investigation.compare_attributes`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TableKeys {
+    pub dimensions: Arc<[Arc<str>]>,
+    pub attributes: Arc<[Arc<str>]>,
+}
+
 /// What one series measured over one step.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Point {
@@ -126,6 +137,8 @@ pub struct Point {
     pub examples: Examples,
     /// By resource profile; empty when no dimension is configured.
     pub contributors: ContributorTable,
+    /// By attribute profile (`investigation.compare_attributes`); empty when none is compared.
+    pub attributes: ContributorTable,
     /// The faults' exceptions, by group (entry series only).
     pub exceptions: ExceptionTable,
 }
@@ -138,30 +151,22 @@ impl Point {
         self.examples.record(trace_id, outcome);
     }
 
-    /// Counts one request of a resource with `profile` among the contributors too.
-    pub fn record_contributor(
-        &mut self,
-        profile: &Profile,
-        capacity: usize,
-        outcome: Outcome,
-        bucket: Bucket,
-        trace_id: &TraceId,
-    ) {
-        self.contributors.record(profile, capacity, outcome, bucket, trace_id);
-    }
-
     /// Adds every request of `other`.
     pub fn merge(&mut self, other: &Point) {
         self.counts.add(&other.counts);
         self.latency.merge(&other.latency);
         self.examples.merge(&other.examples);
         self.contributors.merge(&other.contributors);
+        self.attributes.merge(&other.attributes);
         self.exceptions.merge(&other.exceptions);
     }
 
     /// Heap bytes held (for the memory figures).
     pub fn heap_bytes(&self) -> usize {
-        self.latency.heap_bytes() + self.contributors.heap_bytes() + self.exceptions.heap_bytes()
+        self.latency.heap_bytes()
+            + self.contributors.heap_bytes()
+            + self.attributes.heap_bytes()
+            + self.exceptions.heap_bytes()
     }
 }
 

@@ -16,6 +16,7 @@ fn settings() -> SignalSettings {
         series_ttl: Duration::from_secs(900),
         exclude: Vec::new(),
         dimensions: vec!["k8s.pod.name".into(), "service.version".into()],
+        compare_attributes: vec!["user_agent.original".into(), "http.route".into()],
         max_values_per_dimension: 3,
     }
 }
@@ -349,6 +350,52 @@ fn points_and_contributors_are_flushed_once_per_step() {
     let values = |pod: &str, version: &str| vec![Some(pod.to_string()), Some(version.to_string())];
     assert_eq!(rows, vec![(values("api-1", "1.0"), 1, 0), (values("api-2", "2.0"), 1, 1)]);
     assert_eq!(first.point.examples.trace_ids()[0], [2; 16], "the fault first");
+}
+
+/// Each request also lands in one row of its point's attribute table, by the values of the
+/// compared span attributes it carries (in the configured order, whatever the span's); past the
+/// table's capacity the rows are estimates and still sum to the point's requests.
+#[test]
+fn span_attributes_are_counted_by_their_combination() {
+    let mut store = SignalStore::new(settings());
+    let request = |trace: u8, agent: Option<&'static str>, status: i64| {
+        let span = SpanSpec::new("api", trace, 1, None, SERVER, "x").http("GET", "/owners", status);
+        match agent {
+            Some(agent) => span.attr("user_agent.original", AttrSpec::Str(agent)),
+            None => span,
+        }
+    };
+    store.record_trace(&spans(&[request(1, Some("curl/8.5"), 500)]), T0);
+    store.record_trace(&spans(&[request(2, Some("curl/8.5"), 200)]), T0);
+    store.record_trace(&spans(&[request(3, Some("Mozilla/5.0"), 200)]), T0);
+    store.record_trace(&spans(&[request(4, None, 503)]), T0);
+    let rows_of = |flushed: &[FlushedPoint]| {
+        let point = &flushed.iter().find(|f| f.series == SeriesId::Service(key("api", "GET /owners"))).unwrap().point;
+        let mut rows: Vec<(Vec<Option<String>>, u64, u64)> = point
+            .attributes
+            .rows()
+            .iter()
+            .map(|r| {
+                let values = r.profile.values.iter().map(|v| v.as_deref().map(str::to_string)).collect();
+                (values, r.counts.requests, r.counts.faults)
+            })
+            .collect();
+        rows.sort();
+        (rows, point.attributes.estimated)
+    };
+    let values = |agent: Option<&str>| vec![agent.map(str::to_string), Some("/owners".to_string())];
+    assert_eq!(
+        rows_of(&store.flush_points()),
+        (vec![(values(None), 1, 1), (values(Some("Mozilla/5.0")), 1, 0), (values(Some("curl/8.5")), 2, 1)], false)
+    );
+    // Four combinations in a table of three: estimated, every request still counted once.
+    for (trace, agent) in [(5, Some("curl/8.5")), (6, Some("Mozilla/5.0")), (7, None), (8, Some("Go-http-client/2.0"))]
+    {
+        store.record_trace(&spans(&[request(trace, agent, 200)]), T0);
+    }
+    let (rows, estimated) = rows_of(&store.flush_points());
+    assert!(estimated);
+    assert_eq!((rows.len(), rows.iter().map(|r| r.1).sum::<u64>()), (3, 4));
 }
 
 /// With holds kept, a message whose trace was measured stays held (uncommitted) until the points

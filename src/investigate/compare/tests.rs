@@ -1,8 +1,9 @@
 use super::*;
-use crate::investigate::tests::fixture::{customers_timeline, NOW};
+use crate::config::Config;
+use crate::investigate::tests::fixture::{customers_timeline, customers_timeline_of, NOW};
 
 /// The fixture's series, with room for every value.
-fn timeline() -> (crate::investigate::timeline::Timeline, std::sync::Arc<[std::sync::Arc<str>]>) {
+fn timeline() -> (crate::investigate::timeline::Timeline, TableKeys) {
     customers_timeline(100)
 }
 
@@ -45,11 +46,45 @@ fn the_faulting_pod_and_version_come_first_with_their_shares_and_lift() {
             ("1.3.2", 1, 13, 1.0 / 6.0, 13.0 / 14.0, Some((1.0 / 6.0) / (13.0 / 14.0))),
         ]
     );
-    // Both keys' first values differ by the same; ties go by name. Dimensions no resource had
-    // are left out.
+    // Span attributes: the mobile app sent 4 of the 6 faults and 1 of the 14 others; the
+    // browser 2 faults and 11 others; the two requests without a user agent are in neither.
+    assert_eq!(
+        values(&answer, "user_agent.original"),
+        vec![
+            ("petclinic-mobile/2.1", 4, 1, 4.0 / 6.0, 1.0 / 14.0, Some((4.0 / 6.0) / (1.0 / 14.0))),
+            ("Mozilla/5.0", 2, 11, 2.0 / 6.0, 11.0 / 14.0, Some((2.0 / 6.0) / (11.0 / 14.0))),
+        ]
+    );
+    // Every request is a GET of /owners: no difference, a lift of 1.
+    assert_eq!(values(&answer, "http.request.method"), vec![("GET", 6, 14, 1.0, 1.0, Some(1.0))]);
+    assert_eq!(values(&answer, "http.route"), vec![("/owners", 6, 14, 1.0, 1.0, Some(1.0))]);
+    // The pod's and the version's first values differ by the same (5/6 − 1/14), ties by name;
+    // then the user agent (4/6 − 1/14); then the method and route (0). Keys nothing had
+    // (other dimensions, `url.scheme`, ...) are left out.
     let keys: Vec<&str> = answer.keys.iter().map(|k| k.key.as_str()).collect();
-    assert_eq!(keys, vec!["k8s.pod.name", "service.version"]);
+    assert_eq!(
+        keys,
+        vec!["k8s.pod.name", "service.version", "user_agent.original", "http.request.method", "http.route"]
+    );
     assert_eq!(answer.keys[0].values[0].trace_ids.len(), 3, "example traces, the faults first");
+}
+
+#[test]
+fn span_attributes_are_compared_without_any_dimension_too() {
+    // With no dimension configured (but the version, always tracked), the totals come from the
+    // attribute table just the same.
+    let mut config = Config::default();
+    config.investigation.dimensions.clear();
+    let (timeline, keys) = customers_timeline_of(&config);
+    assert_eq!(&*keys.dimensions, &[std::sync::Arc::from("service.version")]);
+    let answer = compare(&timeline, &keys, &query(&[("service", "customers"), ("minLatency", "100ms")]), NOW);
+    assert_eq!((answer.selection.requests, answer.baseline.requests), (6, 14));
+    // pod-2's six slow requests: four from the mobile app, two from the browser.
+    assert_eq!(
+        values(&answer, "user_agent.original")[0],
+        ("petclinic-mobile/2.1", 4, 1, 4.0 / 6.0, 1.0 / 14.0, Some(28.0 / 3.0))
+    );
+    assert!(answer.keys.iter().all(|k| k.key != "k8s.pod.name"));
 }
 
 #[test]

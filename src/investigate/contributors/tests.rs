@@ -11,7 +11,8 @@ fn rows(answer: &Contributors) -> Vec<(&str, u64, u64)> {
 
 #[test]
 fn the_bad_pod_comes_first_by_faults_and_the_rows_add_up() {
-    let (timeline, dimensions) = timeline(100);
+    let (timeline, keys) = timeline(100);
+    let dimensions = keys.dimensions;
     let by_faults = query(&[("service", "customers"), ("dimension", "k8s.pod.name"), ("by", "faults")], &dimensions);
     let answer = top_contributors(&timeline, &dimensions, &by_faults, NOW);
     assert!(!answer.estimated);
@@ -33,7 +34,8 @@ fn the_bad_pod_comes_first_by_faults_and_the_rows_add_up() {
 
 #[test]
 fn beyond_capacity_the_answer_is_estimated_but_keeps_the_totals() {
-    let (timeline, dimensions) = timeline(2);
+    let (timeline, keys) = timeline(2);
+    let dimensions = keys.dimensions;
     let by_requests = query(&[("service", "customers"), ("dimension", "k8s.pod.name")], &dimensions);
     let answer = top_contributors(&timeline, &dimensions, &by_requests, NOW);
     assert!(answer.estimated);
@@ -42,7 +44,8 @@ fn beyond_capacity_the_answer_is_estimated_but_keeps_the_totals() {
 
 #[test]
 fn dimensions_seen_are_those_with_a_value() {
-    let (timeline, dimensions) = timeline(100);
+    let (timeline, keys) = timeline(100);
+    let dimensions = keys.dimensions;
     let selection = parse_selection([("service", "customers")]).expect("valid");
     assert_eq!(dimensions_seen(&timeline, &dimensions, &selection, NOW), vec!["service.version", "k8s.pod.name"]);
     let nobody = parse_selection([("service", "vets")]).expect("valid");

@@ -1,4 +1,3 @@
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
@@ -37,9 +36,8 @@ fn the_faults_of_two_instances_are_one_group_at_the_owner() {
         let mut store = SignalStore::new(config.signal_settings());
         store.record_trace(&spans, now);
         // Through the wire, as an owner reads other instances' points.
-        let dimensions: Arc<[Arc<str>]> = store.dimensions().clone();
-        let points: Vec<_> =
-            store.flush_points().iter().map(|p| PointWire::of(p, &dimensions).point(&dimensions)).collect();
+        let keys = store.table_keys();
+        let points: Vec<_> = store.flush_points().iter().map(|p| PointWire::of(p, &keys).point(&keys)).collect();
         timeline.merge(&points, now);
     }
     let query = ExceptionsQuery::parse([("service", "owners-api")]).unwrap();

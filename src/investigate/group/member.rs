@@ -264,9 +264,8 @@ impl Owner {
             self.warn("cannot read the timeline changelog; these series start without their history", &error);
             Restored::default()
         });
-        let dimensions = &self.timeline.dimensions;
-        let points: Vec<FlushedPoint> =
-            values.iter().filter_map(|v| decode_point(v)).map(|p| p.point(dimensions)).collect();
+        let keys = &self.timeline.keys;
+        let points: Vec<FlushedPoint> = values.iter().filter_map(|v| decode_point(v)).map(|p| p.point(keys)).collect();
         let now = self.clock.now();
         self.timeline.lock().restore(&points, now);
         self.alerted.lock().expect("alerted lock").extend(alerted);
@@ -369,12 +368,12 @@ impl Owner {
         };
         let changed: Vec<CheckpointRecord> = {
             let mut timeline = self.timeline.lock();
-            let dimensions = self.timeline.dimensions.clone();
+            let keys = self.timeline.keys.clone();
             timeline
                 .take_changed()
                 .into_iter()
                 .map(|(series, kind, step, point)| {
-                    let wire = PointWire::from_parts(&series, kind, step, point, &dimensions);
+                    let wire = PointWire::from_parts(&series, kind, step, point, &keys);
                     let key = checkpoint_key(&wire.series, step);
                     let partition = series_partition(&series, count);
                     let value = checkpoint_value(wire, MAX_MESSAGE_BYTES);
@@ -674,7 +673,7 @@ fn read_points(owner: &Owner, series: &BaseConsumer<SeriesContext>) {
                 let (key, payload) = (message.key().unwrap_or_default(), message.payload().unwrap_or_default());
                 owner.count("read", key.len() + payload.len());
                 match decode_points(payload) {
-                    Some(batch) => points.extend(batch.into_iter().map(|p| p.point(&owner.timeline.dimensions))),
+                    Some(batch) => points.extend(batch.into_iter().map(|p| p.point(&owner.timeline.keys))),
                     None => owner.warn("skipping a points record that cannot be read", &message.offset()),
                 }
             }

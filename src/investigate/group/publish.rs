@@ -64,10 +64,10 @@ impl PointsPublisher {
         let Some(count) = self.view.ownership().partition_count else { return Vec::new() };
         let (points, holds) = {
             let mut store = self.signals.lock().expect("signal store lock");
-            let dimensions = store.dimensions().clone();
+            let keys = store.table_keys();
             let (flushed, holds) = store.flush_points_held(self.lane);
             let points: Vec<(i32, PointWire)> =
-                flushed.iter().map(|f| (series_partition(&f.series, count), PointWire::of(f, &dimensions))).collect();
+                flushed.iter().map(|f| (series_partition(&f.series, count), PointWire::of(f, &keys))).collect();
             (points, holds)
         };
         let mut by_partition: BTreeMap<i32, Vec<PointWire>> = BTreeMap::new();

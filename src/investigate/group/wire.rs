@@ -22,16 +22,18 @@ use serde::{Deserialize, Serialize};
 use crate::model::{RemoteKind, TraceId};
 use crate::signals::contributors::{ContributorRow, ContributorTable, Profile};
 use crate::signals::exception::{ExceptionGroup, ExceptionKey, ExceptionTable};
-use crate::signals::point::{Counts, Examples, Point};
+use crate::signals::point::{Counts, Examples, Point, TableKeys};
 use crate::signals::sketch::LatencySketch;
 use crate::signals::{DependencyKey, FlushedPoint, QueueKey, SeriesId, ServiceKey};
 
 /// The format's version, the first byte of every payload; another version is skipped (2: points
-/// carry their exception groups).
-pub const VERSION: u8 = 3;
+/// carry their exception groups; 4: and their attribute rows).
+pub const VERSION: u8 = 4;
 /// The versions this one reads: version 3 only added series kinds ([`SeriesWire::Queue`]) and
-/// key kinds ([`CheckpointKey::Alerted`]), so version 2's payloads read the same.
-const READS: [u8; 2] = [2, 3];
+/// key kinds ([`CheckpointKey::Alerted`]), so version 2's payloads read the same; version 4 only
+/// added the attribute rows to points, so a point of 2 or 3 reads as one without
+/// ([`PointWireV3`]) and everything else reads the same.
+const READS: [u8; 3] = [2, 3, 4];
 pub use crate::record::MAX_MESSAGE_BYTES;
 
 /// The points partition of a series: FNV-1a of its service's name (so a service's operations,
@@ -178,6 +180,47 @@ pub struct PointWire {
     pub contributors: Vec<RowWire>,
     pub exceptions: Vec<ExceptionWire>,
     pub exceptions_estimated: bool,
+    /// The compared span attributes naming the attribute rows' values, in order.
+    pub attribute_keys: Vec<String>,
+    pub attributes: Vec<RowWire>,
+    pub attributes_estimated: bool,
+}
+
+/// A point as versions 2 and 3 wrote it: without attribute rows.
+#[derive(Deserialize)]
+struct PointWireV3 {
+    series: SeriesWire,
+    remote_kind: u8,
+    step: u64,
+    counts: [u64; 4],
+    latency: LatencySketch,
+    examples: Vec<(TraceId, u8)>,
+    estimated: bool,
+    dimensions: Vec<String>,
+    contributors: Vec<RowWire>,
+    exceptions: Vec<ExceptionWire>,
+    exceptions_estimated: bool,
+}
+
+impl From<PointWireV3> for PointWire {
+    fn from(old: PointWireV3) -> Self {
+        Self {
+            series: old.series,
+            remote_kind: old.remote_kind,
+            step: old.step,
+            counts: old.counts,
+            latency: old.latency,
+            examples: old.examples,
+            estimated: old.estimated,
+            dimensions: old.dimensions,
+            contributors: old.contributors,
+            exceptions: old.exceptions,
+            exceptions_estimated: old.exceptions_estimated,
+            attribute_keys: Vec::new(),
+            attributes: Vec::new(),
+            attributes_estimated: false,
+        }
+    }
 }
 
 /// One exception group of a point.
@@ -257,20 +300,56 @@ fn examples_of(wire: &[(TraceId, u8)]) -> Examples {
     examples
 }
 
+/// A table's rows as published, with the names of their values (none for an empty table).
+fn rows_wire(table: &ContributorTable, keys: &[Arc<str>]) -> (Vec<String>, Vec<RowWire>) {
+    if table.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    let rows = table
+        .rows()
+        .iter()
+        .map(|row| RowWire {
+            values: row.profile.values.iter().map(|v| v.as_deref().map(str::to_string)).collect(),
+            counts: counts_wire(&row.counts),
+            latency: row.latency.clone(),
+            examples: examples_wire(&row.examples),
+            overcount: row.overcount,
+        })
+        .collect();
+    (keys.iter().map(|d| d.to_string()).collect(), rows)
+}
+
+/// Rows read back, their values put in the order of `local` (values of keys not configured here
+/// are left out).
+fn table_of(names: &[String], rows: Vec<RowWire>, estimated: bool, local: &[Arc<str>]) -> ContributorTable {
+    let positions: Vec<Option<usize>> = local.iter().map(|d| names.iter().position(|t| **t == **d)).collect();
+    let rows = rows
+        .into_iter()
+        .map(|row| {
+            let values: Arc<[Option<Arc<str>>]> =
+                positions.iter().map(|p| p.and_then(|p| row.values.get(p).cloned().flatten()).map(Arc::from)).collect();
+            ContributorRow {
+                profile: Profile::new(values),
+                counts: counts_of(row.counts),
+                latency: row.latency,
+                examples: examples_of(&row.examples),
+                overcount: row.overcount,
+            }
+        })
+        .collect();
+    ContributorTable::from_rows(rows, estimated)
+}
+
 impl PointWire {
-    /// A flushed (or merged) point as published; `dimensions` name its rows' values.
-    pub fn of(flushed: &FlushedPoint, dimensions: &[Arc<str>]) -> Self {
-        Self::from_parts(&flushed.series, flushed.remote_kind, flushed.step, &flushed.point, dimensions)
+    /// A flushed (or merged) point as published; `keys` name its rows' values.
+    pub fn of(flushed: &FlushedPoint, keys: &TableKeys) -> Self {
+        Self::from_parts(&flushed.series, flushed.remote_kind, flushed.step, &flushed.point, keys)
     }
 
     /// A point of `series` at `step` as published.
-    pub fn from_parts(
-        series: &SeriesId,
-        remote_kind: RemoteKind,
-        step: u64,
-        point: &Point,
-        dimensions: &[Arc<str>],
-    ) -> Self {
+    pub fn from_parts(series: &SeriesId, remote_kind: RemoteKind, step: u64, point: &Point, keys: &TableKeys) -> Self {
+        let (dimensions, contributors) = rows_wire(&point.contributors, &keys.dimensions);
+        let (attribute_keys, attributes) = rows_wire(&point.attributes, &keys.attributes);
         Self {
             series: SeriesWire::of(series),
             remote_kind: remote_kind_code(remote_kind),
@@ -279,55 +358,25 @@ impl PointWire {
             latency: point.latency.clone(),
             examples: examples_wire(&point.examples),
             estimated: point.contributors.estimated,
-            dimensions: if point.contributors.is_empty() {
-                Vec::new()
-            } else {
-                dimensions.iter().map(|d| d.to_string()).collect()
-            },
-            contributors: point
-                .contributors
-                .rows()
-                .iter()
-                .map(|row| RowWire {
-                    values: row.profile.values.iter().map(|v| v.as_deref().map(str::to_string)).collect(),
-                    counts: counts_wire(&row.counts),
-                    latency: row.latency.clone(),
-                    examples: examples_wire(&row.examples),
-                    overcount: row.overcount,
-                })
-                .collect(),
+            dimensions,
+            contributors,
             exceptions: point.exceptions.groups().iter().map(ExceptionWire::of).collect(),
             exceptions_estimated: point.exceptions.estimated,
+            attribute_keys,
+            attributes,
+            attributes_estimated: point.attributes.estimated,
         }
     }
 
-    /// The point, its contributor values put in the order of `local_dimensions` (values of
-    /// dimensions not configured here are left out).
-    pub fn point(self, local_dimensions: &[Arc<str>]) -> FlushedPoint {
-        let positions: Vec<Option<usize>> =
-            local_dimensions.iter().map(|d| self.dimensions.iter().position(|t| **t == **d)).collect();
-        let rows = self
-            .contributors
-            .into_iter()
-            .map(|row| {
-                let values: Arc<[Option<Arc<str>>]> = positions
-                    .iter()
-                    .map(|p| p.and_then(|p| row.values.get(p).cloned().flatten()).map(Arc::from))
-                    .collect();
-                ContributorRow {
-                    profile: Profile::new(values),
-                    counts: counts_of(row.counts),
-                    latency: row.latency,
-                    examples: examples_of(&row.examples),
-                    overcount: row.overcount,
-                }
-            })
-            .collect();
+    /// The point, its rows' values put in the order of the `local` keys (values of keys not
+    /// configured here are left out).
+    pub fn point(self, local: &TableKeys) -> FlushedPoint {
         let point = Point {
             counts: counts_of(self.counts),
             latency: self.latency,
             examples: examples_of(&self.examples),
-            contributors: ContributorTable::from_rows(rows, self.estimated),
+            contributors: table_of(&self.dimensions, self.contributors, self.estimated, &local.dimensions),
+            attributes: table_of(&self.attribute_keys, self.attributes, self.attributes_estimated, &local.attributes),
             exceptions: ExceptionTable::from_groups(
                 self.exceptions.into_iter().map(ExceptionWire::group).collect(),
                 self.exceptions_estimated,
@@ -359,61 +408,47 @@ fn decode<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Option<T> {
 }
 
 /// A point as payloads of at most `limit` bytes: the whole point when it fits, else split by
-/// contributor rows — the first part carries the counts, latency, examples and exception groups
-/// (bounded, [`crate::signals::exception`]), each further part zero counts and a share of the
-/// rows (merging the parts gives the point back).
+/// rows (contributor rows, then attribute rows) — the first part carries the counts, latency,
+/// examples and exception groups (bounded, [`crate::signals::exception`]), each further part
+/// zero counts and a share of the rows (merging the parts gives the point back).
 pub fn split_point(point: PointWire, limit: usize) -> Vec<Vec<u8>> {
     let whole = encode(&point);
-    if whole.len() <= limit || point.contributors.len() <= 1 {
+    let rows = point.contributors.len() + point.attributes.len();
+    if whole.len() <= limit || rows <= 1 {
         return vec![whole];
     }
-    let PointWire {
-        series,
-        remote_kind,
-        step,
-        counts,
-        latency,
-        examples,
-        estimated,
-        dimensions,
-        mut contributors,
-        exceptions,
-        exceptions_estimated,
-    } = point;
-    let rest = contributors.split_off(contributors.len() / 2);
-    let first = PointWire {
-        series: series.clone(),
-        remote_kind,
-        step,
-        counts,
-        latency,
-        examples,
-        estimated,
-        dimensions: dimensions.clone(),
-        contributors,
-        exceptions,
-        exceptions_estimated,
-    };
+    // Each part gets at least one row, so both are smaller than the whole.
+    let half = rows / 2;
+    let mut first = point;
+    let contributors = first.contributors.split_off(half.min(first.contributors.len()));
+    let attributes = first.attributes.split_off(half - first.contributors.len());
     let second = PointWire {
-        series,
-        remote_kind,
-        step,
+        series: first.series.clone(),
+        remote_kind: first.remote_kind,
+        step: first.step,
         counts: [0; 4],
         latency: LatencySketch::default(),
         examples: Vec::new(),
-        estimated,
-        dimensions,
-        contributors: rest,
+        estimated: first.estimated,
+        dimensions: first.dimensions.clone(),
+        contributors,
         exceptions: Vec::new(),
-        exceptions_estimated,
+        exceptions_estimated: first.exceptions_estimated,
+        attribute_keys: first.attribute_keys.clone(),
+        attributes,
+        attributes_estimated: first.attributes_estimated,
     };
     let mut parts = split_point(first, limit);
     parts.extend(split_point(second, limit));
     parts
 }
 
+/// Reads a point of any version this one reads.
 pub fn decode_point(payload: &[u8]) -> Option<PointWire> {
-    decode(payload)
+    match payload.first() {
+        Some(2 | 3) => decode::<PointWireV3>(payload).map(PointWire::from),
+        _ => decode(payload),
+    }
 }
 
 /// Points of one partition as payloads of at most `limit` bytes each: as many points a payload
@@ -427,7 +462,7 @@ pub fn points_payloads(points: Vec<PointWire>, limit: usize) -> Vec<Vec<u8>> {
         let point = points.into_iter().next().expect("one point");
         let mut payloads = Vec::new();
         for part in split_point(point, limit.saturating_sub(8)) {
-            let part: PointWire = decode(&part).expect("a part just written reads back");
+            let part = decode_point(&part).expect("a part just written reads back");
             payloads.push(encode(&vec![part]));
         }
         return payloads;
@@ -441,7 +476,10 @@ pub fn points_payloads(points: Vec<PointWire>, limit: usize) -> Vec<Vec<u8>> {
 
 /// The points of a points record; `None` for another version or one that cannot be read.
 pub fn decode_points(payload: &[u8]) -> Option<Vec<PointWire>> {
-    decode(payload)
+    match payload.first() {
+        Some(2 | 3) => decode::<Vec<PointWireV3>>(payload).map(|old| old.into_iter().map(PointWire::from).collect()),
+        _ => decode(payload),
+    }
 }
 
 /// Changelog keys: a merged point of a series and step, or a partition's marker.
@@ -490,17 +528,23 @@ pub fn decode_checkpoint_key(key: &[u8]) -> Option<CheckpointKey> {
 }
 
 /// A checkpointed point (the owner's merge), at most `limit` bytes: a point too large for one
-/// record keeps as many contributor rows as fit (the table is then flagged estimated).
+/// record keeps as many of the busiest rows as fit, halving the larger table first (a table cut
+/// is then flagged estimated).
 pub fn checkpoint_value(mut point: PointWire, limit: usize) -> Vec<u8> {
     loop {
         let payload = encode(&point);
-        if payload.len() <= limit || point.contributors.is_empty() {
+        if payload.len() <= limit || (point.contributors.is_empty() && point.attributes.is_empty()) {
             return payload;
         }
-        let keep = point.contributors.len() / 2;
-        point.contributors.sort_by(|a, b| b.counts[0].cmp(&a.counts[0]));
-        point.contributors.truncate(keep);
-        point.estimated = true;
+        let (rows, estimated) = if point.contributors.len() >= point.attributes.len() {
+            (&mut point.contributors, &mut point.estimated)
+        } else {
+            (&mut point.attributes, &mut point.attributes_estimated)
+        };
+        let keep = rows.len() / 2;
+        rows.sort_by(|a, b| b.counts[0].cmp(&a.counts[0]));
+        rows.truncate(keep);
+        *estimated = true;
     }
 }
 

@@ -89,3 +89,55 @@ fn a_large_table_finds_its_rows_through_the_index() {
     assert!(table.rows().iter().all(|r| r.counts.requests == 2));
     assert_eq!(table.rows().iter().map(|r| r.counts.faults).sum::<u64>(), 10);
 }
+
+/// Attributes a span may carry: two values of each compared key, and one key not compared.
+const ATTRIBUTES: [(&str, &str); 7] = [
+    ("http.route", "/owners"),
+    ("http.route", "/vets"),
+    ("user_agent.original", "curl/8.5"),
+    ("user_agent.original", "Mozilla/5.0"),
+    ("url.scheme", "https"),
+    ("url.scheme", "http"),
+    ("http.request.method", "GET"),
+];
+
+proptest! {
+    /// A span's attribute profile hash, worked out in one walk whatever the order of its
+    /// attributes, is the hash of the profile built from them: the first value of each
+    /// compared key, in the configured order (so rows of a profile met in two instances, or
+    /// read back from the wire, are one row).
+    #[test]
+    fn a_spans_attribute_hash_is_its_profiles(picks in proptest::collection::vec(0..ATTRIBUTES.len(), 0..10)) {
+        let mut span = crate::testing::SpanSpec::new("api", 1, 1, None, crate::testing::SERVER, "x");
+        for &i in &picks {
+            span = span.attr(ATTRIBUTES[i].0, crate::testing::AttrSpec::Str(ATTRIBUTES[i].1));
+        }
+        let span = &crate::testing::spans(&[span])[0];
+        let keys = ["user_agent.original", "url.scheme", "http.route"];
+        let profiler = AttributeProfiler::new(&keys.map(String::from));
+        let expected: Vec<Option<Arc<str>>> = keys
+            .iter()
+            .map(|key| picks.iter().map(|&i| ATTRIBUTES[i]).find(|(k, _)| k == key).map(|(_, v)| Arc::from(v)))
+            .collect();
+        let profile = profiler.profile_of(span);
+        prop_assert_eq!(&profile.values[..], &expected[..]);
+        prop_assert_eq!(profiler.hash_of(span), profile.hash);
+        prop_assert_eq!(profile.hash, Profile::new(expected.into()).hash);
+    }
+}
+
+#[test]
+fn profiles_of_other_values_or_positions_hash_apart() {
+    let hash = |values: &[Option<&str>]| Profile::new(values.iter().map(|v| v.map(Arc::from)).collect()).hash;
+    let distinct = [
+        hash(&[None, None]),
+        hash(&[Some("a"), None]),
+        hash(&[None, Some("a")]),
+        hash(&[Some("a"), Some("b")]),
+        hash(&[Some("b"), Some("a")]),
+        hash(&[Some(""), None]),
+    ];
+    for (i, a) in distinct.iter().enumerate() {
+        assert!(distinct[i + 1..].iter().all(|b| a != b), "{distinct:?}");
+    }
+}

@@ -6,15 +6,23 @@ use super::*;
 use crate::model::Outcome;
 use crate::signals::sketch::Bucket;
 
-fn dimensions() -> Vec<Arc<str>> {
-    vec![Arc::from("k8s.pod.name"), Arc::from("service.version")]
+fn keys() -> TableKeys {
+    TableKeys {
+        dimensions: vec![Arc::from("k8s.pod.name"), Arc::from("service.version")].into(),
+        attributes: vec![Arc::from("http.route"), Arc::from("user_agent.original")].into(),
+    }
+}
+
+fn attribute_profile(route: &str, agent: Option<&str>) -> Profile {
+    Profile::new(vec![Some(Arc::from(route)), agent.map(Arc::from)].into())
 }
 
 fn profile(pod: &str, version: &str) -> Profile {
     Profile::new(vec![Some(Arc::from(pod)), Some(Arc::from(version))].into())
 }
 
-/// A point of `requests` requests spread over `pods` pods, one in `fault_every` a fault.
+/// A point of `requests` requests spread over `pods` pods, one in `fault_every` a fault, and
+/// over three routes and two user agents (and none).
 fn point(requests: u32, pods: u32, fault_every: u32) -> FlushedPoint {
     let mut point = Point::default();
     for r in 0..requests {
@@ -23,7 +31,10 @@ fn point(requests: u32, pods: u32, fault_every: u32) -> FlushedPoint {
         let bucket = Bucket::of_nanos(1_000_000 * (1 + r as u64 % 97));
         point.record(outcome, bucket, &trace_id);
         let pod = format!("customers-{}", r % pods.max(1));
-        point.record_contributor(&profile(&pod, "1.4.0"), 1_000, outcome, bucket, &trace_id);
+        point.contributors.record(&profile(&pod, "1.4.0"), 1_000, outcome, bucket, &trace_id);
+        let route = format!("/owners/{}", r % 3);
+        let agent = [Some("Mozilla/5.0"), Some("curl/8.5"), None][(r as usize + r as usize / 3) % 3];
+        point.attributes.record(&attribute_profile(&route, agent), 1_000, outcome, bucket, &trace_id);
     }
     // An exception group (points of entry series carry them; the wire does not mind which).
     let mut examples = Examples::default();
@@ -55,7 +66,7 @@ fn point(requests: u32, pods: u32, fault_every: u32) -> FlushedPoint {
 }
 
 fn merged(parts: &[Vec<u8>]) -> FlushedPoint {
-    let mut decoded = parts.iter().map(|p| decode_point(p).expect("every part reads back").point(&dimensions()));
+    let mut decoded = parts.iter().map(|p| decode_point(p).expect("every part reads back").point(&keys()));
     let mut total = decoded.next().expect("at least one part");
     for part in decoded {
         assert_eq!((&part.series, part.step), (&total.series, total.step), "every part is of the same point");
@@ -67,7 +78,7 @@ fn merged(parts: &[Vec<u8>]) -> FlushedPoint {
 #[test]
 fn a_point_reads_back_as_it_was_written() {
     let original = point(500, 7, 9);
-    let payloads = split_point(PointWire::of(&original, &dimensions()), MAX_MESSAGE_BYTES);
+    let payloads = split_point(PointWire::of(&original, &keys()), MAX_MESSAGE_BYTES);
     assert_eq!(payloads.len(), 1, "a point this small is one record");
     let back = merged(&payloads);
     assert_eq!(back.series, original.series);
@@ -80,9 +91,9 @@ fn a_point_reads_back_as_it_was_written() {
 #[test]
 fn a_point_too_large_for_one_record_is_split_and_merges_back_whole() {
     let original = point(3_000, 600, 7);
-    let whole = split_point(PointWire::of(&original, &dimensions()), usize::MAX);
+    let whole = split_point(PointWire::of(&original, &keys()), usize::MAX);
     let limit = whole[0].len() / 5;
-    let parts = split_point(PointWire::of(&original, &dimensions()), limit);
+    let parts = split_point(PointWire::of(&original, &keys()), limit);
     assert!(parts.len() >= 5, "{} parts", parts.len());
     assert!(parts.iter().all(|p| p.len() <= limit), "every part within the limit");
     let back = merged(&parts);
@@ -94,23 +105,36 @@ fn a_point_too_large_for_one_record_is_split_and_merges_back_whole() {
     rows.sort_by_key(|(p, _)| p.values.clone());
     expected.sort_by_key(|(p, _)| p.values.clone());
     assert_eq!(rows, expected, "every contributor row, once");
+    let mut rows: Vec<_> = back.point.attributes.rows().iter().map(|r| (r.profile.clone(), r.counts)).collect();
+    let mut expected: Vec<_> = original.point.attributes.rows().iter().map(|r| (r.profile.clone(), r.counts)).collect();
+    rows.sort_by_key(|(p, _)| p.values.clone());
+    expected.sort_by_key(|(p, _)| p.values.clone());
+    assert_eq!(rows.len(), 9, "three routes, each with two agents and none");
+    assert_eq!(rows, expected, "every attribute row, once");
     assert_eq!(back.point.exceptions, original.point.exceptions, "the exception groups, once");
 }
 
 #[test]
 fn contributor_values_follow_the_dimension_names_of_the_reader() {
     let original = point(10, 2, 0);
-    let payloads = split_point(PointWire::of(&original, &dimensions()), MAX_MESSAGE_BYTES);
-    let reader: Vec<Arc<str>> = vec![Arc::from("service.version"), Arc::from("cloud.region")];
+    let payloads = split_point(PointWire::of(&original, &keys()), MAX_MESSAGE_BYTES);
+    let reader = TableKeys {
+        dimensions: vec![Arc::from("service.version"), Arc::from("cloud.region")].into(),
+        attributes: vec![Arc::from("url.scheme"), Arc::from("http.route")].into(),
+    };
     let back = decode_point(&payloads[0]).unwrap().point(&reader);
     let values: Vec<_> = back.point.contributors.rows().iter().map(|r| r.profile.values.to_vec()).collect();
     assert_eq!(values, vec![vec![Some(Arc::from("1.4.0")), None]; 2], "version kept, the unknown dimension empty");
+    let routes: Vec<_> = back.point.attributes.rows().iter().map(|r| r.profile.values.to_vec()).collect();
+    assert!(routes.iter().all(|v| v[0].is_none() && v[1].as_deref().is_some_and(|r| r.starts_with("/owners/"))));
+    // Rows that now have the same values are still apart (each merges where it came from).
+    assert_eq!(routes.len(), 9);
 }
 
 #[test]
 fn a_checkpoint_too_large_keeps_the_busiest_rows_and_says_so() {
     let original = point(3_000, 600, 7);
-    let wire = PointWire::of(&original, &dimensions());
+    let wire = PointWire::of(&original, &keys());
     let whole = checkpoint_value(wire.clone(), usize::MAX);
     let capped = checkpoint_value(wire, whole.len() / 3);
     assert!(capped.len() <= whole.len() / 3);
@@ -132,13 +156,26 @@ fn keys_tell_points_from_markers_and_markers_hold_offsets() {
     );
 }
 
-/// Version 3 only added kinds: a version 2 payload reads the same, and a changelog key is the
-/// same in both (led by 2), so compaction keeps one value per point across an upgrade.
+/// Version 3 only added kinds, version 4 the attribute rows at a point's end: a version 2 or 3
+/// point (this one's without its last three fields) reads without attribute rows, and a
+/// changelog key is the same in all (led by 2), so compaction keeps one value per point across
+/// an upgrade.
 #[test]
-fn version_2_payloads_read_and_changelog_keys_stay_as_they_were() {
-    let mut payload = split_point(PointWire::of(&point(3, 1, 0), &dimensions()), MAX_MESSAGE_BYTES).remove(0);
-    payload[0] = 2;
-    assert_eq!(decode_point(&payload).map(|p| p.point(&dimensions()).point.counts.requests), Some(3));
+fn version_2_and_3_payloads_read_and_changelog_keys_stay_as_they_were() {
+    let mut original = point(3, 1, 0);
+    original.point.attributes = Default::default();
+    let mut payload = split_point(PointWire::of(&original, &keys()), MAX_MESSAGE_BYTES).remove(0);
+    assert_eq!(&payload[payload.len() - 3..], [0, 0, 0], "no attribute keys, no rows, not estimated");
+    payload.truncate(payload.len() - 3);
+    for version in [2, 3] {
+        payload[0] = version;
+        let back = decode_point(&payload).expect("an older point reads").point(&keys());
+        assert_eq!(back.point, original.point);
+        let mut points = vec![version];
+        postcard::to_io(&vec![PointWire::of(&original, &keys())], &mut points).unwrap();
+        points.truncate(points.len() - 3);
+        assert_eq!(decode_points(&points).map(|p| p[0].counts[0]), Some(3), "a points record of version {version}");
+    }
     let series = SeriesWire::of(&point(1, 1, 0).series);
     assert_eq!(checkpoint_key(&series, 42)[0], 2);
     assert_eq!(marker_key(7)[0], 2);
@@ -164,7 +201,7 @@ fn a_queue_series_reads_back_and_is_owned_by_its_edge_source() {
 
 #[test]
 fn payloads_of_another_version_or_garbage_are_skipped() {
-    let mut payload = split_point(PointWire::of(&point(3, 1, 0), &dimensions()), MAX_MESSAGE_BYTES).remove(0);
+    let mut payload = split_point(PointWire::of(&point(3, 1, 0), &keys()), MAX_MESSAGE_BYTES).remove(0);
     assert!(decode_point(&payload).is_some());
     payload[0] = VERSION + 1;
     assert!(decode_point(&payload).is_none());
@@ -255,8 +292,8 @@ proptest! {
     #[test]
     fn split_parts_merge_back_into_the_point(requests in 1u32..1_500, pods in 1u32..300, fault_every in 0u32..10, divisor in 1usize..12) {
         let original = point(requests, pods, fault_every);
-        let whole = split_point(PointWire::of(&original, &dimensions()), usize::MAX);
-        let parts = split_point(PointWire::of(&original, &dimensions()), (whole[0].len() / divisor).max(1));
+        let whole = split_point(PointWire::of(&original, &keys()), usize::MAX);
+        let parts = split_point(PointWire::of(&original, &keys()), (whole[0].len() / divisor).max(1));
         let back = merged(&parts);
         prop_assert_eq!(back.point.counts, original.point.counts);
         prop_assert_eq!(&back.point.latency, &original.point.latency);
@@ -264,5 +301,8 @@ proptest! {
         let total = |p: &Point| p.contributors.rows().iter().map(|r| r.counts.requests).sum::<u64>();
         prop_assert_eq!(total(&back.point), total(&original.point));
         prop_assert_eq!(back.point.contributors.rows().len(), original.point.contributors.rows().len());
+        let attributes = |p: &Point| p.attributes.rows().iter().map(|r| r.counts.requests).sum::<u64>();
+        prop_assert_eq!(attributes(&back.point), attributes(&original.point));
+        prop_assert_eq!(back.point.attributes.rows().len(), original.point.attributes.rows().len());
     }
 }
