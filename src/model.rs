@@ -164,8 +164,6 @@ pub struct Span {
     /// What the remote side is, by the attributes that describe the call (`db.system`,
     /// `messaging.system`, `rpc.system = "aws-api"`): the service map's node kind.
     pub remote_kind: RemoteKind,
-    /// The queue a messaging span publishes to or consumes from, when it names one.
-    pub queue: Option<QueueHop>,
     pub origin: Arc<Origin>,
     /// The span as it was encoded on the wire.
     pub raw: Bytes,
@@ -195,15 +193,6 @@ impl SpanFacts {
         };
         Self { role, outcome: Outcome::of(span), excluded: None }
     }
-}
-
-/// A messaging span's queue (investigation.md "Queues on the map").
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QueueHop {
-    /// `{messaging.system}:{messaging.destination.name}`.
-    pub name: Arc<str>,
-    /// Whether the span publishes to it (else it consumes from it).
-    pub publishes: bool,
 }
 
 /// What a dependency call reaches, when it is not an instrumented service (investigation.md).

@@ -48,7 +48,6 @@ fn span(trace: u8, id: u8, parent: Option<u8>) -> Span {
         remote_service: None,
         remote_operation: None,
         remote_kind: crate::model::RemoteKind::Remote,
-        queue: None,
         origin,
         raw: Bytes::new(),
         facts: crate::model::SpanFacts {

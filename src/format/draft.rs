@@ -9,8 +9,8 @@ use bytes::Bytes;
 
 use super::{DecodeStats, SpanReject};
 use crate::model::{
-    Encoding, FastMap, FastSet, Origin, Outcome, QueueHop, RemoteKind, Role, Span, SpanFacts, SpanId, SpanKind,
-    StatusCode, TraceId, MAX_SPAN_DURATION_NANOS,
+    Encoding, FastMap, FastSet, Origin, Outcome, RemoteKind, Role, Span, SpanFacts, SpanId, SpanKind, StatusCode,
+    TraceId, MAX_SPAN_DURATION_NANOS,
 };
 
 /// A span as read off the wire, borrowing its strings from the payload.
@@ -69,7 +69,6 @@ pub(crate) struct HotAttributes<'a> {
     db_operation_legacy: Option<&'a str>,
     messaging_operation: Option<&'a str>,
     messaging_destination: Option<&'a str>,
-    messaging_operation_type: Option<&'a str>,
     rpc_method: Option<&'a str>,
 }
 
@@ -122,7 +121,6 @@ impl<'a> HotAttributes<'a> {
                 self.messaging_operation = self.messaging_operation.or(value.str())
             }
             "messaging.destination.name" => self.messaging_destination = value.str(),
-            "messaging.operation.type" => self.messaging_operation_type = value.str(),
             "rpc.method" => self.rpc_method = value.str(),
             _ => {}
         }
@@ -156,7 +154,6 @@ pub(crate) fn is_hot_key(key: &str) -> bool {
             | "messaging.operation"
             | "messaging.operation.name"
             | "messaging.destination.name"
-            | "messaging.operation.type"
             | "rpc.method"
     )
 }
@@ -246,26 +243,6 @@ impl SpanBuilder {
 
     fn intern_pair(&mut self, a: &str, b: &str) -> Arc<str> {
         self.interner.intern_pair(a, ' ', b)
-    }
-
-    /// The queue a messaging span publishes to or consumes from (investigation.md "Queues on the
-    /// map"): a span naming `messaging.system` and `messaging.destination.name` that is a PRODUCER
-    /// (or says `messaging.operation.type` `publish`/`send`: it publishes) or a CONSUMER (or says
-    /// `receive`/`process`/`deliver`).
-    fn queue_hop(&mut self, kind: SpanKind, attrs: &HotAttributes<'_>) -> Option<QueueHop> {
-        let (Some(system), Some(destination)) = (attrs.messaging_system, attrs.messaging_destination) else {
-            return None;
-        };
-        let publishes = match attrs.messaging_operation_type {
-            Some("publish" | "send" | "create") => true,
-            Some("receive" | "process" | "deliver" | "settle") => false,
-            _ => match kind {
-                SpanKind::Producer => true,
-                SpanKind::Consumer => false,
-                _ => return None,
-            },
-        };
-        Some(QueueHop { name: self.interner.intern_pair(system, ':', destination), publishes })
     }
 
     /// The shared origin of spans reported under these headers.
@@ -361,7 +338,6 @@ impl SpanBuilder {
             } else {
                 RemoteKind::Remote
             },
-            queue: self.queue_hop(draft.kind, attrs),
             origin: origin.clone(),
             raw,
             facts: SpanFacts { role: Role::Internal, outcome: Outcome::Ok, excluded: None },

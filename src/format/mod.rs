@@ -19,6 +19,7 @@
 mod decoder;
 mod draft;
 mod encoder;
+mod queue;
 pub mod schemas;
 
 mod jaeger_json;
@@ -32,7 +33,7 @@ mod zipkin_proto;
 use bytes::Bytes;
 
 use crate::decision::Decision;
-use crate::model::{AttrValue, Exception, Span};
+use crate::model::{AttrValue, Exception, Span, SpanKind};
 
 pub use crate::model::Encoding;
 pub use decoder::{AttributeLookup, DecodeError, DecodeStats, Decoder, InputEncoding, SpanReject, MAX_FUTURE_SKEW};
@@ -42,6 +43,7 @@ pub use encoder::{
     SAMPLE_RATE_ATTRIBUTE,
 };
 pub use otlp_proto::{ProtoError, WireField, WireReader};
+pub use queue::QueueScratch;
 pub(crate) use xray_json::{adopt_segment_resources, trace_id as xray_trace_id};
 
 /// Why a payload is not well-formed in its encoding (the format's own parser error).
@@ -91,15 +93,21 @@ pub trait Format: Sync {
     /// One attribute of a span, from its bytes.
     fn find_span_attribute(&self, raw: &[u8], key: &str) -> Option<AttrValue>;
 
-    /// Calls `visit` with each attribute of a span that has a text form (as
-    /// [`AttrValue::as_text`]), in wire order, from its bytes. Encodings that can lend the
-    /// bytes override it so that nothing is allocated.
-    fn visit_span_attributes(&self, raw: &[u8], visit: &mut dyn FnMut(&str, &str)) {
-        for (key, value) in self.span_attributes(raw) {
+    /// Calls `visit` with each attribute of a span whose key is `wanted` and whose value has a
+    /// text form (as [`AttrValue::as_text`]), in wire order, from its bytes. Encodings that can
+    /// lend the bytes override it so that nothing is allocated for them.
+    fn visit_span_attributes(&self, raw: &[u8], wanted: &dyn Fn(&str) -> bool, visit: &mut dyn FnMut(&str, &str)) {
+        for (key, value) in self.span_attributes(raw).into_iter().filter(|(key, _)| wanted(key)) {
             if let Some(text) = value.as_text() {
                 visit(&key, &text);
             }
         }
+    }
+
+    /// The queue a span of `kind` publishes to or consumes from, from its bytes: whether it
+    /// publishes (`None`: no queue), its name left in `scratch` (`queue.rs` states the rules).
+    fn queue(&self, raw: &[u8], kind: SpanKind, scratch: &mut QueueScratch) -> Option<bool> {
+        queue::from_attributes(|visit| self.visit_span_attributes(raw, &queue::is_messaging_key, visit), kind, scratch)
     }
 
     /// One attribute of a resource, from the bytes its origin keeps (`Origin::resource`); `None`

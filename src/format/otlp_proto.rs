@@ -366,10 +366,10 @@ impl Format for OtlpProto {
         attribute_in(raw, 9, key)
     }
 
-    /// String values lent from the bytes; others (rare among compared keys) decoded.
-    fn visit_span_attributes(&self, raw: &[u8], visit: &mut dyn FnMut(&str, &str)) {
+    /// String values lent from the bytes; others (rare among the keys asked for) decoded.
+    fn visit_span_attributes(&self, raw: &[u8], wanted: &dyn Fn(&str) -> bool, visit: &mut dyn FnMut(&str, &str)) {
         for (key, any) in key_values(raw, 9) {
-            let Ok(key) = std::str::from_utf8(key) else { continue };
+            let Some(key) = std::str::from_utf8(key).ok().filter(|key| wanted(key)) else { continue };
             match string_value(any) {
                 Some(text) => visit(key, text),
                 None => {

@@ -40,7 +40,7 @@ use super::draft::parse_hex_id;
 use super::draft::{AttrRef, ResourceIdentity, SpanBuilder, SpanDraft};
 use super::encoder::with_object_members;
 use super::SpanReject;
-use super::{DecodeStats, Format, Malformed};
+use super::{DecodeStats, Format, Malformed, QueueScratch};
 use crate::decision::Decision;
 use crate::model::{
     AttrValue, Encoding, Exception, FastMap, Origin, Outcome, Span, SpanId, SpanKind, StatusCode, TraceId,
@@ -485,7 +485,6 @@ fn document_span(
             if let Some((system, destination)) = aws_publish(operation, doc.aws.as_ref()) {
                 draft.attrs.observe("messaging.system", AttrRef::Str(system));
                 draft.attrs.observe("messaging.destination.name", AttrRef::Str(destination));
-                draft.attrs.observe("messaging.operation.type", AttrRef::Str("publish"));
             }
         } else if let Some(verb) = verb.as_deref() {
             draft.attrs.observe("db.operation.name", AttrRef::Str(verb));
@@ -592,6 +591,17 @@ impl Format for XrayJson {
 
     fn find_span_attribute(&self, raw: &[u8], key: &str) -> Option<AttrValue> {
         attributes_of(raw).into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// The queue of an SQS or SNS call ([`aws_publish`]), as the decoder read it.
+    fn queue(&self, raw: &[u8], _kind: SpanKind, scratch: &mut QueueScratch) -> Option<bool> {
+        scratch.clear();
+        let doc = serde_json::from_slice::<Document<'_>>(raw).ok()?;
+        let operation = doc.aws.as_ref().and_then(|a| a.get("operation")?.as_str())?;
+        let (system, destination) = aws_publish(operation, doc.aws.as_ref())?;
+        scratch.system.push_str(system);
+        scratch.destination.push_str(destination);
+        scratch.named(SpanKind::Producer)
     }
 
     fn find_resource_attribute(&self, resource: &[u8], key: &str) -> Option<AttrValue> {

@@ -195,7 +195,8 @@ impl AttributeProfiler {
     /// first value.
     pub fn hash_of(&self, span: &Span) -> u64 {
         let (mut hash, mut seen) = (EMPTY_PROFILE_HASH, 0_u64);
-        span.origin.encoding.format().visit_span_attributes(&span.raw, &mut |key, value| {
+        let wanted = |key: &str| self.position(key).is_some();
+        span.origin.encoding.format().visit_span_attributes(&span.raw, &wanted, &mut |key, value| {
             if let Some(i) = self.position(key).filter(|i| seen & (1 << i) == 0) {
                 seen |= 1 << i;
                 hash = hash.wrapping_add(value_hash(i, value));
@@ -207,7 +208,8 @@ impl AttributeProfiler {
     /// `span`'s attribute profile.
     pub fn profile_of(&self, span: &Span) -> Profile {
         let mut values: Vec<Option<Arc<str>>> = vec![None; self.keys.len()];
-        span.origin.encoding.format().visit_span_attributes(&span.raw, &mut |key, value| {
+        let wanted = |key: &str| self.position(key).is_some();
+        span.origin.encoding.format().visit_span_attributes(&span.raw, &wanted, &mut |key, value| {
             if let Some(i) = self.position(key).filter(|&i| values[i].is_none()) {
                 values[i] = Some(Arc::from(value));
             }

@@ -22,6 +22,7 @@ pub mod point;
 pub mod sketch;
 mod window;
 
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +38,7 @@ use point::{step_of, OpenPoints, Point};
 use sketch::Bucket;
 
 use crate::clock::Nanos;
+use crate::format::QueueScratch;
 use crate::matcher::{AttributeCondition, Wildcard};
 use crate::model::{Outcome, RemoteKind, Role, Span, SpanId};
 use crate::position::Hold;
@@ -390,6 +392,7 @@ pub struct SignalStore {
     index: TraceIndex,
     profiles: ProfileCache,
     attribute_profiler: AttributeProfiler,
+    queue_names: QueueNames,
     /// Holds on the messages whose spans are in the open points, per lane, while someone
     /// publishes them ([`SignalStore::hold_measured`]): released with the points by
     /// [`SignalStore::flush_points_held`].
@@ -412,6 +415,7 @@ impl SignalStore {
             index: TraceIndex::default(),
             profiles: ProfileCache::new(&settings.dimensions),
             attribute_profiler: AttributeProfiler::new(&settings.compare_attributes),
+            queue_names: QueueNames::default(),
             measured: None,
             settings,
         }
@@ -572,18 +576,18 @@ impl SignalStore {
                 // A delivery: a consumer span that follows a producer span of the trace.
                 let publish = span
                     .parent_span_id
-                    .filter(|_| needs_index && span.queue.as_ref().is_none_or(|q| !q.publishes))
+                    .filter(|_| needs_index)
                     .and_then(|parent| self.index.by_span_id.get(&parent))
                     .map(|&i| &spans[i])
-                    .filter(|parent| parent.queue.as_ref().is_some_and(|q| q.publishes));
-                if let Some(producer) = publish {
+                    .and_then(|producer| Some((producer, self.queue_names.published_by(producer)?)))
+                    .filter(|_| self.queue_names.published_by(span).is_none());
+                if let Some((producer, queue)) = publish {
                     let delay = span.start_unix_nano.saturating_sub(producer.start_unix_nano);
                     let measure = Measure {
                         profile: None,
                         attributes: None,
                         ..measure.with_latency(&self.settings.latency_buckets, delay)
                     };
-                    let queue = producer.queue.as_ref().expect("filtered on its queue").name.clone();
                     let key = QueueKey {
                         service: span.service().clone(),
                         queue,
@@ -595,10 +599,10 @@ impl SignalStore {
             } else {
                 let key = dependency_key(&self.index, &self.unknown_remote, &self.unknown_operation, span, spans);
                 self.dependencies.series_for(key, &self.settings, &mut self.overflowed).record(span, &measure);
-                if let Some(queue) = span.queue.as_ref().filter(|q| q.publishes) {
+                if let Some(queue) = self.queue_names.published_by(span) {
                     let key = QueueKey {
                         service: span.service().clone(),
-                        queue: queue.name.clone(),
+                        queue,
                         environment: span.environment().clone(),
                         deliveries: false,
                     };
@@ -620,6 +624,41 @@ impl SignalStore {
         self.clients.retain(|_, s| s.last_seen.saturating_add(ttl) > now);
         self.queues.retain(|_, s| s.last_seen.saturating_add(ttl) > now);
         self.services.evict_idle(now, ttl) + self.dependencies.evict_idle(now, ttl)
+    }
+}
+
+/// Queue names interned beyond which the interner starts afresh.
+const MAX_QUEUE_NAMES: usize = 4_096;
+
+/// The queues messaging spans publish to, read from their bytes when the map needs them
+/// ([`crate::format::Format::queue`]: only spans naming a messaging system are read), their
+/// names interned.
+#[derive(Default)]
+struct QueueNames {
+    names: HashMap<Arc<str>, ()>,
+    scratch: QueueScratch,
+}
+
+impl QueueNames {
+    /// The queue `span` publishes to, if it does.
+    fn published_by(&mut self, span: &Span) -> Option<Arc<str>> {
+        if span.remote_kind != RemoteKind::Queue {
+            return None;
+        }
+        let publishes = span.origin.encoding.format().queue(&span.raw, span.kind, &mut self.scratch)?;
+        if !publishes {
+            return None;
+        }
+        let name = self.scratch.name();
+        if let Some((interned, ())) = self.names.get_key_value(name) {
+            return Some(interned.clone());
+        }
+        if self.names.len() >= MAX_QUEUE_NAMES {
+            self.names.clear();
+        }
+        let interned: Arc<str> = Arc::from(name);
+        self.names.insert(interned.clone(), ());
+        Some(interned)
     }
 }
 

@@ -765,10 +765,16 @@ fn xray_sqs_and_sns_subsegments_publish_to_their_queue() {
     });
     let message = format!("{{\"format\":\"json\",\"version\":1}}\n{document}");
     let (spans, _) = decode_all(InputEncoding::Fixed(Encoding::XRAY_JSON), message.as_bytes()).unwrap();
-    let queue = |i: usize| spans[i].queue.as_ref().map(|q| (&*q.name, q.publishes));
-    assert_eq!(queue(1), Some(("aws_sqs:order-events", true)));
-    assert_eq!(queue(2), Some(("aws_sns:order-shipped", true)));
+    let queue = |i: usize| {
+        let mut scratch = crate::format::QueueScratch::default();
+        let span = &spans[i];
+        let publishes = span.origin.encoding.format().queue(&span.raw, span.kind, &mut scratch)?;
+        Some((scratch.name().to_string(), publishes))
+    };
+    assert_eq!(queue(1), Some(("aws_sqs:order-events".to_string(), true)));
+    assert_eq!(queue(2), Some(("aws_sns:order-shipped".to_string(), true)));
     assert_eq!(queue(3), None, "receiving is no publish (and X-Ray links no consumer to its producer)");
+    assert_eq!(queue(0), None, "the segment calls no queue");
     assert_eq!(spans[1].remote_kind, crate::model::RemoteKind::Queue);
     // The dependency still names the service the SDK called, as before.
     assert_eq!(

@@ -183,3 +183,44 @@ fn a_queue_stands_between_its_producer_and_its_consumer() {
     assert!((p50 - 0.020).abs() < 0.0005, "p50 {p50}");
     assert!((p99 - 0.040).abs() < 0.0008, "p99 {p99}");
 }
+
+/// An X-Ray SDK's SQS consumer continues the producer's trace (SQS carries the trace header):
+/// the consumer's segment is a child of the `SendMessage` subsegment, so the queue stands
+/// between them as it does for OpenTelemetry's spans. The consumer starts 250 ms after the
+/// send began.
+#[test]
+fn an_xray_sqs_consumer_follows_its_send_message_subsegment() {
+    let send = serde_json::json!({
+        "name": "orders", "id": "70de5b6f19ff9a0a", "trace_id": "1-6553f100-a006649127e371903a2de979",
+        "start_time": 1700000000.0, "end_time": 1700000000.4,
+        "http": {"request": {"method": "POST", "url": "https://orders.example.com/orders"}, "response": {"status": 200}},
+        "subsegments": [{"name": "SQS", "id": "1111111111111111", "namespace": "aws",
+            "start_time": 1700000000.1, "end_time": 1700000000.15,
+            "aws": {"operation": "SendMessage", "region": "us-east-1",
+                    "queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/order-events"}}]
+    });
+    let receive = serde_json::json!({
+        "name": "fulfilment", "id": "2222222222222222", "trace_id": "1-6553f100-a006649127e371903a2de979",
+        "parent_id": "1111111111111111", "origin": "AWS::Lambda::Function",
+        "start_time": 1700000000.35, "end_time": 1700000000.5
+    });
+    let payload = format!("[{send},{receive}]");
+    let mut spans = Vec::new();
+    crate::format::Decoder::new(crate::format::InputEncoding::Fixed(crate::model::Encoding::XRAY_JSON))
+        .decode(&bytes::Bytes::from(payload), &mut spans)
+        .expect("valid X-Ray documents");
+    assert_eq!(spans.len(), 3, "two segments and the subsegment");
+    let mut store = SignalStore::new(Config::default().signal_settings());
+    store.record_trace(&spans, NOW);
+    let mut timeline = Timeline::new(Duration::from_secs(3600), Duration::from_secs(60), 1_000);
+    timeline.merge(&store.flush_points(), NOW);
+    let map = service_map(&timeline.window_rollup(NOW), &[], &MapQuery::default());
+    let edges: BTreeMap<&str, &MapEdge> = map.edges.iter().map(|e| (e.id.as_str(), e)).collect();
+    let publish = edges["orders:default->aws_sqs:order-events:default"];
+    assert_eq!((publish.kind, publish.figures.requests), ("publish", 1));
+    let delivery = edges["aws_sqs:order-events:default->fulfilment:default"];
+    assert_eq!((delivery.kind, delivery.figures.requests, delivery.figures.faults), ("delivery", 1, 0));
+    let delay = delivery.figures.p50_seconds.unwrap();
+    assert!((delay - 0.25).abs() < 0.0025, "the delay from the send's start: {delay}");
+    assert!(!edges.contains_key("orders:default->fulfilment:default"), "no direct edge: {:?}", edges.keys());
+}
