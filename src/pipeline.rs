@@ -531,6 +531,7 @@ fn build_worker(config: &Config, index: usize, shared: &Shared) -> Result<Worker
             shared.slos.clone(),
             &config.kafka.aggregates_topic,
             &config.kafka.slo_state_topic,
+            &config.kafka.alerts_topic,
             with_client_properties(
                 ClientConfig::new().set("bootstrap.servers", &config.kafka.brokers).clone(),
                 &config.kafka,

@@ -288,7 +288,7 @@ fn the_largest_slo_state_crosses_the_broker_and_is_restored() {
     // The previous owner: counts in every minute of the window, every minute bad.
     let now = harness.clock.now().unix_seconds();
     let mut owner = SloEngine::new(&harness.config.slo);
-    owner.take_over(0, None);
+    owner.take_over(0, None, &[]);
     let minutes = 31 * 24 * 60 + 60;
     let first = now / 60 * 60 - minutes * 60;
     let buckets = (0..minutes).map(|m| (first + m * 60, 400_000 + m as u64, 900_000 + 7 * m as u64, 0)).collect();
@@ -312,4 +312,47 @@ fn the_largest_slo_state_crosses_the_broker_and_is_restored() {
     let history = successor.handles.slos.lock().unwrap().history("largest").unwrap().len();
     assert!(history >= 1, "the owner's evaluation restored with it");
     successor.stop().unwrap();
+}
+
+/// A new owner reads back the alerts of the last minutes (by record time), each SLO's in the
+/// order written; older ones, and messages that are not SLO alerts, are passed over.
+#[test]
+fn the_alerts_sent_lately_are_read_back_by_slo_in_order() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let harness = Harness::new("slo-sent");
+    let topic = "slo_alerts_sent";
+    harness.cluster().create_topic(topic, 3, 1).expect("alerts topic");
+    let producer: BaseProducer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", &harness.config.kafka.brokers).create().unwrap();
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    let alert = |slo: &str, tier: &str, status: &str| {
+        serde_json::json!({"status": status, "fingerprint": format!("{slo}-{tier}"), "startsAt": "2026-12-07T10:00:00Z",
+            "labels": {"alertname": "SLOBurnRate", "slo": slo, "tier": tier}})
+        .to_string()
+    };
+    let deployment = serde_json::json!({"type": "deployment", "status": "firing", "fingerprint": "d1",
+        "labels": {"alertname": "DeploymentDegraded", "service": "customers"}, "startsAt": "2026-12-07T10:00:00Z"})
+    .to_string();
+    let records = [
+        (alert("buy", "page-fast", "firing"), now_ms - 20 * 60_000),
+        (alert("buy", "page-fast", "resolved"), now_ms - 19 * 60_000),
+        (alert("buy", "page-fast", "firing"), now_ms - 60_000),
+        (deployment, now_ms - 50_000),
+        (alert("other", "ticket", "firing"), now_ms - 40_000),
+        (alert("buy", "page-fast", "resolved"), now_ms - 30_000),
+    ];
+    for (payload, at) in &records {
+        let key = serde_json::from_str::<Value>(payload).unwrap()["fingerprint"].as_str().unwrap().to_string();
+        producer.send(BaseRecord::to(topic).key(&key).payload(payload).timestamp(*at)).unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let session = tracewarden::kafka_client::KafkaSession::for_kafka(&harness.config.kafka).unwrap();
+    let client = rdkafka::ClientConfig::new().set("bootstrap.servers", &harness.config.kafka.brokers).clone();
+    let sent = tracewarden::slo::sent::read_sent(client, &session, topic, Duration::from_secs(20)).unwrap();
+    let statuses = |slo: &str| sent.get(slo).map(|a| a.iter().map(|a| a.status.as_str()).collect::<Vec<_>>());
+    assert_eq!(statuses("buy"), Some(vec!["firing", "resolved"]), "the last 15 minutes' alerts only");
+    assert_eq!(statuses("other"), Some(vec!["firing"]));
+    assert_eq!(sent.len(), 2, "no deployment alert among them");
+    assert_eq!(sent["buy"][0].starts_at_seconds(), Some(1_796_637_600), "2026-12-07T10:00:00Z");
 }

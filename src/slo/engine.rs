@@ -19,6 +19,7 @@ use super::aggregate::{
 use super::budget::{bucket_of, Budget, Budgeting, Counts, Objective, Seconds, Series, Status, Tier};
 use super::config::{SliKind, SloConfig};
 use super::history::{HistoryPoint, SloHistory};
+use super::sent::SentAlert;
 use crate::duration::{format_duration, format_seconds};
 use crate::model::{Role, Span};
 
@@ -440,6 +441,37 @@ impl SloRuntime {
         }
     }
 
+    /// Takes the state of each of `sent`'s alerts of this SLO, in order: a firing alert is open,
+    /// a resolved one closed (if it is the one open), so the last sent of a fingerprint stands.
+    fn apply_sent(&mut self, sent: &[SentAlert]) {
+        for alert in sent.iter().filter(|a| a.labels.get("slo") == Some(&self.config.name)) {
+            let Some(starts_at) = alert.starts_at_seconds() else { continue };
+            let firing = Firing { labels: alert.labels.clone(), fingerprint: alert.fingerprint.clone(), starts_at };
+            let label = |name: &str| alert.labels.get(name).map(String::as_str);
+            match label("alertname") {
+                Some("SLOBurnRate") => {
+                    let Some(i) = self.tiers.iter().position(|t| Some(t.name.as_str()) == label("tier")) else {
+                        continue;
+                    };
+                    if alert.is_firing() {
+                        self.tier_alerts[i] = Some(firing);
+                    } else if self.tier_alerts[i].as_ref().is_some_and(|f| f.fingerprint == alert.fingerprint) {
+                        self.tier_alerts[i] = None;
+                    }
+                }
+                Some("SLOErrorBudget") => {
+                    let status = if label("severity") == Some("breached") { Status::Breached } else { Status::Warning };
+                    if alert.is_firing() {
+                        self.budget_alert = Some((status, firing));
+                    } else if self.budget_alert.as_ref().is_some_and(|(_, f)| f.fingerprint == alert.fingerprint) {
+                        self.budget_alert = None;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Firing alerts: tier names, and `budget-warning` / `budget-breached`.
     fn firing(&self) -> Vec<String> {
         self.tiers
@@ -589,9 +621,13 @@ impl SloEngine {
     /// Starts evaluating SLO `index` here, from its checkpoint when there is one. The history in
     /// the checkpoint (the previous owner's evaluations) is merged: this instance's points follow
     /// it.
-    pub fn take_over(&mut self, index: usize, checkpoint: Option<Checkpoint>) {
+    /// Starts evaluating SLO `index` here from its checkpoint and, on top of it, the alerts
+    /// its previous owner sent (in the order sent: [`super::sent`]), which the checkpoint may
+    /// not hold yet.
+    pub fn take_over(&mut self, index: usize, checkpoint: Option<Checkpoint>, sent: &[SentAlert]) {
         if let Some(slo) = self.slos.get_mut(index) {
             slo.restore(checkpoint);
+            slo.apply_sent(sent);
             slo.remote_report = None;
         }
     }

@@ -25,6 +25,7 @@ use rdkafka::ClientConfig;
 use super::aggregate::{owner_partition, AggregateBatch, AggregateRecord, Checkpoint, SourceCounts};
 use super::budget::{Counts, Seconds};
 use super::engine::{AlertMessage, SloEngine};
+use super::sent::read_sent;
 use super::state::{StateError, StateReader};
 use crate::delivery::{DeliveryLedger, Transport};
 use crate::kafka_client::KafkaSession;
@@ -49,6 +50,8 @@ pub struct SloExchange {
     names: Vec<String>,
     aggregates_topic: String,
     state_topic: String,
+    /// Where alerts are written (read back at a takeover: [`super::sent`]).
+    alerts_topic: String,
     /// Consumer settings for the state reader.
     reader_client: ClientConfig,
     /// The clients' shared session (logs, OAUTHBEARER tokens), for the state reader.
@@ -74,6 +77,7 @@ impl SloExchange {
         engine: Arc<Mutex<SloEngine>>,
         aggregates_topic: &str,
         state_topic: &str,
+        alerts_topic: &str,
         reader_client: ClientConfig,
         kafka_session: Arc<KafkaSession>,
         telemetry: Arc<PipelineMetrics>,
@@ -87,6 +91,7 @@ impl SloExchange {
             names,
             aggregates_topic: aggregates_topic.into(),
             state_topic: state_topic.into(),
+            alerts_topic: alerts_topic.into(),
             reader_client,
             kafka_session,
             reader: None,
@@ -254,11 +259,19 @@ impl SloExchange {
         }
         let reader = self.reader.as_mut().expect("reader created above");
         let caught_up = reader.catch_up(CATCH_UP_TIMEOUT);
+        // What the previous owners sent after their last checkpoints; without it an alert may be
+        // sent twice, so a takeover goes on (its counts must be merged somewhere) and says so.
+        let sent = read_sent(self.reader_client.clone(), &self.kafka_session, &self.alerts_topic, CATCH_UP_TIMEOUT)
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "cannot read the alerts sent lately: an alert the previous owner sent after its last checkpoint may be sent again");
+                HashMap::new()
+            });
         let mut engine = self.engine.lock().expect("slo engine lock");
         for slo in taken {
             let checkpoint = reader.latest(&self.names[slo]);
-            tracing::info!(slo = %self.names[slo], restored = checkpoint.is_some(), "evaluating SLO here");
-            engine.take_over(slo, checkpoint);
+            let sent = sent.get(&self.names[slo]).map_or(&[][..], Vec::as_slice);
+            tracing::info!(slo = %self.names[slo], restored = checkpoint.is_some(), alerts_sent_since = sent.len(), "evaluating SLO here");
+            engine.take_over(slo, checkpoint, sent);
         }
         caught_up
     }

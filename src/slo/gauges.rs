@@ -82,7 +82,7 @@ mod tests {
         )
         .unwrap();
         let mut engine = SloEngine::new(&[config]);
-        engine.take_over(0, None);
+        engine.take_over(0, None, &[]);
         let clock: SharedClock = Arc::new(ManualClock::new(Nanos(1_777_593_600_000_000_000)));
         let registry = prometheus::Registry::new();
         registry.register(Box::new(SloCollector::new(Arc::new(Mutex::new(engine)), clock))).unwrap();

@@ -22,4 +22,5 @@ pub mod engine;
 pub mod exchange;
 pub mod gauges;
 pub mod history;
+pub mod sent;
 pub mod state;

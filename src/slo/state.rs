@@ -33,6 +33,34 @@ pub enum StateError {
     Timeout { topic: String, timeout: Duration },
 }
 
+/// A group-less consumer of `topic` (a group id is needed to consume at all; it never joins:
+/// assign, not subscribe; and never commits) and the topic's partitions.
+pub(super) fn reader_of(
+    mut client: ClientConfig,
+    session: &Arc<KafkaSession>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<(BaseConsumer<LoggedContext>, Vec<i32>), StateError> {
+    let group = format!("{topic}-reader");
+    client.set("enable.auto.commit", "false").set("enable.partition.eof", "false").set("group.id", group);
+    let consumer: BaseConsumer<LoggedContext> = client
+        .create_with_context(LoggedContext(session.clone()))
+        .map_err(|e| StateError::Create(crate::kafka_client::redact(e)))?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|source| StateError::Metadata { topic: topic.into(), source })?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(StateError::Missing { topic: topic.into() });
+    }
+    Ok((consumer, partitions))
+}
+
 pub struct StateReader {
     consumer: BaseConsumer<LoggedContext>,
     topic: String,
@@ -43,26 +71,8 @@ pub struct StateReader {
 
 impl StateReader {
     /// `client` carries the brokers and `[kafka.client]` properties of a consumer.
-    pub fn new(mut client: ClientConfig, session: &Arc<KafkaSession>, topic: &str) -> Result<Self, StateError> {
-        // A group id is needed to consume at all; it never joins (assign, not subscribe) and
-        // never commits.
-        let group = format!("{}-reader", topic);
-        client.set("enable.auto.commit", "false").set("enable.partition.eof", "false").set("group.id", group);
-        let consumer: BaseConsumer<LoggedContext> = client
-            .create_with_context(LoggedContext(session.clone()))
-            .map_err(|e| StateError::Create(crate::kafka_client::redact(e)))?;
-        let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .map_err(|source| StateError::Metadata { topic: topic.into(), source })?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .filter(|t| t.name() == topic && t.error().is_none())
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
-        if partitions.is_empty() {
-            return Err(StateError::Missing { topic: topic.into() });
-        }
+    pub fn new(client: ClientConfig, session: &Arc<KafkaSession>, topic: &str) -> Result<Self, StateError> {
+        let (consumer, partitions) = reader_of(client, session, topic, Duration::from_secs(10))?;
         let mut list = TopicPartitionList::new();
         for &p in &partitions {
             let _ = list.add_partition_offset(topic, p, Offset::Beginning);

@@ -7,7 +7,7 @@ fn engine(definition: &str) -> SloEngine {
     let config: SloConfig = toml::from_str(definition).unwrap();
     assert!(config.validate(0).is_empty(), "{:?}", config.validate(0));
     let mut engine = SloEngine::new(&[config]);
-    engine.take_over(0, None);
+    engine.take_over(0, None, &[]);
     engine
 }
 
@@ -204,7 +204,7 @@ fn burst_through_records(restart: Option<i64>, replay: bool) -> Vec<(i64, AlertM
         if Some(minute) == restart {
             let json = serde_json::to_vec(&slos.checkpoint(0, now, true).unwrap()).unwrap();
             slos = engine(CHECKOUT);
-            slos.take_over(0, Some(serde_json::from_slice::<Checkpoint>(&json).unwrap()));
+            slos.take_over(0, Some(serde_json::from_slice::<Checkpoint>(&json).unwrap()), &[]);
         }
         let bad = if (120..130).contains(&minute) { 15 } else { 0 };
         // One source message (offset = minute) per minute.
@@ -342,7 +342,7 @@ fn the_history_outlives_changes_of_owner() {
     // The SLO moves to `other`, through the state topic: the checkpoint carries the history.
     let checkpoint = shipped(&owner.checkpoint(0, T0 - 10, true));
     owner.release(0);
-    other.take_over(0, checkpoint);
+    other.take_over(0, checkpoint, &[]);
     assert_eq!(other.remote_report(NAME), None, "reports are made here now");
     assert!(!other.set_remote_report(report.clone()), "not while owned here");
     other.evaluate(T0);
@@ -355,7 +355,7 @@ fn the_history_outlives_changes_of_owner() {
     // Back to the first owner: its own points stand, the other's follow.
     let checkpoint = shipped(&other.checkpoint(0, T0, true));
     other.release(0);
-    owner.take_over(0, checkpoint);
+    owner.take_over(0, checkpoint, &[]);
     assert_eq!(times(&owner), [T0 - 20, T0 - 10, T0]);
     let json = owner.history_json(NAME).unwrap();
     assert_eq!(json["slo"], NAME);
@@ -385,7 +385,7 @@ fn a_checkpoint_keeps_one_evaluation_per_10_s_of_the_last_hour() {
     assert!(checkpoint.history.iter().all(|p| p.at.rem_euclid(10) == 9), "the newest of each 10 s");
     assert_eq!(checkpoint.history.last().map(|p| p.at), Some(T0 + HOUR - 1));
     let mut next = SloEngine::new(&[toml::from_str(CHECKOUT).unwrap()]);
-    next.take_over(0, Some(shipped(&checkpoint)));
+    next.take_over(0, Some(shipped(&checkpoint)), &[]);
     let restored: Vec<_> = next.history(NAME).unwrap().points().cloned().collect();
     assert!(restored == checkpoint.history, "the history restored is the one checkpointed");
 }
@@ -418,7 +418,7 @@ fn largest_checkpoint(window_and_budgeting: &str, bad: impl Fn(u64) -> bool) -> 
     let config: SloConfig = toml::from_str(&definition).unwrap();
     assert!(config.validate(0).is_empty(), "at the bounds, not beyond: {:?}", config.validate(0));
     let mut slos = SloEngine::new(&[config]);
-    slos.take_over(0, None);
+    slos.take_over(0, None, &[]);
     let window = match slos.slos[0].objective.window {
         Window::Rolling(w) => w.as_secs() as i64,
         Window::Calendar(_) => 31 * DAY,
@@ -487,4 +487,74 @@ fn checkpoints_of_earlier_versions_are_read_as_plain_json() {
     let back = Checkpoint::decode(&serde_json::to_vec(&plain).unwrap()).unwrap();
     assert_eq!(back, Checkpoint { history: Vec::new(), ..checkpoint.clone() });
     assert!(Checkpoint::decode(&checkpoint.encode()[..10]).is_err(), "a cut gzip stream is refused");
+}
+
+/// Each alert's statuses in the order sent, by fingerprint.
+fn lifecycles(messages: &[AlertMessage]) -> BTreeMap<String, Vec<&'static str>> {
+    let mut by_fingerprint: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
+    for m in messages {
+        by_fingerprint.entry(format!("{}/{}", m.labels["alertname"], m.fingerprint)).or_default().push(m.status);
+    }
+    by_fingerprint
+}
+
+/// The burst of `a_burst_fires_page_fast_once_and_resolves_it_once`, its owner killed right after
+/// the evaluation that sent page-fast's `kill_at` status and before that evaluation's checkpoint:
+/// the next owner restores the checkpoint before (and, `with_sent`, the alerts read back from the
+/// topic), re-merges the minute's counts and goes on. Every message sent, by either owner.
+fn burst_with_a_kill(kill_at: &str, with_sent: bool) -> Vec<AlertMessage> {
+    let mut owner = engine(CHECKOUT);
+    let ok = spans(&[SpanSpec::new("checkout", 1, 1, None, SERVER, "x").http("POST", "/pay", 200)]).remove(0);
+    let fault = spans(&[SpanSpec::new("checkout", 2, 1, None, SERVER, "x").http("POST", "/pay", 503)]).remove(0);
+    let t0: Seconds = 1_777_593_600;
+    let (mut messages, mut checkpoint, mut killed) = (Vec::new(), None, false);
+    for minute in 0..240 {
+        let now = t0 + minute * 60;
+        let bad = if (120..130).contains(&minute) { 15 } else { 0 };
+        let trace: Vec<Span> = (0..100).map(|i| request(if i < bad { &fault } else { &ok }, now + 30)).collect();
+        owner.record_trace(&trace);
+        let sent = owner.evaluate(now + 59);
+        let kill = !killed
+            && sent
+                .iter()
+                .any(|m| m.status == kill_at && m.labels.get("tier").map(String::as_str) == Some("page-fast"));
+        messages.extend(sent.iter().cloned());
+        if kill {
+            killed = true;
+            // What the topic holds, read back as the next owner reads it.
+            let read_back: Vec<SentAlert> =
+                sent.iter().map(|m| serde_json::from_slice(&serde_json::to_vec(m).unwrap()).unwrap()).collect();
+            owner = SloEngine::new(&[toml::from_str(CHECKOUT).unwrap()]);
+            owner.take_over(0, checkpoint.clone(), if with_sent { &read_back } else { &[] });
+            owner.record_trace(&trace);
+        } else {
+            checkpoint = owner.checkpoint(0, now + 59, true).map(|c| shipped(&c));
+        }
+    }
+    assert!(killed, "page-fast went {kill_at}");
+    messages
+}
+
+/// Killed between an evaluation's alerts and the checkpoint recording them, an owner leaves alerts
+/// its checkpoint lacks; its successor takes their state from the alerts topic and sends no
+/// transition twice (and without them, it would: the test can tell).
+#[test]
+fn a_new_owner_goes_on_from_the_alerts_sent_after_the_checkpoint() {
+    for kill_at in ["firing", "resolved"] {
+        let messages = burst_with_a_kill(kill_at, true);
+        for (alert, statuses) in lifecycles(&messages) {
+            assert!(statuses.windows(2).all(|w| w[0] != w[1]), "killed after {kill_at}: {alert} went {statuses:?}");
+        }
+        let page_fast: Vec<&str> = messages
+            .iter()
+            .filter(|m| m.labels.get("tier").map(String::as_str) == Some("page-fast"))
+            .map(|m| m.status)
+            .collect();
+        assert_eq!(page_fast, ["firing", "resolved"], "killed after {kill_at}");
+        let without = lifecycles(&burst_with_a_kill(kill_at, false));
+        assert!(
+            without.values().any(|statuses| statuses.windows(2).any(|w| w[0] == w[1])),
+            "without the alerts read back, killed after {kill_at}, a transition is sent twice: {without:?}"
+        );
+    }
 }
