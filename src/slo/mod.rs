@@ -13,6 +13,7 @@
 //! - [`exchange`]: the SLO side of the span path — count, publish, merge, evaluate, checkpoint,
 //!   take over and hand over;
 //! - [`state`]: reading checkpoints back from the compacted state topic;
+//! - [`sent`]: reading back, at a takeover, the alerts written since the last checkpoint;
 //! - [`gauges`]: the `tracewarden_slo_*` gauges.
 
 pub mod aggregate;
