@@ -4,6 +4,8 @@
 //! cargo run --release --example throughput                    # everything, 400 000 spans, 3 runs
 //! cargo run --release --example throughput -- all 400000 3    # the same, spelled out
 //! cargo run --release --example throughput -- memory 200000   # heap per buffered span only
+//! NO_COMPARE=1 cargo run --release --example throughput       # the span path without compare's
+//!                                                             # span attributes (their cost)
 //! ```
 //! The input is PetClinic traffic as the Collector writes it: OTLP protobuf batches of 20 traces,
 //! keyed by trace id, pre-produced once to a topic of librdkafka's mock cluster. Over that same
@@ -230,7 +232,10 @@ fn bare_decode(input: &Input) -> f64 {
 /// Spans per second of the span path on `threads` threads, each with its share of the messages
 /// (a message holds whole traces), sharing the signal and trace stores as the workers do.
 fn span_path(input: &Input, threads: usize) -> f64 {
-    let config = Config::default();
+    let mut config = Config::default();
+    if std::env::var_os("NO_COMPARE").is_some() {
+        config.investigation.compare_attributes.clear();
+    }
     let signals = Arc::new(Mutex::new(SignalStore::new(config.signal_settings())));
     let traces = Arc::new(Mutex::new(TraceStore::new(&config.investigation)));
     let telemetry = Arc::new(PipelineMetrics::new());

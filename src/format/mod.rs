@@ -93,13 +93,19 @@ pub trait Format: Sync {
     /// One attribute of a span, from its bytes.
     fn find_span_attribute(&self, raw: &[u8], key: &str) -> Option<AttrValue>;
 
-    /// Calls `visit` with each attribute of a span whose key is `wanted` and whose value has a
-    /// text form (as [`AttrValue::as_text`]), in wire order, from its bytes. Encodings that can
-    /// lend the bytes override it so that nothing is allocated for them.
-    fn visit_span_attributes(&self, raw: &[u8], wanted: &dyn Fn(&str) -> bool, visit: &mut dyn FnMut(&str, &str)) {
-        for (key, value) in self.span_attributes(raw).into_iter().filter(|(key, _)| wanted(key)) {
-            if let Some(text) = value.as_text() {
-                visit(&key, &text);
+    /// Calls `visit` with each attribute of a span that `find` knows (by its key's bytes: the
+    /// key's index) and whose value has a text form (as [`AttrValue::as_text`]), in wire order,
+    /// from its bytes. Encodings that can lend the bytes override it so that nothing is allocated
+    /// and no other key is read as text.
+    fn visit_span_attributes(
+        &self,
+        raw: &[u8],
+        find: &dyn Fn(&[u8]) -> Option<usize>,
+        visit: &mut dyn FnMut(usize, &str),
+    ) {
+        for (key, value) in self.span_attributes(raw) {
+            if let (Some(index), Some(text)) = (find(key.as_bytes()), value.as_text()) {
+                visit(index, &text);
             }
         }
     }
@@ -107,7 +113,7 @@ pub trait Format: Sync {
     /// The queue a span of `kind` publishes to or consumes from, from its bytes: whether it
     /// publishes (`None`: no queue), its name left in `scratch` (`queue.rs` states the rules).
     fn queue(&self, raw: &[u8], kind: SpanKind, scratch: &mut QueueScratch) -> Option<bool> {
-        queue::from_attributes(|visit| self.visit_span_attributes(raw, &queue::is_messaging_key, visit), kind, scratch)
+        queue::from_attributes(|visit| self.visit_span_attributes(raw, &queue::messaging_key, visit), kind, scratch)
     }
 
     /// One attribute of a resource, from the bytes its origin keeps (`Origin::resource`); `None`

@@ -367,14 +367,19 @@ impl Format for OtlpProto {
     }
 
     /// String values lent from the bytes; others (rare among the keys asked for) decoded.
-    fn visit_span_attributes(&self, raw: &[u8], wanted: &dyn Fn(&str) -> bool, visit: &mut dyn FnMut(&str, &str)) {
+    fn visit_span_attributes(
+        &self,
+        raw: &[u8],
+        find: &dyn Fn(&[u8]) -> Option<usize>,
+        visit: &mut dyn FnMut(usize, &str),
+    ) {
         for (key, any) in key_values(raw, 9) {
-            let Some(key) = std::str::from_utf8(key).ok().filter(|key| wanted(key)) else { continue };
+            let Some(index) = find(key) else { continue };
             match string_value(any) {
-                Some(text) => visit(key, text),
+                Some(text) => visit(index, text),
                 None => {
                     if let Some(text) = any_value(any).as_text() {
-                        visit(key, &text)
+                        visit(index, &text)
                     }
                 }
             }

@@ -55,27 +55,29 @@ impl QueueScratch {
     }
 }
 
-/// Whether `key` is one of the messaging attributes a queue is read from.
-pub(crate) fn is_messaging_key(key: &str) -> bool {
-    matches!(key, "messaging.system" | "messaging.destination.name" | "messaging.operation.type")
+/// The messaging attributes a queue is read from, in the order of [`from_attributes`]' slots.
+const MESSAGING_KEYS: [&str; 3] = ["messaging.system", "messaging.destination.name", "messaging.operation.type"];
+
+/// The slot of a messaging attribute a queue is read from.
+pub(crate) fn messaging_key(key: &[u8]) -> Option<usize> {
+    MESSAGING_KEYS.iter().position(|k| k.as_bytes() == key)
 }
 
 /// The queue of a span from OpenTelemetry's messaging attributes (the first value of each), which
 /// `visit` walks ([`super::Format::visit_span_attributes`]): whether it publishes, its name left
 /// in `scratch`.
 pub(crate) fn from_attributes(
-    visit: impl FnOnce(&mut dyn FnMut(&str, &str)),
+    visit: impl FnOnce(&mut dyn FnMut(usize, &str)),
     kind: SpanKind,
     scratch: &mut QueueScratch,
 ) -> Option<bool> {
     scratch.clear();
     let mut seen = [false; 3];
-    visit(&mut |key, value| {
-        let (slot, buffer) = match key {
-            "messaging.system" => (0, &mut scratch.system),
-            "messaging.destination.name" => (1, &mut scratch.destination),
-            "messaging.operation.type" => (2, &mut scratch.operation_type),
-            _ => return,
+    visit(&mut |slot, value| {
+        let buffer = match slot {
+            0 => &mut scratch.system,
+            1 => &mut scratch.destination,
+            _ => &mut scratch.operation_type,
         };
         if !std::mem::replace(&mut seen[slot], true) {
             buffer.push_str(value);
@@ -91,7 +93,9 @@ mod tests {
     /// The queue and direction of a span of `kind` with `attributes`, in wire order.
     fn queue_of(kind: SpanKind, attributes: &[(&str, &str)]) -> Option<(String, bool)> {
         let mut scratch = QueueScratch::default();
-        let visit = |visit: &mut dyn FnMut(&str, &str)| attributes.iter().for_each(|(k, v)| visit(k, v));
+        let visit = |visit: &mut dyn FnMut(usize, &str)| {
+            attributes.iter().for_each(|(k, v)| messaging_key(k.as_bytes()).into_iter().for_each(|slot| visit(slot, v)))
+        };
         let publishes = from_attributes(visit, kind, &mut scratch)?;
         Some((scratch.name().to_string(), publishes))
     }

@@ -186,8 +186,9 @@ impl AttributeProfiler {
         !self.keys.is_empty()
     }
 
-    fn position(&self, key: &str) -> Option<usize> {
-        self.keys.iter().position(|k| **k == *key)
+    /// The index of a compared key, by its bytes.
+    fn position(&self, key: &[u8]) -> Option<usize> {
+        self.keys.iter().position(|k| k.as_bytes() == key)
     }
 
     /// The hash of `span`'s attribute profile (what [`Profile::new`] gives for the values
@@ -195,9 +196,9 @@ impl AttributeProfiler {
     /// first value.
     pub fn hash_of(&self, span: &Span) -> u64 {
         let (mut hash, mut seen) = (EMPTY_PROFILE_HASH, 0_u64);
-        let wanted = |key: &str| self.position(key).is_some();
-        span.origin.encoding.format().visit_span_attributes(&span.raw, &wanted, &mut |key, value| {
-            if let Some(i) = self.position(key).filter(|i| seen & (1 << i) == 0) {
+        let find = |key: &[u8]| self.position(key);
+        span.origin.encoding.format().visit_span_attributes(&span.raw, &find, &mut |i, value| {
+            if seen & (1 << i) == 0 {
                 seen |= 1 << i;
                 hash = hash.wrapping_add(value_hash(i, value));
             }
@@ -208,9 +209,9 @@ impl AttributeProfiler {
     /// `span`'s attribute profile.
     pub fn profile_of(&self, span: &Span) -> Profile {
         let mut values: Vec<Option<Arc<str>>> = vec![None; self.keys.len()];
-        let wanted = |key: &str| self.position(key).is_some();
-        span.origin.encoding.format().visit_span_attributes(&span.raw, &wanted, &mut |key, value| {
-            if let Some(i) = self.position(key).filter(|&i| values[i].is_none()) {
+        let find = |key: &[u8]| self.position(key);
+        span.origin.encoding.format().visit_span_attributes(&span.raw, &find, &mut |i, value| {
+            if values[i].is_none() {
                 values[i] = Some(Arc::from(value));
             }
         });
