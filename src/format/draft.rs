@@ -420,8 +420,7 @@ impl Interner {
         Self { strings: FastSet::default(), scratch: String::new() }
     }
 
-    /// `a` and `b` joined by a space (`GET /owners/{id}`), interned.
-    /// `a`, `separator` and `b` joined, interned (no allocation once seen).
+    /// `a`, `separator` and `b` joined (`GET /owners/{id}`), interned (no allocation once seen).
     pub(crate) fn intern_pair(&mut self, a: &str, separator: char, b: &str) -> Arc<str> {
         let mut joined = std::mem::take(&mut self.scratch);
         joined.clear();

@@ -37,6 +37,7 @@ use crate::model::{AttrValue, Exception, Span, SpanKind};
 
 pub use crate::model::Encoding;
 pub use decoder::{AttributeLookup, DecodeError, DecodeStats, Decoder, InputEncoding, SpanReject, MAX_FUTURE_SKEW};
+pub(crate) use draft::Interner;
 pub use draft::SpanBuilder;
 pub use encoder::{
     encode_spans, encode_trace, tracestate_threshold, tracestate_with_threshold, TracePayload, RULE_ATTRIBUTE,

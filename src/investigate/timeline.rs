@@ -310,7 +310,7 @@ impl Timeline {
         to: u64,
         now: Nanos,
     ) -> ContributorTable {
-        self.tables_between(select, from, to, now).0
+        self.merged_between(select, from, to, now, false).0
     }
 
     /// The selected series' tables of steps `from..=to` merged, as
@@ -323,16 +323,31 @@ impl Timeline {
         to: u64,
         now: Nanos,
     ) -> (ContributorTable, ContributorTable) {
+        self.merged_between(select, from, to, now, true)
+    }
+
+    /// The selected series' resource tables of steps `from..=to` merged, and their attribute
+    /// tables when `with_attributes` says so (empty otherwise).
+    fn merged_between(
+        &self,
+        select: impl Fn(&SeriesId) -> bool,
+        from: u64,
+        to: u64,
+        now: Nanos,
+        with_attributes: bool,
+    ) -> (ContributorTable, ContributorTable) {
         let (first, last) = self.window(now);
         let (from, to) = (from.max(first), to.min(last));
-        let (mut resources, mut attributes) = (ContributorTable::default(), ContributorTable::default());
+        let (mut resources, mut merged_attributes) = (ContributorTable::default(), ContributorTable::default());
         for (_, series) in self.series.iter().filter(|(id, _)| select(id)) {
             for (_, point) in series.between(from, to) {
                 resources.merge(&point.contributors);
-                attributes.merge(&point.attributes);
+                if with_attributes {
+                    merged_attributes.merge(&point.attributes);
+                }
             }
         }
-        (resources, attributes)
+        (resources, merged_attributes)
     }
 
     /// The selected series' exception groups over `metrics.window` at `now`, merged, with the

@@ -156,7 +156,14 @@ impl ProfileCache {
     }
 
     pub fn intern(&mut self, value: &str) -> Arc<str> {
-        intern(&mut self.values, value)
+        match self.values.get_key_value(value) {
+            Some((interned, ())) => interned.clone(),
+            None => {
+                let interned: Arc<str> = Arc::from(value);
+                self.values.insert(interned.clone(), ());
+                interned
+            }
+        }
     }
 }
 
@@ -216,17 +223,6 @@ impl AttributeProfiler {
             }
         });
         Profile::new(values.into())
-    }
-}
-
-fn intern(values: &mut HashMap<Arc<str>, ()>, value: &str) -> Arc<str> {
-    match values.get_key_value(value) {
-        Some((interned, ())) => interned.clone(),
-        None => {
-            let interned: Arc<str> = Arc::from(value);
-            values.insert(interned.clone(), ());
-            interned
-        }
     }
 }
 

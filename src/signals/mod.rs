@@ -22,7 +22,6 @@ pub mod point;
 pub mod sketch;
 mod window;
 
-use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,7 +37,7 @@ use point::{step_of, OpenPoints, Point};
 use sketch::Bucket;
 
 use crate::clock::Nanos;
-use crate::format::QueueScratch;
+use crate::format::{Interner, QueueScratch};
 use crate::matcher::{AttributeCondition, Wildcard};
 use crate::model::{Outcome, RemoteKind, Role, Span, SpanId};
 use crate::position::Hold;
@@ -415,7 +414,7 @@ impl SignalStore {
             index: TraceIndex::default(),
             profiles: ProfileCache::new(&settings.dimensions),
             attribute_profiler: AttributeProfiler::new(&settings.compare_attributes),
-            queue_names: QueueNames::default(),
+            queue_names: QueueNames { names: Interner::new(), scratch: QueueScratch::default() },
             measured: None,
             settings,
         }
@@ -627,15 +626,11 @@ impl SignalStore {
     }
 }
 
-/// Queue names interned beyond which the interner starts afresh.
-const MAX_QUEUE_NAMES: usize = 4_096;
-
 /// The queues messaging spans publish to, read from their bytes when the map needs them
 /// ([`crate::format::Format::queue`]: only spans naming a messaging system are read), their
 /// names interned.
-#[derive(Default)]
 struct QueueNames {
-    names: HashMap<Arc<str>, ()>,
+    names: Interner,
     scratch: QueueScratch,
 }
 
@@ -649,16 +644,7 @@ impl QueueNames {
         if !publishes {
             return None;
         }
-        let name = self.scratch.name();
-        if let Some((interned, ())) = self.names.get_key_value(name) {
-            return Some(interned.clone());
-        }
-        if self.names.len() >= MAX_QUEUE_NAMES {
-            self.names.clear();
-        }
-        let interned: Arc<str> = Arc::from(name);
-        self.names.insert(interned.clone(), ());
-        Some(interned)
+        Some(self.names.intern(self.scratch.name()))
     }
 }
 
